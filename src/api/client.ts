@@ -1,0 +1,95 @@
+// The Auth API client used by wsh, wctl, proxies and agents. It dials either an auth server or any
+// proxy (ALPN "ward-auth" makes the proxy pass the connection through untouched), always with mutual
+// TLS end to end: the server must prove it is an auth server of the cluster, the client proves who
+// it is with its certificate.
+import tls from 'node:tls';
+import { Code, ConnectError, createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { AuthService } from './gen/ward/auth/v1/auth_pb.ts';
+import { ConnectionProblem, ERROR_CODE_HEADER, errorFromCode, type WardError } from './errors.ts';
+import { identityFromPeerCert } from '../crypto/x509.ts';
+
+export type AuthClient = Client<typeof AuthService>;
+
+/** ALPN that proxies route straight to an auth server (DESIGN.md: the auth API through the proxy). */
+export const ALPN_AUTH = 'ward-auth';
+
+export interface TLSIdentity {
+  keyPem: string;
+  certPem: string;
+  caPems: string[];
+}
+
+export interface AuthClientOptions {
+  /** host:port of an auth server or of a proxy. */
+  addr: string;
+  /** Client certificate; without it only Ping answers. */
+  identity?: TLSIdentity;
+  /** CA certs to trust when there is no identity (first contact). */
+  caPems?: string[];
+  /** Skip checking the server certificate (home labs only). */
+  insecure?: boolean;
+  timeoutMs?: number;
+}
+
+/** Turns an RPC failure into the typed Ward error the server meant. */
+export function fromRPCError(err: unknown): WardError | Error {
+  if (!(err instanceof ConnectError)) return err as Error;
+  const code = err.metadata.get(ERROR_CODE_HEADER);
+  if (code) return errorFromCode(code, err.rawMessage);
+  if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Canceled) {
+    return new ConnectionProblem(`cannot reach the auth server: ${err.rawMessage}`);
+  }
+  return errorFromCode('', err.rawMessage);
+}
+
+const typedErrors: Interceptor = (next) => async (req) => {
+  try {
+    return await next(req);
+  } catch (err) {
+    throw fromRPCError(err);
+  }
+};
+
+/** The server must hold an auth server's certificate from the cluster CA, whatever its DNS name. */
+function checkAuthServer(_host: string, cert: tls.PeerCertificate): Error | undefined {
+  try {
+    const id = identityFromPeerCert(cert);
+    if (id.kind === 'host' && id.systemRoles?.includes('auth')) return undefined;
+  } catch {
+    // fall through
+  }
+  return new ConnectionProblem('the server is not an auth server of this cluster');
+}
+
+export function createAuthClient(opts: AuthClientOptions): AuthClient {
+  const [host, port] = splitAddr(opts.addr);
+  const caPems = opts.identity?.caPems ?? opts.caPems;
+  const transport = createConnectTransport({
+    httpVersion: '2',
+    baseUrl: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    defaultTimeoutMs: opts.timeoutMs ?? 15_000,
+    interceptors: [typedErrors],
+    nodeOptions: {
+      createConnection: () =>
+        tls.connect({
+          host,
+          port,
+          servername: /^[\d.:]+$/.test(host) ? undefined : host,
+          ALPNProtocols: [ALPN_AUTH, 'h2'],
+          key: opts.identity?.keyPem,
+          cert: opts.identity?.certPem,
+          ca: caPems,
+          rejectUnauthorized: !opts.insecure,
+          checkServerIdentity: opts.insecure ? () => undefined : checkAuthServer,
+        }),
+    },
+  });
+  return createClient(AuthService, transport);
+}
+
+export function splitAddr(addr: string): [string, number] {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(addr.trim());
+  if (!m) throw new ConnectionProblem(`invalid address "${addr}" (expected host:port)`);
+  return [m[1] ?? m[2]!, Number(m[3])];
+}

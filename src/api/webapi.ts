@@ -1,0 +1,29 @@
+// The proxy's HTTPS API as both ends see it: paths and the zod schemas of bodies. wsh and (later) the
+// web UI speak it; the proxy validates every request body against these schemas.
+import { z } from 'zod';
+
+export const WEBAPI_PING = '/webapi/ping';
+export const WEBAPI_LOGIN = '/webapi/login/certs';
+
+export const loginRequestSchema = z.strictObject({
+  user: z.string().min(1).max(128),
+  password: z.string().max(1024),
+  ssh_public_key: z.string().max(8192),
+  tls_public_key: z.string().max(8192),
+  ttl_seconds: z.number().int().min(0).max(30 * 86_400).default(0),
+});
+export type LoginRequest = z.input<typeof loginRequestSchema>;
+
+export const certsSchema = z.object({
+  ssh_cert: z.string(),
+  tls_cert: z.string(),
+  tls_cas: z.array(z.string()),
+  ssh_host_cas: z.array(z.string()),
+  cluster_name: z.string(),
+  ttl_seconds: z.number(),
+});
+export type CertsResponse = z.infer<typeof certsSchema>;
+
+export const pingSchema = z.object({ cluster_name: z.string(), server_version: z.string() });
+
+export const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });

@@ -1,0 +1,221 @@
+// The Auth API's ConnectRPC handlers: translate messages, identify the caller, check its rights, call
+// the AuthServer. Errors become RPC statuses here (with the Ward code in a header), so a client gets
+// a typed error and one clear line, never a stack trace.
+import type { TLSSocket } from 'node:tls';
+import { ConnectError, createContextKey, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
+import type { Logger } from 'pino';
+import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
+import { BadParameter, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
+import { KINDS, kindFromName, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
+import { ResourceService } from '../services/resources.ts';
+import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller } from './authz.ts';
+import { withoutSecrets } from './keystore.ts';
+import { authenticateUser } from './login.ts';
+import type { AuthServer, Certs } from './server.ts';
+import { VERSION } from './server.ts';
+import { watchResources } from './watch.ts';
+
+export const socketKey = createContextKey<TLSSocket | undefined>(undefined);
+
+const MAX_TTL_SECONDS = 30 * 86_400;
+
+function toRPCError(err: unknown, log: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (isWardError(err)) return new ConnectError(err.message, rpcCode[err.code], { [ERROR_CODE_HEADER]: err.code });
+  log.error({ err }, 'internal error in auth API');
+  return new ConnectError('internal error in the auth server (see its log)', 13);
+}
+
+function certsMessage(c: Certs) {
+  return {
+    sshCert: c.sshCert,
+    tlsCert: c.tlsCert,
+    tlsCas: c.tlsCAs,
+    sshHostCas: c.sshHostCAs,
+    clusterName: c.clusterName,
+    ttlSeconds: Math.round(c.ttlMs / 1000),
+  };
+}
+
+function ttlMs(seconds: number, fallbackMs: number): number {
+  if (seconds > MAX_TTL_SECONDS) throw new BadParameter('TTL is too long (at most 30 days)');
+  return seconds > 0 ? seconds * 1000 : fallbackMs;
+}
+
+/** What a resource looks like to a caller: CA private keys never leave the auth server. */
+function present(resource: Resource): string {
+  return JSON.stringify(resource.kind === 'cert_authority' ? withoutSecrets(resource) : resource);
+}
+
+export function authRoutes(auth: AuthServer, log: Logger) {
+  const service = (kind: Kind) => new ResourceService(auth.backend, kind);
+  const caller = async (ctx: HandlerContext): Promise<Caller> => {
+    const socket = ctx.values.get(socketKey);
+    return socket ? identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' };
+  };
+  const unary =
+    <Req, Res>(fn: (req: Req, who: Caller) => Promise<Res>) =>
+    async (req: Req, ctx: HandlerContext): Promise<Res> => {
+      try {
+        return await fn(req, await caller(ctx));
+      } catch (err) {
+        throw toRPCError(err, log);
+      }
+    };
+
+  return (router: ConnectRouter) =>
+    router.service(AuthService, {
+      ping: unary(async () => ({ clusterName: auth.clusterName, serverVersion: VERSION, caPins: await auth.tlsCAPins() })),
+
+      getResource: unary(async (req, who) => {
+        const kind = kindFromName(req.kind);
+        requireRule(who, kind, 'read');
+        const resource = await service(kind).get(req.name);
+        return { json: present(resource) };
+      }),
+
+      listResources: unary(async (req, who) => {
+        const kind = kindFromName(req.kind);
+        requireRule(who, kind, 'list');
+        const limit = Math.min(req.limit || 1000, 10_000);
+        let resources = await service(kind).list({ limit, startAfter: req.startAfter || undefined });
+        const nextKey = resources.length === limit ? resources.at(-1)!.metadata.name : '';
+        if (who.kind === 'user' && kind === 'node') {
+          resources = resources.filter((n) => who.checker.canSeeNode({ name: n.metadata.name, labels: n.metadata.labels ?? {} }));
+        }
+        return { resources: resources.map((r) => ({ json: present(r) })), nextKey };
+      }),
+
+      upsertResource: unary(async (req, who) => {
+        let data: unknown;
+        try {
+          data = JSON.parse(req.resource?.json ?? '');
+        } catch {
+          throw new BadParameter('resource is not valid JSON');
+        }
+        const resource = parseResource(data);
+        if (resource.kind === 'cert_authority') throw new BadParameter('certificate authorities are created by the auth server, not uploaded');
+        requireRule(who, resource.kind, req.overwrite ? 'update' : 'create');
+        if (req.overwrite) requireRule(who, resource.kind, 'create');
+        const store = service(resource.kind) as ResourceService<typeof resource.kind>;
+        const saved = req.overwrite ? await store.upsert(resource as never) : await store.create(resource as never);
+        const by = callerName(who);
+        if (resource.kind === 'role') await auth.audit.emit('role.created', { user: by, name: resource.metadata.name });
+        else if (resource.kind === 'user') await auth.audit.emit(req.overwrite ? 'user.update' : 'user.create', { user: by, name: resource.metadata.name });
+        else await auth.audit.emit('resource.created', { user: by, kind: resource.kind, name: resource.metadata.name });
+        return { json: present(saved) };
+      }),
+
+      deleteResource: unary(async (req, who) => {
+        const kind = kindFromName(req.kind);
+        if (kind === 'cert_authority') throw new BadParameter('certificate authorities cannot be deleted');
+        requireRule(who, kind, 'delete');
+        const by = callerName(who);
+        if (kind === 'user') await auth.deleteUser(req.name, by);
+        else {
+          await service(kind).delete(req.name);
+          if (kind === 'role') await auth.audit.emit('role.deleted', { user: by, name: req.name });
+          else await auth.audit.emit('resource.deleted', { user: by, kind, name: req.name });
+        }
+        return {};
+      }),
+
+      createUser: unary(async (req, who) => {
+        requireRule(who, 'user', 'create');
+        const { user, generatedPassword } = await auth.createUser({
+          name: req.name,
+          roles: req.roles,
+          logins: req.logins,
+          password: req.password || undefined,
+          createdBy: callerName(who),
+        });
+        return { user: { json: present(user) }, generatedPassword };
+      }),
+
+      resetPassword: unary(async (req, who) => {
+        requireRule(who, 'user', 'update');
+        return { generatedPassword: await auth.resetPassword(req.name, req.password || undefined, callerName(who)) };
+      }),
+
+      createToken: unary(async (req, who) => {
+        requireRule(who, 'token', 'create');
+        const roles = req.roles.map((r) => {
+          if (!(SYSTEM_ROLES as readonly string[]).includes(r)) throw new BadParameter(`unknown token type "${r}" (expected ${SYSTEM_ROLES.join(', ')})`);
+          return r as (typeof SYSTEM_ROLES)[number];
+        });
+        if (roles.length === 0) throw new BadParameter('a token needs at least one type');
+        const token = await auth.createToken({ roles, ttlMs: ttlMs(req.ttlSeconds, 30 * 60_000), labels: req.labels, by: callerName(who) });
+        return { json: present(token) };
+      }),
+
+      authenticateUser: unary(async (req, who) => {
+        requireSystemRole(who, 'proxy');
+        const certs = await authenticateUser(auth, {
+          user: req.user,
+          password: req.password,
+          sshPublicKey: req.sshPublicKey,
+          tlsPublicKey: req.tlsPublicKey,
+          ttlMs: ttlMs(req.ttlSeconds, 12 * 3_600_000),
+          clientAddr: req.clientAddr,
+        });
+        return certsMessage(certs);
+      }),
+
+      generateUserCerts: unary(async (req, who) => {
+        const c = requireAuthenticated(who);
+        // Admins mint certificates for anyone (wctl auth sign); a user renews only their own, never
+        // past the expiry of the certificate they call with.
+        let maxMs = Infinity;
+        if (c.kind === 'user') {
+          if (c.name !== req.user) requireSystemRole(who, 'admin');
+          maxMs = new Date(c.identity.expires).getTime() - auth.now().getTime();
+        } else requireSystemRole(who, 'admin');
+        const user = await auth.getUserOrDeny(req.user);
+        const keys = { sshPublicKey: req.sshPublicKey, tlsPublicKey: req.tlsPublicKey };
+        return certsMessage(await auth.issueUserCerts(user, keys, Math.min(ttlMs(req.ttlSeconds, 3_600_000), maxMs), callerName(who)));
+      }),
+
+      exportCAs: unary(async (req, who) => {
+        requireAuthenticated(who);
+        return { entries: await auth.exportCAs(req.type) };
+      }),
+
+      searchEvents: unary(async (req, who) => {
+        requireRule(who, 'event', 'list');
+        const date = (s: string) => {
+          if (!s) return undefined;
+          const d = new Date(s);
+          if (Number.isNaN(d.getTime())) throw new BadParameter(`invalid time "${s}"`);
+          return d;
+        };
+        const events = await auth.backend.search({
+          from: date(req.from),
+          to: date(req.to),
+          types: req.types.length ? req.types : undefined,
+          user: req.user || undefined,
+          sid: req.sid || undefined,
+          limit: Math.min(req.limit || 1000, 10_000),
+          order: req.order === 'asc' ? 'asc' : 'desc',
+        });
+        return { events: events.map((e) => JSON.stringify(e)) };
+      }),
+
+      async *watch(req, ctx) {
+        try {
+          const who = await caller(ctx);
+          const kinds = req.kinds.length ? req.kinds.map(kindFromName) : KINDS;
+          for (const kind of kinds) requireRule(who, kind, 'list');
+          for await (const event of watchResources(auth, kinds, ctx.signal)) {
+            yield {
+              type: event.type,
+              kind: event.kind ?? '',
+              name: event.name ?? '',
+              resource: event.resource ? { json: present(event.resource) } : undefined,
+            };
+          }
+        } catch (err) {
+          throw toRPCError(err, log);
+        }
+      },
+    });
+}

@@ -1,0 +1,94 @@
+// Who is calling: every Auth API call is made with a client certificate from the cluster's TLS CA
+// (checked by the TLS handshake), whose identity extension names a user or a service. Users are
+// re-checked against the backend on every call: a deleted user, a deleted role or a locked user is
+// refused at once, whatever the certificate still says.
+import type { TLSSocket } from 'node:tls';
+import { AccessDenied } from '../api/errors.ts';
+import type { Verb } from '../api/types.ts';
+import { identityFromPeerCert, type Identity } from '../crypto/x509.ts';
+import { AccessChecker } from '../rbac/checker.ts';
+import type { AuthServer } from './server.ts';
+
+/** Roles of services, carried in host certificates. `admin` is the local administrator (wctl on the auth host). */
+export type SystemRole = 'admin' | 'proxy' | 'node' | 'db' | 'app' | 'kube';
+
+export type Caller =
+  | { kind: 'anonymous'; reason: string }
+  | { kind: 'service'; name: string; systemRoles: SystemRole[]; identity: Identity }
+  | { kind: 'user'; name: string; checker: AccessChecker; identity: Identity };
+
+/** Node's names for certificate failures, in the words a user understands. */
+function describeTLSError(code: string | undefined): string {
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return 'your certificate has expired: log in again';
+    case 'CERT_NOT_YET_VALID':
+      return 'your certificate is not valid yet (check the clock)';
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+      return 'your certificate is not from this cluster\'s certificate authority';
+    default:
+      return `your certificate was refused (${code ?? 'no certificate'})`;
+  }
+}
+
+export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promise<Caller> {
+  const peer = socket.getPeerCertificate(false);
+  if (!peer || !peer.raw) return { kind: 'anonymous', reason: 'this call needs a client certificate: log in first' };
+  if (!socket.authorized) {
+    return { kind: 'anonymous', reason: describeTLSError(String(socket.authorizationError ?? '')) };
+  }
+  let identity: Identity;
+  try {
+    identity = identityFromPeerCert(peer);
+  } catch {
+    return { kind: 'anonymous', reason: 'your certificate carries no Ward identity' };
+  }
+  if (identity.cluster !== auth.clusterName) return { kind: 'anonymous', reason: 'your certificate is for another cluster' };
+  if (identity.kind === 'host') {
+    return { kind: 'service', name: identity.hostId ?? identity.username, systemRoles: (identity.systemRoles ?? []) as SystemRole[], identity };
+  }
+  const user = await auth.users.tryGet(identity.username);
+  if (!user) return { kind: 'anonymous', reason: 'access denied' };
+  if (auth.isLocked(user)) return { kind: 'anonymous', reason: `user "${user.metadata.name}" is locked` };
+  let roles;
+  try {
+    roles = await auth.loadRoles(identity.roles);
+  } catch (err) {
+    return { kind: 'anonymous', reason: (err as Error).message };
+  }
+  return { kind: 'user', name: identity.username, checker: new AccessChecker(roles, identity.traits ?? {}), identity };
+}
+
+export function requireAuthenticated(caller: Caller): Exclude<Caller, { kind: 'anonymous' }> {
+  if (caller.kind === 'anonymous') throw new AccessDenied(caller.reason);
+  return caller;
+}
+
+export function requireSystemRole(caller: Caller, ...roles: SystemRole[]): void {
+  const c = requireAuthenticated(caller);
+  if (c.kind === 'service' && c.systemRoles.some((r) => r === 'admin' || roles.includes(r))) return;
+  throw new AccessDenied();
+}
+
+/** Kinds that services read to run: proxies and agents cache them. */
+const SERVICE_READABLE = new Set(['node', 'role', 'cert_authority', 'user']);
+
+/** (kind, verb) check in front of every resource method. */
+export function requireRule(caller: Caller, kind: string, verb: Verb): void {
+  const c = requireAuthenticated(caller);
+  if (c.kind === 'service') {
+    if (c.systemRoles.includes('admin')) return;
+    if ((verb === 'read' || verb === 'list') && SERVICE_READABLE.has(kind)) return;
+    throw new AccessDenied();
+  }
+  const decision = c.checker.checkRule(kind, verb);
+  if (!decision.allowed) throw new AccessDenied(`access denied: ${decision.reason}`);
+}
+
+export function callerName(caller: Caller): string {
+  return caller.kind === 'anonymous' ? '(anonymous)' : caller.kind === 'service' ? `service:${caller.name}` : caller.name;
+}

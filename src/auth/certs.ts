@@ -1,0 +1,140 @@
+// Certificate issuance: one OpenSSH certificate and one X.509 certificate per login, both for the
+// same identity and expiring together. Hosts get the same pair with host principals and SANs.
+import { createPublicKey, randomBytes, randomUUID } from 'node:crypto';
+import { BadParameter } from '../api/errors.ts';
+import { parseAuthorizedKey, publicKeyFromBlob } from '../crypto/sshkeys.ts';
+import { signCertificate, type SSHSigner } from '../crypto/sshcert.ts';
+import { formatAuthorizedKey } from '../crypto/sshkeys.ts';
+import { issueTLSCert, type Identity } from '../crypto/x509.ts';
+
+/** Extensions Ward adds to user certs, next to OpenSSH's permit-* ones. */
+export const EXT_ROLES = 'ward-roles@ward.dev';
+export const EXT_CLUSTER = 'ward-cluster@ward.dev';
+export const EXT_TRAITS = 'ward-traits@ward.dev';
+
+/** Certificates start a minute in the past, so a client whose clock is slightly behind can use them. */
+const CLOCK_SKEW_MS = 60_000;
+
+export interface UserCertRequest {
+  username: string;
+  roles: string[];
+  logins: string[];
+  traits: Record<string, string[]>;
+  cluster: string;
+  sshPublicKey: string;
+  tlsPublicKey: string;
+  permitPortForwarding: boolean;
+  permitAgentForwarding: boolean;
+  now: Date;
+  expires: Date;
+}
+
+/** Parses a client-supplied SSH public key (authorized_keys form); only Ed25519 and ECDSA P-256. */
+export function checkSSHPublicKey(line: string): Buffer {
+  if (line.length > 8192) throw new BadParameter('SSH public key is too long');
+  const { blob } = parseAuthorizedKey(line);
+  publicKeyFromBlob(blob); // throws BadParameter for unsupported or malformed keys
+  return blob;
+}
+
+/** Parses a client-supplied TLS public key (SPKI PEM); only ECDSA P-256. */
+export function checkTLSPublicKey(pem: string): string {
+  if (pem.length > 8192) throw new BadParameter('TLS public key is too long');
+  let key;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new BadParameter('TLS public key is not a valid SPKI PEM');
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new BadParameter('TLS public key must be ECDSA P-256');
+  }
+  return key.export({ type: 'spki', format: 'pem' }).toString();
+}
+
+function serial(): bigint {
+  return randomBytes(8).readBigUInt64BE() & 0x7fffffffffffffffn;
+}
+
+export async function issueUserSSHCert(req: UserCertRequest, ca: SSHSigner): Promise<string> {
+  const extensions: Record<string, string> = {
+    'permit-pty': '',
+    'permit-user-rc': '',
+    [EXT_ROLES]: JSON.stringify(req.roles),
+    [EXT_CLUSTER]: req.cluster,
+    [EXT_TRAITS]: JSON.stringify(req.traits),
+  };
+  if (req.permitPortForwarding) extensions['permit-port-forwarding'] = '';
+  if (req.permitAgentForwarding) extensions['permit-agent-forwarding'] = '';
+  // PROTOCOL.certkeys: an empty principal list means "any principal". A user with no logins must get
+  // a certificate valid for none, so it carries one name no OS account can have.
+  const principals = req.logins.length ? req.logins : [`-ward-nologin-${randomUUID()}`];
+  const blob = await signCertificate(
+    {
+      publicKey: checkSSHPublicKey(req.sshPublicKey),
+      serial: serial(),
+      certType: 'user',
+      keyId: req.username,
+      principals,
+      validAfter: new Date(req.now.getTime() - CLOCK_SKEW_MS),
+      validBefore: req.expires,
+      extensions,
+    },
+    ca,
+  );
+  return formatAuthorizedKey(blob, req.username);
+}
+
+export async function issueUserTLSCert(req: UserCertRequest, ca: { caCertPem: string; caKeyPem: string }): Promise<string> {
+  const identity: Identity = {
+    username: req.username,
+    roles: req.roles,
+    logins: req.logins,
+    traits: req.traits,
+    cluster: req.cluster,
+    expires: req.expires.toISOString(),
+    kind: 'user',
+  };
+  return issueTLSCert({
+    ...ca,
+    publicKeyPem: checkTLSPublicKey(req.tlsPublicKey),
+    identity,
+    notAfter: req.expires,
+    now: req.now,
+    usage: 'client',
+  });
+}
+
+export interface HostCertRequest {
+  hostId: string;
+  systemRoles: string[];
+  cluster: string;
+  tlsPublicKey: string;
+  dnsNames: string[];
+  ipAddresses: string[];
+  now: Date;
+  expires: Date;
+}
+
+/** A service's X.509 certificate: server and client auth, SANs for its names and addresses. */
+export async function issueHostTLSCert(req: HostCertRequest, ca: { caCertPem: string; caKeyPem: string }): Promise<string> {
+  return issueTLSCert({
+    ...ca,
+    publicKeyPem: checkTLSPublicKey(req.tlsPublicKey),
+    identity: {
+      username: req.hostId,
+      roles: [],
+      logins: [],
+      cluster: req.cluster,
+      expires: req.expires.toISOString(),
+      kind: 'host',
+      hostId: req.hostId,
+      systemRoles: req.systemRoles,
+    },
+    notAfter: req.expires,
+    now: req.now,
+    dnsNames: req.dnsNames,
+    ipAddresses: req.ipAddresses,
+    usage: 'both',
+  });
+}

@@ -1,0 +1,60 @@
+// The Auth API's network face: HTTP/2 over mutual TLS. The handshake asks every client for a
+// certificate but does not require one, because Ping must answer before a client has a certificate;
+// each handler then decides from the verified peer certificate (authz.ts).
+import http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { createContextValues } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import type { Logger } from 'pino';
+import { authRoutes, socketKey } from './api.ts';
+import type { AuthServer } from './server.ts';
+import { listenOn, type ListenAddress } from '../config/listen.ts';
+
+/** Request bodies over this size are refused before they are parsed. */
+const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+
+export interface AuthListener {
+  address: ListenAddress;
+  close(): Promise<void>;
+}
+
+export async function startAuthListener(
+  auth: AuthServer,
+  tls: { keyPem: string; certPem: string; caPems: string[] },
+  listen: string,
+  log: Logger,
+): Promise<AuthListener> {
+  const handler = connectNodeAdapter({
+    routes: authRoutes(auth, log),
+    readMaxBytes: MAX_REQUEST_BYTES,
+    contextValues: (req) => createContextValues().set(socketKey, req.socket as TLSSocket),
+  });
+  const server = http2.createSecureServer(
+    {
+      key: tls.keyPem,
+      cert: tls.certPem,
+      ca: tls.caPems,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      ALPNProtocols: ['h2'],
+      maxSessionMemory: 10,
+      settings: { maxConcurrentStreams: 1000 },
+    },
+    handler,
+  );
+  server.on('sessionError', (err) => log.debug({ err: err.message }, 'auth API session error'));
+  server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'auth API TLS error'));
+  server.setTimeout(0);
+  const address = await listenOn(server, listen, 'auth API');
+  log.info({ addr: `${address.host}:${address.port}` }, 'auth API listening');
+  return {
+    address,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // http2 sessions (watch streams) keep a server open: close them too.
+        setTimeout(resolve, 1000).unref();
+      }),
+  };
+}

@@ -1,0 +1,224 @@
+// The Auth Service's logic: users, roles, tokens, CAs and certificate issuance over the backend.
+// It trusts its caller: authentication and authorisation happen in front of it (authz.ts, api.ts).
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Backend, EventStore } from '../backend/backend.ts';
+import type { Clock } from '../api/clock.ts';
+import { AccessDenied, BadParameter, NotFound } from '../api/errors.ts';
+import type { CAType, Role, Token, User } from '../api/types.ts';
+import { AuditLog } from '../events/audit.ts';
+import { fingerprintSPKI } from '../crypto/x509.ts';
+import { AccessChecker } from '../rbac/checker.ts';
+import { ResourceService } from '../services/resources.ts';
+import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
+import { ensureBuiltinRoles, ensureCAs } from './init.ts';
+import { SoftwareKeyStore } from './keystore.ts';
+import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
+
+export const VERSION = '0.1.0';
+
+export interface AuthServerConfig {
+  clusterName: string;
+  backend: Backend & EventStore;
+  clock: Clock;
+  log: Logger;
+  /** Failed logins in a row before the user is locked, and for how long. */
+  lockout: { maxAttempts: number; durationMs: number };
+}
+
+export interface Certs {
+  sshCert: string;
+  tlsCert: string;
+  tlsCAs: string[];
+  sshHostCAs: string[];
+  clusterName: string;
+  ttlMs: number;
+}
+
+export interface CertKeys {
+  sshPublicKey: string;
+  tlsPublicKey: string;
+}
+
+export class AuthServer {
+  readonly users: ResourceService<'user'>;
+  readonly roles: ResourceService<'role'>;
+  readonly tokens: ResourceService<'token'>;
+  readonly nodes: ResourceService<'node'>;
+  readonly cas: ResourceService<'cert_authority'>;
+  readonly audit: AuditLog;
+  readonly keystore = new SoftwareKeyStore();
+
+  private constructor(readonly config: AuthServerConfig) {
+    const { backend } = config;
+    this.users = new ResourceService(backend, 'user');
+    this.roles = new ResourceService(backend, 'role');
+    this.tokens = new ResourceService(backend, 'token');
+    this.nodes = new ResourceService(backend, 'node');
+    this.cas = new ResourceService(backend, 'cert_authority');
+    this.audit = new AuditLog(backend, config.clusterName, config.clock, config.log);
+  }
+
+  static async create(config: AuthServerConfig): Promise<AuthServer> {
+    const server = new AuthServer(config);
+    await ensureCAs(server.cas, config.clusterName, server.keystore, config.clock.now(), config.log);
+    await ensureBuiltinRoles(server.roles);
+    return server;
+  }
+
+  get clusterName(): string {
+    return this.config.clusterName;
+  }
+  get backend(): Backend & EventStore {
+    return this.config.backend;
+  }
+  now(): Date {
+    return this.config.clock.now();
+  }
+
+  async tlsCAPins(): Promise<string[]> {
+    const ca = await this.cas.get('tls');
+    return ca.spec.active_keys.map((k) => fingerprintSPKI(k.public));
+  }
+
+  /** The roles of a user (or of a certificate's role list). A role deleted since refuses access. */
+  async loadRoles(names: readonly string[]): Promise<Role[]> {
+    const roles: Role[] = [];
+    for (const name of names) {
+      const role = await this.roles.tryGet(name);
+      if (!role) throw new AccessDenied(`role "${name}" no longer exists`);
+      roles.push(role);
+    }
+    return roles;
+  }
+
+  async checkerFor(user: User): Promise<AccessChecker> {
+    return new AccessChecker(await this.loadRoles(user.spec.roles), user.spec.traits);
+  }
+
+  isLocked(user: User): boolean {
+    const until = user.spec.locked_until;
+    return !!until && new Date(until) > this.now();
+  }
+
+  // ---- users ----
+
+  async createUser(req: { name: string; roles: string[]; logins: string[]; password?: string; createdBy: string }) {
+    await this.loadRoles(req.roles).catch(() => {
+      throw new BadParameter(`unknown role in ${JSON.stringify(req.roles)}: create the role first`);
+    });
+    const password = req.password || generatePassword();
+    checkPasswordPolicy(password);
+    const user = await this.users.create({
+      kind: 'user',
+      version: 'v1',
+      metadata: { name: req.name },
+      spec: { roles: req.roles, traits: { logins: req.logins }, created_by: req.createdBy, created: this.now().toISOString() },
+    });
+    await this.backend.put({ key: passwordKey(req.name), value: await hashPassword(password) });
+    await this.audit.emit('user.create', { user: req.createdBy, name: req.name, roles: req.roles });
+    return { user, generatedPassword: req.password ? '' : password };
+  }
+
+  async resetPassword(name: string, password: string | undefined, by: string): Promise<string> {
+    await this.users.get(name);
+    const next = password || generatePassword();
+    checkPasswordPolicy(next);
+    await this.backend.put({ key: passwordKey(name), value: await hashPassword(next) });
+    await this.users.modify(name, (u) => ({ ...u, spec: { ...u.spec, locked_until: undefined } }));
+    await this.backend.delete(failuresKey(name)).catch(() => undefined);
+    await this.audit.emit('user.password_change', { user: by, name });
+    return password ? '' : next;
+  }
+
+  async deleteUser(name: string, by: string): Promise<void> {
+    await this.users.delete(name);
+    await this.backend.delete(passwordKey(name)).catch(() => undefined);
+    await this.audit.emit('user.delete', { user: by, name });
+  }
+
+  // ---- join tokens ----
+
+  async createToken(req: { roles: Token['spec']['roles']; ttlMs: number; labels?: Record<string, string>; by: string }) {
+    if (req.ttlMs <= 0 || req.ttlMs > 7 * 86_400_000) throw new BadParameter('token TTL must be between 1s and 7 days');
+    const token = await this.tokens.create({
+      kind: 'token',
+      version: 'v1',
+      metadata: { name: randomBytes(16).toString('hex'), expires: new Date(this.now().getTime() + req.ttlMs).toISOString() },
+      spec: { roles: req.roles, labels: req.labels },
+    });
+    await this.audit.emit('join_token.create', { user: req.by, roles: req.roles, expires: token.metadata.expires });
+    return token;
+  }
+
+  // ---- certificates ----
+
+  /** Certificates for a user, TTL capped by the roles' max_session_ttl. */
+  async issueUserCerts(user: User, keys: CertKeys, ttlMs: number, issuedBy: string): Promise<Certs> {
+    if (this.isLocked(user)) throw new AccessDenied(`user "${user.metadata.name}" is locked`);
+    const checker = await this.checkerFor(user);
+    const granted = Math.min(ttlMs, checker.maxSessionTTL());
+    if (!(granted > 0)) throw new BadParameter('certificate TTL must be positive');
+    const now = this.now();
+    const req = {
+      username: user.metadata.name,
+      roles: user.spec.roles,
+      logins: checker.logins(),
+      traits: user.spec.traits,
+      cluster: this.clusterName,
+      ...keys,
+      permitPortForwarding: checker.roles.some((r) => r.spec.options?.port_forwarding),
+      permitAgentForwarding: checker.roles.some((r) => r.spec.options?.forward_agent),
+      now,
+      expires: new Date(now.getTime() + granted),
+    };
+    const [userCA, tlsCA] = [await this.cas.get('user'), await this.cas.get('tls')];
+    const sshCert = await issueUserSSHCert(req, this.keystore.sshSigner(userCA));
+    const tlsCert = await issueUserTLSCert(req, this.keystore.tlsSigner(tlsCA));
+    await this.audit.emit('cert.create', {
+      user: user.metadata.name,
+      issued_by: issuedBy,
+      principals: req.logins,
+      expires: req.expires.toISOString(),
+    });
+    return { sshCert, tlsCert, ...(await this.trustBundle()), ttlMs: granted };
+  }
+
+  /** A service's TLS identity (proxy, local admin). */
+  async issueHostCerts(req: Omit<HostCertRequest, 'cluster' | 'now'>): Promise<{ tlsCert: string; tlsCAs: string[] }> {
+    const tlsCA = await this.cas.get('tls');
+    const tlsCert = await issueHostTLSCert({ ...req, cluster: this.clusterName, now: this.now() }, this.keystore.tlsSigner(tlsCA));
+    return { tlsCert, tlsCAs: (await this.trustBundle()).tlsCAs };
+  }
+
+  /** What clients need to trust the cluster: TLS CA certs and known_hosts lines for the host CA. */
+  async trustBundle(): Promise<{ tlsCAs: string[]; sshHostCAs: string[]; clusterName: string }> {
+    const [tls, host] = [await this.cas.get('tls'), await this.cas.get('host')];
+    return {
+      tlsCAs: [...tls.spec.active_keys, ...tls.spec.additional_keys].map((k) => k.public),
+      sshHostCAs: [...host.spec.active_keys, ...host.spec.additional_keys].map((k) => `@cert-authority * ${k.public}`),
+      clusterName: this.clusterName,
+    };
+  }
+
+  /** CA public keys in the form the outside tool wants. */
+  async exportCAs(type: string): Promise<string[]> {
+    const types: Record<string, CAType> = { user: 'user', host: 'host', tls: 'tls', db: 'db' };
+    const caType = types[type];
+    if (!caType) throw new BadParameter(`unknown CA type "${type}" (expected user, host, tls or db)`);
+    const ca = await this.cas.get(caType);
+    const keys = [...ca.spec.active_keys, ...ca.spec.additional_keys].map((k) => k.public.trim());
+    // user: one key per line, as sshd's TrustedUserCAKeys file takes it; host: known_hosts lines.
+    if (caType === 'host') return keys.map((k) => `@cert-authority * ${k}`);
+    return keys;
+  }
+
+  async getUserOrDeny(name: string): Promise<User> {
+    const user = await this.users.tryGet(name);
+    if (!user) throw new NotFound(`user "${name}" not found`);
+    return user;
+  }
+}
+
+export const passwordKey = (name: string) => `/passwords/${name}`;
+export const failuresKey = (name: string) => `/login_failures/${name}`;

@@ -1,0 +1,87 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { ConnectionProblem } from '../api/errors.ts';
+import { startPostgres, type PostgresServer } from '../../test/fixtures/postgres.ts';
+import { PostgresBackend } from './postgres.ts';
+import { runBackendConformance, type Store } from './conformance.ts';
+
+let server: Promise<PostgresServer> | undefined;
+const connStrings = new WeakMap<Store, string>();
+let schemas = 0;
+
+/**
+ * A fresh schema on the shared throwaway server, so every test starts empty; the backend finds it
+ * through search_path in the connection string (CREATE DATABASE would cost ~250 ms per test).
+ */
+async function freshDatabase(): Promise<string> {
+  server ??= startPostgres();
+  const { connString } = await server;
+  const schema = `ward_test_${++schemas}`;
+  const admin = new pg.Client({ connectionString: connString });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE SCHEMA ${schema}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(connString);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return url.toString();
+}
+
+async function openOn(connString: string, watchBufferSize?: number): Promise<Store> {
+  const b = await PostgresBackend.open({ connString, pollIntervalMs: 200, sweepIntervalMs: 100, watchBufferSize });
+  connStrings.set(b, connString);
+  return b;
+}
+
+runBackendConformance(
+  'postgres',
+  async (opts) => openOn(await freshDatabase(), opts?.watchBufferSize),
+  undefined,
+  // Peers are separate PostgresBackend instances (own pools, own LISTEN) on the same database.
+  { openPeer: (of) => openOn(connStrings.get(of)!) },
+);
+
+describe('PostgresBackend', () => {
+  after(async () => {
+    if (server) await (await server).stop();
+  });
+
+  it('lets several auth servers create the schema at once', async () => {
+    const connString = await freshDatabase();
+    const backends = await Promise.all(Array.from({ length: 6 }, () => openOn(connString)));
+    await backends[0]!.put({ key: '/k', value: 'v' });
+    assert.equal((await backends[5]!.get('/k')).value, 'v');
+    await Promise.all(backends.map((b) => b.close()));
+  });
+
+  it('delivers events written by another instance even without NOTIFY, by polling', async () => {
+    const connString = await freshDatabase();
+    const a = await openOn(connString);
+    const raw = new pg.Client({ connectionString: connString });
+    await raw.connect();
+    try {
+      const it = a.watch(['/x/'])[Symbol.asyncIterator]();
+      assert.equal((await it.next()).value?.type, 'init');
+      // An event appended without NOTIFY, as if the notification had been lost.
+      await raw.query(`INSERT INTO item_events (key, type, value, revision) VALUES ('/x/1', 'put', 'v', 1)`);
+      const ev = await it.next();
+      assert.deepEqual(ev.value, { type: 'put', item: { key: '/x/1', value: 'v', revision: '1' } });
+    } finally {
+      await raw.end();
+      await a.close();
+    }
+  });
+
+  it('reports an unreachable database as a one-line ConnectionProblem without the password', async () => {
+    const connString = 'postgres://ward:s3cret@127.0.0.1:1/ward';
+    await assert.rejects(PostgresBackend.open({ connString }), (err: Error) => {
+      assert.ok(err instanceof ConnectionProblem, String(err));
+      assert.match(err.message, /127\.0\.0\.1:1\/ward/);
+      assert.ok(!err.message.includes('s3cret') && !err.message.includes('\n'), err.message);
+      return true;
+    });
+  });
+});

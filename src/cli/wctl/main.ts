@@ -1,0 +1,165 @@
+// `wctl`: the administrator's tool. Talks to the auth API only (never to the backend), as the local
+// admin on the auth host or with an identity file from anywhere.
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { parseDuration, formatDuration } from '../../api/duration.ts';
+import { BadParameter } from '../../api/errors.ts';
+import { parseResource } from '../../api/types.ts';
+import { runCLI } from '../run.ts';
+import { table } from '../table.ts';
+import { connectAuth, type GlobalOptions } from './connect.ts';
+import { caFingerprint, checkFormat, getResources, readResourceFile } from './resources.ts';
+import { exportCAs, signUser } from './authcmd.ts';
+
+const program = new Command('wctl')
+  .description('Ward cluster administration')
+  .option('--auth-server <host:port>', 'auth server or proxy to talk to')
+  .option('-i, --identity <file>', 'identity file (from wctl auth sign --format file)')
+  .option('-d, --data-dir <dir>', 'data dir of the local auth server (default ~/.ward)')
+  .showHelpAfterError();
+
+const auth = () => connectAuth(program.opts<GlobalOptions>());
+const out = (s: string): void => {
+  process.stdout.write(s);
+};
+const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+function readSecretFromStdin(what: string): string {
+  const text = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+  if (!text) throw new BadParameter(`no ${what} on standard input`);
+  return text;
+}
+
+program
+  .command('status')
+  .description('cluster name, CA fingerprints, backend and version')
+  .action(async () => {
+    const client = auth();
+    const ping = await client.ping({});
+    const cas = await client.listResources({ kind: 'cert_authority' });
+    const rows = cas.resources.map((r) => parseResource(JSON.parse(r.json))).flatMap((ca) => (ca.kind === 'cert_authority' ? [[`${ca.spec.type} CA`, caFingerprint(ca)]] : []));
+    out(`Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nCA pin:   ${ping.caPins.join(', ')}\n\n`);
+    out(table(['Authority', 'Fingerprint'], rows));
+  });
+
+const users = program.command('users').description('manage users');
+users
+  .command('add <name>')
+  .description('create a user; prints a one-time password unless --password-stdin')
+  .requiredOption('--roles <r1,r2>', 'roles of the user')
+  .option('--logins <l1,l2>', 'OS logins the user may use ({{internal.logins}})', '')
+  .option('--password-stdin', 'read the password from standard input')
+  .action(async (name: string, opts: { roles: string; logins: string; passwordStdin?: boolean }) => {
+    const password = opts.passwordStdin ? readSecretFromStdin('password') : '';
+    const res = await auth().createUser({ name, roles: list(opts.roles), logins: list(opts.logins), password });
+    out(`User "${name}" has been created.\n`);
+    if (res.generatedPassword) out(`One-time password (share it securely, then have the user change it): ${res.generatedPassword}\n`);
+  });
+users
+  .command('ls')
+  .description('list users')
+  .addOption(new Option('--format <f>', 'text, yaml or json').default('text'))
+  .action(async (opts: { format: string }) => out(await getResources(auth(), 'user', undefined, checkFormat(opts.format))));
+users
+  .command('rm <name>')
+  .description('delete a user')
+  .action(async (name: string) => {
+    await auth().deleteResource({ kind: 'user', name });
+    out(`User "${name}" has been deleted.\n`);
+  });
+users
+  .command('reset <name>')
+  .description('set a new password (and unlock the user); prints a one-time password unless --password-stdin')
+  .option('--password-stdin', 'read the password from standard input')
+  .action(async (name: string, opts: { passwordStdin?: boolean }) => {
+    const password = opts.passwordStdin ? readSecretFromStdin('password') : '';
+    const res = await auth().resetPassword({ name, password });
+    out(`Password of "${name}" has been reset.\n`);
+    if (res.generatedPassword) out(`One-time password: ${res.generatedPassword}\n`);
+  });
+
+const tokens = program.command('tokens').description('manage join tokens');
+tokens
+  .command('add')
+  .description('create a join token for agents')
+  .requiredOption('--type <types>', 'node, proxy, db, app, kube (comma-separated)')
+  .option('--ttl <duration>', 'how long the token is valid', '30m')
+  .option('--labels <k=v,...>', 'labels given to agents that join with it', '')
+  .action(async (opts: { type: string; ttl: string; labels: string }) => {
+    const labels = Object.fromEntries(
+      list(opts.labels).map((kv) => {
+        const [k, v] = kv.split('=');
+        if (!k || v === undefined) throw new BadParameter(`invalid label "${kv}" (expected key=value)`);
+        return [k, v];
+      }),
+    );
+    const ttlMs = parseDuration(opts.ttl);
+    const res = await auth().createToken({ roles: list(opts.type), ttlSeconds: Math.round(ttlMs / 1000), labels });
+    const token = parseResource(JSON.parse(res.json));
+    const authServer = program.opts<GlobalOptions>().authServer ?? 'PROXY_HOST:3080';
+    out(
+      `The join token ${token.metadata.name} (${list(opts.type).join(',')}) expires in ${formatDuration(ttlMs)}.\n\n` +
+        `Run this on the new host to join it:\n\n` +
+        `  ward start --roles ${list(opts.type).join(',')} --token ${token.metadata.name} --auth-server ${authServer}\n`,
+    );
+  });
+tokens
+  .command('ls')
+  .description('list join tokens')
+  .addOption(new Option('--format <f>', 'text, yaml or json').default('text'))
+  .action(async (opts: { format: string }) => out(await getResources(auth(), 'token', undefined, checkFormat(opts.format))));
+tokens
+  .command('rm <token>')
+  .description('delete a join token')
+  .action(async (name: string) => {
+    await auth().deleteResource({ kind: 'token', name });
+    out(`Token ${name} has been deleted.\n`);
+  });
+
+program
+  .command('get <kind> [name]')
+  .description('show resources: roles, users, tokens, nodes, cas')
+  .addOption(new Option('--format <f>', 'text, yaml or json').default('yaml'))
+  .action(async (kind: string, name: string | undefined, opts: { format: string }) => out(await getResources(auth(), kind, name, checkFormat(opts.format))));
+
+program
+  .command('create')
+  .description('create resources from a YAML file (roles, users, tokens)')
+  .requiredOption('-f, --file <path>', 'YAML file, "-" for standard input')
+  .option('--force', 'overwrite resources that exist')
+  .action(async (opts: { file: string; force?: boolean }) => {
+    const client = auth();
+    for (const resource of readResourceFile(opts.file)) {
+      await client.upsertResource({ resource: { json: JSON.stringify(resource) }, overwrite: !!opts.force });
+      out(`${resource.kind} "${resource.metadata.name}" has been ${opts.force ? 'created or updated' : 'created'}.\n`);
+    }
+  });
+
+program
+  .command('rm <kind/name>')
+  .description('delete a resource, e.g. wctl rm role/dev')
+  .action(async (ref: string) => {
+    const [kind, name] = ref.split('/');
+    if (!kind || !name) throw new BadParameter(`expected KIND/NAME, e.g. role/dev (got "${ref}")`);
+    await auth().deleteResource({ kind, name });
+    out(`${kind} "${name}" has been deleted.\n`);
+  });
+
+const authCmd = program.command('auth').description('certificates and certificate authorities');
+authCmd
+  .command('sign')
+  .description('mint user credentials (as tctl auth sign)')
+  .requiredOption('--user <name>', 'user to sign for')
+  .requiredOption('--out <path>', 'where to write')
+  .option('--ttl <duration>', 'certificate lifetime (capped by the roles)', '1h')
+  .addOption(new Option('--format <f>', 'openssh, tls or file').default('file').choices(['openssh', 'tls', 'file']))
+  .action(async (opts: { user: string; out: string; ttl: string; format: 'openssh' | 'tls' | 'file' }) => {
+    out(await signUser(auth(), { ...opts, ttlMs: parseDuration(opts.ttl) }));
+  });
+authCmd
+  .command('export')
+  .description('print CA public keys for OpenSSH (user, host) and openssl (tls, db)')
+  .addOption(new Option('--type <type>', 'user, host, tls or db').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']))
+  .action(async (opts: { type: string }) => out(await exportCAs(auth(), opts.type)));
+
+await runCLI(program);

@@ -1,0 +1,109 @@
+// ward.yaml: what one `ward start` process runs. Parsed with zod at the trust boundary: an unknown key
+// or a wrong type is reported with its path (auth_service.storage.type: ...) and the process stops.
+import { readFileSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYAML } from 'yaml';
+import { z } from 'zod';
+import { parseDuration } from '../api/duration.ts';
+import { BadParameter } from '../api/errors.ts';
+import { describeZodError, nameSchema } from '../api/types.ts';
+
+const duration = z.string().refine((s) => {
+  try {
+    return parseDuration(s) > 0;
+  } catch {
+    return false;
+  }
+}, 'must be a duration such as 15m or 1h');
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'must be host:port');
+
+const storageSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('sqlite'), path: z.string().optional() }),
+  z.strictObject({ type: z.literal('postgres'), conn_string: z.string().min(1) }),
+]);
+
+export const configSchema = z.strictObject({
+  version: z.literal('v1').default('v1'),
+  ward: z
+    .strictObject({
+      data_dir: z.string().optional(),
+      log: z.strictObject({ severity: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ severity: 'info' }),
+    })
+    .default({ log: { severity: 'info' } }),
+  auth_service: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      cluster_name: nameSchema.optional(),
+      listen_addr: hostPort.default('127.0.0.1:3025'),
+      storage: storageSchema.default({ type: 'sqlite' }),
+      lockout: z
+        .strictObject({ max_attempts: z.number().int().min(1).max(100).default(5), duration: duration.default('15m') })
+        .default({ max_attempts: 5, duration: '15m' }),
+    })
+    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' } }),
+  proxy_service: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      listen_addr: hostPort.default('0.0.0.0:3080'),
+      /** Names clients use to reach the proxy; they go into its certificate. */
+      public_addr: z.array(hostPort).default([]),
+    })
+    .default({ enabled: true, listen_addr: '0.0.0.0:3080', public_addr: [] }),
+});
+
+export type WardConfig = z.infer<typeof configSchema>;
+
+export function defaultDataDir(): string {
+  return join(homedir(), '.ward');
+}
+
+export function defaultClusterName(): string {
+  return (hostname().split('.')[0] || 'ward').replace(/[^A-Za-z0-9._-]/g, '-');
+}
+
+/** Reads and validates ward.yaml; with no path, the home-lab defaults. */
+export function loadConfig(path?: string): WardConfig {
+  if (!path) return configSchema.parse({});
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BadParameter(`cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = parseYAML(text, { maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    throw new BadParameter(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const result = configSchema.safeParse(data);
+  if (!result.success) throw new BadParameter(`${path}: ${describeZodError(result.error)}`);
+  return result.data;
+}
+
+export const SAMPLE_CONFIG = `# ward.yaml: which services this process runs, and how.
+# Validate by starting: a wrong key or type is reported with its path.
+version: v1
+ward:
+  # Where the SQLite backend, the local admin identity and keys live.
+  data_dir: /var/lib/ward
+  log:
+    severity: info        # debug | info | warn | error
+
+auth_service:
+  enabled: true
+  cluster_name: home      # fixed at first start: the CAs are issued for it
+  listen_addr: 127.0.0.1:3025
+  storage:
+    type: sqlite          # or: {type: postgres, conn_string: "postgres://ward@db/ward"}
+  lockout:
+    max_attempts: 5       # failed logins in a row before the user is locked
+    duration: 15m
+
+proxy_service:
+  enabled: true
+  listen_addr: 0.0.0.0:3080
+  # Names users reach the proxy by (they go into its certificate).
+  public_addr: ["ward.example.com:3080"]
+`;

@@ -1,0 +1,40 @@
+// The audit emitter of the Auth Service. Every event is written to the backend's event store before
+// the operation that caused it is reported as done: if the write fails, the caller fails closed.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AuditEvent, EventStore } from '../backend/backend.ts';
+import type { Clock } from '../api/clock.ts';
+import { eventCode, type EventName } from './catalog.ts';
+
+export interface AuditFields {
+  user?: string;
+  success?: boolean;
+  [field: string]: unknown;
+}
+
+export class AuditLog {
+  constructor(
+    private readonly store: EventStore,
+    private readonly cluster: string,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  async emit(event: EventName, fields: AuditFields = {}): Promise<AuditEvent> {
+    const record: AuditEvent = {
+      event,
+      code: eventCode(event, fields.success !== false),
+      time: this.clock.now().toISOString(),
+      uid: randomUUID(),
+      cluster: this.cluster,
+      ...fields,
+    };
+    try {
+      await this.store.append([record]);
+    } catch (err) {
+      this.log.error({ event, err: (err as Error).message }, 'audit log write failed: refusing the operation');
+      throw err;
+    }
+    return record;
+  }
+}

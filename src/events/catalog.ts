@@ -1,0 +1,25 @@
+// Every audit event Ward emits, with its stable code (as Teleport's lib/events/codes.go). Codes are
+// never reused; the last letter is the severity: I(nfo), W(arning), E(rror). docs/audit.md lists the
+// same table and a test keeps the two in step.
+export const EVENT_CODES = {
+  'user.login': { success: 'WU1000I', failure: 'WU1000W' },
+  'user.create': 'WU1001I',
+  'user.update': 'WU1002I',
+  'user.delete': 'WU1003I',
+  'user.password_change': 'WU1004I',
+  'user.locked': 'WU1005W',
+  'role.created': 'WR1000I',
+  'role.deleted': 'WR1001I',
+  'resource.created': 'WX1000I',
+  'resource.deleted': 'WX1001I',
+  'cert.create': 'WC1000I',
+  'join_token.create': 'WJ1000I',
+  'access.denied': 'WA1000W',
+} as const;
+
+export type EventName = keyof typeof EVENT_CODES;
+
+export function eventCode(event: EventName, success = true): string {
+  const code = EVENT_CODES[event];
+  return typeof code === 'string' ? code : success ? code.success : code.failure;
+}

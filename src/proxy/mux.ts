@@ -1,0 +1,84 @@
+// The proxy's one public port. Peeks at the first bytes of each connection, with a deadline, and hands
+// it on: TLS (routed by the ALPN it offers), SSH ("SSH-") or plain HTTP (redirected to HTTPS). A
+// connection that says nothing, or nothing we know, is closed: never leaked, never crashing us.
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { listenOn, type ListenAddress } from '../config/listen.ts';
+import { MAX_RECORD, peekClientHello, type ClientHelloInfo } from './clienthello.ts';
+
+export interface MuxRoutes {
+  tls(socket: net.Socket, hello: ClientHelloInfo): void;
+  ssh?(socket: net.Socket): void;
+  http(socket: net.Socket): void;
+}
+
+export interface Mux {
+  address: ListenAddress;
+  close(): Promise<void>;
+}
+
+const HTTP_METHODS = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
+
+export async function startMux(listen: string, routes: MuxRoutes, log: Logger, peekTimeoutMs = 10_000): Promise<Mux> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', (err) => log.debug({ err: err.message }, 'client connection error'));
+    let head = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), peekTimeoutMs);
+    const dispatch = (route: (s: net.Socket) => void) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(head);
+      route(socket);
+    };
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (head[0] === 0x16) {
+        const peek = peekClientHello(head);
+        if (peek.status === 'ok') return dispatch((s) => routes.tls(s, peek.info));
+        if (peek.status === 'invalid' || head.length > MAX_RECORD) return socket.destroy();
+        return;
+      }
+      if (head.length < 4) return;
+      if (head.subarray(0, 4).toString('latin1') === 'SSH-' && routes.ssh) return dispatch(routes.ssh);
+      if (HTTP_METHODS.test(head.subarray(0, 8).toString('latin1'))) return dispatch(routes.http);
+      socket.destroy();
+    };
+    socket.on('data', onData);
+  });
+  server.maxConnections = 50_000;
+  const address = await listenOn(server, listen, 'proxy');
+  log.info({ addr: `${address.host}:${address.port}` }, 'proxy listening');
+  return {
+    address,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+/** Splices a client connection to a backend address (the auth API pass-through), bounded by a dial deadline. */
+export function spliceTo(socket: net.Socket, host: string, port: number, log: Logger): void {
+  const upstream = net.connect({ host, port });
+  const dialTimer = setTimeout(() => upstream.destroy(new Error('dial timeout')), 10_000);
+  upstream.once('connect', () => {
+    clearTimeout(dialTimer);
+    socket.pipe(upstream);
+    upstream.pipe(socket);
+    socket.resume();
+  });
+  const done = (err?: Error) => {
+    clearTimeout(dialTimer);
+    if (err) log.debug({ err: err.message }, 'pass-through connection closed');
+    socket.destroy();
+    upstream.destroy();
+  };
+  upstream.once('error', done);
+  upstream.once('close', () => done());
+  socket.once('close', () => done());
+}
