@@ -3,7 +3,7 @@
 // TLS end to end: the server must prove it is an auth server of the cluster, the client proves who
 // it is with its certificate.
 import tls from 'node:tls';
-import { Code, ConnectError, createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { AuthService } from './gen/ward/auth/v1/auth_pb.ts';
 import { ConnectionProblem, ERROR_CODE_HEADER, errorFromCode, type WardError } from './errors.ts';
@@ -43,13 +43,22 @@ export function fromRPCError(err: unknown): WardError | Error {
   return errorFromCode('', err.rawMessage);
 }
 
-const typedErrors: Interceptor = (next) => async (req) => {
-  try {
-    return await next(req);
-  } catch (err) {
-    throw fromRPCError(err);
-  }
-};
+/**
+ * Every unary call rejects with a typed Ward error. (An interceptor cannot do this: connect re-wraps
+ * whatever an interceptor throws.) Streams are iterated by their callers, who use fromRPCError.
+ */
+function withTypedErrors<T extends object>(client: T): T {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(fromRPCError(err))) : result;
+      };
+    },
+  });
+}
 
 /** The server must hold an auth server's certificate from the cluster CA, whatever its DNS name. */
 function checkAuthServer(_host: string, cert: tls.PeerCertificate): Error | undefined {
@@ -69,7 +78,6 @@ export function createAuthClient(opts: AuthClientOptions): AuthClient {
     httpVersion: '2',
     baseUrl: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
     defaultTimeoutMs: opts.timeoutMs ?? 15_000,
-    interceptors: [typedErrors],
     nodeOptions: {
       createConnection: () =>
         tls.connect({
@@ -85,7 +93,7 @@ export function createAuthClient(opts: AuthClientOptions): AuthClient {
         }),
     },
   });
-  return createClient(AuthService, transport);
+  return withTypedErrors(createClient(AuthService, transport));
 }
 
 export function splitAddr(addr: string): [string, number] {

@@ -337,6 +337,38 @@ export function runBackendConformance(
           }
         }));
 
+      it('delivers every change from concurrent writers to a watcher, in each key’s write order', () =>
+        withStore(async (b) => {
+          const peers = options.openPeer ? await Promise.all([options.openPeer(b), options.openPeer(b)]) : [];
+          const clients = [b, ...peers];
+          try {
+            const it = iterate(b.watch(['/cw/']));
+            await expectEvents(it, ['init']);
+            const writers = 6;
+            const writes = 40;
+            await Promise.all(
+              Array.from({ length: writers }, async (_, w) => {
+                for (let i = 1; i <= writes; i++) await clients[w % clients.length]!.put({ key: `/cw/${w}`, value: `${i}` });
+              }),
+            );
+            const lastSeen = new Map<string, number>();
+            let lastRevision = 0n;
+            for (let n = 0; n < writers * writes; n++) {
+              const ev = await next(it);
+              assert.equal(ev.type, 'put');
+              if (ev.type !== 'put') return;
+              const value = Number(ev.item.value);
+              assert.equal(value, (lastSeen.get(ev.item.key) ?? 0) + 1, `${ev.item.key} skipped or repeated a write`);
+              assert.ok(BigInt(ev.item.revision) > lastRevision, `events arrive in commit (revision) order: ${n} ${ev.item.key}=${ev.item.value} rev ${ev.item.revision} after ${lastRevision}`);
+              lastRevision = BigInt(ev.item.revision);
+              lastSeen.set(ev.item.key, value);
+            }
+            await it.return?.();
+          } finally {
+            await Promise.all(peers.map((p) => p.close()));
+          }
+        }));
+
       it('lets exactly one of several concurrent creates of a key win', () =>
         withStore(async (b) => {
           const peers = options.openPeer ? await Promise.all([options.openPeer(b), options.openPeer(b)]) : [];

@@ -75,6 +75,23 @@ describe('PostgresBackend', () => {
     }
   });
 
+  it('ends watchers and fails calls with ConnectionProblem when the database goes away', async () => {
+    const own = await startPostgres(); // its own server: this test stops it
+    let stopped = false;
+    const b = await PostgresBackend.open({ connString: own.connString, pollIntervalMs: 100 });
+    try {
+      const it = b.watch([''])[Symbol.asyncIterator]();
+      assert.equal((await it.next()).value?.type, 'init');
+      await own.stop();
+      stopped = true;
+      await assert.rejects(it.next(), ConnectionProblem);
+      await assert.rejects(b.get('/k'), (err: Error) => err instanceof ConnectionProblem && !err.message.includes('\n'));
+    } finally {
+      await b.close();
+      if (!stopped) await own.stop();
+    }
+  });
+
   it('reports an unreachable database as a one-line ConnectionProblem without the password', async () => {
     const connString = 'postgres://ward:s3cret@127.0.0.1:1/ward';
     await assert.rejects(PostgresBackend.open({ connString }), (err: Error) => {

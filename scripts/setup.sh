@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs Ward from this checkout: npm dependencies, and `ward`, `wsh`, `wctl` on PATH.
+# With --test it also installs what the test suite drives for real: OpenSSH, PostgreSQL, openssl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--test" ]]; then
+  need=()
+  command -v ssh-keygen >/dev/null || need+=(openssh-client)
+  [[ -x /usr/lib/openssh/sftp-server ]] || need+=(openssh-server)
+  command -v openssl >/dev/null || need+=(openssl)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  if ((${#need[@]})); then
+    echo "Installing Debian packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+echo "Installing npm dependencies"
+npm ci --no-audit --no-fund --loglevel=error
+# Puts bin/ward, bin/wsh and bin/wctl on PATH (symlinks into this checkout).
+npm link --no-audit --no-fund --loglevel=error >/dev/null
+echo "Installed: $(command -v ward) $(command -v wsh) $(command -v wctl)"

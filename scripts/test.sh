@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: typecheck, then unit tests (beside the code) and end-to-end tests (test/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+echo "== typecheck"
+npx tsc --noEmit -p .
+echo "== tests"
+mapfile -t files < <(find src test -name '*.test.ts' | sort)
+node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"
+echo "== suite took $(( $(date +%s) - start ))s"

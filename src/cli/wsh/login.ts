@@ -1,0 +1,117 @@
+// wsh login: password over the proxy's HTTPS API → a fresh key pair, an SSH certificate and an X.509
+// certificate, stored under WSH_HOME. The proxy must first prove it belongs to the pinned cluster CA.
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { AccessDenied, BadParameter, ConnectionProblem, errorFromCode } from '../../api/errors.ts';
+import { generateClientKeys } from '../../api/keys.ts';
+import { splitAddr } from '../../api/client.ts';
+import { WEBAPI_LOGIN, certsSchema, errorSchema, type CertsResponse, type LoginRequest } from '../../api/webapi.ts';
+import { confirm, isInteractive, readSecret, readStdinLine } from '../prompt.ts';
+import { fetchProxyCA, proxyTLSOptions } from './proxy-trust.ts';
+import { pinCA, pinnedCA, saveLogin } from './profile.ts';
+
+export interface LoginOptions {
+  proxy: string;
+  user: string;
+  ttlMs: number;
+  passwordStdin: boolean;
+  insecure: boolean;
+  caPin?: string;
+}
+
+/** Returns the CA to trust the proxy by, after the checks above; undefined = public CA. */
+async function trustProxy(opts: LoginOptions, warn: (s: string) => void): Promise<string | undefined> {
+  if (opts.insecure) {
+    warn('WARNING: --insecure: the proxy\'s certificate is not checked. Use it only in a home lab.\n');
+    return undefined;
+  }
+  const seen = await fetchProxyCA(opts.proxy);
+  const pinned = pinnedCA(opts.proxy);
+  const wanted = opts.caPin ?? pinned?.pin;
+  if (wanted) {
+    if (seen.pin !== wanted) {
+      throw new AccessDenied(
+        `the proxy's certificate authority is ${seen.pin}, not the expected ${wanted}: someone may be intercepting the connection` +
+          (opts.caPin ? '' : ` (if the cluster was rebuilt, remove ${opts.proxy} from known_proxies.json under WSH_HOME)`),
+      );
+    }
+  } else if (seen.publiclyTrusted) {
+    return undefined;
+  } else if (isInteractive() && !opts.passwordStdin) {
+    warn(`The proxy ${opts.proxy} presents a certificate authority that is not yet trusted:\n  ${seen.pin}\n`);
+    warn('Compare it with the CA pin that `wctl status` prints on the auth server.\n');
+    if (!(await confirm('Trust this cluster?'))) throw new AccessDenied('the proxy was not trusted');
+  } else {
+    throw new AccessDenied(
+      `cannot verify the proxy ${opts.proxy}: its certificate authority ${seen.pin} is not pinned. ` +
+        'Pass --ca-pin with the pin from `wctl status` (or --insecure in a home lab).',
+    );
+  }
+  pinCA(opts.proxy, seen);
+  return seen.caPem;
+}
+
+function post(proxy: string, path: string, body: unknown, tlsOptions: https.RequestOptions): Promise<unknown> {
+  const [host, port] = splitAddr(proxy);
+  const data = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host, port, path, method: 'POST', agent: false, timeout: 30_000, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }, ...tlsOptions },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > 1024 * 1024) req.destroy(new ConnectionProblem('the proxy sent an over-long answer'));
+          else chunks.push(c);
+        });
+        res.on('end', () => {
+          let json: unknown;
+          try {
+            json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            return reject(new ConnectionProblem(`the proxy answered ${res.statusCode} with something that is not JSON`));
+          }
+          if (res.statusCode === 200) return resolve(json);
+          const err = errorSchema.safeParse(json);
+          reject(err.success ? errorFromCode(err.data.error.code, err.data.error.message) : new ConnectionProblem(`the proxy answered ${res.statusCode}`));
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new ConnectionProblem('the proxy did not answer in 30s')));
+    req.on('error', (err) => reject(err instanceof Error && 'code' in err && !(err as { code?: unknown }).code?.toString().startsWith('ERR_')
+      ? new ConnectionProblem(`cannot reach the proxy at ${proxy}: ${(err as NodeJS.ErrnoException).code}`)
+      : err));
+    req.end(data);
+  });
+}
+
+export async function login(opts: LoginOptions, warn: (s: string) => void): Promise<{ certs: CertsResponse; dir: string }> {
+  if (!opts.user) throw new BadParameter('--user is required');
+  const proxyCA = await trustProxy(opts, warn);
+  const password = opts.passwordStdin ? readStdinLine('password', readFileSync(0, 'utf8')) : await readSecret(`Password for ${opts.user}: `);
+  const keys = generateClientKeys(opts.user);
+  const request: LoginRequest = {
+    user: opts.user,
+    password,
+    ssh_public_key: keys.sshPublicKey,
+    tls_public_key: keys.tlsPublicKey,
+    ttl_seconds: Math.round(opts.ttlMs / 1000),
+  };
+  const answer = await post(opts.proxy, WEBAPI_LOGIN, request, proxyTLSOptions(proxyCA, opts.insecure));
+  const parsed = certsSchema.safeParse(answer);
+  if (!parsed.success) throw new ConnectionProblem('the proxy sent a malformed login answer');
+  const certs = parsed.data;
+  const dir = saveLogin(
+    { proxy: opts.proxy, user: opts.user, cluster: certs.cluster_name, insecure: opts.insecure, proxy_ca: proxyCA },
+    {
+      sshPrivateKey: keys.sshPrivateKey,
+      sshCert: certs.ssh_cert,
+      tlsKey: keys.tlsKey,
+      tlsCert: certs.tls_cert,
+      tlsCAs: certs.tls_cas,
+      sshHostCAs: certs.ssh_host_cas,
+    },
+  );
+  return { certs, dir };
+}

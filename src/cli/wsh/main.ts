@@ -1,0 +1,79 @@
+// `wsh`: the user's client. Log in once, then reach servers with short-lived certificates.
+import { Command } from 'commander';
+import { formatDuration, parseDuration } from '../../api/duration.ts';
+import { readIdentityFile } from '../../api/identity-file.ts';
+import { parseCertificate } from '../../crypto/sshcert.ts';
+import { parseAuthorizedKey } from '../../crypto/sshkeys.ts';
+import { readIdentity } from '../../crypto/x509.ts';
+import { runCLI } from '../run.ts';
+import { login } from './login.ts';
+import { loadProfile, removeLogin, wshHome } from './profile.ts';
+
+interface GlobalOptions {
+  proxy?: string;
+  user?: string;
+  identity?: string;
+  insecure?: boolean;
+}
+
+const program = new Command('wsh')
+  .description('Ward client: log in, then reach servers with short-lived certificates')
+  .option('--proxy <host:port>', 'the cluster\'s proxy')
+  .option('--user <name>', 'your Ward user name', process.env.WARD_USER)
+  .option('-i, --identity <file>', 'identity file to use instead of a login (wctl auth sign --format file)')
+  .option('--insecure', 'do not check the proxy\'s certificate (home labs only)')
+  .showHelpAfterError();
+
+const globals = () => program.opts<GlobalOptions>();
+
+program
+  .command('login')
+  .description('log in with a password and store fresh certificates under WSH_HOME (~/.wsh)')
+  .option('--proxy <host:port>', 'the cluster\'s proxy')
+  .option('--user <name>', 'your Ward user name')
+  .option('--ttl <duration>', 'how long the certificates live (capped by your roles)', '12h')
+  .option('--password-stdin', 'read the password from standard input')
+  .option('--ca-pin <sha256:...>', 'the cluster CA pin to expect (from wctl status)')
+  .option('--insecure', 'do not check the proxy\'s certificate (home labs only)')
+  .action(async (opts: { proxy?: string; user?: string; ttl: string; passwordStdin?: boolean; caPin?: string; insecure?: boolean }) => {
+    const g = globals();
+    const proxy = opts.proxy ?? g.proxy;
+    if (!proxy) throw new Error('--proxy HOST:PORT is required');
+    const user = opts.user ?? g.user ?? '';
+    const { certs, dir } = await login(
+      { proxy, user, ttlMs: parseDuration(opts.ttl), passwordStdin: !!opts.passwordStdin, insecure: !!(opts.insecure ?? g.insecure), caPin: opts.caPin },
+      (s) => process.stderr.write(s),
+    );
+    process.stdout.write(`Logged in as ${user} to cluster "${certs.cluster_name}" via ${proxy}; certificates valid for ${formatDuration(certs.ttl_seconds * 1000)}.\nKeys: ${dir}\n`);
+  });
+
+program
+  .command('status')
+  .description('show the current login: user, roles, logins, cluster, expiry')
+  .action(() => {
+    const g = globals();
+    const { creds, profile } = g.identity ? { creds: readIdentityFile(g.identity), profile: undefined } : loadProfile();
+    const ssh = parseCertificate(parseAuthorizedKey(creds.sshCert).blob);
+    const id = readIdentity(creds.tlsCert);
+    const left = ssh.validBefore.getTime() - Date.now();
+    const lines = [
+      profile ? `> Profile: ${profile.proxy}` : `> Identity file: ${g.identity}`,
+      `  Cluster:     ${id.cluster}`,
+      `  User:        ${id.username}`,
+      `  Roles:       ${id.roles.join(', ')}`,
+      `  Logins:      ${ssh.principals.filter((p) => !p.startsWith('-ward-nologin-')).join(', ') || '(none)'}`,
+      `  Valid until: ${ssh.validBefore.toISOString()} ${left > 0 ? `[valid for ${formatDuration(left)}]` : '[EXPIRED]'}`,
+      `  Extensions:  ${Object.keys(ssh.extensions).filter((e) => e.startsWith('permit-')).join(', ')}`,
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+  });
+
+program
+  .command('logout')
+  .description('remove the current login\'s keys and certificates')
+  .action(() => {
+    const removed = removeLogin();
+    process.stdout.write(removed ? `Logged out ${removed.user} from ${removed.proxy}.\n` : `Not logged in (nothing under ${wshHome()}).\n`);
+  });
+
+await runCLI(program);

@@ -1,0 +1,102 @@
+// What wsh keeps between commands, under WSH_HOME (default ~/.wsh): the current profile, the key pair
+// and certificates of each login, and the CA pin of every proxy seen (known_proxies.json).
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../../api/atomic-write.ts';
+import { BadParameter } from '../../api/errors.ts';
+import type { Credentials } from '../../api/identity-file.ts';
+
+export function wshHome(): string {
+  return process.env.WSH_HOME || join(homedir(), '.wsh');
+}
+
+const profileSchema = z.object({
+  proxy: z.string(),
+  user: z.string(),
+  cluster: z.string(),
+  insecure: z.boolean().default(false),
+  /** The cluster CA (PEM) the proxy's certificate must chain to; absent when a public CA vouches for it. */
+  proxy_ca: z.string().optional(),
+});
+export type Profile = z.infer<typeof profileSchema>;
+
+const keyDir = (p: { proxy: string; user: string }) => join(wshHome(), 'keys', p.proxy.replace(/[^A-Za-z0-9.-]/g, '_'), p.user);
+
+export function saveLogin(profile: Profile, creds: Credentials): string {
+  const dir = keyDir(profile);
+  writeFileAtomic(join(dir, 'id'), creds.sshPrivateKey);
+  writeFileAtomic(join(dir, 'id-cert.pub'), creds.sshCert, 0o644);
+  writeFileAtomic(join(dir, 'tls.key'), creds.tlsKey);
+  writeFileAtomic(join(dir, 'tls.crt'), creds.tlsCert, 0o644);
+  writeFileAtomic(join(dir, 'cas.pem'), creds.tlsCAs.join(''), 0o644);
+  writeFileAtomic(join(dir, 'known_hosts'), creds.sshHostCAs.join('\n') + '\n', 0o644);
+  writeFileAtomic(join(wshHome(), 'profile.json'), JSON.stringify(profile, null, 2) + '\n');
+  return dir;
+}
+
+export function loadProfile(): { profile: Profile; dir: string; creds: Credentials } {
+  const path = join(wshHome(), 'profile.json');
+  if (!existsSync(path)) throw new BadParameter('not logged in: run wsh login --proxy HOST:PORT --user NAME');
+  let profile: Profile;
+  try {
+    profile = profileSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+  } catch {
+    throw new BadParameter(`${path} is damaged: run wsh logout, then wsh login`);
+  }
+  const dir = keyDir(profile);
+  const read = (name: string) => {
+    try {
+      return readFileSync(join(dir, name), 'utf8');
+    } catch {
+      throw new BadParameter(`credentials in ${dir} are missing or unreadable: run wsh login again`);
+    }
+  };
+  const creds: Credentials = {
+    sshPrivateKey: read('id'),
+    sshCert: read('id-cert.pub'),
+    tlsKey: read('tls.key'),
+    tlsCert: read('tls.crt'),
+    tlsCAs: read('cas.pem').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [],
+    sshHostCAs: read('known_hosts').split('\n').filter(Boolean),
+  };
+  return { profile, dir, creds };
+}
+
+/** Removes the current login's keys and the profile. Returns what was removed, if anything. */
+export function removeLogin(): Profile | undefined {
+  const path = join(wshHome(), 'profile.json');
+  if (!existsSync(path)) return undefined;
+  let profile: Profile | undefined;
+  try {
+    profile = profileSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+    rmSync(keyDir(profile), { recursive: true, force: true });
+  } catch {
+    // a damaged profile is removed all the same
+  }
+  rmSync(path, { force: true });
+  return profile;
+}
+
+const pinsPath = () => join(wshHome(), 'known_proxies.json');
+
+export function pinnedCA(proxy: string): { pin: string; caPem: string } | undefined {
+  try {
+    const pins = JSON.parse(readFileSync(pinsPath(), 'utf8')) as Record<string, { pin: string; caPem: string }>;
+    return pins[proxy];
+  } catch {
+    return undefined;
+  }
+}
+
+export function pinCA(proxy: string, ca: { pin: string; caPem: string }): void {
+  let pins: Record<string, unknown> = {};
+  try {
+    pins = JSON.parse(readFileSync(pinsPath(), 'utf8'));
+  } catch {
+    // first pin
+  }
+  pins[proxy] = ca;
+  writeFileAtomic(pinsPath(), JSON.stringify(pins, null, 2) + '\n', 0o644);
+}

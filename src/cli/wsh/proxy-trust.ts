@@ -1,0 +1,59 @@
+// Deciding whether the proxy is really our cluster's, on first contact (trust on first use, like
+// OpenSSH's known_hosts and Teleport's CA pin) and ever after (the pinned CA must sign the proxy's
+// certificate). A changed CA is refused loudly: it is what a man in the middle looks like.
+import https from 'node:https';
+import tls from 'node:tls';
+import { ConnectionProblem, AccessDenied } from '../../api/errors.ts';
+import { splitAddr } from '../../api/client.ts';
+import { fingerprintSPKI, identityFromPeerCert } from '../../crypto/x509.ts';
+
+export interface ProxyCA {
+  pin: string;
+  caPem: string;
+}
+
+function toPem(der: Buffer): string {
+  return `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+}
+
+/** Connects without verifying, to read the CA certificate the proxy presents (and whether public CAs trust it). */
+export function fetchProxyCA(addr: string, timeoutMs = 10_000): Promise<ProxyCA & { publiclyTrusted: boolean }> {
+  const [host, port] = splitAddr(addr);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`timed out connecting to the proxy at ${addr}`)), timeoutMs);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const leaf = socket.getPeerCertificate(true);
+      let ca: tls.DetailedPeerCertificate | undefined = leaf;
+      while (ca?.issuerCertificate && ca.issuerCertificate !== ca) ca = ca.issuerCertificate;
+      socket.end();
+      if (!ca?.raw || ca === leaf) return reject(new ConnectionProblem(`the proxy at ${addr} did not present its certificate authority`));
+      const caPem = toPem(ca.raw);
+      resolve({ caPem, pin: fingerprintSPKI(caPem), publiclyTrusted: socket.authorized });
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new ConnectionProblem(`cannot reach the proxy at ${addr}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    });
+  });
+}
+
+/** TLS options that accept only a proxy of the cluster whose CA is `caPem`. */
+export function proxyTLSOptions(caPem: string | undefined, insecure: boolean): https.RequestOptions {
+  if (insecure) return { rejectUnauthorized: false };
+  if (!caPem) return {}; // public CA: normal hostname checks
+  return {
+    ca: [caPem],
+    rejectUnauthorized: true,
+    checkServerIdentity: (_host, cert) => {
+      try {
+        const id = identityFromPeerCert(cert);
+        if (id.kind === 'host' && id.systemRoles?.includes('proxy')) return undefined;
+      } catch {
+        // fall through
+      }
+      return new AccessDenied('the server is not a proxy of this cluster');
+    },
+  };
+}
