@@ -21,6 +21,8 @@ export interface ConformanceOptions {
 }
 
 const WAIT_MS = 5_000;
+/** Short enough to keep the suite fast, long enough that a loaded machine reads before expiry. */
+const TTL_MS = 500;
 
 /** Reads the next event, failing the test instead of hanging if none comes. */
 async function next(it: AsyncIterator<BackendEvent>, ms = WAIT_MS): Promise<BackendEvent> {
@@ -75,6 +77,18 @@ export function runBackendConformance(
     } finally {
       await b.close();
     }
+  }
+
+  /** A fresh store plus `n` more clients of it (just the one client when the backend has no peers). */
+  function withClients(n: number, fn: (clients: [Store, ...Store[]]) => Promise<void>): Promise<void> {
+    return withStore(async (b) => {
+      const peers = options.openPeer ? await Promise.all(Array.from({ length: n }, () => options.openPeer!(b))) : [];
+      try {
+        await fn([b, ...peers]);
+      } finally {
+        await Promise.all(peers.map((p) => p.close()));
+      }
+    });
   }
 
   describe(`${name} backend conformance`, () => {
@@ -176,12 +190,12 @@ export function runBackendConformance(
     describe('expiry', () => {
       it('hides an expired item from get and getRange', () =>
         withStore(async (b) => {
-          const item = await b.put({ key: '/t/a', value: 'v', expires: later(300) });
+          const item = await b.put({ key: '/t/a', value: 'v', expires: later(TTL_MS) });
           assert.equal(item.expires?.getTime(), (await b.get('/t/a')).expires?.getTime());
           await b.put({ key: '/t/gone', value: 'v', expires: new Date(Date.now() - 1_000) });
           await assert.rejects(b.get('/t/gone'), NotFound);
           assert.deepEqual((await b.getRange('/t/')).map((i) => i.key), ['/t/a']);
-          await sleep(400);
+          await sleep(TTL_MS + 100);
           await assert.rejects(b.get('/t/a'), NotFound);
           assert.deepEqual(await b.getRange('/t/'), []);
         }));
@@ -200,10 +214,10 @@ export function runBackendConformance(
 
       it('keepAlive moves the expiry of an existing key', () =>
         withStore(async (b) => {
-          await b.put({ key: '/hb/node1', value: 'v', expires: later(300) });
+          await b.put({ key: '/hb/node1', value: 'v', expires: later(TTL_MS) });
           const expires = later(60_000);
           await b.keepAlive('/hb/node1', expires);
-          await sleep(450);
+          await sleep(TTL_MS + 150);
           const item = await b.get('/hb/node1');
           assert.equal(item.value, 'v');
           assert.equal(item.expires?.getTime(), expires.getTime());
@@ -215,7 +229,7 @@ export function runBackendConformance(
           const w = b.watch(['/ttl/']);
           const it = iterate(w);
           await expectEvents(it, ['init']);
-          await b.put({ key: '/ttl/a', value: 'v', expires: later(300) });
+          await b.put({ key: '/ttl/a', value: 'v', expires: later(TTL_MS) });
           await expectEvents(it, ['put /ttl/a=v', 'delete /ttl/a']);
           w.close();
         }));
@@ -223,28 +237,23 @@ export function runBackendConformance(
 
     describe('watch', () => {
       it('starts with init, then sends every change in write order', () =>
-        withStore(async (b) => {
-          const peer = options.openPeer ? await options.openPeer(b) : b;
-          try {
-            const w = b.watch(['/w/']);
-            const it = iterate(w);
-            await expectEvents(it, ['init']);
-            await peer.create({ key: '/w/a', value: '1' });
-            await peer.put({ key: '/w/b', value: '1' });
-            await b.update({ key: '/w/a', value: '2' });
-            await peer.compareAndSwap({ key: '/w/a', value: '2' }, { key: '/w/a', value: '3' });
-            await b.keepAlive('/w/b', later(60_000));
-            await peer.delete('/w/a');
-            await b.put({ key: '/w/c', value: '1' });
-            await peer.deleteRange('/w/');
-            await expectEvents(it, [
-              'put /w/a=1', 'put /w/b=1', 'put /w/a=2', 'put /w/a=3', 'put /w/b=1',
-              'delete /w/a', 'put /w/c=1', 'delete /w/b', 'delete /w/c',
-            ]);
-            w.close();
-          } finally {
-            if (peer !== b) await peer.close();
-          }
+        withClients(1, async ([b, peer = b]) => {
+          const w = b.watch(['/w/']);
+          const it = iterate(w);
+          await expectEvents(it, ['init']);
+          await peer.create({ key: '/w/a', value: '1' });
+          await peer.put({ key: '/w/b', value: '1' });
+          await b.update({ key: '/w/a', value: '2' });
+          await peer.compareAndSwap({ key: '/w/a', value: '2' }, { key: '/w/a', value: '3' });
+          await b.keepAlive('/w/b', later(60_000));
+          await peer.delete('/w/a');
+          await b.put({ key: '/w/c', value: '1' });
+          await peer.deleteRange('/w/');
+          await expectEvents(it, [
+            'put /w/a=1', 'put /w/b=1', 'put /w/a=2', 'put /w/a=3', 'put /w/b=1',
+            'delete /w/a', 'put /w/c=1', 'delete /w/b', 'delete /w/c',
+          ]);
+          w.close();
         }));
 
       it('carries the written item, revision and expiry in put events', () =>
@@ -308,80 +317,64 @@ export function runBackendConformance(
 
     describe('concurrency', () => {
       it('10 concurrent compare-and-swap increments from several clients end at exactly 10', () =>
-        withStore(async (b) => {
-          const peers = options.openPeer ? await Promise.all([options.openPeer(b), options.openPeer(b)]) : [];
-          const clients = [b, ...peers];
-          try {
-            await b.put({ key: '/counter', value: '0' });
-            let conflicts = 0;
-            await Promise.all(
-              Array.from({ length: 10 }, async (_, i) => {
-                const c = clients[i % clients.length]!;
-                for (let attempt = 0; attempt < 1_000; attempt++) {
-                  const cur = await c.get('/counter');
-                  try {
-                    await c.compareAndSwap(cur, { key: '/counter', value: String(Number(cur.value) + 1) });
-                    return;
-                  } catch (err) {
-                    if (!(err instanceof CompareFailed)) throw err;
-                    conflicts++;
-                  }
+        withClients(2, async (clients) => {
+          const [b] = clients;
+          await b.put({ key: '/counter', value: '0' });
+          let conflicts = 0;
+          await Promise.all(
+            Array.from({ length: 10 }, async (_, i) => {
+              const c = clients[i % clients.length]!;
+              for (let attempt = 0; attempt < 1_000; attempt++) {
+                const cur = await c.get('/counter');
+                try {
+                  await c.compareAndSwap(cur, { key: '/counter', value: String(Number(cur.value) + 1) });
+                  return;
+                } catch (err) {
+                  if (!(err instanceof CompareFailed)) throw err;
+                  conflicts++;
                 }
-                throw new Error('increment never succeeded');
-              }),
-            );
-            assert.equal((await b.get('/counter')).value, '10');
-            assert.ok(conflicts > 0, 'the increments should have raced');
-          } finally {
-            await Promise.all(peers.map((p) => p.close()));
-          }
+              }
+              throw new Error('increment never succeeded');
+            }),
+          );
+          assert.equal((await b.get('/counter')).value, '10');
+          assert.ok(conflicts > 0, 'the increments should have raced');
         }));
 
       it('delivers every change from concurrent writers to a watcher, in each key’s write order', () =>
-        withStore(async (b) => {
-          const peers = options.openPeer ? await Promise.all([options.openPeer(b), options.openPeer(b)]) : [];
-          const clients = [b, ...peers];
-          try {
-            const it = iterate(b.watch(['/cw/']));
-            await expectEvents(it, ['init']);
-            const writers = 6;
-            const writes = 40;
-            await Promise.all(
-              Array.from({ length: writers }, async (_, w) => {
-                for (let i = 1; i <= writes; i++) await clients[w % clients.length]!.put({ key: `/cw/${w}`, value: `${i}` });
-              }),
-            );
-            const lastSeen = new Map<string, number>();
-            let lastRevision = 0n;
-            for (let n = 0; n < writers * writes; n++) {
-              const ev = await next(it);
-              assert.equal(ev.type, 'put');
-              if (ev.type !== 'put') return;
-              const value = Number(ev.item.value);
-              assert.equal(value, (lastSeen.get(ev.item.key) ?? 0) + 1, `${ev.item.key} skipped or repeated a write`);
-              assert.ok(BigInt(ev.item.revision) > lastRevision, `events arrive in commit (revision) order: ${n} ${ev.item.key}=${ev.item.value} rev ${ev.item.revision} after ${lastRevision}`);
-              lastRevision = BigInt(ev.item.revision);
-              lastSeen.set(ev.item.key, value);
-            }
-            await it.return?.();
-          } finally {
-            await Promise.all(peers.map((p) => p.close()));
+        withClients(2, async (clients) => {
+          const [b] = clients;
+          const it = iterate(b.watch(['/cw/']));
+          await expectEvents(it, ['init']);
+          const writers = 6;
+          const writes = 40;
+          await Promise.all(
+            Array.from({ length: writers }, async (_, w) => {
+              for (let i = 1; i <= writes; i++) await clients[w % clients.length]!.put({ key: `/cw/${w}`, value: `${i}` });
+            }),
+          );
+          const lastSeen = new Map<string, number>();
+          let lastRevision = 0n;
+          for (let n = 0; n < writers * writes; n++) {
+            const ev = await next(it);
+            assert.equal(ev.type, 'put');
+            if (ev.type !== 'put') return;
+            const value = Number(ev.item.value);
+            assert.equal(value, (lastSeen.get(ev.item.key) ?? 0) + 1, `${ev.item.key} skipped or repeated a write`);
+            assert.ok(BigInt(ev.item.revision) > lastRevision, 'events arrive in commit (revision) order');
+            lastRevision = BigInt(ev.item.revision);
+            lastSeen.set(ev.item.key, value);
           }
+          await it.return?.();
         }));
 
       it('lets exactly one of several concurrent creates of a key win', () =>
-        withStore(async (b) => {
-          const peers = options.openPeer ? await Promise.all([options.openPeer(b), options.openPeer(b)]) : [];
-          const clients = [b, ...peers];
-          try {
-            const results = await Promise.allSettled(
-              Array.from({ length: 8 }, (_, i) => clients[i % clients.length]!.create({ key: '/lock', value: `${i}` })),
-            );
-            assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
-            for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof AlreadyExists);
-          } finally {
-            await Promise.all(peers.map((p) => p.close()));
-          }
+        withClients(2, async (clients) => {
+          const results = await Promise.allSettled(
+            Array.from({ length: 8 }, (_, i) => clients[i % clients.length]!.create({ key: '/lock', value: `${i}` })),
+          );
+          assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+          for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof AlreadyExists);
         }));
     });
 

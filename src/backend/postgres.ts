@@ -1,12 +1,12 @@
 // Storage for highly available auth: several auth servers share one PostgreSQL database. Each write
 // appends to an event log (item_events) in the same transaction; every instance tails that log
-// (LISTEN/NOTIFY for latency, polling as the safety net) and fans the events out to its own watchers.
+// (pgtail.ts) and fans the events out to its own watchers.
 
 import pg from 'pg';
 import { AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, isWardError } from '../api/errors.ts';
 import { systemClock, type Clock } from '../api/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
-import { WatchFanout, type BufferedWatcher, type Change } from './fanout.ts';
+import { CHANNEL, EventLogTail, itemFromRow as toItem, type ItemRow as Row } from './pgtail.ts';
 import { auditFilter, auditRow, checkExpires, checkItem, checkKey, rangeLimit } from './validate.ts';
 
 export interface PostgresOptions {
@@ -21,9 +21,6 @@ export interface PostgresOptions {
   poolSize?: number;
 }
 
-const CHANNEL = 'ward_items';
-const POLL_BATCH = 1_000;
-const LISTEN_RETRY_MS = 1_000;
 const PRUNE_INTERVAL_MS = 60_000;
 // Kept long enough for any instance to catch up after a pause; an instance that falls further
 // behind has already failed its watchers (a failed poll closes them) and starts over from "now".
@@ -73,30 +70,6 @@ const LOG_DELETES = (del: string) =>
 const UPSERT = `INSERT INTO items (key, value, revision, expires) VALUES ($1, $2, nextval('item_revisions'), $3)
   ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision, expires = excluded.expires`;
 
-interface Row {
-  key: string;
-  value: string;
-  revision: string;
-  expires: string | null;
-}
-interface EventRow extends Omit<Row, 'value' | 'revision'> {
-  id: string;
-  type: string;
-  value: string | null;
-  revision: string | null;
-}
-
-function toItem(row: Row): Item {
-  const item: Item = { key: row.key, value: row.value, revision: row.revision };
-  if (row.expires !== null) item.expires = new Date(Number(row.expires));
-  return item;
-}
-
-function toChange(row: EventRow): Change {
-  if (row.type === 'delete') return { type: 'delete', key: row.key };
-  return { type: 'put', item: toItem({ key: row.key, value: row.value ?? '', revision: row.revision ?? '', expires: row.expires }) };
-}
-
 /** A LIKE pattern matching exactly the keys that start with `prefix`. */
 function likePrefix(prefix: string): string {
   if (typeof prefix !== 'string') throw new BadParameter('prefix must be a string');
@@ -115,24 +88,19 @@ function describeTarget(connString: string): string {
 
 export class PostgresBackend implements Backend, EventStore {
   readonly kind = 'postgres';
-  private readonly fanout: WatchFanout;
+  private readonly tail: EventLogTail;
   private readonly target: string;
   private readonly timers: NodeJS.Timeout[] = [];
-  private pending: BufferedWatcher[] = [];
-  private lastSeen = 0n;
-  private polling = false;
-  private pollAgain = false;
   private sweeping = false;
-  private listener: pg.Client | undefined;
   private closed = false;
 
   private constructor(
     private readonly pool: pg.Pool,
-    private readonly opts: PostgresOptions,
+    opts: PostgresOptions,
     private readonly clock: Clock,
   ) {
-    this.fanout = new WatchFanout(opts.watchBufferSize);
     this.target = describeTarget(opts.connString);
+    this.tail = new EventLogTail(pool, opts.connString, (err) => this.mapError(err), opts.watchBufferSize);
   }
 
   /** Connects, creates the schema if needed and starts tailing the event log; throws ConnectionProblem. */
@@ -152,15 +120,13 @@ export class PostgresBackend implements Backend, EventStore {
     const b = new PostgresBackend(pool, opts, opts.clock ?? systemClock);
     try {
       await b.inTransaction(MIGRATE_LOCK, async (c) => void (await c.query(SCHEMA)));
-      const { rows } = await pool.query<{ id: string }>('SELECT coalesce(max(id), 0)::text AS id FROM item_events');
-      b.lastSeen = BigInt(rows[0]!.id);
-      await b.listen();
+      await b.tail.start(opts.pollIntervalMs ?? 1_000);
     } catch (err) {
-      b.closed = true; // also stops the listener's reconnect timer
+      b.closed = true;
+      await b.tail.close(); // also stops the listener's reconnect timer
       await pool.end().catch(() => {});
       throw b.mapError(err);
     }
-    b.every(opts.pollIntervalMs ?? 1_000, () => b.requestPoll());
     b.every(opts.sweepIntervalMs ?? 1_000, () => b.sweep());
     const prune = `DELETE FROM item_events WHERE created < now() - interval '${EVENT_LOG_RETENTION}'`;
     b.every(PRUNE_INTERVAL_MS, () => b.pool.query(prune).catch(() => {})); // retried next interval
@@ -254,12 +220,7 @@ export class PostgresBackend implements Backend, EventStore {
     if (!Array.isArray(prefixes) || prefixes.some((p) => typeof p !== 'string')) {
       throw new BadParameter('watch prefixes must be strings');
     }
-    // 'init' is sent only after a poll that started after this call: from then on, every event
-    // not yet delivered has an id above last_seen, so the caller's read of current state misses nothing.
-    const w = this.fanout.create(prefixes);
-    this.pending.push(w);
-    this.requestPoll();
-    return w;
+    return this.tail.watch(prefixes);
   }
 
   async append(events: AuditEvent[]): Promise<void> {
@@ -296,9 +257,7 @@ export class PostgresBackend implements Backend, EventStore {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
-    this.fanout.closeAll();
-    for (const w of this.pending.splice(0)) w.close();
-    await this.listener?.end().catch(() => {});
+    await this.tail.close();
     await this.pool.end().catch(() => {});
   }
 
@@ -306,86 +265,6 @@ export class PostgresBackend implements Backend, EventStore {
     const t = setInterval(fn, ms);
     t.unref();
     this.timers.push(t);
-  }
-
-  /** Starts a poll, or asks the running one to go again, so polls never overlap. */
-  private requestPoll(): void {
-    if (this.closed) return;
-    if (this.polling) {
-      this.pollAgain = true;
-      return;
-    }
-    this.polling = true;
-    void (async () => {
-      try {
-        do {
-          this.pollAgain = false;
-          await this.poll();
-        } while (this.pollAgain && !this.closed);
-      } finally {
-        this.polling = false;
-      }
-    })();
-  }
-
-  private async poll(): Promise<void> {
-    const joining = this.pending.splice(0);
-    try {
-      if (this.fanout.size === 0) {
-        // Nobody to deliver to: skip the backlog. Joining watchers only need events after this point.
-        const { rows } = await this.pool.query<{ id: string }>('SELECT coalesce(max(id), 0)::text AS id FROM item_events');
-        const max = BigInt(rows[0]!.id);
-        if (max > this.lastSeen) this.lastSeen = max;
-      } else {
-        for (;;) {
-          const { rows } = await this.pool.query<EventRow>(
-            `SELECT id::text AS id, key, type, value, revision::text AS revision, expires
-             FROM item_events WHERE id > $1 ORDER BY id LIMIT ${POLL_BATCH}`,
-            [this.lastSeen.toString()],
-          );
-          if (this.closed) return;
-          if (rows.length > 0) this.lastSeen = BigInt(rows[rows.length - 1]!.id);
-          this.fanout.emit(rows.map(toChange));
-          if (rows.length < POLL_BATCH) break;
-        }
-      }
-      for (const w of joining) this.fanout.attach(w);
-    } catch (err) {
-      if (this.closed) return;
-      // Watchers cannot tell what they missed, so they end; their owners re-watch and re-read.
-      const problem = this.mapError(err);
-      this.fanout.closeAll(problem);
-      for (const w of joining) w.fail(problem);
-    }
-  }
-
-  /** Keeps one dedicated LISTEN connection; reconnects after a loss, polling covers the gap. */
-  private async listen(): Promise<void> {
-    if (this.closed) return;
-    const client = new pg.Client({ connectionString: this.opts.connString, connectionTimeoutMillis: 5_000, keepAlive: true });
-    let lost = false;
-    const onLost = () => {
-      if (lost) return;
-      lost = true;
-      if (this.listener === client) this.listener = undefined;
-      client.end().catch(() => {});
-      if (this.closed) return;
-      const retry = setTimeout(() => void this.listen().catch(() => {}), LISTEN_RETRY_MS);
-      retry.unref();
-    };
-    client.on('error', onLost);
-    client.on('end', onLost);
-    client.on('notification', () => this.requestPoll());
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CHANNEL}`);
-    } catch (err) {
-      onLost();
-      throw err;
-    }
-    if (this.closed) return void client.end().catch(() => {});
-    this.listener = client;
-    this.requestPoll(); // a NOTIFY sent while we were not listening is not replayed
   }
 
   private async sweep(): Promise<void> {

@@ -1,0 +1,134 @@
+// The Auth API in process: a real AuthServer on SQLite behind the real mTLS listener, called with the
+// real client. Covers the watch stream and the authorisation guard; test/ drives the same through CLIs.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { systemClock } from '../api/clock.ts';
+import { createAuthClient, type AuthClient } from '../api/client.ts';
+import { AccessDenied } from '../api/errors.ts';
+import { generateClientKeys } from '../api/keys.ts';
+import { SqliteBackend } from '../backend/sqlite.ts';
+import { generateTLSKey } from '../crypto/x509.ts';
+import { startAuthListener, type AuthListener } from './listener.ts';
+import { AuthServer } from './server.ts';
+
+const log = pino({ level: 'silent' });
+let auth: AuthServer;
+let listener: AuthListener;
+let addr: string;
+
+async function serviceClient(hostId: string, systemRoles: string[]): Promise<AuthClient> {
+  const key = await generateTLSKey();
+  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
+    hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
+    expires: new Date(Date.now() + 3_600_000),
+  });
+  return createAuthClient({ addr, identity: { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs } });
+}
+
+async function userClient(name: string): Promise<AuthClient> {
+  const keys = generateClientKeys(name);
+  const certs = await auth.issueUserCerts(await auth.users.get(name), keys, 3_600_000, 'test');
+  return createAuthClient({ addr, identity: { keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCAs } });
+}
+
+before(async () => {
+  auth = await AuthServer.create({
+    clusterName: 'unit',
+    backend: SqliteBackend.open({ path: ':memory:' }),
+    clock: systemClock,
+    log,
+    lockout: { maxAttempts: 5, durationMs: 60_000 },
+  });
+  const tls = await serviceClientIdentity();
+  listener = await startAuthListener(auth, tls, '127.0.0.1:0', log);
+  addr = `127.0.0.1:${listener.address.port}`;
+  await auth.createUser({ name: 'alice', roles: ['access'], logins: ['alice'], password: 'correct horse', createdBy: 'test' });
+  await auth.createUser({ name: 'ed', roles: ['editor'], logins: [], password: 'correct horse', createdBy: 'test' });
+});
+
+async function serviceClientIdentity() {
+  const key = await generateTLSKey();
+  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
+    hostId: 'auth.unit', systemRoles: ['auth'], tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
+    expires: new Date(Date.now() + 3_600_000),
+  });
+  return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
+}
+
+after(async () => {
+  await listener.close();
+  await auth.backend.close();
+});
+
+describe('Auth API watch stream', () => {
+  it('starts with init, then streams changes to the watched kinds in order', async () => {
+    const proxy = await serviceClient('proxy.unit', ['proxy']);
+    const abort = new AbortController();
+    const events: string[] = [];
+    const stream = proxy.watch({ kinds: ['role'] }, { signal: abort.signal });
+    const done = (async () => {
+      try {
+        for await (const e of stream) {
+          events.push(`${e.type}:${e.name}`);
+          if (e.type === 'init') {
+            const admin = await serviceClient('admin', ['admin']);
+            const role = { kind: 'role', version: 'v1', metadata: { name: 'dev' }, spec: { allow: { logins: ['dev'] } } };
+            await admin.upsertResource({ resource: { json: JSON.stringify(role) }, overwrite: false });
+            await admin.deleteResource({ kind: 'role', name: 'dev' });
+          }
+          if (e.type === 'delete') abort.abort();
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+      }
+    })();
+    await done;
+    assert.deepEqual(events, ['init:', 'put:dev', 'delete:dev']);
+  });
+
+  it('never sends CA private keys', async () => {
+    const proxy = await serviceClient('proxy.unit', ['proxy']);
+    const res = await proxy.listResources({ kind: 'cert_authority' });
+    assert.equal(res.resources.length, 5);
+    for (const r of res.resources) assert.ok(!r.json.includes('PRIVATE KEY') && !r.json.includes('"private"'));
+  });
+});
+
+describe('Auth API authorisation', () => {
+  it('answers Ping without a certificate and nothing else', async () => {
+    const anonymous = createAuthClient({ addr, caPems: (await auth.trustBundle()).tlsCAs });
+    assert.equal((await anonymous.ping({})).clusterName, 'unit');
+    await assert.rejects(anonymous.listResources({ kind: 'role' }), (e) => e instanceof AccessDenied && /log in first/.test(e.message));
+  });
+  it('lets an editor create users but not an access-only user', async () => {
+    const ed = await userClient('ed');
+    await ed.createUser({ name: 'bob', roles: ['access'], logins: ['bob'], password: 'long enough pw' });
+    const alice = await userClient('alice');
+    await assert.rejects(alice.createUser({ name: 'eve', roles: ['editor'], logins: [], password: 'long enough pw' }), AccessDenied);
+    await assert.rejects(alice.listResources({ kind: 'user' }), AccessDenied);
+  });
+  it('keeps password login for proxies: a user certificate may not submit passwords', async () => {
+    const alice = await userClient('alice');
+    const keys = generateClientKeys('alice');
+    await assert.rejects(
+      alice.authenticateUser({ user: 'alice', password: 'correct horse', sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey }),
+      AccessDenied,
+    );
+    const proxy = await serviceClient('proxy.unit', ['proxy']);
+    const certs = await proxy.authenticateUser({ user: 'alice', password: 'correct horse', sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 600 });
+    assert.equal(certs.ttlSeconds, 600);
+  });
+  it('refuses a node service that tries to create users, and a user whose role was deleted', async () => {
+    const node = await serviceClient('node-1', ['node']);
+    await assert.rejects(node.createUser({ name: 'x', roles: ['access'], logins: [], password: 'long enough pw' }), AccessDenied);
+    const admin = await serviceClient('admin', ['admin']);
+    const temp = { kind: 'role', version: 'v1', metadata: { name: 'temp' }, spec: { allow: { rules: [{ resources: ['role'], verbs: ['list'] }] } } };
+    await admin.upsertResource({ resource: { json: JSON.stringify(temp) }, overwrite: false });
+    await auth.createUser({ name: 'tina', roles: ['temp'], logins: [], password: 'long enough pw', createdBy: 'test' });
+    const tina = await userClient('tina');
+    assert.ok((await tina.listResources({ kind: 'role' })).resources.length >= 4);
+    await admin.deleteResource({ kind: 'role', name: 'temp' });
+    await assert.rejects(tina.listResources({ kind: 'role' }), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
+  });
+});
