@@ -46,6 +46,11 @@ export async function startAuthListener(
   server.on('sessionError', (err) => log.debug({ err: err.message }, 'auth API session error'));
   server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'auth API TLS error'));
   server.setTimeout(0);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
   const address = await listenOn(server, listen, 'auth API');
   log.info({ addr: `${address.host}:${address.port}` }, 'auth API listening');
   return {
@@ -53,8 +58,8 @@ export async function startAuthListener(
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());
-        // http2 sessions (watch streams) keep a server open: close them too.
-        setTimeout(resolve, 1000).unref();
+        // Open sessions (watch streams above all) would keep the server up: end them too.
+        for (const session of sessions) session.destroy();
       }),
   };
 }

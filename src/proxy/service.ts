@@ -45,7 +45,12 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
         if (hello.alpn.includes(ALPN_AUTH)) spliceTo(socket, cfg.authAddr.host, cfg.authAddr.port, log);
         else web.emit('connection', socket);
       },
-      http: (socket) => redirect.emit('connection', socket),
+      http: (socket) => {
+        redirect.emit('connection', socket);
+        // The mux paused the socket to peek; the HTTP server takes over its handle but leaves a paused
+        // socket paused, so without this the request the mux put back is never read.
+        socket.resume();
+      },
     },
     log,
   );
