@@ -175,6 +175,8 @@ export function parseAs<K extends Kind>(kind: K, data: unknown): z.infer<(typeof
 
 export function describeZodError(error: z.ZodError): string {
   return error.issues
+    // zod reports an unknown key at its parent's path; name the key itself (auth_service.listen_adr).
+    .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ path: [...i.path, k], message: 'unknown key' })) : [i]))
     .slice(0, 5)
     .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
     .join('; ');

@@ -42,7 +42,9 @@ function prepareDataDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK | constants.R_OK);
   } catch (err) {
-    throw new BadParameter(`data dir ${dir} is not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'it is not a directory' : (code ?? (err as Error).message);
+    throw new BadParameter(`data dir ${dir} is not usable: ${why}`);
   }
 }
 

@@ -1,0 +1,71 @@
+// ward on PostgreSQL: two auth servers (each with its proxy) on one database share the cluster's CAs,
+// users and audit log, so either one can log a user in. And a database that is down is one clear line.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startPostgres, type PostgresServer } from './fixtures/postgres.ts';
+import { Cluster, cleanup, errorLines, makeTempDir, ward } from './harness.ts';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+let pg: PostgresServer;
+
+const config = (connString: string) => `version: v1
+auth_service:
+  cluster_name: pg-e2e
+  listen_addr: 127.0.0.1:0
+  storage:
+    type: postgres
+    conn_string: "${connString}"
+proxy_service:
+  listen_addr: 127.0.0.1:0
+`;
+
+before(async () => {
+  pg = await startPostgres();
+});
+after(async () => {
+  await cleanup();
+  await pg?.stop();
+});
+
+describe('auth servers on PostgreSQL', () => {
+  it('share CAs and users, and either proxy logs the user in', async () => {
+    const a = new Cluster({ config: config(pg.connString) });
+    const b = new Cluster({ config: config(pg.connString) });
+    await Promise.all([a.start(), b.start()]); // started together: exactly one creates the CAs
+    assert.equal(a.caPin, b.caPin);
+    const statusA = await a.wctl(['status']);
+    const statusB = await b.wctl(['status']);
+    assert.equal(statusA.stdout, statusB.stdout);
+
+    const add = await a.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'alice', '--password-stdin'], { stdin: 'a long password\n' });
+    assert.equal(add.code, 0, add.stderr);
+    const home = b.newWshHome();
+    const login = await b.wsh(home, ['login', '--proxy', b.proxyAddr, '--user', 'alice', '--password-stdin', '--ca-pin', b.caPin], { stdin: 'a long password\n' });
+    assert.equal(login.code, 0, login.stderr);
+    assert.match(login.stdout, /cluster "pg-e2e"/);
+
+    // The login that went through b is in the audit log that a reads.
+    const events = await a.adminClient().searchEvents({ types: ['user.login'], user: 'alice' });
+    assert.equal(events.events.length, 1);
+    assert.equal(JSON.parse(events.events[0]!).success, true);
+
+    // State survives a restart of both.
+    await a.stop();
+    await b.restart();
+    const users = await b.wctl(['users', 'ls']);
+    assert.match(users.stdout, /alice/);
+  });
+
+  it('refuses to start with one clear line when the database is down', async () => {
+    const dir = makeTempDir();
+    const path = join(dir, 'ward.yaml');
+    writeFileSync(path, config('postgres://ward@127.0.0.1:1/ward'));
+    const r = await ward(['start', '-c', path, '-d', join(dir, 'data')], { timeoutMs: 30_000 });
+    assert.notEqual(r.code, 0);
+    const lines = errorLines(r);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /^ERROR: .*127\.0\.0\.1:1/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+});
