@@ -37,6 +37,7 @@ describe('auth servers on PostgreSQL', () => {
     const statusA = await a.wctl(['status']);
     const statusB = await b.wctl(['status']);
     assert.equal(statusA.stdout, statusB.stdout);
+    assert.match(statusA.stdout, /Backend: +postgres/);
 
     const add = await a.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'alice', '--password-stdin'], { stdin: 'a long password\n' });
     assert.equal(add.code, 0, add.stderr);

@@ -65,7 +65,12 @@ export function authRoutes(auth: AuthServer, log: Logger) {
 
   return (router: ConnectRouter) =>
     router.service(AuthService, {
-      ping: unary(async () => ({ clusterName: auth.clusterName, serverVersion: VERSION, caPins: await auth.tlsCAPins() })),
+      ping: unary(async (_req, who) => ({
+        clusterName: auth.clusterName,
+        serverVersion: VERSION,
+        caPins: await auth.tlsCAPins(),
+        backend: who.kind === 'anonymous' ? '' : auth.backend.kind,
+      })),
 
       getResource: unary(async (req, who) => {
         const kind = kindFromName(req.kind);

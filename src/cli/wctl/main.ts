@@ -38,7 +38,7 @@ program
     const ping = await client.ping({});
     const cas = await client.listResources({ kind: 'cert_authority' });
     const rows = cas.resources.map((r) => parseResource(JSON.parse(r.json))).flatMap((ca) => (ca.kind === 'cert_authority' ? [[`${ca.spec.type} CA`, caFingerprint(ca)]] : []));
-    out(`Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nCA pin:   ${ping.caPins.join(', ')}\n\n`);
+    out(`Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nBackend:  ${ping.backend}\nCA pin:   ${ping.caPins.join(', ')}\n\n`);
     out(table(['Authority', 'Fingerprint'], rows));
   });
 
