@@ -85,7 +85,7 @@ export async function issueUserSSHCert(req: UserCertRequest, ca: SSHSigner): Pro
   return formatAuthorizedKey(blob, req.username);
 }
 
-export async function issueUserTLSCert(req: UserCertRequest, ca: { caCertPem: string; caKeyPem: string }): Promise<string> {
+export async function issueUserTLSCert(req: UserCertRequest, ca: TLSCASigner): Promise<string> {
   const identity: Identity = {
     username: req.username,
     roles: req.roles,
@@ -105,6 +105,13 @@ export async function issueUserTLSCert(req: UserCertRequest, ca: { caCertPem: st
   });
 }
 
+/** The TLS CA as the KeyStore hands it out; `caKey` is its key already parsed (see importCAKey). */
+export interface TLSCASigner {
+  caCertPem: string;
+  caKeyPem: string;
+  caKey?: Promise<CryptoKey>;
+}
+
 export interface HostCertRequest {
   hostId: string;
   systemRoles: string[];
@@ -117,7 +124,7 @@ export interface HostCertRequest {
 }
 
 /** A service's X.509 certificate: server and client auth, SANs for its names and addresses. */
-export async function issueHostTLSCert(req: HostCertRequest, ca: { caCertPem: string; caKeyPem: string }): Promise<string> {
+export async function issueHostTLSCert(req: HostCertRequest, ca: TLSCASigner): Promise<string> {
   return issueTLSCert({
     ...ca,
     publicKeyPem: checkTLSPublicKey(req.tlsPublicKey),

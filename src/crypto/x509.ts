@@ -86,9 +86,19 @@ export async function generateTLSKey(): Promise<{ privateKeyPem: string; publicK
  * everything that builds certificates goes through here so that swap touches one function.
  */
 async function signWithCAKey(
-  caKeyPem: string,
+  caKey: string | Promise<CryptoKey>,
   params: Omit<x509.X509CertificateCreateWithKeyParams, 'signingKey' | 'signingAlgorithm'>,
 ): Promise<x509.X509Certificate> {
+  const signingKey = await (typeof caKey === 'string' ? importCAKey(caKey) : caKey);
+  return x509.X509CertificateGenerator.create({ ...params, signingKey, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
+}
+
+/**
+ * A CA private key (PKCS#8 PEM, P-256) as a non-extractable WebCrypto signing key. Parsing the PEM is the
+ * costly part of issuing (OpenSSL 3 decoders), so a KeyStore may call this once per CA key and pass the
+ * result to issueTLSCert as `caKey`.
+ */
+export async function importCAKey(caKeyPem: string): Promise<CryptoKey> {
   let key;
   try {
     key = createPrivateKey(caKeyPem);
@@ -97,8 +107,7 @@ async function signWithCAKey(
   }
   assertP256(key.asymmetricKeyType, key.asymmetricKeyDetails?.namedCurve, 'CA key');
   const pkcs8 = key.export({ type: 'pkcs8', format: 'der' });
-  const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, P256, false, ['sign']);
-  return x509.X509CertificateGenerator.create({ ...params, signingKey, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
+  return webcrypto.subtle.importKey('pkcs8', pkcs8, P256, false, ['sign']) as Promise<CryptoKey>;
 }
 
 export async function createTLSCA(opts: {
@@ -138,6 +147,8 @@ export async function createTLSCA(opts: {
 export async function issueTLSCert(opts: {
   caCertPem: string;
   caKeyPem: string;
+  /** `importCAKey(caKeyPem)` done once by the caller (KeyStore cache); without it caKeyPem is parsed here. */
+  caKey?: Promise<CryptoKey>;
   publicKeyPem: string;
   identity: Identity;
   notAfter: Date;
@@ -193,7 +204,7 @@ export async function issueTLSCert(opts: {
   if (sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(sans, false));
 
   const commonName = identity.kind === 'host' ? (identity.hostId ?? identity.username) : identity.username;
-  const cert = await signWithCAKey(opts.caKeyPem, {
+  const cert = await signWithCAKey(opts.caKey ?? opts.caKeyPem, {
     serialNumber: randomSerial(),
     subject: [{ O: [identity.cluster] }, { CN: [commonName] }],
     issuer: ca.subjectName,
