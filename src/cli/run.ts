@@ -16,8 +16,14 @@ export async function runCLI(program: Command, argv = process.argv): Promise<voi
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
-  program.exitOverride();
-  program.configureOutput({ outputError: (str, write) => write(str.startsWith('error:') ? `ERROR: ${str.slice(7)}` : str) });
+  // Commander copies these settings to a subcommand only when it is created, and the CLIs define
+  // theirs first: set them on every command, so `wctl users add` (no --roles) also says ERROR:.
+  const configure = (cmd: Command) => {
+    cmd.exitOverride();
+    cmd.configureOutput({ outputError: (str, write) => write(str.startsWith('error:') ? `ERROR: ${str.slice(7)}` : str) });
+    cmd.commands.forEach(configure);
+  };
+  configure(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
