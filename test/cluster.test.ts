@@ -311,6 +311,9 @@ describe('a Ward cluster', () => {
 
       it('refuses a user whose role does not exist', async () => {
         fails(await main.wctl(['users', 'add', 'vera', '--roles', 'no-such-role'], { stdin: '' }), /unknown role .*no-such-role/);
+        const file = join(work, 'vera.yaml');
+        writeFileSync(file, 'kind: user\nversion: v1\nmetadata: {name: vera}\nspec: {roles: [no-such-role]}\n');
+        fails(await main.wctl(['create', '-f', file]), /user "vera" names a role that does not exist/);
       });
 
       it('creates roles and users from YAML, and overwrites them only with --force', async () => {
@@ -565,6 +568,17 @@ describe('a Ward cluster', () => {
         assert.equal((await loginEvents('walt')).filter((e) => e.success === true).length, 1, 'a success is audited too');
       });
 
+      it('answers a made-up user name exactly as a real one, lock included', async () => {
+        const home = main.newWshHome();
+        const wrong = newPassword();
+        const answers = [];
+        for (let i = 0; i < 4; i++) answers.push(errorLines(await login(home, 'no-such-user-x', wrong)).join('\n'));
+        assert.match(answers[0]!, /^ERROR: access denied: invalid user name or password$/);
+        assert.equal(answers[1], answers[0]);
+        assert.match(answers[2]!, /^ERROR: access denied: too many failed logins, user is locked until \S+$/);
+        assert.equal(answers[3], answers[2], 'the lock of a made-up name holds like a real one');
+      });
+
       it('locks a user after 3 failed logins, refuses even their certificates, and unlocks on reset', async () => {
         const password = await addUser('ivan', 'access', 'ivan');
         const ivan = main.client(await issueTLSIdentity('ivan'));
@@ -668,6 +682,12 @@ describe('a Ward cluster', () => {
         await addUser('frank', 'node-reader', 'frank');
         const frank = main.client(await issueTLSIdentity('frank'));
         await frank.listResources({ kind: 'node' });
+        fails(await main.wctl(['rm', 'role/node-reader']), /role "node-reader" is still assigned to frank/);
+        // Take the role away from frank (his certificate still names it), then delete it.
+        const admin = main.adminClient();
+        const user = JSON.parse((await admin.getResource({ kind: 'user', name: 'frank' })).json);
+        user.spec.roles = ['access'];
+        await admin.upsertResource({ resource: { json: JSON.stringify(user) }, overwrite: true });
         ok(await main.wctl(['rm', 'role/node-reader']));
         await assert.rejects(frank.listResources({ kind: 'node' }), denied(/role "node-reader" no longer exists/));
       });

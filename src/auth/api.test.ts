@@ -128,6 +128,8 @@ describe('Auth API authorisation', () => {
     await auth.createUser({ name: 'tina', roles: ['temp'], logins: [], password: 'long enough pw', createdBy: 'test' });
     const tina = await userClient('tina');
     assert.ok((await tina.listResources({ kind: 'role' })).resources.length >= 4);
+    await assert.rejects(admin.deleteResource({ kind: 'role', name: 'temp' }), /still assigned to tina/);
+    await auth.users.modify('tina', (u) => ({ ...u, spec: { ...u.spec, roles: ['access'] } })); // her certificate still names temp
     await admin.deleteResource({ kind: 'role', name: 'temp' });
     await assert.rejects(tina.listResources({ kind: 'role' }), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
   });

@@ -100,6 +100,11 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         }
         const resource = parseResource(data);
         if (resource.kind === 'cert_authority') throw new BadParameter('certificate authorities are created by the auth server, not uploaded');
+        if (resource.kind === 'user') {
+          await auth.loadRoles(resource.spec.roles).catch(() => {
+            throw new BadParameter(`user "${resource.metadata.name}" names a role that does not exist: create the role first`);
+          });
+        }
         requireRule(who, resource.kind, req.overwrite ? 'update' : 'create');
         if (req.overwrite) requireRule(who, resource.kind, 'create');
         const store = service(resource.kind) as ResourceService<typeof resource.kind>;
@@ -115,6 +120,12 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         const kind = kindFromName(req.kind);
         if (kind === 'cert_authority') throw new BadParameter('certificate authorities cannot be deleted');
         requireRule(who, kind, 'delete');
+        if (kind === 'role') {
+          const holders = (await auth.users.list()).filter((u) => u.spec.roles.includes(req.name)).map((u) => u.metadata.name);
+          if (holders.length) {
+            throw new BadParameter(`role "${req.name}" is still assigned to ${holders.slice(0, 5).join(', ')}${holders.length > 5 ? '…' : ''}: remove it from them first`);
+          }
+        }
         const by = callerName(who);
         if (kind === 'user') await auth.deleteUser(req.name, by);
         else {

@@ -16,21 +16,21 @@ export async function authenticateUser(
     await auth.audit.emit('user.login', { user: req.user, success: false, method: 'password', error: reason, remote_addr: req.clientAddr });
     return new AccessDenied(message);
   };
-  if (user && auth.isLocked(user)) {
-    throw await fail('user is locked', `access denied: user is locked until ${user.spec.locked_until} after too many failed logins`);
-  }
+  const locked = (until: string) => fail('user is locked', `access denied: too many failed logins, user is locked until ${until}`);
+  if (user && auth.isLocked(user)) throw await locked(user.spec.locked_until!);
   const stored = user ? await auth.backend.get(passwordKey(req.user)).then((i) => i.value, () => DUMMY_HASH) : DUMMY_HASH;
   const ok = (await verifyPassword(req.password, stored)) && !!user;
   if (!ok || !user) {
-    if (user) {
-      const failures = await countFailure(auth, req.user);
-      if (failures >= lockout.maxAttempts) {
-        const until = new Date(auth.now().getTime() + lockout.durationMs).toISOString();
+    // Failures are counted for unknown names too, and answered the same way once over the limit:
+    // the answers never tell an existing user from a made-up name.
+    const { count, until } = await countFailure(auth, req.user);
+    if (count >= lockout.maxAttempts) {
+      if (user) {
         await auth.users.modify(req.user, (u) => ({ ...u, spec: { ...u.spec, locked_until: until } }));
         await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
-        await auth.audit.emit('user.locked', { user: req.user, until, reason: `${failures} failed logins` });
-        throw await fail('bad password', `access denied: too many failed logins, user is locked until ${until}`);
+        await auth.audit.emit('user.locked', { user: req.user, until, reason: `${count} failed logins` });
       }
+      throw await locked(until);
     }
     throw await fail(user ? 'bad password' : 'unknown user');
   }
@@ -40,20 +40,25 @@ export async function authenticateUser(
   return certs;
 }
 
-/** Counts a failed login; the count forgets itself after the lockout duration. */
-async function countFailure(auth: AuthServer, name: string): Promise<number> {
+/**
+ * Counts a failed login. The count forgets itself `durationMs` after the first failure, or after the
+ * failure that reached the limit; `until` is then the end of the lock.
+ */
+async function countFailure(auth: AuthServer, name: string): Promise<{ count: number; until: string }> {
   const key = failuresKey(name);
-  const expires = new Date(auth.now().getTime() + auth.config.lockout.durationMs);
   for (let attempt = 0; attempt < 10; attempt++) {
     const current = await auth.backend.get(key).catch(() => undefined);
-    const next = String(Number(current?.value ?? 0) + 1);
+    const count = Number(current?.value ?? 0) + 1;
+    // The failure that reaches the limit starts a full lock period, for a real user and a made-up name alike.
+    const fresh = new Date(auth.now().getTime() + auth.config.lockout.durationMs);
+    const expires = count === auth.config.lockout.maxAttempts || !current?.expires ? fresh : current.expires;
     try {
-      if (current) await auth.backend.compareAndSwap(current, { key, value: next, expires });
-      else await auth.backend.create({ key, value: next, expires });
-      return Number(next);
+      if (current) await auth.backend.compareAndSwap(current, { key, value: String(count), expires });
+      else await auth.backend.create({ key, value: String(count), expires });
+      return { count, until: expires.toISOString() };
     } catch {
       // lost a race with a concurrent login attempt: read again
     }
   }
-  return auth.config.lockout.maxAttempts;
+  return { count: auth.config.lockout.maxAttempts, until: new Date(auth.now().getTime() + auth.config.lockout.durationMs).toISOString() };
 }

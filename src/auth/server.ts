@@ -15,7 +15,7 @@ import { ensureBuiltinRoles, ensureCAs } from './init.ts';
 import { SoftwareKeyStore } from './keystore.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
 
-export const VERSION = '0.1.0';
+export { VERSION } from '../api/version.ts';
 
 export interface AuthServerConfig {
   clusterName: string;

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { loadConfig, SAMPLE_CONFIG, defaultDataDir } from '../../config/schema.ts';
 import { runCLI, failLine } from '../run.ts';
-import { VERSION } from '../../auth/server.ts';
+import { VERSION } from '../../api/version.ts';
 
 const program = new Command('ward')
   .description('Ward: identity-aware access to servers, with short-lived certificates')

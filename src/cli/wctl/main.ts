@@ -1,11 +1,14 @@
 // `wctl`: the administrator's tool. Talks to the auth API only (never to the backend), as the local
 // admin on the auth host or with an identity file from anywhere.
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseDuration, formatDuration } from '../../api/duration.ts';
 import { BadParameter } from '../../api/errors.ts';
 import { parseResource } from '../../api/types.ts';
 import { runCLI } from '../run.ts';
+import { VERSION } from '../../api/version.ts';
 import { table } from '../table.ts';
 import { connectAuth, type GlobalOptions } from './connect.ts';
 import { caFingerprint, checkFormat, getResources, readResourceFile } from './resources.ts';
@@ -16,9 +19,20 @@ const program = new Command('wctl')
   .option('--auth-server <host:port>', 'auth server or proxy to talk to')
   .option('-i, --identity <file>', 'identity file (from wctl auth sign --format file)')
   .option('-d, --data-dir <dir>', 'data dir of the local auth server (default ~/.ward)')
+  .version(VERSION)
   .showHelpAfterError();
 
 const auth = () => connectAuth(program.opts<GlobalOptions>());
+
+/** On the auth host, the address of the proxy `ward start` runs next to it, for printed instructions. */
+function localProxyAddr(): string | undefined {
+  const dir = program.opts<GlobalOptions>().dataDir ?? process.env.WARD_DATA_DIR ?? join(homedir(), '.ward');
+  try {
+    return readFileSync(join(dir, 'proxy_addr'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
 const out = (s: string): void => {
   process.stdout.write(s);
 };
@@ -96,7 +110,7 @@ tokens
     const ttlMs = parseDuration(opts.ttl);
     const res = await auth().createToken({ roles: list(opts.type), ttlSeconds: Math.round(ttlMs / 1000), labels });
     const token = parseResource(JSON.parse(res.json));
-    const authServer = program.opts<GlobalOptions>().authServer ?? 'PROXY_HOST:3080';
+    const authServer = program.opts<GlobalOptions>().authServer ?? localProxyAddr() ?? 'PROXY_HOST:3080';
     out(
       `The join token ${token.metadata.name} (${list(opts.type).join(',')}) expires in ${formatDuration(ttlMs)}.\n\n` +
         `Run this on the new host to join it:\n\n` +

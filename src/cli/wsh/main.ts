@@ -6,6 +6,7 @@ import { parseCertificate } from '../../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../../crypto/sshkeys.ts';
 import { readIdentity } from '../../crypto/x509.ts';
 import { runCLI } from '../run.ts';
+import { VERSION } from '../../api/version.ts';
 import { login } from './login.ts';
 import { loadProfile, removeLogin, wshHome } from './profile.ts';
 
@@ -22,6 +23,7 @@ const program = new Command('wsh')
   .option('--user <name>', 'your Ward user name', process.env.WARD_USER)
   .option('-i, --identity <file>', 'identity file to use instead of a login (wctl auth sign --format file)')
   .option('--insecure', 'do not check the proxy\'s certificate (home labs only)')
+  .version(VERSION)
   .showHelpAfterError();
 
 const globals = () => program.opts<GlobalOptions>();
