@@ -5,12 +5,13 @@ import type { TLSSocket } from 'node:tls';
 import { ConnectError, createContextKey, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
-import { BadParameter, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
-import { KINDS, kindFromName, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
+import { AccessDenied, BadParameter, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
+import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { ResourceService } from '../services/resources.ts';
 import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller } from './authz.ts';
 import { withoutSecrets } from './keystore.ts';
 import { authenticateUser } from './login.ts';
+import { registerUsingToken, upsertNode } from './join.ts';
 import type { AuthServer, Certs } from './server.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
@@ -194,6 +195,32 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       exportCAs: unary(async (req, who) => {
         requireAuthenticated(who);
         return { entries: await auth.exportCAs(req.type) };
+      }),
+
+      registerUsingToken: unary(async (req, _who) => {
+        // No certificate needed: the token is the credential. (ctx is not needed for the address: the
+        // proxy passes auth connections through, so the peer address is the proxy's or the agent's.)
+        return registerUsingToken(auth, {
+          token: req.token,
+          systemRole: req.systemRole,
+          hostname: req.hostname,
+          addresses: req.addresses,
+          sshPublicKey: req.sshPublicKey,
+          tlsPublicKey: req.tlsPublicKey,
+          remoteAddr: '',
+        });
+      }),
+
+      upsertNode: unary(async (req, who) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'service' || !c.systemRoles.includes('node')) throw new AccessDenied();
+        let data: unknown;
+        try {
+          data = JSON.parse(req.node?.json ?? '');
+        } catch {
+          throw new BadParameter('node is not valid JSON');
+        }
+        return { json: present(await upsertNode(auth, c.name, parseAs('node', data))) };
       }),
 
       searchEvents: unary(async (req, who) => {

@@ -7,10 +7,7 @@ import { signCertificate, type SSHSigner } from '../crypto/sshcert.ts';
 import { formatAuthorizedKey } from '../crypto/sshkeys.ts';
 import { issueTLSCert, type Identity } from '../crypto/x509.ts';
 
-/** Extensions Ward adds to user certs, next to OpenSSH's permit-* ones. */
-export const EXT_ROLES = 'ward-roles@ward.dev';
-export const EXT_CLUSTER = 'ward-cluster@ward.dev';
-export const EXT_TRAITS = 'ward-traits@ward.dev';
+import { EXT_CLUSTER, EXT_ROLES, EXT_TRAITS } from '../api/certext.ts';
 
 /** Certificates start a minute in the past, so a client whose clock is slightly behind can use them. */
 const CLOCK_SKEW_MS = 60_000;
@@ -144,4 +141,27 @@ export async function issueHostTLSCert(req: HostCertRequest, ca: TLSCASigner): P
     ipAddresses: req.ipAddresses,
     usage: 'both',
   });
+}
+
+/**
+ * A host's OpenSSH certificate. Principals are every name a client may dial it by (PROTOCOL.certkeys:
+ * for host certs, principals are host names), so `@cert-authority` known_hosts entries match.
+ */
+export async function issueHostSSHCert(
+  req: { hostId: string; principals: string[]; sshPublicKey: string; now: Date; expires: Date },
+  ca: SSHSigner,
+): Promise<string> {
+  const blob = await signCertificate(
+    {
+      publicKey: checkSSHPublicKey(req.sshPublicKey),
+      serial: serial(),
+      certType: 'host',
+      keyId: req.hostId,
+      principals: [...new Set(req.principals)],
+      validAfter: new Date(req.now.getTime() - CLOCK_SKEW_MS),
+      validBefore: req.expires,
+    },
+    ca,
+  );
+  return formatAuthorizedKey(blob, req.hostId);
 }

@@ -28,6 +28,12 @@ export const configSchema = z.strictObject({
   ward: z
     .strictObject({
       data_dir: z.string().optional(),
+      /** Where agents of a process without auth_service reach the cluster: a proxy (or an auth server). */
+      auth_server: hostPort.optional(),
+      /** Join token for the first start of an agent; the identity it gets is kept in the data dir. */
+      join_token: z.string().max(256).optional(),
+      /** The cluster's CA pin (wctl status), checked before the token is sent. */
+      ca_pin: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(),
       log: z.strictObject({ severity: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ severity: 'info' }),
     })
     .default({ log: { severity: 'info' } }),
@@ -50,6 +56,17 @@ export const configSchema = z.strictObject({
       public_addr: z.array(hostPort).default([]),
     })
     .default({ enabled: true, listen_addr: '0.0.0.0:3080', public_addr: [] }),
+  ssh_service: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Name shown in listings and used to reach it (default: this machine's host name). */
+      hostname: nameSchema.optional(),
+      listen_addr: hostPort.default('0.0.0.0:3022'),
+      /** No inbound port: reached through a reverse tunnel to the proxy at ward.auth_server. */
+      tunnel: z.boolean().default(false),
+      labels: z.record(z.string().max(256), z.string().max(1024)).default({}),
+    })
+    .default({ enabled: true, listen_addr: '0.0.0.0:3022', tunnel: false, labels: {} }),
 });
 
 export type WardConfig = z.infer<typeof configSchema>;
@@ -106,4 +123,19 @@ proxy_service:
   listen_addr: 0.0.0.0:3080
   # Names users reach the proxy by (they go into its certificate).
   public_addr: ["ward.example.com:3080"]
+
+ssh_service:              # the Node Service: an SSH server that checks Ward certificates
+  enabled: true
+  listen_addr: 0.0.0.0:3022
+  tunnel: false           # true: no inbound port; dial the proxy at ward.auth_server instead
+  labels: {env: lab}
+
+# An agent on another host runs only the node, and joins with a token:
+#   ward:
+#     auth_server: ward.example.com:3080
+#     join_token: <from wctl tokens add --type node>
+#     ca_pin: sha256:<from wctl status>
+#   auth_service: {enabled: false}
+#   proxy_service: {enabled: false}
+#   ssh_service: {enabled: true, tunnel: true, labels: {env: prod}}
 `;

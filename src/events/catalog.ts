@@ -14,6 +14,7 @@ export const EVENT_CODES = {
   'resource.deleted': 'WX1001I',
   'cert.create': 'WC1000I',
   'join_token.create': 'WJ1000I',
+  'node.join': { success: 'WJ1001I', failure: 'WJ1001W' },
   'access.denied': 'WA1000W',
 } as const;
 

@@ -1,12 +1,19 @@
-// The Proxy Service: one public port (mux.ts) in front of the HTTPS API, the auth API pass-through
-// and (with the Node Service) SSH. It holds a proxy host certificate and talks to auth with it.
+// The Proxy Service: one public port (mux.ts) in front of the HTTPS API, the auth API pass-through,
+// SSH (jump host, and SSH inside TLS for wsh) and the agents' reverse tunnels. It holds a proxy host
+// identity and reads nodes, users and roles from a watch-fed cache.
 import http from 'node:http';
 import http2 from 'node:http2';
+import type net from 'node:net';
+import type ssh2 from 'ssh2';
+import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { ALPN_AUTH, type AuthClient } from '../api/client.ts';
 import type { ListenAddress } from '../config/listen.ts';
 import { startMux, spliceTo } from './mux.ts';
+import { ALPN_PROXY_SSH } from './sshtls.ts';
 import { webHandler } from './web.ts';
+
+export const ALPN_TUNNEL = 'ward-reversetunnel';
 
 export interface ProxyConfig {
   listen: string;
@@ -15,6 +22,12 @@ export interface ProxyConfig {
   /** TLS key and certificate chain (leaf, then the cluster CA) the proxy serves. */
   tls: { keyPem: string; certChainPem: string };
   auth: AuthClient;
+  /** SSH jump server for OpenSSH clients (connections that start with "SSH-"). */
+  ssh?: ssh2.Server;
+  /** SSH inside mutual TLS, for `wsh proxy ssh`. */
+  sshOverTLS?: tls.Server;
+  /** Agents' reverse tunnels. */
+  tunnels?: { handle(socket: net.Socket): void };
   log: Logger;
 }
 
@@ -42,13 +55,15 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
     cfg.listen,
     {
       tls: (socket, hello) => {
-        if (hello.alpn.includes(ALPN_AUTH)) spliceTo(socket, cfg.authAddr.host, cfg.authAddr.port, log);
-        else web.emit('connection', socket);
+        if (hello.alpn.includes(ALPN_AUTH)) return spliceTo(socket, cfg.authAddr.host, cfg.authAddr.port, log);
+        if (hello.alpn.includes(ALPN_PROXY_SSH) && cfg.sshOverTLS) return cfg.sshOverTLS.emit('connection', socket);
+        if (hello.alpn.includes(ALPN_TUNNEL) && cfg.tunnels) return cfg.tunnels.handle(socket);
+        web.emit('connection', socket);
       },
+      ssh: cfg.ssh ? (socket) => cfg.ssh!.injectSocket(socket) : undefined,
+      // The HTTP server reads the connection itself once it is handed over; the mux left it paused.
       http: (socket) => {
         redirect.emit('connection', socket);
-        // The mux paused the socket to peek; the HTTP server takes over its handle but leaves a paused
-        // socket paused, so without this the request the mux put back is never read.
         socket.resume();
       },
     },
@@ -60,6 +75,8 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
       await mux.close();
       web.close();
       redirect.close();
+      cfg.ssh?.close();
+      cfg.sshOverTLS?.close();
     },
   };
 }

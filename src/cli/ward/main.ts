@@ -1,6 +1,8 @@
 // `ward`: runs cluster services. `ward start` with no config is the one-process home lab.
 import { Command } from 'commander';
-import { loadConfig, SAMPLE_CONFIG, defaultDataDir } from '../../config/schema.ts';
+import { configSchema, loadConfig, SAMPLE_CONFIG, defaultDataDir, type WardConfig } from '../../config/schema.ts';
+import { BadParameter } from '../../api/errors.ts';
+import { describeZodError } from '../../api/types.ts';
 import { runCLI, failLine } from '../run.ts';
 import { VERSION } from '../../api/version.ts';
 
@@ -13,8 +15,14 @@ program
   .description('start the services named in the config (no config: auth + proxy, a home lab)')
   .option('-c, --config <path>', 'ward.yaml to read')
   .option('-d, --data-dir <dir>', `where state lives (default ${defaultDataDir()})`)
-  .action(async (opts: { config?: string; dataDir?: string }) => {
-    const cfg = loadConfig(opts.config);
+  .option('--roles <list>', 'services to run: auth,proxy,node (default: what the config enables)')
+  .option('--token <token>', 'join token, for a node joining a cluster (wctl tokens add --type node)')
+  .option('--auth-server <host:port>', 'the cluster\'s proxy (or auth server) a joining node dials')
+  .option('--ca-pin <sha256:...>', 'the cluster CA pin to expect when joining (wctl status)')
+  .option('--labels <k=v,...>', 'labels of this node, e.g. env=prod,team=db')
+  .option('--tunnel', 'node: no inbound port, reach the proxy through a reverse tunnel')
+  .action(async (opts: StartFlags) => {
+    const cfg = applyFlags(loadConfig(opts.config), opts);
     const { startProcess } = await import('./start.ts');
     const proc = await startProcess(cfg, { dataDir: opts.dataDir });
     const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
@@ -24,6 +32,7 @@ program
         `Ward is running: cluster "${proc.clusterName}"`,
         `  auth API:  ${proc.authAddr}`,
         proc.proxyAddr ? `  proxy:     https://${proc.proxyAddr}` : '',
+        proc.nodeAddr ? `  node:      ${proc.nodeAddr}` : '',
         `  CA pin:    ${proc.caPin}`,
         '',
         'Next:',
@@ -58,5 +67,45 @@ program
   .action(() => {
     process.stdout.write(SAMPLE_CONFIG);
   });
+
+interface StartFlags {
+  config?: string;
+  dataDir?: string;
+  roles?: string;
+  token?: string;
+  authServer?: string;
+  caPin?: string;
+  labels?: string;
+  tunnel?: boolean;
+}
+
+/** Command-line flags override the config file; the result is validated by the same schema. */
+function applyFlags(cfg: WardConfig, f: StartFlags): WardConfig {
+  const next = structuredClone(cfg) as Record<string, any>; // re-validated below
+  if (f.roles) {
+    const roles = f.roles.split(',').map((r) => r.trim());
+    const unknown = roles.filter((r) => !['auth', 'proxy', 'node'].includes(r));
+    if (unknown.length) throw new BadParameter(`unknown role "${unknown[0]}" in --roles (expected auth, proxy, node)`);
+    next.auth_service.enabled = roles.includes('auth');
+    next.proxy_service.enabled = roles.includes('proxy');
+    next.ssh_service.enabled = roles.includes('node');
+  }
+  if (f.token) next.ward.join_token = f.token;
+  if (f.authServer) next.ward.auth_server = f.authServer;
+  if (f.caPin) next.ward.ca_pin = f.caPin;
+  if (f.tunnel) next.ssh_service.tunnel = true;
+  if (f.labels) {
+    next.ssh_service.labels = Object.fromEntries(
+      f.labels.split(',').filter(Boolean).map((kv) => {
+        const [k, v] = kv.split('=');
+        if (!k || v === undefined) throw new BadParameter(`invalid label "${kv}" in --labels (expected key=value)`);
+        return [k.trim(), v.trim()];
+      }),
+    );
+  }
+  const parsed = configSchema.safeParse(next);
+  if (!parsed.success) throw new BadParameter(`command line: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
 
 await runCLI(program);

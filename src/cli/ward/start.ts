@@ -16,17 +16,21 @@ import { SqliteBackend } from '../../backend/sqlite.ts';
 import { PostgresBackend } from '../../backend/postgres.ts';
 import { AuthServer } from '../../auth/server.ts';
 import { startAuthListener } from '../../auth/listener.ts';
-import { startProxy } from '../../proxy/service.ts';
-import { generateTLSKey, fingerprintSPKI } from '../../crypto/x509.ts';
+import { fingerprintSPKI } from '../../crypto/x509.ts';
 import { ResourceService } from '../../services/resources.ts';
+import { randomUUID } from 'node:crypto';
+import { issueHostIdentity } from '../../auth/join.ts';
+import { defaultHostname, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../agent/identity.ts';
+import { startNodeService } from '../../node/service.ts';
+import { startLocalProxy, serviceIdentity } from './proxy.ts';
+import { startAgentProcess } from './agent.ts';
 
-/** Certificates of in-process services; re-issued at every start. */
-const SERVICE_CERT_TTL_MS = 365 * 86_400_000;
 
 export interface RunningProcess {
   clusterName: string;
   authAddr?: string;
   proxyAddr?: string;
+  nodeAddr?: string;
   caPin?: string;
   close(): Promise<void>;
 }
@@ -58,11 +62,10 @@ const fmt = (a: { host: string; port: number }) => (a.host.includes(':') ? `[${a
 export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; log?: Logger }): Promise<RunningProcess> {
   const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
   const log = opts.log ?? pino({ level: cfg.ward.log.severity, base: { pid: process.pid } }, pino.destination(2));
-  if (!cfg.auth_service.enabled) {
-    throw new BadParameter('this version runs the proxy only next to an auth server in the same process (set auth_service.enabled: true)');
-  }
   prepareDataDir(dataDir);
+  if (!cfg.auth_service.enabled) return startAgentProcess(cfg, dataDir, log);
   const closers: Array<() => Promise<void>> = [];
+  let nodeAddr: string | undefined;
   const close = async () => {
     for (const c of closers.reverse()) await c().catch((err) => log.warn({ err: (err as Error).message }, 'error while stopping'));
   };
@@ -78,22 +81,15 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       log: log.child({ component: 'auth' }),
       lockout: { maxAttempts: cfg.auth_service.lockout.max_attempts, durationMs: parseDuration(cfg.auth_service.lockout.duration) },
     });
-    const now = auth.now();
-    const expires = new Date(now.getTime() + SERVICE_CERT_TTL_MS);
     const host = hostname();
-    const serviceIdentity = async (hostId: string, systemRoles: string[], dnsNames: string[], ipAddresses: string[]) => {
-      const key = await generateTLSKey();
-      const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames, ipAddresses, expires });
-      return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
-    };
-
-    const authTLS = await serviceIdentity(`auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
-    const listener = await startAuthListener(auth, authTLS, cfg.auth_service.listen_addr, log.child({ component: 'auth' }));
+    const authTLS = await serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
+    // The chain (leaf, then CA) lets a joining agent compare the CA with its --ca-pin before it sends a token.
+    const listener = await startAuthListener(auth, { ...authTLS, certPem: authTLS.certPem + authTLS.caPems[0] }, cfg.auth_service.listen_addr, log.child({ component: 'auth' }));
     closers.push(() => listener.close());
     const authAddr = dialable(listener.address);
 
     // The local administrator's identity: wctl on this host uses it to reach the auth API.
-    const admin = await serviceIdentity('admin', ['admin'], [], []);
+    const admin = await serviceIdentity(auth, 'admin', ['admin'], [], []);
     writeFileAtomic(join(dataDir, 'admin', 'tls.key'), admin.keyPem);
     writeFileAtomic(join(dataDir, 'admin', 'tls.crt'), admin.certPem);
     writeFileAtomic(join(dataDir, 'admin', 'cas.pem'), admin.caPems.join(''));
@@ -102,23 +98,42 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
     const caPin = fingerprintSPKI(authTLS.caPems[0]!);
     let proxyAddr: string | undefined;
     if (cfg.proxy_service.enabled) {
-      const publicHosts = cfg.proxy_service.public_addr.map((a) => parseHostPort(a).host);
-      const names = [...new Set(['localhost', host, ...publicHosts.filter((h) => !/^[\d.:]+$/.test(h))])];
-      const ips = [...new Set(['127.0.0.1', '::1', ...publicHosts.filter((h) => /^[\d.:]+$/.test(h))])];
-      const proxyTLS = await serviceIdentity(`proxy.${host}`, ['proxy'], names, ips);
-      const proxyAuth = createAuthClient({ addr: fmt(authAddr), identity: proxyTLS });
-      const proxy = await startProxy({
-        listen: cfg.proxy_service.listen_addr,
-        authAddr,
-        tls: { keyPem: proxyTLS.keyPem, certChainPem: proxyTLS.certPem + proxyTLS.caPems[0] },
-        auth: proxyAuth,
-        log: log.child({ component: 'proxy' }),
-      });
-      closers.push(() => proxy.close());
-      proxyAddr = fmt(dialable(proxy.address));
+      const proxy = await startLocalProxy(auth, cfg, fmt(authAddr), authAddr, log.child({ component: 'proxy' }));
+      closers.push(proxy.close);
+      proxyAddr = proxy.addr;
       writeFileSync(join(dataDir, 'proxy_addr'), proxyAddr + '\n');
     }
-    return { clusterName, authAddr: fmt(authAddr), proxyAddr, caPin, close };
+    if (cfg.ssh_service.enabled) {
+      // The home lab's node: its identity comes straight from the auth server in this process, and is
+      // kept in the data dir so the node keeps its id across restarts.
+      const hostname = cfg.ssh_service.hostname ?? defaultHostname();
+      let identity = loadHostIdentity(dataDir, 'node');
+      if (!identity || identity.cluster !== clusterName) {
+        const keys = newHostKeys();
+        const listenHost = parseHostPort(cfg.ssh_service.listen_addr).host;
+        const issued = await issueHostIdentity(auth, {
+          hostId: randomUUID(), hostname, systemRole: 'node', addresses: ['localhost', listenHost].filter((h) => h !== '0.0.0.0'),
+          sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+        });
+        identity = {
+          hostId: issued.hostId, hostname, cluster: clusterName, systemRole: 'node', sshKey: keys.sshKey, sshCert: issued.sshCert,
+          tlsKey: keys.tlsKey, tlsCert: issued.tlsCert, tlsCAs: issued.tlsCas, sshUserCAs: issued.sshUserCas, sshHostCAs: issued.sshHostCas, labels: {},
+        };
+        saveHostIdentity(dataDir, identity);
+      }
+      const node = await startNodeService({
+        identity,
+        auth: createAuthClient({ addr: fmt(authAddr), identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } }),
+        listen: cfg.ssh_service.tunnel ? undefined : cfg.ssh_service.listen_addr,
+        proxyAddrs: cfg.ssh_service.tunnel && proxyAddr ? () => [proxyAddr!] : undefined,
+        labels: cfg.ssh_service.labels,
+        clock: systemClock,
+        log: log.child({ component: 'node' }),
+      });
+      closers.push(node.close);
+      nodeAddr = node.addr;
+    }
+    return { clusterName, authAddr: fmt(authAddr), proxyAddr, nodeAddr, caPin, close };
   } catch (err) {
     await close();
     if (err instanceof Error && /ECONNREFUSED|ENOTFOUND|password authentication/.test(err.message)) {

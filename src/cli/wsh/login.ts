@@ -7,7 +7,7 @@ import { generateClientKeys } from '../../api/keys.ts';
 import { splitAddr } from '../../api/client.ts';
 import { WEBAPI_LOGIN, certsSchema, errorSchema, type CertsResponse, type LoginRequest } from '../../api/webapi.ts';
 import { confirm, isInteractive, readSecret, readStdinLine } from '../prompt.ts';
-import { fetchProxyCA, proxyTLSOptions } from './proxy-trust.ts';
+import { fetchProxyCA, proxyTLSOptions } from '../../api/trust.ts';
 import { pinCA, pinnedCA, saveLogin } from './profile.ts';
 
 export interface LoginOptions {

@@ -8,6 +8,7 @@ import { readIdentity } from '../../crypto/x509.ts';
 import { runCLI } from '../run.ts';
 import { VERSION } from '../../api/version.ts';
 import { login } from './login.ts';
+import { config, ls, proxySSH, scp, ssh } from './ssh.ts';
 import { loadProfile, removeLogin, wshHome } from './profile.ts';
 
 interface GlobalOptions {
@@ -24,6 +25,7 @@ const program = new Command('wsh')
   .option('-i, --identity <file>', 'identity file to use instead of a login (wctl auth sign --format file)')
   .option('--insecure', 'do not check the proxy\'s certificate (home labs only)')
   .version(VERSION)
+  .enablePositionalOptions()
   .showHelpAfterError();
 
 const globals = () => program.opts<GlobalOptions>();
@@ -76,6 +78,54 @@ program
   .action(() => {
     const removed = removeLogin();
     process.stdout.write(removed ? `Logged out ${removed.user} from ${removed.proxy}.\n` : `Not logged in (nothing under ${wshHome()}).\n`);
+  });
+
+program
+  .command('ls')
+  .description('list the nodes you may reach')
+  .option('--format <f>', 'text or json', 'text')
+  .argument('[labels...]', 'label filters, key=value')
+  .action(async (labels: string[], opts: { format: string }) => {
+    process.stdout.write(await ls(opts.format, labels));
+  });
+
+program
+  .command('ssh')
+  .description('run a shell or a command on a node (OpenSSH ssh with your Ward certificate, through the proxy)')
+  .argument('<login@node>', 'login and node name, id, or label=value')
+  .argument('[command...]', 'command to run (default: a login shell)')
+  .option('-L, --forward <spec>', 'local port forwarding, as ssh -L', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('-A, --forward-agent', 'forward your SSH agent')
+  .option('-t, --tty', 'force a PTY')
+  .passThroughOptions()
+  .action(async (target: string, command: string[], opts: { forward: string[]; forwardAgent?: boolean; tty?: boolean }) => {
+    process.exitCode = await ssh(target, command, { forward: opts.forward, agent: !!opts.forwardAgent, tty: !!opts.tty });
+  });
+
+program
+  .command('scp')
+  .description('copy files to and from nodes (remote paths: login@node:path)')
+  .option('-r, --recursive', 'copy directories')
+  .argument('<paths...>', 'sources, then the destination')
+  .action(async (paths: string[], opts: { recursive?: boolean }) => {
+    process.exitCode = await scp(paths, !!opts.recursive);
+  });
+
+program
+  .command('config')
+  .description('print an ssh_config block so plain ssh reaches NODE.CLUSTER through Ward')
+  .action(() => {
+    process.stdout.write(config());
+  });
+
+program
+  .command('proxy')
+  .description('proxy helpers')
+  .command('ssh')
+  .description('ProxyCommand: carry stdin/stdout to the node through the proxy')
+  .argument('<[login@]node[:port]>')
+  .action(async (target: string) => {
+    await proxySSH(target);
   });
 
 await runCLI(program);

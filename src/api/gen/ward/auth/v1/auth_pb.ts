@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ward/auth/v1/auth.proto.
  */
 export const file_ward_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0Il4KDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJIhgKCFJlc291cmNlEgwKBGpzb24YASABKAkiMAoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBGtpbmQYASABKAkSDAoEbmFtZRgCIAEoCSJIChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIMCgRraW5kGAEgASgJEg0KBWxpbWl0GAIgASgNEhMKC3N0YXJ0X2FmdGVyGAMgASgJIlQKFUxpc3RSZXNvdXJjZXNSZXNwb25zZRIpCglyZXNvdXJjZXMYASADKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEAoIbmV4dF9rZXkYAiABKAkiVAoVVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhEKCW92ZXJ3cml0ZRgCIAEoCCIzChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIhgKFkRlbGV0ZVJlc291cmNlUmVzcG9uc2UiUgoRQ3JlYXRlVXNlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZsb2dpbnMYAyADKAkSEAoIcGFzc3dvcmQYBCABKAkiVgoSQ3JlYXRlVXNlclJlc3BvbnNlEiQKBHVzZXIYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USGgoSZ2VuZXJhdGVkX3Bhc3N3b3JkGAIgASgJIjYKFFJlc2V0UGFzc3dvcmRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiMwoVUmVzZXRQYXNzd29yZFJlc3BvbnNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgBIAEoCSKlAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0Eg0KBXJvbGVzGAEgAygJEhMKC3R0bF9zZWNvbmRzGAIgASgNEjwKBmxhYmVscxgDIAMoCzIsLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIWCg5zc2hfcHVibGljX2tleRgDIAEoCRIWCg50bHNfcHVibGljX2tleRgEIAEoCRITCgt0dGxfc2Vjb25kcxgFIAEoDRITCgtjbGllbnRfYWRkchgGIAEoCSJtChhHZW5lcmF0ZVVzZXJDZXJ0c1JlcXVlc3QSDAoEdXNlchgBIAEoCRIWCg5zc2hfcHVibGljX2tleRgCIAEoCRIWCg50bHNfcHVibGljX2tleRgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoDSJ9CgVDZXJ0cxIQCghzc2hfY2VydBgBIAEoCRIQCgh0bHNfY2VydBgCIAEoCRIPCgd0bHNfY2FzGAMgAygJEhQKDHNzaF9ob3N0X2NhcxgEIAMoCRIUCgxjbHVzdGVyX25hbWUYBSABKAkSEwoLdHRsX3NlY29uZHMYBiABKA0iIAoQRXhwb3J0Q0FzUmVxdWVzdBIMCgR0eXBlGAEgASgJIiQKEUV4cG9ydENBc1Jlc3BvbnNlEg8KB2VudHJpZXMYASADKAkidwoTU2VhcmNoRXZlbnRzUmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEg0KBXR5cGVzGAMgAygJEgwKBHVzZXIYBCABKAkSCwoDc2lkGAUgASgJEg0KBWxpbWl0GAYgASgNEg0KBW9yZGVyGAcgASgJIiYKFFNlYXJjaEV2ZW50c1Jlc3BvbnNlEg4KBmV2ZW50cxgBIAMoCSIdCgxXYXRjaFJlcXVlc3QSDQoFa2luZHMYASADKAkiYAoKV2F0Y2hFdmVudBIMCgR0eXBlGAEgASgJEgwKBGtpbmQYAiABKAkSDAoEbmFtZRgDIAEoCRIoCghyZXNvdXJjZRgEIAEoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZTKXCAoLQXV0aFNlcnZpY2USPQoEUGluZxIZLndhcmQuYXV0aC52MS5QaW5nUmVxdWVzdBoaLndhcmQuYXV0aC52MS5QaW5nUmVzcG9uc2USRwoLR2V0UmVzb3VyY2USIC53YXJkLmF1dGgudjEuR2V0UmVzb3VyY2VSZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlElgKDUxpc3RSZXNvdXJjZXMSIi53YXJkLmF1dGgudjEuTGlzdFJlc291cmNlc1JlcXVlc3QaIy53YXJkLmF1dGgudjEuTGlzdFJlc291cmNlc1Jlc3BvbnNlEk0KDlVwc2VydFJlc291cmNlEiMud2FyZC5hdXRoLnYxLlVwc2VydFJlc291cmNlUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJbCg5EZWxldGVSZXNvdXJjZRIjLndhcmQuYXV0aC52MS5EZWxldGVSZXNvdXJjZVJlcXVlc3QaJC53YXJkLmF1dGgudjEuRGVsZXRlUmVzb3VyY2VSZXNwb25zZRJPCgpDcmVhdGVVc2VyEh8ud2FyZC5hdXRoLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiAud2FyZC5hdXRoLnYxLkNyZWF0ZVVzZXJSZXNwb25zZRJYCg1SZXNldFBhc3N3b3JkEiIud2FyZC5hdXRoLnYxLlJlc2V0UGFzc3dvcmRSZXF1ZXN0GiMud2FyZC5hdXRoLnYxLlJlc2V0UGFzc3dvcmRSZXNwb25zZRJHCgtDcmVhdGVUb2tlbhIgLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USTgoQQXV0aGVudGljYXRlVXNlchIlLndhcmQuYXV0aC52MS5BdXRoZW50aWNhdGVVc2VyUmVxdWVzdBoTLndhcmQuYXV0aC52MS5DZXJ0cxJQChFHZW5lcmF0ZVVzZXJDZXJ0cxImLndhcmQuYXV0aC52MS5HZW5lcmF0ZVVzZXJDZXJ0c1JlcXVlc3QaEy53YXJkLmF1dGgudjEuQ2VydHMSTAoJRXhwb3J0Q0FzEh4ud2FyZC5hdXRoLnYxLkV4cG9ydENBc1JlcXVlc3QaHy53YXJkLmF1dGgudjEuRXhwb3J0Q0FzUmVzcG9uc2USVQoMU2VhcmNoRXZlbnRzEiEud2FyZC5hdXRoLnYxLlNlYXJjaEV2ZW50c1JlcXVlc3QaIi53YXJkLmF1dGgudjEuU2VhcmNoRXZlbnRzUmVzcG9uc2USPwoFV2F0Y2gSGi53YXJkLmF1dGgudjEuV2F0Y2hSZXF1ZXN0Ghgud2FyZC5hdXRoLnYxLldhdGNoRXZlbnQwAWIGcHJvdG8z");
+  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0Il4KDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJIhgKCFJlc291cmNlEgwKBGpzb24YASABKAkiMAoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBGtpbmQYASABKAkSDAoEbmFtZRgCIAEoCSJIChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIMCgRraW5kGAEgASgJEg0KBWxpbWl0GAIgASgNEhMKC3N0YXJ0X2FmdGVyGAMgASgJIlQKFUxpc3RSZXNvdXJjZXNSZXNwb25zZRIpCglyZXNvdXJjZXMYASADKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEAoIbmV4dF9rZXkYAiABKAkiVAoVVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhEKCW92ZXJ3cml0ZRgCIAEoCCIzChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIhgKFkRlbGV0ZVJlc291cmNlUmVzcG9uc2UiUgoRQ3JlYXRlVXNlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZsb2dpbnMYAyADKAkSEAoIcGFzc3dvcmQYBCABKAkiVgoSQ3JlYXRlVXNlclJlc3BvbnNlEiQKBHVzZXIYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USGgoSZ2VuZXJhdGVkX3Bhc3N3b3JkGAIgASgJIjYKFFJlc2V0UGFzc3dvcmRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiMwoVUmVzZXRQYXNzd29yZFJlc3BvbnNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgBIAEoCSKlAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0Eg0KBXJvbGVzGAEgAygJEhMKC3R0bF9zZWNvbmRzGAIgASgNEjwKBmxhYmVscxgDIAMoCzIsLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIWCg5zc2hfcHVibGljX2tleRgDIAEoCRIWCg50bHNfcHVibGljX2tleRgEIAEoCRITCgt0dGxfc2Vjb25kcxgFIAEoDRITCgtjbGllbnRfYWRkchgGIAEoCSJtChhHZW5lcmF0ZVVzZXJDZXJ0c1JlcXVlc3QSDAoEdXNlchgBIAEoCRIWCg5zc2hfcHVibGljX2tleRgCIAEoCRIWCg50bHNfcHVibGljX2tleRgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoDSJ9CgVDZXJ0cxIQCghzc2hfY2VydBgBIAEoCRIQCgh0bHNfY2VydBgCIAEoCRIPCgd0bHNfY2FzGAMgAygJEhQKDHNzaF9ob3N0X2NhcxgEIAMoCRIUCgxjbHVzdGVyX25hbWUYBSABKAkSEwoLdHRsX3NlY29uZHMYBiABKA0iIAoQRXhwb3J0Q0FzUmVxdWVzdBIMCgR0eXBlGAEgASgJIiQKEUV4cG9ydENBc1Jlc3BvbnNlEg8KB2VudHJpZXMYASADKAkidwoTU2VhcmNoRXZlbnRzUmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEg0KBXR5cGVzGAMgAygJEgwKBHVzZXIYBCABKAkSCwoDc2lkGAUgASgJEg0KBWxpbWl0GAYgASgNEg0KBW9yZGVyGAcgASgJIiYKFFNlYXJjaEV2ZW50c1Jlc3BvbnNlEg4KBmV2ZW50cxgBIAMoCSIdCgxXYXRjaFJlcXVlc3QSDQoFa2luZHMYASADKAkiYAoKV2F0Y2hFdmVudBIMCgR0eXBlGAEgASgJEgwKBGtpbmQYAiABKAkSDAoEbmFtZRgDIAEoCRIoCghyZXNvdXJjZRgEIAEoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZSKUAQoZUmVnaXN0ZXJVc2luZ1Rva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRITCgtzeXN0ZW1fcm9sZRgCIAEoCRIQCghob3N0bmFtZRgDIAEoCRIRCglhZGRyZXNzZXMYBCADKAkSFgoOc3NoX3B1YmxpY19rZXkYBSABKAkSFgoOdGxzX3B1YmxpY19rZXkYBiABKAki9wEKCUhvc3RDZXJ0cxIPCgdob3N0X2lkGAEgASgJEhAKCHNzaF9jZXJ0GAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19jYXMYBCADKAkSFAoMc3NoX3VzZXJfY2FzGAUgAygJEhQKDHNzaF9ob3N0X2NhcxgGIAMoCRIUCgxjbHVzdGVyX25hbWUYByABKAkSMwoGbGFiZWxzGAggAygLMiMud2FyZC5hdXRoLnYxLkhvc3RDZXJ0cy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKEVVwc2VydE5vZGVSZXF1ZXN0EiQKBG5vZGUYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2UytgkKC0F1dGhTZXJ2aWNlEj0KBFBpbmcSGS53YXJkLmF1dGgudjEuUGluZ1JlcXVlc3QaGi53YXJkLmF1dGgudjEuUGluZ1Jlc3BvbnNlEkcKC0dldFJlc291cmNlEiAud2FyZC5hdXRoLnYxLkdldFJlc291cmNlUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJYCg1MaXN0UmVzb3VyY2VzEiIud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXF1ZXN0GiMud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXNwb25zZRJNCg5VcHNlcnRSZXNvdXJjZRIjLndhcmQuYXV0aC52MS5VcHNlcnRSZXNvdXJjZVJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USWwoORGVsZXRlUmVzb3VyY2USIy53YXJkLmF1dGgudjEuRGVsZXRlUmVzb3VyY2VSZXF1ZXN0GiQud2FyZC5hdXRoLnYxLkRlbGV0ZVJlc291cmNlUmVzcG9uc2USTwoKQ3JlYXRlVXNlchIfLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVxdWVzdBogLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVzcG9uc2USWAoNUmVzZXRQYXNzd29yZBIiLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVxdWVzdBojLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVzcG9uc2USRwoLQ3JlYXRlVG9rZW4SIC53YXJkLmF1dGgudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlEk4KEEF1dGhlbnRpY2F0ZVVzZXISJS53YXJkLmF1dGgudjEuQXV0aGVudGljYXRlVXNlclJlcXVlc3QaEy53YXJkLmF1dGgudjEuQ2VydHMSUAoRR2VuZXJhdGVVc2VyQ2VydHMSJi53YXJkLmF1dGgudjEuR2VuZXJhdGVVc2VyQ2VydHNSZXF1ZXN0GhMud2FyZC5hdXRoLnYxLkNlcnRzEkwKCUV4cG9ydENBcxIeLndhcmQuYXV0aC52MS5FeHBvcnRDQXNSZXF1ZXN0Gh8ud2FyZC5hdXRoLnYxLkV4cG9ydENBc1Jlc3BvbnNlElYKElJlZ2lzdGVyVXNpbmdUb2tlbhInLndhcmQuYXV0aC52MS5SZWdpc3RlclVzaW5nVG9rZW5SZXF1ZXN0Ghcud2FyZC5hdXRoLnYxLkhvc3RDZXJ0cxJFCgpVcHNlcnROb2RlEh8ud2FyZC5hdXRoLnYxLlVwc2VydE5vZGVSZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlElUKDFNlYXJjaEV2ZW50cxIhLndhcmQuYXV0aC52MS5TZWFyY2hFdmVudHNSZXF1ZXN0GiIud2FyZC5hdXRoLnYxLlNlYXJjaEV2ZW50c1Jlc3BvbnNlEj8KBVdhdGNoEhoud2FyZC5hdXRoLnYxLldhdGNoUmVxdWVzdBoYLndhcmQuYXV0aC52MS5XYXRjaEV2ZW50MAFiBnByb3RvMw");
 
 /**
  * @generated from message ward.auth.v1.PingRequest
@@ -619,6 +619,129 @@ export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
   messageDesc(file_ward_auth_v1_auth, 22);
 
 /**
+ * @generated from message ward.auth.v1.RegisterUsingTokenRequest
+ */
+export type RegisterUsingTokenRequest = Message<"ward.auth.v1.RegisterUsingTokenRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * node | proxy | db | app | kube: must be one of the token's types.
+   *
+   * @generated from field: string system_role = 2;
+   */
+  systemRole: string;
+
+  /**
+   * @generated from field: string hostname = 3;
+   */
+  hostname: string;
+
+  /**
+   * Names and addresses the host is reached by; they become host-certificate principals and SANs.
+   *
+   * @generated from field: repeated string addresses = 4;
+   */
+  addresses: string[];
+
+  /**
+   * @generated from field: string ssh_public_key = 5;
+   */
+  sshPublicKey: string;
+
+  /**
+   * @generated from field: string tls_public_key = 6;
+   */
+  tlsPublicKey: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.RegisterUsingTokenRequest.
+ * Use `create(RegisterUsingTokenRequestSchema)` to create a new message.
+ */
+export const RegisterUsingTokenRequestSchema: GenMessage<RegisterUsingTokenRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 23);
+
+/**
+ * @generated from message ward.auth.v1.HostCerts
+ */
+export type HostCerts = Message<"ward.auth.v1.HostCerts"> & {
+  /**
+   * @generated from field: string host_id = 1;
+   */
+  hostId: string;
+
+  /**
+   * OpenSSH host certificate, authorized_keys form.
+   *
+   * @generated from field: string ssh_cert = 2;
+   */
+  sshCert: string;
+
+  /**
+   * @generated from field: string tls_cert = 3;
+   */
+  tlsCert: string;
+
+  /**
+   * @generated from field: repeated string tls_cas = 4;
+   */
+  tlsCas: string[];
+
+  /**
+   * The user CA, so the host can check user certificates itself.
+   *
+   * @generated from field: repeated string ssh_user_cas = 5;
+   */
+  sshUserCas: string[];
+
+  /**
+   * @generated from field: repeated string ssh_host_cas = 6;
+   */
+  sshHostCas: string[];
+
+  /**
+   * @generated from field: string cluster_name = 7;
+   */
+  clusterName: string;
+
+  /**
+   * Labels the token gives the host.
+   *
+   * @generated from field: map<string, string> labels = 8;
+   */
+  labels: { [key: string]: string };
+};
+
+/**
+ * Describes the message ward.auth.v1.HostCerts.
+ * Use `create(HostCertsSchema)` to create a new message.
+ */
+export const HostCertsSchema: GenMessage<HostCerts> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 24);
+
+/**
+ * @generated from message ward.auth.v1.UpsertNodeRequest
+ */
+export type UpsertNodeRequest = Message<"ward.auth.v1.UpsertNodeRequest"> & {
+  /**
+   * A node resource; its name must be the caller's host id. The auth server sets its expiry.
+   *
+   * @generated from field: ward.auth.v1.Resource node = 1;
+   */
+  node?: Resource | undefined;
+};
+
+/**
+ * Describes the message ward.auth.v1.UpsertNodeRequest.
+ * Use `create(UpsertNodeRequestSchema)` to create a new message.
+ */
+export const UpsertNodeRequestSchema: GenMessage<UpsertNodeRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 25);
+
+/**
  * @generated from service ward.auth.v1.AuthService
  */
 export const AuthService: GenService<{
@@ -720,6 +843,24 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof ExportCAsRequestSchema;
     output: typeof ExportCAsResponseSchema;
+  },
+  /**
+   * Agents: join with a token (no certificate yet), then heartbeat with the host certificate.
+   *
+   * @generated from rpc ward.auth.v1.AuthService.RegisterUsingToken
+   */
+  registerUsingToken: {
+    methodKind: "unary";
+    input: typeof RegisterUsingTokenRequestSchema;
+    output: typeof HostCertsSchema;
+  },
+  /**
+   * @generated from rpc ward.auth.v1.AuthService.UpsertNode
+   */
+  upsertNode: {
+    methodKind: "unary";
+    input: typeof UpsertNodeRequestSchema;
+    output: typeof ResourceSchema;
   },
   /**
    * Audit log.

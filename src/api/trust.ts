@@ -1,11 +1,11 @@
-// Deciding whether the proxy is really our cluster's, on first contact (trust on first use, like
-// OpenSSH's known_hosts and Teleport's CA pin) and ever after (the pinned CA must sign the proxy's
+// Deciding whether a proxy (or auth server) is really our cluster's, on first contact (trust on first
+// use, like OpenSSH's known_hosts and Teleport's CA pin) and ever after (the pinned CA must sign its
 // certificate). A changed CA is refused loudly: it is what a man in the middle looks like.
 import https from 'node:https';
 import tls from 'node:tls';
-import { ConnectionProblem, AccessDenied } from '../../api/errors.ts';
-import { splitAddr } from '../../api/client.ts';
-import { fingerprintSPKI, identityFromPeerCert } from '../../crypto/x509.ts';
+import { ConnectionProblem, AccessDenied } from './errors.ts';
+import { splitAddr } from './client.ts';
+import { fingerprintSPKI, identityFromPeerCert } from '../crypto/x509.ts';
 
 export interface ProxyCA {
   pin: string;
@@ -16,11 +16,14 @@ function toPem(der: Buffer): string {
   return `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
 }
 
-/** Connects without verifying, to read the CA certificate the proxy presents (and whether public CAs trust it). */
-export function fetchProxyCA(addr: string, timeoutMs = 10_000): Promise<ProxyCA & { publiclyTrusted: boolean }> {
+/**
+ * Connects without verifying, to read the CA certificate the server presents at the top of its chain
+ * (and whether public CAs trust it). `alpn` picks the service behind a proxy (ward-auth: the auth server).
+ */
+export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = 'http/1.1'): Promise<ProxyCA & { publiclyTrusted: boolean }> {
   const [host, port] = splitAddr(addr);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    const socket = tls.connect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: [alpn] });
     const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`timed out connecting to the proxy at ${addr}`)), timeoutMs);
     socket.once('secureConnect', () => {
       clearTimeout(timer);

@@ -1,0 +1,106 @@
+// An agent's host identity: joined once with a token (the CA pin checked before the token leaves the
+// host), then kept in the data dir so restarts reuse it. Holds the host key and certificate for SSH
+// and the key and certificate for TLS, plus the CAs the agent trusts.
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { writeFileAtomic } from '../api/atomic-write.ts';
+import { createAuthClient } from '../api/client.ts';
+import { AccessDenied, BadParameter } from '../api/errors.ts';
+import { fetchProxyCA } from '../api/trust.ts';
+import { ALPN_AUTH } from '../api/client.ts';
+import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
+
+const identitySchema = z.object({
+  hostId: z.string(),
+  hostname: z.string(),
+  cluster: z.string(),
+  systemRole: z.string(),
+  sshKey: z.string(),
+  sshCert: z.string(),
+  tlsKey: z.string(),
+  tlsCert: z.string(),
+  tlsCAs: z.array(z.string()),
+  sshUserCAs: z.array(z.string()),
+  sshHostCAs: z.array(z.string()),
+  labels: z.record(z.string(), z.string()),
+});
+export type HostIdentity = z.infer<typeof identitySchema>;
+
+const identityPath = (dataDir: string, role: string) => join(dataDir, role, 'identity.json');
+
+export function loadHostIdentity(dataDir: string, role: string): HostIdentity | undefined {
+  let text: string;
+  try {
+    text = readFileSync(identityPath(dataDir, role), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const parsed = identitySchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new BadParameter(`${identityPath(dataDir, role)} is damaged: remove it and join again with a new token`);
+  return parsed.data;
+}
+
+export function saveHostIdentity(dataDir: string, identity: HostIdentity): void {
+  writeFileAtomic(identityPath(dataDir, identity.systemRole), JSON.stringify(identity, null, 2) + '\n');
+}
+
+/** Fresh host keys: Ed25519 for SSH (as OpenSSH's own host key), ECDSA P-256 for TLS. */
+export function newHostKeys() {
+  const ssh = generateKeyPairSync('ed25519');
+  const tls = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return {
+    sshKey: formatOpenSSHPrivateKey(ssh.privateKey),
+    sshPublicKey: formatAuthorizedKey(sshPublicKeyBlob(ssh.publicKey)),
+    tlsKey: tls.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    tlsPublicKey: tls.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+}
+
+export function defaultHostname(): string {
+  return (osHostname().split('.')[0] || 'node').replace(/[^A-Za-z0-9._-]/g, '-');
+}
+
+/** First start of an agent: exchange the join token for a host identity. */
+export async function joinCluster(opts: {
+  authServer: string;
+  token: string;
+  caPin?: string;
+  systemRole: string;
+  hostname: string;
+  addresses: string[];
+  log: Logger;
+}): Promise<HostIdentity> {
+  const seen = await fetchProxyCA(opts.authServer, 10_000, ALPN_AUTH);
+  if (opts.caPin && seen.pin !== opts.caPin) {
+    throw new AccessDenied(`the cluster at ${opts.authServer} has CA ${seen.pin}, not the expected ${opts.caPin}: not sending the join token`);
+  }
+  if (!opts.caPin) opts.log.warn({ ca_pin: seen.pin }, 'joining without --ca-pin: trusting the cluster CA seen on first contact');
+  const keys = newHostKeys();
+  const auth = createAuthClient({ addr: opts.authServer, caPems: [seen.caPem] });
+  const certs = await auth.registerUsingToken({
+    token: opts.token,
+    systemRole: opts.systemRole,
+    hostname: opts.hostname,
+    addresses: opts.addresses,
+    sshPublicKey: keys.sshPublicKey,
+    tlsPublicKey: keys.tlsPublicKey,
+  });
+  return {
+    hostId: certs.hostId,
+    hostname: opts.hostname,
+    cluster: certs.clusterName,
+    systemRole: opts.systemRole,
+    sshKey: keys.sshKey,
+    sshCert: certs.sshCert,
+    tlsKey: keys.tlsKey,
+    tlsCert: certs.tlsCert,
+    tlsCAs: certs.tlsCas,
+    sshUserCAs: certs.sshUserCas,
+    sshHostCAs: certs.sshHostCas,
+    labels: certs.labels,
+  };
+}

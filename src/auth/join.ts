@@ -1,0 +1,84 @@
+// Agents joining the cluster: a join token (the only credential a new host has) is exchanged for a
+// host identity: an OpenSSH host certificate and an X.509 certificate naming its system role. Then the
+// host heartbeats its node resource with that identity; a node that stops heartbeating expires.
+import { randomUUID } from 'node:crypto';
+import { AccessDenied, BadParameter } from '../api/errors.ts';
+import { nameSchema, type Node, type Token } from '../api/types.ts';
+import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
+import type { AuthServer } from './server.ts';
+
+/** Host certificates from a join live this long; agents re-join with their identity before then. */
+export const HOST_CERT_TTL_MS = 365 * 86_400_000;
+/** A node is listed for this long after its last heartbeat. */
+export const NODE_TTL_MS = 90_000;
+
+const LOOPBACK = ['localhost', '127.0.0.1', '::1'];
+
+export interface HostIdentityRequest {
+  hostId: string;
+  hostname: string;
+  systemRole: string;
+  addresses: string[];
+  sshPublicKey: string;
+  tlsPublicKey: string;
+}
+
+/** Issues both certificates of a host. Principals: id, name, name.cluster, addresses (+ loopback names). */
+export async function issueHostIdentity(auth: AuthServer, req: HostIdentityRequest) {
+  const names = [req.hostId, req.hostname, `${req.hostname}.${auth.clusterName}`, ...req.addresses];
+  if (req.addresses.some((a) => LOOPBACK.includes(a))) names.push(...LOOPBACK);
+  const principals = [...new Set(names.filter(Boolean))];
+  if (principals.length > 64 || principals.some((p) => p.length > 255)) throw new BadParameter('too many or too long host names');
+  const now = auth.now();
+  const expires = new Date(now.getTime() + HOST_CERT_TTL_MS);
+  const [hostCA, userCA] = [await auth.cas.get('host'), await auth.cas.get('user')];
+  const sshCert = await issueHostSSHCert({ hostId: req.hostId, principals, sshPublicKey: req.sshPublicKey, now, expires }, auth.keystore.sshSigner(hostCA));
+  const isIP = (a: string) => /^[\d.]+$|:/.test(a);
+  const tlsCert = await issueHostTLSCert(
+    {
+      hostId: req.hostId,
+      systemRoles: [req.systemRole],
+      cluster: auth.clusterName,
+      tlsPublicKey: req.tlsPublicKey,
+      dnsNames: principals.filter((p) => !isIP(p)),
+      ipAddresses: principals.filter(isIP),
+      now,
+      expires,
+    },
+    auth.keystore.tlsSigner(await auth.cas.get('tls')),
+  );
+  const bundle = await auth.trustBundle();
+  return {
+    hostId: req.hostId,
+    sshCert,
+    tlsCert,
+    tlsCas: bundle.tlsCAs,
+    sshUserCas: [...userCA.spec.active_keys, ...userCA.spec.additional_keys].map((k) => k.public),
+    sshHostCas: bundle.sshHostCAs,
+    clusterName: auth.clusterName,
+  };
+}
+
+export async function registerUsingToken(
+  auth: AuthServer,
+  req: Omit<HostIdentityRequest, 'hostId'> & { token: string; remoteAddr: string },
+) {
+  // The same answer for a missing, expired or wrong-role token: a token is a secret.
+  const token: Token | undefined = /^[0-9a-f]{32}$/.test(req.token) ? await auth.tokens.tryGet(req.token) : undefined;
+  if (!token || !(token.spec.roles as string[]).includes(req.systemRole)) {
+    await auth.audit.emit('node.join', { success: false, role: req.systemRole, hostname: req.hostname, remote_addr: req.remoteAddr, error: 'invalid token' });
+    throw new AccessDenied('access denied: the join token is invalid or expired');
+  }
+  if (!nameSchema.safeParse(req.hostname).success) throw new BadParameter(`invalid host name "${req.hostname}"`);
+  const hostId = randomUUID();
+  const identity = await issueHostIdentity(auth, { ...req, hostId });
+  await auth.audit.emit('node.join', { success: true, role: req.systemRole, host_id: hostId, hostname: req.hostname, remote_addr: req.remoteAddr });
+  return { ...identity, labels: token.spec.labels ?? {} };
+}
+
+/** A heartbeat: the node resource, renamed to nothing but the caller's own host id, expiring soon. */
+export async function upsertNode(auth: AuthServer, hostId: string, node: Node): Promise<Node> {
+  if (node.metadata.name !== hostId) throw new AccessDenied('a host may only heartbeat its own node');
+  const expires = new Date(auth.now().getTime() + NODE_TTL_MS).toISOString();
+  return auth.nodes.upsert({ ...node, metadata: { ...node.metadata, expires } });
+}

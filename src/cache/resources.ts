@@ -1,0 +1,134 @@
+// The in-memory copy of cluster resources that proxies and agents read from (never a backend read per
+// connection). Fed by the Auth API's Watch: on every (re)connect it waits for 'init', lists each kind,
+// then applies events. While auth is unreachable it keeps serving the last good copy, and says how
+// stale it is: `staleSince()` is set from the moment the watch broke until it has re-synced.
+import type { Logger } from 'pino';
+import { fromRPCError, type AuthClient } from '../api/client.ts';
+import { parseResource, type Kind, type Resource } from '../api/types.ts';
+
+export interface CacheOptions {
+  kinds: Kind[];
+  log: Logger;
+  /** Reconnect backoff, with full jitter. */
+  backoff?: { minMs: number; maxMs: number };
+}
+
+export class ResourceCache {
+  private readonly data = new Map<Kind, Map<string, Resource>>();
+  private abort = new AbortController();
+  private synced = false;
+  private stale: Date | undefined = new Date();
+  private readyWaiters: Array<() => void> = [];
+  private closed = false;
+
+  constructor(
+    private readonly auth: AuthClient,
+    private readonly opts: CacheOptions,
+  ) {
+    for (const k of opts.kinds) this.data.set(k, new Map());
+  }
+
+  start(): this {
+    void this.run();
+    return this;
+  }
+
+  /** Resolves once the first full sync is done (bounded by `timeoutMs`). */
+  ready(timeoutMs = 15_000): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the cache did not sync with the auth server in time')), timeoutMs);
+      this.readyWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  get<K extends Kind>(kind: K, name: string): Extract<Resource, { kind: K }> | undefined {
+    return this.data.get(kind)?.get(name) as Extract<Resource, { kind: K }> | undefined;
+  }
+
+  list<K extends Kind>(kind: K): Array<Extract<Resource, { kind: K }>> {
+    return [...(this.data.get(kind)?.values() ?? [])] as Array<Extract<Resource, { kind: K }>>;
+  }
+
+  /** When the copy stopped being current (watch broken), or undefined while it is live. */
+  staleSince(): Date | undefined {
+    return this.stale;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.abort.abort();
+  }
+
+  private async run(): Promise<void> {
+    const { minMs, maxMs } = this.opts.backoff ?? { minMs: 200, maxMs: 10_000 };
+    let failures = 0;
+    while (!this.closed) {
+      try {
+        await this.watchOnce();
+        failures = 0;
+      } catch (err) {
+        if (this.closed) return;
+        this.stale ??= new Date();
+        failures++;
+        this.opts.log.warn({ err: fromRPCError(err).message }, 'resource watch broken; serving cached data and retrying');
+      }
+      const delay = Math.random() * Math.min(maxMs, minMs * 2 ** Math.min(failures, 16));
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  private async watchOnce(): Promise<void> {
+    this.abort = new AbortController();
+    const stream = this.auth.watch({ kinds: this.opts.kinds }, { signal: this.abort.signal, timeoutMs: 0 });
+    const pending: Array<{ type: string; kind: string; name: string; json?: string }> = [];
+    let loaded = false;
+    for await (const event of stream) {
+      if (event.type === 'init') {
+        // Subscribed: whatever changes from now on arrives as an event, so a full list now misses nothing.
+        const fresh = new Map<Kind, Map<string, Resource>>();
+        for (const kind of this.opts.kinds) fresh.set(kind, await this.listAll(kind));
+        for (const [kind, items] of fresh) this.data.set(kind, items);
+        for (const e of pending.splice(0)) this.apply(e);
+        loaded = true;
+        this.markSynced();
+        continue;
+      }
+      const e = { type: event.type, kind: event.kind, name: event.name, json: event.resource?.json };
+      if (loaded) this.apply(e);
+      else pending.push(e);
+    }
+  }
+
+  private async listAll(kind: Kind): Promise<Map<string, Resource>> {
+    const items = new Map<string, Resource>();
+    let startAfter = '';
+    do {
+      const page = await this.auth.listResources({ kind, limit: 5000, startAfter });
+      for (const r of page.resources) {
+        const resource = parseResource(JSON.parse(r.json));
+        items.set(resource.metadata.name, resource);
+      }
+      startAfter = page.nextKey;
+    } while (startAfter);
+    return items;
+  }
+
+  private apply(e: { type: string; kind: string; name: string; json?: string }): void {
+    const items = this.data.get(e.kind as Kind);
+    if (!items) return;
+    if (e.type === 'delete') items.delete(e.name);
+    else if (e.type === 'put' && e.json) items.set(e.name, parseResource(JSON.parse(e.json)));
+  }
+
+  private markSynced(): void {
+    this.stale = undefined;
+    if (!this.synced) {
+      this.synced = true;
+      for (const w of this.readyWaiters.splice(0)) w();
+    }
+  }
+}

@@ -1,0 +1,84 @@
+// Wiring of a proxy that runs next to its auth server in one process: its identities come straight
+// from the auth server; everything else it learns through the Auth API like any remote proxy would.
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { systemClock } from '../../api/clock.ts';
+import { createAuthClient } from '../../api/client.ts';
+import { parseHostPort } from '../../config/listen.ts';
+import type { WardConfig } from '../../config/schema.ts';
+import type { AuthServer } from '../../auth/server.ts';
+import { issueHostIdentity } from '../../auth/join.ts';
+import { newHostKeys } from '../../agent/identity.ts';
+import { generateTLSKey } from '../../crypto/x509.ts';
+import { parseAuthorizedKey } from '../../crypto/sshkeys.ts';
+import { ResourceCache } from '../../cache/resources.ts';
+import { Router } from '../../proxy/router.ts';
+import { startProxy } from '../../proxy/service.ts';
+import { createProxySSHServer } from '../../proxy/sshserver.ts';
+import { createSSHOverTLSServer } from '../../proxy/sshtls.ts';
+import { createTunnelServer } from '../../tunnel/server.ts';
+
+/** Certificates of in-process services; re-issued at every start. */
+const SERVICE_CERT_TTL_MS = 365 * 86_400_000;
+
+/** A TLS identity for a service of this process (the auth server itself, the local admin). */
+export async function serviceIdentity(auth: AuthServer, hostId: string, systemRoles: string[], dnsNames: string[], ipAddresses: string[]) {
+  const key = await generateTLSKey();
+  const expires = new Date(auth.now().getTime() + SERVICE_CERT_TTL_MS);
+  const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames, ipAddresses, expires });
+  return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
+}
+
+const fmt = (a: { host: string; port: number }) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
+
+export async function startLocalProxy(
+  auth: AuthServer,
+  cfg: WardConfig,
+  authAddrText: string,
+  authAddr: { host: string; port: number },
+  log: Logger,
+): Promise<{ addr: string; close: () => Promise<void> }> {
+  const host = hostname();
+  const publicHosts = cfg.proxy_service.public_addr.map((a) => parseHostPort(a).host);
+  const listenHost = parseHostPort(cfg.proxy_service.listen_addr).host;
+  const addresses = [...new Set(['localhost', host, ...publicHosts, ...(listenHost !== '0.0.0.0' && listenHost !== '::' ? [listenHost] : [])])];
+  const keys = newHostKeys();
+  // One host identity for the proxy: an SSH host certificate (for `ssh -J`) and a TLS certificate with
+  // the proxy system role (for the web API, tunnels and its own Auth API calls).
+  const id = await issueHostIdentity(auth, {
+    hostId: `proxy.${host}`, hostname: host.replace(/[^A-Za-z0-9._-]/g, '-'), systemRole: 'proxy', addresses,
+    sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+  });
+  const tls = { keyPem: keys.tlsKey, certPem: id.tlsCert, caPems: id.tlsCas };
+  const certChainPem = tls.certPem + tls.caPems[0];
+  const client = createAuthClient({ addr: authAddrText, identity: tls });
+  const cache = new ResourceCache(client, { kinds: ['node', 'user', 'role', 'cert_authority'], log }).start();
+  await cache.ready();
+  const tunnels = createTunnelServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, log });
+  const router = new Router(cache, auth.clusterName, tunnels);
+  const ssh = createProxySSHServer({
+    hostKeys: [{ key: keys.sshKey, certificate: parseAuthorizedKey(id.sshCert).blob }],
+    cache, router, cluster: auth.clusterName, clock: systemClock, log,
+  });
+  const sshOverTLS = createSSHOverTLSServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, cache, router, cluster: auth.clusterName, clock: systemClock, log });
+  const proxy = await startProxy({
+    listen: cfg.proxy_service.listen_addr,
+    authAddr,
+    tls: { keyPem: tls.keyPem, certChainPem },
+    auth: client,
+    ssh,
+    sshOverTLS,
+    tunnels,
+    log,
+  });
+  const bound = proxy.address;
+  const dialHost = bound.host === '0.0.0.0' || bound.host === '' ? '127.0.0.1' : bound.host === '::' ? '::1' : bound.host;
+  return {
+    addr: fmt({ host: dialHost, port: bound.port }),
+    close: async () => {
+      await proxy.close();
+      await tunnels.close();
+      cache.close();
+    },
+  };
+}

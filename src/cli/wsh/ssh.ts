@@ -1,0 +1,157 @@
+// wsh ls / ssh / scp / config / proxy ssh. The data path is OpenSSH's own client (ssh, scp), given the
+// login's certificate and the cluster's host CA; the only Ward part in it is `wsh proxy ssh`, the
+// ProxyCommand that carries the SSH bytes to the node inside mutual TLS through the proxy.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { createAuthClient, splitAddr } from '../../api/client.ts';
+import { AccessDenied, BadParameter, ConnectionProblem } from '../../api/errors.ts';
+import { parseResource, type Node } from '../../api/types.ts';
+import { identityFromPeerCert } from '../../crypto/x509.ts';
+import { table } from '../table.ts';
+import { loadProfile } from './profile.ts';
+
+/** The ALPN of SSH inside TLS at the proxy (src/proxy/sshtls.ts speaks the other end). */
+const ALPN_PROXY_SSH = 'ward-proxy-ssh';
+
+function session() {
+  const { profile, dir, creds } = loadProfile();
+  const identity = { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs };
+  return { profile, dir, creds, identity, auth: createAuthClient({ addr: profile.proxy, identity }) };
+}
+
+function parseLabels(args: string[]): Record<string, string> {
+  return Object.fromEntries(
+    args.map((a) => {
+      const [k, v] = a.split('=');
+      if (!k || v === undefined) throw new BadParameter(`invalid label filter "${a}" (expected key=value)`);
+      return [k, v];
+    }),
+  );
+}
+
+async function listNodes(filter: Record<string, string>): Promise<Node[]> {
+  const { auth } = session();
+  const nodes: Node[] = [];
+  let startAfter = '';
+  do {
+    const page = await auth.listResources({ kind: 'node', limit: 5000, startAfter });
+    for (const r of page.resources) {
+      const n = parseResource(JSON.parse(r.json));
+      if (n.kind === 'node' && Object.entries(filter).every(([k, v]) => n.metadata.labels?.[k] === v)) nodes.push(n);
+    }
+    startAfter = page.nextKey;
+  } while (startAfter);
+  return nodes.sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname));
+}
+
+export async function ls(format: string, filters: string[]): Promise<string> {
+  const nodes = await listNodes(parseLabels(filters));
+  if (format === 'json') return JSON.stringify(nodes, null, 2) + '\n';
+  if (format !== 'text') throw new BadParameter(`unknown format "${format}" (expected text or json)`);
+  const labels = (n: Node) => Object.entries(n.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  return table(['Node Name', 'Address', 'Labels', 'Node ID'], nodes.map((n) => [n.spec.hostname, n.spec.tunnel ? '⟵ Tunnel' : n.spec.addr, labels(n), n.metadata.name]));
+}
+
+/** OpenSSH options that make `ssh`/`scp` use this login and trust only the cluster's host CA. */
+function sshOptions(): string[] {
+  const { dir } = loadProfile();
+  const wsh = process.argv[1] ?? 'wsh';
+  return [
+    '-i', join(dir, 'id'),
+    '-o', `CertificateFile=${join(dir, 'id-cert.pub')}`,
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', `ProxyCommand="${process.execPath}" "${wsh}" proxy ssh %r@%h:%p`,
+  ];
+}
+
+function runOpenSSH(cmd: 'ssh' | 'scp', args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: 'inherit' });
+    child.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'ENOENT' ? new BadParameter(`${cmd} not found: install the OpenSSH client (apt-get install openssh-client)`) : err),
+    );
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1)));
+  });
+}
+
+/** `login@host` or `login@label=value`; the latter runs on every matching node in turn. */
+export async function ssh(target: string, command: string[], flags: { forward: string[]; agent: boolean; tty: boolean }): Promise<number> {
+  const at = target.lastIndexOf('@');
+  const login = at > 0 ? target.slice(0, at) : session().profile.user;
+  const host = at > 0 ? target.slice(at + 1) : target;
+  const extra = [...flags.forward.flatMap((f) => ['-L', f]), ...(flags.agent ? ['-A'] : []), ...(flags.tty ? ['-t'] : [])];
+  const hosts = host.includes('=') ? (await listNodes(parseLabels([host]))).map((n) => n.metadata.name) : [host];
+  if (hosts.length === 0) throw new BadParameter(`no node matches ${host}`);
+  let worst = 0;
+  for (const h of hosts) {
+    if (hosts.length > 1) process.stderr.write(`[${h}]\n`);
+    worst = Math.max(worst, await runOpenSSH('ssh', [...sshOptions(), ...extra, `${login}@${h}`, ...(command.length ? ['--', ...command] : [])]));
+  }
+  return worst;
+}
+
+export function scp(args: string[], recursive: boolean): Promise<number> {
+  if (args.length < 2) throw new BadParameter('usage: wsh scp [-r] SOURCE... DEST (remote paths as login@node:path)');
+  return runOpenSSH('scp', [...sshOptions(), ...(recursive ? ['-r'] : []), ...args]);
+}
+
+export function config(): string {
+  const { profile, dir } = loadProfile();
+  const wsh = process.argv[1] ?? 'wsh';
+  return [
+    `# Ward cluster "${profile.cluster}" via ${profile.proxy} (printed by wsh config)`,
+    `Host *.${profile.cluster}`,
+    `    IdentityFile "${join(dir, 'id')}"`,
+    `    CertificateFile "${join(dir, 'id-cert.pub')}"`,
+    '    IdentitiesOnly yes',
+    `    UserKnownHostsFile "${join(dir, 'known_hosts')}"`,
+    '    StrictHostKeyChecking yes',
+    `    ProxyCommand "${process.execPath}" "${wsh}" proxy ssh %r@%h:%p`,
+    '',
+  ].join('\n');
+}
+
+/** The ProxyCommand: stdin/stdout become the SSH connection to the node, through the proxy. */
+export function proxySSH(target: string): Promise<void> {
+  const { profile, identity } = session();
+  const hostPort = target.slice(target.lastIndexOf('@') + 1);
+  const m = /^(.+?)(?::(\d{1,5}))?$/.exec(hostPort);
+  if (!m) throw new BadParameter(`invalid target "${target}" (expected [login@]node[:port])`);
+  const [host, port] = splitAddr(profile.proxy);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host, port, ALPNProtocols: [ALPN_PROXY_SSH], key: identity.keyPem, cert: identity.certPem, ca: identity.caPems,
+      servername: /^[\d.:]+$/.test(host) ? undefined : host,
+      checkServerIdentity: (_h, cert) => {
+        try {
+          const id = identityFromPeerCert(cert);
+          if (id.kind === 'host' && id.systemRoles?.includes('proxy')) return undefined;
+        } catch {
+          // fall through
+        }
+        return new AccessDenied('the server is not a proxy of this cluster');
+      },
+    });
+    socket.once('error', (err) => reject(new ConnectionProblem(`cannot reach the proxy at ${profile.proxy}: ${err.message}`)));
+    socket.once('secureConnect', () => socket.write(`${m[1]}:${m[2] ?? 22}\n`));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const nl = head.indexOf(0x0a);
+      if (nl < 0) return head.length > 1024 ? socket.destroy() : undefined;
+      socket.off('data', onData);
+      const line = head.subarray(0, nl).toString('utf8');
+      if (line !== 'OK') return reject(new AccessDenied(line.replace(/^ERR /, '')));
+      const rest = head.subarray(nl + 1);
+      if (rest.length) process.stdout.write(rest);
+      process.stdin.pipe(socket);
+      socket.pipe(process.stdout);
+      socket.once('close', () => resolve());
+    };
+    socket.on('data', onData);
+  });
+}

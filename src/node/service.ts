@@ -1,0 +1,96 @@
+// The Node Service: the SSH server (server.ts) with the host certificate, the cluster's users, roles
+// and user CA from a watch-fed cache, reached by TCP on its listen address or through reverse tunnels
+// to every proxy, and a heartbeat that keeps it listed.
+import type { Logger } from 'pino';
+import type { AuthClient } from '../api/client.ts';
+import type { Clock } from '../api/clock.ts';
+import type { Node } from '../api/types.ts';
+import { VERSION } from '../api/version.ts';
+import type { HostIdentity } from '../agent/identity.ts';
+import { ResourceCache } from '../cache/resources.ts';
+import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
+import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
+import { checkUserCert } from './access.ts';
+import { createNodeSSHServer } from './server.ts';
+
+/** Heartbeats come this often; the auth server lists a node for 90 s after the last one. */
+export const HEARTBEAT_INTERVAL_MS = 20_000;
+
+export interface NodeServiceConfig {
+  identity: HostIdentity;
+  auth: AuthClient;
+  /** Listen mode: host:port. */
+  listen?: string;
+  /** Tunnel mode: the proxies to dial. */
+  proxyAddrs?: () => string[];
+  /** The address others reach a listening node by (for the node resource); default: the listen address. */
+  advertiseAddr?: string;
+  labels: Record<string, string>;
+  clock: Clock;
+  log: Logger;
+}
+
+export interface NodeService {
+  addr?: string;
+  close(): Promise<void>;
+}
+
+export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeService> {
+  const { identity, log } = cfg;
+  const labels = { ...identity.labels, ...cfg.labels };
+  const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority'], log }).start();
+  await cache.ready();
+  const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels }) };
+  const ssh = createNodeSSHServer({
+    hostKeys: [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }],
+    authorize: async (req) => {
+      const decision = checkUserCert(cache, cfg.clock, target, req);
+      if (!decision.allowed) log.info({ login: req.login, remote: req.remoteAddr, reason: decision.reason }, 'ssh access denied');
+      return decision;
+    },
+    log,
+    onEvent: (event, fields) => log.info({ event, ...fields }, 'ssh event'),
+  });
+
+  let addr = '';
+  let tunnel: TunnelAgent | undefined;
+  if (cfg.proxyAddrs) {
+    tunnel = startTunnelAgent({
+      proxyAddrs: cfg.proxyAddrs,
+      tls: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs },
+      onConnection: (stream, meta) => ssh.injectSocket(stream, meta.clientAddr),
+      log,
+    });
+  } else {
+    const bound = await ssh.listen(cfg.listen ?? '0.0.0.0:3022');
+    const host = bound.host === '0.0.0.0' || bound.host === '::' ? '127.0.0.1' : bound.host;
+    addr = cfg.advertiseAddr ?? `${host.includes(':') ? `[${host}]` : host}:${bound.port}`;
+  }
+
+  const node = (): Node => ({
+    kind: 'node',
+    version: 'v1',
+    metadata: { name: identity.hostId, labels },
+    spec: { hostname: identity.hostname, addr, tunnel: !!tunnel, version: VERSION },
+  });
+  const heartbeat = async () => {
+    try {
+      await cfg.auth.upsertNode({ node: { json: JSON.stringify(node()) } });
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'heartbeat failed; will retry');
+    }
+  };
+  await heartbeat();
+  const timer = setInterval(() => void heartbeat(), HEARTBEAT_INTERVAL_MS);
+  timer.unref();
+  log.info({ host_id: identity.hostId, hostname: identity.hostname, addr: addr || 'tunnel' }, 'node service started');
+  return {
+    addr: addr || undefined,
+    close: async () => {
+      clearInterval(timer);
+      cache.close();
+      await tunnel?.close();
+      await ssh.close();
+    },
+  };
+}

@@ -1,0 +1,92 @@
+// SSH at the proxy: the jump host for unmodified OpenSSH clients (`ssh -J user@proxy:3080 login@node`,
+// or a ProxyCommand). Users authenticate with their Ward certificate; the proxy then only forwards
+// bytes (direct-tcpip, or the subsystem proxy:HOST:PORT), so the user's SSH session is end to end with
+// the node, which checks the login itself.
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import type { Logger } from 'pino';
+import type { Clock } from '../api/clock.ts';
+import type { ResourceCache } from '../cache/resources.ts';
+import { verifySSHSignature } from '../crypto/sshkeys.ts';
+import { checkUserCert, sshCertGrants } from '../node/access.ts';
+import type { Grants, Router } from './router.ts';
+
+const CERT_ALGO = /-cert-v01@openssh\.com$/;
+const SUBSYSTEM = /^proxy:(.+):(\d{1,5})$/;
+
+export interface ProxySSHConfig {
+  /** The proxy's host key and its OpenSSH host certificate (the `certificate` form is Ward's ssh2 patch). */
+  hostKeys: Array<{ key: string; certificate: Buffer }>;
+  cache: ResourceCache;
+  router: Router;
+  cluster: string;
+  clock: Clock;
+  log: Logger;
+}
+
+function splice(channel: Duplex, upstream: Duplex): void {
+  channel.pipe(upstream).pipe(channel);
+  const end = () => {
+    channel.destroy();
+    upstream.destroy();
+  };
+  channel.once('close', end);
+  upstream.once('close', end);
+  channel.on('error', end);
+  upstream.on('error', end);
+}
+
+export function createProxySSHServer(cfg: ProxySSHConfig): ssh2.Server {
+  const { log } = cfg;
+  const hostKeys = cfg.hostKeys as unknown as ssh2.ServerConfig['hostKeys']; // @types/ssh2 predates the patch
+  const server = new ssh2.Server({ hostKeys, ident: 'Ward_Proxy' }, (client, info) => {
+    let grants: Grants | undefined;
+    let certified: Buffer | undefined;
+    client.on('error', (err) => log.debug({ err: err.message }, 'ssh client error'));
+    client.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey' || !CERT_ALGO.test(ctx.key.algo)) return ctx.reject(['publickey']);
+      const decision = checkUserCert(cfg.cache, cfg.clock, { cluster: cfg.cluster }, { certBlob: ctx.key.data, login: ctx.username, remoteAddr: info.ip });
+      if (!decision.allowed) {
+        log.info({ user: ctx.username, reason: decision.reason, remote: info.ip }, 'proxy ssh: certificate refused');
+        return ctx.reject(['publickey']);
+      }
+      if (!ctx.signature || !ctx.blob) return ctx.accept(); // the client asks whether this key would do
+      // The signature is made with the certified key (never a key ssh2 would build from the cert blob).
+      if (!verifySSHSignature(decision.cert.publicKey, ctx.blob, ctx.signature)) return ctx.reject(['publickey']);
+      certified = decision.cert.publicKey;
+      grants = { user: decision.user, ...sshCertGrants(decision.cert) };
+      ctx.accept();
+    });
+    client.on('ready', () => {
+      if (!grants || !certified) return client.end();
+      const who = grants;
+      const route = async (host: string, port: number, open: () => Duplex | undefined, refuse: (msg: string) => void) => {
+        try {
+          const upstream = await cfg.router.dial(who, host, port, info.ip);
+          const channel = open();
+          if (channel) splice(channel, upstream);
+          else upstream.destroy();
+        } catch (err) {
+          log.info({ user: who.user, target: `${host}:${port}`, err: (err as Error).message }, 'proxy ssh: route refused');
+          refuse((err as Error).message);
+        }
+      };
+      client.on('tcpip', (accept, reject, req) => {
+        void route(req.destIP, req.destPort, () => accept(), () => reject());
+      });
+      client.on('session', (acceptSession) => {
+        const session = acceptSession();
+        session.on('subsystem', (accept, reject, req) => {
+          const m = SUBSYSTEM.exec(req.name);
+          if (!m) return reject();
+          void route(m[1]!, Number(m[2]), () => accept(), () => reject());
+        });
+        session.on('exec', (_a, reject) => reject());
+        session.on('shell', (_a, reject) => reject());
+        session.on('pty', (_a, reject) => reject());
+      });
+    });
+  });
+  server.on('error', (err: Error) => log.debug({ err: err.message }, 'proxy ssh server error'));
+  return server;
+}

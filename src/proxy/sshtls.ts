@@ -1,0 +1,89 @@
+// `wsh proxy ssh` (the ProxyCommand of `wsh config`): SSH to a node carried inside mutual TLS to the
+// proxy (ALPN ward-proxy-ssh). The client's X.509 certificate identifies the user; the first line names
+// the target ("host:port\n"), the proxy answers "OK\n" or "ERR reason\n", then the bytes of the user's
+// own SSH connection pass through unchanged.
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { Clock } from '../api/clock.ts';
+import type { ResourceCache } from '../cache/resources.ts';
+import { identityFromPeerCert } from '../crypto/x509.ts';
+import type { Router } from './router.ts';
+
+export const ALPN_PROXY_SSH = 'ward-proxy-ssh';
+const MAX_REQUEST = 512;
+const REQUEST_TIMEOUT_MS = 10_000;
+
+export function createSSHOverTLSServer(opts: {
+  tls: { keyPem: string; certChainPem: string; caPems: string[] };
+  cache: ResourceCache;
+  router: Router;
+  cluster: string;
+  clock: Clock;
+  log: Logger;
+}): tls.Server {
+  const { log } = opts;
+  const server = tls.createServer(
+    {
+      key: opts.tls.keyPem,
+      cert: opts.tls.certChainPem,
+      ca: opts.tls.caPems,
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [ALPN_PROXY_SSH],
+      minVersion: 'TLSv1.2',
+    },
+    (socket) => {
+      socket.on('error', (err) => log.debug({ err: err.message }, 'ssh-over-tls connection error'));
+      const refuse = (reason: string) => socket.end(`ERR ${reason.replace(/\n/g, ' ')}\n`);
+      let grants;
+      try {
+        const id = identityFromPeerCert(socket.getPeerCertificate());
+        const user = id.kind === 'user' && id.cluster === opts.cluster ? opts.cache.get('user', id.username) : undefined;
+        if (!user) return refuse('access denied');
+        if (user.spec.locked_until && new Date(user.spec.locked_until) > opts.clock.now()) return refuse(`user "${id.username}" is locked`);
+        grants = { user: id.username, roles: id.roles, traits: id.traits ?? {} };
+      } catch {
+        return refuse('access denied');
+      }
+      const who = grants;
+      let head = Buffer.alloc(0);
+      const timer = setTimeout(() => socket.destroy(), REQUEST_TIMEOUT_MS);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const nl = head.indexOf(0x0a);
+        if (nl < 0) {
+          if (head.length > MAX_REQUEST) socket.destroy();
+          return;
+        }
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.pause();
+        const m = /^(.+):(\d{1,5})$/.exec(head.subarray(0, nl).toString('utf8').trim());
+        const rest = head.subarray(nl + 1);
+        if (!m) return refuse('expected HOST:PORT');
+        opts.router.dial(who, m[1]!, Number(m[2]), socket.remoteAddress ?? '').then(
+          (upstream) => {
+            socket.write('OK\n');
+            if (rest.length) upstream.write(rest);
+            socket.pipe(upstream).pipe(socket);
+            socket.resume();
+            const end = () => {
+              socket.destroy();
+              upstream.destroy();
+            };
+            socket.once('close', end);
+            upstream.once('close', end);
+            upstream.on('error', end);
+          },
+          (err: Error) => {
+            log.info({ user: who.user, target: m[0], err: err.message }, 'ssh-over-tls: route refused');
+            refuse(err.message);
+          },
+        );
+      };
+      socket.on('data', onData);
+    },
+  );
+  server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'ssh-over-tls handshake refused'));
+  return server;
+}
