@@ -233,14 +233,14 @@ describe('a Ward cluster', () => {
         writeFileSync(config, yaml);
         return ward(['start', '-c', config, '-d', dataDir ?? join(dir, 'data')], { timeoutMs: 15_000 });
       }
-      const loopback = 'auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: 127.0.0.1:0\n';
+      const loopback = 'auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: 127.0.0.1:0\nssh_service:\n  enabled: false\n';
 
       it('prints a sample ward.yaml that ward start accepts', async () => {
         const sample = ok(await ward(['configure']));
         assert.match(sample, /^auth_service:$/m);
         // Only the listen addresses change, so the test can run next to anything else on this host.
         const yaml = sample.replace(/listen_addr: \S+/g, 'listen_addr: 127.0.0.1:0');
-        assert.equal(yaml.match(/listen_addr: 127\.0\.0\.1:0/g)?.length, 2);
+        assert.equal(yaml.match(/listen_addr: 127\.0\.0\.1:0/g)?.length, 3);
         const home = await startCluster({ config: yaml });
         assert.equal(home.clusterName, 'home');
         assert.match(home.statusAtStart, /^Cluster: +home$/m);
@@ -266,9 +266,9 @@ describe('a Ward cluster', () => {
       });
 
       it('says in one line that a port is already in use', async () => {
-        const proxyTaken = `auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: ${main.proxyAddr}\n`;
+        const proxyTaken = `auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: ${main.proxyAddr}\nssh_service:\n  enabled: false\n`;
         fails(await startWith(proxyTaken), new RegExp(`cannot start the proxy: ${main.proxyAddr} is already in use`));
-        const authTaken = `auth_service:\n  listen_addr: ${main.authAddr}\nproxy_service:\n  listen_addr: 127.0.0.1:0\n`;
+        const authTaken = `auth_service:\n  listen_addr: ${main.authAddr}\nproxy_service:\n  listen_addr: 127.0.0.1:0\nssh_service:\n  enabled: false\n`;
         fails(await startWith(authTaken), new RegExp(`cannot start the auth API: ${main.authAddr} is already in use`));
       });
 

@@ -35,6 +35,8 @@ const children = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 /** Every Cluster made, started or not: cleanup() stops them all gracefully. */
 const clusters = new Set<Cluster>();
+/** Every node agent started: cleanup() stops them before the clusters they joined. */
+const agents = new Set<NodeAgent>();
 
 // Last resort if a test file dies before its `after` hook: no ward process outlives the test run.
 process.once('exit', () => {
@@ -103,6 +105,8 @@ export function errorLines(r: RunResult): string[] {
 export interface ClusterOptions {
   clusterName?: string;
   lockout?: { max_attempts?: number; duration?: string };
+  /** Run the home lab's Node Service too (on a free loopback port). */
+  node?: boolean;
   /** A whole ward.yaml to use instead of the generated one. */
   config?: string;
 }
@@ -112,6 +116,8 @@ interface Banner {
   authAddr: string;
   proxyAddr: string;
   caPin: string;
+  /** The home lab node's SSH address, when the cluster runs one. */
+  nodeAddr?: string;
 }
 
 /** A running `ward start` (auth + proxy) in its own temp dir. */
@@ -149,6 +155,12 @@ export class Cluster {
   }
   get caPin(): string {
     return this.ready().caPin;
+  }
+  /** The home lab node's SSH address (`node: true`). */
+  get nodeAddr(): string {
+    const addr = this.ready().nodeAddr;
+    if (!addr) throw new Error('this cluster runs no node (start it with node: true)');
+    return addr;
   }
   /** Everything the ward process (all its starts) wrote to stdout and to stderr, its log. */
   get stdout(): string {
@@ -300,6 +312,9 @@ function generatedConfig(o: ClusterOptions): string {
     lockout.trimEnd(),
     'proxy_service:',
     '  listen_addr: 127.0.0.1:0',
+    'ssh_service:',
+    `  enabled: ${o.node ?? false}`,
+    '  listen_addr: 127.0.0.1:0',
     '',
   ]
     .filter((l) => l !== '')
@@ -312,8 +327,96 @@ function parseBanner(text: string): Banner | undefined {
   const authAddr = /auth API: +(\S+)/.exec(text)?.[1];
   const proxyAddr = /proxy: +https:\/\/(\S+)/.exec(text)?.[1];
   const caPin = /CA pin: +(sha256:[0-9a-f]{64})/.exec(text)?.[1];
+  const nodeAddr = /^ +node: +(\S+)$/m.exec(text)?.[1];
   if (!clusterName || !authAddr || !proxyAddr || !caPin) throw new Error(`unexpected ward start banner:\n${text}`);
-  return { clusterName, authAddr, proxyAddr, caPin };
+  return { clusterName, authAddr, proxyAddr, caPin, nodeAddr };
+}
+
+/** A node agent: `ward start --roles node` joining a cluster with a token, in its own temp dir. */
+export class NodeAgent {
+  readonly root: string;
+  private proc?: ChildProcess;
+  private exited?: Promise<number | null>;
+  private stdoutText = '';
+  private stderrText = '';
+
+  constructor(readonly name: string) {
+    this.root = makeTempDir('ward-e2e-agent-');
+  }
+
+  get stdout(): string {
+    return this.stdoutText;
+  }
+  get log(): string {
+    return this.stderrText;
+  }
+  /** The `listening on HOST:PORT` address the agent printed (listening mode only). */
+  get addr(): string | undefined {
+    return /listening on (\S+)/.exec(this.stdoutText)?.[1];
+  }
+
+  /** Starts `ward start` with `args` (after -c/-d) and waits for "Ward node is running". */
+  async start(args: string[], config = `ssh_service:\n  hostname: ${this.name}\n  listen_addr: 127.0.0.1:0\n`): Promise<void> {
+    if (this.proc) throw new Error('agent already running');
+    const configPath = join(this.root, 'ward.yaml');
+    writeFileSync(configPath, config);
+    const child = spawn(join(BIN, 'ward'), ['start', '-c', configPath, '-d', join(this.root, 'data'), ...args], {
+      cwd: this.root,
+      env: baseEnv(this.root),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    this.proc = child;
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => (this.stdoutText += s));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderrText += s));
+    let exitCode: number | undefined;
+    this.exited = new Promise((res) =>
+      child.once('close', (code) => {
+        children.delete(child);
+        exitCode = code ?? -1;
+        res(code);
+      }),
+    );
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (!/Ward node is running/.test(this.stdoutText)) {
+      if (exitCode !== undefined) {
+        this.proc = undefined;
+        throw new Error(`agent ${this.name} exited with ${exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
+      }
+      if (Date.now() > deadline) {
+        await this.stop();
+        throw new Error(`agent ${this.name} was not ready within ${READY_TIMEOUT_MS / 1000}s:\n${this.stderrText.slice(-2000)}`);
+      }
+      await delay(50);
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after a grace period. Returns the exit code (null if it had to be killed). */
+  async stop(): Promise<number | null> {
+    const child = this.proc;
+    if (!child || !this.exited) return null;
+    this.proc = undefined;
+    child.kill('SIGTERM');
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, STOP_GRACE_MS);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return killed ? null : code;
+  }
+}
+
+/** Joins a node agent named `name` to `cluster` with a fresh node token; `args` e.g. --tunnel, --labels. */
+export async function startAgent(cluster: Cluster, name: string, args: string[] = []): Promise<NodeAgent> {
+  const added = await cluster.wctl(['tokens', 'add', '--type', 'node']);
+  const token = /--token (\S+)/.exec(added.stdout)?.[1];
+  if (added.code !== 0 || !token) throw new Error(`wctl tokens add failed:\n${added.stdout}${added.stderr}`);
+  const agent = new NodeAgent(name);
+  agents.add(agent);
+  await agent.start(['--roles', 'node', '--token', token, '--auth-server', cluster.proxyAddr, '--ca-pin', cluster.caPin, ...args]);
+  return agent;
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
@@ -324,6 +427,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
 /** Stops every cluster and command this harness started and removes its temp dirs. Call from `after`. */
 export async function cleanup(): Promise<void> {
+  await Promise.all([...agents].map((a) => a.stop()));
+  agents.clear();
   await Promise.all([...clusters].map((c) => c.stop()));
   clusters.clear();
   for (const child of children) child.kill('SIGKILL');

@@ -18,6 +18,8 @@ auth_service:
     conn_string: "${connString}"
 proxy_service:
   listen_addr: 127.0.0.1:0
+ssh_service:
+  enabled: false
 `;
 
 before(async () => {

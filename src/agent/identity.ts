@@ -74,7 +74,7 @@ export async function joinCluster(opts: {
   addresses: string[];
   log: Logger;
 }): Promise<HostIdentity> {
-  const seen = await fetchProxyCA(opts.authServer, 10_000, ALPN_AUTH);
+  const seen = await fetchProxyCA(opts.authServer, 10_000, [ALPN_AUTH, 'h2']);
   if (opts.caPin && seen.pin !== opts.caPin) {
     throw new AccessDenied(`the cluster at ${opts.authServer} has CA ${seen.pin}, not the expected ${opts.caPin}: not sending the join token`);
   }

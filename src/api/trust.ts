@@ -18,12 +18,12 @@ function toPem(der: Buffer): string {
 
 /**
  * Connects without verifying, to read the CA certificate the server presents at the top of its chain
- * (and whether public CAs trust it). `alpn` picks the service behind a proxy (ward-auth: the auth server).
+ * (and whether public CAs trust it). `alpn` picks the service behind a proxy (ward-auth + h2: the auth server).
  */
-export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = 'http/1.1'): Promise<ProxyCA & { publiclyTrusted: boolean }> {
+export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = ['http/1.1']): Promise<ProxyCA & { publiclyTrusted: boolean }> {
   const [host, port] = splitAddr(addr);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: [alpn] });
+    const socket = tls.connect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: alpn });
     const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`timed out connecting to the proxy at ${addr}`)), timeoutMs);
     socket.once('secureConnect', () => {
       clearTimeout(timer);

@@ -135,7 +135,7 @@ function authenticate(ctx: AuthContext, userCA: Buffer, auths: AuthRecord[]): vo
   if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
   const record: AuthRecord = { algo: ctx.key.algo, signed: ctx.signature !== undefined, result: 'not a cert' };
   auths.push(record);
-  if (!ctx.key.algo.endsWith(CERT_SUFFIX)) return ctx.reject();
+  if (!ctx.key.algo.endsWith(CERT_SUFFIX)) return ctx.reject(['publickey']);
   let cert;
   try {
     cert = parseCertificate(ctx.key.data);
@@ -143,7 +143,7 @@ function authenticate(ctx: AuthContext, userCA: Buffer, auths: AuthRecord[]): vo
     verifyCertificate(cert, { trustedCAs: [userCA], now: new Date(), certType: 'user', principal: ctx.username });
   } catch {
     record.result = 'cert refused';
-    return ctx.reject();
+    return ctx.reject(['publickey']);
   }
   if (ctx.signature === undefined || ctx.blob === undefined) {
     record.result = 'accepted';
@@ -152,7 +152,7 @@ function authenticate(ctx: AuthContext, userCA: Buffer, auths: AuthRecord[]): vo
   Object.assign(record, { blob: ctx.blob, signature: ctx.signature, cert: cert.blob });
   if (!verifySSHSignature(cert.publicKey, ctx.blob, ctx.signature)) {
     record.result = 'bad signature';
-    return ctx.reject();
+    return ctx.reject(['publickey']);
   }
   record.result = 'accepted';
   ctx.accept();
@@ -190,13 +190,14 @@ async function startServer(opts: ServerOptions): Promise<TestServer> {
   return t;
 }
 
+// `extra` comes first: for each option, ssh uses the first value it is given.
 function sshTo(t: TestServer, identity: string, knownHosts: string, extra: string[] = []): string[] {
   return [
+    ...extra,
     '-i', identity,
     '-p', String(t.port),
     '-o', `UserKnownHostsFile=${knownHosts}`,
     '-o', 'StrictHostKeyChecking=yes',
-    ...extra,
     'alice@127.0.0.1',
     'echo ok',
   ];
@@ -278,7 +279,7 @@ describe('ssh2 Server: user certificates from real ssh', () => {
           username: 'alice',
           authHandler: [{ type: 'publickey', username: 'alice', key: parsed, certificate: cert }],
           hostVerifier: () => true,
-        } as CertConnectConfig as ConnectConfig);
+        } as unknown as ConnectConfig);
       });
     t.auths.length = 0;
     assert.equal(await login('another key'), 'All configured authentication methods failed');
@@ -332,6 +333,16 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
     const r = await runSSH(sshTo(t, id, knownHosts));
     assert.equal(r.code, 255);
     assert.match(r.stderr, /Host key verification failed/);
+  });
+
+  it('offers the plain key next to the certificate, for clients that pin the key', async () => {
+    const hostKey = KINDS.ecdsa.gen();
+    const hostCert = await issue(hostKey, hostCA.signer, 'host', ['127.0.0.1']);
+    const t = await startServer({ hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }], userCA: userCA.blob });
+    const pinned = file('known_hosts_pinned', `[127.0.0.1]:${t.port} ${formatAuthorizedKey(sshPublicKeyBlob(hostKey))}\n`);
+    const r = await runSSH(sshTo(t, id, pinned, ['-v']));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /kex: host key algorithm: ecdsa-sha2-nistp256\b/);
   });
 
   it('keeps plain host keys working', async () => {
@@ -563,13 +574,19 @@ describe('ssh2 Server: eow@openssh.com', () => {
     const knownHosts = file('known_hosts_eow', '');
     const args = sshTo(t, id, knownHosts, ['-o', 'StrictHostKeyChecking=no']);
     const child = spawn('/usr/bin/ssh', ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', ...args], {
-      stdio: ['ignore', 'pipe', 'ignore'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     cleanups.push(() => child.kill('SIGKILL'));
-    await new Promise((resolve) => child.stdout.once('data', resolve));
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const exited = new Promise<'ssh exited'>((resolve) => child.on('exit', () => resolve('ssh exited')));
+    const first = await Promise.race([new Promise((resolve) => child.stdout.once('data', resolve)), exited]);
+    assert.notEqual(first, 'ssh exited', `ssh failed before any output: ${stderr}`);
     child.stdout.destroy();
-    const exited = new Promise<'ssh exited'>((resolve) => child.on('close', () => resolve('ssh exited')));
-    const outcome = await Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), quietMs))]);
+    let timer: NodeJS.Timeout | undefined;
+    const quiet = new Promise<'still running'>((r) => (timer = setTimeout(() => r('still running'), quietMs)));
+    const outcome = await Promise.race([exited, quiet]);
+    clearTimeout(timer);
     child.kill('SIGKILL');
     return outcome;
   }

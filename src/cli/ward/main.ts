@@ -27,23 +27,21 @@ program
     const proc = await startProcess(cfg, { dataDir: opts.dataDir });
     const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
     const dd = opts.dataDir ? ` --data-dir ${dataDir}` : '';
-    process.stdout.write(
-      [
-        `Ward is running: cluster "${proc.clusterName}"`,
-        `  auth API:  ${proc.authAddr}`,
-        proc.proxyAddr ? `  proxy:     https://${proc.proxyAddr}` : '',
-        proc.nodeAddr ? `  node:      ${proc.nodeAddr}` : '',
-        `  CA pin:    ${proc.caPin}`,
-        '',
-        'Next:',
-        `  wctl${dd} users add alice --roles access,editor --logins ${[...new Set(['root', process.env.USER ?? 'root'])].join(',')}`,
-        proc.proxyAddr ? `  wsh login --proxy ${proc.proxyAddr} --user alice --ca-pin ${proc.caPin}` : '',
-        `  wctl${dd} status`,
-        '',
-      ]
-        .filter((l, i, all) => l !== '' || all[i - 1] !== '')
-        .join('\n') + '\n',
-    );
+    const next = proc.authAddr
+      ? [
+          `Ward is running: cluster "${proc.clusterName}"`,
+          `  auth API:  ${proc.authAddr}`,
+          proc.proxyAddr ? `  proxy:     https://${proc.proxyAddr}` : '',
+          proc.nodeAddr ? `  node:      ${proc.nodeAddr}` : '',
+          `  CA pin:    ${proc.caPin}`,
+          '',
+          'Next:',
+          `  wctl${dd} users add alice --roles access,editor --logins ${[...new Set(['root', process.env.USER ?? 'root'])].join(',')}`,
+          proc.proxyAddr ? `  wsh login --proxy ${proc.proxyAddr} --user alice --ca-pin ${proc.caPin}` : '',
+          `  wctl${dd} status`,
+        ]
+      : [`Ward node is running in cluster "${proc.clusterName}": ${proc.nodeAddr ? `listening on ${proc.nodeAddr}` : 'reached through a reverse tunnel'}`];
+    process.stdout.write(next.filter((l, i, all) => l !== '' || all[i - 1] !== '').join('\n') + '\n\n');
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -109,3 +107,5 @@ function applyFlags(cfg: WardConfig, f: StartFlags): WardConfig {
 }
 
 await runCLI(program);
+// A server that failed to start exits now, whatever it had begun (a watch retrying, a timer).
+if (process.exitCode) process.exit();

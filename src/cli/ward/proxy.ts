@@ -55,6 +55,10 @@ export async function startLocalProxy(
   const cache = new ResourceCache(client, { kinds: ['node', 'user', 'role', 'cert_authority'], log }).start();
   await cache.ready();
   const tunnels = createTunnelServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, log });
+  const stopParts = async () => {
+    await tunnels.close();
+    cache.close();
+  };
   const router = new Router(cache, auth.clusterName, tunnels);
   const ssh = createProxySSHServer({
     hostKeys: [{ key: keys.sshKey, certificate: parseAuthorizedKey(id.sshCert).blob }],
@@ -70,6 +74,9 @@ export async function startLocalProxy(
     sshOverTLS,
     tunnels,
     log,
+  }).catch(async (err: unknown) => {
+    await stopParts();
+    throw err;
   });
   const bound = proxy.address;
   const dialHost = bound.host === '0.0.0.0' || bound.host === '' ? '127.0.0.1' : bound.host === '::' ? '::1' : bound.host;
@@ -77,8 +84,7 @@ export async function startLocalProxy(
     addr: fmt({ host: dialHost, port: bound.port }),
     close: async () => {
       await proxy.close();
-      await tunnels.close();
-      cache.close();
+      await stopParts();
     },
   };
 }

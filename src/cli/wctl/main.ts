@@ -108,13 +108,16 @@ tokens
       }),
     );
     const ttlMs = parseDuration(opts.ttl);
-    const res = await auth().createToken({ roles: list(opts.type), ttlSeconds: Math.round(ttlMs / 1000), labels });
+    const client = auth();
+    const res = await client.createToken({ roles: list(opts.type), ttlSeconds: Math.round(ttlMs / 1000), labels });
+    const pin = (await client.ping({})).caPins[0];
     const token = parseResource(JSON.parse(res.json));
     const authServer = program.opts<GlobalOptions>().authServer ?? localProxyAddr() ?? 'PROXY_HOST:3080';
     out(
       `The join token ${token.metadata.name} (${list(opts.type).join(',')}) expires in ${formatDuration(ttlMs)}.\n\n` +
         `Run this on the new host to join it:\n\n` +
-        `  ward start --roles ${list(opts.type).join(',')} --token ${token.metadata.name} --auth-server ${authServer}\n`,
+        `  ward start --roles ${list(opts.type).join(',')} --token ${token.metadata.name} --auth-server ${authServer} --ca-pin ${pin}\n\n` +
+        `(add --tunnel for a node with no inbound port: it is then reached through a reverse tunnel)\n`,
     );
   });
 tokens
