@@ -32,8 +32,9 @@ interface Target {
   /** ssh arguments up to and including the destination. */
   args: string[];
   env: NodeJS.ProcessEnv;
-  /** Ward only: the server process (for its CPU time) and the ProxyCommand (to wrap it in /usr/bin/time). */
-  serverPid?: number;
+  /** The server process, for its CPU time (with its reaped children: per-connection sshd, the cat). */
+  serverPid: number;
+  /** Ward only: the ProxyCommand, to run it under /usr/bin/time. */
   proxyCommand?: string;
 }
 
@@ -140,7 +141,7 @@ export async function startWard(dir: string, nodeFlags: string[]): Promise<Ward>
     ].join('\n'),
   );
   const nodeName = hostname().split('.')[0]!;
-  return { target: { args: ['-F', sshConfig, `root@${nodeName}`], env, serverPid: proc.pid, proxyCommand }, proc, stop };
+  return { target: { args: ['-F', sshConfig, `root@${nodeName}`], env, serverPid: proc.pid!, proxyCommand }, proc, stop };
 }
 
 /** OpenSSH's sshd on a free loopback port, in `dir`, trusting one fresh key for root. */
@@ -198,7 +199,7 @@ async function startSshd(dir: string): Promise<{ target: Target; stop(): void }>
       '',
     ].join('\n'),
   );
-  return { target: { args: ['-F', sshConfig, '-p', String(port), 'root@127.0.0.1'], env: process.env }, stop: () => proc.kill('SIGTERM') };
+  return { target: { args: ['-F', sshConfig, '-p', String(port), 'root@127.0.0.1'], env: process.env, serverPid: proc.pid! }, stop: () => proc.kill('SIGTERM') };
 }
 
 /** The cipher and MAC the two ends agreed on, from `ssh -v`. */
@@ -212,14 +213,16 @@ async function negotiated(t: Target): Promise<string> {
 
 /** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
+  // utime, stime, cutime, cstime: the process and its waited-for children.
+  return (f[11]! + f[12]! + f[13]! + f[14]!) / 100;
 }
 
 interface Transfer {
   mbps: number;
-  /** Ward only: CPU seconds per GB of the ward process (proxy + node) and of `wsh proxy ssh`. */
-  wardCpuPerGB?: number;
+  /** CPU seconds per GB of the server side (ward start, or sshd), with the `cat` it ran. */
+  serverCpuPerGB: number;
+  /** Ward only: CPU seconds per GB of `wsh proxy ssh`. */
   wshCpuPerGB?: number;
 }
 
@@ -229,16 +232,22 @@ async function throughput(t: Target, mb: number, dir: string): Promise<Transfer>
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const timing = join(dir, 'proxycommand.time');
   rmSync(timing, { force: true });
-  // The ProxyCommand under /usr/bin/time, to see what the client-side node process costs.
-  const args = t.proxyCommand ? ['-o', `ProxyCommand=/usr/bin/time -o ${timing} -f "%%U %%S" ${t.proxyCommand}`, ...t.args] : t.args;
+  // The ProxyCommand under /usr/bin/time, to see what the client-side node process costs. ssh sends its
+  // ProxyCommand SIGHUP when it is done: ignored here (inherited by wsh, which exits on EOF anyway) so
+  // that time lives to write its line.
+  const wrapper = join(dir, 'timed-proxycommand');
+  if (t.proxyCommand) writeFileSync(wrapper, `#!/bin/sh\ntrap '' HUP\nexec /usr/bin/time -o ${timing} -f '%U %S' ${t.proxyCommand.replace(/%r@%h:%p$/, '"$1"')}\n`, { mode: 0o755 });
+  const args = t.proxyCommand ? ['-o', `ProxyCommand=${wrapper} %r@%h:%p`, ...t.args] : t.args;
   const cmd = `ssh ${args.map(q).join(' ')} 'cat /dev/zero' | head -c ${bytes} | wc -c`;
-  const cpu0 = t.serverPid ? cpuSeconds(t.serverPid) : 0;
+  const cpu0 = cpuSeconds(t.serverPid);
   const start = performance.now();
   const { stdout } = await execFile('bash', ['-c', cmd], { env: t.env, timeout: 600_000 });
   if (Number(stdout.trim()) !== bytes) throw new Error(`ssh transfer ended after ${stdout.trim()} of ${bytes} bytes`);
   const mbps = mb / ((performance.now() - start) / 1000);
-  if (!t.serverPid) return { mbps };
-  const wardCpu = cpuSeconds(t.serverPid) - cpu0;
+  // ssh returns when its channel closes; give the server side a moment to finish and reap its children.
+  await new Promise((r) => setTimeout(r, 500));
+  const serverCpuPerGB = ((cpuSeconds(t.serverPid) - cpu0) * 1000) / mb;
+  if (!t.proxyCommand) return { mbps, serverCpuPerGB };
   // ssh has exited, but the ProxyCommand may still be writing its timing line.
   let wshCpu = NaN;
   for (let i = 0; i < 50 && Number.isNaN(wshCpu); i++) {
@@ -249,7 +258,7 @@ async function throughput(t: Target, mb: number, dir: string): Promise<Transfer>
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return { mbps, wardCpuPerGB: (wardCpu * 1000) / mb, wshCpuPerGB: (wshCpu * 1000) / mb };
+  return { mbps, serverCpuPerGB, wshCpuPerGB: (wshCpu * 1000) / mb };
 }
 
 /** Milliseconds of `ssh HOST true`, each run from process start to exit, sorted. */
@@ -284,11 +293,19 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
     for (const mb of [opts.mb, opts.mbSmall].filter((m) => m > 0)) {
       const w = await throughput(ward.target, mb, dir);
       const r = await throughput(sshd.target, mb, dir);
-      const cpu = `CPU per GB: ward process (proxy + node) ${w.wardCpuPerGB!.toFixed(2)} s, wsh proxy ssh ${w.wshCpuPerGB!.toFixed(2)} s`;
+      const cpu =
+        `CPU s per GB: ward start (proxy + node + cat) ${w.serverCpuPerGB.toFixed(2)}, wsh proxy ssh ${w.wshCpuPerGB!.toFixed(2)}; ` +
+        `sshd (+ cat) ${r.serverCpuPerGB.toFixed(2)}`;
       console.log(`ssh: cat /dev/zero | head -c ${mb} MB: ward ${w.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(w.mbps / r.mbps).toFixed(2)}x); ${cpu}`);
       out.push(result(`ssh throughput, ${mb} MB cat /dev/zero`, w.mbps, r.mbps, 'MB/s', `${note}; ${cpu}`));
-      out.push(result(`ssh CPU per GB, ward process (proxy + node), ${mb} MB`, w.wardCpuPerGB!, null, 's', 'user+system CPU of the ward start process per 10^9 bytes; no reference'));
-      out.push(result(`ssh CPU per GB, wsh proxy ssh (client side), ${mb} MB`, w.wshCpuPerGB!, null, 's', 'user+system CPU of the ProxyCommand per 10^9 bytes; no reference'));
+      // CPU per GB is a cost, so the ratio is reference / ward (above 1: Ward spends less).
+      const cost = (name: string, wv: number, rv: number | null, what: string): BenchResult => {
+        const r0 = result(name, wv, rv, 's/GB', what);
+        return rv === null ? r0 : { ...r0, ratio: Math.round((rv / wv) * 100) / 100 };
+      };
+      out.push(cost(`ssh server CPU per GB, ${mb} MB`, w.serverCpuPerGB, r.serverCpuPerGB,
+        'user+system CPU of ward start (proxy + node) vs sshd, each with the cat it ran, per 10^9 bytes; ratio = sshd / ward'));
+      out.push(cost(`ssh client-side wsh proxy ssh CPU per GB, ${mb} MB`, w.wshCpuPerGB!, null, 'the ProxyCommand (TLS to the proxy), which the direct path does not have; no reference'));
     }
 
     const wl = await connectLatency(ward.target, opts.runs);

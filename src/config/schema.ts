@@ -65,8 +65,13 @@ export const configSchema = z.strictObject({
       /** No inbound port: reached through a reverse tunnel to the proxy at ward.auth_server. */
       tunnel: z.boolean().default(false),
       labels: z.record(z.string().max(256), z.string().max(1024)).default({}),
+      /** Dynamic labels: the trimmed output of a command, re-run every `period`. */
+      commands: z
+        .array(z.strictObject({ name: z.string().min(1).max(256), command: z.array(z.string()).min(1), period: duration.default('1m') }))
+        .max(32)
+        .default([]),
     })
-    .default({ enabled: true, listen_addr: '0.0.0.0:3022', tunnel: false, labels: {} }),
+    .default({ enabled: true, listen_addr: '0.0.0.0:3022', tunnel: false, labels: {}, commands: [] }),
 });
 
 export type WardConfig = z.infer<typeof configSchema>;
@@ -129,6 +134,8 @@ ssh_service:              # the Node Service: an SSH server that checks Ward cer
   listen_addr: 0.0.0.0:3022
   tunnel: false           # true: no inbound port; dial the proxy at ward.auth_server instead
   labels: {env: lab}
+  commands:               # dynamic labels: a command's output, refreshed every period
+    - {name: kernel, command: [uname, -r], period: 1h}
 
 # An agent on another host runs only the node, and joins with a token:
 #   ward:

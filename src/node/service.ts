@@ -12,6 +12,7 @@ import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
 import { checkUserCert } from './access.ts';
 import { createNodeSSHServer } from './server.ts';
+import { startDynamicLabels, type LabelCommand } from './labels.ts';
 
 /** Heartbeats come this often; the auth server lists a node for 90 s after the last one. */
 export const HEARTBEAT_INTERVAL_MS = 20_000;
@@ -26,6 +27,8 @@ export interface NodeServiceConfig {
   /** The address others reach a listening node by (for the node resource); default: the listen address. */
   advertiseAddr?: string;
   labels: Record<string, string>;
+  /** Dynamic labels from commands. */
+  commands?: LabelCommand[];
   clock: Clock;
   log: Logger;
 }
@@ -37,10 +40,13 @@ export interface NodeService {
 
 export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeService> {
   const { identity, log } = cfg;
-  const labels = { ...identity.labels, ...cfg.labels };
+  const staticLabels = { ...identity.labels, ...cfg.labels };
+  let heartbeatSoon = () => {};
+  const dynamic = startDynamicLabels(cfg.commands ?? [], () => heartbeatSoon());
+  const labels = () => ({ ...staticLabels, ...dynamic.values });
   const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority'], log }).start();
   await cache.ready();
-  const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels }) };
+  const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels: labels() }) };
   const ssh = createNodeSSHServer({
     hostKeys: [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }],
     authorize: async (req) => {
@@ -70,7 +76,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   const node = (): Node => ({
     kind: 'node',
     version: 'v1',
-    metadata: { name: identity.hostId, labels },
+    metadata: { name: identity.hostId, labels: labels() },
     spec: { hostname: identity.hostname, addr, tunnel: !!tunnel, version: VERSION },
   });
   const heartbeat = async () => {
@@ -81,6 +87,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     }
   };
   await heartbeat();
+  heartbeatSoon = () => void heartbeat();
   const timer = setInterval(() => void heartbeat(), HEARTBEAT_INTERVAL_MS);
   timer.unref();
   log.info({ host_id: identity.hostId, hostname: identity.hostname, addr: addr || 'tunnel' }, 'node service started');
@@ -88,6 +95,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     addr: addr || undefined,
     close: async () => {
       clearInterval(timer);
+      dynamic.stop();
       cache.close();
       await tunnel?.close();
       await ssh.close();

@@ -46,6 +46,8 @@ export function createProxySSHServer(cfg: ProxySSHConfig): ssh2.Server {
     client.on('authentication', (ctx) => {
       if (ctx.method !== 'publickey' || !CERT_ALGO.test(ctx.key.algo)) return ctx.reject(['publickey']);
       const decision = checkUserCert(cfg.cache, cfg.clock, { cluster: cfg.cluster }, { certBlob: ctx.key.data, login: ctx.username, remoteAddr: info.ip });
+      // ssh2 does not compare the announced algorithm with the certificate: a mismatch is refused here.
+      if (decision.allowed && decision.cert.keyType !== ctx.key.algo) return ctx.reject(['publickey']);
       if (!decision.allowed) {
         log.info({ user: ctx.username, reason: decision.reason, remote: info.ip }, 'proxy ssh: certificate refused');
         return ctx.reject(['publickey']);

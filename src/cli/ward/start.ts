@@ -127,6 +127,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
         listen: cfg.ssh_service.tunnel ? undefined : cfg.ssh_service.listen_addr,
         proxyAddrs: cfg.ssh_service.tunnel && proxyAddr ? () => [proxyAddr!] : undefined,
         labels: cfg.ssh_service.labels,
+        commands: cfg.ssh_service.commands,
         clock: systemClock,
         log: log.child({ component: 'node' }),
       });
