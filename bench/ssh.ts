@@ -63,7 +63,7 @@ function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?
 }
 
 /** `ward start` (auth + proxy + node) in `dir`, a user "bench" logged in with wsh, and an ssh config for the node. */
-export async function startWard(dir: string, nodeFlags: string[]): Promise<Ward> {
+async function startWard(dir: string, nodeFlags: string[]): Promise<Ward> {
   const cfg = join(dir, 'ward.yaml');
   const data = join(dir, 'data');
   writeFileSync(

@@ -12,7 +12,9 @@ async function newCA(type: CAType, cluster: string, keystore: SoftwareKeyStore, 
   const key =
     type === 'user' || type === 'host'
       ? keystore.newSSHKey(`ward-${type}-ca@${cluster}`)
-      : await keystore.newTLSKey(cluster, type === 'tls' ? cluster : `${cluster} ${type.toUpperCase()} CA`, now);
+      : // The CA's subject must differ from every certificate it issues (CN = user or host, O = cluster):
+        // a leaf whose subject equals its issuer's looks self-signed to OpenSSL. Names cannot hold spaces.
+        await keystore.newTLSKey(cluster, `${cluster} Ward ${type.toUpperCase()} CA`, now);
   return {
     kind: 'cert_authority',
     version: 'v1',

@@ -21,7 +21,9 @@ const HTTP_METHODS = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
 
 export async function startMux(listen: string, routes: MuxRoutes, log: Logger, peekTimeoutMs = 10_000): Promise<Mux> {
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  // noDelay: the proxy relays SSH and TLS handshakes, whose small back-to-back writes Nagle would hold
+  // for a delayed ACK (the node listener and the proxy's dial to it already set it).
+  const server = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', (err) => log.debug({ err: err.message }, 'client connection error'));

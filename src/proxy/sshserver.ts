@@ -81,7 +81,15 @@ export function createProxySSHServer(cfg: ProxySSHConfig): ssh2.Server {
         session.on('subsystem', (accept, reject, req) => {
           const m = SUBSYSTEM.exec(req.name);
           if (!m) return reject();
-          void route(m[1]!, Number(m[2]), () => accept(), () => reject());
+          // Accepted before the dial: OpenSSH sends its banner on the channel without waiting for the
+          // reply, and ssh2 drops data a session receives before its subsystem is accepted. The
+          // channel buffers until the splice (its window bounds how much).
+          const channel = accept();
+          void route(m[1]!, Number(m[2]), () => channel, (msg) => {
+            channel.stderr.write(`${msg}\n`);
+            channel.exit(1);
+            channel.end();
+          });
         });
         session.on('exec', (_a, reject) => reject());
         session.on('shell', (_a, reject) => reject());

@@ -83,7 +83,8 @@ export async function ssh(target: string, command: string[], flags: { forward: s
   const at = target.lastIndexOf('@');
   const login = at > 0 ? target.slice(0, at) : session().profile.user;
   const host = at > 0 ? target.slice(at + 1) : target;
-  const extra = [...flags.forward.flatMap((f) => ['-L', f]), ...(flags.agent ? ['-A'] : []), ...(flags.tty ? ['-t'] : [])];
+  // -tt: a single -t gives no PTY when our stdin is not a terminal (a pipe, a script), and --tty forces one.
+  const extra = [...flags.forward.flatMap((f) => ['-L', f]), ...(flags.agent ? ['-A'] : []), ...(flags.tty ? ['-tt'] : [])];
   const hosts = host.includes('=') ? (await listNodes(parseLabels([host]))).map((n) => n.metadata.name) : [host];
   if (hosts.length === 0) throw new BadParameter(`no node matches ${host}`);
   let worst = 0;
@@ -136,6 +137,7 @@ export function proxySSH(target: string): Promise<void> {
         return new AccessDenied('the server is not a proxy of this cluster');
       },
     });
+    socket.setNoDelay(true); // interactive SSH: no Nagle delay on keystrokes and handshake messages
     socket.once('error', (err) => reject(new ConnectionProblem(`cannot reach the proxy at ${profile.proxy}: ${err.message}`)));
     socket.once('secureConnect', () => socket.write(`${m[1]}:${m[2] ?? 22}\n`));
     let head = Buffer.alloc(0);
