@@ -191,6 +191,12 @@ before(async () => {
     addUser('dave', 'access,no-root', 'root'),
     addUser('lou', 'access', 'root'),
   ]);
+  // The proxy routes from its watch-fed node cache: wait until it can reach every node.
+  await Promise.all(
+    [hostname().split('.')[0]!, 'tun1', 'node2'].map((name) =>
+      poll(`the proxy to route to ${name}`, async () => ((await ssh(alice, [...jump('alice'), `root@${name}`, 'true'])).code === 0 ? true : undefined)),
+    ),
+  );
   // A certificate that lives one second; the tests that need it run long after it expired.
   const prefix = join(work, 'expired');
   ok(await main.wctl(['auth', 'sign', '--format', 'openssh', '--ttl', '1s', '--user', 'alice', '--out', prefix]));

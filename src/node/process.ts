@@ -111,6 +111,7 @@ export function spawnPty(opts: PtyOptions): RunningProcess {
     encoding: null,
   } as pty.IPtyForkOptions);
   let running = true;
+  let discard = false;
   // As sshd's pty_setowner: the terminal belongs to the user (group tty from the devpts mount), mode 0620.
   const ptsName = (p as unknown as { ptsName?: string }).ptsName;
   if (ptsName?.startsWith('/dev/pts/')) {
@@ -122,6 +123,7 @@ export function spawnPty(opts: PtyOptions): RunningProcess {
     }
   }
   p.onData((data) => {
+    if (discard) return;
     if (!channel.write(data as unknown as Buffer)) {
       p.pause();
       channel.once('drain', () => p.resume());
@@ -140,7 +142,11 @@ export function spawnPty(opts: PtyOptions): RunningProcess {
       if (running) signalGroup(p.pid, sig);
     },
     closeOutput() {
-      p.pause();
+      // A PTY has no output side to close on its own (the program would never see EPIPE): the reader of
+      // this terminal is gone, so hang it up, as when a terminal disconnects.
+      discard = true;
+      p.resume();
+      this.terminate();
     },
     resize(cols, rows) {
       if (running) p.resize(cols, rows);

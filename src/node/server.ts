@@ -175,6 +175,8 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
       }
       const d = await decision;
       if (!d.allowed) return fail(d.reason);
+      // ssh2 does not compare the announced algorithm with the certificate's own type.
+      if (d.cert.keyType !== ctx.key.algo) return fail('the announced algorithm is not the certificate type');
       // The first request only asks "would this key do?" (RFC 4252 7): answer PK_OK without a signature.
       if (!ctx.signature) return ctx.accept();
       // The signature is by the certified key, never a key parsed out of the cert blob by ssh2.

@@ -91,7 +91,11 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     proc.signal(`SIG${info.name}` as NodeJS.Signals);
     acc?.();
   });
-  session.on('eow', () => proc?.closeOutput());
+  let outputClosed = false;
+  session.on('eow', () => {
+    outputClosed = true;
+    proc?.closeOutput();
+  });
   session.on('auth-agent', (acc: Accept, rej: Reject) => {
     if (started || !identity.permitAgentForwarding) {
       ctx.emit('agent', { ...base, success: false, reason: 'agent forwarding not permitted' });
@@ -162,7 +166,12 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
       try {
         if (result.signal) channel.exit(result.signal, false, '');
         else channel.exit(result.code ?? 255);
-        channel.end();
+        if (outputClosed) {
+          // After eow the client has thrown away the output it still held without crediting our window
+          // (OpenSSH chan_shutdown_write), so queued output may never be sendable: close without it.
+          channel.eof();
+          channel.close();
+        } else channel.end();
       } catch (err) {
         log.debug({ err }, 'cannot report exit');
       }
