@@ -350,6 +350,10 @@ export class NodeAgent {
   get log(): string {
     return this.stderrText;
   }
+  /** The host id the agent got when it joined (kept in its data dir). */
+  get hostId(): string {
+    return JSON.parse(readFileSync(join(this.root, 'data', 'node', 'identity.json'), 'utf8')).hostId;
+  }
   /** The `listening on HOST:PORT` address the agent printed (listening mode only). */
   get addr(): string | undefined {
     return /listening on (\S+)/.exec(this.stdoutText)?.[1];

@@ -430,6 +430,27 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       await assertLogged(tun1, 'ssh access denied', /principal "nobody" is not listed/);
       refused(await ssh(alice, ['-p', nodePort, 'nobody@127.0.0.1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'ssh access denied', /principal "nobody" is not listed/);
+      // The refusal is in the cluster's audit log, reported by the node that refused it.
+      const tun1Refusal = await poll('the node\'s refusal in the audit log', async () => {
+        const res = await main.adminClient().searchEvents({ types: ['auth'], limit: 1000 });
+        const events = res.events.map((e) => JSON.parse(e));
+        // (OpenSSH also offers the plain key after the certificate: that is a second, separate refusal.)
+        return events.find((e) => e.success === false && e.login === 'nobody' && e.server_id === tun1.hostId && /principal "nobody" is not listed/.test(e.reason));
+      });
+      assert.equal(tun1Refusal.code, 'WT1000W');
+    });
+
+    it('records commands run on a node in the cluster audit log', async () => {
+      const marker = `audit-${randomBytes(4).toString('hex')}`;
+      ok(await wsh(alice, ['ssh', 'root@node2', `echo ${marker}`]));
+      const exec = await poll('the exec event', async () => {
+        const res = await main.adminClient().searchEvents({ types: ['exec'], limit: 1000 });
+        return res.events.map((e) => JSON.parse(e)).find((e) => String(e.command).includes(marker));
+      });
+      assert.equal(exec.code, 'WE3000I');
+      assert.equal(exec.user, 'alice');
+      assert.equal(exec.login, 'root');
+      assert.equal(exec.server_id, node2.hostId);
     });
 
     it('refuses a node the user\'s roles\' node_labels do not match, as if it did not exist', async () => {

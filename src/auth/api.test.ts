@@ -134,3 +134,22 @@ describe('Auth API authorisation', () => {
     await assert.rejects(tina.listResources({ kind: 'role' }), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
   });
 });
+
+describe('agent audit events', () => {
+  it('stores what a node reports, under the node\'s own id whatever the event claims', async () => {
+    const node = await serviceClient('node-7', ['node']);
+    await node.emitAuditEvents({ events: [JSON.stringify({ event: 'exec', user: 'alice', command: 'uptime', server_id: 'someone-else', code: 'X' })] });
+    const [stored] = await auth.backend.search({ types: ['exec'], limit: 1 });
+    assert.equal(stored?.server_id, 'node-7');
+    assert.equal(stored?.code, 'WE3000I');
+    assert.equal(stored?.command, 'uptime');
+  });
+  it('refuses users, unknown event names and oversized batches', async () => {
+    const alice = await userClient('alice');
+    await assert.rejects(alice.emitAuditEvents({ events: [JSON.stringify({ event: 'exec' })] }), AccessDenied);
+    const node = await serviceClient('node-7', ['node']);
+    await assert.rejects(node.emitAuditEvents({ events: [JSON.stringify({ event: 'user.create', name: 'x' })] }), /may not report "user.create"/);
+    await assert.rejects(node.emitAuditEvents({ events: ['not json'] }), /not valid JSON/);
+    await assert.rejects(node.emitAuditEvents({ events: Array(1001).fill('{"event":"exec"}') }), /at most 1000/);
+  });
+});

@@ -5,11 +5,12 @@ import type { TLSSocket } from 'node:tls';
 import { ConnectError, createContextKey, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
-import { AccessDenied, BadParameter, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
+import { AccessDenied, BadParameter, LimitExceeded, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
 import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { ResourceService } from '../services/resources.ts';
 import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller } from './authz.ts';
 import { withoutSecrets } from './keystore.ts';
+import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import { registerUsingToken, upsertNode } from './join.ts';
 import type { AuthServer, Certs } from './server.ts';
@@ -19,6 +20,8 @@ import { watchResources } from './watch.ts';
 export const socketKey = createContextKey<TLSSocket | undefined>(undefined);
 
 const MAX_TTL_SECONDS = 30 * 86_400;
+const MAX_AGENT_EVENTS = 1000;
+const MAX_AGENT_EVENT_BYTES = 16 * 1024;
 
 function toRPCError(err: unknown, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
@@ -195,6 +198,28 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       exportCAs: unary(async (req, who) => {
         requireAuthenticated(who);
         return { entries: await auth.exportCAs(req.type) };
+      }),
+
+      emitAuditEvents: unary(async (req, who) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'service') throw new AccessDenied();
+        if (req.events.length > MAX_AGENT_EVENTS) throw new LimitExceeded(`at most ${MAX_AGENT_EVENTS} events per call`);
+        const events = req.events.map((text) => {
+          if (text.length > MAX_AGENT_EVENT_BYTES) throw new LimitExceeded('audit event too large');
+          let data: unknown;
+          try {
+            data = JSON.parse(text);
+          } catch {
+            throw new BadParameter('audit event is not valid JSON');
+          }
+          if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new BadParameter('audit event is not a JSON object');
+          const { event, code: _c, uid: _u, cluster: _cl, time: _t, server_id: _s, ...fields } = data as Record<string, unknown>;
+          if (typeof event !== 'string' || !AGENT_EVENTS.has(event)) throw new BadParameter(`agents may not report "${String(event)}" events`);
+          return { event: event as EventName, fields };
+        });
+        // The reporter's identity comes from its certificate, never from the event.
+        for (const e of events) await auth.audit.emit(e.event, { ...e.fields, server_id: c.name });
+        return {};
       }),
 
       registerUsingToken: unary(async (req, _who) => {

@@ -16,6 +16,15 @@ export const EVENT_CODES = {
   'join_token.create': 'WJ1000I',
   'node.join': { success: 'WJ1001I', failure: 'WJ1001W' },
   'access.denied': 'WA1000W',
+  // Reported by nodes (EmitAuditEvents):
+  auth: { success: 'WT1000I', failure: 'WT1000W' },
+  'session.start': 'WS2000I',
+  'session.end': 'WS2001I',
+  'session.idle_timeout': 'WS2003W',
+  exec: 'WE3000I',
+  subsystem: 'WS2002I',
+  port: { success: 'WP4000I', failure: 'WP4000W' },
+  agent: { success: 'WG5000I', failure: 'WG5000W' },
 } as const;
 
 export type EventName = keyof typeof EVENT_CODES;
@@ -24,3 +33,6 @@ export function eventCode(event: EventName, success = true): string {
   const code = EVENT_CODES[event];
   return typeof code === 'string' ? code : success ? code.success : code.failure;
 }
+
+/** Events an agent may report about itself; anything else it sends is refused. */
+export const AGENT_EVENTS: ReadonlySet<string> = new Set(['auth', 'session.start', 'session.end', 'session.idle_timeout', 'exec', 'subsystem', 'port', 'agent']);

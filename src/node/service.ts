@@ -10,6 +10,7 @@ import type { HostIdentity } from '../agent/identity.ts';
 import { ResourceCache } from '../cache/resources.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
+import { AuditForwarder } from '../agent/audit.ts';
 import { checkUserCert } from './access.ts';
 import { createNodeSSHServer } from './server.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
@@ -45,6 +46,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   const dynamic = startDynamicLabels(cfg.commands ?? [], () => heartbeatSoon());
   const labels = () => ({ ...staticLabels, ...dynamic.values });
   const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority'], log }).start();
+  const audit = new AuditForwarder(cfg.auth, log);
   await cache.ready();
   const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels: labels() }) };
   const ssh = createNodeSSHServer({
@@ -55,7 +57,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       return decision;
     },
     log,
-    onEvent: (event, fields) => log.info({ event, ...fields }, 'ssh event'),
+    onEvent: (event, fields) => audit.emit(event, fields),
   });
 
   let addr = '';
@@ -99,6 +101,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       cache.close();
       await tunnel?.close();
       await ssh.close();
+      await audit.close();
     },
   };
 }
