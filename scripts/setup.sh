@@ -20,6 +20,7 @@ fi
 
 echo "Installing npm dependencies"
 npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
 # Puts bin/ward, bin/wsh and bin/wctl on PATH (symlinks into this checkout).
 npm link --no-audit --no-fund --loglevel=error >/dev/null
 echo "Installed: $(command -v ward) $(command -v wsh) $(command -v wctl)"

@@ -2,14 +2,12 @@
 import { Command } from 'commander';
 import { formatDuration, parseDuration } from '../../api/duration.ts';
 import { readIdentityFile } from '../../api/identity-file.ts';
-import { parseCertificate } from '../../crypto/sshcert.ts';
-import { parseAuthorizedKey } from '../../crypto/sshkeys.ts';
-import { readIdentity } from '../../crypto/x509.ts';
 import { runCLI } from '../run.ts';
 import { VERSION } from '../../api/version.ts';
-import { login } from './login.ts';
-import { config, ls, proxySSH, scp, ssh } from './ssh.ts';
 import { loadProfile, removeLogin, wshHome } from './profile.ts';
+
+// Commands load their modules when they run: `wsh proxy ssh` starts on every ssh connection.
+const sshCommands = () => import('./ssh.ts');
 
 interface GlobalOptions {
   proxy?: string;
@@ -44,6 +42,7 @@ program
     const proxy = opts.proxy ?? g.proxy;
     if (!proxy) throw new Error('--proxy HOST:PORT is required');
     const user = opts.user ?? g.user ?? '';
+    const { login } = await import('./login.ts');
     const { certs, dir } = await login(
       { proxy, user, ttlMs: parseDuration(opts.ttl), passwordStdin: !!opts.passwordStdin, insecure: !!(opts.insecure ?? g.insecure), caPin: opts.caPin },
       (s) => process.stderr.write(s),
@@ -54,7 +53,10 @@ program
 program
   .command('status')
   .description('show the current login: user, roles, logins, cluster, expiry')
-  .action(() => {
+  .action(async () => {
+    const { parseCertificate } = await import('../../crypto/sshcert.ts');
+    const { parseAuthorizedKey } = await import('../../crypto/sshkeys.ts');
+    const { readIdentity } = await import('../../crypto/x509.ts');
     const g = globals();
     const { creds, profile } = g.identity ? { creds: readIdentityFile(g.identity), profile: undefined } : loadProfile();
     const ssh = parseCertificate(parseAuthorizedKey(creds.sshCert).blob);
@@ -86,7 +88,7 @@ program
   .option('--format <f>', 'text or json', 'text')
   .argument('[labels...]', 'label filters, key=value')
   .action(async (labels: string[], opts: { format: string }) => {
-    process.stdout.write(await ls(opts.format, labels));
+    process.stdout.write(await (await sshCommands()).ls(opts.format, labels));
   });
 
 program
@@ -99,7 +101,7 @@ program
   .option('-t, --tty', 'force a PTY')
   .passThroughOptions()
   .action(async (target: string, command: string[], opts: { forward: string[]; forwardAgent?: boolean; tty?: boolean }) => {
-    process.exitCode = await ssh(target, command, { forward: opts.forward, agent: !!opts.forwardAgent, tty: !!opts.tty });
+    process.exitCode = await (await sshCommands()).ssh(target, command, { forward: opts.forward, agent: !!opts.forwardAgent, tty: !!opts.tty });
   });
 
 program
@@ -108,14 +110,14 @@ program
   .option('-r, --recursive', 'copy directories')
   .argument('<paths...>', 'sources, then the destination')
   .action(async (paths: string[], opts: { recursive?: boolean }) => {
-    process.exitCode = await scp(paths, !!opts.recursive);
+    process.exitCode = await (await sshCommands()).scp(paths, !!opts.recursive);
   });
 
 program
   .command('config')
   .description('print an ssh_config block so plain ssh reaches NODE.CLUSTER through Ward')
-  .action(() => {
-    process.stdout.write(config());
+  .action(async () => {
+    process.stdout.write((await sshCommands()).config());
   });
 
 program
@@ -125,7 +127,7 @@ program
   .description('ProxyCommand: carry stdin/stdout to the node through the proxy')
   .argument('<[login@]node[:port]>')
   .action(async (target: string) => {
-    await proxySSH(target);
+    await (await import('./proxycmd.ts')).proxySSH(target);
   });
 
 await runCLI(program);
