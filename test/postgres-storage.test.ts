@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, type PostgresServer } from './fixtures/postgres.ts';
-import { Cluster, cleanup, errorLines, makeTempDir, ward } from './harness.ts';
+import { Cluster, cleanup, errorLines, makeTempDir, poll, startAgent, ward } from './harness.ts';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -21,6 +21,7 @@ proxy_service:
 ssh_service:
   enabled: false
 `;
+
 
 before(async () => {
   pg = await startPostgres();
@@ -41,7 +42,7 @@ describe('auth servers on PostgreSQL', () => {
     assert.equal(statusA.stdout, statusB.stdout);
     assert.match(statusA.stdout, /Backend: +postgres/);
 
-    const add = await a.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'alice', '--password-stdin'], { stdin: 'a long password\n' });
+    const add = await a.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'root', '--password-stdin'], { stdin: 'a long password\n' });
     assert.equal(add.code, 0, add.stderr);
     const home = b.newWshHome();
     const login = await b.wsh(home, ['login', '--proxy', b.proxyAddr, '--user', 'alice', '--password-stdin', '--ca-pin', b.caPin], { stdin: 'a long password\n' });
@@ -52,6 +53,22 @@ describe('auth servers on PostgreSQL', () => {
     const events = await a.adminClient().searchEvents({ types: ['user.login'], user: 'alice' });
     assert.equal(events.events.length, 1);
     assert.equal(JSON.parse(events.events[0]!).success, true);
+
+    // A node joined through proxy a keeps a reverse tunnel to every proxy of the cluster, so a user
+    // who comes in through proxy b reaches it too.
+    const proxies = await a.wctl(['get', 'proxies', '--format', 'json']);
+    assert.equal(JSON.parse(proxies.stdout).length, 2, proxies.stdout);
+    const agent = await startAgent(a, 'tunnelled', ['--tunnel']);
+    let last = '';
+    const viaB = await poll('the node to be reachable through proxy b', async () => {
+      const r = await b.wsh(home, ['ssh', 'root@tunnelled', 'echo reached']);
+      last = r.stderr;
+      return r.code === 0 ? r.stdout : undefined;
+    }, 20_000, 250).catch((err: Error) => {
+      throw new Error(`${err.message}\nlast wsh stderr: ${last}\nagent log: ${agent.log.slice(-3000)}`);
+    });
+    assert.equal(viaB, 'reached\n');
+    await agent.stop();
 
     // State survives a restart of both.
     await a.stop();

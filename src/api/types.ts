@@ -114,6 +114,19 @@ export const nodeSchema = z.strictObject({
 });
 export type Node = z.infer<typeof nodeSchema>;
 
+/** A proxy's presence: agents keep a reverse tunnel to every proxy listed. */
+export const proxySchema = z.strictObject({
+  kind: z.literal('proxy'),
+  version: z.literal('v1'),
+  metadata: metadataSchema,
+  spec: z.strictObject({
+    /** host:port agents and users reach it by. */
+    addr: z.string().max(256),
+    version: z.string().max(64),
+  }),
+});
+export type Proxy = z.infer<typeof proxySchema>;
+
 export const CA_TYPES = ['user', 'host', 'tls', 'db', 'jwt'] as const;
 export type CAType = (typeof CA_TYPES)[number];
 const caKeySchema = z.strictObject({
@@ -141,20 +154,21 @@ export const resourceSchemas = {
   user: userSchema,
   token: tokenSchema,
   node: nodeSchema,
+  proxy: proxySchema,
   cert_authority: certAuthoritySchema,
 } as const;
 export type Kind = keyof typeof resourceSchemas;
-export type Resource = Role | User | Token | Node | CertAuthority;
+export type Resource = Role | User | Token | Node | Proxy | CertAuthority;
 export const KINDS = Object.keys(resourceSchemas) as Kind[];
 
 /** The plural and short names wctl accepts ("roles", "cas") → kind. */
 export function kindFromName(name: string): Kind {
   const aliases: Record<string, Kind> = {
     role: 'role', roles: 'role', user: 'user', users: 'user', token: 'token', tokens: 'token',
-    node: 'node', nodes: 'node', cert_authority: 'cert_authority', ca: 'cert_authority', cas: 'cert_authority',
+    node: 'node', nodes: 'node', proxy: 'proxy', proxies: 'proxy', cert_authority: 'cert_authority', ca: 'cert_authority', cas: 'cert_authority',
   };
   const kind = aliases[name];
-  if (!kind) throw new BadParameter(`unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, cas)`);
+  if (!kind) throw new BadParameter(`unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas)`);
   return kind;
 }
 

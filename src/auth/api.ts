@@ -12,7 +12,7 @@ import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, c
 import { withoutSecrets } from './keystore.ts';
 import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
-import { registerUsingToken, upsertNode } from './join.ts';
+import { heartbeat, registerUsingToken } from './join.ts';
 import type { AuthServer, Certs } from './server.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
@@ -236,16 +236,19 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         });
       }),
 
-      upsertNode: unary(async (req, who) => {
+      heartbeat: unary(async (req, who) => {
         const c = requireAuthenticated(who);
-        if (c.kind !== 'service' || !c.systemRoles.includes('node')) throw new AccessDenied();
+        if (c.kind !== 'service') throw new AccessDenied();
         let data: unknown;
         try {
-          data = JSON.parse(req.node?.json ?? '');
+          data = JSON.parse(req.resource?.json ?? '');
         } catch {
-          throw new BadParameter('node is not valid JSON');
+          throw new BadParameter('heartbeat resource is not valid JSON');
         }
-        return { json: present(await upsertNode(auth, c.name, parseAs('node', data))) };
+        // A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role.
+        const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
+        if (!kind) throw new AccessDenied();
+        return { json: present(await heartbeat(auth, c.name, parseAs(kind, data))) };
       }),
 
       searchEvents: unary(async (req, who) => {

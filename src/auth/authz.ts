@@ -75,7 +75,7 @@ export function requireSystemRole(caller: Caller, ...roles: SystemRole[]): void 
 }
 
 /** Kinds that services read to run: proxies and agents cache them. */
-const SERVICE_READABLE = new Set(['node', 'role', 'cert_authority', 'user']);
+const SERVICE_READABLE = new Set(['node', 'proxy', 'role', 'cert_authority', 'user']);
 
 /** (kind, verb) check in front of every resource method. */
 export function requireRule(caller: Caller, kind: string, verb: Verb): void {

@@ -3,7 +3,7 @@
 // host heartbeats its node resource with that identity; a node that stops heartbeating expires.
 import { randomUUID } from 'node:crypto';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
-import { nameSchema, type Node, type Token } from '../api/types.ts';
+import { nameSchema, type Node, type Proxy, type Token } from '../api/types.ts';
 import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
 import type { AuthServer } from './server.ts';
 
@@ -76,9 +76,10 @@ export async function registerUsingToken(
   return { ...identity, labels: token.spec.labels ?? {} };
 }
 
-/** A heartbeat: the node resource, renamed to nothing but the caller's own host id, expiring soon. */
-export async function upsertNode(auth: AuthServer, hostId: string, node: Node): Promise<Node> {
-  if (node.metadata.name !== hostId) throw new AccessDenied('a host may only heartbeat its own node');
+/** A heartbeat: a host's own node (or proxy) resource, named by its host id, expiring soon. */
+export async function heartbeat(auth: AuthServer, hostId: string, resource: Node | Proxy): Promise<Node | Proxy> {
+  if (resource.metadata.name !== hostId) throw new AccessDenied('a host may only heartbeat itself');
   const expires = new Date(auth.now().getTime() + NODE_TTL_MS).toISOString();
-  return auth.nodes.upsert({ ...node, metadata: { ...node.metadata, expires } });
+  const withExpiry = { ...resource, metadata: { ...resource.metadata, expires } };
+  return withExpiry.kind === 'node' ? auth.nodes.upsert(withExpiry) : auth.proxies.upsert(withExpiry);
 }

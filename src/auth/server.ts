@@ -45,6 +45,7 @@ export class AuthServer {
   readonly roles: ResourceService<'role'>;
   readonly tokens: ResourceService<'token'>;
   readonly nodes: ResourceService<'node'>;
+  readonly proxies: ResourceService<'proxy'>;
   readonly cas: ResourceService<'cert_authority'>;
   readonly audit: AuditLog;
   readonly keystore = new SoftwareKeyStore();
@@ -55,6 +56,7 @@ export class AuthServer {
     this.roles = new ResourceService(backend, 'role');
     this.tokens = new ResourceService(backend, 'token');
     this.nodes = new ResourceService(backend, 'node');
+    this.proxies = new ResourceService(backend, 'proxy');
     this.cas = new ResourceService(backend, 'cert_authority');
     this.audit = new AuditLog(backend, config.clusterName, config.clock, config.log);
   }

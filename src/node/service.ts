@@ -23,8 +23,11 @@ export interface NodeServiceConfig {
   auth: AuthClient;
   /** Listen mode: host:port. */
   listen?: string;
-  /** Tunnel mode: the proxies to dial. */
-  proxyAddrs?: () => string[];
+  /**
+   * Tunnel mode: the proxy address to start from. Once the cluster's proxies are known (their presence
+   * comes through the watch), the node keeps a tunnel to each of them instead.
+   */
+  bootstrapProxy?: string;
   /** The address others reach a listening node by (for the node resource); default: the listen address. */
   advertiseAddr?: string;
   labels: Record<string, string>;
@@ -45,7 +48,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   let heartbeatSoon = () => {};
   const dynamic = startDynamicLabels(cfg.commands ?? [], () => heartbeatSoon());
   const labels = () => ({ ...staticLabels, ...dynamic.values });
-  const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority'], log }).start();
+  const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority', 'proxy'], log }).start();
   const audit = new AuditForwarder(cfg.auth, log);
   await cache.ready();
   const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels: labels() }) };
@@ -62,9 +65,15 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
 
   let addr = '';
   let tunnel: TunnelAgent | undefined;
-  if (cfg.proxyAddrs) {
+  if (cfg.bootstrapProxy) {
+    const bootstrap = cfg.bootstrapProxy;
     tunnel = startTunnelAgent({
-      proxyAddrs: cfg.proxyAddrs,
+      // One tunnel per proxy. The bootstrap address is used only while no proxy is known: it may be a
+      // load balancer in front of them, and two tunnels to one proxy would replace each other.
+      proxyAddrs: () => {
+        const known = [...new Set(cache.list('proxy').map((p) => p.spec.addr))];
+        return known.length ? known : [bootstrap];
+      },
       tls: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs },
       onConnection: (stream, meta) => ssh.injectSocket(stream, meta.clientAddr),
       log,
@@ -83,7 +92,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   });
   const heartbeat = async () => {
     try {
-      await cfg.auth.upsertNode({ node: { json: JSON.stringify(node()) } });
+      await cfg.auth.heartbeat({ resource: { json: JSON.stringify(node()) } });
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'heartbeat failed; will retry');
     }

@@ -36,7 +36,7 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
     identity,
     auth,
     listen: cfg.ssh_service.tunnel ? undefined : cfg.ssh_service.listen_addr,
-    proxyAddrs: cfg.ssh_service.tunnel ? () => [authServer] : undefined,
+    bootstrapProxy: cfg.ssh_service.tunnel ? authServer : undefined,
     labels: cfg.ssh_service.labels,
     commands: cfg.ssh_service.commands,
     clock: systemClock,

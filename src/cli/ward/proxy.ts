@@ -1,5 +1,6 @@
 // Wiring of a proxy that runs next to its auth server in one process: its identities come straight
 // from the auth server; everything else it learns through the Auth API like any remote proxy would.
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { systemClock } from '../../api/clock.ts';
@@ -17,6 +18,9 @@ import { startProxy } from '../../proxy/service.ts';
 import { createProxySSHServer } from '../../proxy/sshserver.ts';
 import { createSSHOverTLSServer } from '../../proxy/sshtls.ts';
 import { createTunnelServer } from '../../tunnel/server.ts';
+import { HEARTBEAT_INTERVAL_MS } from '../../node/service.ts';
+import type { Proxy } from '../../api/types.ts';
+import { VERSION } from '../../api/version.ts';
 
 /** Certificates of in-process services; re-issued at every start. */
 const SERVICE_CERT_TTL_MS = 365 * 86_400_000;
@@ -45,8 +49,10 @@ export async function startLocalProxy(
   const keys = newHostKeys();
   // One host identity for the proxy: an SSH host certificate (for `ssh -J`) and a TLS certificate with
   // the proxy system role (for the web API, tunnels and its own Auth API calls).
+  // Each proxy process is its own host: several may run on one machine (and behind one address).
+  const hostId = `proxy-${randomUUID()}`;
   const id = await issueHostIdentity(auth, {
-    hostId: `proxy.${host}`, hostname: host.replace(/[^A-Za-z0-9._-]/g, '-'), systemRole: 'proxy', addresses,
+    hostId, hostname: host.replace(/[^A-Za-z0-9._-]/g, '-'), systemRole: 'proxy', addresses,
     sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
   });
   const tls = { keyPem: keys.tlsKey, certPem: id.tlsCert, caPems: id.tlsCas };
@@ -80,9 +86,23 @@ export async function startLocalProxy(
   });
   const bound = proxy.address;
   const dialHost = bound.host === '0.0.0.0' || bound.host === '' ? '127.0.0.1' : bound.host === '::' ? '::1' : bound.host;
+  const addr = fmt({ host: dialHost, port: bound.port });
+  // Presence: agents learn the cluster's proxies from these and keep a tunnel to each.
+  const presence: Proxy = {
+    kind: 'proxy',
+    version: 'v1',
+    metadata: { name: hostId },
+    spec: { addr: cfg.proxy_service.public_addr[0] ?? addr, version: VERSION },
+  };
+  const beat = () =>
+    client.heartbeat({ resource: { json: JSON.stringify(presence) } }).catch((err: Error) => log.warn({ err: err.message }, 'proxy heartbeat failed; will retry'));
+  await beat();
+  const timer = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS);
+  timer.unref();
   return {
-    addr: fmt({ host: dialHost, port: bound.port }),
+    addr,
     close: async () => {
+      clearInterval(timer);
       await proxy.close();
       await stopParts();
     },

@@ -125,7 +125,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
         identity,
         auth: createAuthClient({ addr: fmt(authAddr), identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } }),
         listen: cfg.ssh_service.tunnel ? undefined : cfg.ssh_service.listen_addr,
-        proxyAddrs: cfg.ssh_service.tunnel && proxyAddr ? () => [proxyAddr!] : undefined,
+        bootstrapProxy: cfg.ssh_service.tunnel ? proxyAddr : undefined,
         labels: cfg.ssh_service.labels,
         commands: cfg.ssh_service.commands,
         clock: systemClock,

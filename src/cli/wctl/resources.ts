@@ -30,6 +30,8 @@ function textRows(resources: Resource[]): string {
       return table(['Token', 'Type', 'Labels', 'Expires'], resources.map((r) => r.kind === 'token' ? [r.metadata.name, r.spec.roles.join(','), labels(r.spec.labels), r.metadata.expires ?? 'never'] : []));
     case 'node':
       return table(['Node', 'Address', 'Labels', 'Version'], resources.map((r) => r.kind === 'node' ? [r.metadata.name, r.spec.tunnel ? '⟵ tunnel' : r.spec.addr, labels(r.metadata.labels), r.spec.version] : []));
+    case 'proxy':
+      return table(['Proxy', 'Address', 'Version'], resources.map((r) => r.kind === 'proxy' ? [r.metadata.name, r.spec.addr, r.spec.version] : []));
     case 'cert_authority':
       return table(['CA', 'Cluster', 'Fingerprint', 'Rotation'], resources.map((r) => r.kind === 'cert_authority' ? [r.spec.type, r.spec.cluster, caFingerprint(r), r.spec.rotation.phase] : []));
     default:
