@@ -1,5 +1,6 @@
 // Listening on "host:port" with the one-line errors a user needs (port taken, no permission).
 import type { Server } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { BadParameter } from '../api/errors.ts';
 
 export interface ListenAddress {
@@ -31,4 +32,26 @@ export function listenOn(server: Server, listen: string, what: string): Promise<
       resolve({ host, port: typeof addr === 'object' && addr ? addr.port : port });
     });
   });
+}
+
+/** This machine's non-loopback addresses (IPv4 first): what others reach a wildcard listener by. */
+export function machineAddresses(): string[] {
+  const all = Object.values(networkInterfaces()).flatMap((list) => list ?? []);
+  const external = all.filter((i) => !i.internal && !(i.family === 'IPv6' && i.address.startsWith('fe80')));
+  return [...external.filter((i) => i.family === 'IPv4'), ...external.filter((i) => i.family === 'IPv6')].map((i) => i.address);
+}
+
+/**
+ * The address to advertise for a listener: its own host, or for a wildcard (0.0.0.0, ::) the machine's
+ * first non-loopback address, so a proxy on another host can dial it.
+ */
+export function advertisedHost(listenHost: string): string {
+  if (listenHost !== '0.0.0.0' && listenHost !== '::' && listenHost !== '') return listenHost;
+  return machineAddresses()[0] ?? '127.0.0.1';
+}
+
+/** Names and addresses a listening node is reached by (they become its host-certificate principals). */
+export function nodeAddresses(listenHost: string): string[] {
+  const wildcard = listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '';
+  return ['localhost', ...(wildcard ? ['127.0.0.1', ...machineAddresses()] : [listenHost])];
 }

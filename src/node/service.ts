@@ -13,6 +13,7 @@ import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
 import { AuditForwarder } from '../agent/audit.ts';
 import { checkUserCert } from './access.ts';
 import { createNodeSSHServer } from './server.ts';
+import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
 
 /** Heartbeats come this often; the auth server lists a node for 90 s after the last one. */
@@ -80,7 +81,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     });
   } else {
     const bound = await ssh.listen(cfg.listen ?? '0.0.0.0:3022');
-    const host = bound.host === '0.0.0.0' || bound.host === '::' ? '127.0.0.1' : bound.host;
+    const host = advertisedHost(bound.host);
     addr = cfg.advertiseAddr ?? `${host.includes(':') ? `[${host}]` : host}:${bound.port}`;
   }
 

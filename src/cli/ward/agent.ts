@@ -5,7 +5,7 @@ import { systemClock } from '../../api/clock.ts';
 import { createAuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
 import type { WardConfig } from '../../config/schema.ts';
-import { parseHostPort } from '../../config/listen.ts';
+import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
 import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity } from '../../agent/identity.ts';
 import { startNodeService } from '../../node/service.ts';
 import type { RunningProcess } from './start.ts';
@@ -25,7 +25,7 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
       caPin: cfg.ward.ca_pin,
       systemRole: 'node',
       hostname: cfg.ssh_service.hostname ?? defaultHostname(),
-      addresses: cfg.ssh_service.tunnel ? [] : ['localhost', listenHost].filter((h) => h !== '0.0.0.0'),
+      addresses: cfg.ssh_service.tunnel ? [] : nodeAddresses(listenHost),
       log,
     });
     saveHostIdentity(dataDir, identity);

@@ -9,7 +9,7 @@ import { createAuthClient } from '../../api/client.ts';
 import { BadParameter, ConnectionProblem } from '../../api/errors.ts';
 import { parseDuration } from '../../api/duration.ts';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
-import { parseHostPort } from '../../config/listen.ts';
+import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
 import { defaultClusterName, defaultDataDir, type WardConfig } from '../../config/schema.ts';
 import type { Backend, EventStore } from '../../backend/backend.ts';
 import { SqliteBackend } from '../../backend/sqlite.ts';
@@ -112,7 +112,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
         const keys = newHostKeys();
         const listenHost = parseHostPort(cfg.ssh_service.listen_addr).host;
         const issued = await issueHostIdentity(auth, {
-          hostId: randomUUID(), hostname, systemRole: 'node', addresses: ['localhost', listenHost].filter((h) => h !== '0.0.0.0'),
+          hostId: randomUUID(), hostname, systemRole: 'node', addresses: nodeAddresses(listenHost),
           sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
         });
         identity = {
