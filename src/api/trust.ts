@@ -42,6 +42,17 @@ export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = ['http/1.1
   });
 }
 
+/** Accepts a server certificate only if it names a proxy of the cluster (checkServerIdentity). */
+export function checkProxyIdentity(_host: string, cert: tls.PeerCertificate): Error | undefined {
+  try {
+    const id = identityFromPeerCert(cert);
+    if (id.kind === 'host' && id.systemRoles?.includes('proxy')) return undefined;
+  } catch {
+    // fall through
+  }
+  return new AccessDenied('the server is not a proxy of this cluster');
+}
+
 /** TLS options that accept only a proxy of the cluster whose CA is `caPem`. */
 export function proxyTLSOptions(caPem: string | undefined, insecure: boolean): https.RequestOptions {
   if (insecure) return { rejectUnauthorized: false };
@@ -49,14 +60,6 @@ export function proxyTLSOptions(caPem: string | undefined, insecure: boolean): h
   return {
     ca: [caPem],
     rejectUnauthorized: true,
-    checkServerIdentity: (_host, cert) => {
-      try {
-        const id = identityFromPeerCert(cert);
-        if (id.kind === 'host' && id.systemRoles?.includes('proxy')) return undefined;
-      } catch {
-        // fall through
-      }
-      return new AccessDenied('the server is not a proxy of this cluster');
-    },
+    checkServerIdentity: checkProxyIdentity,
   };
 }

@@ -10,6 +10,7 @@ import type { ResourceCache } from '../cache/resources.ts';
 import { verifySSHSignature } from '../crypto/sshkeys.ts';
 import { checkUserCert, sshCertGrants } from '../node/access.ts';
 import type { Grants, Router } from './router.ts';
+import { splice } from './splice.ts';
 
 const CERT_ALGO = /-cert-v01@openssh\.com$/;
 const SUBSYSTEM = /^proxy:(.+):(\d{1,5})$/;
@@ -22,18 +23,6 @@ export interface ProxySSHConfig {
   cluster: string;
   clock: Clock;
   log: Logger;
-}
-
-function splice(channel: Duplex, upstream: Duplex): void {
-  channel.pipe(upstream).pipe(channel);
-  const end = () => {
-    channel.destroy();
-    upstream.destroy();
-  };
-  channel.once('close', end);
-  upstream.once('close', end);
-  channel.on('error', end);
-  upstream.on('error', end);
 }
 
 export function createProxySSHServer(cfg: ProxySSHConfig): ssh2.Server {

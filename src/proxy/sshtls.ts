@@ -8,6 +8,7 @@ import type { Clock } from '../api/clock.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
 import type { Router } from './router.ts';
+import { splice } from './splice.ts';
 
 export const ALPN_PROXY_SSH = 'ward-proxy-ssh';
 const MAX_REQUEST = 512;
@@ -65,15 +66,8 @@ export function createSSHOverTLSServer(opts: {
           (upstream) => {
             socket.write('OK\n');
             if (rest.length) upstream.write(rest);
-            socket.pipe(upstream).pipe(socket);
+            splice(socket, upstream);
             socket.resume();
-            const end = () => {
-              socket.destroy();
-              upstream.destroy();
-            };
-            socket.once('close', end);
-            upstream.once('close', end);
-            upstream.on('error', end);
           },
           (err: Error) => {
             log.info({ user: who.user, target: m[0], err: err.message }, 'ssh-over-tls: route refused');

@@ -4,7 +4,7 @@
 import tls from 'node:tls';
 import { splitAddr } from '../../api/client.ts';
 import { AccessDenied, BadParameter, ConnectionProblem } from '../../api/errors.ts';
-import { identityFromPeerCert } from '../../crypto/x509.ts';
+import { checkProxyIdentity } from '../../api/trust.ts';
 import { loadProfile } from './profile.ts';
 
 /** The ALPN of SSH inside TLS at the proxy. */
@@ -22,15 +22,7 @@ export function proxySSH(target: string): Promise<void> {
     const socket = tls.connect({
       host, port, ALPNProtocols: [ALPN_PROXY_SSH], key: identity.keyPem, cert: identity.certPem, ca: identity.caPems,
       servername: /^[\d.:]+$/.test(host) ? undefined : host,
-      checkServerIdentity: (_h, cert) => {
-        try {
-          const id = identityFromPeerCert(cert);
-          if (id.kind === 'host' && id.systemRoles?.includes('proxy')) return undefined;
-        } catch {
-          // fall through
-        }
-        return new AccessDenied('the server is not a proxy of this cluster');
-      },
+      checkServerIdentity: checkProxyIdentity,
     });
     socket.setNoDelay(true); // interactive SSH: no Nagle delay on keystrokes and handshake messages
     socket.once('error', (err) => reject(new ConnectionProblem(`cannot reach the proxy at ${profile.proxy}: ${err.message}`)));
