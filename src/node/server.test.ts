@@ -420,3 +420,67 @@ describe('node SSH server with OpenSSH clients', () => {
     assert.equal(fs.statSync(`/home/${testUser}/upload`).uid, Number(execFileSync('id', ['-u', testUser]).toString()));
   });
 });
+
+// Window changes and signals need a client that sends them on demand, which OpenSSH's does not: these
+// use ssh2's client with a user certificate (Ward's ssh2 patch), against the same server.
+describe('requests the OpenSSH client cannot send on demand', () => {
+  async function connect(): Promise<import('ssh2').Client> {
+    const { default: ssh2 } = await import('ssh2');
+    const keyFile = path.join(dir, 'key');
+    const certLine = fs.readFileSync(`${keyFile}-cert.pub`, 'utf8').trim().split(' ');
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve());
+      client.once('error', reject);
+      client.connect({
+        host: '127.0.0.1', port, username: 'root', readyTimeout: 10_000,
+        privateKey: fs.readFileSync(keyFile), certificate: Buffer.from(certLine[1]!, 'base64'),
+      } as import('ssh2').ConnectConfig);
+    });
+    return client;
+  }
+
+  it('resizes the PTY on window-change', async () => {
+    const client = await connect();
+    try {
+      const out = await new Promise<string>((resolve, reject) => {
+        client.shell({ rows: 24, cols: 80, term: 'xterm' }, (err, stream) => {
+          if (err) return reject(err);
+          let text = '';
+          stream.on('data', (d: Buffer) => {
+            text += d.toString();
+            if (/\b24 80\b/.test(text) && !text.includes('resized')) {
+              stream.setWindow(40, 120, 0, 0);
+              setTimeout(() => stream.write('echo resized; stty size; exit\n'), 200);
+            }
+          });
+          stream.on('close', () => resolve(text));
+          stream.write('stty size\n');
+        });
+      });
+      assert.match(out, /\b24 80\b/);
+      assert.match(out, /resized[\s\S]*\b40 120\b/);
+    } finally {
+      client.end();
+    }
+  });
+
+  it('delivers a signal to the command and reports the exit signal', async () => {
+    const client = await connect();
+    try {
+      const exit = await new Promise<{ code: number | null; signal?: string }>((resolve, reject) => {
+        client.exec('echo started; sleep 30', (err, stream) => {
+          if (err) return reject(err);
+          stream.on('data', (d: Buffer) => {
+            if (d.toString().includes('started')) stream.signal('TERM');
+          });
+          stream.on('exit', (code: number | null, signal?: string) => resolve({ code, signal }));
+        });
+      });
+      // RFC 4254 6.10 sends "TERM" on the wire; ssh2's client reports it with the SIG prefix.
+      assert.deepEqual(exit, { code: null, signal: 'SIGTERM' });
+    } finally {
+      client.end();
+    }
+  });
+});
