@@ -608,6 +608,27 @@ describe('a Ward cluster', () => {
       });
     });
 
+    describe('wctl events', { concurrency: 1 }, () => {
+      it('searches the audit log by type and user, as text or JSON lines, and only for roles allowed to', async () => {
+        const password = await addUser('evie', 'access', 'evie');
+        const home = main.newWshHome();
+        fails(await login(home, 'evie', 'not her password'), /invalid user name or password/);
+        ok(await login(home, 'evie', password));
+        const lines = ok(await main.wctl(['events', '--type', 'user.login', '--user', 'evie', '--format', 'json'])).trim().split('\n');
+        const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+        assert.deepEqual(events.map((e) => [e.event, e.success]), [['user.login', true], ['user.login', false]], 'newest first');
+        assert.ok(events.every((e) => e.user === 'evie' && typeof e.uid === 'string' && e.cluster === 'e2e'));
+        const text = ok(await main.wctl(['events', '--type', 'user.login', '--user', 'evie', '--from', '1h']));
+        assert.match(text, /^Time +Event +Code +User +Details$/m);
+        assert.match(text, /user\.login +WU1000W +evie +success=false method=password/);
+        assert.match(ok(await main.wctl(['events', '--user', 'evie', '--to', '2000-01-01T00:00:00Z'])), /^no events$/m);
+        fails(await main.wctl(['events', '--limit', '0']), /--limit must be a whole number/);
+        fails(await main.wctl(['events', '--from', 'yesterday']), /invalid time "yesterday"/);
+        // A user without the auditor's rule may not read the log.
+        await assert.rejects(main.client(await issueTLSIdentity('evie')).searchEvents({}), (e: Error) => e instanceof AccessDenied && /no role allows list on event/.test(e.message));
+      });
+    });
+
     describe('the Auth API refuses what a caller may not do', { concurrency: 1 }, () => {
       let bob: ReturnType<Cluster['client']>;
       before(async () => {

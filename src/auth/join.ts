@@ -66,13 +66,13 @@ export async function registerUsingToken(
   // The same answer for a missing, expired or wrong-role token: a token is a secret.
   const token: Token | undefined = /^[0-9a-f]{32}$/.test(req.token) ? await auth.tokens.tryGet(req.token) : undefined;
   if (!token || !(token.spec.roles as string[]).includes(req.systemRole)) {
-    await auth.audit.emit('node.join', { success: false, role: req.systemRole, hostname: req.hostname, remote_addr: req.remoteAddr, error: 'invalid token' });
+    await auth.audit.emit('node.join', { success: false, role: req.systemRole, hostname: req.hostname, ...(req.remoteAddr ? { remote_addr: req.remoteAddr } : {}), error: 'invalid token' });
     throw new AccessDenied('access denied: the join token is invalid or expired');
   }
   if (!nameSchema.safeParse(req.hostname).success) throw new BadParameter(`invalid host name "${req.hostname}"`);
   const hostId = randomUUID();
   const identity = await issueHostIdentity(auth, { ...req, hostId });
-  await auth.audit.emit('node.join', { success: true, role: req.systemRole, host_id: hostId, hostname: req.hostname, remote_addr: req.remoteAddr });
+  await auth.audit.emit('node.join', { success: true, role: req.systemRole, host_id: hostId, hostname: req.hostname, ...(req.remoteAddr ? { remote_addr: req.remoteAddr } : {}) });
   return { ...identity, labels: token.spec.labels ?? {} };
 }
 

@@ -162,6 +162,42 @@ program
     out(`${kind} "${name}" has been deleted.\n`);
   });
 
+program
+  .command('events')
+  .description('search the audit log (newest first); --format json prints JSON lines for a log pipeline')
+  .option('--from <time>', 'ISO time or a duration ago, e.g. 2h')
+  .option('--to <time>', 'ISO time or a duration ago')
+  .option('--type <types>', 'event names, comma-separated, e.g. user.login,exec')
+  .option('--user <name>', 'only events of this user')
+  .option('--limit <n>', 'at most this many (max 10000)', '100')
+  .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
+  .action(async (opts: { from?: string; to?: string; type?: string; user?: string; limit: string; format: string }) => {
+    const limit = Number(opts.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new BadParameter('--limit must be a whole number from 1 to 10000');
+    const res = await auth().searchEvents({
+      from: opts.from ? eventTime(opts.from) : '',
+      to: opts.to ? eventTime(opts.to) : '',
+      types: opts.type ? list(opts.type) : [],
+      user: opts.user ?? '',
+      limit,
+    });
+    if (opts.format === 'json') return out(res.events.map((e) => e + '\n').join(''));
+    const rows = res.events.map((text) => {
+      const { time, event, code, user, uid: _u, cluster: _c, ...rest } = JSON.parse(text) as Record<string, unknown>;
+      const details = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+      return [String(time), String(event), String(code), String(user ?? ''), details.length > 120 ? details.slice(0, 117) + '...' : details];
+    });
+    out(rows.length ? table(['Time', 'Event', 'Code', 'User', 'Details'], rows) : 'no events\n');
+  });
+
+/** "2h" → two hours ago; anything else must be an ISO time. */
+function eventTime(text: string): string {
+  if (/^\d+(ms|s|m|h|d)/.test(text)) return new Date(Date.now() - parseDuration(text)).toISOString();
+  const t = new Date(text);
+  if (Number.isNaN(t.getTime())) throw new BadParameter(`invalid time "${text}" (use an ISO time or a duration such as 2h)`);
+  return t.toISOString();
+}
+
 const authCmd = program.command('auth').description('certificates and certificate authorities');
 authCmd
   .command('sign')
