@@ -15,15 +15,18 @@ function newestSource(dir) {
   return newest;
 }
 
+/** True when `bundle` exists and no file under `srcDir` (URLs) is newer than it. */
+export function isFresh(bundle, srcDir) {
+  try {
+    return statSync(bundle).mtimeMs >= newestSource(srcDir);
+  } catch {
+    return false; // no bundle: run the sources
+  }
+}
+
 export async function launch(name) {
   const bundle = new URL(`dist/${name}/main.mjs`, root);
-  let fresh = false;
-  try {
-    fresh = statSync(bundle).mtimeMs >= newestSource(new URL('src/', root));
-  } catch {
-    fresh = false; // no bundle: run the sources
-  }
-  if (fresh) {
+  if (isFresh(bundle, new URL('src/', root))) {
     await import(bundle.href);
     return;
   }

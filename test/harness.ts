@@ -43,6 +43,19 @@ process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
+/** SIGTERM, then SIGKILL after STOP_GRACE_MS. Returns the exit code (null if it had to be killed). */
+async function stopProcess(child: ChildProcess, exited: Promise<number | null>): Promise<number | null> {
+  child.kill('SIGTERM');
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill('SIGKILL');
+  }, STOP_GRACE_MS);
+  const code = await exited;
+  clearTimeout(timer);
+  return killed ? null : code;
+}
+
 export function makeTempDir(prefix = 'ward-e2e-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.add(dir);
@@ -224,15 +237,7 @@ export class Cluster {
     const child = this.proc;
     if (!child || !this.exited) return null;
     this.proc = undefined;
-    child.kill('SIGTERM');
-    let killed = false;
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill('SIGKILL');
-    }, STOP_GRACE_MS);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return killed ? null : code;
+    return stopProcess(child, this.exited);
   }
 
   /** Stops the process and removes its temp dir (data dir, config, wsh homes). */
@@ -400,15 +405,7 @@ export class NodeAgent {
     const child = this.proc;
     if (!child || !this.exited) return null;
     this.proc = undefined;
-    child.kill('SIGTERM');
-    let killed = false;
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill('SIGKILL');
-    }, STOP_GRACE_MS);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return killed ? null : code;
+    return stopProcess(child, this.exited);
   }
 }
 

@@ -89,11 +89,32 @@ export async function joinCluster(opts: {
     sshPublicKey: keys.sshPublicKey,
     tlsPublicKey: keys.tlsPublicKey,
   });
+  return hostIdentity(keys, certs, { hostname: opts.hostname, systemRole: opts.systemRole });
+}
+
+/** The certificates issued for a host (by a join, or by the auth server in the same process). */
+export interface IssuedHostCerts {
+  hostId: string;
+  clusterName: string;
+  sshCert: string;
+  tlsCert: string;
+  tlsCas: string[];
+  sshUserCas: string[];
+  sshHostCas: string[];
+  labels?: Record<string, string>;
+}
+
+/** Puts a host's keys and the certificates issued for them together into the identity kept on disk. */
+export function hostIdentity(
+  keys: { sshKey: string; tlsKey: string },
+  certs: IssuedHostCerts,
+  host: { hostname: string; systemRole: string },
+): HostIdentity {
   return {
     hostId: certs.hostId,
-    hostname: opts.hostname,
+    hostname: host.hostname,
     cluster: certs.clusterName,
-    systemRole: opts.systemRole,
+    systemRole: host.systemRole,
     sshKey: keys.sshKey,
     sshCert: certs.sshCert,
     tlsKey: keys.tlsKey,
@@ -101,6 +122,6 @@ export async function joinCluster(opts: {
     tlsCAs: certs.tlsCas,
     sshUserCAs: certs.sshUserCas,
     sshHostCAs: certs.sshHostCas,
-    labels: certs.labels,
+    labels: certs.labels ?? {},
   };
 }

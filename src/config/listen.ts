@@ -34,6 +34,20 @@ export function listenOn(server: Server, listen: string, what: string): Promise<
   });
 }
 
+export function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+/** The loopback address to dial a listener of this process at (0.0.0.0 → 127.0.0.1, :: → ::1). */
+export function loopbackDialable(addr: ListenAddress): ListenAddress {
+  return { host: addr.host === '::' ? '::1' : isWildcard(addr.host) ? '127.0.0.1' : addr.host, port: addr.port };
+}
+
+/** "host:port", with brackets around an IPv6 host. */
+export function formatHostPort(addr: ListenAddress): string {
+  return addr.host.includes(':') ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`;
+}
+
 /** This machine's non-loopback addresses (IPv4 first): what others reach a wildcard listener by. */
 export function machineAddresses(): string[] {
   const all = Object.values(networkInterfaces()).flatMap((list) => list ?? []);
@@ -46,12 +60,11 @@ export function machineAddresses(): string[] {
  * first non-loopback address, so a proxy on another host can dial it.
  */
 export function advertisedHost(listenHost: string): string {
-  if (listenHost !== '0.0.0.0' && listenHost !== '::' && listenHost !== '') return listenHost;
+  if (!isWildcard(listenHost)) return listenHost;
   return machineAddresses()[0] ?? '127.0.0.1';
 }
 
 /** Names and addresses a listening node is reached by (they become its host-certificate principals). */
 export function nodeAddresses(listenHost: string): string[] {
-  const wildcard = listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '';
-  return ['localhost', ...(wildcard ? ['127.0.0.1', ...machineAddresses()] : [listenHost])];
+  return ['localhost', ...(isWildcard(listenHost) ? ['127.0.0.1', ...machineAddresses()] : [listenHost])];
 }

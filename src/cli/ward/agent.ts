@@ -6,7 +6,7 @@ import { createAuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
-import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity } from '../../agent/identity.ts';
+import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type HostIdentity } from '../../agent/identity.ts';
 import { startNodeService } from '../../node/service.ts';
 import type { RunningProcess } from './start.ts';
 
@@ -31,16 +31,23 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
     saveHostIdentity(dataDir, identity);
     log.info({ host_id: identity.hostId }, 'joined the cluster');
   }
-  const auth = createAuthClient({ addr: authServer, identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } });
-  const node = await startNodeService({
+  const node = await startConfiguredNode(cfg, identity, authServer, authServer, log);
+  return { clusterName: identity.cluster, nodeAddr: node.addr, close: node.close };
+}
+
+/**
+ * The Node Service as ssh_service configures it, talking to auth at `authAddr` (an auth server or a
+ * proxy); in tunnel mode it starts from the proxy at `proxyAddr`.
+ */
+export function startConfiguredNode(cfg: WardConfig, identity: HostIdentity, authAddr: string, proxyAddr: string | undefined, log: Logger) {
+  return startNodeService({
     identity,
-    auth,
+    auth: createAuthClient({ addr: authAddr, identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } }),
     listen: cfg.ssh_service.tunnel ? undefined : cfg.ssh_service.listen_addr,
-    bootstrapProxy: cfg.ssh_service.tunnel ? authServer : undefined,
+    bootstrapProxy: cfg.ssh_service.tunnel ? proxyAddr : undefined,
     labels: cfg.ssh_service.labels,
     commands: cfg.ssh_service.commands,
     clock: systemClock,
     log: log.child({ component: 'node' }),
   });
-  return { clusterName: identity.cluster, nodeAddr: node.addr, close: node.close };
 }

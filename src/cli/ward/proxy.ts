@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { systemClock } from '../../api/clock.ts';
 import { createAuthClient } from '../../api/client.ts';
-import { parseHostPort } from '../../config/listen.ts';
+import { formatHostPort, isWildcard, loopbackDialable, parseHostPort } from '../../config/listen.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
@@ -33,7 +33,6 @@ export async function serviceIdentity(auth: AuthServer, hostId: string, systemRo
   return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
 }
 
-const fmt = (a: { host: string; port: number }) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
 
 export async function startLocalProxy(
   auth: AuthServer,
@@ -45,7 +44,7 @@ export async function startLocalProxy(
   const host = hostname();
   const publicHosts = cfg.proxy_service.public_addr.map((a) => parseHostPort(a).host);
   const listenHost = parseHostPort(cfg.proxy_service.listen_addr).host;
-  const addresses = [...new Set(['localhost', host, ...publicHosts, ...(listenHost !== '0.0.0.0' && listenHost !== '::' ? [listenHost] : [])])];
+  const addresses = [...new Set(['localhost', host, ...publicHosts, ...(isWildcard(listenHost) ? [] : [listenHost])])];
   const keys = newHostKeys();
   // One host identity for the proxy: an SSH host certificate (for `ssh -J`) and a TLS certificate with
   // the proxy system role (for the web API, tunnels and its own Auth API calls).
@@ -84,9 +83,7 @@ export async function startLocalProxy(
     await stopParts();
     throw err;
   });
-  const bound = proxy.address;
-  const dialHost = bound.host === '0.0.0.0' || bound.host === '' ? '127.0.0.1' : bound.host === '::' ? '::1' : bound.host;
-  const addr = fmt({ host: dialHost, port: bound.port });
+  const addr = formatHostPort(loopbackDialable(proxy.address));
   // Presence: agents learn the cluster's proxies from these and keep a tunnel to each.
   const presence: Proxy = {
     kind: 'proxy',

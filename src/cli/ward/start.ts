@@ -5,11 +5,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { systemClock } from '../../api/clock.ts';
-import { createAuthClient } from '../../api/client.ts';
 import { BadParameter, ConnectionProblem } from '../../api/errors.ts';
 import { parseDuration } from '../../api/duration.ts';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
-import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
+import { formatHostPort, loopbackDialable, nodeAddresses, parseHostPort } from '../../config/listen.ts';
 import { defaultClusterName, defaultDataDir, type WardConfig } from '../../config/schema.ts';
 import type { Backend, EventStore } from '../../backend/backend.ts';
 import { SqliteBackend } from '../../backend/sqlite.ts';
@@ -20,10 +19,9 @@ import { fingerprintSPKI } from '../../crypto/x509.ts';
 import { ResourceService } from '../../services/resources.ts';
 import { randomUUID } from 'node:crypto';
 import { issueHostIdentity } from '../../auth/join.ts';
-import { defaultHostname, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../agent/identity.ts';
-import { startNodeService } from '../../node/service.ts';
+import { defaultHostname, hostIdentity, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../agent/identity.ts';
 import { startLocalProxy, serviceIdentity } from './proxy.ts';
-import { startAgentProcess } from './agent.ts';
+import { startAgentProcess, startConfiguredNode } from './agent.ts';
 
 
 export interface RunningProcess {
@@ -52,12 +50,6 @@ function prepareDataDir(dir: string): void {
   }
 }
 
-/** The loopback address to dial for a listen address (0.0.0.0 → 127.0.0.1). */
-function dialable(addr: { host: string; port: number }): { host: string; port: number } {
-  const host = addr.host === '0.0.0.0' || addr.host === '' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host;
-  return { host, port: addr.port };
-}
-const fmt = (a: { host: string; port: number }) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
 
 export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; log?: Logger }): Promise<RunningProcess> {
   const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
@@ -86,19 +78,19 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
     // The chain (leaf, then CA) lets a joining agent compare the CA with its --ca-pin before it sends a token.
     const listener = await startAuthListener(auth, { ...authTLS, certPem: authTLS.certPem + authTLS.caPems[0] }, cfg.auth_service.listen_addr, log.child({ component: 'auth' }));
     closers.push(() => listener.close());
-    const authAddr = dialable(listener.address);
+    const authAddr = loopbackDialable(listener.address);
 
     // The local administrator's identity: wctl on this host uses it to reach the auth API.
     const admin = await serviceIdentity(auth, 'admin', ['admin'], [], []);
     writeFileAtomic(join(dataDir, 'admin', 'tls.key'), admin.keyPem);
     writeFileAtomic(join(dataDir, 'admin', 'tls.crt'), admin.certPem);
     writeFileAtomic(join(dataDir, 'admin', 'cas.pem'), admin.caPems.join(''));
-    writeFileAtomic(join(dataDir, 'admin', 'auth_addr'), fmt(authAddr) + '\n', 0o644);
+    writeFileAtomic(join(dataDir, 'admin', 'auth_addr'), formatHostPort(authAddr) + '\n', 0o644);
 
     const caPin = fingerprintSPKI(authTLS.caPems[0]!);
     let proxyAddr: string | undefined;
     if (cfg.proxy_service.enabled) {
-      const proxy = await startLocalProxy(auth, cfg, fmt(authAddr), authAddr, log.child({ component: 'proxy' }));
+      const proxy = await startLocalProxy(auth, cfg, formatHostPort(authAddr), authAddr, log.child({ component: 'proxy' }));
       closers.push(proxy.close);
       proxyAddr = proxy.addr;
       writeFileSync(join(dataDir, 'proxy_addr'), proxyAddr + '\n');
@@ -115,26 +107,14 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
           hostId: randomUUID(), hostname, systemRole: 'node', addresses: nodeAddresses(listenHost),
           sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
         });
-        identity = {
-          hostId: issued.hostId, hostname, cluster: clusterName, systemRole: 'node', sshKey: keys.sshKey, sshCert: issued.sshCert,
-          tlsKey: keys.tlsKey, tlsCert: issued.tlsCert, tlsCAs: issued.tlsCas, sshUserCAs: issued.sshUserCas, sshHostCAs: issued.sshHostCas, labels: {},
-        };
+        identity = hostIdentity(keys, issued, { hostname, systemRole: 'node' });
         saveHostIdentity(dataDir, identity);
       }
-      const node = await startNodeService({
-        identity,
-        auth: createAuthClient({ addr: fmt(authAddr), identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } }),
-        listen: cfg.ssh_service.tunnel ? undefined : cfg.ssh_service.listen_addr,
-        bootstrapProxy: cfg.ssh_service.tunnel ? proxyAddr : undefined,
-        labels: cfg.ssh_service.labels,
-        commands: cfg.ssh_service.commands,
-        clock: systemClock,
-        log: log.child({ component: 'node' }),
-      });
+      const node = await startConfiguredNode(cfg, identity, formatHostPort(authAddr), proxyAddr, log);
       closers.push(node.close);
       nodeAddr = node.addr;
     }
-    return { clusterName, authAddr: fmt(authAddr), proxyAddr, nodeAddr, caPin, close };
+    return { clusterName, authAddr: formatHostPort(authAddr), proxyAddr, nodeAddr, caPin, close };
   } catch (err) {
     await close();
     if (err instanceof Error && /ECONNREFUSED|ENOTFOUND|password authentication/.test(err.message)) {
