@@ -105,6 +105,26 @@ program
   });
 
 program
+  .command('bench')
+  .description('open sessions to a node at a fixed rate through the proxy; print latency percentiles and errors')
+  .argument('<login@node>', 'login and node name or id')
+  .argument('[command...]', 'command each session runs (default: true); with --interactive, typed into the shell')
+  .option('--rate <n>', 'sessions started per second', '20')
+  .option('--duration <d>', 'how long to keep starting sessions (e.g. 30s, 2m)', '30s')
+  .option('--interactive', 'open a shell on a PTY instead of running an exec command')
+  .addHelpText(
+    'after',
+    '\nEach session goes the way `wsh ssh` goes (mutual TLS to the proxy, then SSH with your certificate to the\n' +
+      'node), driven by an SSH client inside wsh rather than one OpenSSH process per session, so the figures are\n' +
+      'the cluster\'s latency, not process start-up. Latency runs from the TLS dial to the end of the session;\n' +
+      'sessions start on schedule whether or not earlier ones have ended. Exit status 1 if any session failed.\n',
+  )
+  .passThroughOptions()
+  .action(async (target: string, command: string[], opts: { rate: string; duration: string; interactive?: boolean }) => {
+    process.exitCode = await (await import('./bench.ts')).bench(target, command, { rate: opts.rate, duration: opts.duration, interactive: !!opts.interactive });
+  });
+
+program
   .command('scp')
   .description('copy files to and from nodes (remote paths: login@node:path)')
   .option('-r, --recursive', 'copy directories')
