@@ -175,6 +175,12 @@ export class Cluster {
     if (!addr) throw new Error('this cluster runs no node (start it with node: true)');
     return addr;
   }
+  /** The running ward process's id: tests read its /proc entry (open descriptors, memory). */
+  get pid(): number {
+    const pid = this.proc?.pid;
+    if (pid === undefined) throw new Error('cluster is not running');
+    return pid;
+  }
   /** Everything the ward process (all its starts) wrote to stdout and to stderr, its log. */
   get stdout(): string {
     return this.stdoutText;

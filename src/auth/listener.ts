@@ -12,6 +12,8 @@ import { listenOn, type ListenAddress } from '../config/listen.ts';
 
 /** Request bodies over this size are refused before they are parsed. */
 const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/** A client that starts a handshake and goes silent is dropped after this (Node's default is 120 s). */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface AuthListener {
   address: ListenAddress;
@@ -38,13 +40,18 @@ export async function startAuthListener(
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
       ALPNProtocols: ['h2'],
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       maxSessionMemory: 10,
       settings: { maxConcurrentStreams: 1000 },
     },
     handler,
   );
   server.on('sessionError', (err) => log.debug({ err: err.message }, 'auth API session error'));
-  server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'auth API TLS error'));
+  // Node only reports a refused or timed-out handshake; the socket stays open until we destroy it.
+  server.on('tlsClientError', (err, socket) => {
+    log.debug({ err: err.message }, 'auth API TLS error');
+    socket.destroy();
+  });
   server.setTimeout(0);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (session) => {

@@ -18,6 +18,12 @@ export interface Mux {
 }
 
 const HTTP_METHODS = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
+/**
+ * Once we have ended our side (ssh2 and TLS end rather than destroy on a protocol error), the peer has
+ * this long to read our last words and close its side; a peer that never does would otherwise keep a
+ * half-closed socket, and its descriptor, for ever.
+ */
+const END_GRACE_MS = 2_000;
 
 export async function startMux(listen: string, routes: MuxRoutes, log: Logger, peekTimeoutMs = 10_000): Promise<Mux> {
   const sockets = new Set<net.Socket>();
@@ -27,6 +33,7 @@ export async function startMux(listen: string, routes: MuxRoutes, log: Logger, p
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', (err) => log.debug({ err: err.message }, 'client connection error'));
+    socket.once('finish', () => setTimeout(() => socket.destroy(), END_GRACE_MS).unref());
     let head = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), peekTimeoutMs);
     const dispatch = (route: (s: net.Socket) => void) => {

@@ -4,13 +4,13 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
-import type ssh2 from 'ssh2';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { ALPN_AUTH, type AuthClient } from '../api/client.ts';
 import type { ListenAddress } from '../config/listen.ts';
 import { startMux, spliceTo } from './mux.ts';
-import { ALPN_PROXY_SSH } from './sshtls.ts';
+import type { ProxySSHServer } from './sshserver.ts';
+import { ALPN_PROXY_SSH, TLS_HANDSHAKE_TIMEOUT_MS } from './sshtls.ts';
 import { webHandler } from './web.ts';
 
 export const ALPN_TUNNEL = 'ward-reversetunnel';
@@ -23,7 +23,7 @@ export interface ProxyConfig {
   tls: { keyPem: string; certChainPem: string };
   auth: AuthClient;
   /** SSH jump server for OpenSSH clients (connections that start with "SSH-"). */
-  ssh?: ssh2.Server;
+  ssh?: ProxySSHServer;
   /** SSH inside mutual TLS, for `wsh proxy ssh`. */
   sshOverTLS?: tls.Server;
   /** Agents' reverse tunnels. */
@@ -39,10 +39,21 @@ export interface ProxyService {
 export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   const { log } = cfg;
   const web = http2.createSecureServer(
-    { key: cfg.tls.keyPem, cert: cfg.tls.certChainPem, allowHTTP1: true, minVersion: 'TLSv1.2', ALPNProtocols: ['h2', 'http/1.1'] },
+    {
+      key: cfg.tls.keyPem,
+      cert: cfg.tls.certChainPem,
+      allowHTTP1: true,
+      minVersion: 'TLSv1.2',
+      ALPNProtocols: ['h2', 'http/1.1'],
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+    },
     webHandler(cfg.auth, log),
   );
-  web.on('tlsClientError', (err) => log.debug({ err: err.message }, 'web TLS error'));
+  // Node only reports a failed or timed-out handshake; the socket stays open until we destroy it.
+  web.on('tlsClientError', (err, socket) => {
+    log.debug({ err: err.message }, 'web TLS error');
+    socket.destroy();
+  });
   web.setTimeout(120_000);
   const redirect = http.createServer((req, res) => {
     const host = String(req.headers.host ?? 'localhost').replace(/[^A-Za-z0-9.:[\]-]/g, '');
@@ -60,7 +71,7 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
         if (hello.alpn.includes(ALPN_TUNNEL) && cfg.tunnels) return cfg.tunnels.handle(socket);
         web.emit('connection', socket);
       },
-      ssh: cfg.ssh ? (socket) => cfg.ssh!.injectSocket(socket) : undefined,
+      ssh: cfg.ssh ? (socket) => cfg.ssh!.handle(socket) : undefined,
       // The HTTP server reads the connection itself once it is handed over; the mux left it paused.
       http: (socket) => {
         redirect.emit('connection', socket);

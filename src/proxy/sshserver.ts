@@ -2,6 +2,7 @@
 // or a ProxyCommand). Users authenticate with their Ward certificate; the proxy then only forwards
 // bytes (direct-tcpip, or the subsystem proxy:HOST:PORT), so the user's SSH session is end to end with
 // the node, which checks the login itself.
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { Logger } from 'pino';
@@ -13,6 +14,11 @@ import type { Grants, Router } from './router.ts';
 import { splice } from './splice.ts';
 
 const CERT_ALGO = /-cert-v01@openssh\.com$/;
+/**
+ * From the first byte to a successful authentication. ssh2's server has no such timer: without it an
+ * "SSH-" followed by silence, or a key exchange packet cut short, holds a socket for ever.
+ */
+export const SSH_LOGIN_TIMEOUT_MS = 10_000;
 const SUBSYSTEM = /^proxy:(.+):(\d{1,5})$/;
 
 export interface ProxySSHConfig {
@@ -25,8 +31,20 @@ export interface ProxySSHConfig {
   log: Logger;
 }
 
-export function createProxySSHServer(cfg: ProxySSHConfig): ssh2.Server {
+export interface ProxySSHServer {
+  /** Serves a connection the mux recognised as SSH; it must authenticate within SSH_LOGIN_TIMEOUT_MS. */
+  handle(socket: net.Socket): void;
+  close(): void;
+}
+
+/** ssh2 keeps the socket it serves here; the only way from its client object back to the socket. */
+interface ClientInternals {
+  _sock?: net.Socket;
+}
+
+export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_LOGIN_TIMEOUT_MS): ProxySSHServer {
   const { log } = cfg;
+  const loginTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   const hostKeys = cfg.hostKeys as unknown as ssh2.ServerConfig['hostKeys']; // @types/ssh2 predates the patch
   const server = new ssh2.Server({ hostKeys, ident: 'Ward_Proxy' }, (client, info) => {
     let grants: Grants | undefined;
@@ -50,6 +68,8 @@ export function createProxySSHServer(cfg: ProxySSHConfig): ssh2.Server {
     });
     client.on('ready', () => {
       if (!grants || !certified) return client.end();
+      const sock = (client as unknown as ClientInternals)._sock;
+      if (sock) clearTimeout(loginTimers.get(sock));
       const who = grants;
       const route = async (host: string, port: number, open: () => Duplex | undefined, refuse: (msg: string) => void) => {
         try {
@@ -87,5 +107,16 @@ export function createProxySSHServer(cfg: ProxySSHConfig): ssh2.Server {
     });
   });
   server.on('error', (err: Error) => log.debug({ err: err.message }, 'proxy ssh server error'));
-  return server;
+  return {
+    handle(socket) {
+      const timer = setTimeout(() => {
+        log.debug({ remote: socket.remoteAddress }, 'proxy ssh: no login in time');
+        socket.destroy();
+      }, loginTimeoutMs);
+      loginTimers.set(socket, timer);
+      socket.once('close', () => clearTimeout(timer));
+      server.injectSocket(socket);
+    },
+    close: () => server.close(),
+  };
 }

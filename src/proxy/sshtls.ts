@@ -13,6 +13,8 @@ import { splice } from './splice.ts';
 export const ALPN_PROXY_SSH = 'ward-proxy-ssh';
 const MAX_REQUEST = 512;
 const REQUEST_TIMEOUT_MS = 10_000;
+/** A client that sends a ClientHello and then nothing is dropped after this (Node's default is 120 s). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export function createSSHOverTLSServer(opts: {
   tls: { keyPem: string; certChainPem: string; caPems: string[] };
@@ -32,6 +34,7 @@ export function createSSHOverTLSServer(opts: {
       rejectUnauthorized: true,
       ALPNProtocols: [ALPN_PROXY_SSH],
       minVersion: 'TLSv1.2',
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
     (socket) => {
       socket.on('error', (err) => log.debug({ err: err.message }, 'ssh-over-tls connection error'));
@@ -78,6 +81,10 @@ export function createSSHOverTLSServer(opts: {
       socket.on('data', onData);
     },
   );
-  server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'ssh-over-tls handshake refused'));
+  // Node only reports a refused or timed-out handshake; the socket stays open until we destroy it.
+  server.on('tlsClientError', (err, socket) => {
+    log.debug({ err: err.message }, 'ssh-over-tls handshake refused');
+    socket.destroy();
+  });
   return server;
 }

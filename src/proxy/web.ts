@@ -1,6 +1,7 @@
 // The proxy's HTTPS API (web UI and wsh login). Bodies are size-limited and schema-checked; every
 // error leaves as {error: {code, message}} with the status from the one error catalogue.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2 from 'node:http2';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Logger } from 'pino';
 import type { AuthClient } from '../api/client.ts';
@@ -31,15 +32,24 @@ async function readJSON(req: Req): Promise<unknown> {
   }
 }
 
-function send(res: Res, status: number, body: unknown): void {
+function send(req: Req, res: Res, status: number, body: unknown): void {
   const data = JSON.stringify(body);
+  // A refusal may come before the client has sent its whole body (one over MAX_BODY, say). We stop
+  // reading it, so the client must learn that we will not: HTTP/1.1 closes the connection after the
+  // answer; HTTP/2 resets the stream with NO_ERROR once the answer is out (RFC 9113 §8.1). Otherwise an
+  // HTTP/2 client (curl) waits for the end of a stream that never ends, and holds it open.
+  const unread = !req.complete;
   res.writeHead(status, {
     'content-type': 'application/json',
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
     'strict-transport-security': 'max-age=31536000',
+    ...(unread && req.httpVersionMajor < 2 ? { connection: 'close' } : {}),
   });
   res.end(data);
+  // close() right after end(): it waits for the answer to be written, then resets. (Waiting for 'finish'
+  // is too late: Node has reset the stream with CANCEL by then, which curl never notices.)
+  if (unread && 'stream' in res) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 export function webHandler(auth: AuthClient, log: Logger) {
@@ -75,11 +85,11 @@ export function webHandler(auth: AuthClient, log: Logger) {
     try {
       const route = routes[`${req.method} ${path}`];
       if (!route) throw new NotFound(`no such endpoint: ${req.method} ${path}`);
-      send(res, 200, await route(req));
+      send(req, res, 200, await route(req));
     } catch (err) {
-      if (isWardError(err)) return send(res, httpStatus[err.code], { error: { code: err.code, message: err.message } });
+      if (isWardError(err)) return send(req, res, httpStatus[err.code], { error: { code: err.code, message: err.message } });
       log.error({ err }, 'web API error');
-      send(res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error in the proxy (see its log)' } });
+      send(req, res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error in the proxy (see its log)' } });
     }
   };
 }

@@ -78,6 +78,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   });
   tlsServer.on('tlsClientError', (err, socket) => {
     log.info({ err: err.message, remote: socket.remoteAddress }, 'tunnel agent refused in TLS handshake');
+    // Node reports a refused or timed-out handshake (handshakeTimeout) but leaves the socket open.
+    socket.destroy();
   });
   tlsServer.on('secureConnection', (socket) => {
     try {
