@@ -365,9 +365,9 @@ export class NodeAgent {
   get hostId(): string {
     return JSON.parse(readFileSync(join(this.root, 'data', 'node', 'identity.json'), 'utf8')).hostId;
   }
-  /** The `listening on HOST:PORT` address the agent printed (listening mode only). */
+  /** The `listening on HOST:PORT` address the agent printed last (listening mode only). */
   get addr(): string | undefined {
-    return /listening on (\S+)/.exec(this.stdoutText)?.[1];
+    return [...this.stdoutText.matchAll(/listening on (\S+)/g)].at(-1)?.[1];
   }
 
   /** Starts `ward start` with `args` (after -c/-d) and waits for "Ward node is running". */
@@ -393,7 +393,8 @@ export class NodeAgent {
       }),
     );
     const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (!/Ward node is running/.test(this.stdoutText)) {
+    const from = this.stdoutText.length; // a restart: only what this start prints counts
+    while (!/Ward node is running/.test(this.stdoutText.slice(from))) {
       if (exitCode !== undefined) {
         this.proc = undefined;
         throw new Error(`agent ${this.name} exited with ${exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
@@ -412,6 +413,15 @@ export class NodeAgent {
     if (!child || !this.exited) return null;
     this.proc = undefined;
     return stopProcess(child, this.exited);
+  }
+
+  /** SIGKILL at once, as a crash: no cleanup runs in the agent. */
+  async kill(): Promise<void> {
+    const child = this.proc;
+    if (!child || !this.exited) return;
+    this.proc = undefined;
+    child.kill('SIGKILL');
+    await this.exited;
   }
 }
 

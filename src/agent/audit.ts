@@ -1,58 +1,152 @@
-// What an agent saw, sent to the cluster's audit log: events are queued in memory and sent in batches
-// every second, kept and retried while the auth server is unreachable. The queue is bounded; when full
-// the oldest events are dropped and that is logged loudly. (A disk spool that survives SIGKILL is the
-// audit issue's work.)
+// What an agent saw, sent to the cluster's audit log. Each event is appended to a spool file on disk
+// before the action it records goes ahead (a node killed with SIGKILL keeps it: the write is in the
+// page cache), and the spool is sent to the auth server in batches about once a second, then deleted.
+// Delivery is at least once: each event carries its uid from the start, so the rare resend after a
+// crash between "sent" and "deleted" is recognisable. If the spool cannot be written (disk full, or
+// past its size limit while the auth server is away), emit() throws and the caller refuses the access
+// that needed the event: nothing is dropped silently.
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuthClient } from '../api/client.ts';
+import { BadParameter, LimitExceeded } from '../api/errors.ts';
+import type { Clock } from '../api/clock.ts';
 
-const MAX_QUEUE = 10_000;
 const BATCH = 500;
 const FLUSH_INTERVAL_MS = 1000;
+/** The spool may hold this much while the auth server is unreachable; then new access is refused. */
+export const MAX_SPOOL_BYTES = 256 * 1024 * 1024;
+const SEGMENT = /^(\d{12})\.jsonl$/;
 
 export class AuditForwarder {
-  private queue: string[] = [];
-  private dropped = 0;
+  private fd: number | undefined;
+  private segment = 0;
+  private segmentBytes = 0;
+  private spoolBytes = 0;
   private sending = false;
+  /** Lines of the oldest segment already accepted by the auth server (lost on restart: then resent). */
+  private acked = new Map<number, number>();
   private readonly timer: NodeJS.Timeout;
+  /** Failed spool writes and sends, for the logs and for tests. */
+  readonly stats = { written: 0, sent: 0, writeFailures: 0, sendFailures: 0 };
 
   constructor(
     private readonly auth: AuthClient,
+    private readonly dir: string,
+    private readonly clock: Clock,
     private readonly log: Logger,
   ) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const existing = this.segments();
+    for (const n of existing) this.spoolBytes += fs.statSync(this.segmentPath(n)).size;
+    this.segment = (existing.at(-1) ?? 0) + 1;
+    if (existing.length) log.info({ segments: existing.length, bytes: this.spoolBytes }, 'audit events spooled before a restart will be sent');
     this.timer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
     this.timer.unref();
   }
 
+  private segmentPath(n: number): string {
+    return path.join(this.dir, `${String(n).padStart(12, '0')}.jsonl`);
+  }
+
+  private segments(): number[] {
+    return fs
+      .readdirSync(this.dir)
+      .map((f) => SEGMENT.exec(f)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+  }
+
+  /** Spools one event; throws if it cannot (the caller must then refuse the access it records). */
   emit(event: string, fields: Record<string, unknown>): void {
-    if (this.queue.length >= MAX_QUEUE) {
-      this.queue.shift();
-      this.dropped++;
+    const line = JSON.stringify({ ...fields, event, uid: randomUUID(), time: this.clock.now().toISOString() }) + '\n';
+    const bytes = Buffer.byteLength(line);
+    try {
+      if (this.spoolBytes + bytes > MAX_SPOOL_BYTES) throw new Error('the audit spool is full (the auth server has been unreachable for long)');
+      if (this.fd === undefined) {
+        this.fd = fs.openSync(this.segmentPath(this.segment), 'a', 0o600);
+        this.segmentBytes = 0;
+      }
+      fs.writeSync(this.fd, line);
+    } catch (err) {
+      this.stats.writeFailures++;
+      this.log.error({ event, err: (err as Error).message }, 'cannot spool an audit event');
+      throw err;
     }
-    this.queue.push(JSON.stringify({ ...fields, event }));
+    this.segmentBytes += bytes;
+    this.spoolBytes += bytes;
+    this.stats.written++;
+  }
+
+  /** Seals the segment being written, so everything emitted so far is sendable. */
+  private seal(): void {
+    if (this.fd === undefined) return;
+    fs.closeSync(this.fd);
+    this.fd = undefined;
+    this.segment++;
   }
 
   async flush(): Promise<void> {
-    if (this.sending || this.queue.length === 0) return;
+    if (this.sending) return;
     this.sending = true;
     try {
-      while (this.queue.length) {
-        const batch = this.queue.slice(0, BATCH);
-        await this.auth.emitAuditEvents({ events: batch });
-        this.queue.splice(0, batch.length);
-      }
-      if (this.dropped) {
-        this.log.error({ dropped: this.dropped }, 'audit queue overflowed while the auth server was unreachable: events were lost');
-        this.dropped = 0;
+      this.seal();
+      for (const n of this.segments()) {
+        if (n >= this.segment) break;
+        await this.sendSegment(n);
       }
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, queued: this.queue.length }, 'cannot send audit events yet; will retry');
+      this.stats.sendFailures++;
+      this.log.warn({ err: (err as Error).message, spooled_bytes: this.spoolBytes }, 'cannot send audit events yet; will retry');
     } finally {
       this.sending = false;
     }
   }
 
+  private async sendSegment(n: number): Promise<void> {
+    const file = this.segmentPath(n);
+    const text = fs.readFileSync(file, 'utf8');
+    // A line torn by a kill mid-write is the only line that can be incomplete: the last one.
+    const lines = text.split('\n').filter((l, i, all) => l !== '' && (i < all.length - 1 || isJSON(l)));
+    let done = this.acked.get(n) ?? 0;
+    while (done < lines.length) {
+      const batch = lines.slice(done, done + BATCH);
+      try {
+        await this.auth.emitAuditEvents({ events: batch });
+      } catch (err) {
+        if (!(err instanceof BadParameter || err instanceof LimitExceeded)) throw err;
+        // The auth server will never take this batch (a newer node reporting an event an older auth
+        // server does not know, say): set the segment aside, whole, for a human; never block the rest.
+        fs.renameSync(file, `${file}.rejected`);
+        this.acked.delete(n);
+        this.spoolBytes = Math.max(0, this.spoolBytes - Buffer.byteLength(text));
+        this.log.error({ file: `${file}.rejected`, err: err.message }, 'the auth server refused spooled audit events; kept them aside');
+        return;
+      }
+      done += batch.length;
+      this.acked.set(n, done);
+      this.stats.sent += batch.length;
+    }
+    fs.rmSync(file, { force: true });
+    this.acked.delete(n);
+    this.spoolBytes = Math.max(0, this.spoolBytes - Buffer.byteLength(text));
+  }
+
   async close(): Promise<void> {
     clearInterval(this.timer);
     await Promise.race([this.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+function isJSON(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
   }
 }

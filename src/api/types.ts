@@ -127,6 +127,51 @@ export const proxySchema = z.strictObject({
 });
 export type Proxy = z.infer<typeof proxySchema>;
 
+const participantSchema = z.strictObject({
+  user: z.string().max(256),
+  /** peer types into the session; observer only watches. The session's owner is a peer. */
+  mode: z.enum(['peer', 'observer']),
+  joined: z.iso.datetime({ offset: true }),
+});
+
+/** A live SSH session, reported by the node running it while it runs (so users can list and join it). */
+export const sessionTrackerSchema = z.strictObject({
+  kind: z.literal('session_tracker'),
+  version: z.literal('v1'),
+  metadata: metadataSchema,
+  spec: z.strictObject({
+    /** The node's host id and name. */
+    server_id: z.string().max(128),
+    hostname: z.string().max(256),
+    user: z.string().max(256),
+    login: z.string().max(256),
+    started: z.iso.datetime({ offset: true }),
+    participants: z.array(participantSchema).max(64),
+  }),
+});
+export type SessionTracker = z.infer<typeof sessionTrackerSchema>;
+
+/** A recorded session: the index entry of a recording in the auth server's recording store. */
+export const sessionSchema = z.strictObject({
+  kind: z.literal('session'),
+  version: z.literal('v1'),
+  metadata: metadataSchema,
+  spec: z.strictObject({
+    server_id: z.string().max(128),
+    hostname: z.string().max(256),
+    user: z.string().max(256),
+    login: z.string().max(256),
+    started: z.iso.datetime({ offset: true }),
+    ended: z.iso.datetime({ offset: true }),
+    participants: z.array(z.string().max(256)).max(256),
+    /** Size of the recording (asciicast v2) in bytes. */
+    size: z.number().int().nonnegative(),
+    /** True when the node stopped before the session ended (the recording stops where the node did). */
+    interrupted: z.boolean().default(false),
+  }),
+});
+export type RecordedSession = z.infer<typeof sessionSchema>;
+
 export const CA_TYPES = ['user', 'host', 'tls', 'db', 'jwt'] as const;
 export type CAType = (typeof CA_TYPES)[number];
 const caKeySchema = z.strictObject({
@@ -156,9 +201,11 @@ export const resourceSchemas = {
   node: nodeSchema,
   proxy: proxySchema,
   cert_authority: certAuthoritySchema,
+  session_tracker: sessionTrackerSchema,
+  session: sessionSchema,
 } as const;
 export type Kind = keyof typeof resourceSchemas;
-export type Resource = Role | User | Token | Node | Proxy | CertAuthority;
+export type Resource = Role | User | Token | Node | Proxy | CertAuthority | SessionTracker | RecordedSession;
 export const KINDS = Object.keys(resourceSchemas) as Kind[];
 
 /** The plural and short names wctl accepts ("roles", "cas") → kind. */
@@ -166,9 +213,11 @@ export function kindFromName(name: string): Kind {
   const aliases: Record<string, Kind> = {
     role: 'role', roles: 'role', user: 'user', users: 'user', token: 'token', tokens: 'token',
     node: 'node', nodes: 'node', proxy: 'proxy', proxies: 'proxy', cert_authority: 'cert_authority', ca: 'cert_authority', cas: 'cert_authority',
+    session_tracker: 'session_tracker', session_trackers: 'session_tracker', session: 'session', sessions: 'session',
+    recording: 'session', recordings: 'session',
   };
   const kind = aliases[name];
-  if (!kind) throw new BadParameter(`unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas)`);
+  if (!kind) throw new BadParameter(`unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas, sessions, session_trackers)`);
   return kind;
 }
 

@@ -13,6 +13,8 @@ import { withoutSecrets } from './keystore.ts';
 import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import { heartbeat, registerUsingToken } from './join.ts';
+import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
+import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
 import type { AuthServer, Certs } from './server.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
@@ -51,17 +53,40 @@ function present(resource: Resource): string {
   return JSON.stringify(resource.kind === 'cert_authority' ? withoutSecrets(resource) : resource);
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** How far ahead of the auth server's clock an agent's event time may be (clock skew). */
+const MAX_AGENT_CLOCK_AHEAD_MS = 5 * 60_000;
+
+/**
+ * An agent spools events and may send them long after (it was down, or auth was): keep the time it
+ * saw them and the uid it gave them (a resent event keeps its uid), within reason.
+ */
+function agentEventStamp(uid: unknown, time: unknown, now: Date): { uid?: string; time?: Date } {
+  const at: { uid?: string; time?: Date } = {};
+  if (typeof uid === 'string' && UUID.test(uid)) at.uid = uid;
+  if (typeof time === 'string') {
+    const t = new Date(time);
+    if (!Number.isNaN(t.getTime()) && t.getTime() <= now.getTime() + MAX_AGENT_CLOCK_AHEAD_MS) at.time = t;
+  }
+  return at;
+}
+
 export function authRoutes(auth: AuthServer, log: Logger) {
   const service = (kind: Kind) => new ResourceService(auth.backend, kind);
   const caller = async (ctx: HandlerContext): Promise<Caller> => {
     const socket = ctx.values.get(socketKey);
     return socket ? identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' };
   };
+  // A caller without a (valid) certificate is refused before its request is looked at, so that
+  // nothing about the request (a kind, a name, a JSON document) is parsed or answered for it. Only the
+  // methods that say so may be called anonymously.
   const unary =
-    <Req, Res>(fn: (req: Req, who: Caller) => Promise<Res>) =>
+    <Req, Res>(fn: (req: Req, who: Caller) => Promise<Res>, opts: { anonymous?: boolean } = {}) =>
     async (req: Req, ctx: HandlerContext): Promise<Res> => {
       try {
-        return await fn(req, await caller(ctx));
+        const who = await caller(ctx);
+        if (!opts.anonymous) requireAuthenticated(who);
+        return await fn(req, who);
       } catch (err) {
         throw toRPCError(err, log);
       }
@@ -74,7 +99,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         serverVersion: VERSION,
         caPins: await auth.tlsCAPins(),
         backend: who.kind === 'anonymous' ? '' : auth.backend.kind,
-      })),
+      }), { anonymous: true }),
 
       getResource: unary(async (req, who) => {
         const kind = kindFromName(req.kind);
@@ -85,12 +110,17 @@ export function authRoutes(auth: AuthServer, log: Logger) {
 
       listResources: unary(async (req, who) => {
         const kind = kindFromName(req.kind);
-        requireRule(who, kind, 'list');
+        // Everyone sees the live sessions they are in; seeing all of them takes the session_tracker rule.
+        const ownSessionsOnly = kind === 'session_tracker' && who.kind === 'user' && !who.checker.checkRule(kind, 'list').allowed;
+        if (!ownSessionsOnly) requireRule(who, kind, 'list');
         const limit = Math.min(req.limit || 1000, 10_000);
         let resources = await service(kind).list({ limit, startAfter: req.startAfter || undefined });
         const nextKey = resources.length === limit ? resources.at(-1)!.metadata.name : '';
         if (who.kind === 'user' && kind === 'node') {
           resources = resources.filter((n) => who.checker.canSeeNode({ name: n.metadata.name, labels: n.metadata.labels ?? {} }));
+        }
+        if (ownSessionsOnly && who.kind === 'user') {
+          resources = resources.filter((r) => r.kind === 'session_tracker' && r.spec.participants.some((p) => p.user === who.name));
         }
         return { resources: resources.map((r) => ({ json: present(r) })), nextKey };
       }),
@@ -104,13 +134,14 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         }
         const resource = parseResource(data);
         if (resource.kind === 'cert_authority') throw new BadParameter('certificate authorities are created by the auth server, not uploaded');
+        // Rights first: a caller who may not create users must not learn which roles exist.
+        requireRule(who, resource.kind, req.overwrite ? 'update' : 'create');
+        if (req.overwrite) requireRule(who, resource.kind, 'create');
         if (resource.kind === 'user') {
           await auth.loadRoles(resource.spec.roles).catch(() => {
             throw new BadParameter(`user "${resource.metadata.name}" names a role that does not exist: create the role first`);
           });
         }
-        requireRule(who, resource.kind, req.overwrite ? 'update' : 'create');
-        if (req.overwrite) requireRule(who, resource.kind, 'create');
         const store = service(resource.kind) as ResourceService<typeof resource.kind>;
         const saved = req.overwrite ? await store.upsert(resource as never) : await store.create(resource as never);
         const by = callerName(who);
@@ -213,13 +244,25 @@ export function authRoutes(auth: AuthServer, log: Logger) {
             throw new BadParameter('audit event is not valid JSON');
           }
           if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new BadParameter('audit event is not a JSON object');
-          const { event, code: _c, uid: _u, cluster: _cl, time: _t, server_id: _s, ...fields } = data as Record<string, unknown>;
+          const { event, code: _c, uid, cluster: _cl, time, server_id: _s, ...fields } = data as Record<string, unknown>;
           if (typeof event !== 'string' || !AGENT_EVENTS.has(event)) throw new BadParameter(`agents may not report "${String(event)}" events`);
-          return { event: event as EventName, fields };
+          return { event: event as EventName, fields, at: agentEventStamp(uid, time, auth.now()) };
         });
-        // The reporter's identity comes from its certificate, never from the event.
-        for (const e of events) await auth.audit.emit(e.event, { ...e.fields, server_id: c.name });
+        for (const e of events) await auth.audit.emit(e.event, { ...e.fields, server_id: c.name }, e.at);
         return {};
+      }),
+
+      uploadRecording: unary(async (req, who) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'service' || !c.systemRoles.includes('node')) throw new AccessDenied();
+        return uploadRecording(auth, c.name, req);
+      }),
+
+      getRecording: unary(async (req, who) => {
+        requireRule(who, 'session', 'read');
+        const store = recordingStore(auth);
+        const r = store.read(req.sid, Number(req.offset), req.limit || MAX_CHUNK_BYTES);
+        return { data: r.data, size: BigInt(r.size), complete: r.complete };
       }),
 
       registerUsingToken: unary(async (req, _who) => {
@@ -234,7 +277,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           tlsPublicKey: req.tlsPublicKey,
           remoteAddr: '',
         });
-      }),
+      }, { anonymous: true }),
 
       heartbeat: unary(async (req, who) => {
         const c = requireAuthenticated(who);
@@ -244,6 +287,11 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           data = JSON.parse(req.resource?.json ?? '');
         } catch {
           throw new BadParameter('heartbeat resource is not valid JSON');
+        }
+        if ((data as { kind?: unknown } | null)?.kind === 'session_tracker') {
+          if (!c.systemRoles.includes('node')) throw new AccessDenied();
+          const tracker = parseAs('session_tracker', data);
+          return { json: present(await heartbeatSession(auth, c.name, tracker, req.remove)) };
         }
         // A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role.
         const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
@@ -274,6 +322,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       async *watch(req, ctx) {
         try {
           const who = await caller(ctx);
+          requireAuthenticated(who); // before the kinds are parsed, as for unary calls
           const kinds = req.kinds.length ? req.kinds.map(kindFromName) : KINDS;
           for (const kind of kinds) requireRule(who, kind, 'list');
           for await (const event of watchResources(auth, kinds, ctx.signal)) {

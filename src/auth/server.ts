@@ -7,6 +7,7 @@ import type { Clock } from '../api/clock.ts';
 import { AccessDenied, BadParameter, NotFound } from '../api/errors.ts';
 import type { CAType, Role, Token, User } from '../api/types.ts';
 import { AuditLog } from '../events/audit.ts';
+import { RecordingStore } from '../events/recordings.ts';
 import { fingerprintSPKI } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { ResourceService } from '../services/resources.ts';
@@ -24,6 +25,8 @@ export interface AuthServerConfig {
   log: Logger;
   /** Failed logins in a row before the user is locked, and for how long. */
   lockout: { maxAttempts: number; durationMs: number };
+  /** Where session recordings are kept (the data dir's `recordings/`); none: uploads are refused. */
+  recordingsDir?: string;
 }
 
 export interface Certs {
@@ -49,6 +52,9 @@ export class AuthServer {
   readonly cas: ResourceService<'cert_authority'>;
   readonly audit: AuditLog;
   readonly keystore = new SoftwareKeyStore();
+  readonly recordings: RecordingStore | undefined;
+  readonly sessions: ResourceService<'session'>;
+  readonly sessionTrackers: ResourceService<'session_tracker'>;
 
   private constructor(readonly config: AuthServerConfig) {
     const { backend } = config;
@@ -59,6 +65,9 @@ export class AuthServer {
     this.proxies = new ResourceService(backend, 'proxy');
     this.cas = new ResourceService(backend, 'cert_authority');
     this.audit = new AuditLog(backend, config.clusterName, config.clock, config.log);
+    this.sessions = new ResourceService(backend, 'session');
+    this.sessionTrackers = new ResourceService(backend, 'session_tracker');
+    this.recordings = config.recordingsDir ? new RecordingStore(config.recordingsDir) : undefined;
   }
 
   static async create(config: AuthServerConfig): Promise<AuthServer> {

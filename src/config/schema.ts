@@ -64,6 +64,8 @@ export const configSchema = z.strictObject({
       listen_addr: hostPort.default('0.0.0.0:3022'),
       /** No inbound port: reached through a reverse tunnel to the proxy at ward.auth_server. */
       tunnel: z.boolean().default(false),
+      /** Interactive sessions are always recorded: node uploads when they end, node-sync streams live. */
+      recording: z.enum(['node', 'node-sync']).default('node'),
       labels: z.record(z.string().max(256), z.string().max(1024)).default({}),
       /** Dynamic labels: the trimmed output of a command, re-run every `period`. */
       commands: z
@@ -71,7 +73,7 @@ export const configSchema = z.strictObject({
         .max(32)
         .default([]),
     })
-    .default({ enabled: true, listen_addr: '0.0.0.0:3022', tunnel: false, labels: {}, commands: [] }),
+    .default({ enabled: true, listen_addr: '0.0.0.0:3022', tunnel: false, recording: 'node', labels: {}, commands: [] }),
 });
 
 export type WardConfig = z.infer<typeof configSchema>;
@@ -133,6 +135,7 @@ ssh_service:              # the Node Service: an SSH server that checks Ward cer
   enabled: true
   listen_addr: 0.0.0.0:3022
   tunnel: false           # true: no inbound port; dial the proxy at ward.auth_server instead
+  recording: node         # every interactive session is recorded; node-sync streams it to auth live
   labels: {env: lab}
   commands:               # dynamic labels: a command's output, refreshed every period
     - {name: kernel, command: [uname, -r], period: 1h}

@@ -20,12 +20,13 @@ export class AuditLog {
     private readonly log: Logger,
   ) {}
 
-  async emit(event: EventName, fields: AuditFields = {}): Promise<AuditEvent> {
+  /** `at` carries an agent's own uid and time for an event it spooled (checked by the caller). */
+  async emit(event: EventName, fields: AuditFields = {}, at: { uid?: string; time?: Date } = {}): Promise<AuditEvent> {
     const record: AuditEvent = {
       event,
       code: eventCode(event, fields.success !== false),
-      time: this.clock.now().toISOString(),
-      uid: randomUUID(),
+      time: (at.time ?? this.clock.now()).toISOString(),
+      uid: at.uid ?? randomUUID(),
       cluster: this.cluster,
       ...fields,
     };

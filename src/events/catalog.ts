@@ -21,6 +21,12 @@ export const EVENT_CODES = {
   'session.start': 'WS2000I',
   'session.end': 'WS2001I',
   'session.idle_timeout': 'WS2003W',
+  'session.join': 'WS2005I',
+  'session.leave': 'WS2006I',
+  'session.upload': 'WS2004I',
+  'session.recording_failed': 'WS2007E',
+  scp: 'WF6000I',
+  sftp: 'WF6001I',
   exec: 'WE3000I',
   subsystem: 'WS2002I',
   port: { success: 'WP4000I', failure: 'WP4000W' },
@@ -35,4 +41,7 @@ export function eventCode(event: EventName, success = true): string {
 }
 
 /** Events an agent may report about itself; anything else it sends is refused. */
-export const AGENT_EVENTS: ReadonlySet<string> = new Set(['auth', 'session.start', 'session.end', 'session.idle_timeout', 'exec', 'subsystem', 'port', 'agent']);
+export const AGENT_EVENTS: ReadonlySet<string> = new Set([
+  'auth', 'access.denied', 'session.start', 'session.end', 'session.idle_timeout', 'session.join', 'session.leave', 'session.recording_failed',
+  'exec', 'scp', 'sftp', 'subsystem', 'port', 'agent',
+]);

@@ -91,16 +91,26 @@ export function spawnPiped(opts: SpawnOptions): RunningProcess {
   };
 }
 
-export interface PtyOptions extends SpawnOptions {
+export interface PtyOptions extends Omit<SpawnOptions, 'channel'> {
   term: string;
   cols: number;
   rows: number;
   user: OSUser;
+  /** Everything the program prints. The caller fans it out (owner, joined users, recording). */
+  onData(data: Buffer): void;
+}
+
+export interface PtyProcess extends RunningProcess {
+  /** Keystrokes to the terminal. */
+  write(data: Buffer): void;
+  /** Stop reading output until resume(): the readers cannot keep up (SSH window full). */
+  pause(): void;
+  resume(): void;
 }
 
 /** Runs the program on a new PTY (forkpty: its own session, the PTY as controlling terminal). */
-export function spawnPty(opts: PtyOptions): RunningProcess {
-  const { channel, log } = opts;
+export function spawnPty(opts: PtyOptions): PtyProcess {
+  const { log } = opts;
   // encoding null: bytes pass through untouched; the client's terminal does the decoding.
   const p = pty.spawn(opts.file, opts.args, {
     name: opts.term,
@@ -123,21 +133,23 @@ export function spawnPty(opts: PtyOptions): RunningProcess {
     }
   }
   p.onData((data) => {
-    if (discard) return;
-    if (!channel.write(data as unknown as Buffer)) {
-      p.pause();
-      channel.once('drain', () => p.resume());
-    }
-  });
-  channel.on('data', (data: Buffer) => {
-    if (running) p.write(data);
+    if (!discard) opts.onData(data as unknown as Buffer);
   });
   p.onExit(({ exitCode, signal }) => {
     running = false;
     opts.onExit(signal ? { code: null, signal: signalName(signal) } : { code: exitCode, signal: null });
   });
-  return {
+  const proc: PtyProcess = {
     pid: p.pid,
+    write(data) {
+      if (running) p.write(data as unknown as string);
+    },
+    pause() {
+      if (running) p.pause();
+    },
+    resume() {
+      if (running) p.resume();
+    },
     signal(sig) {
       if (running) signalGroup(p.pid, sig);
     },
@@ -146,7 +158,7 @@ export function spawnPty(opts: PtyOptions): RunningProcess {
       // this terminal is gone, so hang it up, as when a terminal disconnects.
       discard = true;
       p.resume();
-      this.terminate();
+      proc.terminate();
     },
     resize(cols, rows) {
       if (running) p.resize(cols, rows);
@@ -159,6 +171,7 @@ export function spawnPty(opts: PtyOptions): RunningProcess {
       }, KILL_GRACE_MS).unref();
     },
   };
+  return proc;
 }
 
 function signalName(num: number): string | null {

@@ -13,6 +13,7 @@ import { CERT_SUFFIX, verifySSHSignature } from '../crypto/sshkeys.ts';
 import { lookupUser, type OSUser } from './osuser.ts';
 import { handleSession } from './session.ts';
 import { handleDirectTcpip, RemoteForwards } from './forward.ts';
+import type { JoinMode, LiveSession, SessionRegistry } from './live.ts';
 
 export type Authorization =
   | { allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitAgentForwarding: boolean; permitPty: boolean }
@@ -42,6 +43,20 @@ export interface NodeSSHServerConfig {
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
   banner?: string;
   limits?: Partial<NodeSSHServerLimits>;
+  /** Interactive sessions: recording, the live-session registry and joining. None: not recorded. */
+  sessions?: SessionHooks;
+}
+
+export interface SessionHooks {
+  registry: SessionRegistry;
+  /** The spool directory recordings are written to while they run. */
+  spoolDir: string;
+  serverId: string;
+  hostname: string;
+  /** A session started, changed participants (ended = false) or ended (ended = true). */
+  onChange(session: LiveSession, ended: boolean): void;
+  /** May this user join this session in this mode? (The owner always may.) */
+  canJoin(identity: Identity, session: LiveSession, mode: JoinMode): boolean;
 }
 
 export interface NodeSSHServer {
@@ -71,7 +86,9 @@ export interface ConnContext {
   local: { addr: string; port: number };
   log: pino.Logger;
   limits: NodeSSHServerLimits;
-  emit(event: string, fields: Record<string, unknown>): void;
+  sessions?: SessionHooks;
+  /** Writes an audit event; false if it could not be written (the caller refuses what needed it). */
+  emit(event: string, fields: Record<string, unknown>): boolean;
   /** Reserves a channel slot; null when the connection is at its limit. Call the result once on close. */
   acquireChannel(): (() => void) | null;
   /** Runs `fn` when the connection ends, however it ends (kills children, closes listeners). */
@@ -97,11 +114,13 @@ interface ClientInternals {
 export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
   const limits: NodeSSHServerLimits = { ...DEFAULT_LIMITS, ...cfg.limits };
   const log = cfg.log;
-  const emit = (event: string, fields: Record<string, unknown>): void => {
+  const emit = (event: string, fields: Record<string, unknown>): boolean => {
     try {
       cfg.onEvent?.(event, fields);
+      return true;
     } catch (err) {
-      log.error({ err, event }, 'audit hook failed');
+      log.error({ err: (err as Error).message, event }, 'cannot write the audit event: refusing what needed it');
+      return false;
     }
   };
   const sshd = new ssh2.Server({
@@ -223,6 +242,7 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
         local: { addr: sock?.localAddress ?? '', port: sock?.localPort ?? 0 },
         log: clog.child({ user: identity!.user, login: identity!.login }),
         limits,
+        sessions: cfg.sessions,
         emit,
         acquireChannel() {
           if (channels >= limits.maxChannels) return null;

@@ -11,8 +11,13 @@ import { ResourceCache } from '../cache/resources.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
 import { AuditForwarder } from '../agent/audit.ts';
-import { checkUserCert } from './access.ts';
-import { createNodeSSHServer } from './server.ts';
+import { join } from 'node:path';
+import type { Role, SessionTracker } from '../api/types.ts';
+import { AccessChecker } from '../rbac/checker.ts';
+import { checkUserCert, sshCertGrants } from './access.ts';
+import { createNodeSSHServer, type SessionHooks } from './server.ts';
+import { SessionRegistry, type LiveSession } from './live.ts';
+import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
 
@@ -36,6 +41,10 @@ export interface NodeServiceConfig {
   commands?: LabelCommand[];
   clock: Clock;
   log: Logger;
+  /** The node's own directory in the data dir: audit and recording spools live under it. */
+  dataDir: string;
+  /** node: recordings are uploaded when the session ends; node-sync: streamed while it runs. */
+  recording?: RecordingMode;
 }
 
 export interface NodeService {
@@ -50,9 +59,50 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   const dynamic = startDynamicLabels(cfg.commands ?? [], () => heartbeatSoon());
   const labels = () => ({ ...staticLabels, ...dynamic.values });
   const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority', 'proxy'], log }).start();
-  const audit = new AuditForwarder(cfg.auth, log);
+  const audit = new AuditForwarder(cfg.auth, join(cfg.dataDir, 'audit-spool'), cfg.clock, log);
   await cache.ready();
   const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels: labels() }) };
+  const registry = new SessionRegistry();
+  const spoolDir = join(cfg.dataDir, 'recordings');
+  const uploader = new RecordingUploader(spoolDir, cfg.auth, (sid) => registry.has(sid), cfg.recording ?? 'node', log);
+  const tracker = (s: LiveSession): SessionTracker => {
+    const info = s.info();
+    return {
+      kind: 'session_tracker',
+      version: 'v1',
+      metadata: { name: s.sid },
+      spec: {
+        server_id: identity.hostId,
+        hostname: identity.hostname,
+        user: info.user,
+        login: info.login,
+        started: info.started.toISOString(),
+        participants: info.participants.map((p) => ({ user: p.user, mode: p.mode, joined: p.joined.toISOString() })),
+      },
+    };
+  };
+  const reportSession = (s: LiveSession, ended: boolean): Promise<void> =>
+    cfg.auth.heartbeat({ resource: { json: JSON.stringify(tracker(s)) }, remove: ended }).then(
+      () => {},
+      (err: unknown) => log.warn({ sid: s.sid, err: (err as Error).message }, 'cannot report the live session'),
+    );
+  const sessions: SessionHooks = {
+    registry,
+    spoolDir,
+    serverId: identity.hostId,
+    hostname: identity.hostname,
+    onChange(s, ended) {
+      void reportSession(s, ended);
+      if (ended) void uploader.kick();
+    },
+    canJoin(who, _session, mode) {
+      // Others' sessions: watching takes `read` on session_tracker, typing into them `update`.
+      const { roles } = sshCertGrants(who.cert);
+      const found = roles.map((n) => cache.get('role', n));
+      if (found.some((r) => !r)) return false;
+      return new AccessChecker(found as Role[], {}).checkRule('session_tracker', mode === 'peer' ? 'update' : 'read').allowed;
+    },
+  };
   const ssh = createNodeSSHServer({
     hostKeys: [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }],
     authorize: async (req) => {
@@ -62,6 +112,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     },
     log,
     onEvent: (event, fields) => audit.emit(event, fields),
+    sessions,
   });
 
   let addr = '';
@@ -100,7 +151,10 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   };
   await heartbeat();
   heartbeatSoon = () => void heartbeat();
-  const timer = setInterval(() => void heartbeat(), HEARTBEAT_INTERVAL_MS);
+  const timer = setInterval(() => {
+    void heartbeat();
+    for (const s of registry.list()) void reportSession(s, false);
+  }, HEARTBEAT_INTERVAL_MS);
   timer.unref();
   log.info({ host_id: identity.hostId, hostname: identity.hostname, addr: addr || 'tunnel' }, 'node service started');
   return {
@@ -111,6 +165,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       cache.close();
       await tunnel?.close();
       await ssh.close();
+      await uploader.close();
       await audit.close();
     },
   };

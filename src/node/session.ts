@@ -9,6 +9,25 @@ import { commandAs, defaultPath } from './osuser.ts';
 import { spawnPiped, spawnPty, type ExitResult, type RunningProcess } from './process.ts';
 import { sftpServerPath } from './sftp.ts';
 import { agentForwarder } from './agent.ts';
+import { LiveSession, type JoinMode, type Participant } from './live.ts';
+import { SessionRecorder } from './recorder.ts';
+
+/** What `scp -t` (upload) / `scp -f` (download) on a path says, for the audit log; undefined if not scp. */
+export function scpTransfer(command: string): { action: 'upload' | 'download'; path: string } | undefined {
+  const m = /^scp((?:\s+-[a-zA-Z0-9]+)*)\s+(?:--\s+)?(.+)$/.exec(command.trim());
+  if (!m) return undefined;
+  const flags = m[1] ?? '';
+  const action = /-[a-zA-Z]*t/.test(flags) ? 'upload' : /-[a-zA-Z]*f/.test(flags) ? 'download' : undefined;
+  return action ? { action, path: m[2]!.replace(/^(['"])(.*)\1$/, '$2') } : undefined;
+}
+
+/** One reader, no recording: write the terminal's output to the channel, pausing it while the window is full. */
+function writeOrPause(channel: ServerChannel, data: Buffer, proc: () => { pause(): void; resume(): void }): void {
+  if (!channel.write(data)) {
+    proc().pause();
+    channel.once('drain', () => proc().resume());
+  }
+}
 
 // Client `env` requests sshd would take with "AcceptEnv LANG LC_* TERM WARD_*"; anything else is dropped.
 const ENV_ALLOWED = /^(LANG|LC_[A-Z_]+|TERM|WARD_[A-Z0-9_]+)$/;
@@ -43,6 +62,7 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
   let agentSocket: string | undefined;
   // OpenSSH sends auth-agent-req without wanting a reply, right before exec/shell: the start waits for it.
   let agentPending: Promise<void> | undefined;
+  let onResize = (cols: number, rows: number): void => proc?.resize(cols, rows);
   const log = ctx.log.child({ sid });
   const base = { sid, user: identity.user, login: identity.login, conn: ctx.id, remote_addr: ctx.remote.addr };
 
@@ -67,7 +87,7 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     if (!ptyInfo) return rej?.();
     ptyInfo.cols = clampSize(info.cols, ptyInfo.cols);
     ptyInfo.rows = clampSize(info.rows, ptyInfo.rows);
-    proc?.resize(ptyInfo.cols, ptyInfo.rows);
+    onResize(ptyInfo.cols, ptyInfo.rows);
     acc?.();
   });
   session.on('env', (acc: Accept, rej: Reject, info: { key: string; val: string }) => {
@@ -128,6 +148,8 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
 
   function start(acc: AcceptConnection<ServerChannel>, rej: Reject, kind: 'shell' | 'exec' | 'subsystem', command: string | undefined): void {
     if (started) return rej?.();
+    const joinSid = kind === 'shell' ? clientEnv.get('WARD_JOIN_SESSION') : undefined;
+    if (joinSid !== undefined) return join(acc, rej, joinSid);
     // A cert's force-command replaces whatever the client asked for, shell, command or subsystem
     // (PROTOCOL.certkeys; sshd does the same and passes the request on as SSH_ORIGINAL_COMMAND).
     const forced = identity.cert.criticalOptions['force-command'];
@@ -150,42 +172,130 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
       log.warn({ err }, 'cannot switch to the login');
       return rej?.();
     }
+    const startedAt = new Date();
+    const usePty = ptyInfo !== undefined && kind !== 'subsystem';
+    // Fail closed: a session that cannot be audited, or an interactive one that cannot be recorded, does not start.
+    if (!ctx.emit('session.start', { ...base, kind, pty: usePty })) return rej?.();
+    let live: LiveSession | undefined;
+    const hooks = ctx.sessions;
+    if (usePty && hooks) {
+      let recorder: SessionRecorder;
+      try {
+        recorder = SessionRecorder.open(
+          hooks.spoolDir,
+          { sid, server_id: hooks.serverId, hostname: hooks.hostname, user: identity.user, login: identity.login, started: startedAt.toISOString(), participants: [] },
+          { cols: ptyInfo!.cols, rows: ptyInfo!.rows, term: ptyInfo!.term },
+          (err) => {
+            log.error({ err: err.message }, 'session recording failed: ending the session');
+            ctx.emit('session.recording_failed', { ...base, error: err.message });
+            proc?.terminate();
+          },
+        );
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'cannot record the session: refused');
+        ctx.emit('session.recording_failed', { ...base, error: (err as Error).message });
+        return rej?.();
+      }
+      live = new LiveSession(sid, identity.user, identity.login, startedAt, recorder, (s) => hooks.onChange(s, false));
+    }
     started = true;
     const channel = acc();
-    if (!channel) return;
+    if (!channel) {
+      live?.recorder?.close(new Date());
+      return;
+    }
     const cwd = homeOrRoot(user.home);
-    const startedAt = Date.now();
-    const usePty = ptyInfo !== undefined && kind !== 'subsystem';
-    ctx.emit('session.start', { ...base, kind, pty: usePty });
-    if (kind === 'exec') ctx.emit('exec', { ...base, command });
+    if (kind === 'exec') {
+      ctx.emit('exec', { ...base, command });
+      const scp = scpTransfer(command!);
+      if (scp) ctx.emit('scp', { ...base, ...scp });
+    }
     if (kind === 'subsystem') ctx.emit('subsystem', { ...base, name: 'sftp' });
     log.info({ kind, pty: usePty }, 'session started');
+    const owner: Participant = { id: ctx.id, user: identity.user, mode: 'peer', joined: startedAt, channel };
     const onExit = (result: ExitResult): void => {
-      ctx.emit('session.end', { ...base, kind, exit_code: result.code, signal: result.signal, duration_ms: Date.now() - startedAt });
+      const ended = new Date();
+      const bytes = live ? { bytes_out: live.bytesOut, bytes_in: live.bytesIn } : {};
+      const participants = live ? [...live.everyone] : [identity.user];
+      ctx.emit('session.end', { ...base, kind, exit_code: result.code, signal: result.signal, duration_ms: ended.getTime() - startedAt.getTime(), participants, ...bytes });
       log.info({ exit_code: result.code, signal: result.signal }, 'session ended');
-      try {
-        if (result.signal) channel.exit(result.signal, false, '');
-        else channel.exit(result.code ?? 255);
-        if (outputClosed) {
-          // After eow the client has thrown away the output it still held without crediting our window
-          // (OpenSSH chan_shutdown_write), so queued output may never be sendable: close without it.
-          channel.eof();
-          channel.close();
-        } else channel.end();
-      } catch (err) {
-        log.debug({ err }, 'cannot report exit');
+      if (live && hooks) {
+        live.recorder?.close(ended);
+        live.end((ch) => reportExit(ch, result, false), owner.id);
+        hooks.registry.remove(sid);
+        hooks.onChange(live, true);
       }
+      reportExit(channel, result, outputClosed);
     };
     channel.on('error', (err: Error) => log.debug({ err: err.message }, 'channel error'));
     void (agentPending ?? Promise.resolve()).then(() => {
-      if (closed) return;
+      if (closed) return onExit({ code: null, signal: 'HUP' });
       const env = sessionEnv(forced !== undefined ? (command ?? (kind === 'subsystem' ? 'sftp' : undefined)) : undefined);
       if (usePty) {
-        proc = spawnPty({ file, args, env, cwd, channel, log, onExit, user, term: ptyInfo!.term, cols: ptyInfo!.cols, rows: ptyInfo!.rows });
+        const pty = spawnPty({
+          file, args, env, cwd, log, onExit, user, term: ptyInfo!.term, cols: ptyInfo!.cols, rows: ptyInfo!.rows,
+          onData: live ? (data) => live.output(data) : (data) => writeOrPause(channel, data, () => pty),
+        });
+        proc = pty;
+        if (live && hooks) {
+          live.attachProcess(pty);
+          hooks.registry.add(live);
+          live.join(owner);
+          onResize = (cols, rows) => live.resize(cols, rows);
+          channel.on('data', (data: Buffer) => live.input(owner, data));
+        } else channel.on('data', (data: Buffer) => pty.write(data));
       } else {
         proc = spawnPiped({ file, args, env, cwd, channel, log, onExit });
       }
     });
+  }
+
+  /** `wsh join`: attach this channel to a live session on this node instead of starting a program. */
+  function join(acc: AcceptConnection<ServerChannel>, rej: Reject, joinSid: string): void {
+    const hooks = ctx.sessions;
+    const live = hooks?.registry.get(joinSid);
+    const mode: JoinMode = clientEnv.get('WARD_JOIN_MODE') === 'peer' ? 'peer' : 'observer';
+    const allowed = !!live && !!hooks && (live.user === identity.user || hooks.canJoin(identity, live, mode));
+    if (!live || !hooks || !allowed) {
+      // The same refusal whether the session does not exist or may not be joined: ids are not to be probed.
+      log.info({ join: joinSid.slice(0, 64), mode }, 'session join refused');
+      ctx.emit('access.denied', { ...base, action: 'session.join', target_sid: joinSid.slice(0, 64), mode });
+      started = true;
+      const channel = acc();
+      if (!channel) return;
+      channel.stderr.write(`ward: no live session ${joinSid.slice(0, 64)} that you may join here\r\n`);
+      channel.exit(1);
+      channel.end();
+      return;
+    }
+    if (!ctx.emit('session.join', { ...base, sid: live.sid, joiner_sid: sid, mode })) return rej?.();
+    started = true;
+    const channel = acc();
+    if (!channel) return;
+    const me: Participant = { id: `${ctx.id}/${sid}`, user: identity.user, mode, joined: new Date(), channel };
+    channel.on('error', (err: Error) => log.debug({ err: err.message }, 'channel error'));
+    channel.on('data', (data: Buffer) => live.input(me, data));
+    channel.on('close', () => {
+      live.leave(me.id);
+      if (hooks.registry.has(live.sid)) ctx.emit('session.leave', { ...base, sid: live.sid, mode });
+    });
+    live.join(me);
+    log.info({ joined: live.sid, mode }, 'joined a live session');
+  }
+
+  function reportExit(channel: ServerChannel, result: ExitResult, afterEow: boolean): void {
+    try {
+      if (result.signal) channel.exit(result.signal, false, '');
+      else channel.exit(result.code ?? 255);
+      if (afterEow) {
+        // After eow the client has thrown away the output it still held without crediting our window
+        // (OpenSSH chan_shutdown_write), so queued output may never be sendable: close without it.
+        channel.eof();
+        channel.close();
+      } else channel.end();
+    } catch (err) {
+      log.debug({ err }, 'cannot report exit');
+    }
   }
 
   function sessionEnv(originalCommand: string | undefined): Record<string, string> {

@@ -27,8 +27,8 @@ export const BUILTIN_ROLES: readonly Role[] = [
       ],
     },
   }),
-  role('auditor', 'Read the audit log and session recordings', {
+  role('auditor', 'Read the audit log and session recordings, list and watch live sessions', {
     options: { max_session_ttl: '8h' },
-    allow: { rules: [{ resources: ['event', 'session'], verbs: ['list', 'read'] }] },
+    allow: { rules: [{ resources: ['event', 'session', 'session_tracker'], verbs: ['list', 'read'] }] },
   }),
 ];

@@ -1,5 +1,6 @@
 // A process without an auth server: today, a Node Service that joins the cluster through a proxy
 // (or an auth server) with a token on first start, then reuses the identity kept in the data dir.
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { systemClock } from '../../api/clock.ts';
 import { createAuthClient } from '../../api/client.ts';
@@ -31,7 +32,7 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
     saveHostIdentity(dataDir, identity);
     log.info({ host_id: identity.hostId }, 'joined the cluster');
   }
-  const node = await startConfiguredNode(cfg, identity, authServer, authServer, log);
+  const node = await startConfiguredNode(cfg, dataDir, identity, authServer, authServer, log);
   return { clusterName: identity.cluster, nodeAddr: node.addr, close: node.close };
 }
 
@@ -39,7 +40,7 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
  * The Node Service as ssh_service configures it, talking to auth at `authAddr` (an auth server or a
  * proxy); in tunnel mode it starts from the proxy at `proxyAddr`.
  */
-export function startConfiguredNode(cfg: WardConfig, identity: HostIdentity, authAddr: string, proxyAddr: string | undefined, log: Logger) {
+export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: HostIdentity, authAddr: string, proxyAddr: string | undefined, log: Logger) {
   return startNodeService({
     identity,
     auth: createAuthClient({ addr: authAddr, identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } }),
@@ -49,5 +50,7 @@ export function startConfiguredNode(cfg: WardConfig, identity: HostIdentity, aut
     commands: cfg.ssh_service.commands,
     clock: systemClock,
     log: log.child({ component: 'node' }),
+    dataDir: join(dataDir, 'node'),
+    recording: cfg.ssh_service.recording,
   });
 }

@@ -72,6 +72,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       clock: systemClock,
       log: log.child({ component: 'auth' }),
       lockout: { maxAttempts: cfg.auth_service.lockout.max_attempts, durationMs: parseDuration(cfg.auth_service.lockout.duration) },
+      recordingsDir: join(dataDir, 'recordings'),
     });
     const host = hostname();
     const authTLS = await serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
@@ -110,7 +111,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
         identity = hostIdentity(keys, issued, { hostname, systemRole: 'node' });
         saveHostIdentity(dataDir, identity);
       }
-      const node = await startConfiguredNode(cfg, identity, formatHostPort(authAddr), proxyAddr, log);
+      const node = await startConfiguredNode(cfg, dataDir, identity, formatHostPort(authAddr), proxyAddr, log);
       closers.push(node.close);
       nodeAddr = node.addr;
     }

@@ -190,6 +190,31 @@ program
     out(rows.length ? table(['Time', 'Event', 'Code', 'User', 'Details'], rows) : 'no events\n');
   });
 
+const recordingsCmd = program.command('recordings').description('session recordings');
+recordingsCmd
+  .command('ls')
+  .description('list recorded sessions, newest first')
+  .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
+  .action(async (opts: { format: string }) => {
+    const { listRecordings } = await import('../recordings.ts');
+    out(await listRecordings(auth(), opts.format));
+  });
+recordingsCmd
+  .command('export')
+  .description('write a recording as asciicast v2 (asciinema play reads it), or as json / text')
+  .argument('<session-id>')
+  .option('-o, --out <file>', 'write to this file instead of standard output')
+  .addOption(new Option('--format <f>', 'asciicast, json or text').default('asciicast').choices(['asciicast', 'json', 'text']))
+  .action(async (sid: string, opts: { out?: string; format: string }) => {
+    const rec = await import('../recordings.ts');
+    const data = rec.dumpRecording(await rec.fetchRecording(auth(), sid), opts.format);
+    if (opts.out) {
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(opts.out, data, { mode: 0o600 });
+      process.stderr.write(`Wrote ${opts.out}\n`);
+    } else process.stdout.write(data);
+  });
+
 /** "2h" → two hours ago; anything else must be an ISO time. */
 function eventTime(text: string): string {
   if (/^\d+(ms|s|m|h|d)/.test(text)) return new Date(Date.now() - parseDuration(text)).toISOString();

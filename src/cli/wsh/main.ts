@@ -1,5 +1,5 @@
 // `wsh`: the user's client. Log in once, then reach servers with short-lived certificates.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { formatDuration, parseDuration } from '../../api/duration.ts';
 import { readIdentityFile } from '../../api/identity-file.ts';
 import { runCLI } from '../run.ts';
@@ -122,6 +122,53 @@ program
   .passThroughOptions()
   .action(async (target: string, command: string[], opts: { rate: string; duration: string; interactive?: boolean }) => {
     process.exitCode = await (await import('./bench.ts')).bench(target, command, { rate: opts.rate, duration: opts.duration, interactive: !!opts.interactive });
+  });
+
+const recordings = program.command('recordings').description('recorded sessions (needs a role with the `session` rule)');
+recordings
+  .command('ls')
+  .description('list recorded sessions, newest first')
+  .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
+  .action(async (opts: { format: string }) => {
+    const { listRecordings } = await import('../recordings.ts');
+    process.stdout.write(await listRecordings((await sshCommands()).authClient(), opts.format));
+  });
+
+program
+  .command('play')
+  .description('play a recorded session in this terminal at its recorded pace')
+  .argument('<session-id>', 'from wsh recordings ls')
+  .option('--speed <x>', 'playback speed, e.g. 2 or 0.5', '1')
+  .option('--max-idle <seconds>', 'cap pauses at this many seconds', '2')
+  .addOption(new Option('--format <f>', 'play in the terminal, or dump it: asciicast (asciinema play reads it), json, text').default('play').choices(['play', 'asciicast', 'json', 'text']))
+  .action(async (sid: string, opts: { speed: string; maxIdle: string; format: string }) => {
+    const rec = await import('../recordings.ts');
+    const data = await rec.fetchRecording((await sshCommands()).authClient(), sid);
+    if (opts.format !== 'play') {
+      process.stdout.write(rec.dumpRecording(data, opts.format));
+      return;
+    }
+    await rec.play(rec.readCast(data), process.stdout, Number(opts.speed), Number(opts.maxIdle));
+  });
+
+const sessions = program.command('sessions').description('live sessions');
+sessions
+  .command('ls')
+  .description('list live sessions you may see (yours, or all with the session_tracker rule)')
+  .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
+  .action(async (opts: { format: string }) => {
+    const { listLiveSessions } = await import('../recordings.ts');
+    process.stdout.write(await listLiveSessions((await sshCommands()).authClient(), opts.format));
+  });
+
+program
+  .command('join')
+  .description('join a live session: observers watch, peers can type too')
+  .argument('<session-id>', 'from wsh sessions ls')
+  .addOption(new Option('--mode <m>', 'observer or peer').default('observer').choices(['observer', 'peer']))
+  .option('--login <login>', 'the login to reach the node with (default: the session\'s)')
+  .action(async (sid: string, opts: { mode: string; login?: string }) => {
+    process.exitCode = await (await sshCommands()).joinSession(sid, opts.mode as 'observer' | 'peer', opts.login);
   });
 
 program

@@ -90,6 +90,26 @@ export async function ssh(target: string, command: string[], flags: { forward: s
   return worst;
 }
 
+/** The auth API through the proxy, with the current login. */
+export function authClient() {
+  return session().auth;
+}
+
+/**
+ * Attaches to a live session: OpenSSH with a PTY, telling the node which session to join through the
+ * WARD_JOIN_* environment (SetEnv sends it whatever the node's AcceptEnv-like filter is not told).
+ */
+export async function joinSession(sid: string, mode: 'observer' | 'peer', login?: string): Promise<number> {
+  const { findLiveSession } = await import('../recordings.ts');
+  const live = await findLiveSession(session().auth, sid);
+  return runOpenSSH('ssh', [
+    ...sshOptions(),
+    '-tt',
+    '-o', `SetEnv=WARD_JOIN_SESSION=${live.metadata.name} WARD_JOIN_MODE=${mode}`,
+    `${login ?? live.spec.login}@${live.spec.server_id}`,
+  ]);
+}
+
 export function scp(args: string[], recursive: boolean): Promise<number> {
   if (args.length < 2) throw new BadParameter('usage: wsh scp [-r] SOURCE... DEST (remote paths as login@node:path)');
   return runOpenSSH('scp', [...sshOptions(), ...(recursive ? ['-r'] : []), ...args]);

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ward/auth/v1/auth.proto.
  */
 export const file_ward_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0Il4KDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJIhgKCFJlc291cmNlEgwKBGpzb24YASABKAkiMAoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBGtpbmQYASABKAkSDAoEbmFtZRgCIAEoCSJIChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIMCgRraW5kGAEgASgJEg0KBWxpbWl0GAIgASgNEhMKC3N0YXJ0X2FmdGVyGAMgASgJIlQKFUxpc3RSZXNvdXJjZXNSZXNwb25zZRIpCglyZXNvdXJjZXMYASADKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEAoIbmV4dF9rZXkYAiABKAkiVAoVVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhEKCW92ZXJ3cml0ZRgCIAEoCCIzChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIhgKFkRlbGV0ZVJlc291cmNlUmVzcG9uc2UiUgoRQ3JlYXRlVXNlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZsb2dpbnMYAyADKAkSEAoIcGFzc3dvcmQYBCABKAkiVgoSQ3JlYXRlVXNlclJlc3BvbnNlEiQKBHVzZXIYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USGgoSZ2VuZXJhdGVkX3Bhc3N3b3JkGAIgASgJIjYKFFJlc2V0UGFzc3dvcmRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiMwoVUmVzZXRQYXNzd29yZFJlc3BvbnNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgBIAEoCSKlAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0Eg0KBXJvbGVzGAEgAygJEhMKC3R0bF9zZWNvbmRzGAIgASgNEjwKBmxhYmVscxgDIAMoCzIsLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIWCg5zc2hfcHVibGljX2tleRgDIAEoCRIWCg50bHNfcHVibGljX2tleRgEIAEoCRITCgt0dGxfc2Vjb25kcxgFIAEoDRITCgtjbGllbnRfYWRkchgGIAEoCSJtChhHZW5lcmF0ZVVzZXJDZXJ0c1JlcXVlc3QSDAoEdXNlchgBIAEoCRIWCg5zc2hfcHVibGljX2tleRgCIAEoCRIWCg50bHNfcHVibGljX2tleRgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoDSJ9CgVDZXJ0cxIQCghzc2hfY2VydBgBIAEoCRIQCgh0bHNfY2VydBgCIAEoCRIPCgd0bHNfY2FzGAMgAygJEhQKDHNzaF9ob3N0X2NhcxgEIAMoCRIUCgxjbHVzdGVyX25hbWUYBSABKAkSEwoLdHRsX3NlY29uZHMYBiABKA0iIAoQRXhwb3J0Q0FzUmVxdWVzdBIMCgR0eXBlGAEgASgJIiQKEUV4cG9ydENBc1Jlc3BvbnNlEg8KB2VudHJpZXMYASADKAkidwoTU2VhcmNoRXZlbnRzUmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEg0KBXR5cGVzGAMgAygJEgwKBHVzZXIYBCABKAkSCwoDc2lkGAUgASgJEg0KBWxpbWl0GAYgASgNEg0KBW9yZGVyGAcgASgJIiYKFFNlYXJjaEV2ZW50c1Jlc3BvbnNlEg4KBmV2ZW50cxgBIAMoCSIdCgxXYXRjaFJlcXVlc3QSDQoFa2luZHMYASADKAkiYAoKV2F0Y2hFdmVudBIMCgR0eXBlGAEgASgJEgwKBGtpbmQYAiABKAkSDAoEbmFtZRgDIAEoCRIoCghyZXNvdXJjZRgEIAEoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZSKUAQoZUmVnaXN0ZXJVc2luZ1Rva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRITCgtzeXN0ZW1fcm9sZRgCIAEoCRIQCghob3N0bmFtZRgDIAEoCRIRCglhZGRyZXNzZXMYBCADKAkSFgoOc3NoX3B1YmxpY19rZXkYBSABKAkSFgoOdGxzX3B1YmxpY19rZXkYBiABKAki9wEKCUhvc3RDZXJ0cxIPCgdob3N0X2lkGAEgASgJEhAKCHNzaF9jZXJ0GAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19jYXMYBCADKAkSFAoMc3NoX3VzZXJfY2FzGAUgAygJEhQKDHNzaF9ob3N0X2NhcxgGIAMoCRIUCgxjbHVzdGVyX25hbWUYByABKAkSMwoGbGFiZWxzGAggAygLMiMud2FyZC5hdXRoLnYxLkhvc3RDZXJ0cy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjwKEEhlYXJ0YmVhdFJlcXVlc3QSKAoIcmVzb3VyY2UYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2UiKAoWRW1pdEF1ZGl0RXZlbnRzUmVxdWVzdBIOCgZldmVudHMYASADKAkiGQoXRW1pdEF1ZGl0RXZlbnRzUmVzcG9uc2UylAoKC0F1dGhTZXJ2aWNlEj0KBFBpbmcSGS53YXJkLmF1dGgudjEuUGluZ1JlcXVlc3QaGi53YXJkLmF1dGgudjEuUGluZ1Jlc3BvbnNlEkcKC0dldFJlc291cmNlEiAud2FyZC5hdXRoLnYxLkdldFJlc291cmNlUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJYCg1MaXN0UmVzb3VyY2VzEiIud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXF1ZXN0GiMud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXNwb25zZRJNCg5VcHNlcnRSZXNvdXJjZRIjLndhcmQuYXV0aC52MS5VcHNlcnRSZXNvdXJjZVJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USWwoORGVsZXRlUmVzb3VyY2USIy53YXJkLmF1dGgudjEuRGVsZXRlUmVzb3VyY2VSZXF1ZXN0GiQud2FyZC5hdXRoLnYxLkRlbGV0ZVJlc291cmNlUmVzcG9uc2USTwoKQ3JlYXRlVXNlchIfLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVxdWVzdBogLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVzcG9uc2USWAoNUmVzZXRQYXNzd29yZBIiLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVxdWVzdBojLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVzcG9uc2USRwoLQ3JlYXRlVG9rZW4SIC53YXJkLmF1dGgudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlEk4KEEF1dGhlbnRpY2F0ZVVzZXISJS53YXJkLmF1dGgudjEuQXV0aGVudGljYXRlVXNlclJlcXVlc3QaEy53YXJkLmF1dGgudjEuQ2VydHMSUAoRR2VuZXJhdGVVc2VyQ2VydHMSJi53YXJkLmF1dGgudjEuR2VuZXJhdGVVc2VyQ2VydHNSZXF1ZXN0GhMud2FyZC5hdXRoLnYxLkNlcnRzEkwKCUV4cG9ydENBcxIeLndhcmQuYXV0aC52MS5FeHBvcnRDQXNSZXF1ZXN0Gh8ud2FyZC5hdXRoLnYxLkV4cG9ydENBc1Jlc3BvbnNlElYKElJlZ2lzdGVyVXNpbmdUb2tlbhInLndhcmQuYXV0aC52MS5SZWdpc3RlclVzaW5nVG9rZW5SZXF1ZXN0Ghcud2FyZC5hdXRoLnYxLkhvc3RDZXJ0cxJDCglIZWFydGJlYXQSHi53YXJkLmF1dGgudjEuSGVhcnRiZWF0UmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJVCgxTZWFyY2hFdmVudHMSIS53YXJkLmF1dGgudjEuU2VhcmNoRXZlbnRzUmVxdWVzdBoiLndhcmQuYXV0aC52MS5TZWFyY2hFdmVudHNSZXNwb25zZRJeCg9FbWl0QXVkaXRFdmVudHMSJC53YXJkLmF1dGgudjEuRW1pdEF1ZGl0RXZlbnRzUmVxdWVzdBolLndhcmQuYXV0aC52MS5FbWl0QXVkaXRFdmVudHNSZXNwb25zZRI/CgVXYXRjaBIaLndhcmQuYXV0aC52MS5XYXRjaFJlcXVlc3QaGC53YXJkLmF1dGgudjEuV2F0Y2hFdmVudDABYgZwcm90bzM");
+  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0Il4KDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJIhgKCFJlc291cmNlEgwKBGpzb24YASABKAkiMAoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBGtpbmQYASABKAkSDAoEbmFtZRgCIAEoCSJIChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIMCgRraW5kGAEgASgJEg0KBWxpbWl0GAIgASgNEhMKC3N0YXJ0X2FmdGVyGAMgASgJIlQKFUxpc3RSZXNvdXJjZXNSZXNwb25zZRIpCglyZXNvdXJjZXMYASADKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEAoIbmV4dF9rZXkYAiABKAkiVAoVVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhEKCW92ZXJ3cml0ZRgCIAEoCCIzChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIhgKFkRlbGV0ZVJlc291cmNlUmVzcG9uc2UiUgoRQ3JlYXRlVXNlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZsb2dpbnMYAyADKAkSEAoIcGFzc3dvcmQYBCABKAkiVgoSQ3JlYXRlVXNlclJlc3BvbnNlEiQKBHVzZXIYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USGgoSZ2VuZXJhdGVkX3Bhc3N3b3JkGAIgASgJIjYKFFJlc2V0UGFzc3dvcmRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiMwoVUmVzZXRQYXNzd29yZFJlc3BvbnNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgBIAEoCSKlAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0Eg0KBXJvbGVzGAEgAygJEhMKC3R0bF9zZWNvbmRzGAIgASgNEjwKBmxhYmVscxgDIAMoCzIsLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIWCg5zc2hfcHVibGljX2tleRgDIAEoCRIWCg50bHNfcHVibGljX2tleRgEIAEoCRITCgt0dGxfc2Vjb25kcxgFIAEoDRITCgtjbGllbnRfYWRkchgGIAEoCSJtChhHZW5lcmF0ZVVzZXJDZXJ0c1JlcXVlc3QSDAoEdXNlchgBIAEoCRIWCg5zc2hfcHVibGljX2tleRgCIAEoCRIWCg50bHNfcHVibGljX2tleRgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoDSJ9CgVDZXJ0cxIQCghzc2hfY2VydBgBIAEoCRIQCgh0bHNfY2VydBgCIAEoCRIPCgd0bHNfY2FzGAMgAygJEhQKDHNzaF9ob3N0X2NhcxgEIAMoCRIUCgxjbHVzdGVyX25hbWUYBSABKAkSEwoLdHRsX3NlY29uZHMYBiABKA0iIAoQRXhwb3J0Q0FzUmVxdWVzdBIMCgR0eXBlGAEgASgJIiQKEUV4cG9ydENBc1Jlc3BvbnNlEg8KB2VudHJpZXMYASADKAkidwoTU2VhcmNoRXZlbnRzUmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEg0KBXR5cGVzGAMgAygJEgwKBHVzZXIYBCABKAkSCwoDc2lkGAUgASgJEg0KBWxpbWl0GAYgASgNEg0KBW9yZGVyGAcgASgJIiYKFFNlYXJjaEV2ZW50c1Jlc3BvbnNlEg4KBmV2ZW50cxgBIAMoCSIdCgxXYXRjaFJlcXVlc3QSDQoFa2luZHMYASADKAkiYAoKV2F0Y2hFdmVudBIMCgR0eXBlGAEgASgJEgwKBGtpbmQYAiABKAkSDAoEbmFtZRgDIAEoCRIoCghyZXNvdXJjZRgEIAEoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZSKUAQoZUmVnaXN0ZXJVc2luZ1Rva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRITCgtzeXN0ZW1fcm9sZRgCIAEoCRIQCghob3N0bmFtZRgDIAEoCRIRCglhZGRyZXNzZXMYBCADKAkSFgoOc3NoX3B1YmxpY19rZXkYBSABKAkSFgoOdGxzX3B1YmxpY19rZXkYBiABKAki9wEKCUhvc3RDZXJ0cxIPCgdob3N0X2lkGAEgASgJEhAKCHNzaF9jZXJ0GAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19jYXMYBCADKAkSFAoMc3NoX3VzZXJfY2FzGAUgAygJEhQKDHNzaF9ob3N0X2NhcxgGIAMoCRIUCgxjbHVzdGVyX25hbWUYByABKAkSMwoGbGFiZWxzGAggAygLMiMud2FyZC5hdXRoLnYxLkhvc3RDZXJ0cy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKEEhlYXJ0YmVhdFJlcXVlc3QSKAoIcmVzb3VyY2UYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USDgoGcmVtb3ZlGAIgASgIIigKFkVtaXRBdWRpdEV2ZW50c1JlcXVlc3QSDgoGZXZlbnRzGAEgAygJIhkKF0VtaXRBdWRpdEV2ZW50c1Jlc3BvbnNlImAKFlVwbG9hZFJlY29yZGluZ1JlcXVlc3QSCwoDc2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMEg0KBWZpbmFsGAQgASgIEgwKBG1ldGEYBSABKAkiJwoXVXBsb2FkUmVjb3JkaW5nUmVzcG9uc2USDAoEc2l6ZRgBIAEoBCJBChNHZXRSZWNvcmRpbmdSZXF1ZXN0EgsKA3NpZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDQoFbGltaXQYAyABKA0iRAoUR2V0UmVjb3JkaW5nUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIMCgRzaXplGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIMssLCgtBdXRoU2VydmljZRI9CgRQaW5nEhkud2FyZC5hdXRoLnYxLlBpbmdSZXF1ZXN0Ghoud2FyZC5hdXRoLnYxLlBpbmdSZXNwb25zZRJHCgtHZXRSZXNvdXJjZRIgLndhcmQuYXV0aC52MS5HZXRSZXNvdXJjZVJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USWAoNTGlzdFJlc291cmNlcxIiLndhcmQuYXV0aC52MS5MaXN0UmVzb3VyY2VzUmVxdWVzdBojLndhcmQuYXV0aC52MS5MaXN0UmVzb3VyY2VzUmVzcG9uc2USTQoOVXBzZXJ0UmVzb3VyY2USIy53YXJkLmF1dGgudjEuVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlElsKDkRlbGV0ZVJlc291cmNlEiMud2FyZC5hdXRoLnYxLkRlbGV0ZVJlc291cmNlUmVxdWVzdBokLndhcmQuYXV0aC52MS5EZWxldGVSZXNvdXJjZVJlc3BvbnNlEk8KCkNyZWF0ZVVzZXISHy53YXJkLmF1dGgudjEuQ3JlYXRlVXNlclJlcXVlc3QaIC53YXJkLmF1dGgudjEuQ3JlYXRlVXNlclJlc3BvbnNlElgKDVJlc2V0UGFzc3dvcmQSIi53YXJkLmF1dGgudjEuUmVzZXRQYXNzd29yZFJlcXVlc3QaIy53YXJkLmF1dGgudjEuUmVzZXRQYXNzd29yZFJlc3BvbnNlEkcKC0NyZWF0ZVRva2VuEiAud2FyZC5hdXRoLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJOChBBdXRoZW50aWNhdGVVc2VyEiUud2FyZC5hdXRoLnYxLkF1dGhlbnRpY2F0ZVVzZXJSZXF1ZXN0GhMud2FyZC5hdXRoLnYxLkNlcnRzElAKEUdlbmVyYXRlVXNlckNlcnRzEiYud2FyZC5hdXRoLnYxLkdlbmVyYXRlVXNlckNlcnRzUmVxdWVzdBoTLndhcmQuYXV0aC52MS5DZXJ0cxJMCglFeHBvcnRDQXMSHi53YXJkLmF1dGgudjEuRXhwb3J0Q0FzUmVxdWVzdBofLndhcmQuYXV0aC52MS5FeHBvcnRDQXNSZXNwb25zZRJWChJSZWdpc3RlclVzaW5nVG9rZW4SJy53YXJkLmF1dGgudjEuUmVnaXN0ZXJVc2luZ1Rva2VuUmVxdWVzdBoXLndhcmQuYXV0aC52MS5Ib3N0Q2VydHMSQwoJSGVhcnRiZWF0Eh4ud2FyZC5hdXRoLnYxLkhlYXJ0YmVhdFJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USVQoMU2VhcmNoRXZlbnRzEiEud2FyZC5hdXRoLnYxLlNlYXJjaEV2ZW50c1JlcXVlc3QaIi53YXJkLmF1dGgudjEuU2VhcmNoRXZlbnRzUmVzcG9uc2USXgoPRW1pdEF1ZGl0RXZlbnRzEiQud2FyZC5hdXRoLnYxLkVtaXRBdWRpdEV2ZW50c1JlcXVlc3QaJS53YXJkLmF1dGgudjEuRW1pdEF1ZGl0RXZlbnRzUmVzcG9uc2USXgoPVXBsb2FkUmVjb3JkaW5nEiQud2FyZC5hdXRoLnYxLlVwbG9hZFJlY29yZGluZ1JlcXVlc3QaJS53YXJkLmF1dGgudjEuVXBsb2FkUmVjb3JkaW5nUmVzcG9uc2USVQoMR2V0UmVjb3JkaW5nEiEud2FyZC5hdXRoLnYxLkdldFJlY29yZGluZ1JlcXVlc3QaIi53YXJkLmF1dGgudjEuR2V0UmVjb3JkaW5nUmVzcG9uc2USPwoFV2F0Y2gSGi53YXJkLmF1dGgudjEuV2F0Y2hSZXF1ZXN0Ghgud2FyZC5hdXRoLnYxLldhdGNoRXZlbnQwAWIGcHJvdG8z");
 
 /**
  * @generated from message ward.auth.v1.PingRequest
@@ -728,11 +728,19 @@ export const HostCertsSchema: GenMessage<HostCerts> = /*@__PURE__*/
 export type HeartbeatRequest = Message<"ward.auth.v1.HeartbeatRequest"> & {
   /**
    * The caller's own presence: a node resource from a node, a proxy resource from a proxy. Its name must
-   * be the caller's host id; the auth server sets its expiry.
+   * be the caller's host id; the auth server sets its expiry. A node also heartbeats the live sessions
+   * it runs (session_tracker resources whose server_id is its host id).
    *
    * @generated from field: ward.auth.v1.Resource resource = 1;
    */
   resource?: Resource | undefined;
+
+  /**
+   * Remove the resource now (a session that ended) instead of refreshing it.
+   *
+   * @generated from field: bool remove = 2;
+   */
+  remove: boolean;
 };
 
 /**
@@ -774,6 +782,127 @@ export type EmitAuditEventsResponse = Message<"ward.auth.v1.EmitAuditEventsRespo
  */
 export const EmitAuditEventsResponseSchema: GenMessage<EmitAuditEventsResponse> = /*@__PURE__*/
   messageDesc(file_ward_auth_v1_auth, 27);
+
+/**
+ * @generated from message ward.auth.v1.UploadRecordingRequest
+ */
+export type UploadRecordingRequest = Message<"ward.auth.v1.UploadRecordingRequest"> & {
+  /**
+   * The session id (a UUID).
+   *
+   * @generated from field: string sid = 1;
+   */
+  sid: string;
+
+  /**
+   * Where `data` starts in the recording. The store appends only at its current size: any other
+   * offset writes nothing and the answer's size tells the node where to resume.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * Last chunk: the store closes the recording and indexes it from `meta`.
+   *
+   * @generated from field: bool final = 4;
+   */
+  final: boolean;
+
+  /**
+   * With `final`: the session's metadata as JSON (user, login, hostname, started, ended, participants).
+   *
+   * @generated from field: string meta = 5;
+   */
+  meta: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.UploadRecordingRequest.
+ * Use `create(UploadRecordingRequestSchema)` to create a new message.
+ */
+export const UploadRecordingRequestSchema: GenMessage<UploadRecordingRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 28);
+
+/**
+ * @generated from message ward.auth.v1.UploadRecordingResponse
+ */
+export type UploadRecordingResponse = Message<"ward.auth.v1.UploadRecordingResponse"> & {
+  /**
+   * @generated from field: uint64 size = 1;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message ward.auth.v1.UploadRecordingResponse.
+ * Use `create(UploadRecordingResponseSchema)` to create a new message.
+ */
+export const UploadRecordingResponseSchema: GenMessage<UploadRecordingResponse> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 29);
+
+/**
+ * @generated from message ward.auth.v1.GetRecordingRequest
+ */
+export type GetRecordingRequest = Message<"ward.auth.v1.GetRecordingRequest"> & {
+  /**
+   * @generated from field: string sid = 1;
+   */
+  sid: string;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * At most this many bytes (capped at 1 MiB).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message ward.auth.v1.GetRecordingRequest.
+ * Use `create(GetRecordingRequestSchema)` to create a new message.
+ */
+export const GetRecordingRequestSchema: GenMessage<GetRecordingRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 30);
+
+/**
+ * @generated from message ward.auth.v1.GetRecordingResponse
+ */
+export type GetRecordingResponse = Message<"ward.auth.v1.GetRecordingResponse"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * The recording's size now, and whether it is complete (a live node-sync recording still grows).
+   *
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: bool complete = 3;
+   */
+  complete: boolean;
+};
+
+/**
+ * Describes the message ward.auth.v1.GetRecordingResponse.
+ * Use `create(GetRecordingResponseSchema)` to create a new message.
+ */
+export const GetRecordingResponseSchema: GenMessage<GetRecordingResponse> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 31);
 
 /**
  * @generated from service ward.auth.v1.AuthService
@@ -915,6 +1044,25 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof EmitAuditEventsRequestSchema;
     output: typeof EmitAuditEventsResponseSchema;
+  },
+  /**
+   * Session recordings. Nodes upload a recording in chunks (resumable: each call says where it starts
+   * and the answer says how much the store holds); users with the `session` read rule read it back.
+   *
+   * @generated from rpc ward.auth.v1.AuthService.UploadRecording
+   */
+  uploadRecording: {
+    methodKind: "unary";
+    input: typeof UploadRecordingRequestSchema;
+    output: typeof UploadRecordingResponseSchema;
+  },
+  /**
+   * @generated from rpc ward.auth.v1.AuthService.GetRecording
+   */
+  getRecording: {
+    methodKind: "unary";
+    input: typeof GetRecordingRequestSchema;
+    output: typeof GetRecordingResponseSchema;
   },
   /**
    * A stream of resource changes: caches in proxies and agents are fed by it.
