@@ -44,7 +44,19 @@ export async function startAuthListener(
       maxSessionMemory: 10,
       settings: { maxConcurrentStreams: 1000 },
     },
-    handler,
+    (req, res) => {
+      // An answer sent before the whole request body was read (one over MAX_REQUEST_BYTES, a refusal
+      // of a streaming call) must end the HTTP/2 stream: we will not read the rest, and a client that
+      // is still sending (curl) would otherwise wait for the end of the stream for ever. close() right
+      // after end() resets it with NO_ERROR once the answer is out (RFC 9113 §8.1).
+      const end = res.end.bind(res) as (...args: unknown[]) => typeof res;
+      res.end = ((...args: unknown[]) => {
+        const ended = end(...args);
+        if (!req.complete) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        return ended;
+      }) as typeof res.end;
+      handler(req, res);
+    },
   );
   server.on('sessionError', (err) => log.debug({ err: err.message }, 'auth API session error'));
   // Node only reports a refused or timed-out handshake; the socket stays open until we destroy it.
