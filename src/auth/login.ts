@@ -18,16 +18,22 @@ export async function authenticateUser(
   };
   const locked = (until: string) => fail('user is locked', `access denied: too many failed logins, user is locked until ${until}`);
   if (user && auth.isLocked(user)) throw await locked(user.spec.locked_until!);
+  // Every attempt takes a slot in the failure count BEFORE its password is checked (a success gives it
+  // back). Counting after the check let concurrent guesses all pass the lock check above while the
+  // first ones were still hashing: 100 guesses at once had 12 passwords checked with max_attempts 5.
+  // Now at most maxAttempts passwords are checked per lock period, however many arrive together.
+  const { count, until } = await countFailure(auth, req.user);
+  if (count > lockout.maxAttempts) throw await locked(until);
   const stored = user ? await auth.backend.get(passwordKey(req.user)).then((i) => i.value, () => DUMMY_HASH) : DUMMY_HASH;
   const ok = (await verifyPassword(req.password, stored)) && !!user;
   if (!ok || !user) {
     // Failures are counted for unknown names too, and answered the same way once over the limit:
     // the answers never tell an existing user from a made-up name.
-    const { count, until } = await countFailure(auth, req.user);
     if (count >= lockout.maxAttempts) {
       if (user) {
+        // The count is kept (it expires with the lock): attempts already past the lock check above
+        // find it over the limit instead of starting a fresh budget of guesses.
         await auth.users.modify(req.user, (u) => ({ ...u, spec: { ...u.spec, locked_until: until } }));
-        await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
         await auth.audit.emit('user.locked', { user: req.user, until, reason: `${count} failed logins` });
       }
       throw await locked(until);
