@@ -1,12 +1,12 @@
 // The only code that touches CA private keys. Software keys are kept in the CA resource in the backend
 // (as Teleport does by default); a PKCS#11 KeyStore would keep only a handle there. Callers get signers,
 // never key material.
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { BadParameter } from '../api/errors.ts';
 import type { CertAuthority } from '../api/types.ts';
 import { formatAuthorizedKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
 import { softwareSigner, type SSHSigner } from '../crypto/sshcert.ts';
-import { createTLSCA, importCAKey } from '../crypto/x509.ts';
+import { createTLSCA, importCAKey, prepareIssuer, type TLSIssuer } from '../crypto/x509.ts';
 import type { TLSCASigner } from './certs.ts';
 
 type CAKey = CertAuthority['spec']['active_keys'][number];
@@ -30,11 +30,12 @@ export class SoftwareKeyStore {
   // Parsed signing keys, one entry per CA type, reused while the CA's active private key is the same PEM
   // (a rotation or a re-created CA changes it, and the next call re-parses). Comparing the PEM rather than
   // trusting the resource revision alone means a stale entry can never sign. Why: parsing the PEM keys
-  // (createPrivateKey through OpenSSL 3's decoders, then the WebCrypto import) was ~30% of the CPU of
-  // issueUserCerts. Measured with bench/profile-issuance.ts (8 callers, interleaved runs on a 2-core EPYC
-  // shared with a test run): CPU per issuance 4.4-4.6 ms before, 3.2-3.4 ms after; 190-260/s -> 230-370/s.
+  // (createPrivateKey through OpenSSL 3's decoders) was ~30% of the CPU of issueUserCerts. Measured with
+  // bench/profile-issuance.ts (8 callers, interleaved runs on a 2-core EPYC shared with a test run): CPU per
+  // issuance 4.4-4.6 ms before, 3.2-3.4 ms after; 190-260/s -> 230-370/s. The TLS entry also holds what
+  // issuing needs from the CA certificate (issuer name, key id, expiry), keyed by the certificate PEM.
   private readonly sshSigners = new Map<string, { pem: string; signer: SSHSigner }>();
-  private readonly tlsKeys = new Map<string, { pem: string; key: Promise<CryptoKey> }>();
+  private readonly tlsKeys = new Map<string, { pem: string; certPem: string; key: KeyObject; issuer: TLSIssuer }>();
 
   sshSigner(ca: CertAuthority): SSHSigner {
     const pem = this.privateOf(ca);
@@ -48,15 +49,13 @@ export class SoftwareKeyStore {
   /** The CA certificate and the key that signs with it, for issuing X.509 certificates. */
   tlsSigner(ca: CertAuthority): TLSCASigner {
     const caKeyPem = this.privateOf(ca);
+    const caCertPem = ca.spec.active_keys[0]!.public;
     let cached = this.tlsKeys.get(ca.spec.type);
-    if (cached?.pem !== caKeyPem) {
-      cached = { pem: caKeyPem, key: importCAKey(caKeyPem) };
-      // A key that fails to parse fails every issuance that awaits it, exactly as before; this only keeps
-      // an entry nobody awaited yet from being reported as an unhandled rejection.
-      cached.key.catch(() => {});
+    if (cached?.pem !== caKeyPem || cached.certPem !== caCertPem) {
+      cached = { pem: caKeyPem, certPem: caCertPem, key: importCAKey(caKeyPem), issuer: prepareIssuer(caCertPem) };
       this.tlsKeys.set(ca.spec.type, cached);
     }
-    return { caCertPem: ca.spec.active_keys[0]!.public, caKeyPem, caKey: cached.key };
+    return { caCertPem, caKeyPem, caKey: cached.key, issuer: cached.issuer };
   }
 
   private privateOf(ca: CertAuthority): string {

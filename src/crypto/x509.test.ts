@@ -4,7 +4,7 @@ import 'reflect-metadata';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, generateKeyPairSync, webcrypto } from 'node:crypto';
+import { X509Certificate as NodeX509, createECDH, createHash, createPublicKey, generateKeyPairSync, webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -464,5 +464,54 @@ describe('mutual TLS', () => {
     } finally {
       srv.close();
     }
+  });
+});
+
+describe('leaf certificates written as DER by hand', () => {
+  it('encodes the fields the general ASN.1 library and Node read back: serial, names, times, key', () => {
+    const lib = new x509.X509Certificate(userCert);
+    const node = new NodeX509(userCert);
+    assert.equal(lib.serialNumber.length, 32, 'a 16-octet positive serial');
+    assert.ok(/^[4-7]/.test(lib.serialNumber), 'top bit clear, next bit set: positive and minimal');
+    assert.equal(lib.issuer, new x509.X509Certificate(ca.certPem).subject);
+    assert.equal(lib.subject, 'O=lab, CN=alice');
+    assert.equal(lib.notBefore.getTime(), Math.floor((now.getTime() - 60_000) / 1000) * 1000);
+    assert.deepEqual(Buffer.from(lib.publicKey.rawData), Buffer.from(userKey.publicKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64'));
+    assert.equal(node.checkIssued(new NodeX509(ca.certPem)), true);
+    assert.equal(node.ca, false);
+    // Two certificates never share a serial.
+    assert.notEqual(new x509.X509Certificate(hostCert).serialNumber, lib.serialNumber);
+  });
+
+  it('writes GeneralizedTime from 2050 on (RFC 5280 4.1.2.5) and UTCTime before', async () => {
+    const longCA = await createTLSCA({ clusterName: 'lab', now, ttlDays: 365 * 60 });
+    const notAfter = new Date(Date.UTC(2061, 0, 2, 3, 4, 5));
+    const pem = await issueTLSCert({ caCertPem: longCA.certPem, caKeyPem: longCA.keyPem, publicKeyPem: userKey.publicKeyPem, identity: alice, now, notAfter, usage: 'client' });
+    const { out } = await openssl(['asn1parse', '-in', file('long.pem', pem)]);
+    assert.match(out, /UTCTIME +:\d{12}Z/);
+    assert.match(out, /GENERALIZEDTIME +:20610102030405Z/);
+    assert.equal(new NodeX509(pem).validTo, 'Jan  2 03:04:05 2061 GMT');
+    assert.equal(readIdentity(pem).expires, notAfter.toISOString());
+  });
+
+  it('writes IPv6 SANs, including v4-mapped and compressed forms, as 16 octets', async () => {
+    const { certPem } = await issue(node1, 'server', { ipAddresses: ['::ffff:10.1.2.3', 'fe80::1:2', '2001:db8::', '10.0.0.1'] });
+    const { out } = await openssl(['x509', '-in', file('v6.pem', certPem), '-noout', '-ext', 'subjectAltName']);
+    assert.match(out, /IP Address:0:0:0:0:0:FFFF:A01:203, IP Address:FE80:0:0:0:0:0:1:2, IP Address:2001:DB8:0:0:0:0:0:0, IP Address:10\.0\.0\.1/);
+  });
+
+  it('refuses a P-256 key whose point is not on the curve, and takes a compressed point through OpenSSL', async () => {
+    const spki = Buffer.from(userKey.publicKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const offCurve = Buffer.from(spki);
+    offCurve[offCurve.length - 1]! ^= 1;
+    const asPem = (der: Buffer) => `-----BEGIN PUBLIC KEY-----\n${der.toString('base64')}\n-----END PUBLIC KEY-----\n`;
+    await assert.rejects(issue(alice, 'client', { publicKeyPem: asPem(offCurve) }), /not a valid P-256 point/);
+
+    const ecdh = createECDH('prime256v1');
+    ecdh.generateKeys();
+    const compressed = Buffer.concat([Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'), ecdh.getPublicKey(null, 'compressed')]);
+    const { certPem } = await issue(alice, 'client', { publicKeyPem: asPem(compressed) });
+    // OpenSSL keeps the point's form when it re-encodes; the certificate certifies the same key.
+    assert.deepEqual(new NodeX509(certPem).publicKey.export({ format: 'jwk' }), createPublicKey(asPem(compressed)).export({ format: 'jwk' }));
   });
 });

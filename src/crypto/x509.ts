@@ -7,7 +7,9 @@ import {
   createPrivateKey,
   createPublicKey,
   randomBytes,
+  sign,
   webcrypto,
+  type KeyObject,
 } from 'node:crypto';
 import { isIP } from 'node:net';
 import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs it loaded first
@@ -15,9 +17,10 @@ import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { z } from 'zod';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
+import * as der from './der.ts';
 
-// The library signs and hashes through a process-wide WebCrypto provider; Node's is the only one Ward uses
-// for software keys (a PKCS#11 KeyStore will hand its own CryptoKey to signWithCAKey instead).
+// The library (used for CA certificates and parsing; leaves are written by hand) signs and hashes through a
+// process-wide WebCrypto provider; Node's is the only one Ward uses.
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
 /** Private OID of the extension that holds the Ward identity as JSON (a DER UTF8String). */
@@ -82,23 +85,10 @@ export async function generateTLSKey(): Promise<{ privateKeyPem: string; publicK
 }
 
 /**
- * The one place a CA private key is used. A KeyStore (software or PKCS#11) will replace the key argument;
- * everything that builds certificates goes through here so that swap touches one function.
+ * A CA private key (PKCS#8 PEM, P-256) parsed for signing. Parsing the PEM is costly (OpenSSL 3 decoders),
+ * so a KeyStore calls this once per CA key and passes the result to issueTLSCert as `caKey`.
  */
-async function signWithCAKey(
-  caKey: string | Promise<CryptoKey>,
-  params: Omit<x509.X509CertificateCreateWithKeyParams, 'signingKey' | 'signingAlgorithm'>,
-): Promise<x509.X509Certificate> {
-  const signingKey = await (typeof caKey === 'string' ? importCAKey(caKey) : caKey);
-  return x509.X509CertificateGenerator.create({ ...params, signingKey, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
-}
-
-/**
- * A CA private key (PKCS#8 PEM, P-256) as a non-extractable WebCrypto signing key. Parsing the PEM is the
- * costly part of issuing (OpenSSL 3 decoders), so a KeyStore may call this once per CA key and pass the
- * result to issueTLSCert as `caKey`.
- */
-export async function importCAKey(caKeyPem: string): Promise<CryptoKey> {
+export function importCAKey(caKeyPem: string): KeyObject {
   let key;
   try {
     key = createPrivateKey(caKeyPem);
@@ -106,8 +96,16 @@ export async function importCAKey(caKeyPem: string): Promise<CryptoKey> {
     throw new BadParameter('CA key is not a valid PEM private key');
   }
   assertP256(key.asymmetricKeyType, key.asymmetricKeyDetails?.namedCurve, 'CA key');
-  const pkcs8 = key.export({ type: 'pkcs8', format: 'der' });
-  return webcrypto.subtle.importKey('pkcs8', pkcs8, P256, false, ['sign']) as Promise<CryptoKey>;
+  return key;
+}
+
+/**
+ * The one place a CA private key signs a certificate. A PKCS#11 KeyStore will replace the key argument;
+ * every leaf goes through here so that swap touches one function. ECDSA signatures in X.509 are the DER
+ * SEQUENCE { r, s } (RFC 5758 3.2), which is what dsaEncoding 'der' gives.
+ */
+function signTBS(caKey: KeyObject, tbs: Buffer): Buffer {
+  return der.sequence(tbs, ECDSA_WITH_SHA256, der.bitString(sign('sha256', tbs, { key: caKey, dsaEncoding: 'der' })));
 }
 
 export async function createTLSCA(opts: {
@@ -123,8 +121,12 @@ export async function createTLSCA(opts: {
   const { privateKeyPem, publicKeyPem } = await generateTLSKey();
   const subject: x509.JsonName = [{ O: [opts.clusterName] }, { CN: [opts.commonName ?? opts.clusterName] }];
   const publicKey = new x509.PublicKey(publicKeyPem);
-  const cert = await signWithCAKey(privateKeyPem, {
-    serialNumber: randomSerial(),
+  // A CA is made once per cluster or rotation, so it keeps the general library; leaves are built by hand below.
+  const signingKey = await webcrypto.subtle.importKey('pkcs8', importCAKey(privateKeyPem).export({ type: 'pkcs8', format: 'der' }), P256, false, ['sign']);
+  const cert = await x509.X509CertificateGenerator.create({
+    signingKey: signingKey as CryptoKey,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    serialNumber: randomSerial().toString('hex'),
     subject,
     issuer: subject,
     notBefore: new Date(opts.now.getTime() - CLOCK_SKEW_MS),
@@ -140,15 +142,120 @@ export async function createTLSCA(opts: {
   return { certPem: cert.toString('pem') + '\n', keyPem: privateKeyPem };
 }
 
+/** What issuing needs from a CA certificate; prepareIssuer makes it once per CA (the KeyStore caches it). */
+export interface TLSIssuer {
+  /** DER of the CA's subject Name: the issuer Name of every certificate it signs. */
+  subjectDer: Buffer;
+  notAfter: Date;
+  /** The CA's key identifier, for the leaves' AuthorityKeyIdentifier (RFC 5280 4.2.1.1). */
+  keyId: Buffer;
+}
+
+export function prepareIssuer(caCertPem: string): TLSIssuer {
+  const ca = parseCert(caCertPem);
+  const ski = ca.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+  // Without an SKI, RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits.
+  const keyId = ski
+    ? Buffer.from(ski, 'hex')
+    : createHash('sha1').update(Buffer.from(new NodeX509(Buffer.from(ca.rawData)).publicKey.export({ type: 'spki', format: 'der' })).subarray(-65)).digest();
+  return { subjectDer: Buffer.from(ca.subjectName.toArrayBuffer()), notAfter: ca.notAfter, keyId };
+}
+
+const ECDSA_WITH_SHA256 = der.sequence(der.oid('1.2.840.10045.4.3.2'));
+const OID = {
+  organization: der.oid('2.5.4.10'),
+  commonName: der.oid('2.5.4.3'),
+  basicConstraints: der.oid('2.5.29.19'),
+  keyUsage: der.oid('2.5.29.15'),
+  extKeyUsage: der.oid('2.5.29.37'),
+  authorityKeyId: der.oid('2.5.29.35'),
+  subjectAltName: der.oid('2.5.29.17'),
+  identity: der.oid(IDENTITY_OID),
+  clientAuth: der.oid('1.3.6.1.5.5.7.3.2'),
+  serverAuth: der.oid('1.3.6.1.5.5.7.3.1'),
+};
+/** SubjectPublicKeyInfo of an uncompressed P-256 key, up to the 65-byte point (RFC 5480). */
+const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+
+function extension(id: Buffer, critical: boolean, value: Buffer): Buffer {
+  return der.sequence(id, ...(critical ? [der.TRUE] : []), der.octetString(value));
+}
+
+/** A directory string as the library wrote them: PrintableString when the text allows it, else UTF8String. */
+function directoryString(text: string): Buffer {
+  return /^[A-Za-z0-9 '()+,\-./:=?]*$/.test(text) ? der.printableString(text) : der.utf8String(text);
+}
+
+function rdn(type: Buffer, value: string): Buffer {
+  return der.set(der.sequence(type, directoryString(value)));
+}
+
+/**
+ * The DER SubjectPublicKeyInfo of a P-256 public key (PEM), refusing anything else. The common form (an
+ * uncompressed point with the named curve) is read directly and the point checked on the curve through a
+ * JWK import, which costs a few microseconds; other encodings go through OpenSSL's decoders and are
+ * re-encoded. Why: createPublicKey on the PEM and export to DER took ~180 us per issuance.
+ */
+export function p256SPKI(publicKeyPem: string): Buffer {
+  const m = /^-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PUBLIC KEY-----\s*$/.exec(publicKeyPem.trim() + '\n');
+  const spki = m ? Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64') : undefined;
+  if (spki && spki.length === P256_SPKI_PREFIX.length + 65 && spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX) && spki[P256_SPKI_PREFIX.length] === 0x04) {
+    const point = spki.subarray(P256_SPKI_PREFIX.length + 1);
+    try {
+      createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: point.subarray(0, 32).toString('base64url'), y: point.subarray(32).toString('base64url') }, format: 'jwk' });
+    } catch {
+      throw new BadParameter('subject public key is not a valid P-256 point');
+    }
+    return spki;
+  }
+  let key;
+  try {
+    key = createPublicKey(publicKeyPem);
+  } catch {
+    throw new BadParameter('subject public key is not a valid PEM public key');
+  }
+  assertP256(key.asymmetricKeyType, key.asymmetricKeyDetails?.namedCurve, 'subject key');
+  return key.export({ type: 'spki', format: 'der' });
+}
+
+/** The 4 or 16 bytes of an IP address (iPAddress GeneralName, RFC 5280 4.2.1.6). */
+function ipBytes(ip: string): Buffer {
+  if (isIP(ip) === 4) return Buffer.from(ip.split('.').map(Number));
+  let text = ip;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)?.[1];
+  if (v4) {
+    const b = v4.split('.').map(Number);
+    text = text.slice(0, -v4.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const groups = (s: string | undefined) => (s ? s.split(':') : []);
+  const h = groups(head);
+  const t = groups(tail);
+  const all = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const out = Buffer.alloc(16);
+  all.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+function pem(derBytes: Buffer): string {
+  const b64 = derBytes.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  // PEM files end with a newline, so they concatenate into bundles.
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}
+
 /**
  * Signs a user or host certificate for `publicKeyPem`. `identity.expires` is overwritten with the
- * certificate's notAfter (whole seconds), so the two can never disagree.
+ * certificate's notAfter (whole seconds), so the two can never disagree. The certificate is always the same
+ * template (RFC 5280 v3: basicConstraints CA:FALSE and keyUsage digitalSignature, both critical; extended
+ * key usage; authority key id; the identity; SANs for hosts), so it is written as DER directly.
  */
 export async function issueTLSCert(opts: {
   caCertPem: string;
   caKeyPem: string;
   /** `importCAKey(caKeyPem)` done once by the caller (KeyStore cache); without it caKeyPem is parsed here. */
-  caKey?: Promise<CryptoKey>;
+  caKey?: KeyObject;
+  /** `prepareIssuer(caCertPem)` done once by the caller; without it caCertPem is parsed here. */
+  issuer?: TLSIssuer;
   publicKeyPem: string;
   identity: Identity;
   notAfter: Date;
@@ -157,7 +264,7 @@ export async function issueTLSCert(opts: {
   ipAddresses?: string[];
   usage: 'client' | 'server' | 'both';
 }): Promise<string> {
-  const ca = parseCert(opts.caCertPem);
+  const ca = opts.issuer ?? prepareIssuer(opts.caCertPem);
   // X.509 times have one-second resolution; the identity's `expires` is set to exactly what the cert says.
   const notAfter = new Date(Math.floor(opts.notAfter.getTime() / 1000) * 1000);
   if (Number.isNaN(notAfter.getTime()) || notAfter <= opts.now) throw new BadParameter('notAfter must be after now');
@@ -165,55 +272,46 @@ export async function issueTLSCert(opts: {
   const identity = parseIdentity({ ...opts.identity, expires: notAfter.toISOString() });
   const identityDer = encodeUTF8String(JSON.stringify(identity));
   if (identityDer.length > MAX_IDENTITY_BYTES) throw new BadParameter('identity is too large for a certificate');
+  const spki = p256SPKI(opts.publicKeyPem);
 
-  let subjectKey;
-  try {
-    subjectKey = createPublicKey(opts.publicKeyPem);
-  } catch {
-    throw new BadParameter('subject public key is not a valid PEM public key');
-  }
-  assertP256(subjectKey.asymmetricKeyType, subjectKey.asymmetricKeyDetails?.namedCurve, 'subject key');
-
-  const sans: x509.JsonGeneralName[] = [];
+  const sans: Buffer[] = [];
   for (const dns of opts.dnsNames ?? []) {
     // A host name or one leading wildcard label (`*.proxy.example.com` for app access).
     if (!/^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$/.test(dns) || dns.length > 253) {
       throw new BadParameter(`invalid DNS name ${JSON.stringify(dns)}`);
     }
-    sans.push({ type: 'dns', value: dns });
+    sans.push(der.implicitPrimitive(2, Buffer.from(dns, 'latin1'))); // dNSName [2] IA5String
   }
   for (const ip of opts.ipAddresses ?? []) {
     if (isIP(ip) === 0) throw new BadParameter(`invalid IP address ${JSON.stringify(ip)}`);
-    sans.push({ type: 'ip', value: ip });
+    sans.push(der.implicitPrimitive(7, ipBytes(ip))); // iPAddress [7] OCTET STRING
   }
 
-  const eku: string[] = [];
-  if (opts.usage !== 'server') eku.push(x509.ExtendedKeyUsage.clientAuth);
-  if (opts.usage !== 'client') eku.push(x509.ExtendedKeyUsage.serverAuth);
-  const caKeyId = ca.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension(eku, false),
-    caKeyId
-      ? new x509.AuthorityKeyIdentifierExtension(caKeyId)
-      : await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey),
+  const eku: Buffer[] = [];
+  if (opts.usage !== 'server') eku.push(OID.clientAuth);
+  if (opts.usage !== 'client') eku.push(OID.serverAuth);
+  const extensions = [
+    extension(OID.basicConstraints, true, der.sequence()), // cA FALSE is the DEFAULT, so the SEQUENCE is empty
+    extension(OID.keyUsage, true, Buffer.from([0x03, 0x02, 0x07, 0x80])), // BIT STRING: digitalSignature (bit 0)
+    extension(OID.extKeyUsage, false, der.sequence(...eku)),
+    extension(OID.authorityKeyId, false, der.sequence(der.implicitPrimitive(0, ca.keyId))),
     // Non-critical: TLS stacks that do not know the OID (browsers, psql) must still accept the cert.
-    new x509.Extension(IDENTITY_OID, false, new Uint8Array(identityDer)),
+    extension(OID.identity, false, identityDer),
   ];
-  if (sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(sans, false));
+  if (sans.length > 0) extensions.push(extension(OID.subjectAltName, false, der.sequence(...sans)));
 
   const commonName = identity.kind === 'host' ? (identity.hostId ?? identity.username) : identity.username;
-  const cert = await signWithCAKey(opts.caKey ?? opts.caKeyPem, {
-    serialNumber: randomSerial(),
-    subject: [{ O: [identity.cluster] }, { CN: [commonName] }],
-    issuer: ca.subjectName,
-    notBefore: new Date(opts.now.getTime() - CLOCK_SKEW_MS),
-    notAfter,
-    publicKey: subjectKey.export({ type: 'spki', format: 'der' }),
-    extensions,
-  });
-  return cert.toString('pem') + '\n'; // PEM files end with a newline, so they concatenate into bundles
+  const tbs = der.sequence(
+    der.explicit(0, der.smallInteger(2)), // v3
+    der.unsignedInteger(randomSerial()),
+    ECDSA_WITH_SHA256,
+    ca.subjectDer,
+    der.sequence(der.time(new Date(opts.now.getTime() - CLOCK_SKEW_MS)), der.time(notAfter)),
+    der.sequence(rdn(OID.organization, identity.cluster), rdn(OID.commonName, commonName)),
+    spki,
+    der.explicit(3, der.sequence(...extensions)),
+  );
+  return pem(signTBS(opts.caKey ?? importCAKey(opts.caKeyPem), tbs));
 }
 
 /**
@@ -221,10 +319,12 @@ export async function issueTLSCert(opts: {
  * certificate that verifyChain or the TLS handshake has already accepted.
  */
 export function readIdentity(cert: string | Buffer): Identity {
-  const exts = parseCert(cert).getExtensions(IDENTITY_OID);
+  // A walk to the one extension, not a full parse: this runs on every Auth API call (identityFromPeerCert),
+  // where @peculiar/x509's parse was ~7% of the server's CPU. It is as strict as DER about what it reads.
+  const exts = identityExtensions(certDer(cert));
   // Two identity extensions would let the reader and the auditor disagree about who this is.
   if (exts.length !== 1) throw new BadParameter(exts.length === 0 ? 'certificate carries no Ward identity' : 'duplicate identity extension');
-  const value = new Uint8Array(exts[0]!.value);
+  const value = exts[0]!;
   if (value.length > MAX_IDENTITY_BYTES) throw new BadParameter('identity extension is too large');
   let json: unknown;
   try {
@@ -305,7 +405,7 @@ function isValidAt(cert: x509.X509Certificate, now: Date): boolean {
 }
 
 /** Accepts one PEM certificate (string or Buffer) or DER, with a size bound before any ASN.1 parsing. */
-function parseCert(input: string | Buffer): x509.X509Certificate {
+function certDer(input: string | Buffer): Buffer {
   // PEM is 4/3 of DER plus headers and line breaks.
   if (input.length > MAX_CERT_BYTES * 2) throw new BadParameter('certificate is too large');
   let der: Buffer;
@@ -321,6 +421,11 @@ function parseCert(input: string | Buffer): x509.X509Certificate {
     der = input;
   }
   if (der.length === 0 || der.length > MAX_CERT_BYTES) throw new BadParameter('certificate is empty or too large');
+  return der;
+}
+
+function parseCert(input: string | Buffer): x509.X509Certificate {
+  const der = certDer(input);
   try {
     return new x509.X509Certificate(new Uint8Array(der));
   } catch {
@@ -328,13 +433,58 @@ function parseCert(input: string | Buffer): x509.X509Certificate {
   }
 }
 
+const IDENTITY_OID_CONTENTS = der.oid(IDENTITY_OID).subarray(2); // the OID's bytes without tag and length
+
+/**
+ * The values of every identity extension in a certificate, found by walking its DER: Certificate ::=
+ * SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }, the extensions being the [3] field of the
+ * TBSCertificate and each Extension SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue } (RFC 5280
+ * 4.1). Anything that is not that shape is "certificate is malformed".
+ */
+function identityExtensions(buf: Buffer): Buffer[] {
+  const malformed = () => new BadParameter('certificate is malformed');
+  try {
+    const cert = der.readElement(buf, 0);
+    if (cert.tag !== 0x30 || cert.end !== buf.length) throw malformed();
+    const [tbs, alg, sig, ...extra] = der.children(buf, cert);
+    if (!tbs || tbs.tag !== 0x30 || alg?.tag !== 0x30 || sig?.tag !== 0x03 || extra.length) throw malformed();
+    const fields = der.children(buf, tbs);
+    // version [0], serial, signature, issuer, validity, subject, spki, then [1] [2] [3] in order.
+    const first = fields[0]?.tag === 0xa0 ? 1 : 0;
+    const fixed = fields.slice(first, first + 6);
+    if (fixed.length !== 6 || fixed[0]!.tag !== 0x02 || fixed.slice(1).some((f) => f.tag !== 0x30)) throw malformed();
+    const ext = fields.slice(first + 6).find((f) => f.tag === 0xa3);
+    if (!ext) return [];
+    const [list, ...more] = der.children(buf, ext);
+    if (!list || list.tag !== 0x30 || more.length) throw malformed();
+    const out: Buffer[] = [];
+    for (const e of der.children(buf, list)) {
+      if (e.tag !== 0x30) throw malformed();
+      const parts = der.children(buf, e);
+      const id = parts[0];
+      const value = parts.at(-1);
+      if (!id || id.tag !== 0x06 || !value || value.tag !== 0x04 || parts.length > 3 || (parts.length === 3 && parts[1]!.tag !== 0x01)) throw malformed();
+      if (buf.subarray(id.start, id.end).equals(IDENTITY_OID_CONTENTS)) out.push(buf.subarray(value.start, value.end));
+    }
+    return out;
+  } catch (err) {
+    if (err instanceof BadParameter) throw malformed();
+    throw err;
+  }
+}
+
 function assertP256(type: string | undefined, curve: string | undefined, what: string): void {
   if (type !== 'ec' || (curve !== 'prime256v1' && curve !== 'P-256')) throw new BadParameter(`${what} must be ECDSA P-256`);
 }
 
-/** 128 random bits; the library prefixes a zero octet when needed so the DER INTEGER stays positive. */
-function randomSerial(): string {
-  return randomBytes(16).toString('hex');
+/**
+ * A serial of 126 random bits (RFC 5280 4.1.2.2: positive, at most 20 octets, unpredictable): the top bit
+ * cleared keeps the INTEGER positive, the next one set keeps it 16 octets long and minimally encoded.
+ */
+function randomSerial(): Buffer {
+  const b = randomBytes(16);
+  b[0] = (b[0]! & 0x7f) | 0x40;
+  return b;
 }
 
 // The extension value is DER (RFC 5280 §4.1: extnValue holds a DER encoding), here a UTF8String, so
