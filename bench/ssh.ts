@@ -38,9 +38,13 @@ interface Target {
   proxyCommand?: string;
 }
 
-interface Ward {
+export interface Ward {
   target: Target;
   proc: ChildProcess;
+  /** The proxy's address, the logged-in user's key directory (wsh's layout) and the node's name. */
+  proxy: string;
+  keys: string;
+  nodeName: string;
   stop(): Promise<void>;
 }
 
@@ -63,7 +67,7 @@ function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?
 }
 
 /** `ward start` (auth + proxy + node) in `dir`, a user "bench" logged in with wsh, and an ssh config for the node. */
-async function startWard(dir: string, nodeFlags: string[]): Promise<Ward> {
+export async function startWard(dir: string, nodeFlags: string[]): Promise<Ward> {
   const cfg = join(dir, 'ward.yaml');
   const data = join(dir, 'data');
   writeFileSync(
@@ -141,11 +145,20 @@ async function startWard(dir: string, nodeFlags: string[]): Promise<Ward> {
     ].join('\n'),
   );
   const nodeName = hostname().split('.')[0]!;
-  return { target: { args: ['-F', sshConfig, `root@${nodeName}`], env, serverPid: proc.pid!, proxyCommand }, proc, stop };
+  return { target: { args: ['-F', sshConfig, `root@${nodeName}`], env, serverPid: proc.pid!, proxyCommand }, proc, proxy, keys, nodeName, stop };
 }
 
 /** OpenSSH's sshd on a free loopback port, in `dir`, trusting one fresh key for root. */
-async function startSshd(dir: string): Promise<{ target: Target; stop(): void }> {
+export interface Sshd {
+  target: Target;
+  port: number;
+  /** The user's private key (OpenSSH format) and the server's host public key blob (base64). */
+  keyPath: string;
+  hostKey: string;
+  stop(): void;
+}
+
+export async function startSshd(dir: string): Promise<Sshd> {
   await execFile('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
   await execFile('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')]);
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'id.pub')));
@@ -171,6 +184,8 @@ async function startSshd(dir: string): Promise<{ target: Target; stop(): void }>
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       'PasswordAuthentication no',
       'KbdInteractiveAuthentication no',
+      // The interactive bench opens 200 sessions; the default (10:30:100) drops unauthenticated ones early.
+      'MaxStartups 1000',
       '',
     ].join('\n'),
   );
@@ -199,7 +214,13 @@ async function startSshd(dir: string): Promise<{ target: Target; stop(): void }>
       '',
     ].join('\n'),
   );
-  return { target: { args: ['-F', sshConfig, '-p', String(port), 'root@127.0.0.1'], env: process.env, serverPid: proc.pid! }, stop: () => proc.kill('SIGTERM') };
+  return {
+    target: { args: ['-F', sshConfig, '-p', String(port), 'root@127.0.0.1'], env: process.env, serverPid: proc.pid! },
+    port,
+    keyPath: join(dir, 'id'),
+    hostKey: hostPub.split(' ')[1]!,
+    stop: () => proc.kill('SIGTERM'),
+  };
 }
 
 /** The cipher and MAC the two ends agreed on, from `ssh -v`. */
