@@ -426,13 +426,13 @@ export class NodeAgent {
 }
 
 /** Joins a node agent named `name` to `cluster` with a fresh node token; `args` e.g. --tunnel, --labels. */
-export async function startAgent(cluster: Cluster, name: string, args: string[] = []): Promise<NodeAgent> {
+export async function startAgent(cluster: Cluster, name: string, args: string[] = [], config?: string): Promise<NodeAgent> {
   const added = await cluster.wctl(['tokens', 'add', '--type', 'node']);
   const token = /--token (\S+)/.exec(added.stdout)?.[1];
   if (added.code !== 0 || !token) throw new Error(`wctl tokens add failed:\n${added.stdout}${added.stderr}`);
   const agent = new NodeAgent(name);
   agents.add(agent);
-  await agent.start(['--roles', 'node', '--token', token, '--auth-server', cluster.proxyAddr, '--ca-pin', cluster.caPin, ...args]);
+  await agent.start(['--roles', 'node', '--token', token, '--auth-server', cluster.proxyAddr, '--ca-pin', cluster.caPin, ...args], config);
   return agent;
 }
 

@@ -130,6 +130,7 @@ async function events(args: string[]): Promise<Array<Record<string, unknown>>> {
     .reverse(); // oldest first
 }
 
+const CRASHY_CONFIG = 'ssh_service:\n  hostname: crashy\n  listen_addr: 127.0.0.1:0\n  recording: node-sync\n';
 let authPort: number;
 let proxyPort: number;
 
@@ -154,7 +155,8 @@ before(async () => {
     overwrite: false,
   });
   await Promise.all([addUser('alice', 'access'), addUser('audrey', 'access,auditor'), addUser('bob', 'access,joiner'), addUser('carol', 'access')]);
-  crashy = await startAgent(main, 'crashy', ['--tunnel']);
+  // crashy streams its recordings while they run (node-sync), and is killed mid-session below.
+  crashy = await startAgent(main, 'crashy', ['--tunnel'], CRASHY_CONFIG);
   for (const node of [homeNode(), 'crashy']) {
     await poll(`the proxy to route to ${node}`, async () => ((await run('ssh', ['-F', users.alice!.cfg, `root@${node}`, 'true'], { env: { WSH_HOME: users.alice!.wshHome } })).code === 0 ? true : undefined), 20_000, 200);
   }
@@ -245,14 +247,26 @@ describe('session recording', () => {
     const src = join(work, 'upload.txt');
     writeFileSync(src, 'scp me\n');
     ok(await run('scp', ['-O', '-F', users.alice!.cfg, src, `root@${homeNode()}:/tmp/ward-rec-upload.txt`], { env: { WSH_HOME: users.alice!.wshHome } }));
-    const found = await poll('exec and scp events', async () => {
-      const all = await events(['--user', 'alice', '--type', 'exec,scp']);
+    const batch = join(work, 'sftp.batch');
+    writeFileSync(batch, `put ${src} /tmp/ward-rec-sftp.txt\nrename /tmp/ward-rec-sftp.txt /tmp/ward-rec-sftp2.txt\nrm /tmp/ward-rec-sftp2.txt\n`);
+    ok(await run('sftp', ['-F', users.alice!.cfg, '-b', batch, `root@${homeNode()}`], { env: { WSH_HOME: users.alice!.wshHome } }));
+    const found = await poll('exec, scp and sftp events', async () => {
+      const all = await events(['--user', 'alice', '--type', 'exec,scp,sftp']);
       const exec = all.find((e) => e.event === 'exec' && e.command === 'echo audited');
       const scp = all.find((e) => e.event === 'scp' && e.action === 'upload' && e.path === '/tmp/ward-rec-upload.txt');
-      return exec && scp ? { exec, scp } : undefined;
+      const sftp = all.filter((e) => e.event === 'sftp').map((e) => [e.action, e.path, e.target]);
+      return exec && scp && sftp.length >= 3 ? { exec, scp, sftp } : undefined;
     });
     assert.equal(found.exec.code, 'WE3000I');
     assert.equal(found.scp.code, 'WF6000I');
+    assert.deepEqual(
+      found.sftp.filter(([, p]) => String(p).startsWith('/tmp/ward-rec-sftp')),
+      [
+        ['write', '/tmp/ward-rec-sftp.txt', undefined],
+        ['rename', '/tmp/ward-rec-sftp.txt', '/tmp/ward-rec-sftp2.txt'],
+        ['remove', '/tmp/ward-rec-sftp2.txt', undefined],
+      ],
+    );
   });
 
   it('refuses recordings and events to a user whose roles lack the session and event rules', async () => {
@@ -347,13 +361,24 @@ describe('a node killed with SIGKILL', () => {
     t.type('echo before-kill-$((20+22))\n');
     await t.waitFor(/before-kill-42/);
     const live = await poll('the live session on crashy', async () => (await liveSessions(users.alice!)).find((s) => s.spec.hostname === 'crashy'));
+    // node-sync: the recording reaches the store while the session runs.
+    await poll('the live recording in the store', async () => {
+      const r = await wsh(users.audrey!, ['play', live.metadata.name, '--format', 'text']);
+      return r.code === 0 && /before-kill-42/.test(r.stdout) ? true : undefined;
+    });
+    t.type('echo after-sync-$((50+50))\n');
+    await t.waitFor(/after-sync-100/);
     await crashy.kill();
     await t.exited;
-    await crashy.start(['--roles', 'node', '--auth-server', main.proxyAddr, '--tunnel']);
+    await crashy.start(['--roles', 'node', '--auth-server', main.proxyAddr, '--tunnel'], CRASHY_CONFIG);
     const rec = await waitForRecording(users.audrey!, (s) => s.metadata.name === live.metadata.name, 30_000);
     assert.equal(rec.spec.interrupted, true);
     const text = ok(await wsh(users.audrey!, ['play', rec.metadata.name, '--format', 'text']));
     assert.match(text, /before-kill-42/);
+    assert.match(text, /after-sync-100/, 'what was not streamed before the kill was uploaded after the restart');
+    // Streamed while it ran, then resumed after the restart: exactly what the terminal got, no byte twice.
+    assert.ok(text.startsWith(t.output.toString('utf8')), `recording:\n${JSON.stringify(text)}\nterminal:\n${JSON.stringify(t.output.toString('utf8'))}`);
+    assert.ok(text.length - t.output.length < 200, 'at most what was in flight when the node died is extra');
     const started = await events(['--type', 'session.start']);
     assert.ok(started.some((e) => e.sid === rec.metadata.name), 'its session.start is in the log');
   });
@@ -364,7 +389,7 @@ describe('a node killed with SIGKILL', () => {
     const addrs = JSON.parse(ok(await main.wctl(['get', 'nodes', '--format', 'json']))) as Array<{ spec: { hostname: string } }>;
     assert.ok(addrs.some((n) => n.spec.hostname === 'crashy'));
     await crashy.stop();
-    const listening = ['--roles', 'node', '--auth-server', main.proxyAddr];
+    const listening = ['--roles', 'node', '--auth-server', main.proxyAddr]; // and listening, no longer tunnelled
     await crashy.start(listening);
     const port = crashy.addr?.split(':').at(-1);
     assert.ok(port, crashy.stdout);

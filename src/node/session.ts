@@ -11,6 +11,7 @@ import { sftpServerPath } from './sftp.ts';
 import { agentForwarder } from './agent.ts';
 import { LiveSession, type JoinMode, type Participant } from './live.ts';
 import { SessionRecorder } from './recorder.ts';
+import { SftpRequestReader } from './sftpaudit.ts';
 
 /** What `scp -t` (upload) / `scp -f` (download) on a path says, for the audit log; undefined if not scp. */
 export function scpTransfer(command: string): { action: 'upload' | 'download'; path: string } | undefined {
@@ -246,6 +247,10 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
         } else channel.on('data', (data: Buffer) => pty.write(data));
       } else {
         proc = spawnPiped({ file, args, env, cwd, channel, log, onExit });
+        if (kind === 'subsystem' && forced === undefined) {
+          const reader = new SftpRequestReader((a) => ctx.emit('sftp', { ...base, ...a }));
+          channel.on('data', (data: Buffer) => reader.write(data));
+        }
       }
     });
   }
