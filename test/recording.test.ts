@@ -132,16 +132,17 @@ async function events(args: string[]): Promise<Array<Record<string, unknown>>> {
 
 const CRASHY_CONFIG = 'ssh_service:\n  hostname: crashy\n  listen_addr: 127.0.0.1:0\n  recording: node-sync\n';
 let authPort: number;
+let diagPort: number;
 let proxyPort: number;
 
 before(async () => {
   work = makeTempDir('ward-e2e-rec-');
   // Fixed ports: the audit-spool test stops and restarts the cluster, and the node must find it again.
-  [authPort, proxyPort] = [await freePort(), await freePort()];
+  [authPort, proxyPort, diagPort] = [await freePort(), await freePort(), await freePort()];
   main = await startCluster({
     config: [
       'version: v1',
-      'ward: {log: {severity: info}}',
+      `ward: {log: {severity: info}, diag_addr: '127.0.0.1:${diagPort}'}`,
       `auth_service: {cluster_name: rec, listen_addr: '127.0.0.1:${authPort}'}`,
       `proxy_service: {listen_addr: '127.0.0.1:${proxyPort}'}`,
       "ssh_service: {enabled: true, listen_addr: '127.0.0.1:0'}",
@@ -408,7 +409,25 @@ describe('a node killed with SIGKILL', () => {
   });
 });
 
+async function metrics(): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${diagPort}/metrics`);
+  assert.equal(res.status, 200);
+  return res.text();
+}
+
 describe('fail closed', () => {
+  it('serves metrics for the audit log, the spool and live sessions on the diagnostics address', async () => {
+    ok(await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'true'], { env: { WSH_HOME: users.alice!.wshHome } }));
+    const text = await poll('the node to send its events', async () => {
+      const t = await metrics();
+      return Number(/^ward_audit_events_sent_total (\d+)/m.exec(t)?.[1]) > 0 ? t : undefined;
+    });
+    for (const name of ['ward_audit_events_written_total', 'ward_audit_write_failures_total', 'ward_audit_spool_bytes', 'ward_audit_events_sent_total', 'ward_sessions_live', 'ward_recordings_spooled']) {
+      assert.match(text, new RegExp(`^${name} \\d+`, 'm'), name);
+    }
+    assert.equal((await fetch(`http://127.0.0.1:${diagPort}/healthz`)).status, 200);
+  });
+
   it('refuses new sessions while the node cannot write its audit spool, and says so in its log', async () => {
     const spool = join(main.dataDir, 'node', 'audit-spool');
     const aside = `${spool}.aside`;
@@ -421,6 +440,8 @@ describe('fail closed', () => {
       assert.notEqual(r.code, 0);
       assert.doesNotMatch(r.stdout, /should-not-run/);
       assert.match(main.log, /cannot write the audit event: refusing what needed it/);
+      const failures = /^ward_audit_spool_write_failures_total (\d+)$/m.exec(await metrics())?.[1];
+      assert.ok(Number(failures) >= 1, `the failure is counted in /metrics (got ${failures})`);
     } finally {
       rmSync(spool);
       renameSync(aside, spool);

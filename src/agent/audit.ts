@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuthClient } from '../api/client.ts';
 import { BadParameter, LimitExceeded } from '../api/errors.ts';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../api/clock.ts';
 
 const BATCH = 500;
@@ -36,14 +37,43 @@ export class AuditForwarder {
     private readonly dir: string,
     private readonly clock: Clock,
     private readonly log: Logger,
+    metrics?: Registry,
   ) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (metrics) this.registerMetrics(metrics);
     const existing = this.segments();
     for (const n of existing) this.spoolBytes += fs.statSync(this.segmentPath(n)).size;
     this.segment = (existing.at(-1) ?? 0) + 1;
     if (existing.length) log.info({ segments: existing.length, bytes: this.spoolBytes }, 'audit events spooled before a restart will be sent');
     this.timer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
     this.timer.unref();
+  }
+
+  private registerMetrics(registers: Registry): void {
+    const stats = this.stats;
+    const counter = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [registers],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    counter('ward_audit_spool_written_total', 'Audit events this agent wrote to its spool', () => stats.written);
+    counter('ward_audit_spool_write_failures_total', 'Audit events this agent could not spool; each refused the access that needed it', () => stats.writeFailures);
+    counter('ward_audit_events_sent_total', 'Spooled audit events the auth server accepted', () => stats.sent);
+    counter('ward_audit_send_failures_total', 'Attempts to send the spool that failed (retried)', () => stats.sendFailures);
+    const spool = () => this.spoolBytes;
+    new Gauge({
+      name: 'ward_audit_spool_bytes',
+      help: 'Audit events waiting on disk for the auth server',
+      registers: [registers],
+      collect() {
+        this.set(spool());
+      },
+    });
   }
 
   private segmentPath(n: number): string {

@@ -8,6 +8,7 @@ import { AccessDenied, BadParameter, NotFound } from '../api/errors.ts';
 import type { CAType, Role, Token, User } from '../api/types.ts';
 import { AuditLog } from '../events/audit.ts';
 import { RecordingStore } from '../events/recordings.ts';
+import type { Registry } from 'prom-client';
 import { fingerprintSPKI } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { ResourceService } from '../services/resources.ts';
@@ -27,6 +28,8 @@ export interface AuthServerConfig {
   lockout: { maxAttempts: number; durationMs: number };
   /** Where session recordings are kept (the data dir's `recordings/`); none: uploads are refused. */
   recordingsDir?: string;
+  /** Where the auth server's metrics go (the diagnostics listener's registry). */
+  metrics?: Registry;
 }
 
 export interface Certs {
@@ -64,7 +67,7 @@ export class AuthServer {
     this.nodes = new ResourceService(backend, 'node');
     this.proxies = new ResourceService(backend, 'proxy');
     this.cas = new ResourceService(backend, 'cert_authority');
-    this.audit = new AuditLog(backend, config.clusterName, config.clock, config.log);
+    this.audit = new AuditLog(backend, config.clusterName, config.clock, config.log, config.metrics);
     this.sessions = new ResourceService(backend, 'session');
     this.sessionTrackers = new ResourceService(backend, 'session_tracker');
     this.recordings = config.recordingsDir ? new RecordingStore(config.recordingsDir) : undefined;

@@ -35,6 +35,8 @@ export const configSchema = z.strictObject({
       /** The cluster's CA pin (wctl status), checked before the token is sent. */
       ca_pin: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(),
       log: z.strictObject({ severity: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ severity: 'info' }),
+      /** Prometheus metrics (/metrics) and /healthz on this address; off when unset. Keep it private. */
+      diag_addr: hostPort.optional(),
     })
     .default({ log: { severity: 'info' } }),
   auth_service: z
@@ -114,6 +116,7 @@ ward:
   data_dir: /var/lib/ward
   log:
     severity: info        # debug | info | warn | error
+  # diag_addr: 127.0.0.1:3000   # Prometheus /metrics and /healthz (off unless set)
 
 auth_service:
   enabled: true

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { AuditEvent, EventStore } from '../backend/backend.ts';
 import type { Clock } from '../api/clock.ts';
 import { eventCode, type EventName } from './catalog.ts';
+import { Counter, type Registry } from 'prom-client';
 
 export interface AuditFields {
   user?: string;
@@ -13,12 +14,25 @@ export interface AuditFields {
 }
 
 export class AuditLog {
+  private readonly written: Counter | undefined;
+  private readonly failures: Counter | undefined;
+
   constructor(
     private readonly store: EventStore,
     private readonly cluster: string,
     private readonly clock: Clock,
     private readonly log: Logger,
-  ) {}
+    metrics?: Registry,
+  ) {
+    if (metrics) {
+      this.written = new Counter({ name: 'ward_audit_events_written_total', help: 'Audit events stored by this auth server', registers: [metrics] });
+      this.failures = new Counter({
+        name: 'ward_audit_write_failures_total',
+        help: 'Audit writes that failed; each refused the operation that needed it',
+        registers: [metrics],
+      });
+    }
+  }
 
   /** `at` carries an agent's own uid and time for an event it spooled (checked by the caller). */
   async emit(event: EventName, fields: AuditFields = {}, at: { uid?: string; time?: Date } = {}): Promise<AuditEvent> {
@@ -32,7 +46,9 @@ export class AuditLog {
     };
     try {
       await this.store.append([record]);
+      this.written?.inc();
     } catch (err) {
+      this.failures?.inc();
       this.log.error({ event, err: (err as Error).message }, 'audit log write failed: refusing the operation');
       throw err;
     }

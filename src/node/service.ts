@@ -12,6 +12,7 @@ import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
 import { AuditForwarder } from '../agent/audit.ts';
 import { join } from 'node:path';
+import { Gauge, type Registry } from 'prom-client';
 import type { Role, SessionTracker } from '../api/types.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { checkUserCert, sshCertGrants } from './access.ts';
@@ -45,6 +46,7 @@ export interface NodeServiceConfig {
   dataDir: string;
   /** node: recordings are uploaded when the session ends; node-sync: streamed while it runs. */
   recording?: RecordingMode;
+  metrics?: Registry;
 }
 
 export interface NodeService {
@@ -59,12 +61,30 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   const dynamic = startDynamicLabels(cfg.commands ?? [], () => heartbeatSoon());
   const labels = () => ({ ...staticLabels, ...dynamic.values });
   const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority', 'proxy'], log }).start();
-  const audit = new AuditForwarder(cfg.auth, join(cfg.dataDir, 'audit-spool'), cfg.clock, log);
+  const audit = new AuditForwarder(cfg.auth, join(cfg.dataDir, 'audit-spool'), cfg.clock, log, cfg.metrics);
   await cache.ready();
   const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels: labels() }) };
   const registry = new SessionRegistry();
   const spoolDir = join(cfg.dataDir, 'recordings');
   const uploader = new RecordingUploader(spoolDir, cfg.auth, (sid) => registry.has(sid), cfg.recording ?? 'node', log);
+  if (cfg.metrics) {
+    new Gauge({
+      name: 'ward_sessions_live',
+      help: 'Interactive sessions running on this node',
+      registers: [cfg.metrics],
+      collect() {
+        this.set(registry.list().length);
+      },
+    });
+    new Gauge({
+      name: 'ward_recordings_spooled',
+      help: 'Recordings on this node\'s disk: running, or waiting to be uploaded',
+      registers: [cfg.metrics],
+      collect() {
+        this.set(uploader.spooled());
+      },
+    });
+  }
   const tracker = (s: LiveSession): SessionTracker => {
     const info = s.info();
     return {

@@ -121,6 +121,15 @@ export class RecordingUploader {
     }
   }
 
+  /** Recordings in the spool now (running or waiting to be sent). */
+  spooled(): number {
+    try {
+      return fs.readdirSync(this.dir).filter((f) => f.endsWith('.cast')).length;
+    } catch {
+      return 0;
+    }
+  }
+
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.running;

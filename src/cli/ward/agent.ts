@@ -2,6 +2,8 @@
 // (or an auth server) with a token on first start, then reuses the identity kept in the data dir.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { startDiagServer } from '../../diag/server.ts';
 import { systemClock } from '../../api/clock.ts';
 import { createAuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
@@ -11,7 +13,7 @@ import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type 
 import { startNodeService } from '../../node/service.ts';
 import type { RunningProcess } from './start.ts';
 
-export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: Logger): Promise<RunningProcess> {
+export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: Logger, metrics?: Registry): Promise<RunningProcess> {
   if (cfg.proxy_service.enabled) throw new BadParameter('a proxy needs an auth server in the same process in this version (set proxy_service.enabled: false)');
   if (!cfg.ssh_service.enabled) throw new BadParameter('nothing to run: enable auth_service or ssh_service');
   const authServer = cfg.ward.auth_server;
@@ -32,15 +34,27 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
     saveHostIdentity(dataDir, identity);
     log.info({ host_id: identity.hostId }, 'joined the cluster');
   }
-  const node = await startConfiguredNode(cfg, dataDir, identity, authServer, authServer, log);
-  return { clusterName: identity.cluster, nodeAddr: node.addr, close: node.close };
+  const node = await startConfiguredNode(cfg, dataDir, identity, authServer, authServer, log, metrics);
+  if (!metrics) return { clusterName: identity.cluster, nodeAddr: node.addr, close: node.close };
+  const diag = await startDiagServer(cfg.ward.diag_addr!, metrics, log.child({ component: 'diag' })).catch(async (err: unknown) => {
+    await node.close();
+    throw err;
+  });
+  return {
+    clusterName: identity.cluster,
+    nodeAddr: node.addr,
+    close: async () => {
+      await diag.close();
+      await node.close();
+    },
+  };
 }
 
 /**
  * The Node Service as ssh_service configures it, talking to auth at `authAddr` (an auth server or a
  * proxy); in tunnel mode it starts from the proxy at `proxyAddr`.
  */
-export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: HostIdentity, authAddr: string, proxyAddr: string | undefined, log: Logger) {
+export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: HostIdentity, authAddr: string, proxyAddr: string | undefined, log: Logger, metrics?: Registry) {
   return startNodeService({
     identity,
     auth: createAuthClient({ addr: authAddr, identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } }),
@@ -52,5 +66,6 @@ export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: 
     log: log.child({ component: 'node' }),
     dataDir: join(dataDir, 'node'),
     recording: cfg.ssh_service.recording,
+    metrics,
   });
 }

@@ -21,6 +21,7 @@ program
   .option('--ca-pin <sha256:...>', 'the cluster CA pin to expect when joining (wctl status)')
   .option('--labels <k=v,...>', 'labels of this node, e.g. env=prod,team=db')
   .option('--tunnel', 'node: no inbound port, reach the proxy through a reverse tunnel')
+  .option('--diag-addr <host:port>', 'serve Prometheus /metrics and /healthz here (keep it private)')
   .action(async (opts: StartFlags) => {
     const cfg = applyFlags(loadConfig(opts.config), opts);
     const { startProcess } = await import('./start.ts');
@@ -75,6 +76,7 @@ interface StartFlags {
   caPin?: string;
   labels?: string;
   tunnel?: boolean;
+  diagAddr?: string;
 }
 
 /** Command-line flags override the config file; the result is validated by the same schema. */
@@ -92,6 +94,7 @@ function applyFlags(cfg: WardConfig, f: StartFlags): WardConfig {
   if (f.authServer) next.ward.auth_server = f.authServer;
   if (f.caPin) next.ward.ca_pin = f.caPin;
   if (f.tunnel) next.ssh_service.tunnel = true;
+  if (f.diagAddr) next.ward.diag_addr = f.diagAddr;
   if (f.labels) {
     next.ssh_service.labels = Object.fromEntries(
       f.labels.split(',').filter(Boolean).map((kv) => {

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { issueHostIdentity } from '../../auth/join.ts';
 import { defaultHostname, hostIdentity, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../agent/identity.ts';
 import { startLocalProxy, serviceIdentity } from './proxy.ts';
+import { newRegistry, startDiagServer } from '../../diag/server.ts';
 import { startAgentProcess, startConfiguredNode } from './agent.ts';
 
 
@@ -55,7 +56,8 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
   const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
   const log = opts.log ?? pino({ level: cfg.ward.log.severity, base: { pid: process.pid } }, pino.destination(2));
   prepareDataDir(dataDir);
-  if (!cfg.auth_service.enabled) return startAgentProcess(cfg, dataDir, log);
+  const metrics = cfg.ward.diag_addr ? newRegistry() : undefined;
+  if (!cfg.auth_service.enabled) return startAgentProcess(cfg, dataDir, log, metrics);
   const closers: Array<() => Promise<void>> = [];
   let nodeAddr: string | undefined;
   const close = async () => {
@@ -73,6 +75,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       log: log.child({ component: 'auth' }),
       lockout: { maxAttempts: cfg.auth_service.lockout.max_attempts, durationMs: parseDuration(cfg.auth_service.lockout.duration) },
       recordingsDir: join(dataDir, 'recordings'),
+      metrics,
     });
     const host = hostname();
     const authTLS = await serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
@@ -111,9 +114,13 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
         identity = hostIdentity(keys, issued, { hostname, systemRole: 'node' });
         saveHostIdentity(dataDir, identity);
       }
-      const node = await startConfiguredNode(cfg, dataDir, identity, formatHostPort(authAddr), proxyAddr, log);
+      const node = await startConfiguredNode(cfg, dataDir, identity, formatHostPort(authAddr), proxyAddr, log, metrics);
       closers.push(node.close);
       nodeAddr = node.addr;
+    }
+    if (metrics) {
+      const diag = await startDiagServer(cfg.ward.diag_addr!, metrics, log.child({ component: 'diag' }));
+      closers.push(diag.close);
     }
     return { clusterName, authAddr: formatHostPort(authAddr), proxyAddr, nodeAddr, caPin, close };
   } catch (err) {
