@@ -3,7 +3,6 @@
 // with wsh/wctl and read by asciinema; live sessions are listed and joined; a node killed with
 // SIGKILL loses neither its recording nor its audit events; users without the rules read nothing.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -12,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import type { RecordedSession, SessionTracker } from '../src/api/types.ts';
 import { parseCast } from '../src/events/asciicast.ts';
+import { Terminal, killTerminals } from './terminal.ts';
 import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent, type RunResult } from './harness.ts';
 
 function ok(r: RunResult): string {
@@ -26,36 +26,6 @@ interface User {
   cfg: string;
 }
 
-/** An interactive OpenSSH session (`ssh -tt`) that the test types into and reads from. */
-class Terminal {
-  output = Buffer.alloc(0);
-  readonly exited: Promise<number | null>;
-  private readonly child: ChildProcess;
-
-  constructor(cmd: string, args: string[], env: Record<string, string>) {
-    this.child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    terminals.add(this.child);
-    this.child.stdout!.on('data', (d: Buffer) => (this.output = Buffer.concat([this.output, d])));
-    this.child.stderr!.resume();
-    this.exited = new Promise((resolve) => this.child.once('close', (code) => resolve(code)));
-    void this.exited.then(() => terminals.delete(this.child));
-  }
-
-  type(text: string): void {
-    this.child.stdin!.write(text);
-  }
-
-  async waitFor(pattern: RegExp, what = String(pattern)): Promise<void> {
-    await poll(`${what} on the terminal`, async () => (pattern.test(this.output.toString('utf8')) ? true : undefined), 15_000, 50);
-  }
-
-  async exit(): Promise<number | null> {
-    this.type('exit\n');
-    this.child.stdin!.end();
-    return this.exited;
-  }
-}
-const terminals = new Set<ChildProcess>();
 const WSH = join(BIN, 'wsh');
 
 function freePort(): Promise<number> {
@@ -164,7 +134,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const t of terminals) t.kill('SIGKILL');
+  killTerminals();
   await cleanup();
 });
 

@@ -172,6 +172,23 @@ export const sessionSchema = z.strictObject({
 });
 export type RecordedSession = z.infer<typeof sessionSchema>;
 
+/** A lock: while it exists (until metadata.expires), its one target gets no certificates or access. */
+export const lockSchema = z.strictObject({
+  kind: z.literal('lock'),
+  version: z.literal('v1'),
+  metadata: metadataSchema,
+  spec: z.strictObject({
+    target: z
+      .strictObject({ user: z.string().max(256).optional(), role: z.string().max(256).optional(), node: z.string().max(256).optional() })
+      .refine((t) => [t.user, t.role, t.node].filter((v) => v !== undefined).length === 1, 'a lock names exactly one of user, role, node'),
+    /** Shown to the users it stops. */
+    message: z.string().max(1024).optional(),
+    created_by: z.string().max(256).optional(),
+    created: z.iso.datetime({ offset: true }).optional(),
+  }),
+});
+export type Lock = z.infer<typeof lockSchema>;
+
 export const CA_TYPES = ['user', 'host', 'tls', 'db', 'jwt'] as const;
 export type CAType = (typeof CA_TYPES)[number];
 const caKeySchema = z.strictObject({
@@ -203,9 +220,10 @@ export const resourceSchemas = {
   cert_authority: certAuthoritySchema,
   session_tracker: sessionTrackerSchema,
   session: sessionSchema,
+  lock: lockSchema,
 } as const;
 export type Kind = keyof typeof resourceSchemas;
-export type Resource = Role | User | Token | Node | Proxy | CertAuthority | SessionTracker | RecordedSession;
+export type Resource = Role | User | Token | Node | Proxy | CertAuthority | SessionTracker | RecordedSession | Lock;
 export const KINDS = Object.keys(resourceSchemas) as Kind[];
 
 /** The plural and short names wctl accepts ("roles", "cas") → kind. */
@@ -214,10 +232,10 @@ export function kindFromName(name: string): Kind {
     role: 'role', roles: 'role', user: 'user', users: 'user', token: 'token', tokens: 'token',
     node: 'node', nodes: 'node', proxy: 'proxy', proxies: 'proxy', cert_authority: 'cert_authority', ca: 'cert_authority', cas: 'cert_authority',
     session_tracker: 'session_tracker', session_trackers: 'session_tracker', session: 'session', sessions: 'session',
-    recording: 'session', recordings: 'session',
+    recording: 'session', recordings: 'session', lock: 'lock', locks: 'lock',
   };
   const kind = aliases[name];
-  if (!kind) throw new BadParameter(`unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas, sessions, session_trackers)`);
+  if (!kind) throw new BadParameter(`unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas, sessions, session_trackers, locks)`);
   return kind;
 }
 

@@ -142,10 +142,17 @@ export function authRoutes(auth: AuthServer, log: Logger) {
             throw new BadParameter(`user "${resource.metadata.name}" names a role that does not exist: create the role first`);
           });
         }
+        if (resource.kind === 'lock') {
+          resource.spec.created_by = callerName(who);
+          resource.spec.created = auth.now().toISOString();
+        }
         const store = service(resource.kind) as ResourceService<typeof resource.kind>;
         const saved = req.overwrite ? await store.upsert(resource as never) : await store.create(resource as never);
         const by = callerName(who);
-        if (resource.kind === 'role') await auth.audit.emit('role.created', { user: by, name: resource.metadata.name });
+        if (resource.kind === 'lock') {
+          const { target, message } = resource.spec;
+          await auth.audit.emit('lock.created', { user: by, name: resource.metadata.name, target, message, expires: resource.metadata.expires });
+        } else if (resource.kind === 'role') await auth.audit.emit('role.created', { user: by, name: resource.metadata.name });
         else if (resource.kind === 'user') await auth.audit.emit(req.overwrite ? 'user.update' : 'user.create', { user: by, name: resource.metadata.name });
         else await auth.audit.emit('resource.created', { user: by, kind: resource.kind, name: resource.metadata.name });
         return { json: present(saved) };
@@ -165,7 +172,8 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         if (kind === 'user') await auth.deleteUser(req.name, by);
         else {
           await service(kind).delete(req.name);
-          if (kind === 'role') await auth.audit.emit('role.deleted', { user: by, name: req.name });
+          if (kind === 'lock') await auth.audit.emit('lock.deleted', { user: by, name: req.name });
+          else if (kind === 'role') await auth.audit.emit('role.deleted', { user: by, name: req.name });
           else await auth.audit.emit('resource.deleted', { user: by, kind, name: req.name });
         }
         return {};

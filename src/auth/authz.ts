@@ -7,6 +7,7 @@ import { AccessDenied } from '../api/errors.ts';
 import type { Verb } from '../api/types.ts';
 import { identityFromPeerCert, type Identity } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
+import { describeLock } from '../rbac/locks.ts';
 import type { AuthServer } from './server.ts';
 
 /** Roles of services, carried in host certificates. `admin` is the local administrator (wctl on the auth host). */
@@ -54,6 +55,8 @@ export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promi
   const user = await auth.users.tryGet(identity.username);
   if (!user) return { kind: 'anonymous', reason: 'access denied' };
   if (auth.isLocked(user)) return { kind: 'anonymous', reason: `user "${user.metadata.name}" is locked` };
+  const lock = await auth.lockOn({ user: user.metadata.name, roles: identity.roles });
+  if (lock) return { kind: 'anonymous', reason: describeLock(lock) };
   let roles;
   try {
     roles = await auth.loadRoles(identity.roles);
@@ -75,7 +78,7 @@ export function requireSystemRole(caller: Caller, ...roles: SystemRole[]): void 
 }
 
 /** Kinds that services read to run: proxies and agents cache them. */
-const SERVICE_READABLE = new Set(['node', 'proxy', 'role', 'cert_authority', 'user']);
+const SERVICE_READABLE = new Set(['node', 'proxy', 'role', 'cert_authority', 'user', 'lock']);
 
 /** (kind, verb) check in front of every resource method. */
 export function requireRule(caller: Caller, kind: string, verb: Verb): void {

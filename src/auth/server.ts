@@ -5,12 +5,13 @@ import type { Logger } from 'pino';
 import type { Backend, EventStore } from '../backend/backend.ts';
 import type { Clock } from '../api/clock.ts';
 import { AccessDenied, BadParameter, NotFound } from '../api/errors.ts';
-import type { CAType, Role, Token, User } from '../api/types.ts';
+import type { CAType, Lock, Role, Token, User } from '../api/types.ts';
 import { AuditLog } from '../events/audit.ts';
 import { RecordingStore } from '../events/recordings.ts';
 import type { Registry } from 'prom-client';
 import { fingerprintSPKI } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
+import { describeLock, lockFor, type LockTarget } from '../rbac/locks.ts';
 import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
 import { ensureBuiltinRoles, ensureCAs } from './init.ts';
@@ -58,6 +59,7 @@ export class AuthServer {
   readonly recordings: RecordingStore | undefined;
   readonly sessions: ResourceService<'session'>;
   readonly sessionTrackers: ResourceService<'session_tracker'>;
+  readonly locks: ResourceService<'lock'>;
 
   private constructor(readonly config: AuthServerConfig) {
     const { backend } = config;
@@ -70,6 +72,7 @@ export class AuthServer {
     this.audit = new AuditLog(backend, config.clusterName, config.clock, config.log, config.metrics);
     this.sessions = new ResourceService(backend, 'session');
     this.sessionTrackers = new ResourceService(backend, 'session_tracker');
+    this.locks = new ResourceService(backend, 'lock');
     this.recordings = config.recordingsDir ? new RecordingStore(config.recordingsDir) : undefined;
   }
 
@@ -113,6 +116,11 @@ export class AuthServer {
   isLocked(user: User): boolean {
     const until = user.spec.locked_until;
     return !!until && new Date(until) > this.now();
+  }
+
+  /** The lock (wctl lock) in force on this user or one of these roles, if any. */
+  async lockOn(target: LockTarget): Promise<Lock | undefined> {
+    return lockFor(await this.locks.list(), target, this.now());
   }
 
   // ---- users ----
@@ -170,6 +178,8 @@ export class AuthServer {
   /** Certificates for a user, TTL capped by the roles' max_session_ttl. */
   async issueUserCerts(user: User, keys: CertKeys, ttlMs: number, issuedBy: string): Promise<Certs> {
     if (this.isLocked(user)) throw new AccessDenied(`user "${user.metadata.name}" is locked`);
+    const lock = await this.lockOn({ user: user.metadata.name, roles: user.spec.roles });
+    if (lock) throw new AccessDenied(describeLock(lock));
     const checker = await this.checkerFor(user);
     const granted = Math.min(ttlMs, checker.maxSessionTTL());
     if (!(granted > 0)) throw new BadParameter('certificate TTL must be positive');

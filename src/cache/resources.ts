@@ -20,6 +20,7 @@ export class ResourceCache {
   private stale: Date | undefined = new Date();
   private readyWaiters: Array<() => void> = [];
   private closed = false;
+  private readonly listeners: Array<(kind: Kind) => void> = [];
 
   constructor(
     private readonly auth: AuthClient,
@@ -51,6 +52,21 @@ export class ResourceCache {
 
   list<K extends Kind>(kind: K): Array<Extract<Resource, { kind: K }>> {
     return [...(this.data.get(kind)?.values() ?? [])] as Array<Extract<Resource, { kind: K }>>;
+  }
+
+  /** Calls `fn` after a resource of `kind` changed, and for every kind after each (re)sync. */
+  onChange(fn: (kind: Kind) => void): void {
+    this.listeners.push(fn);
+  }
+
+  private changed(kind: Kind): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(kind);
+      } catch (err) {
+        this.opts.log.error({ err, kind }, 'cache listener failed');
+      }
+    }
   }
 
   /** When the copy stopped being current (watch broken), or undefined while it is live. */
@@ -95,6 +111,7 @@ export class ResourceCache {
         for (const e of pending.splice(0)) this.apply(e);
         loaded = true;
         this.markSynced();
+        for (const kind of this.opts.kinds) this.changed(kind);
         continue;
       }
       const e = { type: event.type, kind: event.kind, name: event.name, json: event.resource?.json };
@@ -122,6 +139,7 @@ export class ResourceCache {
     if (!items) return;
     if (e.type === 'delete') items.delete(e.name);
     else if (e.type === 'put' && e.json) items.set(e.name, parseResource(JSON.parse(e.json)));
+    this.changed(e.kind as Kind);
   }
 
   private markSynced(): void {

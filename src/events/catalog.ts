@@ -25,6 +25,9 @@ export const EVENT_CODES = {
   'session.leave': 'WS2006I',
   'session.upload': 'WS2004I',
   'session.recording_failed': 'WS2007E',
+  'session.terminated': 'WS2008W',
+  'lock.created': 'WL1000I',
+  'lock.deleted': 'WL1001I',
   scp: 'WF6000I',
   sftp: 'WF6001I',
   exec: 'WE3000I',
@@ -42,6 +45,6 @@ export function eventCode(event: EventName, success = true): string {
 
 /** Events an agent may report about itself; anything else it sends is refused. */
 export const AGENT_EVENTS: ReadonlySet<string> = new Set([
-  'auth', 'access.denied', 'session.start', 'session.end', 'session.idle_timeout', 'session.join', 'session.leave', 'session.recording_failed',
+  'auth', 'access.denied', 'session.start', 'session.end', 'session.idle_timeout', 'session.join', 'session.leave', 'session.recording_failed', 'session.terminated',
   'exec', 'scp', 'sftp', 'subsystem', 'port', 'agent',
 ]);

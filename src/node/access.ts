@@ -9,6 +9,7 @@ import { parseCertificate, verifyCertificate, type SSHCertificate } from '../cry
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { AccessChecker } from '../rbac/checker.ts';
+import { describeLock, lockFor } from '../rbac/locks.ts';
 
 export type AccessDecision =
   | { allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitAgentForwarding: boolean; permitPty: boolean }
@@ -17,7 +18,7 @@ export type AccessDecision =
 export interface AccessTarget {
   cluster: string;
   /** The node as RBAC sees it; absent at the proxy, which checks identity only. */
-  node?: () => { name: string; labels: Record<string, string> };
+  node?: () => { name: string; id?: string; labels: Record<string, string> };
 }
 
 function jsonExtension<T>(cert: SSHCertificate, name: string, fallback: T): T {
@@ -68,9 +69,12 @@ export function checkUserCert(
   if (user.spec.locked_until && new Date(user.spec.locked_until) > clock.now()) return { allowed: false, reason: `user "${cert.keyId}" is locked` };
   const roles = rolesOf(cache, cert);
   if (typeof roles === 'string') return { allowed: false, reason: roles };
+  const node = target.node?.();
+  const lock = lockFor(cache.list('lock'), { user: cert.keyId, roles: roles.map((r) => r.metadata.name), node }, clock.now());
+  if (lock) return { allowed: false, reason: describeLock(lock) };
   if (target.node) {
     const checker = new AccessChecker(roles, jsonExtension<Record<string, string[]>>(cert, EXT_TRAITS, {}));
-    const decision = checker.checkNodeLogin(target.node(), req.login);
+    const decision = checker.checkNodeLogin(node!, req.login);
     if (!decision.allowed) return decision;
   }
   return {

@@ -63,6 +63,11 @@ export interface NodeSSHServer {
   listen(addr: string): Promise<{ host: string; port: number }>;
   /** Serve an already-connected stream (a reverse-tunnel stream); `remoteAddr` is the user's address if known. */
   injectSocket(socket: Duplex, remoteAddr?: string): void;
+  /**
+   * Ends every connection whose identity `reasonFor` gives a reason for (a lock): each of its sessions
+   * is told why, then the connection is closed. Returns how many connections were ended.
+   */
+  terminate(reasonFor: (identity: Identity) => string | undefined): number;
   close(): Promise<void>;
 }
 
@@ -93,6 +98,8 @@ export interface ConnContext {
   acquireChannel(): (() => void) | null;
   /** Runs `fn` when the connection ends, however it ends (kills children, closes listeners). */
   onClose(fn: () => void): void;
+  /** Ways to tell the user something on this connection's open sessions (one per session channel). */
+  notices: Set<(message: string) => void>;
 }
 
 const DEFAULT_LIMITS: NodeSSHServerLimits = { maxChannels: 10, maxRemoteForwards: 10, handshakeTimeoutMs: 30_000, idleTimeoutMs: 0 };
@@ -130,6 +137,9 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
   });
   const sockets = new Set<Duplex>();
   const listeners = new Set<net.Server>();
+  const connections = new Set<ConnContext>();
+  /** How long the user's sessions get to show why they end before the connection closes. */
+  const NOTICE_GRACE_MS = 250;
   const authenticated = new WeakSet<object>();
 
   sshd.on('connection', (client, info) => {
@@ -256,7 +266,10 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
         onClose(fn) {
           cleanups.push(fn);
         },
+        notices: new Set(),
       };
+      connections.add(ctx);
+      ctx.onClose(() => connections.delete(ctx));
       hookProtocol(ctx, internals);
       const forwards = new RemoteForwards(ctx);
       client.on('session', (accept, reject) => handleSession(ctx, accept, reject));
@@ -333,6 +346,20 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
         Object.defineProperty(socket, 'remotePort', { value: 0, configurable: true });
       }
       serve(socket);
+    },
+    terminate(reasonFor) {
+      let ended = 0;
+      for (const ctx of connections) {
+        const reason = reasonFor(ctx.identity);
+        if (!reason) continue;
+        ended++;
+        connections.delete(ctx);
+        ctx.log.info({ reason }, 'ending the connection: locked');
+        emit('session.terminated', { user: ctx.identity.user, login: ctx.identity.login, conn: ctx.id, remote_addr: ctx.remote.addr, reason });
+        for (const tell of ctx.notices) tell(`ward: ${reason}; this session is ended.`);
+        setTimeout(() => ctx.client.end(), NOTICE_GRACE_MS).unref();
+      }
+      return ended;
     },
     async close() {
       // net.Server.close waits for its connections, so drop them after it stops accepting.

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import type { Role, SessionTracker } from '../api/types.ts';
 import { AccessChecker } from '../rbac/checker.ts';
+import { describeLock, lockFor } from '../rbac/locks.ts';
 import { checkUserCert, sshCertGrants } from './access.ts';
 import { createNodeSSHServer, type SessionHooks } from './server.ts';
 import { SessionRegistry, type LiveSession } from './live.ts';
@@ -60,10 +61,10 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   let heartbeatSoon = () => {};
   const dynamic = startDynamicLabels(cfg.commands ?? [], () => heartbeatSoon());
   const labels = () => ({ ...staticLabels, ...dynamic.values });
-  const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority', 'proxy'], log }).start();
+  const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority', 'proxy', 'lock'], log }).start();
   const audit = new AuditForwarder(cfg.auth, join(cfg.dataDir, 'audit-spool'), cfg.clock, log, cfg.metrics);
   await cache.ready();
-  const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, labels: labels() }) };
+  const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, id: identity.hostId, labels: labels() }) };
   const registry = new SessionRegistry();
   const spoolDir = join(cfg.dataDir, 'recordings');
   const uploader = new RecordingUploader(spoolDir, cfg.auth, (sid) => registry.has(sid), cfg.recording ?? 'node', log);
@@ -133,6 +134,19 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     log,
     onEvent: (event, fields) => audit.emit(event, fields),
     sessions,
+  });
+
+  // A new lock (or a re-sync after the watch broke) ends the sessions it covers at once: the same check
+  // a new connection gets, applied to every live one.
+  cache.onChange((kind) => {
+    if (kind !== 'lock' && kind !== 'user' && kind !== 'role') return;
+    ssh.terminate((who) => {
+      const { roles } = sshCertGrants(who.cert);
+      const lock = lockFor(cache.list('lock'), { user: who.user, roles, node: target.node() }, cfg.clock.now());
+      if (lock) return describeLock(lock);
+      if (!cache.get('user', who.user)) return `user "${who.user}" no longer exists`;
+      return undefined;
+    });
   });
 
   let addr = '';

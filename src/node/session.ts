@@ -229,6 +229,13 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
       reportExit(channel, result, outputClosed);
     };
     channel.on('error', (err: Error) => log.debug({ err: err.message }, 'channel error'));
+    // A lock ends the connection: tell this session why first (a terminal shows it; a command gets it on stderr).
+    const notice = (message: string): void => {
+      if (usePty) channel.write(`\r\n${message}\r\n`);
+      else channel.stderr.write(`${message}\n`);
+    };
+    ctx.notices.add(notice);
+    channel.once('close', () => ctx.notices.delete(notice));
     void (agentPending ?? Promise.resolve()).then(() => {
       if (closed) return onExit({ code: null, signal: 'HUP' });
       const env = sessionEnv(forced !== undefined ? (command ?? (kind === 'subsystem' ? 'sftp' : undefined)) : undefined);
@@ -280,7 +287,10 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     const me: Participant = { id: `${ctx.id}/${sid}`, user: identity.user, mode, joined: new Date(), channel };
     channel.on('error', (err: Error) => log.debug({ err: err.message }, 'channel error'));
     channel.on('data', (data: Buffer) => live.input(me, data));
+    const notice = (message: string): void => void channel.write(`\r\n${message}\r\n`);
+    ctx.notices.add(notice);
     channel.on('close', () => {
+      ctx.notices.delete(notice);
       live.leave(me.id);
       if (hooks.registry.has(live.sid)) ctx.emit('session.leave', { ...base, sid: live.sid, mode });
     });

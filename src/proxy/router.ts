@@ -7,6 +7,7 @@ import { AccessDenied, ConnectionProblem, NotFound } from '../api/errors.ts';
 import type { Node } from '../api/types.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { canReachNode } from '../node/access.ts';
+import { describeLock, lockFor } from '../rbac/locks.ts';
 
 export interface TunnelDialer {
   dial(hostId: string, meta: { clientAddr: string; target: string }, signal?: AbortSignal): Promise<Duplex>;
@@ -41,6 +42,8 @@ export class Router {
     if (visible.length === 0) throw new NotFound(`node "${host}" not found`);
     if (visible.length > 1) throw new AccessDenied(`"${host}" names ${visible.length} nodes: use the node id`);
     const node = visible[0]!;
+    const lock = lockFor(this.cache.list('lock'), { user: grants.user, roles: grants.roles, node: { name: node.spec.hostname, id: node.metadata.name } }, new Date());
+    if (lock) throw new AccessDenied(describeLock(lock));
     if (node.spec.tunnel) {
       if (!this.tunnels) throw new ConnectionProblem(`node "${host}" is reached by tunnel, and this proxy has none`);
       return this.tunnels.dial(node.metadata.name, { clientAddr, target: `${host}:${port}` });

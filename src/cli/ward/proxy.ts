@@ -57,7 +57,7 @@ export async function startLocalProxy(
   const tls = { keyPem: keys.tlsKey, certPem: id.tlsCert, caPems: id.tlsCas };
   const certChainPem = tls.certPem + tls.caPems[0];
   const client = createAuthClient({ addr: authAddrText, identity: tls });
-  const cache = new ResourceCache(client, { kinds: ['node', 'user', 'role', 'cert_authority'], log }).start();
+  const cache = new ResourceCache(client, { kinds: ['node', 'user', 'role', 'cert_authority', 'lock'], log }).start();
   await cache.ready();
   const tunnels = createTunnelServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, log });
   const stopParts = async () => {

@@ -1,6 +1,7 @@
 // `wctl`: the administrator's tool. Talks to the auth API only (never to the backend), as the local
 // admin on the auth host or with an identity file from anywhere.
 import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
@@ -188,6 +189,55 @@ program
       return [String(time), String(event), String(code), String(user ?? ''), details.length > 120 ? details.slice(0, 117) + '...' : details];
     });
     out(rows.length ? table(['Time', 'Event', 'Code', 'User', 'Details'], rows) : 'no events\n');
+  });
+
+program
+  .command('lock')
+  .description('stop a user, a role or a node now: no new certificates or connections, live sessions ended')
+  .option('--user <name>', 'lock this user')
+  .option('--role <name>', 'lock everyone holding this role')
+  .option('--node <name-or-id>', 'lock this node: nobody reaches it')
+  .option('--ttl <duration>', 'lift the lock by itself after this long, e.g. 1h (default: until wctl unlock)')
+  .option('--message <text>', 'what the locked users are told')
+  .action(async (opts: { user?: string; role?: string; node?: string; ttl?: string; message?: string }) => {
+    const targets = (['user', 'role', 'node'] as const).filter((k) => opts[k] !== undefined);
+    if (targets.length !== 1) throw new BadParameter('name exactly one of --user, --role, --node');
+    const key = targets[0]!;
+    const ttlMs = opts.ttl ? parseDuration(opts.ttl) : undefined;
+    const name = randomUUID();
+    const lock = {
+      kind: 'lock',
+      version: 'v1',
+      metadata: { name, ...(ttlMs ? { expires: new Date(Date.now() + ttlMs).toISOString() } : {}) },
+      spec: { target: { [key]: opts[key] }, ...(opts.message ? { message: opts.message } : {}) },
+    };
+    await auth().upsertResource({ resource: { json: JSON.stringify(lock) }, overwrite: false });
+    out(`Locked ${key} "${opts[key]}"${ttlMs ? ` for ${formatDuration(ttlMs)}` : ''}. Lock id: ${name} (wctl unlock ${name})\n`);
+  });
+
+program
+  .command('unlock <lock-id>')
+  .description('lift a lock (wctl locks ls lists them)')
+  .action(async (id: string) => {
+    await auth().deleteResource({ kind: 'lock', name: id });
+    out(`Lock ${id} lifted.\n`);
+  });
+
+program
+  .command('locks')
+  .description('locks')
+  .command('ls')
+  .description('list the locks in force')
+  .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
+  .action(async (opts: { format: string }) => {
+    const locks = (await auth().listResources({ kind: 'lock', limit: 10_000 })).resources.map((r) => parseResource(JSON.parse(r.json)));
+    if (opts.format === 'json') return out(JSON.stringify(locks, null, 2) + '\n');
+    const rows = locks.flatMap((l) => {
+      if (l.kind !== 'lock') return [];
+      const [kind, value] = Object.entries(l.spec.target)[0] ?? ['', ''];
+      return [[l.metadata.name, `${kind}=${value}`, l.spec.message ?? '', l.metadata.expires ?? 'never', l.spec.created_by ?? '']];
+    });
+    out(rows.length ? table(['Lock ID', 'Target', 'Message', 'Expires', 'Created by'], rows) : 'no locks\n');
   });
 
 const recordingsCmd = program.command('recordings').description('session recordings');
