@@ -29,6 +29,9 @@ export async function startAuthListener(
   const handler = connectNodeAdapter({
     routes: authRoutes(auth, log),
     readMaxBytes: MAX_REQUEST_BYTES,
+    // Answers under 64 KiB go uncompressed: gzip of a login's certificates (~3 KiB that barely compress)
+    // was 5% of the server's CPU per GenerateUserCerts (bench/profile-api.ts); large listings still compress.
+    compressMinBytes: 64 * 1024,
     contextValues: (req) => createContextValues().set(socketKey, req.socket as TLSSocket),
   });
   const server = http2.createSecureServer(
