@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { writeFileAtomic } from '../api/atomic-write.ts';
 import { createAuthClient } from '../api/client.ts';
-import { AccessDenied, BadParameter } from '../api/errors.ts';
+import { AccessDenied, BadParameter, ConnectionProblem } from '../api/errors.ts';
+import { splitAddrList } from '../api/failover.ts';
 import { fetchProxyCA } from '../api/trust.ts';
 import { ALPN_AUTH } from '../api/client.ts';
 import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
@@ -64,7 +65,8 @@ export function defaultHostname(): string {
   return (osHostname().split('.')[0] || 'node').replace(/[^A-Za-z0-9._-]/g, '-');
 }
 
-/** First start of an agent: exchange the join token for a host identity. */
+/** First start of an agent: exchange the join token for a host identity. `authServer` may list several
+ * addresses (comma-separated): the first that answers is used. */
 export async function joinCluster(opts: {
   authServer: string;
   token: string;
@@ -74,13 +76,26 @@ export async function joinCluster(opts: {
   addresses: string[];
   log: Logger;
 }): Promise<HostIdentity> {
-  const seen = await fetchProxyCA(opts.authServer, 10_000, [ALPN_AUTH, 'h2']);
+  const addrs = splitAddrList(opts.authServer);
+  for (let i = 0; ; i++) {
+    try {
+      return await joinVia(addrs[i]!, opts);
+    } catch (err) {
+      // Only an unreachable server is worth another try; a refused token or a wrong CA is final.
+      if (!(err instanceof ConnectionProblem) || i + 1 >= addrs.length) throw err;
+      opts.log.warn({ addr: addrs[i], err: err.message }, 'cannot join through this address; trying the next');
+    }
+  }
+}
+
+async function joinVia(addr: string, opts: Parameters<typeof joinCluster>[0]): Promise<HostIdentity> {
+  const seen = await fetchProxyCA(addr, 10_000, [ALPN_AUTH, 'h2']);
   if (opts.caPin && seen.pin !== opts.caPin) {
-    throw new AccessDenied(`the cluster at ${opts.authServer} has CA ${seen.pin}, not the expected ${opts.caPin}: not sending the join token`);
+    throw new AccessDenied(`the cluster at ${addr} has CA ${seen.pin}, not the expected ${opts.caPin}: not sending the join token`);
   }
   if (!opts.caPin) opts.log.warn({ ca_pin: seen.pin }, 'joining without --ca-pin: trusting the cluster CA seen on first contact');
   const keys = newHostKeys();
-  const auth = createAuthClient({ addr: opts.authServer, caPems: [seen.caPem] });
+  const auth = createAuthClient({ addr, caPems: [seen.caPem] });
   const certs = await auth.registerUsingToken({
     token: opts.token,
     systemRole: opts.systemRole,

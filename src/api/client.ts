@@ -8,6 +8,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { AuthService } from './gen/ward/auth/v1/auth_pb.ts';
 import { ConnectionProblem, ERROR_CODE_HEADER, errorFromCode, type WardError } from './errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
+import { failoverClient, splitAddrList } from './failover.ts';
 
 export type AuthClient = Client<typeof AuthService>;
 
@@ -21,7 +22,7 @@ export interface TLSIdentity {
 }
 
 export interface AuthClientOptions {
-  /** host:port of an auth server or of a proxy. */
+  /** host:port of an auth server or of a proxy; a comma-separated list fails over (failover.ts). */
   addr: string;
   /** Client certificate; without it only Ping answers. */
   identity?: TLSIdentity;
@@ -72,6 +73,13 @@ function checkAuthServer(_host: string, cert: tls.PeerCertificate): Error | unde
 }
 
 export function createAuthClient(opts: AuthClientOptions): AuthClient {
+  const addrs = splitAddrList(opts.addr);
+  if (addrs.length === 0) throw new ConnectionProblem(`invalid address "${opts.addr}" (expected host:port)`);
+  // Failover sits below the typed errors: it decides on connect's own codes, before they are mapped.
+  return withTypedErrors(failoverClient(addrs.map((addr) => connectClient({ ...opts, addr }))));
+}
+
+function connectClient(opts: AuthClientOptions): AuthClient {
   const [host, port] = splitAddr(opts.addr);
   const caPems = opts.identity?.caPems ?? opts.caPems;
   const transport = createConnectTransport({
@@ -93,7 +101,7 @@ export function createAuthClient(opts: AuthClientOptions): AuthClient {
         }),
     },
   });
-  return withTypedErrors(createClient(AuthService, transport));
+  return createClient(AuthService, transport);
 }
 
 export function splitAddr(addr: string): [string, number] {

@@ -1,9 +1,14 @@
 // The in-memory copy of cluster resources that proxies and agents read from (never a backend read per
 // connection). Fed by the Auth API's Watch: on every (re)connect it waits for 'init', lists each kind,
 // then applies events. While auth is unreachable it keeps serving the last good copy, and says how
-// stale it is: `staleSince()` is set from the moment the watch broke until it has re-synced.
+// stale it is: `staleSince()` is set from the moment the watch broke until it has re-synced. Bounded
+// staleness: once the copy has been stale for longer than `maxStaleMs` (default MAX_STALENESS_MS),
+// get() and list() throw ConnectionProblem, so access decisions fail closed rather than rest on a view
+// of users, roles and locks that may be arbitrarily old. listAnyAge() is for what must go on anyway
+// (which proxies to keep a tunnel to).
 import type { Logger } from 'pino';
 import { fromRPCError, type AuthClient } from '../api/client.ts';
+import { ConnectionProblem } from '../api/errors.ts';
 import { parseResource, type Kind, type Resource } from '../api/types.ts';
 
 export interface CacheOptions {
@@ -11,7 +16,17 @@ export interface CacheOptions {
   log: Logger;
   /** Reconnect backoff, with full jitter. */
   backoff?: { minMs: number; maxMs: number };
+  /** How long a broken watch may leave the copy in use before reads fail (default MAX_STALENESS_MS). */
+  maxStaleMs?: number;
 }
+
+/**
+ * The staleness bound. With several auth servers a broken watch re-syncs through another within seconds,
+ * so this is reached only when no auth server has answered for this long; then proxies route nobody and
+ * nodes admit nobody until the copy is current again. Long enough to ride out an auth restart or a
+ * database failover, short enough that a deleted user or a new lock cannot be ignored for long.
+ */
+export const MAX_STALENESS_MS = 5 * 60_000;
 
 export class ResourceCache {
   private readonly data = new Map<Kind, Map<string, Resource>>();
@@ -47,11 +62,28 @@ export class ResourceCache {
   }
 
   get<K extends Kind>(kind: K, name: string): Extract<Resource, { kind: K }> | undefined {
+    this.checkFresh();
     return this.data.get(kind)?.get(name) as Extract<Resource, { kind: K }> | undefined;
   }
 
   list<K extends Kind>(kind: K): Array<Extract<Resource, { kind: K }>> {
+    this.checkFresh();
+    return this.listAnyAge(kind);
+  }
+
+  /** The cached items however old they are: only for decisions that grant nothing (where to dial). */
+  listAnyAge<K extends Kind>(kind: K): Array<Extract<Resource, { kind: K }>> {
     return [...(this.data.get(kind)?.values() ?? [])] as Array<Extract<Resource, { kind: K }>>;
+  }
+
+  /** Throws once the copy has been stale for longer than the bound (see MAX_STALENESS_MS). */
+  checkFresh(now = Date.now()): void {
+    const since = this.stale;
+    if (!since || !this.synced) return;
+    const bound = this.opts.maxStaleMs ?? MAX_STALENESS_MS;
+    if (now - since.getTime() > bound) {
+      throw new ConnectionProblem(`no auth server has answered for ${Math.round((now - since.getTime()) / 1000)} s; cached cluster state is too old to use`);
+    }
   }
 
   /** Calls `fn` after a resource of `kind` changed, and for every kind after each (re)sync. */
@@ -85,10 +117,12 @@ export class ResourceCache {
     while (!this.closed) {
       try {
         await this.watchOnce();
+        // The server ended the stream (it is shutting down): the copy is no longer being kept current.
+        if (this.synced) this.stale ??= new Date();
         failures = 0;
       } catch (err) {
         if (this.closed) return;
-        this.stale ??= new Date();
+        if (this.synced) this.stale ??= new Date();
         failures++;
         this.opts.log.warn({ err: fromRPCError(err).message }, 'resource watch broken; serving cached data and retrying');
       }

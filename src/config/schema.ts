@@ -17,6 +17,11 @@ const duration = z.string().refine((s) => {
   }
 }, 'must be a duration such as 15m or 1h');
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'must be host:port');
+/** Several addresses to fail over between: `a:3025,b:3025` or a YAML list; kept as the comma-joined text. */
+const hostPortList = z.union([
+  z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}(,(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5})*$/, 'must be host:port[,host:port...]'),
+  z.array(hostPort).min(1).max(16).transform((list) => list.join(',')),
+]);
 
 const storageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('sqlite'), path: z.string().optional() }),
@@ -28,8 +33,8 @@ export const configSchema = z.strictObject({
   ward: z
     .strictObject({
       data_dir: z.string().optional(),
-      /** Where agents of a process without auth_service reach the cluster: a proxy (or an auth server). */
-      auth_server: hostPort.optional(),
+      /** Where agents of a process without auth_service reach the cluster: proxies or auth servers (failover list). */
+      auth_server: hostPortList.optional(),
       /** Join token for the first start of an agent; the identity it gets is kept in the data dir. */
       join_token: z.string().max(256).optional(),
       /** The cluster's CA pin (wctl status), checked before the token is sent. */

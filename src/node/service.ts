@@ -10,6 +10,7 @@ import type { HostIdentity } from '../agent/identity.ts';
 import { ResourceCache } from '../cache/resources.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
+import { splitAddrList } from '../api/failover.ts';
 import { AuditForwarder } from '../agent/audit.ts';
 import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
@@ -32,7 +33,7 @@ export interface NodeServiceConfig {
   /** Listen mode: host:port. */
   listen?: string;
   /**
-   * Tunnel mode: the proxy address to start from. Once the cluster's proxies are known (their presence
+   * Tunnel mode: the proxy address(es, comma-separated) to start from. Once the cluster's proxies are known (their presence
    * comes through the watch), the node keeps a tunnel to each of them instead.
    */
   bootstrapProxy?: string;
@@ -152,13 +153,15 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   let addr = '';
   let tunnel: TunnelAgent | undefined;
   if (cfg.bootstrapProxy) {
-    const bootstrap = cfg.bootstrapProxy;
+    const bootstrap = splitAddrList(cfg.bootstrapProxy);
     tunnel = startTunnelAgent({
       // One tunnel per proxy. The bootstrap address is used only while no proxy is known: it may be a
       // load balancer in front of them, and two tunnels to one proxy would replace each other.
       proxyAddrs: () => {
-        const known = [...new Set(cache.list('proxy').map((p) => p.spec.addr))];
-        return known.length ? known : [bootstrap];
+        // Any age will do: a tunnel grants nothing, and a node cut off from auth should still be reachable
+        // once it is back (the node itself refuses logins while its cache is too stale).
+        const known = [...new Set(cache.listAnyAge('proxy').map((p) => p.spec.addr))];
+        return known.length ? known : bootstrap;
       },
       tls: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs },
       onConnection: (stream, meta) => ssh.injectSocket(stream, meta.clientAddr),

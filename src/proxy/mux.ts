@@ -71,23 +71,53 @@ export async function startMux(listen: string, routes: MuxRoutes, log: Logger, p
   };
 }
 
-/** Splices a client connection to a backend address (the auth API pass-through), bounded by a dial deadline. */
-export function spliceTo(socket: net.Socket, host: string, port: number, log: Logger): void {
-  const upstream = net.connect({ host, port });
-  const dialTimer = setTimeout(() => upstream.destroy(new Error('dial timeout')), 10_000);
-  upstream.once('connect', () => {
-    clearTimeout(dialTimer);
-    socket.pipe(upstream);
-    upstream.pipe(socket);
-    socket.resume();
-  });
+/** Where the next pass-through starts: the backend that last answered (shared by all calls of one list). */
+const lastGood = new WeakMap<object, number>();
+
+/**
+ * Splices a client connection to a backend (the auth API pass-through), bounded by a dial deadline per
+ * backend. Given several, a backend that refuses or does not answer in time is skipped for the next, so
+ * with one auth server dead the client still reaches another; the first that answers is remembered.
+ */
+export function spliceTo(socket: net.Socket, host: string | Array<{ host: string; port: number }>, port: number, log: Logger): void {
+  const backends = typeof host === 'string' ? [{ host, port }] : host;
+  const start = lastGood.get(backends) ?? 0;
+  let upstream: net.Socket | undefined;
+  let closed = false;
   const done = (err?: Error) => {
-    clearTimeout(dialTimer);
+    if (closed) return;
+    closed = true;
     if (err) log.debug({ err: err.message }, 'pass-through connection closed');
     socket.destroy();
-    upstream.destroy();
+    upstream?.destroy();
   };
-  upstream.once('error', done);
-  upstream.once('close', () => done());
   socket.once('close', () => done());
+  const dial = (attempt: number) => {
+    if (closed) return;
+    const i = (start + attempt) % backends.length;
+    const target = backends[i]!;
+    const conn = net.connect({ host: target.host, port: target.port });
+    upstream = conn;
+    const dialTimer = setTimeout(() => conn.destroy(new Error('dial timeout')), attempt + 1 < backends.length ? 3_000 : 10_000);
+    const failedDial = (err: Error) => {
+      clearTimeout(dialTimer);
+      if (attempt + 1 < backends.length) {
+        log.debug({ backend: `${target.host}:${target.port}`, err: err.message }, 'pass-through backend unreachable; trying the next');
+        return dial(attempt + 1);
+      }
+      done(err);
+    };
+    conn.once('error', failedDial);
+    conn.once('connect', () => {
+      clearTimeout(dialTimer);
+      conn.off('error', failedDial);
+      if (backends.length > 1) lastGood.set(backends, i);
+      conn.once('error', done);
+      conn.once('close', () => done());
+      socket.pipe(conn);
+      conn.pipe(socket);
+      socket.resume();
+    });
+  };
+  dial(0);
 }

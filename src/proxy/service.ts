@@ -19,6 +19,8 @@ export interface ProxyConfig {
   listen: string;
   /** Where auth API connections (ALPN ward-auth) are passed through to. */
   authAddr: { host: string; port: number };
+  /** Several auth servers: the pass-through fails over between them (authAddr is then the first). */
+  authAddrs?: Array<{ host: string; port: number }>;
   /** TLS key and certificate chain (leaf, then the cluster CA) the proxy serves. */
   tls: { keyPem: string; certChainPem: string };
   auth: AuthClient;
@@ -66,7 +68,7 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
     cfg.listen,
     {
       tls: (socket, hello) => {
-        if (hello.alpn.includes(ALPN_AUTH)) return spliceTo(socket, cfg.authAddr.host, cfg.authAddr.port, log);
+        if (hello.alpn.includes(ALPN_AUTH)) return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log);
         if (hello.alpn.includes(ALPN_PROXY_SSH) && cfg.sshOverTLS) return cfg.sshOverTLS.emit('connection', socket);
         if (hello.alpn.includes(ALPN_TUNNEL) && cfg.tunnels) return cfg.tunnels.handle(socket);
         web.emit('connection', socket);

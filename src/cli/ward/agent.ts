@@ -1,5 +1,7 @@
-// A process without an auth server: today, a Node Service that joins the cluster through a proxy
-// (or an auth server) with a token on first start, then reuses the identity kept in the data dir.
+// A process without an auth server: a standalone proxy and/or a Node Service. Each joins the cluster with
+// a token on first start (through a proxy or an auth server), then reuses the identity kept in the data
+// dir. `ward.auth_server` may list several addresses: joins and every Auth API call fail over between them.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -12,42 +14,67 @@ import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
 import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type HostIdentity } from '../../agent/identity.ts';
 import { startNodeService } from '../../node/service.ts';
 import type { RunningProcess } from './start.ts';
+import { proxyAddresses, startProxyService } from './proxy.ts';
 
 export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: Logger, metrics?: Registry): Promise<RunningProcess> {
-  if (cfg.proxy_service.enabled) throw new BadParameter('a proxy needs an auth server in the same process in this version (set proxy_service.enabled: false)');
-  if (!cfg.ssh_service.enabled) throw new BadParameter('nothing to run: enable auth_service or ssh_service');
+  if (!cfg.ssh_service.enabled && !cfg.proxy_service.enabled) throw new BadParameter('nothing to run: enable auth_service, proxy_service or ssh_service');
   const authServer = cfg.ward.auth_server;
-  if (!authServer) throw new BadParameter('a node without an auth server needs ward.auth_server (or --auth-server PROXY:3080)');
-  let identity = loadHostIdentity(dataDir, 'node');
-  if (!identity) {
-    if (!cfg.ward.join_token) throw new BadParameter('first start of this node: give a join token (--token, from wctl tokens add --type node)');
-    const listenHost = parseHostPort(cfg.ssh_service.listen_addr).host;
-    identity = await joinCluster({
-      authServer,
-      token: cfg.ward.join_token,
-      caPin: cfg.ward.ca_pin,
-      systemRole: 'node',
-      hostname: cfg.ssh_service.hostname ?? defaultHostname(),
-      addresses: cfg.ssh_service.tunnel ? [] : nodeAddresses(listenHost),
-      log,
-    });
-    saveHostIdentity(dataDir, identity);
-    log.info({ host_id: identity.hostId }, 'joined the cluster');
-  }
-  const node = await startConfiguredNode(cfg, dataDir, identity, authServer, authServer, log, metrics);
-  if (!metrics) return { clusterName: identity.cluster, nodeAddr: node.addr, close: node.close };
-  const diag = await startDiagServer(cfg.ward.diag_addr!, metrics, log.child({ component: 'diag' })).catch(async (err: unknown) => {
-    await node.close();
-    throw err;
-  });
-  return {
-    clusterName: identity.cluster,
-    nodeAddr: node.addr,
-    close: async () => {
-      await diag.close();
-      await node.close();
-    },
+  if (!authServer) throw new BadParameter('a process without an auth server needs ward.auth_server (or --auth-server HOST:PORT[,HOST:PORT...])');
+  const closers: Array<() => Promise<void>> = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch((err) => log.warn({ err: (err as Error).message }, 'error while stopping'));
   };
+  try {
+    let clusterName = '';
+    let proxyAddr: string | undefined;
+    let nodeAddr: string | undefined;
+    if (cfg.proxy_service.enabled) {
+      // A standalone proxy: joined once with a proxy token, then the identity in DATA_DIR/proxy is reused.
+      // It reaches auth servers directly (a proxy never goes through another proxy).
+      const identity = await loadOrJoin(cfg, dataDir, 'proxy', proxyAddresses(cfg), log);
+      const proxy = await startProxyService(cfg, identity, authServer, log.child({ component: 'proxy' }));
+      closers.push(proxy.close);
+      clusterName = identity.cluster;
+      proxyAddr = proxy.addr;
+      writeFileSync(join(dataDir, 'proxy_addr'), proxyAddr + '\n');
+    }
+    if (cfg.ssh_service.enabled) {
+      const listenHost = parseHostPort(cfg.ssh_service.listen_addr).host;
+      const identity = await loadOrJoin(cfg, dataDir, 'node', cfg.ssh_service.tunnel ? [] : nodeAddresses(listenHost), log);
+      // Next to a proxy, the node's tunnel starts from it; otherwise from the addresses it was given.
+      const node = await startConfiguredNode(cfg, dataDir, identity, authServer, proxyAddr ?? authServer, log, metrics);
+      closers.push(node.close);
+      clusterName = identity.cluster;
+      nodeAddr = node.addr;
+    }
+    if (metrics) {
+      const diag = await startDiagServer(cfg.ward.diag_addr!, metrics, log.child({ component: 'diag' }));
+      closers.push(diag.close);
+    }
+    return { clusterName, proxyAddr, nodeAddr, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** The identity for `role` kept in the data dir, or a new one from joining with the token. */
+async function loadOrJoin(cfg: WardConfig, dataDir: string, role: 'node' | 'proxy', addresses: string[], log: Logger): Promise<HostIdentity> {
+  const kept = loadHostIdentity(dataDir, role);
+  if (kept) return kept;
+  if (!cfg.ward.join_token) throw new BadParameter(`first start of this ${role}: give a join token (--token, from wctl tokens add --type ${role})`);
+  const identity = await joinCluster({
+    authServer: cfg.ward.auth_server!,
+    token: cfg.ward.join_token,
+    caPin: cfg.ward.ca_pin,
+    systemRole: role,
+    hostname: (role === 'node' ? cfg.ssh_service.hostname : undefined) ?? defaultHostname(),
+    addresses,
+    log,
+  });
+  saveHostIdentity(dataDir, identity);
+  log.info({ host_id: identity.hostId, role }, 'joined the cluster');
+  return identity;
 }
 
 /**

@@ -16,8 +16,8 @@ program
   .option('-c, --config <path>', 'ward.yaml to read')
   .option('-d, --data-dir <dir>', `where state lives (default ${defaultDataDir()})`)
   .option('--roles <list>', 'services to run: auth,proxy,node (default: what the config enables)')
-  .option('--token <token>', 'join token, for a node joining a cluster (wctl tokens add --type node)')
-  .option('--auth-server <host:port>', 'the cluster\'s proxy (or auth server) a joining node dials')
+  .option('--token <token>', 'join token, for a node or proxy joining a cluster (wctl tokens add --type node|proxy)')
+  .option('--auth-server <host:port,...>', 'the cluster\'s proxies (or auth servers) a joining node dials; a proxy lists auth servers; several fail over')
   .option('--ca-pin <sha256:...>', 'the cluster CA pin to expect when joining (wctl status)')
   .option('--labels <k=v,...>', 'labels of this node, e.g. env=prod,team=db')
   .option('--tunnel', 'node: no inbound port, reach the proxy through a reverse tunnel')
@@ -41,7 +41,10 @@ program
           proc.proxyAddr ? `  wsh login --proxy ${proc.proxyAddr} --user alice --ca-pin ${proc.caPin}` : '',
           `  wctl${dd} status`,
         ]
-      : [`Ward node is running in cluster "${proc.clusterName}": ${proc.nodeAddr ? `listening on ${proc.nodeAddr}` : 'reached through a reverse tunnel'}`];
+      : [
+          proc.proxyAddr ? `Ward proxy is running in cluster "${proc.clusterName}": https://${proc.proxyAddr}` : '',
+          !cfg.ssh_service.enabled ? '' : `Ward node is running in cluster "${proc.clusterName}": ${proc.nodeAddr ? `listening on ${proc.nodeAddr}` : 'reached through a reverse tunnel'}`,
+        ].filter(Boolean);
     process.stdout.write(next.filter((l, i, all) => l !== '' || all[i - 1] !== '').join('\n') + '\n\n');
     let stopping = false;
     const stop = (signal: string) => {

@@ -1,15 +1,17 @@
-// Wiring of a proxy that runs next to its auth server in one process: its identities come straight
-// from the auth server; everything else it learns through the Auth API like any remote proxy would.
+// Wiring of the Proxy Service. Next to its auth server in one process, its identity comes straight from
+// the auth server; a standalone proxy joins with a token (agent.ts) and keeps its identity in the data
+// dir. Either way everything else it learns through the Auth API, failing over between auth servers.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { systemClock } from '../../api/clock.ts';
 import { createAuthClient } from '../../api/client.ts';
 import { formatHostPort, isWildcard, loopbackDialable, parseHostPort } from '../../config/listen.ts';
+import { splitAddrList } from '../../api/failover.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
-import { newHostKeys } from '../../agent/identity.ts';
+import { hostIdentity, newHostKeys, type HostIdentity } from '../../agent/identity.ts';
 import { generateTLSKey } from '../../crypto/x509.ts';
 import { parseAuthorizedKey } from '../../crypto/sshkeys.ts';
 import { ResourceCache } from '../../cache/resources.ts';
@@ -34,45 +36,70 @@ export async function serviceIdentity(auth: AuthServer, hostId: string, systemRo
 }
 
 
+/** The names and addresses a proxy's host certificates carry: clients reach it by any of them. */
+export function proxyAddresses(cfg: WardConfig): string[] {
+  const host = hostname();
+  const publicHosts = cfg.proxy_service.public_addr.map((a) => parseHostPort(a).host);
+  const listenHost = parseHostPort(cfg.proxy_service.listen_addr).host;
+  return [...new Set(['localhost', host, ...publicHosts, ...(isWildcard(listenHost) ? [] : [listenHost])])];
+}
+
 export async function startLocalProxy(
   auth: AuthServer,
   cfg: WardConfig,
   authAddrText: string,
-  authAddr: { host: string; port: number },
   log: Logger,
 ): Promise<{ addr: string; close: () => Promise<void> }> {
   const host = hostname();
-  const publicHosts = cfg.proxy_service.public_addr.map((a) => parseHostPort(a).host);
-  const listenHost = parseHostPort(cfg.proxy_service.listen_addr).host;
-  const addresses = [...new Set(['localhost', host, ...publicHosts, ...(isWildcard(listenHost) ? [] : [listenHost])])];
   const keys = newHostKeys();
   // One host identity for the proxy: an SSH host certificate (for `ssh -J`) and a TLS certificate with
   // the proxy system role (for the web API, tunnels and its own Auth API calls).
   // Each proxy process is its own host: several may run on one machine (and behind one address).
   const hostId = `proxy-${randomUUID()}`;
+  const hostName = host.replace(/[^A-Za-z0-9._-]/g, '-');
   const id = await issueHostIdentity(auth, {
-    hostId, hostname: host.replace(/[^A-Za-z0-9._-]/g, '-'), systemRole: 'proxy', addresses,
+    hostId, hostname: hostName, systemRole: 'proxy', addresses: proxyAddresses(cfg),
     sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
   });
-  const tls = { keyPem: keys.tlsKey, certPem: id.tlsCert, caPems: id.tlsCas };
+  return startProxyService(cfg, hostIdentity(keys, id, { hostname: hostName, systemRole: 'proxy' }), authAddrText, log);
+}
+
+/**
+ * The Proxy Service with `identity` (system role proxy), reaching auth at `authAddrs` (comma-separated
+ * auth servers; calls and the ward-auth pass-through fail over between them).
+ */
+export async function startProxyService(
+  cfg: WardConfig,
+  identity: HostIdentity,
+  authAddrs: string,
+  log: Logger,
+): Promise<{ addr: string; close: () => Promise<void> }> {
+  const hostId = identity.hostId;
+  const cluster = identity.cluster;
+  const tls = { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs };
   const certChainPem = tls.certPem + tls.caPems[0];
-  const client = createAuthClient({ addr: authAddrText, identity: tls });
+  const authList = splitAddrList(authAddrs).map(parseHostPort);
+  const client = createAuthClient({ addr: authAddrs, identity: tls });
   const cache = new ResourceCache(client, { kinds: ['node', 'user', 'role', 'cert_authority', 'lock'], log }).start();
-  await cache.ready();
+  await cache.ready().catch((err: unknown) => {
+    cache.close();
+    throw err;
+  });
   const tunnels = createTunnelServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, log });
   const stopParts = async () => {
     await tunnels.close();
     cache.close();
   };
-  const router = new Router(cache, auth.clusterName, tunnels);
+  const router = new Router(cache, cluster, tunnels);
   const ssh = createProxySSHServer({
-    hostKeys: [{ key: keys.sshKey, certificate: parseAuthorizedKey(id.sshCert).blob }],
-    cache, router, cluster: auth.clusterName, clock: systemClock, log,
+    hostKeys: [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }],
+    cache, router, cluster, clock: systemClock, log,
   });
-  const sshOverTLS = createSSHOverTLSServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, cache, router, cluster: auth.clusterName, clock: systemClock, log });
+  const sshOverTLS = createSSHOverTLSServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, cache, router, cluster, clock: systemClock, log });
   const proxy = await startProxy({
     listen: cfg.proxy_service.listen_addr,
-    authAddr,
+    authAddr: authList[0]!,
+    authAddrs: authList,
     tls: { keyPem: tls.keyPem, certChainPem },
     auth: client,
     ssh,

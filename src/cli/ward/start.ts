@@ -94,7 +94,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
     const caPin = fingerprintSPKI(authTLS.caPems[0]!);
     let proxyAddr: string | undefined;
     if (cfg.proxy_service.enabled) {
-      const proxy = await startLocalProxy(auth, cfg, formatHostPort(authAddr), authAddr, log.child({ component: 'proxy' }));
+      const proxy = await startLocalProxy(auth, cfg, formatHostPort(authAddr), log.child({ component: 'proxy' }));
       closers.push(proxy.close);
       proxyAddr = proxy.addr;
       writeFileSync(join(dataDir, 'proxy_addr'), proxyAddr + '\n');
