@@ -8,3 +8,5 @@ for p in ward wsh wctl; do
   node_modules/.bin/esbuild "src/cli/$p/main.ts" --bundle --splitting --platform=node --format=esm --packages=external \
     --target=node20 --outdir="dist/$p" --out-extension:.js=.mjs --log-level=warning
 done
+# The web UI: React + xterm.js, built by Vite into dist/web/ (hashed assets), which the proxy serves.
+node_modules/.bin/vite build web --logLevel warn

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Ward from this checkout: npm dependencies, and `ward`, `wsh`, `wctl` on PATH.
-# With --test it also installs what the test suite drives for real: OpenSSH, PostgreSQL, openssl.
+# With --test it also installs what the test suite drives for real: OpenSSH, PostgreSQL, openssl, Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ if [[ "${1:-}" == "--test" ]]; then
   [[ -x /usr/lib/openssh/sftp-server ]] || need+=(openssh-server)
   command -v openssl >/dev/null || need+=(openssl)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  # The web UI's end-to-end tests drive Debian's Chromium with playwright-core (never a downloaded browser).
+  [[ -x /usr/bin/chromium ]] || need+=(chromium)
   if ((${#need[@]})); then
     echo "Installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 echo "== typecheck"
 npx tsc --noEmit -p .
+npx tsc --noEmit -p web
 echo "== tests"
-mapfile -t files < <(find src test -name '*.test.ts' | sort)
+mapfile -t files < <(find src test web/src -name '*.test.ts' | sort)
 node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"
 echo "== suite took $(( $(date +%s) - start ))s"

@@ -18,6 +18,8 @@ import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
 import type { AuthServer, Certs } from './server.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
+import { webMethods } from './api-web.ts';
+import { createUserToken } from './usertokens.ts';
 
 export const socketKey = createContextKey<TLSSocket | undefined>(undefined);
 
@@ -188,11 +190,22 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           password: req.password || undefined,
           createdBy: callerName(who),
         });
+        // An invited user's generated password is never shown: only the link lets them set one.
+        if (req.invite) {
+          const link = await createUserToken(auth, req.name, 'invite', callerName(who));
+          return { user: { json: present(user) }, inviteToken: link.token, inviteExpires: link.expires };
+        }
         return { user: { json: present(user) }, generatedPassword };
       }),
 
       resetPassword: unary(async (req, who) => {
         requireRule(who, 'user', 'update');
+        if (req.asLink) {
+          // The old password stops working now (replaced by one nobody sees); the link sets the next.
+          await auth.resetPassword(req.name, undefined, callerName(who));
+          const link = await createUserToken(auth, req.name, 'reset', callerName(who));
+          return { resetToken: link.token, resetExpires: link.expires };
+        }
         return { generatedPassword: await auth.resetPassword(req.name, req.password || undefined, callerName(who)) };
       }),
 
@@ -326,6 +339,8 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         });
         return { events: events.map((e) => JSON.stringify(e)) };
       }),
+
+      ...webMethods(auth, unary),
 
       async *watch(req, ctx) {
         try {

@@ -1,13 +1,30 @@
-// The proxy's HTTPS API (web UI and wsh login). Bodies are size-limited and schema-checked; every
-// error leaves as {error: {code, message}} with the status from the one error catalogue.
+// The proxy's HTTPS front: the web UI's files, its API (/webapi/…, acting as the signed-in user) and
+// wsh's login. Bodies are size-limited and schema-checked; every error leaves as {error: {code, message}}
+// with the status from the one error catalogue (plus 401 for "no web session", the one status that
+// exists only in HTTP: the browser goes back to the sign-in page on it).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import type { AuthClient } from '../api/client.ts';
-import { BadParameter, LimitExceeded, NotFound, httpStatus, isWardError } from '../api/errors.ts';
+import { AccessDenied, BadParameter, LimitExceeded, NotFound, httpStatus, isWardError } from '../api/errors.ts';
 import { describeZodError } from '../api/types.ts';
 import { WEBAPI_LOGIN, WEBAPI_PING, loginRequestSchema, type CertsResponse } from '../api/webapi.ts';
+import type { ResourceCache } from '../cache/resources.ts';
+import { AccessChecker } from '../rbac/checker.ts';
+import { routes } from './webroutes.ts';
+import { SECURITY_HEADERS, type WebAssets } from './webstatic.ts';
+import {
+  CLEAR_SESSION_COOKIE,
+  CSRF_HEADER,
+  bearerFromCookie,
+  checkCSRF,
+  csrfToken,
+  sessionCookie,
+  type ActiveWebSession,
+  type WebSessions,
+} from './websession.ts';
 
 const MAX_BODY = 64 * 1024;
 
@@ -32,7 +49,7 @@ async function readJSON(req: Req): Promise<unknown> {
   }
 }
 
-function send(req: Req, res: Res, status: number, body: unknown): void {
+function send(req: Req, res: Res, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
   const data = JSON.stringify(body);
   // A refusal may come before the client has sent its whole body (one over MAX_BODY, say). We stop
   // reading it, so the client must learn that we will not: HTTP/1.1 closes the connection after the
@@ -44,6 +61,7 @@ function send(req: Req, res: Res, status: number, body: unknown): void {
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
     'strict-transport-security': 'max-age=31536000',
+    ...extraHeaders,
     ...(unread && req.httpVersionMajor < 2 ? { connection: 'close' } : {}),
   });
   res.end(data);
@@ -52,11 +70,83 @@ function send(req: Req, res: Res, status: number, body: unknown): void {
   if (unread && 'stream' in res) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
-export function webHandler(auth: AuthClient, log: Logger) {
-  const routes: Record<string, (req: Req) => Promise<unknown>> = {
+const signInSchema = z.strictObject({
+  user: z.string().min(1).max(128),
+  password: z.string().max(1024),
+  /** The second factor's slot (TOTP code or WebAuthn assertion), for when MFA exists. */
+  second_factor: z.string().max(16 * 1024).optional(),
+});
+const inviteSchema = z.strictObject({ password: z.string().max(1024), second_factor: z.string().max(16 * 1024).optional() });
+
+/** Not signed in (no cookie, or a session that ended): 401, so the browser shows the sign-in page. */
+class NoWebSession extends AccessDenied {}
+
+export interface WebDeps {
+  /** The proxy's own Auth API client (wsh login, web sign-in, invites). */
+  auth: AuthClient;
+  sessions: WebSessions;
+  assets: WebAssets;
+  /** Roles, to tell the UI which pages to offer. Display only: the auth server decides every call. */
+  cache?: ResourceCache;
+  log: Logger;
+}
+
+const STATE_CHANGING = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
+
+/** The address the browser used, for links in answers; only host-name characters survive. */
+function publicAddr(req: Req): string {
+  const host = String(req.headers[':authority'] ?? req.headers.host ?? 'localhost');
+  return host.replace(/[^A-Za-z0-9.:[\]-]/g, '');
+}
+
+/**
+ * A state-changing request must come from a page of this origin: browsers send Origin on every
+ * cross-origin POST and on fetches; one naming another host is refused before anything else.
+ */
+function checkOrigin(req: Req): void {
+  const origin = req.headers.origin;
+  if (origin === undefined) return;
+  if (origin !== `https://${publicAddr(req)}`) throw new AccessDenied('cross-origin request refused');
+}
+
+function userView(session: ActiveWebSession, cache?: ResourceCache) {
+  const roles = session.identity.roles.flatMap((name) => {
+    const role = cache?.get('role', name);
+    return role ? [role] : [];
+  });
+  const checker = new AccessChecker(roles, session.identity.traits ?? {});
+  const may = (kind: string, verb: 'list' | 'create') => checker.checkRule(kind, verb).allowed;
+  return {
+    user: session.user,
+    roles: session.identity.roles,
+    logins: session.identity.logins,
+    expires: session.expires,
+    idle_timeout_seconds: session.idleTimeoutSeconds,
+    csrf_token: csrfToken(session.bearer),
+    acl: {
+      nodes: may('node', 'list'),
+      sessions: true, // everyone sees their own live sessions
+      events: may('event', 'list'),
+      recordings: may('session', 'list'),
+      users: may('user', 'list'),
+      roles: may('role', 'list'),
+      tokens: may('token', 'list'),
+    },
+  };
+}
+
+export function webHandler(deps: WebDeps) {
+  const { auth, sessions, assets, log } = deps;
+  const clientAddr = (req: Req) => req.socket.remoteAddress ?? '';
+  const signedIn = (req: Req, session: ActiveWebSession) => {
+    const expiresIn = (new Date(session.expires).getTime() - Date.now()) / 1000;
+    return { body: userView(session, deps.cache), headers: { 'set-cookie': sessionCookie(session.bearer, expiresIn) } };
+  };
+  // Calls without a web session: ping, wsh's certificate login, sign-in and invite links.
+  const open: Record<string, (req: Req, params: string[]) => Promise<{ body: unknown; headers?: Record<string, string> }>> = {
     [`GET ${WEBAPI_PING}`]: async () => {
       const ping = await auth.ping({});
-      return { cluster_name: ping.clusterName, server_version: ping.serverVersion };
+      return { body: { cluster_name: ping.clusterName, server_version: ping.serverVersion } };
     },
     [`POST ${WEBAPI_LOGIN}`]: async (req) => {
       const parsed = loginRequestSchema.safeParse(await readJSON(req));
@@ -68,28 +158,110 @@ export function webHandler(auth: AuthClient, log: Logger) {
         sshPublicKey: body.ssh_public_key,
         tlsPublicKey: body.tls_public_key,
         ttlSeconds: body.ttl_seconds,
-        clientAddr: req.socket.remoteAddress ?? '',
+        clientAddr: clientAddr(req),
       });
       return {
-        ssh_cert: certs.sshCert,
-        tls_cert: certs.tlsCert,
-        tls_cas: certs.tlsCas,
-        ssh_host_cas: certs.sshHostCas,
-        cluster_name: certs.clusterName,
-        ttl_seconds: certs.ttlSeconds,
-      } satisfies CertsResponse;
+        body: {
+          ssh_cert: certs.sshCert,
+          tls_cert: certs.tlsCert,
+          tls_cas: certs.tlsCas,
+          ssh_host_cas: certs.sshHostCas,
+          cluster_name: certs.clusterName,
+          ttl_seconds: certs.ttlSeconds,
+        } satisfies CertsResponse,
+      };
+    },
+    'POST /webapi/sessions/web': async (req) => {
+      const parsed = signInSchema.safeParse(await readJSON(req));
+      if (!parsed.success) throw new BadParameter(`invalid sign-in request: ${describeZodError(parsed.error)}`);
+      const session = await sessions.signIn({ user: parsed.data.user, password: parsed.data.password, secondFactor: parsed.data.second_factor, clientAddr: clientAddr(req) });
+      return signedIn(req, session);
+    },
+    'GET /webapi/invites/:token': async (_req, params) => {
+      const t = await auth.getUserToken({ token: params[0]! });
+      return { body: { user: t.user, type: t.type, expires: t.expires } };
+    },
+    'POST /webapi/invites/:token': async (req, params) => {
+      const parsed = inviteSchema.safeParse(await readJSON(req));
+      if (!parsed.success) throw new BadParameter(`invalid request: ${describeZodError(parsed.error)}`);
+      const { user } = await auth.useUserToken({ token: params[0]!, password: parsed.data.password, secondFactor: parsed.data.second_factor ?? '' });
+      // Signed in at once with the password just set: the same login (and audit) as the sign-in page.
+      const session = await sessions.signIn({ user, password: parsed.data.password, clientAddr: clientAddr(req) });
+      return signedIn(req, session);
     },
   };
+  const openRoute = (method: string, path: string) => {
+    const invite = /^\/webapi\/invites\/([0-9a-f]{1,128})$/.exec(path);
+    if (invite) return { fn: open[`${method} /webapi/invites/:token`], params: [invite[1]!] };
+    return { fn: open[`${method} ${path}`], params: [] };
+  };
+
   return async (req: Req, res: Res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'https://proxy.invalid');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
     try {
-      const route = routes[`${req.method} ${path}`];
-      if (!route) throw new NotFound(`no such endpoint: ${req.method} ${path}`);
-      send(req, res, 200, await route(req));
+      if (!path.startsWith('/webapi/')) return serveStatic(req, res, assets, path);
+      if (STATE_CHANGING.has(method)) checkOrigin(req);
+      const o = openRoute(method, path);
+      if (o.fn) {
+        const r = await o.fn(req, o.params);
+        return send(req, res, 200, r.body, r.headers);
+      }
+      // Everything else acts as the signed-in user.
+      const bearer = bearerFromCookie(req.headers.cookie);
+      let session: ActiveWebSession;
+      try {
+        session = await sessions.authenticate(bearer);
+      } catch (err) {
+        throw isWardError(err) && err.code === 'ERR_ACCESS_DENIED' ? new NoWebSession(err.message) : err;
+      }
+      if (STATE_CHANGING.has(method)) checkCSRF(session.bearer, headerValue(req.headers[CSRF_HEADER]));
+      if (path === '/webapi/sessions/web/current') {
+        if (method === 'GET') return send(req, res, 200, userView(session, deps.cache));
+        if (method === 'DELETE') {
+          await sessions.signOut(session);
+          return send(req, res, 200, {}, { 'set-cookie': CLEAR_SESSION_COOKIE });
+        }
+      }
+      for (const route of routes) {
+        if (route.method !== method) continue;
+        const m = route.path.exec(path);
+        if (!m) continue;
+        const body = await route.handle({ session, params: m.slice(1), query: url.searchParams, body: () => readJSON(req), publicAddr: publicAddr(req) });
+        return send(req, res, 200, body);
+      }
+      throw new NotFound(`no such endpoint: ${method} ${path}`);
     } catch (err) {
+      if (err instanceof NoWebSession) {
+        return send(req, res, 401, { error: { code: err.code, message: err.message } }, { 'set-cookie': CLEAR_SESSION_COOKIE });
+      }
       if (isWardError(err)) return send(req, res, httpStatus[err.code], { error: { code: err.code, message: err.message } });
       log.error({ err }, 'web API error');
       send(req, res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error in the proxy (see its log)' } });
     }
   };
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function serveStatic(req: Req, res: Res, assets: WebAssets, path: string): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw new NotFound(`no such endpoint: ${req.method} ${path}`);
+  if (path === '/' || path === '/web') {
+    res.writeHead(302, { location: '/web/', ...SECURITY_HEADERS });
+    res.end();
+    return;
+  }
+  const file = assets.lookup(path);
+  if (!file) {
+    const msg = assets.built ? 'not found' : 'the web UI is not built in this installation (npm run build)';
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', ...SECURITY_HEADERS });
+    res.end(msg + '\n');
+    return;
+  }
+  res.writeHead(200, { ...file.headers, 'content-length': String(file.body.length) });
+  if (req.method === 'HEAD') res.end();
+  else res.end(file.body);
 }

@@ -60,15 +60,18 @@ program
 const users = program.command('users').description('manage users');
 users
   .command('add <name>')
-  .description('create a user; prints a one-time password unless --password-stdin')
+  .description('create a user; prints an invite link (the user sets their password in the browser) unless --password-stdin')
   .requiredOption('--roles <r1,r2>', 'roles of the user')
   .option('--logins <l1,l2>', 'OS logins the user may use ({{internal.logins}})', '')
   .option('--password-stdin', 'read the password from standard input')
   .action(async (name: string, opts: { roles: string; logins: string; passwordStdin?: boolean }) => {
     const password = opts.passwordStdin ? readSecretFromStdin('password') : '';
-    const res = await auth().createUser({ name, roles: list(opts.roles), logins: list(opts.logins), password });
+    const res = await auth().createUser({ name, roles: list(opts.roles), logins: list(opts.logins), password, invite: !password });
     out(`User "${name}" has been created.\n`);
-    if (res.generatedPassword) out(`One-time password (share it securely, then have the user change it): ${res.generatedPassword}\n`);
+    if (res.inviteToken) {
+      const proxy = localProxyAddr() ?? program.opts<GlobalOptions>().authServer ?? 'PROXY:3080';
+      out(`Invite link (valid until ${res.inviteExpires}; share it with ${name} only):\nhttps://${proxy}/web/invite/${res.inviteToken}\n`);
+    }
   });
 users
   .command('ls')

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ward/auth/v1/auth.proto.
  */
 export const file_ward_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0Il4KDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJIhgKCFJlc291cmNlEgwKBGpzb24YASABKAkiMAoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBGtpbmQYASABKAkSDAoEbmFtZRgCIAEoCSJIChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIMCgRraW5kGAEgASgJEg0KBWxpbWl0GAIgASgNEhMKC3N0YXJ0X2FmdGVyGAMgASgJIlQKFUxpc3RSZXNvdXJjZXNSZXNwb25zZRIpCglyZXNvdXJjZXMYASADKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEAoIbmV4dF9rZXkYAiABKAkiVAoVVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhEKCW92ZXJ3cml0ZRgCIAEoCCIzChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIhgKFkRlbGV0ZVJlc291cmNlUmVzcG9uc2UiUgoRQ3JlYXRlVXNlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZsb2dpbnMYAyADKAkSEAoIcGFzc3dvcmQYBCABKAkiVgoSQ3JlYXRlVXNlclJlc3BvbnNlEiQKBHVzZXIYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USGgoSZ2VuZXJhdGVkX3Bhc3N3b3JkGAIgASgJIjYKFFJlc2V0UGFzc3dvcmRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiMwoVUmVzZXRQYXNzd29yZFJlc3BvbnNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgBIAEoCSKlAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0Eg0KBXJvbGVzGAEgAygJEhMKC3R0bF9zZWNvbmRzGAIgASgNEjwKBmxhYmVscxgDIAMoCzIsLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIWCg5zc2hfcHVibGljX2tleRgDIAEoCRIWCg50bHNfcHVibGljX2tleRgEIAEoCRITCgt0dGxfc2Vjb25kcxgFIAEoDRITCgtjbGllbnRfYWRkchgGIAEoCSJtChhHZW5lcmF0ZVVzZXJDZXJ0c1JlcXVlc3QSDAoEdXNlchgBIAEoCRIWCg5zc2hfcHVibGljX2tleRgCIAEoCRIWCg50bHNfcHVibGljX2tleRgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoDSJ9CgVDZXJ0cxIQCghzc2hfY2VydBgBIAEoCRIQCgh0bHNfY2VydBgCIAEoCRIPCgd0bHNfY2FzGAMgAygJEhQKDHNzaF9ob3N0X2NhcxgEIAMoCRIUCgxjbHVzdGVyX25hbWUYBSABKAkSEwoLdHRsX3NlY29uZHMYBiABKA0iIAoQRXhwb3J0Q0FzUmVxdWVzdBIMCgR0eXBlGAEgASgJIiQKEUV4cG9ydENBc1Jlc3BvbnNlEg8KB2VudHJpZXMYASADKAkidwoTU2VhcmNoRXZlbnRzUmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEg0KBXR5cGVzGAMgAygJEgwKBHVzZXIYBCABKAkSCwoDc2lkGAUgASgJEg0KBWxpbWl0GAYgASgNEg0KBW9yZGVyGAcgASgJIiYKFFNlYXJjaEV2ZW50c1Jlc3BvbnNlEg4KBmV2ZW50cxgBIAMoCSIdCgxXYXRjaFJlcXVlc3QSDQoFa2luZHMYASADKAkiYAoKV2F0Y2hFdmVudBIMCgR0eXBlGAEgASgJEgwKBGtpbmQYAiABKAkSDAoEbmFtZRgDIAEoCRIoCghyZXNvdXJjZRgEIAEoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZSKUAQoZUmVnaXN0ZXJVc2luZ1Rva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRITCgtzeXN0ZW1fcm9sZRgCIAEoCRIQCghob3N0bmFtZRgDIAEoCRIRCglhZGRyZXNzZXMYBCADKAkSFgoOc3NoX3B1YmxpY19rZXkYBSABKAkSFgoOdGxzX3B1YmxpY19rZXkYBiABKAki9wEKCUhvc3RDZXJ0cxIPCgdob3N0X2lkGAEgASgJEhAKCHNzaF9jZXJ0GAIgASgJEhAKCHRsc19jZXJ0GAMgASgJEg8KB3Rsc19jYXMYBCADKAkSFAoMc3NoX3VzZXJfY2FzGAUgAygJEhQKDHNzaF9ob3N0X2NhcxgGIAMoCRIUCgxjbHVzdGVyX25hbWUYByABKAkSMwoGbGFiZWxzGAggAygLMiMud2FyZC5hdXRoLnYxLkhvc3RDZXJ0cy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKEEhlYXJ0YmVhdFJlcXVlc3QSKAoIcmVzb3VyY2UYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USDgoGcmVtb3ZlGAIgASgIIigKFkVtaXRBdWRpdEV2ZW50c1JlcXVlc3QSDgoGZXZlbnRzGAEgAygJIhkKF0VtaXRBdWRpdEV2ZW50c1Jlc3BvbnNlImAKFlVwbG9hZFJlY29yZGluZ1JlcXVlc3QSCwoDc2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMEg0KBWZpbmFsGAQgASgIEgwKBG1ldGEYBSABKAkiJwoXVXBsb2FkUmVjb3JkaW5nUmVzcG9uc2USDAoEc2l6ZRgBIAEoBCJBChNHZXRSZWNvcmRpbmdSZXF1ZXN0EgsKA3NpZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDQoFbGltaXQYAyABKA0iRAoUR2V0UmVjb3JkaW5nUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIMCgRzaXplGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIMssLCgtBdXRoU2VydmljZRI9CgRQaW5nEhkud2FyZC5hdXRoLnYxLlBpbmdSZXF1ZXN0Ghoud2FyZC5hdXRoLnYxLlBpbmdSZXNwb25zZRJHCgtHZXRSZXNvdXJjZRIgLndhcmQuYXV0aC52MS5HZXRSZXNvdXJjZVJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USWAoNTGlzdFJlc291cmNlcxIiLndhcmQuYXV0aC52MS5MaXN0UmVzb3VyY2VzUmVxdWVzdBojLndhcmQuYXV0aC52MS5MaXN0UmVzb3VyY2VzUmVzcG9uc2USTQoOVXBzZXJ0UmVzb3VyY2USIy53YXJkLmF1dGgudjEuVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlElsKDkRlbGV0ZVJlc291cmNlEiMud2FyZC5hdXRoLnYxLkRlbGV0ZVJlc291cmNlUmVxdWVzdBokLndhcmQuYXV0aC52MS5EZWxldGVSZXNvdXJjZVJlc3BvbnNlEk8KCkNyZWF0ZVVzZXISHy53YXJkLmF1dGgudjEuQ3JlYXRlVXNlclJlcXVlc3QaIC53YXJkLmF1dGgudjEuQ3JlYXRlVXNlclJlc3BvbnNlElgKDVJlc2V0UGFzc3dvcmQSIi53YXJkLmF1dGgudjEuUmVzZXRQYXNzd29yZFJlcXVlc3QaIy53YXJkLmF1dGgudjEuUmVzZXRQYXNzd29yZFJlc3BvbnNlEkcKC0NyZWF0ZVRva2VuEiAud2FyZC5hdXRoLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJOChBBdXRoZW50aWNhdGVVc2VyEiUud2FyZC5hdXRoLnYxLkF1dGhlbnRpY2F0ZVVzZXJSZXF1ZXN0GhMud2FyZC5hdXRoLnYxLkNlcnRzElAKEUdlbmVyYXRlVXNlckNlcnRzEiYud2FyZC5hdXRoLnYxLkdlbmVyYXRlVXNlckNlcnRzUmVxdWVzdBoTLndhcmQuYXV0aC52MS5DZXJ0cxJMCglFeHBvcnRDQXMSHi53YXJkLmF1dGgudjEuRXhwb3J0Q0FzUmVxdWVzdBofLndhcmQuYXV0aC52MS5FeHBvcnRDQXNSZXNwb25zZRJWChJSZWdpc3RlclVzaW5nVG9rZW4SJy53YXJkLmF1dGgudjEuUmVnaXN0ZXJVc2luZ1Rva2VuUmVxdWVzdBoXLndhcmQuYXV0aC52MS5Ib3N0Q2VydHMSQwoJSGVhcnRiZWF0Eh4ud2FyZC5hdXRoLnYxLkhlYXJ0YmVhdFJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USVQoMU2VhcmNoRXZlbnRzEiEud2FyZC5hdXRoLnYxLlNlYXJjaEV2ZW50c1JlcXVlc3QaIi53YXJkLmF1dGgudjEuU2VhcmNoRXZlbnRzUmVzcG9uc2USXgoPRW1pdEF1ZGl0RXZlbnRzEiQud2FyZC5hdXRoLnYxLkVtaXRBdWRpdEV2ZW50c1JlcXVlc3QaJS53YXJkLmF1dGgudjEuRW1pdEF1ZGl0RXZlbnRzUmVzcG9uc2USXgoPVXBsb2FkUmVjb3JkaW5nEiQud2FyZC5hdXRoLnYxLlVwbG9hZFJlY29yZGluZ1JlcXVlc3QaJS53YXJkLmF1dGgudjEuVXBsb2FkUmVjb3JkaW5nUmVzcG9uc2USVQoMR2V0UmVjb3JkaW5nEiEud2FyZC5hdXRoLnYxLkdldFJlY29yZGluZ1JlcXVlc3QaIi53YXJkLmF1dGgudjEuR2V0UmVjb3JkaW5nUmVzcG9uc2USPwoFV2F0Y2gSGi53YXJkLmF1dGgudjEuV2F0Y2hSZXF1ZXN0Ghgud2FyZC5hdXRoLnYxLldhdGNoRXZlbnQwAWIGcHJvdG8z");
+  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0Il4KDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJIhgKCFJlc291cmNlEgwKBGpzb24YASABKAkiMAoSR2V0UmVzb3VyY2VSZXF1ZXN0EgwKBGtpbmQYASABKAkSDAoEbmFtZRgCIAEoCSJIChRMaXN0UmVzb3VyY2VzUmVxdWVzdBIMCgRraW5kGAEgASgJEg0KBWxpbWl0GAIgASgNEhMKC3N0YXJ0X2FmdGVyGAMgASgJIlQKFUxpc3RSZXNvdXJjZXNSZXNwb25zZRIpCglyZXNvdXJjZXMYASADKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEAoIbmV4dF9rZXkYAiABKAkiVAoVVXBzZXJ0UmVzb3VyY2VSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhEKCW92ZXJ3cml0ZRgCIAEoCCIzChVEZWxldGVSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIhgKFkRlbGV0ZVJlc291cmNlUmVzcG9uc2UiYgoRQ3JlYXRlVXNlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZsb2dpbnMYAyADKAkSEAoIcGFzc3dvcmQYBCABKAkSDgoGaW52aXRlGAUgASgIIoQBChJDcmVhdGVVc2VyUmVzcG9uc2USJAoEdXNlchgBIAEoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZRIaChJnZW5lcmF0ZWRfcGFzc3dvcmQYAiABKAkSFAoMaW52aXRlX3Rva2VuGAMgASgJEhYKDmludml0ZV9leHBpcmVzGAQgASgJIkcKFFJlc2V0UGFzc3dvcmRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSDwoHYXNfbGluaxgDIAEoCCJfChVSZXNldFBhc3N3b3JkUmVzcG9uc2USGgoSZ2VuZXJhdGVkX3Bhc3N3b3JkGAEgASgJEhMKC3Jlc2V0X3Rva2VuGAIgASgJEhUKDXJlc2V0X2V4cGlyZXMYAyABKAkipQEKEkNyZWF0ZVRva2VuUmVxdWVzdBINCgVyb2xlcxgBIAMoCRITCgt0dGxfc2Vjb25kcxgCIAEoDRI8CgZsYWJlbHMYAyADKAsyLC53YXJkLmF1dGgudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikwEKF0F1dGhlbnRpY2F0ZVVzZXJSZXF1ZXN0EgwKBHVzZXIYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFgoOc3NoX3B1YmxpY19rZXkYAyABKAkSFgoOdGxzX3B1YmxpY19rZXkYBCABKAkSEwoLdHRsX3NlY29uZHMYBSABKA0SEwoLY2xpZW50X2FkZHIYBiABKAkibQoYR2VuZXJhdGVVc2VyQ2VydHNSZXF1ZXN0EgwKBHVzZXIYASABKAkSFgoOc3NoX3B1YmxpY19rZXkYAiABKAkSFgoOdGxzX3B1YmxpY19rZXkYAyABKAkSEwoLdHRsX3NlY29uZHMYBCABKA0ifQoFQ2VydHMSEAoIc3NoX2NlcnQYASABKAkSEAoIdGxzX2NlcnQYAiABKAkSDwoHdGxzX2NhcxgDIAMoCRIUCgxzc2hfaG9zdF9jYXMYBCADKAkSFAoMY2x1c3Rlcl9uYW1lGAUgASgJEhMKC3R0bF9zZWNvbmRzGAYgASgNIiAKEEV4cG9ydENBc1JlcXVlc3QSDAoEdHlwZRgBIAEoCSIkChFFeHBvcnRDQXNSZXNwb25zZRIPCgdlbnRyaWVzGAEgAygJIncKE1NlYXJjaEV2ZW50c1JlcXVlc3QSDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRINCgV0eXBlcxgDIAMoCRIMCgR1c2VyGAQgASgJEgsKA3NpZBgFIAEoCRINCgVsaW1pdBgGIAEoDRINCgVvcmRlchgHIAEoCSImChRTZWFyY2hFdmVudHNSZXNwb25zZRIOCgZldmVudHMYASADKAkiHQoMV2F0Y2hSZXF1ZXN0Eg0KBWtpbmRzGAEgAygJImAKCldhdGNoRXZlbnQSDAoEdHlwZRgBIAEoCRIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSKAoIcmVzb3VyY2UYBCABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2UilAEKGVJlZ2lzdGVyVXNpbmdUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEwoLc3lzdGVtX3JvbGUYAiABKAkSEAoIaG9zdG5hbWUYAyABKAkSEQoJYWRkcmVzc2VzGAQgAygJEhYKDnNzaF9wdWJsaWNfa2V5GAUgASgJEhYKDnRsc19wdWJsaWNfa2V5GAYgASgJIvcBCglIb3N0Q2VydHMSDwoHaG9zdF9pZBgBIAEoCRIQCghzc2hfY2VydBgCIAEoCRIQCgh0bHNfY2VydBgDIAEoCRIPCgd0bHNfY2FzGAQgAygJEhQKDHNzaF91c2VyX2NhcxgFIAMoCRIUCgxzc2hfaG9zdF9jYXMYBiADKAkSFAoMY2x1c3Rlcl9uYW1lGAcgASgJEjMKBmxhYmVscxgIIAMoCzIjLndhcmQuYXV0aC52MS5Ib3N0Q2VydHMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJMChBIZWFydGJlYXRSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEg4KBnJlbW92ZRgCIAEoCCIoChZFbWl0QXVkaXRFdmVudHNSZXF1ZXN0Eg4KBmV2ZW50cxgBIAMoCSIZChdFbWl0QXVkaXRFdmVudHNSZXNwb25zZSJgChZVcGxvYWRSZWNvcmRpbmdSZXF1ZXN0EgsKA3NpZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDAoEZGF0YRgDIAEoDBINCgVmaW5hbBgEIAEoCBIMCgRtZXRhGAUgASgJIicKF1VwbG9hZFJlY29yZGluZ1Jlc3BvbnNlEgwKBHNpemUYASABKAQiQQoTR2V0UmVjb3JkaW5nUmVxdWVzdBILCgNzaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWxpbWl0GAMgASgNIkQKFEdldFJlY29yZGluZ1Jlc3BvbnNlEgwKBGRhdGEYASABKAwSDAoEc2l6ZRgCIAEoBBIQCghjb21wbGV0ZRgDIAEoCCLuAQoXQ3JlYXRlV2ViU2Vzc2lvblJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIVCg1zZWNvbmRfZmFjdG9yGAMgASgJEhYKDnNzaF9wdWJsaWNfa2V5GAQgASgJEhYKDnRsc19wdWJsaWNfa2V5GAUgASgJEhMKC3R0bF9zZWNvbmRzGAYgASgNEhMKC2NsaWVudF9hZGRyGAcgASgJEg8KB2lkX2hhc2gYCCABKAkSEwoLc2VhbGVkX2tleXMYCSABKAwSHAoUaWRsZV90aW1lb3V0X3NlY29uZHMYCiABKA0ilwEKCldlYlNlc3Npb24SDAoEdXNlchgBIAEoCRIiCgVjZXJ0cxgCIAEoCzITLndhcmQuYXV0aC52MS5DZXJ0cxITCgtzZWFsZWRfa2V5cxgDIAEoDBIPCgdleHBpcmVzGAQgASgJEhMKC2xhc3RfYWN0aXZlGAUgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAYgASgNIicKFEdldFdlYlNlc3Npb25SZXF1ZXN0Eg8KB2lkX2hhc2gYASABKAkiKgoXRGVsZXRlV2ViU2Vzc2lvblJlcXVlc3QSDwoHaWRfaGFzaBgBIAEoCSIaChhEZWxldGVXZWJTZXNzaW9uUmVzcG9uc2UiJAoTR2V0VXNlclRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCSI4CglVc2VyVG9rZW4SDAoEdXNlchgBIAEoCRIMCgR0eXBlGAIgASgJEg8KB2V4cGlyZXMYAyABKAkiTQoTVXNlVXNlclRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIVCg1zZWNvbmRfZmFjdG9yGAMgASgJIiQKFFVzZVVzZXJUb2tlblJlc3BvbnNlEgwKBHVzZXIYASABKAky9Q4KC0F1dGhTZXJ2aWNlEj0KBFBpbmcSGS53YXJkLmF1dGgudjEuUGluZ1JlcXVlc3QaGi53YXJkLmF1dGgudjEuUGluZ1Jlc3BvbnNlEkcKC0dldFJlc291cmNlEiAud2FyZC5hdXRoLnYxLkdldFJlc291cmNlUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJYCg1MaXN0UmVzb3VyY2VzEiIud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXF1ZXN0GiMud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXNwb25zZRJNCg5VcHNlcnRSZXNvdXJjZRIjLndhcmQuYXV0aC52MS5VcHNlcnRSZXNvdXJjZVJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USWwoORGVsZXRlUmVzb3VyY2USIy53YXJkLmF1dGgudjEuRGVsZXRlUmVzb3VyY2VSZXF1ZXN0GiQud2FyZC5hdXRoLnYxLkRlbGV0ZVJlc291cmNlUmVzcG9uc2USTwoKQ3JlYXRlVXNlchIfLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVxdWVzdBogLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVzcG9uc2USWAoNUmVzZXRQYXNzd29yZBIiLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVxdWVzdBojLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVzcG9uc2USRwoLQ3JlYXRlVG9rZW4SIC53YXJkLmF1dGgudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlEk4KEEF1dGhlbnRpY2F0ZVVzZXISJS53YXJkLmF1dGgudjEuQXV0aGVudGljYXRlVXNlclJlcXVlc3QaEy53YXJkLmF1dGgudjEuQ2VydHMSUAoRR2VuZXJhdGVVc2VyQ2VydHMSJi53YXJkLmF1dGgudjEuR2VuZXJhdGVVc2VyQ2VydHNSZXF1ZXN0GhMud2FyZC5hdXRoLnYxLkNlcnRzEkwKCUV4cG9ydENBcxIeLndhcmQuYXV0aC52MS5FeHBvcnRDQXNSZXF1ZXN0Gh8ud2FyZC5hdXRoLnYxLkV4cG9ydENBc1Jlc3BvbnNlElYKElJlZ2lzdGVyVXNpbmdUb2tlbhInLndhcmQuYXV0aC52MS5SZWdpc3RlclVzaW5nVG9rZW5SZXF1ZXN0Ghcud2FyZC5hdXRoLnYxLkhvc3RDZXJ0cxJDCglIZWFydGJlYXQSHi53YXJkLmF1dGgudjEuSGVhcnRiZWF0UmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJVCgxTZWFyY2hFdmVudHMSIS53YXJkLmF1dGgudjEuU2VhcmNoRXZlbnRzUmVxdWVzdBoiLndhcmQuYXV0aC52MS5TZWFyY2hFdmVudHNSZXNwb25zZRJeCg9FbWl0QXVkaXRFdmVudHMSJC53YXJkLmF1dGgudjEuRW1pdEF1ZGl0RXZlbnRzUmVxdWVzdBolLndhcmQuYXV0aC52MS5FbWl0QXVkaXRFdmVudHNSZXNwb25zZRJeCg9VcGxvYWRSZWNvcmRpbmcSJC53YXJkLmF1dGgudjEuVXBsb2FkUmVjb3JkaW5nUmVxdWVzdBolLndhcmQuYXV0aC52MS5VcGxvYWRSZWNvcmRpbmdSZXNwb25zZRJVCgxHZXRSZWNvcmRpbmcSIS53YXJkLmF1dGgudjEuR2V0UmVjb3JkaW5nUmVxdWVzdBoiLndhcmQuYXV0aC52MS5HZXRSZWNvcmRpbmdSZXNwb25zZRJTChBDcmVhdGVXZWJTZXNzaW9uEiUud2FyZC5hdXRoLnYxLkNyZWF0ZVdlYlNlc3Npb25SZXF1ZXN0Ghgud2FyZC5hdXRoLnYxLldlYlNlc3Npb24STQoNR2V0V2ViU2Vzc2lvbhIiLndhcmQuYXV0aC52MS5HZXRXZWJTZXNzaW9uUmVxdWVzdBoYLndhcmQuYXV0aC52MS5XZWJTZXNzaW9uEmEKEERlbGV0ZVdlYlNlc3Npb24SJS53YXJkLmF1dGgudjEuRGVsZXRlV2ViU2Vzc2lvblJlcXVlc3QaJi53YXJkLmF1dGgudjEuRGVsZXRlV2ViU2Vzc2lvblJlc3BvbnNlEkoKDEdldFVzZXJUb2tlbhIhLndhcmQuYXV0aC52MS5HZXRVc2VyVG9rZW5SZXF1ZXN0Ghcud2FyZC5hdXRoLnYxLlVzZXJUb2tlbhJVCgxVc2VVc2VyVG9rZW4SIS53YXJkLmF1dGgudjEuVXNlVXNlclRva2VuUmVxdWVzdBoiLndhcmQuYXV0aC52MS5Vc2VVc2VyVG9rZW5SZXNwb25zZRI/CgVXYXRjaBIaLndhcmQuYXV0aC52MS5XYXRjaFJlcXVlc3QaGC53YXJkLmF1dGgudjEuV2F0Y2hFdmVudDABYgZwcm90bzM");
 
 /**
  * @generated from message ward.auth.v1.PingRequest
@@ -242,6 +242,13 @@ export type CreateUserRequest = Message<"ward.auth.v1.CreateUserRequest"> & {
    * @generated from field: string password = 4;
    */
   password: string;
+
+  /**
+   * Instead of a password: an invite token (the user sets their password at /web/invite/TOKEN).
+   *
+   * @generated from field: bool invite = 5;
+   */
+  invite: boolean;
 };
 
 /**
@@ -264,6 +271,18 @@ export type CreateUserResponse = Message<"ward.auth.v1.CreateUserResponse"> & {
    * @generated from field: string generated_password = 2;
    */
   generatedPassword: string;
+
+  /**
+   * With `invite`: the token of the invite link, and when it expires.
+   *
+   * @generated from field: string invite_token = 3;
+   */
+  inviteToken: string;
+
+  /**
+   * @generated from field: string invite_expires = 4;
+   */
+  inviteExpires: string;
 };
 
 /**
@@ -286,6 +305,13 @@ export type ResetPasswordRequest = Message<"ward.auth.v1.ResetPasswordRequest"> 
    * @generated from field: string password = 2;
    */
   password: string;
+
+  /**
+   * Instead of a password: a reset token (the old password stops working at once).
+   *
+   * @generated from field: bool as_link = 3;
+   */
+  asLink: boolean;
 };
 
 /**
@@ -303,6 +329,16 @@ export type ResetPasswordResponse = Message<"ward.auth.v1.ResetPasswordResponse"
    * @generated from field: string generated_password = 1;
    */
   generatedPassword: string;
+
+  /**
+   * @generated from field: string reset_token = 2;
+   */
+  resetToken: string;
+
+  /**
+   * @generated from field: string reset_expires = 3;
+   */
+  resetExpires: string;
 };
 
 /**
@@ -905,6 +941,259 @@ export const GetRecordingResponseSchema: GenMessage<GetRecordingResponse> = /*@_
   messageDesc(file_ward_auth_v1_auth, 31);
 
 /**
+ * @generated from message ward.auth.v1.CreateWebSessionRequest
+ */
+export type CreateWebSessionRequest = Message<"ward.auth.v1.CreateWebSessionRequest"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string password = 2;
+   */
+  password: string;
+
+  /**
+   * The second factor (a TOTP or recovery code) when the cluster requires one (auth_service.second_factor).
+   *
+   * @generated from field: string second_factor = 3;
+   */
+  secondFactor: string;
+
+  /**
+   * @generated from field: string ssh_public_key = 4;
+   */
+  sshPublicKey: string;
+
+  /**
+   * @generated from field: string tls_public_key = 5;
+   */
+  tlsPublicKey: string;
+
+  /**
+   * @generated from field: uint32 ttl_seconds = 6;
+   */
+  ttlSeconds: number;
+
+  /**
+   * @generated from field: string client_addr = 7;
+   */
+  clientAddr: string;
+
+  /**
+   * SHA-256 (hex) of the browser's bearer secret; the secret itself never leaves the proxy.
+   *
+   * @generated from field: string id_hash = 8;
+   */
+  idHash: string;
+
+  /**
+   * The session's private keys, sealed (AES-256-GCM) under a key derived from the bearer secret.
+   *
+   * @generated from field: bytes sealed_keys = 9;
+   */
+  sealedKeys: Uint8Array;
+
+  /**
+   * The session ends after this long without a request (at least 10 s, at most a day).
+   *
+   * @generated from field: uint32 idle_timeout_seconds = 10;
+   */
+  idleTimeoutSeconds: number;
+};
+
+/**
+ * Describes the message ward.auth.v1.CreateWebSessionRequest.
+ * Use `create(CreateWebSessionRequestSchema)` to create a new message.
+ */
+export const CreateWebSessionRequestSchema: GenMessage<CreateWebSessionRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 32);
+
+/**
+ * @generated from message ward.auth.v1.WebSession
+ */
+export type WebSession = Message<"ward.auth.v1.WebSession"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: ward.auth.v1.Certs certs = 2;
+   */
+  certs?: Certs | undefined;
+
+  /**
+   * @generated from field: bytes sealed_keys = 3;
+   */
+  sealedKeys: Uint8Array;
+
+  /**
+   * ISO times: the certificates' expiry (the session's end at the latest) and the last request seen.
+   *
+   * @generated from field: string expires = 4;
+   */
+  expires: string;
+
+  /**
+   * @generated from field: string last_active = 5;
+   */
+  lastActive: string;
+
+  /**
+   * @generated from field: uint32 idle_timeout_seconds = 6;
+   */
+  idleTimeoutSeconds: number;
+};
+
+/**
+ * Describes the message ward.auth.v1.WebSession.
+ * Use `create(WebSessionSchema)` to create a new message.
+ */
+export const WebSessionSchema: GenMessage<WebSession> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 33);
+
+/**
+ * @generated from message ward.auth.v1.GetWebSessionRequest
+ */
+export type GetWebSessionRequest = Message<"ward.auth.v1.GetWebSessionRequest"> & {
+  /**
+   * @generated from field: string id_hash = 1;
+   */
+  idHash: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.GetWebSessionRequest.
+ * Use `create(GetWebSessionRequestSchema)` to create a new message.
+ */
+export const GetWebSessionRequestSchema: GenMessage<GetWebSessionRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 34);
+
+/**
+ * @generated from message ward.auth.v1.DeleteWebSessionRequest
+ */
+export type DeleteWebSessionRequest = Message<"ward.auth.v1.DeleteWebSessionRequest"> & {
+  /**
+   * @generated from field: string id_hash = 1;
+   */
+  idHash: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.DeleteWebSessionRequest.
+ * Use `create(DeleteWebSessionRequestSchema)` to create a new message.
+ */
+export const DeleteWebSessionRequestSchema: GenMessage<DeleteWebSessionRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 35);
+
+/**
+ * @generated from message ward.auth.v1.DeleteWebSessionResponse
+ */
+export type DeleteWebSessionResponse = Message<"ward.auth.v1.DeleteWebSessionResponse"> & {
+};
+
+/**
+ * Describes the message ward.auth.v1.DeleteWebSessionResponse.
+ * Use `create(DeleteWebSessionResponseSchema)` to create a new message.
+ */
+export const DeleteWebSessionResponseSchema: GenMessage<DeleteWebSessionResponse> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 36);
+
+/**
+ * @generated from message ward.auth.v1.GetUserTokenRequest
+ */
+export type GetUserTokenRequest = Message<"ward.auth.v1.GetUserTokenRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.GetUserTokenRequest.
+ * Use `create(GetUserTokenRequestSchema)` to create a new message.
+ */
+export const GetUserTokenRequestSchema: GenMessage<GetUserTokenRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 37);
+
+/**
+ * @generated from message ward.auth.v1.UserToken
+ */
+export type UserToken = Message<"ward.auth.v1.UserToken"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * invite | reset
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: string expires = 3;
+   */
+  expires: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.UserToken.
+ * Use `create(UserTokenSchema)` to create a new message.
+ */
+export const UserTokenSchema: GenMessage<UserToken> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 38);
+
+/**
+ * @generated from message ward.auth.v1.UseUserTokenRequest
+ */
+export type UseUserTokenRequest = Message<"ward.auth.v1.UseUserTokenRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: string password = 2;
+   */
+  password: string;
+
+  /**
+   * Reserved for registering a second factor when the cluster requires one.
+   *
+   * @generated from field: string second_factor = 3;
+   */
+  secondFactor: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.UseUserTokenRequest.
+ * Use `create(UseUserTokenRequestSchema)` to create a new message.
+ */
+export const UseUserTokenRequestSchema: GenMessage<UseUserTokenRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 39);
+
+/**
+ * @generated from message ward.auth.v1.UseUserTokenResponse
+ */
+export type UseUserTokenResponse = Message<"ward.auth.v1.UseUserTokenResponse"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.UseUserTokenResponse.
+ * Use `create(UseUserTokenResponseSchema)` to create a new message.
+ */
+export const UseUserTokenResponseSchema: GenMessage<UseUserTokenResponse> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 40);
+
+/**
  * @generated from service ward.auth.v1.AuthService
  */
 export const AuthService: GenService<{
@@ -1063,6 +1352,53 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof GetRecordingRequestSchema;
     output: typeof GetRecordingResponseSchema;
+  },
+  /**
+   * Web sessions (proxies only): a browser signed in at a proxy. The proxy makes the session's key pair
+   * and seals its private halves under a key derived from the browser's bearer secret; the auth server
+   * keeps the SHA-256 of that secret (the session's name), the sealed keys and the certificates, so any
+   * proxy of the cluster serves the session and the backend alone cannot use it.
+   *
+   * @generated from rpc ward.auth.v1.AuthService.CreateWebSession
+   */
+  createWebSession: {
+    methodKind: "unary";
+    input: typeof CreateWebSessionRequestSchema;
+    output: typeof WebSessionSchema;
+  },
+  /**
+   * @generated from rpc ward.auth.v1.AuthService.GetWebSession
+   */
+  getWebSession: {
+    methodKind: "unary";
+    input: typeof GetWebSessionRequestSchema;
+    output: typeof WebSessionSchema;
+  },
+  /**
+   * @generated from rpc ward.auth.v1.AuthService.DeleteWebSession
+   */
+  deleteWebSession: {
+    methodKind: "unary";
+    input: typeof DeleteWebSessionRequestSchema;
+    output: typeof DeleteWebSessionResponseSchema;
+  },
+  /**
+   * Invite and password-reset links (proxies only): what a link is for, and setting the password with it.
+   *
+   * @generated from rpc ward.auth.v1.AuthService.GetUserToken
+   */
+  getUserToken: {
+    methodKind: "unary";
+    input: typeof GetUserTokenRequestSchema;
+    output: typeof UserTokenSchema;
+  },
+  /**
+   * @generated from rpc ward.auth.v1.AuthService.UseUserToken
+   */
+  useUserToken: {
+    methodKind: "unary";
+    input: typeof UseUserTokenRequestSchema;
+    output: typeof UseUserTokenResponseSchema;
   },
   /**
    * A stream of resource changes: caches in proxies and agents are fed by it.

@@ -1,0 +1,129 @@
+// Web sessions: a browser signed in at a proxy. Stored in the backend (so every proxy serves every
+// session) under the SHA-256 of the browser's bearer secret, with the certificates and the private keys
+// sealed by the proxy under a key only the bearer secret yields: a copy of the backend cannot act as
+// the user. A session ends with its certificates (the item expires then), after an idle period, or at
+// sign-out.
+import { z } from 'zod';
+import { BadParameter, NotFound } from '../api/errors.ts';
+import type { AuthServer, Certs } from './server.ts';
+import { authenticateUser } from './login.ts';
+
+const PREFIX = '/web_sessions/';
+const ID_HASH = /^[0-9a-f]{64}$/;
+const MAX_SEALED_KEYS = 16 * 1024;
+export const MIN_IDLE_TIMEOUT_MS = 10_000;
+export const MAX_IDLE_TIMEOUT_MS = 86_400_000;
+/** last_active is written at most this often: a busy session costs one backend write a minute, not one per request. */
+export const ACTIVITY_WRITE_INTERVAL_MS = 60_000;
+
+const recordSchema = z.strictObject({
+  user: z.string(),
+  ssh_cert: z.string(),
+  tls_cert: z.string(),
+  sealed_keys: z.string(),
+  created: z.string(),
+  last_active: z.string(),
+  idle_timeout_ms: z.number().int().positive(),
+  expires: z.string(),
+});
+export type WebSessionRecord = z.infer<typeof recordSchema>;
+
+export type WebSessionState = 'active' | 'idle' | 'expired';
+
+/** Whether a session may still be used at `now` (pure: the rule the auth server applies). */
+export function webSessionState(s: Pick<WebSessionRecord, 'last_active' | 'idle_timeout_ms' | 'expires'>, now: Date): WebSessionState {
+  if (now.getTime() >= new Date(s.expires).getTime()) return 'expired';
+  if (now.getTime() - new Date(s.last_active).getTime() > s.idle_timeout_ms) return 'idle';
+  return 'active';
+}
+
+/** Whether a request at `now` should move last_active (pure). */
+export function shouldRecordActivity(s: Pick<WebSessionRecord, 'last_active'>, now: Date): boolean {
+  return now.getTime() - new Date(s.last_active).getTime() >= ACTIVITY_WRITE_INTERVAL_MS;
+}
+
+function checkIdHash(idHash: string): string {
+  if (!ID_HASH.test(idHash)) throw new BadParameter('invalid web session id');
+  return PREFIX + idHash;
+}
+
+export interface StoredWebSession {
+  record: WebSessionRecord;
+  certs: Certs;
+}
+
+async function present(auth: AuthServer, record: WebSessionRecord): Promise<StoredWebSession> {
+  const ttlMs = Math.max(0, new Date(record.expires).getTime() - auth.now().getTime());
+  return { record, certs: { sshCert: record.ssh_cert, tlsCert: record.tls_cert, ...(await auth.trustBundle()), ttlMs } };
+}
+
+export async function createWebSession(
+  auth: AuthServer,
+  req: {
+    user: string;
+    password: string;
+    secondFactor: string;
+    sshPublicKey: string;
+    tlsPublicKey: string;
+    ttlMs: number;
+    clientAddr: string;
+    idHash: string;
+    sealedKeys: Uint8Array;
+    idleTimeoutMs: number;
+  },
+): Promise<StoredWebSession> {
+  const key = checkIdHash(req.idHash);
+  if (req.sealedKeys.length === 0 || req.sealedKeys.length > MAX_SEALED_KEYS) throw new BadParameter('invalid sealed keys');
+  if (!(req.idleTimeoutMs >= MIN_IDLE_TIMEOUT_MS && req.idleTimeoutMs <= MAX_IDLE_TIMEOUT_MS)) {
+    throw new BadParameter('idle timeout must be between 10s and 24h');
+  }
+  const certs = await authenticateUser(auth, req);
+  const now = auth.now();
+  const expires = new Date(now.getTime() + certs.ttlMs);
+  const record: WebSessionRecord = {
+    user: req.user,
+    ssh_cert: certs.sshCert,
+    tls_cert: certs.tlsCert,
+    sealed_keys: Buffer.from(req.sealedKeys).toString('base64'),
+    created: now.toISOString(),
+    last_active: now.toISOString(),
+    idle_timeout_ms: req.idleTimeoutMs,
+    expires: expires.toISOString(),
+  };
+  // The login itself is audited (user.login) by authenticateUser.
+  await auth.backend.create({ key, value: JSON.stringify(record), expires });
+  return { record, certs };
+}
+
+/** The session, if it is still usable; a request's activity is recorded on the way. */
+export async function getWebSession(auth: AuthServer, idHash: string): Promise<StoredWebSession> {
+  const key = checkIdHash(idHash);
+  const gone = new NotFound('web session not found or expired: sign in again');
+  const item = await auth.backend.get(key).catch(() => {
+    throw gone;
+  });
+  const parsed = recordSchema.safeParse(JSON.parse(item.value));
+  if (!parsed.success) throw gone;
+  const record = parsed.data;
+  const now = auth.now();
+  const state = webSessionState(record, now);
+  if (state !== 'active') {
+    await auth.backend.delete(key).catch(() => undefined);
+    throw gone;
+  }
+  if (shouldRecordActivity(record, now)) {
+    const next = { ...record, last_active: now.toISOString() };
+    // Two proxies may record the same minute at once: the loser's write is not needed.
+    await auth.backend.compareAndSwap(item, { key, value: JSON.stringify(next), expires: item.expires }).then(
+      () => Object.assign(record, next),
+      () => undefined,
+    );
+  }
+  return present(auth, record);
+}
+
+export async function deleteWebSession(auth: AuthServer, idHash: string): Promise<void> {
+  const key = checkIdHash(idHash);
+  // Signing out twice is not an error.
+  await auth.backend.delete(key).catch(() => undefined);
+}
