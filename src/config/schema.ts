@@ -61,8 +61,10 @@ export const configSchema = z.strictObject({
       listen_addr: hostPort.default('0.0.0.0:3080'),
       /** Names clients use to reach the proxy; they go into its certificate. */
       public_addr: z.array(hostPort).default([]),
+      /** A web UI session ends after this long without a request (it ends with its certificates anyway). */
+      web_idle_timeout: duration.default('30m'),
     })
-    .default({ enabled: true, listen_addr: '0.0.0.0:3080', public_addr: [] }),
+    .default({ enabled: true, listen_addr: '0.0.0.0:3080', public_addr: [], web_idle_timeout: '30m' }),
   ssh_service: z
     .strictObject({
       enabled: z.boolean().default(true),
@@ -138,6 +140,7 @@ proxy_service:
   listen_addr: 0.0.0.0:3080
   # Names users reach the proxy by (they go into its certificate).
   public_addr: ["ward.example.com:3080"]
+  web_idle_timeout: 30m   # the web UI signs out after this long without a request
 
 ssh_service:              # the Node Service: an SSH server that checks Ward certificates
   enabled: true

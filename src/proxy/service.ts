@@ -12,6 +12,12 @@ import { startMux, spliceTo } from './mux.ts';
 import type { ProxySSHServer } from './sshserver.ts';
 import { ALPN_PROXY_SSH, TLS_HANDSHAKE_TIMEOUT_MS } from './sshtls.ts';
 import { webHandler } from './web.ts';
+import { formatHostPort } from '../config/listen.ts';
+import type { ResourceCache } from '../cache/resources.ts';
+import type { Router } from './router.ts';
+import { createTerminalServer } from './webterminal.ts';
+import { WebSessions } from './websession.ts';
+import { WebAssets, findWebRoot } from './webstatic.ts';
 
 export const ALPN_TUNNEL = 'ward-reversetunnel';
 
@@ -30,6 +36,13 @@ export interface ProxyConfig {
   sshOverTLS?: tls.Server;
   /** Agents' reverse tunnels. */
   tunnels?: { handle(socket: net.Socket): void };
+  /** The web UI's terminal dials nodes through the same router as the SSH paths. */
+  router?: Router;
+  cache?: ResourceCache;
+  /** Web sessions end after this long without a request (seconds). */
+  webIdleTimeoutSeconds?: number;
+  /** Where the built web UI is (default: dist/web of this installation). */
+  webRoot?: string;
   log: Logger;
 }
 
@@ -40,6 +53,7 @@ export interface ProxyService {
 
 export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   const { log } = cfg;
+  const webSessions = new WebSessions(cfg.auth, formatHostPort(cfg.authAddr), cfg.webIdleTimeoutSeconds);
   const web = http2.createSecureServer(
     {
       key: cfg.tls.keyPem,
@@ -49,8 +63,14 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
       ALPNProtocols: ['h2', 'http/1.1'],
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
-    webHandler(cfg.auth, log),
+    webHandler({ auth: cfg.auth, sessions: webSessions, assets: new WebAssets(cfg.webRoot ?? findWebRoot()), cache: cfg.cache, log }),
   );
+  // Browsers open WebSockets over HTTP/1.1 (this server does not offer RFC 8441 over h2).
+  const terminals = cfg.router ? createTerminalServer({ sessions: webSessions, router: cfg.router, log }) : undefined;
+  web.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    if (terminals) terminals.handleUpgrade(req, socket, head);
+    else socket.destroy();
+  });
   // Node only reports a failed or timed-out handshake; the socket stays open until we destroy it.
   web.on('tlsClientError', (err, socket) => {
     log.debug({ err: err.message }, 'web TLS error');
@@ -86,6 +106,7 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
     address: mux.address,
     close: async () => {
       await mux.close();
+      terminals?.close();
       web.close();
       redirect.close();
       cfg.ssh?.close();

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { systemClock } from '../../api/clock.ts';
+import { parseDuration } from '../../api/duration.ts';
 import { createAuthClient } from '../../api/client.ts';
 import { formatHostPort, isWildcard, loopbackDialable, parseHostPort } from '../../config/listen.ts';
 import { splitAddrList } from '../../api/failover.ts';
@@ -105,6 +106,9 @@ export async function startProxyService(
     ssh,
     sshOverTLS,
     tunnels,
+    router,
+    cache,
+    webIdleTimeoutSeconds: parseDuration(cfg.proxy_service.web_idle_timeout) / 1000,
     log,
   }).catch(async (err: unknown) => {
     await stopParts();
