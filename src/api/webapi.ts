@@ -11,6 +11,8 @@ export const loginRequestSchema = z.strictObject({
   ssh_public_key: z.string().max(8192),
   tls_public_key: z.string().max(8192),
   ttl_seconds: z.number().int().min(0).max(30 * 86_400).default(0),
+  /** A TOTP code or a recovery code, when the cluster's second_factor is not off. */
+  second_factor: z.string().max(256).optional(),
 });
 export type LoginRequest = z.input<typeof loginRequestSchema>;
 
@@ -24,6 +26,11 @@ export const certsSchema = z.object({
 });
 export type CertsResponse = z.infer<typeof certsSchema>;
 
-export const pingSchema = z.object({ cluster_name: z.string(), server_version: z.string() });
+export const pingSchema = z.object({
+  cluster_name: z.string(),
+  server_version: z.string(),
+  /** off | otp | webauthn | on: what a login needs besides the password. */
+  second_factor: z.string().default('off'),
+});
 
 export const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });

@@ -12,6 +12,7 @@ import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, c
 import { withoutSecrets } from './keystore.ts';
 import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
+import { beginTOTP, deleteDevice, finishTOTP, listDevices } from './mfa.ts';
 import { heartbeat, registerUsingToken } from './join.ts';
 import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
@@ -101,6 +102,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         serverVersion: VERSION,
         caPins: await auth.tlsCAPins(),
         backend: who.kind === 'anonymous' ? '' : auth.backend.kind,
+        secondFactor: auth.secondFactor,
       }), { anonymous: true }),
 
       getResource: unary(async (req, who) => {
@@ -229,6 +231,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           tlsPublicKey: req.tlsPublicKey,
           ttlMs: ttlMs(req.ttlSeconds, 12 * 3_600_000),
           clientAddr: req.clientAddr,
+          secondFactor: req.secondFactor || undefined,
         });
         return certsMessage(certs);
       }),
@@ -270,6 +273,36 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           return { event: event as EventName, fields, at: agentEventStamp(uid, time, auth.now()) };
         });
         for (const e of events) await auth.audit.emit(e.event, { ...e.fields, server_id: c.name }, e.at);
+        return {};
+      }),
+
+      // A user's own second factors; never anyone else's, whatever their roles (an admin removes a
+      // user's devices by resetting the user).
+      beginMFARegistration: unary(async (req, who) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
+        if (req.type !== 'totp') throw new BadParameter(`cannot register a "${req.type}" device here (expected totp; security keys are added in the web UI)`);
+        return beginTOTP(auth, c.name);
+      }),
+
+      finishMFARegistration: unary(async (req, who) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
+        if (req.type !== 'totp') throw new BadParameter(`cannot register a "${req.type}" device here (expected totp)`);
+        const { device, recoveryCodes } = await finishTOTP(auth, c.name, { name: req.name, code: req.code, existingCode: req.existingCode || undefined });
+        return { deviceId: device.id, recoveryCodes };
+      }),
+
+      listMFADevices: unary(async (_req, who) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
+        return { devices: await listDevices(auth, c.name) };
+      }),
+
+      deleteMFADevice: unary(async (req, who) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
+        await deleteDevice(auth, c.name, req.device, c.name);
         return {};
       }),
 

@@ -5,10 +5,15 @@ import { AccessDenied } from '../api/errors.ts';
 import type { AuthServer, CertKeys, Certs } from './server.ts';
 import { failuresKey, passwordKey } from './server.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
+import { checkSecondFactor, requiresSecondFactor } from './mfa.ts';
+
+/** One answer for every second-factor failure: it never says whether the password was right. */
+export const SECOND_FACTOR_DENIED =
+  'access denied: invalid user name, password or second-factor code (a user with no second factor registered finishes sign-up from the invite link)';
 
 export async function authenticateUser(
   auth: AuthServer,
-  req: { user: string; password: string; ttlMs: number; clientAddr: string } & CertKeys,
+  req: { user: string; password: string; secondFactor?: string; ttlMs: number; clientAddr: string } & CertKeys,
 ): Promise<Certs> {
   const { lockout } = auth.config;
   const user = await auth.users.tryGet(req.user);
@@ -40,9 +45,26 @@ export async function authenticateUser(
     }
     throw await fail(user ? 'bad password' : 'unknown user');
   }
+  try {
+    await checkSecondFactor(auth, req.user, req.secondFactor);
+  } catch (err) {
+    if (!(err instanceof AccessDenied)) {
+      await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
+      throw err;
+    }
+    // A wrong code costs a slot of the failure count, as a wrong password does: codes cannot be
+    // guessed faster than passwords. The answer does not say which of the two was wrong.
+    if (count >= lockout.maxAttempts) {
+      await auth.users.modify(req.user, (u) => ({ ...u, spec: { ...u.spec, locked_until: until } }));
+      await auth.audit.emit('user.locked', { user: req.user, until, reason: `${count} failed logins` });
+      throw await locked(until);
+    }
+    throw await fail(`bad second factor: ${err.message}`, SECOND_FACTOR_DENIED);
+  }
   await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
   const certs = await auth.issueUserCerts(user, req, req.ttlMs, req.user);
-  await auth.audit.emit('user.login', { user: req.user, success: true, method: 'password', remote_addr: req.clientAddr });
+  const method = requiresSecondFactor(auth.secondFactor) ? 'password+otp' : 'password';
+  await auth.audit.emit('user.login', { user: req.user, success: true, method, remote_addr: req.clientAddr });
   return certs;
 }
 

@@ -12,6 +12,7 @@ import type { Registry } from 'prom-client';
 import { fingerprintSPKI } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { describeLock, lockFor, type LockTarget } from '../rbac/locks.ts';
+import { deleteAllFactors, type SecondFactorMode } from './mfa.ts';
 import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
 import { ensureBuiltinRoles, ensureCAs } from './init.ts';
@@ -31,6 +32,8 @@ export interface AuthServerConfig {
   recordingsDir?: string;
   /** Where the auth server's metrics go (the diagnostics listener's registry). */
   metrics?: Registry;
+  /** What a login needs besides the password (auth_service.second_factor). Default off. */
+  secondFactor?: SecondFactorMode;
 }
 
 export interface Certs {
@@ -85,6 +88,9 @@ export class AuthServer {
 
   get clusterName(): string {
     return this.config.clusterName;
+  }
+  get secondFactor(): SecondFactorMode {
+    return this.config.secondFactor ?? 'off';
   }
   get backend(): Backend & EventStore {
     return this.config.backend;
@@ -156,6 +162,7 @@ export class AuthServer {
   async deleteUser(name: string, by: string): Promise<void> {
     await this.users.delete(name);
     await this.backend.delete(passwordKey(name)).catch(() => undefined);
+    await deleteAllFactors(this, name);
     await this.audit.emit('user.delete', { user: by, name });
   }
 

@@ -53,8 +53,10 @@ export const configSchema = z.strictObject({
       lockout: z
         .strictObject({ max_attempts: z.number().int().min(1).max(100).default(5), duration: duration.default('15m') })
         .default({ max_attempts: 5, duration: '15m' }),
+      /** What a login needs besides the password: off, or otp (TOTP; `on` = any second factor there is). */
+      second_factor: z.enum(['off', 'otp', 'on']).default('off'),
     })
-    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' } }),
+    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off' }),
   proxy_service: z
     .strictObject({
       enabled: z.boolean().default(true),
@@ -131,6 +133,7 @@ auth_service:
   listen_addr: 127.0.0.1:3025
   storage:
     type: sqlite          # or: {type: postgres, conn_string: "postgres://ward@db/ward"}
+  second_factor: off      # off | otp (TOTP codes, wsh mfa add) | on (any second factor)
   lockout:
     max_attempts: 5       # failed logins in a row before the user is locked
     duration: 15m

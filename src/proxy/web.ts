@@ -146,7 +146,7 @@ export function webHandler(deps: WebDeps) {
   const open: Record<string, (req: Req, params: string[]) => Promise<{ body: unknown; headers?: Record<string, string> }>> = {
     [`GET ${WEBAPI_PING}`]: async () => {
       const ping = await auth.ping({});
-      return { body: { cluster_name: ping.clusterName, server_version: ping.serverVersion } };
+      return { body: { cluster_name: ping.clusterName, server_version: ping.serverVersion, second_factor: ping.secondFactor || 'off' } };
     },
     [`POST ${WEBAPI_LOGIN}`]: async (req) => {
       const parsed = loginRequestSchema.safeParse(await readJSON(req));
@@ -159,6 +159,7 @@ export function webHandler(deps: WebDeps) {
         tlsPublicKey: body.tls_public_key,
         ttlSeconds: body.ttl_seconds,
         clientAddr: clientAddr(req),
+        secondFactor: body.second_factor ?? '',
       });
       return {
         body: {

@@ -76,6 +76,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       lockout: { maxAttempts: cfg.auth_service.lockout.max_attempts, durationMs: parseDuration(cfg.auth_service.lockout.duration) },
       recordingsDir: join(dataDir, 'recordings'),
       metrics,
+      secondFactor: cfg.auth_service.second_factor,
     });
     const host = hostname();
     const authTLS = await serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);

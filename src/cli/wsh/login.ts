@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { AccessDenied, BadParameter, ConnectionProblem, errorFromCode } from '../../api/errors.ts';
 import { generateClientKeys } from '../../api/keys.ts';
 import { splitAddr } from '../../api/client.ts';
-import { WEBAPI_LOGIN, certsSchema, errorSchema, type CertsResponse, type LoginRequest } from '../../api/webapi.ts';
+import { WEBAPI_LOGIN, WEBAPI_PING, certsSchema, errorSchema, pingSchema, type CertsResponse, type LoginRequest } from '../../api/webapi.ts';
 import { confirm, isInteractive, readSecret, readStdinLine } from '../prompt.ts';
 import { fetchProxyCA, proxyTLSOptions } from '../../api/trust.ts';
 import { pinCA, pinnedCA, saveLogin } from './profile.ts';
@@ -15,6 +15,8 @@ export interface LoginOptions {
   user: string;
   ttlMs: number;
   passwordStdin: boolean;
+  /** Read the second-factor code from standard input (the line after the password with --password-stdin). */
+  otpStdin?: boolean;
   insecure: boolean;
   caPin?: string;
 }
@@ -52,11 +54,15 @@ async function trustProxy(opts: LoginOptions, warn: (s: string) => void): Promis
 }
 
 function post(proxy: string, path: string, body: unknown, tlsOptions: https.RequestOptions): Promise<unknown> {
+  return request(proxy, 'POST', path, body, tlsOptions);
+}
+
+function request(proxy: string, method: 'GET' | 'POST', path: string, body: unknown, tlsOptions: https.RequestOptions): Promise<unknown> {
   const [host, port] = splitAddr(proxy);
-  const data = JSON.stringify(body);
+  const data = method === 'POST' ? JSON.stringify(body) : '';
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { host, port, path, method: 'POST', agent: false, timeout: 30_000, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }, ...tlsOptions },
+      { host, port, path, method, agent: false, timeout: 30_000, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }, ...tlsOptions },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -89,16 +95,29 @@ function post(proxy: string, path: string, body: unknown, tlsOptions: https.Requ
 export async function login(opts: LoginOptions, warn: (s: string) => void): Promise<{ certs: CertsResponse; dir: string }> {
   if (!opts.user) throw new BadParameter('--user is required');
   const proxyCA = await trustProxy(opts, warn);
-  const password = opts.passwordStdin ? readStdinLine('password', readFileSync(0, 'utf8')) : await readSecret(`Password for ${opts.user}: `);
+  const tls = proxyTLSOptions(proxyCA, opts.insecure);
+  const ping = pingSchema.safeParse(await request(opts.proxy, 'GET', WEBAPI_PING, undefined, tls));
+  const needsSecondFactor = ping.success && ping.data.second_factor !== 'off';
+  // Standard input holds the password (--password-stdin), then the code (--otp-stdin), one per line.
+  const stdinLines = opts.passwordStdin || opts.otpStdin ? readFileSync(0, 'utf8').split(/\r?\n/) : [];
+  const password = opts.passwordStdin ? readStdinLine('password', stdinLines.shift() ?? '') : await readSecret(`Password for ${opts.user}: `);
+  let secondFactor: string | undefined;
+  if (needsSecondFactor) {
+    if (opts.otpStdin) secondFactor = readStdinLine('second-factor code', stdinLines.shift() ?? '');
+    else if (!process.stdin.isTTY || opts.passwordStdin) {
+      throw new BadParameter('this cluster needs a second factor: a second-factor code needed: run in a terminal or use --otp-stdin');
+    } else secondFactor = await readSecret(`Second-factor code for ${opts.user} (authenticator app, or a recovery code): `);
+  }
   const keys = generateClientKeys(opts.user);
-  const request: LoginRequest = {
+  const loginRequest: LoginRequest = {
     user: opts.user,
     password,
     ssh_public_key: keys.sshPublicKey,
     tls_public_key: keys.tlsPublicKey,
     ttl_seconds: Math.round(opts.ttlMs / 1000),
+    ...(secondFactor ? { second_factor: secondFactor.trim() } : {}),
   };
-  const answer = await post(opts.proxy, WEBAPI_LOGIN, request, proxyTLSOptions(proxyCA, opts.insecure));
+  const answer = await post(opts.proxy, WEBAPI_LOGIN, loginRequest, tls);
   const parsed = certsSchema.safeParse(answer);
   if (!parsed.success) throw new ConnectionProblem('the proxy sent a malformed login answer');
   const certs = parsed.data;

@@ -35,16 +35,17 @@ program
   .option('--user <name>', 'your Ward user name')
   .option('--ttl <duration>', 'how long the certificates live (capped by your roles)', '12h')
   .option('--password-stdin', 'read the password from standard input')
+  .option('--otp-stdin', 'read the second-factor code from standard input (after the password line with --password-stdin)')
   .option('--ca-pin <sha256:...>', 'the cluster CA pin to expect (from wctl status)')
   .option('--insecure', 'do not check the proxy\'s certificate (home labs only)')
-  .action(async (opts: { proxy?: string; user?: string; ttl: string; passwordStdin?: boolean; caPin?: string; insecure?: boolean }) => {
+  .action(async (opts: { proxy?: string; user?: string; ttl: string; passwordStdin?: boolean; otpStdin?: boolean; caPin?: string; insecure?: boolean }) => {
     const g = globals();
     const proxy = opts.proxy ?? g.proxy;
     if (!proxy) throw new Error('--proxy HOST:PORT is required');
     const user = opts.user ?? g.user ?? '';
     const { login } = await import('./login.ts');
     const { certs, dir } = await login(
-      { proxy, user, ttlMs: parseDuration(opts.ttl), passwordStdin: !!opts.passwordStdin, insecure: !!(opts.insecure ?? g.insecure), caPin: opts.caPin },
+      { proxy, user, ttlMs: parseDuration(opts.ttl), passwordStdin: !!opts.passwordStdin, otpStdin: !!opts.otpStdin, insecure: !!(opts.insecure ?? g.insecure), caPin: opts.caPin },
       (s) => process.stderr.write(s),
     );
     process.stdout.write(`Logged in as ${user} to cluster "${certs.cluster_name}" via ${proxy}; certificates valid for ${formatDuration(certs.ttl_seconds * 1000)}.\nKeys: ${dir}\n`);
@@ -122,6 +123,31 @@ program
   .passThroughOptions()
   .action(async (target: string, command: string[], opts: { rate: string; duration: string; interactive?: boolean }) => {
     process.exitCode = await (await import('./bench.ts')).bench(target, command, { rate: opts.rate, duration: opts.duration, interactive: !!opts.interactive });
+  });
+
+const mfa = program.command('mfa').description('your second factors (when the cluster asks for one at login)');
+mfa
+  .command('add')
+  .description('register an authenticator app (TOTP): scan the QR code, then type a code from the app')
+  .addOption(new Option('--type <t>', 'device type').default('totp').choices(['totp']))
+  .option('--name <name>', 'a name for the device', 'authenticator')
+  .option('--otp-stdin', 'read the code(s) from standard input, one per line (existing device first, if any)')
+  .action(async (opts: { type: string; name: string; otpStdin?: boolean }) => {
+    await (await import('./mfa.ts')).addDevice({ type: opts.type, name: opts.name, otpStdin: !!opts.otpStdin }, (s) => process.stdout.write(s));
+  });
+mfa
+  .command('ls')
+  .description('list your second-factor devices')
+  .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
+  .action(async (opts: { format: string }) => {
+    process.stdout.write(await (await import('./mfa.ts')).listDevices(opts.format));
+  });
+mfa
+  .command('rm')
+  .description('remove one of your second-factor devices')
+  .argument('<device>', 'its name or id')
+  .action(async (device: string) => {
+    process.stdout.write(await (await import('./mfa.ts')).removeDevice(device));
   });
 
 const recordings = program.command('recordings').description('recorded sessions (needs a role with the `session` rule)');

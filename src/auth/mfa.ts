@@ -1,0 +1,184 @@
+// Second factors at the auth server: TOTP devices (RFC 6238, as authenticator apps do them) and
+// single-use recovery codes. A cluster's `second_factor` says whether a login needs one. Devices are
+// kept under their own backend keys, outside the resource API, so no `wctl get` or watch can ever
+// return a TOTP secret. Each code is good once: the time step it matched is stored with a
+// compare-and-swap, so a replayed code, or the same code raced twice, is refused.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { generateSecret, generateURI, verify } from 'otplib';
+import { AccessDenied, BadParameter, CompareFailed, NotFound } from '../api/errors.ts';
+import { hashPassword, verifyPassword } from './passwords.ts';
+import type { AuthServer } from './server.ts';
+
+export const SECOND_FACTOR_MODES = ['off', 'otp', 'webauthn', 'on'] as const;
+export type SecondFactorMode = (typeof SECOND_FACTOR_MODES)[number];
+
+/** One time step either side of now (30 s each), for clocks that drift, as RFC 6238 section 5.2 advises. */
+const TOLERANCE_SECONDS = 30;
+const PENDING_TTL_MS = 10 * 60_000;
+const RECOVERY_CODES = 3;
+const MAX_DEVICES = 8;
+
+export interface TOTPDevice {
+  id: string;
+  type: 'totp';
+  name: string;
+  secret: string;
+  added: string;
+  /** The last time step a code was accepted for: only later ones are. */
+  last_time_step: number;
+}
+
+/** What a user or admin may see of a device: never the secret. */
+export interface DeviceInfo {
+  id: string;
+  type: 'totp';
+  name: string;
+  added: string;
+}
+
+const deviceKey = (user: string, id: string) => `/mfa/devices/${user}/${id}`;
+const devicesPrefix = (user: string) => `/mfa/devices/${user}/`;
+const pendingKey = (user: string) => `/mfa/pending/${user}`;
+const recoveryKey = (user: string) => `/mfa/recovery/${user}`;
+
+export function requiresSecondFactor(mode: SecondFactorMode): boolean {
+  return mode !== 'off';
+}
+
+async function devices(auth: AuthServer, user: string): Promise<TOTPDevice[]> {
+  return (await auth.backend.getRange(devicesPrefix(user))).map((i) => JSON.parse(i.value) as TOTPDevice);
+}
+
+export async function listDevices(auth: AuthServer, user: string): Promise<DeviceInfo[]> {
+  return (await devices(auth, user)).map(({ id, type, name, added }) => ({ id, type, name, added }));
+}
+
+/** Step one of adding a TOTP device: a fresh secret, held for 10 minutes until a code proves the app has it. */
+export async function beginTOTP(auth: AuthServer, user: string): Promise<{ secret: string; uri: string }> {
+  if ((await devices(auth, user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
+  const secret = generateSecret(); // 20 random bytes, base32, as authenticator apps expect
+  await auth.backend.put({ key: pendingKey(user), value: secret, expires: new Date(auth.now().getTime() + PENDING_TTL_MS) });
+  return { secret, uri: generateURI({ issuer: `Ward ${auth.clusterName}`, label: user, secret }) };
+}
+
+/**
+ * Step two: the code from the app confirms the secret. Adding a device when the user already has one
+ * takes a code from an existing one too, so a stolen certificate alone cannot add an attacker's phone.
+ * The first device comes with recovery codes, shown once.
+ */
+export async function finishTOTP(
+  auth: AuthServer,
+  user: string,
+  req: { name: string; code: string; existingCode?: string },
+): Promise<{ device: DeviceInfo; recoveryCodes: string[] }> {
+  const name = req.name.trim() || 'authenticator';
+  if (!/^[\w .@-]{1,64}$/.test(name)) throw new BadParameter('a device name is 1-64 letters, digits, spaces, ".", "@", "_" or "-"');
+  const existing = await devices(auth, user);
+  if (existing.some((d) => d.name === name)) throw new BadParameter(`you already have a device named "${name}"`);
+  if (existing.length > 0) {
+    if (!req.existingCode) throw new AccessDenied('adding another device needs a code from one you already have');
+    await checkTOTP(auth, user, req.existingCode);
+  }
+  const pending = await auth.backend.get(pendingKey(user)).catch((err) => {
+    if (err instanceof NotFound) throw new BadParameter('no device registration in progress (it lasts 10 minutes): start again');
+    throw err;
+  });
+  const step = await matchStep(pending.value, req.code, auth.now(), -1);
+  if (step === undefined) throw new AccessDenied('the code does not match: check the app and the time on this device');
+  const device: TOTPDevice = { id: randomUUID(), type: 'totp', name, secret: pending.value, added: auth.now().toISOString(), last_time_step: step };
+  await auth.backend.create({ key: deviceKey(user, device.id), value: JSON.stringify(device) });
+  await auth.backend.delete(pendingKey(user)).catch(() => undefined);
+  let recoveryCodes: string[] = [];
+  if (existing.length === 0) recoveryCodes = await newRecoveryCodes(auth, user);
+  await auth.audit.emit('mfa.add', { user, device: name, type: 'totp', id: device.id });
+  return { device: { id: device.id, type: 'totp', name, added: device.added }, recoveryCodes };
+}
+
+export async function deleteDevice(auth: AuthServer, user: string, id: string, by: string): Promise<void> {
+  const all = await devices(auth, user);
+  const device = all.find((d) => d.id === id || d.name === id);
+  if (!device) throw new NotFound(`no second-factor device "${id}"`);
+  await auth.backend.delete(deviceKey(user, device.id));
+  if (all.length === 1) await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
+  await auth.audit.emit('mfa.delete', { user: by, name: user, device: device.name, id: device.id });
+}
+
+/** The user's devices, codes and pending registration go with the user. */
+export async function deleteAllFactors(auth: AuthServer, user: string): Promise<void> {
+  await auth.backend.deleteRange(devicesPrefix(user));
+  await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
+  await auth.backend.delete(pendingKey(user)).catch(() => undefined);
+}
+
+async function matchStep(secret: string, code: string, now: Date, afterTimeStep: number): Promise<number | undefined> {
+  if (!/^\d{6}$/.test(code)) return undefined;
+  const result = await verify({
+    secret,
+    token: code,
+    epoch: Math.floor(now.getTime() / 1000),
+    epochTolerance: TOLERANCE_SECONDS,
+    ...(afterTimeStep >= 0 ? { afterTimeStep } : {}),
+  });
+  return result.valid && 'timeStep' in result ? result.timeStep : undefined;
+}
+
+/** Accepts a TOTP code from any of the user's devices, once; throws AccessDenied otherwise. */
+async function checkTOTP(auth: AuthServer, user: string, code: string): Promise<void> {
+  for (const item of await auth.backend.getRange(devicesPrefix(user))) {
+    const device = JSON.parse(item.value) as TOTPDevice;
+    const step = await matchStep(device.secret, code, auth.now(), device.last_time_step);
+    if (step === undefined) continue;
+    try {
+      await auth.backend.compareAndSwap(item, { key: item.key, value: JSON.stringify({ ...device, last_time_step: step }) });
+    } catch (err) {
+      if (err instanceof CompareFailed) break; // another login used a code of this device at the same moment
+      throw err;
+    }
+    return;
+  }
+  throw new AccessDenied('invalid or already used second-factor code');
+}
+
+async function newRecoveryCodes(auth: AuthServer, user: string): Promise<string[]> {
+  // 12 random bytes each: 96 bits, written as three groups for reading aloud.
+  const codes = Array.from({ length: RECOVERY_CODES }, () => randomBytes(12).toString('hex').replace(/(.{8})(.{8})(.{8})/, '$1-$2-$3'));
+  const hashes = await Promise.all(codes.map((c) => hashPassword(c)));
+  await auth.backend.put({ key: recoveryKey(user), value: JSON.stringify(hashes) });
+  return codes;
+}
+
+async function useRecoveryCode(auth: AuthServer, user: string, code: string): Promise<boolean> {
+  const item = await auth.backend.get(recoveryKey(user)).catch(() => undefined);
+  if (!item) return false;
+  const hashes = JSON.parse(item.value) as string[];
+  for (const [i, hash] of hashes.entries()) {
+    if (!(await verifyPassword(code.trim().toLowerCase(), hash))) continue;
+    const rest = hashes.filter((_, j) => j !== i);
+    // Single use, even when two logins race with the same code.
+    await auth.backend.compareAndSwap(item, { key: item.key, value: JSON.stringify(rest) }).catch(() => {
+      throw new AccessDenied('invalid or already used second-factor code');
+    });
+    await auth.audit.emit('mfa.recovery_code_used', { user, remaining: rest.length });
+    return true;
+  }
+  return false;
+}
+
+/**
+ * The second factor of a login, after the password was right. `secondFactor` is a 6-digit TOTP code
+ * or a recovery code. With the cluster's mode off, nothing is needed and anything sent is refused (a
+ * client that believes it proved more than a password must learn it did not).
+ */
+export async function checkSecondFactor(auth: AuthServer, user: string, secondFactor: string | undefined): Promise<void> {
+  if (!requiresSecondFactor(auth.secondFactor)) {
+    if (secondFactor) throw new BadParameter('this cluster does not use a second factor');
+    return;
+  }
+  if ((await devices(auth, user)).length === 0) {
+    throw new AccessDenied('this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ask an admin for a reset link');
+  }
+  if (!secondFactor) throw new AccessDenied('second factor required: give the code from your authenticator app');
+  if (/^\d{6}$/.test(secondFactor)) return checkTOTP(auth, user, secondFactor);
+  if (await useRecoveryCode(auth, user, secondFactor)) return;
+  throw new AccessDenied('invalid or already used second-factor code');
+}
