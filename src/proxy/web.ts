@@ -209,6 +209,8 @@ export function webHandler(deps: WebDeps) {
         const r = await o.fn(req, o.params);
         return send(req, res, 200, r.body, r.headers);
       }
+      // An unknown endpoint is a 404 for everyone, signed in or not.
+      if (path !== '/webapi/sessions/web/current' && !routes.some((r) => r.path.test(path))) throw new NotFound(`no such endpoint: ${method} ${path}`);
       // Everything else acts as the signed-in user.
       const bearer = bearerFromCookie(req.headers.cookie);
       let session: ActiveWebSession;
