@@ -4,8 +4,8 @@
 import https from 'node:https';
 import tls from 'node:tls';
 import { ConnectionProblem, AccessDenied } from './errors.ts';
-import { splitAddr } from './client.ts';
-import { fingerprintSPKI, identityFromPeerCert } from '../crypto/x509.ts';
+import { splitAddr } from './addr.ts';
+import { fingerprintSPKI, identityFromPeerCert } from '../crypto/certinfo.ts';
 
 export interface ProxyCA {
   pin: string;

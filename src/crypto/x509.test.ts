@@ -492,6 +492,8 @@ describe('leaf certificates written as DER by hand', () => {
     assert.match(out, /GENERALIZEDTIME +:20610102030405Z/);
     assert.equal(new NodeX509(pem).validTo, 'Jan  2 03:04:05 2061 GMT');
     assert.equal(readIdentity(pem).expires, notAfter.toISOString());
+    assert.equal(certExpiry(pem).getTime(), notAfter.getTime());
+    assert.equal(certExpiry(userCert).getTime(), new Date(new NodeX509(userCert).validTo).getTime());
   });
 
   it('writes IPv6 SANs, including v4-mapped and compressed forms, as 16 octets', async () => {

@@ -13,66 +13,23 @@ import {
 } from 'node:crypto';
 import { isIP } from 'node:net';
 import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs it loaded first
-import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import * as x509 from '@peculiar/x509';
-import { z } from 'zod';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import * as der from './der.ts';
+import { IDENTITY_OID, MAX_IDENTITY_BYTES, certDer, identityName as name, parseIdentity, type Identity } from './certinfo.ts';
+
+// What clients read from certificates lives in certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
+// every connection); re-exported here for the server side.
+export { IDENTITY_OID, MAX_IDENTITY_BYTES, certExpiry, fingerprintSPKI, identityFromPeerCert, readIdentity, type Identity } from './certinfo.ts';
 
 // The library (used for CA certificates and parsing; leaves are written by hand) signs and hashes through a
 // process-wide WebCrypto provider; Node's is the only one Ward uses.
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
-/** Private OID of the extension that holds the Ward identity as JSON (a DER UTF8String). */
-export const IDENTITY_OID = '1.3.9999.7.1';
-/** Upper bound for the identity extension and, with room for the rest, for a whole certificate. */
-export const MAX_IDENTITY_BYTES = 64 * 1024;
-const MAX_CERT_BYTES = 2 * MAX_IDENTITY_BYTES;
 /** Certificates start a minute in the past so a peer whose clock lags a little still accepts them. */
 const CLOCK_SKEW_MS = 60_000;
 const DAY_MS = 86_400_000;
 const P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
-
-export interface Identity {
-  username: string;
-  roles: string[];
-  logins: string[];
-  traits?: Record<string, string[]>;
-  cluster: string;
-  /** ISO time; always equals the certificate's notAfter. */
-  expires: string;
-  kind: 'user' | 'host';
-  hostId?: string;
-  /** For hosts: the system role(s), e.g. `node`, `proxy`. */
-  systemRoles?: string[];
-  routeToCluster?: string;
-}
-
-const name = z.string().min(1).max(255);
-// Strict: a certificate whose identity has fields this build does not know is refused rather than half-read.
-const identitySchema = z
-  .strictObject({
-    username: name,
-    roles: z.array(name).max(1000),
-    logins: z.array(name).max(1000),
-    traits: z.record(name, z.array(z.string().max(4096)).max(1000)).optional(),
-    cluster: name,
-    expires: z.iso.datetime(),
-    kind: z.enum(['user', 'host']),
-    hostId: name.optional(),
-    systemRoles: z.array(name).max(100).optional(),
-    routeToCluster: name.optional(),
-  })
-  .refine((id) => id.kind !== 'host' || id.hostId !== undefined, 'a host identity needs a hostId');
-
-function parseIdentity(value: unknown): Identity {
-  const result = identitySchema.safeParse(value);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new BadParameter(`invalid identity: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'bad shape'}`);
-  }
-  return result.data;
-}
 
 export async function generateTLSKey(): Promise<{ privateKeyPem: string; publicKeyPem: string }> {
   const keys = await webcrypto.subtle.generateKey(P256, true, ['sign', 'verify']);
@@ -315,54 +272,6 @@ export async function issueTLSCert(opts: {
 }
 
 /**
- * Reads the Ward identity of a certificate (PEM or DER). It does NOT check who signed it: call it only on a
- * certificate that verifyChain or the TLS handshake has already accepted.
- */
-export function readIdentity(cert: string | Buffer): Identity {
-  // A walk to the one extension, not a full parse: this runs on every Auth API call (identityFromPeerCert),
-  // where @peculiar/x509's parse was ~7% of the server's CPU. It is as strict as DER about what it reads.
-  const exts = identityExtensions(certDer(cert));
-  // Two identity extensions would let the reader and the auditor disagree about who this is.
-  if (exts.length !== 1) throw new BadParameter(exts.length === 0 ? 'certificate carries no Ward identity' : 'duplicate identity extension');
-  const value = exts[0]!;
-  if (value.length > MAX_IDENTITY_BYTES) throw new BadParameter('identity extension is too large');
-  let json: unknown;
-  try {
-    // zod silently drops a `__proto__` key; refuse it instead, so what was signed is what is read.
-    json = JSON.parse(decodeUTF8String(value), (key, v: unknown) => {
-      if (key === '__proto__') throw new BadParameter('invalid identity: reserved key __proto__');
-      return v;
-    });
-  } catch (err) {
-    if (err instanceof BadParameter) throw err;
-    throw new BadParameter('identity extension is not valid JSON');
-  }
-  return parseIdentity(json);
-}
-
-/** For TLS servers, after the handshake verified the client cert against the CA (`socket.authorized`). */
-export function identityFromPeerCert(peer: PeerCertificate | DetailedPeerCertificate): Identity {
-  // Node hands `{}` when the client sent no certificate.
-  if (!peer || !Buffer.isBuffer(peer.raw) || peer.raw.length === 0) throw new AccessDenied('no client certificate');
-  try {
-    return readIdentity(peer.raw);
-  } catch (err) {
-    if (err instanceof BadParameter) throw new AccessDenied('client certificate carries no valid Ward identity');
-    throw err;
-  }
-}
-
-/** `sha256:<hex>` of the DER SubjectPublicKeyInfo: the CA pin a client checks on first contact. */
-export function fingerprintSPKI(certPem: string | Buffer): string {
-  const spki = new Uint8Array(parseCert(certPem).publicKey.rawData);
-  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
-}
-
-export function certExpiry(certPem: string | Buffer): Date {
-  return parseCert(certPem).notAfter;
-}
-
-/**
  * Throws AccessDenied unless `cert` is a leaf (not a CA) issued and signed by one of `caPems`, and both are
  * valid at `now`. For paths where Node's TLS stack is not the verifier (certs passed over the API, rotation).
  */
@@ -404,72 +313,12 @@ function isValidAt(cert: x509.X509Certificate, now: Date): boolean {
   return cert.notBefore.getTime() <= now.getTime() && now.getTime() <= cert.notAfter.getTime();
 }
 
-/** Accepts one PEM certificate (string or Buffer) or DER, with a size bound before any ASN.1 parsing. */
-function certDer(input: string | Buffer): Buffer {
-  // PEM is 4/3 of DER plus headers and line breaks.
-  if (input.length > MAX_CERT_BYTES * 2) throw new BadParameter('certificate is too large');
-  let der: Buffer;
-  const text = typeof input === 'string' ? input : input.subarray(0, 64).toString('latin1');
-  if (text.trimStart().startsWith('-----BEGIN')) {
-    const pem = typeof input === 'string' ? input : input.toString('latin1');
-    const m = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(pem);
-    if (!m) throw new BadParameter('not a PEM certificate');
-    der = Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
-  } else if (typeof input === 'string') {
-    throw new BadParameter('not a PEM certificate');
-  } else {
-    der = input;
-  }
-  if (der.length === 0 || der.length > MAX_CERT_BYTES) throw new BadParameter('certificate is empty or too large');
-  return der;
-}
-
 function parseCert(input: string | Buffer): x509.X509Certificate {
   const der = certDer(input);
   try {
     return new x509.X509Certificate(new Uint8Array(der));
   } catch {
     throw new BadParameter('certificate is malformed');
-  }
-}
-
-const IDENTITY_OID_CONTENTS = der.oid(IDENTITY_OID).subarray(2); // the OID's bytes without tag and length
-
-/**
- * The values of every identity extension in a certificate, found by walking its DER: Certificate ::=
- * SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }, the extensions being the [3] field of the
- * TBSCertificate and each Extension SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue } (RFC 5280
- * 4.1). Anything that is not that shape is "certificate is malformed".
- */
-function identityExtensions(buf: Buffer): Buffer[] {
-  const malformed = () => new BadParameter('certificate is malformed');
-  try {
-    const cert = der.readElement(buf, 0);
-    if (cert.tag !== 0x30 || cert.end !== buf.length) throw malformed();
-    const [tbs, alg, sig, ...extra] = der.children(buf, cert);
-    if (!tbs || tbs.tag !== 0x30 || alg?.tag !== 0x30 || sig?.tag !== 0x03 || extra.length) throw malformed();
-    const fields = der.children(buf, tbs);
-    // version [0], serial, signature, issuer, validity, subject, spki, then [1] [2] [3] in order.
-    const first = fields[0]?.tag === 0xa0 ? 1 : 0;
-    const fixed = fields.slice(first, first + 6);
-    if (fixed.length !== 6 || fixed[0]!.tag !== 0x02 || fixed.slice(1).some((f) => f.tag !== 0x30)) throw malformed();
-    const ext = fields.slice(first + 6).find((f) => f.tag === 0xa3);
-    if (!ext) return [];
-    const [list, ...more] = der.children(buf, ext);
-    if (!list || list.tag !== 0x30 || more.length) throw malformed();
-    const out: Buffer[] = [];
-    for (const e of der.children(buf, list)) {
-      if (e.tag !== 0x30) throw malformed();
-      const parts = der.children(buf, e);
-      const id = parts[0];
-      const value = parts.at(-1);
-      if (!id || id.tag !== 0x06 || !value || value.tag !== 0x04 || parts.length > 3 || (parts.length === 3 && parts[1]!.tag !== 0x01)) throw malformed();
-      if (buf.subarray(id.start, id.end).equals(IDENTITY_OID_CONTENTS)) out.push(buf.subarray(value.start, value.end));
-    }
-    return out;
-  } catch (err) {
-    if (err instanceof BadParameter) throw malformed();
-    throw err;
   }
 }
 
@@ -499,25 +348,4 @@ function encodeUTF8String(text: string): Buffer {
     len = Buffer.from([0x80 | bytes.length, ...bytes]);
   }
   return Buffer.concat([Buffer.from([0x0c]), len, body]);
-}
-
-function decodeUTF8String(der: Uint8Array): string {
-  if (der.length < 2 || der[0] !== 0x0c) throw new BadParameter('identity extension is not a UTF8String');
-  let len = der[1]!;
-  let offset = 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    // DER: definite, minimal length of at most 3 octets (64 KiB bound); no indefinite form.
-    if (n === 0 || n > 3 || der.length < 2 + n || der[2] === 0) throw new BadParameter('identity extension has a bad length');
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + der[2 + i]!;
-    if (len < 0x80) throw new BadParameter('identity extension has a bad length');
-    offset = 2 + n;
-  }
-  if (offset + len !== der.length) throw new BadParameter('identity extension has a bad length');
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(der.subarray(offset));
-  } catch {
-    throw new BadParameter('identity extension is not valid UTF-8');
-  }
 }

@@ -1,11 +1,12 @@
 // `wsh proxy ssh`, the ProxyCommand of `wsh ssh`, `wsh scp` and `wsh config`: stdin/stdout become the
 // SSH connection to the node, carried inside mutual TLS through the proxy (src/proxy/sshtls.ts is the
-// other end). It starts on every ssh connection, so it imports only what it needs. `wsh bench` dials the
+// other end). It starts on every ssh connection, so it imports only what it needs: no Auth API client,
+// no X.509 library (that alone took 150-300 ms to load). `wsh bench` dials the
 // same route with dialNode and speaks SSH over the socket itself.
 import tls from 'node:tls';
-import { splitAddr } from '../../api/client.ts';
-import { AccessDenied, BadParameter, ConnectionProblem } from '../../api/errors.ts';
+import { splitAddr } from '../../api/addr.ts';
 import type { TLSIdentity } from '../../api/client.ts';
+import { AccessDenied, BadParameter, ConnectionProblem } from '../../api/errors.ts';
 import { checkProxyIdentity } from '../../api/trust.ts';
 import { loadProfile } from './profile.ts';
 
