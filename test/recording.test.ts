@@ -229,6 +229,7 @@ describe('session recording', () => {
       return exec && scp && sftp.length >= 3 ? { exec, scp, sftp } : undefined;
     });
     assert.equal(found.exec.code, 'WE3000I');
+    assert.equal(found.exec.exit_code, 0, 'exec is reported with how the command ended');
     assert.equal(found.scp.code, 'WF6000I');
     assert.deepEqual(
       found.sftp.filter(([, p]) => String(p).startsWith('/tmp/ward-rec-sftp')),
@@ -255,6 +256,11 @@ describe('session recording', () => {
     );
     await assert.rejects(client.searchEvents({ limit: 10 }), /access denied.*list on event/);
     await assert.rejects(client.getRecording({ sid, offset: 0n, limit: 100 }), /access denied/);
+    const denials = await poll('the refusals in the audit log', async () => {
+      const all = (await events(['--type', 'access.denied', '--user', 'alice'])).filter((e) => e.action === 'SearchEvents' || e.action === 'GetRecording');
+      return all.length >= 2 ? all : undefined;
+    });
+    assert.match(String(denials.find((e) => e.action === 'SearchEvents')?.reason), /no role allows list on event/);
   });
 });
 

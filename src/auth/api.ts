@@ -86,14 +86,24 @@ export function authRoutes(auth: AuthServer, log: Logger) {
   const unary =
     <Req, Res>(fn: (req: Req, who: Caller) => Promise<Res>, opts: { anonymous?: boolean } = {}) =>
     async (req: Req, ctx: HandlerContext): Promise<Res> => {
+      let who: Caller | undefined;
       try {
-        const who = await caller(ctx);
+        who = await caller(ctx);
         if (!opts.anonymous) requireAuthenticated(who);
         return await fn(req, who);
       } catch (err) {
+        if (err instanceof AccessDenied && who?.kind === 'user') await auditDenial(who.name, ctx.method.name, err.message);
         throw toRPCError(err, log);
       }
     };
+  // A user refused by their roles is audited with the reason (which role denies, or that none allows).
+  // Callers without a valid certificate are not: they are refused before anything is read, and
+  // auditing them would let anyone fill the log.
+  const auditDenial = (user: string, method: string, reason: string): Promise<void> =>
+    auth.audit.emit('access.denied', { user, action: method, reason }).then(
+      () => undefined,
+      () => undefined, // the call is refused either way; the audit log's own failure is logged there
+    );
 
   return (router: ConnectRouter) =>
     router.service(AuthService, {

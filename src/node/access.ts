@@ -13,7 +13,8 @@ import { describeLock, lockFor } from '../rbac/locks.ts';
 
 export type AccessDecision =
   | { allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitAgentForwarding: boolean; permitPty: boolean }
-  | { allowed: false; reason: string };
+  /** `rbac`: the roles refused it (an access.denied event), not the certificate. */
+  | { allowed: false; reason: string; rbac?: boolean };
 
 export interface AccessTarget {
   cluster: string;
@@ -75,7 +76,7 @@ export function checkUserCert(
   if (target.node) {
     const checker = new AccessChecker(roles, jsonExtension<Record<string, string[]>>(cert, EXT_TRAITS, {}));
     const decision = checker.checkNodeLogin(node!, req.login);
-    if (!decision.allowed) return decision;
+    if (!decision.allowed) return { allowed: false, reason: decision.reason, rbac: true };
   }
   return {
     allowed: true,

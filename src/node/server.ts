@@ -8,7 +8,7 @@ import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerConfig } from 'ssh2';
 import type pino from 'pino';
 import { BadParameter } from '../api/errors.ts';
-import type { SSHCertificate } from '../crypto/sshcert.ts';
+import { parseCertificate, type SSHCertificate } from '../crypto/sshcert.ts';
 import { CERT_SUFFIX, verifySSHSignature } from '../crypto/sshkeys.ts';
 import { lookupUser, type OSUser } from './osuser.ts';
 import { handleSession } from './session.ts';
@@ -17,7 +17,8 @@ import type { JoinMode, LiveSession, SessionRegistry } from './live.ts';
 
 export type Authorization =
   | { allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitAgentForwarding: boolean; permitPty: boolean }
-  | { allowed: false; reason: string };
+  /** `rbac`: the roles refused it (an access.denied event), not the certificate. */
+  | { allowed: false; reason: string; rbac?: boolean };
 
 export interface UserAuthorizer {
   /** Called on the first (unsigned) publickey request with the cert blob; returns the session's identity or a refusal reason. */
@@ -203,7 +204,10 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
         decisions.set(cacheKey, decision);
       }
       const d = await decision;
-      if (!d.allowed) return fail(d.reason);
+      if (!d.allowed) {
+        if (d.rbac) emit('access.denied', { user: userOf(certBlob), login, remote_addr: remoteAddr, action: 'ssh.login', reason: d.reason });
+        return fail(d.reason);
+      }
       // ssh2 does not compare the announced algorithm with the certificate's own type.
       if (d.cert.keyType !== ctx.key.algo) return fail('the announced algorithm is not the certificate type');
       // The first request only asks "would this key do?" (RFC 4252 7): answer PK_OK without a signature.
@@ -370,6 +374,15 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
       await Promise.all(closing);
     },
   };
+}
+
+/** The user a certificate names (its key id), for an event about a refusal; '' if it cannot be read. */
+function userOf(certBlob: Buffer): string {
+  try {
+    return parseCertificate(certBlob).keyId;
+  } catch {
+    return '';
+  }
 }
 
 function splitHostPort(addr: string): { host: string; port: number } {

@@ -176,7 +176,7 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     const startedAt = new Date();
     const usePty = ptyInfo !== undefined && kind !== 'subsystem';
     // Fail closed: a session that cannot be audited, or an interactive one that cannot be recorded, does not start.
-    if (!ctx.emit('session.start', { ...base, kind, pty: usePty })) return rej?.();
+    if (!ctx.emit('session.start', { ...base, kind, pty: usePty, ...(kind === 'exec' ? { command } : {}) })) return rej?.();
     let live: LiveSession | undefined;
     const hooks = ctx.sessions;
     if (usePty && hooks) {
@@ -207,7 +207,6 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     }
     const cwd = homeOrRoot(user.home);
     if (kind === 'exec') {
-      ctx.emit('exec', { ...base, command });
       const scp = scpTransfer(command!);
       if (scp) ctx.emit('scp', { ...base, ...scp });
     }
@@ -218,6 +217,8 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
       const ended = new Date();
       const bytes = live ? { bytes_out: live.bytesOut, bytes_in: live.bytesIn } : {};
       const participants = live ? [...live.everyone] : [identity.user];
+      // exec is reported when the command is done, with how it ended (its start is in session.start).
+      if (kind === 'exec') ctx.emit('exec', { ...base, command, exit_code: result.code, signal: result.signal });
       ctx.emit('session.end', { ...base, kind, exit_code: result.code, signal: result.signal, duration_ms: ended.getTime() - startedAt.getTime(), participants, ...bytes });
       log.info({ exit_code: result.code, signal: result.signal }, 'session ended');
       if (live && hooks) {
