@@ -5,7 +5,7 @@
 // the server path. The far side runs `stty raw -echo; exec cat`: the echo makes the full round trip through
 // a program, as a shell's line editor does, rather than being answered by the kernel's tty echo.
 // Run alone: node --import tsx bench/interactive.ts [--sessions 200] [--keystroke-ms 200] [--seconds 10]
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,32 +140,68 @@ interface SideResult {
   samples: number;
   lost: number;
   openMs: number;
+  /** Server-side CPU milliseconds per keystroke (see treeCpuSeconds). */
+  cpuMsPerKey: number;
+}
+
+/**
+ * CPU seconds (user + system) used so far by `root` and every live descendant, from /proc: the ward process
+ * with its PTY children, or the sshd listener with its per-connection sshd and cat processes. CPU per
+ * keystroke is steadier than latency on a shared machine, and shows what the server side pays.
+ */
+function treeCpuSeconds(root: number): number {
+  const stats = new Map<number, { ppid: number; cpu: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const f = readFileSync(`/proc/${name}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
+      stats.set(Number(name), { ppid: f[1]!, cpu: (f[11]! + f[12]!) / 100 });
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  let total = 0;
+  for (const [pid, st] of stats) {
+    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; p = stats.get(p)?.ppid, hops++) {
+      if (p === root) {
+        total += st.cpu;
+        break;
+      }
+    }
+  }
+  return total;
 }
 
 /** Typing goes in this many rounds per side, alternating ABBA, so a change in the machine's load hits both. */
 const ROUNDS = 4;
 
-async function measureBoth(targets: { ward: SessionTarget; sshd: SessionTarget }, opts: InteractiveOptions): Promise<{ ward: SideResult; sshd: SideResult }> {
+async function measureBoth(targets: { ward: SessionTarget; sshd: SessionTarget }, pids: { ward: number; sshd: number }, opts: InteractiveOptions): Promise<{ ward: SideResult; sshd: SideResult }> {
   const open: Partial<Record<'ward' | 'sshd', { typists: Typist[]; openMs: number }>> = {};
   try {
     open.ward = await openAll(targets.ward, opts.sessions);
     open.sshd = await openAll(targets.sshd, opts.sessions);
     const samples = { ward: [] as number[], sshd: [] as number[] };
     const lost = { ward: 0, sshd: 0 };
+    const cpu = { ward: 0, sshd: 0 };
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? (['ward', 'sshd'] as const) : (['sshd', 'ward'] as const);
       for (const side of order) {
+        const cpu0 = treeCpuSeconds(pids[side]);
         const r = await typeAll(open[side]!.typists, opts.keystrokeMs, opts.seconds / ROUNDS);
+        cpu[side] += treeCpuSeconds(pids[side]) - cpu0;
         samples[side].push(...r.ms);
         lost[side] += r.lost;
       }
     }
     const side = (name: 'ward' | 'sshd'): SideResult => {
       const ms = samples[name].sort((a, b) => a - b);
-      const r = { p50: percentile(ms, 50), p99: percentile(ms, 99), samples: ms.length, lost: lost[name], openMs: open[name]!.openMs };
+      const r = {
+        p50: percentile(ms, 50), p99: percentile(ms, 99), samples: ms.length, lost: lost[name], openMs: open[name]!.openMs,
+        cpuMsPerKey: (cpu[name] * 1000) / Math.max(1, ms.length),
+      };
       console.log(
         `interactive: ${name}: ${opts.sessions} sessions open in ${(r.openMs / 1000).toFixed(1)} s; ${ms.length} keystrokes, ` +
-          `echo p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, lost ${r.lost}`,
+          `echo p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, lost ${r.lost}; server CPU ${r.cpuMsPerKey.toFixed(3)} ms per keystroke`,
       );
       return r;
     };
@@ -208,7 +244,7 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
       privateKey: readFileSync(s.keyPath, 'utf8'),
       hostVerifier: (key) => key.toString('base64') === s.hostKey,
     };
-    const { ward: wr, sshd: rr } = await measureBoth({ ward: wardTarget, sshd: sshdTarget }, opts);
+    const { ward: wr, sshd: rr } = await measureBoth({ ward: wardTarget, sshd: sshdTarget }, { ward: w.target.serverPid, sshd: s.target.serverPid }, opts);
     const note =
       `${opts.sessions} concurrent PTY sessions (ssh2 client in the bench process, remote "${REMOTE}"), one key per session every ` +
       `~${opts.keystrokeMs} ms for ${opts.seconds} s per side in ${ROUNDS} alternating rounds (both sets of sessions open throughout); ward: ${wr.samples} keystrokes, ${wr.lost} lost, sessions opened in ${(wr.openMs / 1000).toFixed(1)} s ` +
@@ -218,6 +254,12 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
     return [
       lat(`interactive echo p50, ${opts.sessions} sessions`, wr.p50, rr.p50),
       lat(`interactive echo p99, ${opts.sessions} sessions`, wr.p99, rr.p99),
+      // A cost, like a latency: reference / ward.
+      {
+        ...result(`interactive server CPU per keystroke, ${opts.sessions} sessions`, wr.cpuMsPerKey * 1000, rr.cpuMsPerKey * 1000, 'us',
+          'user+system CPU of the ward process tree (proxy + node + PTY children) vs the sshd tree (listener, per-connection sshd, cat), during typing, per keystroke echoed; ratio = sshd / ward'),
+        ratio: Math.round((rr.cpuMsPerKey / wr.cpuMsPerKey) * 100) / 100,
+      },
     ];
   } finally {
     sshd?.stop();
