@@ -4,7 +4,7 @@
 // uses; Ward's through the proxy's ward-proxy-ssh route with the user's certificate), so the difference is
 // the server path. The far side runs `stty raw -echo; exec cat`: the echo makes the full round trip through
 // a program, as a shell's line editor does, rather than being answered by the kernel's tty echo.
-// Run alone: node --import tsx bench/interactive.ts [--sessions 200] [--keystroke-ms 200] [--seconds 10]
+// Run alone: node --import tsx bench/interactive.ts [--sessions 200] [--keystroke-ms 200] [--seconds 10] [--ward-node-flags "--cpu-prof ..."]
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,8 @@ export interface InteractiveOptions {
   keystrokeMs: number;
   /** How long the typing goes on, once every session is open. */
   seconds: number;
+  /** Extra node flags for the ward process (profiling). */
+  wardNodeFlags: string[];
 }
 
 /** Sessions opened at once while ramping up: a burst of 200 handshakes would time the ramp, not the typing. */
@@ -218,7 +220,7 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
   let ward: Awaited<ReturnType<typeof startWard>> | undefined;
   let sshd: Awaited<ReturnType<typeof startSshd>> | undefined;
   try {
-    ward = await startWard(join(dir, 'ward'), []);
+    ward = await startWard(join(dir, 'ward'), opts.wardNodeFlags);
     sshd = await startSshd(join(dir, 'sshd'));
     const w = ward;
     const s = sshd;
@@ -272,12 +274,13 @@ export function interactiveOptions(argv: string[]): InteractiveOptions {
   const { values } = parseArgs({
     args: argv,
     strict: false,
-    options: { sessions: { type: 'string' }, 'keystroke-ms': { type: 'string' }, seconds: { type: 'string' } },
+    options: { sessions: { type: 'string' }, 'keystroke-ms': { type: 'string' }, seconds: { type: 'string' }, 'ward-node-flags': { type: 'string' } },
   });
   return {
     sessions: Number(values.sessions ?? 200),
     keystrokeMs: Number(values['keystroke-ms'] ?? 200),
     seconds: Number(values.seconds ?? 10),
+    wardNodeFlags: String(values['ward-node-flags'] ?? '').split(' ').filter(Boolean),
   };
 }
 
