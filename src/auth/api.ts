@@ -12,7 +12,8 @@ import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, c
 import { withoutSecrets } from './keystore.ts';
 import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
-import { beginTOTP, deleteDevice, finishTOTP, listDevices } from './mfa.ts';
+import { beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice } from './mfa.ts';
+import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
 import { heartbeat, registerUsingToken } from './join.ts';
 import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
@@ -20,7 +21,7 @@ import type { AuthServer, Certs } from './server.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
 import { webMethods } from './api-web.ts';
-import { createUserToken } from './usertokens.ts';
+import { createUserToken, getUserToken } from './usertokens.ts';
 
 export const socketKey = createContextKey<TLSSocket | undefined>(undefined);
 
@@ -287,19 +288,33 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       }),
 
       // A user's own second factors; never anyone else's, whatever their roles (an admin removes a
-      // user's devices by resetting the user).
+      // user's devices by resetting the user). A proxy begins one for the user of an invite or reset
+      // link (sign-up); UseUserToken finishes it.
       beginMFARegistration: unary(async (req, who) => {
         const c = requireAuthenticated(who);
-        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
-        if (req.type !== 'totp') throw new BadParameter(`cannot register a "${req.type}" device here (expected totp; security keys are added in the web UI)`);
-        return beginTOTP(auth, c.name);
+        let user: string;
+        if (req.userToken) {
+          requireSystemRole(who, 'proxy');
+          user = (await getUserToken(auth, req.userToken)).user;
+        } else if (c.kind === 'user') user = c.name;
+        else throw new AccessDenied('only users have second factors');
+        if (req.type === 'totp') return beginTOTP(auth, user, !!req.userToken);
+        if (req.type === 'webauthn') return { webauthnOptions: await beginWebAuthnRegistration(auth, user, !!req.userToken) };
+        throw new BadParameter(`cannot register a "${req.type}" device (expected totp or webauthn)`);
       }),
 
       finishMFARegistration: unary(async (req, who) => {
         const c = requireAuthenticated(who);
         if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
-        if (req.type !== 'totp') throw new BadParameter(`cannot register a "${req.type}" device here (expected totp)`);
-        const { device, recoveryCodes } = await finishTOTP(auth, c.name, { name: req.name, code: req.code, existingCode: req.existingCode || undefined });
+        if (req.type === 'totp') {
+          const { device, recoveryCodes } = await finishTOTP(auth, c.name, { name: req.name, code: req.code, existingCode: req.existingCode || undefined });
+          return { deviceId: device.id, recoveryCodes };
+        }
+        if (req.type !== 'webauthn') throw new BadParameter(`cannot register a "${req.type}" device (expected totp or webauthn)`);
+        const name = deviceName(req.name, 'security key');
+        await proveExistingDevice(auth, c.name, name, req.existingCode || undefined);
+        const device = await verifyNewWebAuthn(auth, c.name, name, req.webauthnResponse);
+        const { recoveryCodes } = await storeDevice(auth, c.name, device, { replace: false });
         return { deviceId: device.id, recoveryCodes };
       }),
 

@@ -5,7 +5,8 @@ import { AccessDenied } from '../api/errors.ts';
 import type { AuthServer, CertKeys, Certs } from './server.ts';
 import { failuresKey, passwordKey } from './server.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
-import { checkSecondFactor, requiresSecondFactor } from './mfa.ts';
+import { checkSecondFactor } from './mfa.ts';
+import { createAuthenticateChallenge } from './webauthn.ts';
 
 /** One answer for every second-factor failure: it never says whether the password was right. */
 export const SECOND_FACTOR_DENIED =
@@ -15,6 +16,49 @@ export async function authenticateUser(
   auth: AuthServer,
   req: { user: string; password: string; secondFactor?: string; ttlMs: number; clientAddr: string } & CertKeys,
 ): Promise<Certs> {
+  const { user, count, until, fail, locked } = await checkPassword(auth, req);
+  const { lockout } = auth.config;
+  let used: Awaited<ReturnType<typeof checkSecondFactor>>;
+  try {
+    used = await checkSecondFactor(auth, req.user, req.secondFactor);
+  } catch (err) {
+    if (!(err instanceof AccessDenied)) {
+      await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
+      throw err;
+    }
+    // A wrong code costs a slot of the failure count, as a wrong password does: codes cannot be
+    // guessed faster than passwords. The answer does not say which of the two was wrong.
+    if (count >= lockout.maxAttempts) {
+      await auth.users.modify(req.user, (u) => ({ ...u, spec: { ...u.spec, locked_until: until } }));
+      await auth.audit.emit('user.locked', { user: req.user, until, reason: `${count} failed logins` });
+      throw await locked(until);
+    }
+    throw await fail(`bad second factor: ${err.message}`, SECOND_FACTOR_DENIED);
+  }
+  await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
+  const certs = await auth.issueUserCerts(user, req, req.ttlMs, req.user);
+  const method = used ? `password+${used}` : 'password';
+  await auth.audit.emit('user.login', { user: req.user, success: true, method, remote_addr: req.clientAddr });
+  return certs;
+}
+
+/**
+ * Step one of a sign-in with a security key: the password is checked (and counted) as in a login, then
+ * the user's WebAuthn challenge is made. Only someone with the password learns which kinds of device
+ * the user has. A right password gives back the failure slot it took, never more: this step cannot
+ * reset the count that wrong second factors build up.
+ */
+export async function beginLoginChallenge(
+  auth: AuthServer,
+  req: { user: string; password: string; clientAddr: string },
+): Promise<{ webauthnOptions: string; totp: boolean }> {
+  await checkPassword(auth, req);
+  await releaseFailure(auth, req.user);
+  return createAuthenticateChallenge(auth, req.user);
+}
+
+/** The password phase of a login: a counted attempt, a lock check and the password (or one answer for all failures). */
+async function checkPassword(auth: AuthServer, req: { user: string; password: string; clientAddr: string }) {
   const { lockout } = auth.config;
   const user = await auth.users.tryGet(req.user);
   const fail = async (reason: string, message = 'access denied: invalid user name or password') => {
@@ -45,27 +89,16 @@ export async function authenticateUser(
     }
     throw await fail(user ? 'bad password' : 'unknown user');
   }
-  try {
-    await checkSecondFactor(auth, req.user, req.secondFactor);
-  } catch (err) {
-    if (!(err instanceof AccessDenied)) {
-      await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
-      throw err;
-    }
-    // A wrong code costs a slot of the failure count, as a wrong password does: codes cannot be
-    // guessed faster than passwords. The answer does not say which of the two was wrong.
-    if (count >= lockout.maxAttempts) {
-      await auth.users.modify(req.user, (u) => ({ ...u, spec: { ...u.spec, locked_until: until } }));
-      await auth.audit.emit('user.locked', { user: req.user, until, reason: `${count} failed logins` });
-      throw await locked(until);
-    }
-    throw await fail(`bad second factor: ${err.message}`, SECOND_FACTOR_DENIED);
-  }
-  await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
-  const certs = await auth.issueUserCerts(user, req, req.ttlMs, req.user);
-  const method = requiresSecondFactor(auth.secondFactor) ? 'password+otp' : 'password';
-  await auth.audit.emit('user.login', { user: req.user, success: true, method, remote_addr: req.clientAddr });
-  return certs;
+  return { user, count, until, fail, locked };
+}
+
+/** Gives back one slot of the failure count (best effort: a lost race keeps it, the safe side). */
+async function releaseFailure(auth: AuthServer, name: string): Promise<void> {
+  const key = failuresKey(name);
+  const current = await auth.backend.get(key).catch(() => undefined);
+  if (!current) return;
+  const count = Math.max(0, Number(current.value) - 1);
+  await auth.backend.compareAndSwap(current, { key, value: String(count), expires: current.expires }).catch(() => undefined);
 }
 
 /**

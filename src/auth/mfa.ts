@@ -1,5 +1,6 @@
-// Second factors at the auth server: TOTP devices (RFC 6238, as authenticator apps do them) and
-// single-use recovery codes. A cluster's `second_factor` says whether a login needs one. Devices are
+// Second factors at the auth server: TOTP devices (RFC 6238, as authenticator apps do them), WebAuthn
+// security keys (webauthn.ts) and single-use recovery codes. A cluster's `second_factor` says whether a
+// login needs one, and which kinds count (otp: TOTP, webauthn: security keys, on: either). Devices are
 // kept under their own backend keys, outside the resource API, so no `wctl get` or watch can ever
 // return a TOTP secret. Each code is good once: the time step it matched is stored with a
 // compare-and-swap, so a replayed code, or the same code raced twice, is refused.
@@ -8,6 +9,7 @@ import { generateSecret, generateURI, verify } from 'otplib';
 import { AccessDenied, BadParameter, CompareFailed, NotFound } from '../api/errors.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
 import type { AuthServer } from './server.ts';
+import { checkWebAuthnAssertion, type WebAuthnDevice } from './webauthn.ts';
 
 export const SECOND_FACTOR_MODES = ['off', 'otp', 'webauthn', 'on'] as const;
 export type SecondFactorMode = (typeof SECOND_FACTOR_MODES)[number];
@@ -16,7 +18,7 @@ export type SecondFactorMode = (typeof SECOND_FACTOR_MODES)[number];
 const TOLERANCE_SECONDS = 30;
 const PENDING_TTL_MS = 10 * 60_000;
 const RECOVERY_CODES = 3;
-const MAX_DEVICES = 8;
+export const MAX_DEVICES = 8;
 
 export interface TOTPDevice {
   id: string;
@@ -28,34 +30,47 @@ export interface TOTPDevice {
   last_time_step: number;
 }
 
-/** What a user or admin may see of a device: never the secret. */
+export type MFADevice = TOTPDevice | WebAuthnDevice;
+
+/** What a user or admin may see of a device: never the secret or the key. */
 export interface DeviceInfo {
   id: string;
-  type: 'totp';
+  type: MFADevice['type'];
   name: string;
   added: string;
 }
 
 const deviceKey = (user: string, id: string) => `/mfa/devices/${user}/${id}`;
-const devicesPrefix = (user: string) => `/mfa/devices/${user}/`;
+export const devicesPrefix = (user: string) => `/mfa/devices/${user}/`;
 const pendingKey = (user: string) => `/mfa/pending/${user}`;
 const recoveryKey = (user: string) => `/mfa/recovery/${user}`;
 
 export function requiresSecondFactor(mode: SecondFactorMode): boolean {
   return mode !== 'off';
 }
+/** Which kinds of device a login may use under a mode (with it off, any may be registered in advance). */
+export function takesTOTP(mode: SecondFactorMode): boolean {
+  return mode !== 'webauthn';
+}
+export function takesWebAuthn(mode: SecondFactorMode): boolean {
+  return mode !== 'otp';
+}
 
-async function devices(auth: AuthServer, user: string): Promise<TOTPDevice[]> {
-  return (await auth.backend.getRange(devicesPrefix(user))).map((i) => JSON.parse(i.value) as TOTPDevice);
+export async function devices(auth: AuthServer, user: string): Promise<MFADevice[]> {
+  return (await auth.backend.getRange(devicesPrefix(user))).map((i) => JSON.parse(i.value) as MFADevice);
 }
 
 export async function listDevices(auth: AuthServer, user: string): Promise<DeviceInfo[]> {
   return (await devices(auth, user)).map(({ id, type, name, added }) => ({ id, type, name, added }));
 }
 
-/** Step one of adding a TOTP device: a fresh secret, held for 10 minutes until a code proves the app has it. */
-export async function beginTOTP(auth: AuthServer, user: string): Promise<{ secret: string; uri: string }> {
-  if ((await devices(auth, user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
+/**
+ * Step one of adding a TOTP device: a fresh secret, held for 10 minutes until a code proves the app has it.
+ * `viaLink`: sign-up or reset with a link, which starts the user's devices afresh (no count limit).
+ */
+export async function beginTOTP(auth: AuthServer, user: string, viaLink = false): Promise<{ secret: string; uri: string }> {
+  if (!takesTOTP(auth.secondFactor)) throw new BadParameter('this cluster takes security keys only (second_factor: webauthn): add one in the web UI');
+  if (!viaLink && (await devices(auth, user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
   const secret = generateSecret(); // 20 random bytes, base32, as authenticator apps expect
   await auth.backend.put({ key: pendingKey(user), value: secret, expires: new Date(auth.now().getTime() + PENDING_TTL_MS) });
   return { secret, uri: generateURI({ issuer: `Ward ${auth.clusterName}`, label: user, secret }) };
@@ -71,36 +86,75 @@ export async function finishTOTP(
   user: string,
   req: { name: string; code: string; existingCode?: string },
 ): Promise<{ device: DeviceInfo; recoveryCodes: string[] }> {
-  const name = req.name.trim() || 'authenticator';
+  const name = deviceName(req.name, 'authenticator');
+  await proveExistingDevice(auth, user, name, req.existingCode);
+  const device = await verifyNewTOTP(auth, user, name, req.code);
+  return storeDevice(auth, user, device, { replace: false });
+}
+
+export function deviceName(text: string, fallback: string): string {
+  const name = text.trim() || fallback;
   if (!/^[\w .@-]{1,64}$/.test(name)) throw new BadParameter('a device name is 1-64 letters, digits, spaces, ".", "@", "_" or "-"');
+  return name;
+}
+
+/**
+ * A signed-in user adding a device when they have one already proves one of them (a TOTP code or a
+ * security key's assertion), so a stolen certificate or web session alone cannot add an attacker's.
+ */
+export async function proveExistingDevice(auth: AuthServer, user: string, name: string, proof: string | undefined): Promise<void> {
   const existing = await devices(auth, user);
   if (existing.some((d) => d.name === name)) throw new BadParameter(`you already have a device named "${name}"`);
-  if (existing.length > 0) {
-    if (!req.existingCode) throw new AccessDenied('adding another device needs a code from one you already have');
-    await checkTOTP(auth, user, req.existingCode);
-  }
+  if (existing.length === 0) return;
+  if (!proof) throw new AccessDenied('adding another device needs a code from one you already have (or your security key)');
+  if (proof.startsWith('{')) await checkWebAuthnAssertion(auth, user, proof);
+  else await checkTOTP(auth, user, proof);
+}
+
+/** The pending secret confirmed by a code from the app: the device, not stored yet. */
+export async function verifyNewTOTP(auth: AuthServer, user: string, name: string, code: string): Promise<TOTPDevice> {
   const pending = await auth.backend.get(pendingKey(user)).catch((err) => {
     if (err instanceof NotFound) throw new BadParameter('no device registration in progress (it lasts 10 minutes): start again');
     throw err;
   });
-  const step = await matchStep(pending.value, req.code, auth.now(), -1);
+  const step = await matchStep(pending.value, code, auth.now(), -1);
   if (step === undefined) throw new AccessDenied('the code does not match: check the app and the time on this device');
-  const device: TOTPDevice = { id: randomUUID(), type: 'totp', name, secret: pending.value, added: auth.now().toISOString(), last_time_step: step };
-  await auth.backend.create({ key: deviceKey(user, device.id), value: JSON.stringify(device) });
   await auth.backend.delete(pendingKey(user)).catch(() => undefined);
-  let recoveryCodes: string[] = [];
-  if (existing.length === 0) recoveryCodes = await newRecoveryCodes(auth, user);
-  await auth.audit.emit('mfa.add', { user, device: name, type: 'totp', id: device.id });
-  return { device: { id: device.id, type: 'totp', name, added: device.added }, recoveryCodes };
+  return { id: randomUUID(), type: 'totp', name, secret: pending.value, added: auth.now().toISOString(), last_time_step: step };
+}
+
+/**
+ * Stores a verified device. The user's first device comes with recovery codes (shown once);
+ * `replace` (a sign-up or reset link) removes the devices and codes the user had before.
+ */
+export async function storeDevice(auth: AuthServer, user: string, device: MFADevice, opts: { replace: boolean }): Promise<{ device: DeviceInfo; recoveryCodes: string[] }> {
+  if (opts.replace) {
+    for (const old of await devices(auth, user)) {
+      await auth.backend.delete(deviceKey(user, old.id)).catch(() => undefined);
+      await auth.audit.emit('mfa.delete', { user, name: user, device: old.name, id: old.id, type: old.type, reason: 'replaced by a sign-up or reset link' });
+    }
+    await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
+  }
+  const first = (await devices(auth, user)).length === 0;
+  await auth.backend.create({ key: deviceKey(user, device.id), value: JSON.stringify(device) });
+  const recoveryCodes = first ? await newRecoveryCodes(auth, user) : [];
+  await auth.audit.emit('mfa.add', { user, device: device.name, type: device.type, id: device.id });
+  return { device: { id: device.id, type: device.type, name: device.name, added: device.added }, recoveryCodes };
 }
 
 export async function deleteDevice(auth: AuthServer, user: string, id: string, by: string): Promise<void> {
   const all = await devices(auth, user);
   const device = all.find((d) => d.id === id || d.name === id);
   if (!device) throw new NotFound(`no second-factor device "${id}"`);
+  // Without this, a stolen session could remove every device and then add its own with no proof.
+  const mode = auth.secondFactor;
+  const usable = (d: MFADevice) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode));
+  if (requiresSecondFactor(mode) && usable(device) && !all.some((d) => d.id !== device.id && usable(d))) {
+    throw new BadParameter('this is your last second-factor device and the cluster requires one: add another before removing it');
+  }
   await auth.backend.delete(deviceKey(user, device.id));
   if (all.length === 1) await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
-  await auth.audit.emit('mfa.delete', { user: by, name: user, device: device.name, id: device.id });
+  await auth.audit.emit('mfa.delete', { user: by, name: user, device: device.name, id: device.id, type: device.type });
 }
 
 /** The user's devices, codes and pending registration go with the user. */
@@ -125,7 +179,8 @@ async function matchStep(secret: string, code: string, now: Date, afterTimeStep:
 /** Accepts a TOTP code from any of the user's devices, once; throws AccessDenied otherwise. */
 async function checkTOTP(auth: AuthServer, user: string, code: string): Promise<void> {
   for (const item of await auth.backend.getRange(devicesPrefix(user))) {
-    const device = JSON.parse(item.value) as TOTPDevice;
+    const device = JSON.parse(item.value) as MFADevice;
+    if (device.type !== 'totp') continue;
     const step = await matchStep(device.secret, code, auth.now(), device.last_time_step);
     if (step === undefined) continue;
     try {
@@ -164,21 +219,35 @@ async function useRecoveryCode(auth: AuthServer, user: string, code: string): Pr
   return false;
 }
 
+export type FactorUsed = 'otp' | 'webauthn' | 'recovery_code';
+
 /**
- * The second factor of a login, after the password was right. `secondFactor` is a 6-digit TOTP code
- * or a recovery code. With the cluster's mode off, nothing is needed and anything sent is refused (a
+ * The second factor of a login, after the password was right. `secondFactor` is a 6-digit TOTP code,
+ * a WebAuthn assertion (JSON, for a challenge from createAuthenticateChallenge) or a recovery code,
+ * as the cluster's mode allows. With the mode off, nothing is needed and anything sent is refused (a
  * client that believes it proved more than a password must learn it did not).
  */
-export async function checkSecondFactor(auth: AuthServer, user: string, secondFactor: string | undefined): Promise<void> {
-  if (!requiresSecondFactor(auth.secondFactor)) {
+export async function checkSecondFactor(auth: AuthServer, user: string, secondFactor: string | undefined): Promise<FactorUsed | undefined> {
+  const mode = auth.secondFactor;
+  if (!requiresSecondFactor(mode)) {
     if (secondFactor) throw new BadParameter('this cluster does not use a second factor');
-    return;
+    return undefined;
   }
-  if ((await devices(auth, user)).length === 0) {
+  const usable = (await devices(auth, user)).filter((d) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode)));
+  if (usable.length === 0) {
     throw new AccessDenied('this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ask an admin for a reset link');
   }
-  if (!secondFactor) throw new AccessDenied('second factor required: give the code from your authenticator app');
-  if (/^\d{6}$/.test(secondFactor)) return checkTOTP(auth, user, secondFactor);
-  if (await useRecoveryCode(auth, user, secondFactor)) return;
+  if (!secondFactor) throw new AccessDenied('second factor required: give the code from your authenticator app or use your security key');
+  if (secondFactor.startsWith('{')) {
+    if (!takesWebAuthn(mode)) throw new AccessDenied('this cluster does not take security keys (second_factor: otp)');
+    await checkWebAuthnAssertion(auth, user, secondFactor);
+    return 'webauthn';
+  }
+  if (/^\d{6}$/.test(secondFactor)) {
+    if (!takesTOTP(mode)) throw new AccessDenied('this cluster takes security keys only (second_factor: webauthn)');
+    await checkTOTP(auth, user, secondFactor);
+    return 'otp';
+  }
+  if (await useRecoveryCode(auth, user, secondFactor)) return 'recovery_code';
   throw new AccessDenied('invalid or already used second-factor code');
 }

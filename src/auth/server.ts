@@ -34,6 +34,8 @@ export interface AuthServerConfig {
   metrics?: Registry;
   /** What a login needs besides the password (auth_service.second_factor). Default off. */
   secondFactor?: SecondFactorMode;
+  /** WebAuthn relying party: the host name browsers reach the proxies by (default localhost). */
+  webauthnRPID?: string;
 }
 
 export interface Certs {

@@ -57,31 +57,50 @@ async function present(auth: AuthServer, record: WebSessionRecord): Promise<Stor
   return { record, certs: { sshCert: record.ssh_cert, tlsCert: record.tls_cert, ...(await auth.trustBundle()), ttlMs } };
 }
 
-export async function createWebSession(
-  auth: AuthServer,
-  req: {
-    user: string;
-    password: string;
-    secondFactor: string;
-    sshPublicKey: string;
-    tlsPublicKey: string;
-    ttlMs: number;
-    clientAddr: string;
-    idHash: string;
-    sealedKeys: Uint8Array;
-    idleTimeoutMs: number;
-  },
-): Promise<StoredWebSession> {
+export interface WebSessionRequest {
+  sshPublicKey: string;
+  tlsPublicKey: string;
+  ttlMs: number;
+  clientAddr: string;
+  idHash: string;
+  sealedKeys: Uint8Array;
+  idleTimeoutMs: number;
+}
+
+function checkWebSessionRequest(req: WebSessionRequest): string {
   const key = checkIdHash(req.idHash);
   if (req.sealedKeys.length === 0 || req.sealedKeys.length > MAX_SEALED_KEYS) throw new BadParameter('invalid sealed keys');
   if (!(req.idleTimeoutMs >= MIN_IDLE_TIMEOUT_MS && req.idleTimeoutMs <= MAX_IDLE_TIMEOUT_MS)) {
     throw new BadParameter('idle timeout must be between 10s and 24h');
   }
-  const certs = await authenticateUser(auth, req);
+  return key;
+}
+
+export async function createWebSession(
+  auth: AuthServer,
+  req: WebSessionRequest & { user: string; password: string; secondFactor: string },
+): Promise<StoredWebSession> {
+  const key = checkWebSessionRequest(req);
+  // The login itself is audited (user.login) by authenticateUser.
+  return storeWebSession(auth, key, req.user, req, await authenticateUser(auth, req));
+}
+
+/**
+ * A web session for a user who has just proved who they are another way: with an invite or reset link
+ * and the second factor registered with it (usertokens.ts).
+ */
+export async function createWebSessionAfterLink(auth: AuthServer, user: string, method: string, req: WebSessionRequest): Promise<StoredWebSession> {
+  const key = checkWebSessionRequest(req);
+  const certs = await auth.issueUserCerts(await auth.getUserOrDeny(user), req, req.ttlMs, user);
+  await auth.audit.emit('user.login', { user, success: true, method, remote_addr: req.clientAddr });
+  return storeWebSession(auth, key, user, req, certs);
+}
+
+async function storeWebSession(auth: AuthServer, key: string, user: string, req: WebSessionRequest, certs: Certs): Promise<StoredWebSession> {
   const now = auth.now();
   const expires = new Date(now.getTime() + certs.ttlMs);
   const record: WebSessionRecord = {
-    user: req.user,
+    user,
     ssh_cert: certs.sshCert,
     tls_cert: certs.tlsCert,
     sealed_keys: Buffer.from(req.sealedKeys).toString('base64'),
@@ -90,7 +109,6 @@ export async function createWebSession(
     idle_timeout_ms: req.idleTimeoutMs,
     expires: expires.toISOString(),
   };
-  // The login itself is audited (user.login) by authenticateUser.
   await auth.backend.create({ key, value: JSON.stringify(record), expires });
   return { record, certs };
 }

@@ -53,8 +53,10 @@ export const configSchema = z.strictObject({
       lockout: z
         .strictObject({ max_attempts: z.number().int().min(1).max(100).default(5), duration: duration.default('15m') })
         .default({ max_attempts: 5, duration: '15m' }),
-      /** What a login needs besides the password: off, or otp (TOTP; `on` = any second factor there is). */
-      second_factor: z.enum(['off', 'otp', 'on']).default('off'),
+      /** What a login needs besides the password: off, otp (TOTP), webauthn (security keys) or on (either). */
+      second_factor: z.enum(['off', 'otp', 'webauthn', 'on']).default('off'),
+      /** WebAuthn's relying party: the proxies' host name (default: proxy_service.public_addr's, else localhost). */
+      webauthn: z.strictObject({ rp_id: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be a host name') }).optional(),
     })
     .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off' }),
   proxy_service: z
@@ -133,7 +135,8 @@ auth_service:
   listen_addr: 127.0.0.1:3025
   storage:
     type: sqlite          # or: {type: postgres, conn_string: "postgres://ward@db/ward"}
-  second_factor: off      # off | otp (TOTP codes, wsh mfa add) | on (any second factor)
+  second_factor: off      # off | otp (TOTP codes, wsh mfa add) | webauthn (security keys, web UI) | on (either)
+  # webauthn: {rp_id: ward.example.com}   # security keys' site: the proxies' host name (default: public_addr's)
   lockout:
     max_attempts: 5       # failed logins in a row before the user is locked
     duration: 15m

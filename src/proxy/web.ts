@@ -14,6 +14,7 @@ import { WEBAPI_LOGIN, WEBAPI_PING, loginRequestSchema, type CertsResponse } fro
 import type { ResourceCache } from '../cache/resources.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { routes } from './webroutes.ts';
+import { deviceType, registrationAnswer, webauthnJSON } from './webmfa.ts';
 import { SECURITY_HEADERS, type WebAssets } from './webstatic.ts';
 import {
   CLEAR_SESSION_COOKIE,
@@ -76,7 +77,14 @@ const signInSchema = z.strictObject({
   /** The second factor's slot (TOTP code or WebAuthn assertion), for when MFA exists. */
   second_factor: z.string().max(16 * 1024).optional(),
 });
-const inviteSchema = z.strictObject({ password: z.string().max(1024), second_factor: z.string().max(16 * 1024).optional() });
+const inviteSchema = z.strictObject({
+  password: z.string().max(1024),
+  /** With a second factor required: a code from the new authenticator app, or the new security key's registration. */
+  second_factor: z.string().max(64).optional(),
+  webauthn_response: webauthnJSON.optional(),
+  device_name: z.string().max(64).optional(),
+});
+const loginChallengeSchema = z.strictObject({ user: z.string().min(1).max(128), password: z.string().max(1024) });
 
 /** Not signed in (no cookie, or a session that ended): 401, so the browser shows the sign-in page. */
 class NoWebSession extends AccessDenied {}
@@ -178,22 +186,44 @@ export function webHandler(deps: WebDeps) {
       const session = await sessions.signIn({ user: parsed.data.user, password: parsed.data.password, secondFactor: parsed.data.second_factor, clientAddr: clientAddr(req) });
       return signedIn(req, session);
     },
+    // Step one of a sign-in with a security key: the password is checked, and the key's challenge comes back.
+    'POST /webapi/mfa/login/begin': async (req) => {
+      const parsed = loginChallengeSchema.safeParse(await readJSON(req));
+      if (!parsed.success) throw new BadParameter(`invalid request: ${describeZodError(parsed.error)}`);
+      const r = await auth.createAuthenticateChallenge({ user: parsed.data.user, password: parsed.data.password, clientAddr: clientAddr(req) });
+      return { body: { webauthn_options: r.webauthnOptions ? (JSON.parse(r.webauthnOptions) as unknown) : null, totp: r.totp } };
+    },
     'GET /webapi/invites/:token': async (_req, params) => {
-      const t = await auth.getUserToken({ token: params[0]! });
-      return { body: { user: t.user, type: t.type, expires: t.expires } };
+      const [t, ping] = await Promise.all([auth.getUserToken({ token: params[0]! }), auth.ping({})]);
+      return { body: { user: t.user, type: t.type, expires: t.expires, second_factor: ping.secondFactor || 'off' } };
+    },
+    // The link is the credential that lets its user register their first device (sign-up, or reset).
+    'POST /webapi/invites/:token/mfa': async (req, params) => {
+      const parsed = z.strictObject({ type: deviceType }).safeParse(await readJSON(req));
+      if (!parsed.success) throw new BadParameter(`invalid request: ${describeZodError(parsed.error)}`);
+      const r = await auth.beginMFARegistration({ type: parsed.data.type, userToken: params[0]! });
+      return { body: await registrationAnswer(parsed.data.type, r) };
     },
     'POST /webapi/invites/:token': async (req, params) => {
       const parsed = inviteSchema.safeParse(await readJSON(req));
       if (!parsed.success) throw new BadParameter(`invalid request: ${describeZodError(parsed.error)}`);
-      const { user } = await auth.useUserToken({ token: params[0]!, password: parsed.data.password, secondFactor: parsed.data.second_factor ?? '' });
-      // Signed in at once with the password just set: the same login (and audit) as the sign-in page.
-      const session = await sessions.signIn({ user, password: parsed.data.password, clientAddr: clientAddr(req) });
-      return signedIn(req, session);
+      // Signed in at once: the auth server sets the password, registers the device and makes the session in one call.
+      const { session, recoveryCodes } = await sessions.signInWithLink({
+        token: params[0]!,
+        password: parsed.data.password,
+        totpCode: parsed.data.second_factor ?? '',
+        webauthnResponse: parsed.data.webauthn_response ?? '',
+        deviceName: parsed.data.device_name ?? '',
+        clientAddr: clientAddr(req),
+      });
+      const r = signedIn(req, session);
+      // Shown once by the page; never stored by the proxy.
+      return { ...r, body: { ...r.body, recovery_codes: recoveryCodes } };
     },
   };
   const openRoute = (method: string, path: string) => {
-    const invite = /^\/webapi\/invites\/([0-9a-f]{1,128})$/.exec(path);
-    if (invite) return { fn: open[`${method} /webapi/invites/:token`], params: [invite[1]!] };
+    const invite = /^\/webapi\/invites\/([0-9a-f]{1,128})(\/mfa)?$/.exec(path);
+    if (invite) return { fn: open[`${method} /webapi/invites/:token${invite[2] ?? ''}`], params: [invite[1]!] };
     return { fn: open[`${method} ${path}`], params: [] };
   };
 

@@ -7,6 +7,7 @@ import { BadParameter, LimitExceeded } from '../api/errors.ts';
 import { describeZodError, parseResource, type Resource } from '../api/types.ts';
 import type { AuthClient } from '../api/client.ts';
 import type { ActiveWebSession } from './websession.ts';
+import { mfaRoutes } from './webmfa.ts';
 
 /** A recording the browser plays is fetched whole; past this it is refused (the CLI streams big ones). */
 const MAX_RECORDING_BYTES = 64 * 1024 * 1024;
@@ -228,4 +229,5 @@ export const routes: Route[] = [
       return {};
     },
   },
+  ...mfaRoutes,
 ];

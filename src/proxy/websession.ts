@@ -153,6 +153,40 @@ export class WebSessions {
     return this.activate(bearer, created, keys);
   }
 
+  /**
+   * Sign-up (or reset) with a link: sets the password, registers the second factor when the cluster
+   * needs one, and signs the user in, in one call; the link and the factor just registered are the proof.
+   */
+  async signInWithLink(req: {
+    token: string;
+    password: string;
+    totpCode: string;
+    webauthnResponse: string;
+    deviceName: string;
+    clientAddr: string;
+  }): Promise<{ session: ActiveWebSession; recoveryCodes: string[] }> {
+    const bearer = newBearer();
+    const keys = newSessionKeys();
+    const used = await this.proxyClient.useUserToken({
+      token: req.token,
+      password: req.password,
+      secondFactor: req.totpCode,
+      webauthnResponse: req.webauthnResponse,
+      deviceName: req.deviceName,
+      webSession: {
+        sshPublicKey: keys.sshPublicKey,
+        tlsPublicKey: keys.tlsPublicKey,
+        ttlSeconds: WEB_SESSION_TTL_SECONDS,
+        clientAddr: req.clientAddr,
+        idHash: sessionIdHash(bearer),
+        sealedKeys: sealKeys(bearer, keys),
+        idleTimeoutSeconds: this.idleTimeoutSeconds,
+      },
+    });
+    if (!used.webSession) throw new BadParameter('the auth server sent no web session for the link');
+    return { session: this.activate(bearer, used.webSession, keys), recoveryCodes: used.recoveryCodes };
+  }
+
   /** The session a request's cookie names, checked with the auth server on every call (sign-out anywhere, idle, expiry). */
   async authenticate(bearer: string | undefined): Promise<ActiveWebSession> {
     if (!bearer) throw new AccessDenied('sign in first');

@@ -14,8 +14,10 @@ import { Player } from './pages/Player.tsx';
 import { Users } from './pages/Users.tsx';
 import { Roles } from './pages/Roles.tsx';
 import { Tokens } from './pages/Tokens.tsx';
+import { Account } from './pages/Account.tsx';
 
-const NAV: Array<{ path: string; label: string; acl: keyof Me['acl'] }> = [
+/** Pages in the bar; those with `acl` only for roles with that rule (display only: the auth server decides). */
+const NAV: Array<{ path: string; label: string; acl?: keyof Me['acl'] }> = [
   { path: '/web/servers', label: 'Servers', acl: 'nodes' },
   { path: '/web/sessions', label: 'Active sessions', acl: 'sessions' },
   { path: '/web/audit', label: 'Audit log', acl: 'events' },
@@ -23,6 +25,7 @@ const NAV: Array<{ path: string; label: string; acl: keyof Me['acl'] }> = [
   { path: '/web/users', label: 'Users', acl: 'users' },
   { path: '/web/roles', label: 'Roles', acl: 'roles' },
   { path: '/web/tokens', label: 'Join tokens', acl: 'tokens' },
+  { path: '/web/account', label: 'Account' },
 ];
 
 export function App() {
@@ -65,7 +68,7 @@ export function App() {
     setMe(null);
     navigate('/web/login');
   };
-  const allowed = NAV.filter((n) => me.acl[n.acl]);
+  const allowed = NAV.filter((n) => !n.acl || me.acl[n.acl]);
   const current = path === '/web' || path === '/web/login' ? (allowed[0]?.path ?? '/web/sessions') : path;
   let page;
   const rec = /^\/web\/recordings\/([0-9a-f-]{36})$/.exec(current);
@@ -77,6 +80,7 @@ export function App() {
   else if (current === '/web/users') page = <Users />;
   else if (current === '/web/roles') page = <Roles />;
   else if (current === '/web/tokens') page = <Tokens />;
+  else if (current === '/web/account') page = <Account />;
   else page = <p className="muted">No such page.</p>;
 
   return (

@@ -77,6 +77,8 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       recordingsDir: join(dataDir, 'recordings'),
       metrics,
       secondFactor: cfg.auth_service.second_factor,
+      // Security keys are bound to the host name browsers use for the proxies.
+      webauthnRPID: cfg.auth_service.webauthn?.rp_id ?? (cfg.proxy_service.public_addr[0] ? parseHostPort(cfg.proxy_service.public_addr[0]).host : 'localhost'),
     });
     const host = hostname();
     const authTLS = await serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);

@@ -98,6 +98,10 @@ export async function login(opts: LoginOptions, warn: (s: string) => void): Prom
   const tls = proxyTLSOptions(proxyCA, opts.insecure);
   const ping = pingSchema.safeParse(await request(opts.proxy, 'GET', WEBAPI_PING, undefined, tls));
   const needsSecondFactor = ping.success && ping.data.second_factor !== 'off';
+  // Security keys need a browser here (WebAuthn is bound to the proxy's web origin): fail before the password is asked.
+  if (ping.success && ping.data.second_factor === 'webauthn') {
+    throw new BadParameter('this cluster takes security keys only (second_factor: webauthn) and wsh login takes TOTP codes only: sign in with the web UI');
+  }
   // Standard input holds the password (--password-stdin), then the code (--otp-stdin), one per line.
   const stdinLines = opts.passwordStdin || opts.otpStdin ? readFileSync(0, 'utf8').split(/\r?\n/) : [];
   const password = opts.passwordStdin ? readStdinLine('password', stdinLines.shift() ?? '') : await readSecret(`Password for ${opts.user}: `);

@@ -1,33 +1,82 @@
-import { useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import { api, ApiError, type Me } from '../api.ts';
+import { secondFactorMode, signWithKey, takesTOTP, takesWebAuthn, type SecondFactorMode } from '../mfa.ts';
 
+// One form. With the cluster's second factor on, the code (authenticator app or recovery code) goes in
+// the same request as the password; a security key needs the password checked first (step one gives
+// the key's challenge), then the key's answer goes in that request's `second_factor`.
 export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [user, setUser] = useState('');
   const [password, setPassword] = useState('');
+  const [code, setCode] = useState('');
+  const [mode, setMode] = useState<SecondFactorMode | undefined>();
   const [error, setError] = useState('');
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
+  const [busy, setBusy] = useState<'' | 'code' | 'key'>('');
+  useEffect(() => {
+    secondFactorMode().then(setMode, () => setMode('off'));
+  }, []);
+  const problem = (err: unknown) => setError(err instanceof ApiError || err instanceof Error ? err.message : 'sign-in failed');
+
+  const withCode = async (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
+    if (mode === 'webauthn') return void withKey();
+    setBusy('code');
     setError('');
     try {
-      // The second factor goes in `second_factor` of this same request once the cluster has MFA: a
-      // second step of this form asks for it when the proxy says it is required.
-      onSignedIn(await api<Me>('POST', '/webapi/sessions/web', { user, password }));
+      const body = mode && mode !== 'off' ? { user, password, second_factor: code.trim() } : { user, password };
+      onSignedIn(await api<Me>('POST', '/webapi/sessions/web', body));
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : 'sign-in failed');
+      problem(err);
     } finally {
-      setBusy(false);
+      setBusy('');
     }
   };
+  const withKey = async () => {
+    setBusy('key');
+    setError('');
+    try {
+      const challenge = await api<{ webauthn_options: unknown; totp: boolean }>('POST', '/webapi/mfa/login/begin', { user, password });
+      if (!challenge.webauthn_options) {
+        throw new Error(challenge.totp ? 'you have no security key registered: give the code from your authenticator app' : 'you have no security key registered');
+      }
+      const assertion = await signWithKey(challenge.webauthn_options);
+      onSignedIn(await api<Me>('POST', '/webapi/sessions/web', { user, password, second_factor: JSON.stringify(assertion) }));
+    } catch (err) {
+      problem(err);
+    } finally {
+      setBusy('');
+    }
+  };
+
+  const codeField = mode !== undefined && mode !== 'off' && takesTOTP(mode);
+  const keyButton = mode !== undefined && mode !== 'off' && takesWebAuthn(mode);
   return (
     <div className="center">
-      <form className="card narrow" onSubmit={(e) => void submit(e)}>
+      <form className="card narrow" onSubmit={(e) => void withCode(e)}>
         <h1>Sign in to Ward</h1>
         <label>User name<input name="user" autoComplete="username" value={user} onChange={(e) => setUser(e.target.value)} autoFocus required /></label>
         <label>Password<input name="password" type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required /></label>
+        {codeField && (
+          <label>
+            Authenticator code
+            <input
+              name="otp"
+              inputMode="numeric"
+              autoComplete="one-time-code"
+              placeholder={mode === 'on' ? '123456, or use your security key' : '123456 or a recovery code'}
+              value={code}
+              onChange={(e) => setCode(e.target.value)}
+              required={mode === 'otp'}
+            />
+          </label>
+        )}
         {error && <p className="error" role="alert">{error}</p>}
-        <button type="submit" disabled={busy}>{busy ? 'Signing in…' : 'Sign in'}</button>
+        {mode !== 'webauthn' && <button type="submit" disabled={busy !== '' || mode === undefined}>{busy === 'code' ? 'Signing in…' : 'Sign in'}</button>}
+        {keyButton && (
+          <button type={mode === 'webauthn' ? 'submit' : 'button'} className={mode === 'on' ? 'ghost' : ''} disabled={busy !== ''} onClick={mode === 'on' ? () => void withKey() : undefined}>
+            {busy === 'key' ? 'Touch your security key…' : 'Sign in with a security key'}
+          </button>
+        )}
       </form>
     </div>
   );
