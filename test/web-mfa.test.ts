@@ -1,0 +1,263 @@
+// End to end: second factors in the web UI, in Debian's Chromium (playwright-core) against a real
+// `ward start`. Under second_factor: otp, an invite link registers an authenticator app from the QR
+// code's secret (the test computes the codes, as the app would), shows the recovery codes once, and the
+// sign-in takes a fresh code and refuses a reused one. Under `on`, a virtual authenticator (Chrome
+// DevTools protocol, WebAuthn domain) registers a security key at sign-up, signs in with it (a replayed
+// answer is refused), and proves itself on the Account page to add an authenticator app. Under
+// `webauthn`, wsh login says it cannot help. Screenshots go to test-output/screenshots/.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { generate } from 'otplib';
+import { chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import { REPO, cleanup, makeTempDir, startCluster, type Cluster, type RunResult } from './harness.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = join(REPO, 'test-output', 'screenshots');
+const PASSWORD = 'correct horse battery';
+
+function ok(r: RunResult): string {
+  assert.equal(r.code, 0, `expected success, got exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+function config(secondFactor: string): string {
+  return [
+    'version: v1',
+    'ward: {log: {severity: info}}',
+    `auth_service: {cluster_name: webmfa, listen_addr: '127.0.0.1:0', second_factor: ${secondFactor}}`,
+    "proxy_service: {listen_addr: '127.0.0.1:0'}",
+    'ssh_service: {enabled: false}',
+    '',
+  ].join('\n');
+}
+
+let cluster: Cluster;
+let context: BrowserContext;
+let page: Page;
+let cdp: CDPSession;
+let authenticatorId = '';
+
+/** Security keys are bound to a host name (the RP ID): the browser reaches the proxy as localhost, not 127.0.0.1. */
+const base = () => `https://localhost:${cluster.proxyAddr.split(':').at(-1)}`;
+
+async function shot(name: string): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+async function invite(user: string): Promise<string> {
+  const out = ok(await cluster.wctl(['users', 'add', user, '--roles', 'access', '--logins', 'root']));
+  const token = /\/web\/invite\/([0-9a-f]{64})/.exec(out)?.[1];
+  assert.ok(token, out);
+  return `${base()}/web/invite/${token}`;
+}
+
+async function signOut(): Promise<void> {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('User name').waitFor();
+}
+
+async function events(types: string): Promise<Array<Record<string, unknown>>> {
+  return ok(await cluster.wctl(['events', '--format', 'json', '--type', types, '--limit', '200']))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function reconfigure(secondFactor: string): Promise<void> {
+  writeFileSync(cluster.configPath, config(secondFactor));
+  await cluster.restart();
+}
+
+const cspErrors: string[] = [];
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), 'Chromium is installed (scripts/setup.sh --test installs it)');
+  assert.ok(existsSync(join(REPO, 'dist/web/index.html')), 'the web UI is built (npm run build)');
+  mkdirSync(SHOTS, { recursive: true });
+  cluster = await startCluster({ config: config('otp') });
+  context = await chromium.launchPersistentContext(makeTempDir('ward-chromium-mfa-'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    ignoreHTTPSErrors: true, // the proxy's certificate is from the cluster's own CA
+    viewport: { width: 1280, height: 860 },
+    colorScheme: 'light',
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(15_000);
+  page.on('console', (m) => {
+    if (m.type() === 'error') cspErrors.push(m.text());
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await cleanup();
+});
+
+describe('second factors in the web UI', { concurrency: 1 }, () => {
+  let secret = '';
+  it('signs up from an invite link with an authenticator app (QR code) and shows the recovery codes once (second_factor: otp)', async () => {
+    await page.goto(await invite('tess'));
+    await page.getByText('Choose a password for').waitFor();
+    await page.getByLabel('New password').fill(PASSWORD);
+    await page.getByLabel('Confirm password').fill(PASSWORD);
+    const qr = page.getByTestId('totp-qr');
+    await qr.waitFor();
+    assert.match((await qr.getAttribute('src')) ?? '', /^data:image\/png;base64,/, 'the QR code is an image drawn by the proxy');
+    secret = (await page.getByTestId('totp-secret').innerText()).trim();
+    assert.match(secret, /^[A-Z2-7]{16,}$/);
+    const uri = new URL((await qr.getAttribute('data-uri')) ?? '');
+    assert.equal(uri.protocol, 'otpauth:');
+    assert.equal(uri.searchParams.get('secret'), secret, 'the QR code holds the secret shown');
+    await page.getByLabel('Code from the app').fill('000000');
+    await page.getByLabel('Device name').fill('phone');
+    await shot('20-invite-totp');
+    // A wrong code does not cost the link.
+    await page.getByRole('button', { name: /add the app and sign in/ }).click();
+    await page.getByRole('alert').getByText(/does not match/).waitFor();
+    await page.getByLabel('Code from the app').fill(await generate({ secret }));
+    await page.getByRole('button', { name: /add the app and sign in/ }).click();
+    const codes = (await page.getByTestId('recovery-codes').innerText()).split('\n').map((s) => s.trim()).filter(Boolean);
+    assert.equal(codes.length, 3);
+    for (const c of codes) assert.match(c, /^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$/);
+    await shot('21-invite-recovery-codes');
+    await page.getByRole('button', { name: /continue/ }).click();
+    assert.equal(await page.locator('.who').innerText(), 'tess');
+    const added = (await events('mfa.add')).find((e) => e.user === 'tess');
+    assert.equal(added?.type, 'totp');
+  });
+
+  it('signs in with a fresh code from the app, and refuses the same code again', async () => {
+    await signOut();
+    await page.getByLabel('Authenticator code').waitFor();
+    // This time step's code was spent at sign-up: the app's next one (one step of drift is allowed).
+    const next = await generate({ secret, epoch: Math.floor(Date.now() / 1000) + 30 });
+    await page.getByLabel('User name').fill('tess');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByLabel('Authenticator code').fill(next);
+    await shot('22-sign-in-otp');
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.locator('.who').getByText('tess').waitFor();
+    await signOut();
+    await page.getByLabel('User name').fill('tess');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByLabel('Authenticator code').fill(next);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('alert').getByText(/invalid user name, password or second-factor code/).waitFor();
+    await shot('23-sign-in-otp-reused');
+    const failures = (await events('user.login')).filter((e) => e.user === 'tess' && e.success === false);
+    assert.ok(failures.some((e) => /bad second factor/.test(String(e.error))), 'the reused code is audited');
+  });
+
+  let keyUser = '';
+  it('signs up with a security key (virtual authenticator) and signs in with it; a replayed answer is refused (second_factor: on)', async () => {
+    await reconfigure('on');
+    cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    ({ authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: false, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    }));
+    keyUser = 'kim';
+    await page.goto(await invite(keyUser));
+    await page.getByLabel('New password').fill(PASSWORD);
+    await page.getByLabel('Confirm password').fill(PASSWORD);
+    await page.getByLabel('Security key').check();
+    await page.getByLabel('Device name').fill('yubikey');
+    await shot('24-invite-security-key');
+    await page.getByRole('button', { name: /register the key and sign in/ }).click();
+    await page.getByTestId('recovery-codes').waitFor();
+    await page.getByRole('button', { name: /continue/ }).click();
+    assert.equal(await page.locator('.who').innerText(), keyUser);
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.equal(credentials.length, 1);
+    assert.equal(credentials[0]!.rpId, 'localhost');
+
+    await signOut();
+    await page.getByLabel('User name').fill(keyUser);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await shot('25-sign-in-on');
+    const [signInRequest] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith('/webapi/sessions/web') && r.method() === 'POST'),
+      page.getByRole('button', { name: 'Sign in with a security key' }).click(),
+    ]);
+    await page.locator('.who').getByText(keyUser).waitFor();
+    const after = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials[0]!;
+    assert.ok(after.signCount > credentials[0]!.signCount, 'the key signed (its counter moved)');
+
+    // The same answer again, from the same page: its challenge was used.
+    const body = signInRequest.postData()!;
+    assert.match(JSON.parse(body).second_factor, /^\{.*"clientDataJSON"/);
+    const replay = await page.evaluate(async (b) => {
+      const r = await fetch('/webapi/sessions/web', { method: 'POST', headers: { 'content-type': 'application/json' }, body: b });
+      return { status: r.status, text: await r.text() };
+    }, body);
+    assert.equal(replay.status, 403, replay.text);
+    assert.match(replay.text, /invalid user name, password or second-factor code/);
+    const reasons = (await events('user.login')).filter((e) => e.user === keyUser).map((e) => `${String(e.success)} ${String(e.method)} ${String(e.error ?? '')}`);
+    assert.ok(reasons.some((r) => r === 'true password+webauthn '), reasons.join(' | '));
+    assert.ok(reasons.some((r) => /^false .*challenge has expired or was already used/.test(r)), reasons.join(' | '));
+  });
+
+  it('adds an authenticator app on the Account page (proved by the key), lists and removes devices, and keeps the last one', async () => {
+    await page.getByRole('link', { name: 'Account' }).click();
+    await page.locator('tr[data-device="yubikey"]').waitFor();
+    await page.getByRole('button', { name: 'Add authenticator app' }).click();
+    const appSecret = (await page.getByTestId('totp-secret').innerText()).trim();
+    await page.getByLabel('Code from the app').fill(await generate({ secret: appSecret }));
+    await page.getByLabel('Device name').fill('tablet');
+    await shot('26-account-add-app');
+    // The existing-device field is left empty: the virtual key is touched as proof.
+    await page.getByRole('button', { name: 'Add app' }).click();
+    await page.locator('tr[data-device="tablet"]').waitFor();
+    await shot('27-account-devices');
+    const added = (await events('mfa.add')).filter((e) => e.user === keyUser).map((e) => e.type);
+    assert.deepEqual(added.sort(), ['totp', 'webauthn']);
+
+    await page.locator('tr[data-device="tablet"]').getByRole('button', { name: 'Remove' }).click();
+    await page.getByText('Removed tablet.').waitFor();
+    assert.equal(await page.locator('tr[data-device="tablet"]').count(), 0);
+    await page.locator('tr[data-device="yubikey"]').getByRole('button', { name: 'Remove' }).click();
+    await page.getByRole('alert').getByText(/last second-factor device/).waitFor();
+    await shot('28-account-last-device');
+    const deleted = (await events('mfa.delete')).filter((e) => e.name === keyUser);
+    assert.deepEqual(deleted.map((e) => e.type), ['totp']);
+
+    // The same key cannot be registered twice.
+    await page.getByRole('button', { name: 'Add security key' }).click();
+    await page.getByRole('button', { name: 'Register key' }).click();
+    await page.getByRole('alert').getByText(/already registered/).waitFor();
+  });
+
+  it('never shows a TOTP secret or a key in the API, the resources or the audit log', async () => {
+    const everything = [
+      ok(await cluster.wctl(['get', 'users', '--format', 'json'])),
+      ok(await cluster.wctl(['events', '--format', 'json', '--limit', '1000'])),
+    ].join('\n');
+    assert.ok(!everything.includes(secret));
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.ok(!everything.includes(credentials[0]!.credentialId.replace(/=+$/, '')));
+  });
+
+  it('has wsh login refuse at once, in one line, when the cluster takes security keys only (second_factor: webauthn)', async () => {
+    await reconfigure('webauthn');
+    const r = await cluster.wsh(cluster.newWshHome(), ['login', '--proxy', cluster.proxyAddr, '--user', keyUser, '--password-stdin', '--ca-pin', cluster.caPin], { stdin: `${PASSWORD}\n` });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /security keys only .* wsh login takes TOTP codes only: sign in with the web UI/);
+    // The web sign-in still works with the key; the TOTP user has no device this mode takes.
+    await page.goto(`${base()}/web/login`);
+    await signOut().catch(() => undefined);
+    await page.getByLabel('User name').fill(keyUser);
+    await page.getByLabel('Password').fill(PASSWORD);
+    assert.equal(await page.getByLabel('Authenticator code').count(), 0, 'no code field under webauthn');
+    await page.getByRole('button', { name: 'Sign in with a security key' }).click();
+    await page.locator('.who').getByText(keyUser).waitFor();
+  });
+
+  it('ran every page under the CSP without a violation', () => {
+    assert.deepEqual(cspErrors.filter((e) => /Content Security Policy/i.test(e)), []);
+  });
+});
