@@ -1,6 +1,7 @@
 // Proxy side of reverse tunnels: accepts agents' outbound TLS connections (ALPN ward-reversetunnel, routed
 // here by the mux), checks their host identity, and opens one HTTP/2 stream on an agent's session for
 // each user connection the proxy routes to that agent. The agent serves; the proxy is the HTTP/2 client.
+import { constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import type net from 'node:net';
@@ -75,6 +76,10 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     ALPNProtocols: [ALPN_REVERSE_TUNNEL],
     minVersion: 'TLSv1.2',
     handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+    // No session tickets: an agent never resumes (it holds one long-lived connection and a fresh handshake
+    // re-checks its certificate), and issuing TLS 1.3 tickets left ~9 KiB more per idle tunnel in the proxy
+    // (bench/tunnel-memory.ts, 2,000 tunnels: 68 -> 59 KiB RSS each).
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   });
   tlsServer.on('tlsClientError', (err, socket) => {
     log.info({ err: err.message, remote: socket.remoteAddress }, 'tunnel agent refused in TLS handshake');
