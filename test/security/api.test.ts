@@ -67,7 +67,7 @@ const SAMPLE: Record<string, unknown> = {
 /** Methods anyone may call: the token or nothing at all is the credential. Everything else needs a certificate. */
 const ANONYMOUS_OK = new Set(['Ping', 'RegisterUsingToken']);
 /** What a user whose roles grant no rule may still call (their own certificates and second factors, the public CA keys). */
-const ANY_USER_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'GenerateUserCerts', 'BeginMFARegistration', 'FinishMFARegistration', 'ListMFADevices', 'DeleteMFADevice']);
+const ANY_USER_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'GenerateUserCerts', 'BeginMFARegistration', 'FinishMFARegistration', 'ListMFADevices', 'DeleteMFADevice', 'CreateAuthenticateChallenge']);
 /** What a node's host certificate may call: run as a node (heartbeat, audit, recordings) and read what it caches. */
 const NODE_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'Heartbeat', 'EmitAuditEvents', 'UploadRecording', 'GetResource', 'ListResources', 'Watch']);
 
