@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Ward from this checkout: npm dependencies, and `ward`, `wsh`, `wctl` on PATH.
-# With --test it also installs what the test suite drives for real: OpenSSH, PostgreSQL, openssl, Chromium.
+# With --test it also installs what the test suite drives for real: OpenSSH, PostgreSQL, openssl, Chromium,
+# asciinema.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,9 @@ if [[ "${1:-}" == "--test" ]]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   # The web UI's end-to-end tests drive Debian's Chromium with playwright-core (never a downloaded browser).
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
+  # Session recordings must be readable by asciinema itself; script(1) gives it the terminal it wants.
+  command -v asciinema >/dev/null || need+=(asciinema)
+  command -v script >/dev/null || need+=(bsdutils)
   if ((${#need[@]})); then
     echo "Installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -246,6 +246,15 @@ export class Cluster {
     return stopProcess(child, this.exited);
   }
 
+  /** SIGKILL at once, as a crash: nothing in the process gets to clean up. */
+  async kill(): Promise<void> {
+    const child = this.proc;
+    if (!child || !this.exited) return;
+    this.proc = undefined;
+    child.kill('SIGKILL');
+    await this.exited;
+  }
+
   /** Stops the process and removes its temp dir (data dir, config, wsh homes). */
   async destroy(): Promise<number | null> {
     const code = await this.stop();

@@ -360,28 +360,40 @@ describe('a node killed with SIGKILL', () => {
     assert.ok(started.some((e) => e.sid === rec.metadata.name), 'its session.start is in the log');
   });
 
-  it('loses no audit event it spooled while the auth server was down', async () => {
-    // Reach crashy directly (no proxy) while the cluster is stopped: the node checks certificates from
-    // its cache, and must keep the events on disk until the auth server is back.
-    const addrs = JSON.parse(ok(await main.wctl(['get', 'nodes', '--format', 'json']))) as Array<{ spec: { hostname: string } }>;
-    assert.ok(addrs.some((n) => n.spec.hostname === 'crashy'));
+  it('loses no audit event or recording when the auth server and then the node are killed mid-session', async () => {
+    // Reach crashy directly (no proxy): the node checks certificates from its cache, so sessions go on
+    // while the auth server is down, and it must keep their events and recordings until it is back.
     await crashy.stop();
     const listening = ['--roles', 'node', '--auth-server', main.proxyAddr]; // and listening, no longer tunnelled
     await crashy.start(listening);
     const port = crashy.addr?.split(':').at(-1);
     assert.ok(port, crashy.stdout);
-    await main.stop();
+    const direct = ['-o', 'ProxyCommand=none', '-o', 'HostKeyAlias=crashy', '-p', port];
+    const t = new Terminal('ssh', ['-F', users.alice!.cfg, '-tt', ...direct, 'root@127.0.0.1'], { WSH_HOME: users.alice!.wshHome });
+    t.type('echo before-outage\n');
+    await t.waitFor(/before-outage/);
+    await main.kill(); // auth, proxy and home node, mid-session
     const marker = `spooled-${randomBytes(4).toString('hex')}`;
-    const r = await run('ssh', ['-F', users.alice!.cfg, '-o', 'ProxyCommand=none', '-o', 'HostKeyAlias=crashy', '-p', port, 'root@127.0.0.1', `echo ${marker}`], { env: { WSH_HOME: users.alice!.wshHome } });
+    const r = await run('ssh', ['-F', users.alice!.cfg, ...direct, 'root@127.0.0.1', `echo ${marker}`], { env: { WSH_HOME: users.alice!.wshHome } });
     assert.equal(r.stdout.trim(), marker, r.stderr);
+    t.type('echo during-outage-$((7*6))\n');
+    await t.waitFor(/during-outage-42/);
     await crashy.kill();
+    await t.exited;
     await main.start();
     await crashy.start(listening);
     const exec = await poll('the spooled exec event', async () => (await events(['--type', 'exec'])).find((e) => e.command === `echo ${marker}`), 20_000, 200);
     assert.equal(exec.server_id, crashy.hostId);
     const all = await events(['--user', 'alice']);
-    const end = all.find((e) => e.event === 'session.end' && e.sid === exec.sid);
-    assert.ok(end, 'session.end of that exec was spooled too');
+    assert.ok(all.find((e) => e.event === 'session.end' && e.sid === exec.sid), 'session.end of that exec was spooled too');
+    // The interactive session was cut by the node's death: its recording arrives, marked interrupted.
+    await poll('the recording of the session the outage cut short', async () => {
+      for (const rec of (await recordings(users.audrey!)).filter((s) => s.spec.hostname === 'crashy' && s.spec.interrupted)) {
+        const text = ok(await wsh(users.audrey!, ['play', rec.metadata.name, '--format', 'text']));
+        if (/during-outage-42/.test(text)) return true;
+      }
+      return undefined;
+    }, 30_000, 500);
   });
 });
 

@@ -106,6 +106,14 @@ export class SessionRecorder {
     }
   }
 
+  /** A session that never started: nothing to keep. */
+  discard(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+    fs.rmSync(castPath(this.dir, this.meta.sid), { force: true });
+    fs.rmSync(metaPath(this.dir, this.meta.sid), { force: true });
+  }
+
   /** Ends the recording: it is then ready to upload. */
   close(ended: Date): void {
     if (this.fd === undefined) return;

@@ -175,36 +175,23 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     }
     const startedAt = new Date();
     const usePty = ptyInfo !== undefined && kind !== 'subsystem';
-    // Fail closed: a session that cannot be audited, or an interactive one that cannot be recorded, does not start.
-    if (!ctx.emit('session.start', { ...base, kind, pty: usePty, ...(kind === 'exec' ? { command } : {}) })) return rej?.();
-    let live: LiveSession | undefined;
-    const hooks = ctx.sessions;
-    if (usePty && hooks) {
-      let recorder: SessionRecorder;
-      try {
-        recorder = SessionRecorder.open(
-          hooks.spoolDir,
-          { sid, server_id: hooks.serverId, hostname: hooks.hostname, user: identity.user, login: identity.login, started: startedAt.toISOString(), participants: [] },
-          { cols: ptyInfo!.cols, rows: ptyInfo!.rows, term: ptyInfo!.term },
-          (err) => {
-            log.error({ err: err.message }, 'session recording failed: ending the session');
-            ctx.emit('session.recording_failed', { ...base, error: err.message });
-            proc?.terminate();
-          },
-        );
-      } catch (err) {
-        log.error({ err: (err as Error).message }, 'cannot record the session: refused');
-        ctx.emit('session.recording_failed', { ...base, error: (err as Error).message });
-        return rej?.();
-      }
-      live = new LiveSession(sid, identity.user, identity.login, startedAt, recorder, (s) => hooks.onChange(s, false));
+    // Fail closed: an interactive session that cannot be recorded, or any session that cannot be
+    // audited, does not start.
+    const live = usePty ? openLiveSession(startedAt) : undefined;
+    if (live === 'refused') return rej?.();
+    const abandon = (): void => {
+      if (!live) return;
+      ctx.sessions?.registry.remove(sid);
+      live.recorder?.discard();
+    };
+    if (!ctx.emit('session.start', { ...base, kind, pty: usePty, ...(kind === 'exec' ? { command } : {}) })) {
+      abandon();
+      return rej?.();
     }
+    const hooks = ctx.sessions;
     started = true;
     const channel = acc();
-    if (!channel) {
-      live?.recorder?.close(new Date());
-      return;
-    }
+    if (!channel) return abandon();
     const cwd = homeOrRoot(user.home);
     if (kind === 'exec') {
       const scp = scpTransfer(command!);
@@ -248,7 +235,6 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
         proc = pty;
         if (live && hooks) {
           live.attachProcess(pty);
-          hooks.registry.add(live);
           live.join(owner);
           onResize = (cols, rows) => live.resize(cols, rows);
           channel.on('data', (data: Buffer) => live.input(owner, data));
@@ -261,6 +247,33 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
         }
       }
     });
+  }
+
+  /** The recorded, joinable side of an interactive session; 'refused' if it cannot be recorded. */
+  function openLiveSession(startedAt: Date): LiveSession | 'refused' | undefined {
+    const hooks = ctx.sessions;
+    if (!hooks) return undefined;
+    try {
+      const recorder = SessionRecorder.open(
+        hooks.spoolDir,
+        { sid, server_id: hooks.serverId, hostname: hooks.hostname, user: identity.user, login: identity.login, started: startedAt.toISOString(), participants: [] },
+        { cols: ptyInfo!.cols, rows: ptyInfo!.rows, term: ptyInfo!.term },
+        (err) => {
+          log.error({ err: err.message }, 'session recording failed: ending the session');
+          ctx.emit('session.recording_failed', { ...base, error: err.message });
+          proc?.terminate();
+        },
+      );
+      const live = new LiveSession(sid, identity.user, identity.login, startedAt, recorder, (s) => hooks.onChange(s, false));
+      // Registered from the first byte of its recording: the uploader takes an unregistered recording
+      // for one a crash left behind.
+      hooks.registry.add(live);
+      return live;
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'cannot record the session: refused');
+      ctx.emit('session.recording_failed', { ...base, error: (err as Error).message });
+      return 'refused';
+    }
   }
 
   /** `wsh join`: attach this channel to a live session on this node instead of starting a program. */
