@@ -2,24 +2,13 @@
 // connections at once and ends the target's live sessions within seconds, with the admin's message,
 // through the watch stream that feeds every proxy's and node's cache; unlocking or the TTL lifts it.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
-import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type RunResult } from './harness.ts';
+import { cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type RunResult } from './harness.ts';
+import { addUser as addTestUser, ok, wshLogin, type TestUser as User } from './users.ts';
 import { killTerminals, Terminal } from './terminal.ts';
-
-function ok(r: RunResult): string {
-  assert.equal(r.code, 0, `expected success, got exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r.stdout;
-}
-
-interface User {
-  wshHome: string;
-  password: string;
-  cfg: string;
-}
 
 let main: Cluster;
 let work: string;
@@ -27,33 +16,12 @@ let home: string;
 const users: Record<string, User> = {};
 
 async function addUser(name: string, roles: string): Promise<User> {
-  const password = `pw-${randomBytes(12).toString('base64url')}`;
-  ok(await main.wctl(['users', 'add', name, '--roles', roles, '--logins', 'root', '--password-stdin'], { stdin: `${password}\n` }));
-  const wshHome = main.newWshHome();
-  const out = ok(await login(wshHome, name, password));
-  const keys = /Keys: (\S+)/.exec(out)![1]!;
-  const cfg = join(work, `${name}.ssh_config`);
-  writeFileSync(
-    cfg,
-    [
-      'Host *',
-      `  IdentityFile ${join(keys, 'id')}`,
-      `  CertificateFile ${join(keys, 'id-cert.pub')}`,
-      '  IdentitiesOnly yes',
-      `  UserKnownHostsFile ${join(keys, 'known_hosts')}`,
-      '  StrictHostKeyChecking yes',
-      '  BatchMode yes',
-      '  LogLevel ERROR',
-      `  ProxyCommand "${process.execPath}" "${join(BIN, 'wsh')}" proxy ssh %r@%h:%p`,
-      '',
-    ].join('\n'),
-  );
-  users[name] = { wshHome, password, cfg };
+  users[name] = await addTestUser(main, work, name, roles);
   return users[name]!;
 }
 
 function login(wshHome: string, name: string, password: string): Promise<RunResult> {
-  return main.wsh(wshHome, ['login', '--proxy', main.proxyAddr, '--user', name, '--password-stdin', '--ca-pin', main.caPin], { stdin: `${password}\n` });
+  return wshLogin(main, { wshHome, name, password });
 }
 
 const ssh = (u: User, node: string, command = 'true') => run('ssh', ['-F', u.cfg, `root@${node}`, command], { env: { WSH_HOME: u.wshHome } });

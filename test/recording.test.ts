@@ -5,39 +5,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import type { RecordedSession, SessionTracker } from '../src/api/types.ts';
 import { parseCast } from '../src/events/asciicast.ts';
 import { Terminal, killTerminals } from './terminal.ts';
-import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent, type RunResult } from './harness.ts';
-
-function ok(r: RunResult): string {
-  assert.equal(r.code, 0, `expected success, got exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r.stdout;
-}
-
-interface User {
-  name: string;
-  wshHome: string;
-  keys: string;
-  cfg: string;
-}
+import { freePort } from './fixtures/wardproc.ts';
+import { addUser as addTestUser, ok, type TestUser as User } from './users.ts';
+import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent } from './harness.ts';
 
 const WSH = join(BIN, 'wsh');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let main: Cluster;
 let work: string;
@@ -45,30 +23,7 @@ let crashy: NodeAgent;
 const users: Record<string, User> = {};
 
 async function addUser(name: string, roles: string): Promise<User> {
-  const password = `pw-${randomBytes(12).toString('base64url')}`;
-  ok(await main.wctl(['users', 'add', name, '--roles', roles, '--logins', 'root', '--password-stdin'], { stdin: `${password}\n` }));
-  const wshHome = main.newWshHome();
-  const out = ok(await main.wsh(wshHome, ['login', '--proxy', main.proxyAddr, '--user', name, '--password-stdin', '--ca-pin', main.caPin], { stdin: `${password}\n` }));
-  const keys = /Keys: (\S+)/.exec(out)![1]!;
-  const cfg = join(work, `${name}.ssh_config`);
-  writeFileSync(
-    cfg,
-    [
-      'Host *',
-      `  IdentityFile ${join(keys, 'id')}`,
-      `  CertificateFile ${join(keys, 'id-cert.pub')}`,
-      '  IdentitiesOnly yes',
-      `  UserKnownHostsFile ${join(keys, 'known_hosts')}`,
-      '  GlobalKnownHostsFile /dev/null',
-      '  StrictHostKeyChecking yes',
-      '  BatchMode yes',
-      '  ConnectTimeout 10',
-      '  LogLevel ERROR',
-      `  ProxyCommand "${process.execPath}" "${WSH}" proxy ssh %r@%h:%p`,
-      '',
-    ].join('\n'),
-  );
-  users[name] = { name, wshHome, keys, cfg };
+  users[name] = await addTestUser(main, work, name, roles);
   return users[name]!;
 }
 

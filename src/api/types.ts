@@ -134,18 +134,22 @@ const participantSchema = z.strictObject({
   joined: z.iso.datetime({ offset: true }),
 });
 
+/** What live and recorded sessions both say: where (the node's host id and name), who, as whom, since when. */
+const sessionFields = {
+  server_id: z.string().max(128),
+  hostname: z.string().max(256),
+  user: z.string().max(256),
+  login: z.string().max(256),
+  started: z.iso.datetime({ offset: true }),
+};
+
 /** A live SSH session, reported by the node running it while it runs (so users can list and join it). */
 export const sessionTrackerSchema = z.strictObject({
   kind: z.literal('session_tracker'),
   version: z.literal('v1'),
   metadata: metadataSchema,
   spec: z.strictObject({
-    /** The node's host id and name. */
-    server_id: z.string().max(128),
-    hostname: z.string().max(256),
-    user: z.string().max(256),
-    login: z.string().max(256),
-    started: z.iso.datetime({ offset: true }),
+    ...sessionFields,
     participants: z.array(participantSchema).max(64),
   }),
 });
@@ -157,11 +161,7 @@ export const sessionSchema = z.strictObject({
   version: z.literal('v1'),
   metadata: metadataSchema,
   spec: z.strictObject({
-    server_id: z.string().max(128),
-    hostname: z.string().max(256),
-    user: z.string().max(256),
-    login: z.string().max(256),
-    started: z.iso.datetime({ offset: true }),
+    ...sessionFields,
     ended: z.iso.datetime({ offset: true }),
     participants: z.array(z.string().max(256)).max(256),
     /** Size of the recording (asciicast v2) in bytes. */
