@@ -306,15 +306,24 @@ async function throughput(t: Target, mb: number, dir: string): Promise<Transfer>
   return { mbps, serverCpuPerGB, wshCpuPerGB: (wshCpu * 1000) / mb };
 }
 
-/** Milliseconds of `ssh HOST true`, each run from process start to exit, sorted. */
-async function connectLatency(t: Target, runs: number): Promise<number[]> {
-  const ms: number[] = [];
+/** Milliseconds of one `ssh HOST true`, from process start to exit. */
+async function connectOnce(t: Target): Promise<number> {
+  const start = performance.now();
+  await execFile('ssh', [...t.args, 'true'], { env: t.env });
+  return performance.now() - start;
+}
+
+/**
+ * `runs` connections to each side, interleaved (ward, sshd, ward, ...), so that a change in the machine's load
+ * during the minutes this takes hits both sides alike. Sorted milliseconds per side.
+ */
+async function connectLatency(ward: Target, sshd: Target, runs: number): Promise<{ ward: number[]; sshd: number[] }> {
+  const out = { ward: [] as number[], sshd: [] as number[] };
   for (let i = 0; i < runs; i++) {
-    const start = performance.now();
-    await execFile('ssh', [...t.args, 'true'], { env: t.env });
-    ms.push(performance.now() - start);
+    out.ward.push(await connectOnce(ward));
+    out.sshd.push(await connectOnce(sshd));
   }
-  return ms.sort((a, b) => a - b);
+  return { ward: out.ward.sort((a, b) => a - b), sshd: out.sshd.sort((a, b) => a - b) };
 }
 
 export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
@@ -353,11 +362,10 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
       out.push(cost(`ssh client-side wsh proxy ssh CPU per GB, ${mb} MB`, w.wshCpuPerGB!, null, 'the ProxyCommand (TLS to the proxy), which the direct path does not have; no reference'));
     }
 
-    const wl = await connectLatency(ward.target, opts.runs);
-    const rl = await connectLatency(sshd.target, opts.runs);
+    const { ward: wl, sshd: rl } = await connectLatency(ward.target, sshd.target, opts.runs);
     const [w50, w99, r50, r99] = [percentile(wl, 50), percentile(wl, 99), percentile(rl, 50), percentile(rl, 99)];
     console.log(
-      `ssh: connect + true, ${opts.runs} runs: ward p50 ${w50.toFixed(1)} ms, p99 ${w99.toFixed(1)} ms; ` +
+      `ssh: connect + true, ${opts.runs} runs each, interleaved: ward p50 ${w50.toFixed(1)} ms, p99 ${w99.toFixed(1)} ms; ` +
         `sshd p50 ${r50.toFixed(1)} ms, p99 ${r99.toFixed(1)} ms`,
     );
     // For a latency the ratio is reference / ward, so that above 1 still means Ward is faster.
