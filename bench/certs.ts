@@ -86,15 +86,41 @@ async function runClients(job: ClientJob): Promise<ClientReport> {
   return { ...r, keygenMs };
 }
 
-function inWorker(job: ClientJob): Promise<ClientReport> {
-  return new Promise((resolve, reject) => {
-    // Node 20 does not carry tsx's loader hooks into workers: register them there, then load this file.
-    const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-    const w = new Worker(boot, { eval: true, workerData: job });
-    w.once('message', (m: ClientReport) => resolve(m));
-    w.once('error', reject);
-    w.once('exit', (code) => code !== 0 && reject(new Error(`client worker exited with ${code}`)));
-  });
+/**
+ * Runs the clients in a worker; bounded, and retried once: loading the sources through tsx in a second thread
+ * has now and then hung on a shared machine (the worker never got past module loading), which would otherwise
+ * hang the whole `npm run bench`.
+ */
+async function inWorker(job: ClientJob, attempt = 1): Promise<ClientReport> {
+  // Key generation, warm-up and the timed loop; on a loaded 2-core box key generation alone can take a while.
+  const limitMs = (job.seconds + 60 + job.keys / 100) * 1000;
+  try {
+    return await new Promise<ClientReport>((resolve, reject) => {
+      // Node 20 does not carry tsx's loader hooks into workers: register them there, then load this file.
+      const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(import.meta.url)}); })`;
+      const w = new Worker(boot, { eval: true, workerData: job });
+      const timer = setTimeout(() => {
+        void w.terminate();
+        reject(new Error(`the client worker did not report within ${Math.round(limitMs / 1000)} s`));
+      }, limitMs);
+      w.once('message', (m: ClientReport) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      w.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      w.once('exit', (code) => {
+        clearTimeout(timer);
+        if (code !== 0) reject(new Error(`client worker exited with ${code}`));
+      });
+    });
+  } catch (err) {
+    if (attempt >= 2) throw err;
+    console.error(`certs: ${(err as Error).message}; trying once more`);
+    return inWorker(job, attempt + 1);
+  }
 }
 
 /** OpenSSH's CA signing: `ssh-keygen -s` once per key, `parallel` processes at a time (xargs -P). */
