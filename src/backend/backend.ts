@@ -29,8 +29,11 @@ export interface Watcher extends AsyncIterable<BackendEvent> {
 export interface Backend {
   /** Throws NotFound. */
   get(key: string): Promise<Item>;
-  /** Items whose key starts with `prefix`, in key order, at most `limit` (default 10,000). */
-  getRange(prefix: string, limit?: number): Promise<Item[]>;
+  /**
+   * Items whose key starts with `prefix`, in key order, at most `limit` (default 10,000); with `after`, only
+   * keys greater than it (a page that continues where the previous one ended).
+   */
+  getRange(prefix: string, limit?: number, after?: string): Promise<Item[]>;
   /** Throws AlreadyExists if the key is present (and not expired). */
   create(item: ItemInput): Promise<Item>;
   /** Creates or replaces. */

@@ -166,6 +166,11 @@ export function runBackendConformance(
           assert.deepEqual((await b.getRange('/n/', 2)).map((i) => i.key), all.slice(0, 2));
           assert.equal((await b.getRange('')).length, keys.length);
           await assert.rejects(b.getRange('/n/', 0), BadParameter);
+          // Pages: each continues after the last key of the one before, and never leaves the prefix.
+          assert.deepEqual((await b.getRange('/n/', 2, '/n/A')).map((i) => i.key), ['/n/a', '/n/a/x']);
+          assert.deepEqual((await b.getRange('/n/', 10, '/n/b')).map((i) => i.key), ['/n/é']);
+          assert.deepEqual((await b.getRange('/n/', 10, '/n/é')).map((i) => i.key), []);
+          assert.deepEqual((await b.getRange('/n/', 10, '/m')).map((i) => i.key), all);
         }));
 
       it('treats SQL wildcard characters in a prefix literally', () =>

@@ -140,11 +140,13 @@ export class PostgresBackend implements Backend, EventStore {
     return toItem(rows[0]);
   }
 
-  async getRange(prefix: string, limit?: number): Promise<Item[]> {
+  async getRange(prefix: string, limit?: number, after?: string): Promise<Item[]> {
     const n = rangeLimit(limit);
+    if (after !== undefined && typeof after !== 'string') throw new BadParameter('after must be a string');
+    // key is COLLATE "C": ">" is byte order, the same order as ORDER BY key and as SQLite's.
     const rows = await this.query<Row>(
-      `SELECT ${COLUMNS} FROM items WHERE key LIKE $1 ESCAPE '\\' AND ${live(2)} ORDER BY key LIMIT $3`,
-      [likePrefix(prefix), this.now(), n],
+      `SELECT ${COLUMNS} FROM items WHERE key LIKE $1 ESCAPE '\\' AND ${live(2)} AND ($4::text IS NULL OR key > $4) ORDER BY key LIMIT $3`,
+      [likePrefix(prefix), this.now(), n, after ?? null],
     );
     return rows.map(toItem);
   }

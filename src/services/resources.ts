@@ -54,9 +54,10 @@ export class ResourceService<K extends Kind> {
   /** Sorted by name; `startAfter` pages through large sets. */
   async list(opts: { limit?: number; startAfter?: string } = {}): Promise<ResourceOf<K>[]> {
     const limit = opts.limit ?? 10_000;
-    const items = await this.backend.getRange(ResourceService.prefix(this.kind), opts.startAfter ? limit + 1 : limit);
-    const after = opts.startAfter ? this.key(opts.startAfter) : '';
-    return items.filter((i) => i.key > after).slice(0, limit).map((i) => this.decode(i));
+    // A page continues after the given name (it used to re-read from the start and drop what it had seen,
+    // which returned one item on the second page and ended the listing there).
+    const items = await this.backend.getRange(ResourceService.prefix(this.kind), limit, opts.startAfter ? this.key(opts.startAfter) : undefined);
+    return items.map((i) => this.decode(i));
   }
 
   async create(resource: ResourceOf<K>): Promise<ResourceOf<K>> {

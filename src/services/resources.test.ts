@@ -1,0 +1,30 @@
+// ResourceService paging: a listing in pages (as wsh ls and the caches read 10,000 nodes) returns every
+// resource once, in name order.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SqliteBackend } from '../backend/sqlite.ts';
+import { ResourceService } from './resources.ts';
+
+describe('ResourceService', () => {
+  it('lists every resource once across pages', async () => {
+    const backend = SqliteBackend.open({ path: ':memory:' });
+    try {
+      const nodes = new ResourceService(backend, 'node');
+      const names = Array.from({ length: 12 }, (_, i) => `node-${String(i).padStart(2, '0')}`);
+      for (const name of [...names].reverse()) {
+        await nodes.create({ kind: 'node', version: 'v1', metadata: { name }, spec: { hostname: name, addr: '', tunnel: true, version: 'test' } });
+      }
+      const seen: string[] = [];
+      let startAfter: string | undefined;
+      for (let page = 0; page < 10; page++) {
+        const items = await nodes.list({ limit: 5, startAfter });
+        seen.push(...items.map((n) => n.metadata.name));
+        if (items.length < 5) break;
+        startAfter = items.at(-1)!.metadata.name;
+      }
+      assert.deepEqual(seen, names);
+    } finally {
+      await backend.close();
+    }
+  });
+});
