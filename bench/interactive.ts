@@ -71,7 +71,6 @@ function keystroke(stream: ssh2.ClientChannel, key: string, timeoutMs: number): 
     const done = () => {
       clearTimeout(timer);
       stream.off('data', onData);
-      // Give a tty echo (which would double the key) a moment to show itself during the probe only.
       resolve(got);
     };
     stream.on('data', onData);
@@ -79,7 +78,8 @@ function keystroke(stream: ssh2.ClientChannel, key: string, timeoutMs: number): 
   });
 }
 
-async function openAll(t: SessionTarget, n: number): Promise<{ typists: Typist[]; openMs: number }> {
+/** Opens `n` sessions; each is also added to `all` as it opens, so the caller can close them if a later one fails. */
+async function openAll(t: SessionTarget, n: number, all: Typist[]): Promise<{ typists: Typist[]; openMs: number }> {
   const typists: Typist[] = [];
   const start = performance.now();
   let next = 0;
@@ -87,7 +87,9 @@ async function openAll(t: SessionTarget, n: number): Promise<{ typists: Typist[]
     Array.from({ length: Math.min(OPEN_CONCURRENCY, n) }, async () => {
       while (next < n) {
         next++;
-        typists.push(await openTypist(t));
+        const typist = await openTypist(t);
+        typists.push(typist);
+        all.push(typist);
       }
     }),
   );
@@ -179,9 +181,10 @@ const ROUNDS = 4;
 
 async function measureBoth(targets: { ward: SessionTarget; sshd: SessionTarget }, pids: { ward: number; sshd: number }, opts: InteractiveOptions): Promise<{ ward: SideResult; sshd: SideResult }> {
   const open: Partial<Record<'ward' | 'sshd', { typists: Typist[]; openMs: number }>> = {};
+  const opened: Typist[] = [];
   try {
-    open.ward = await openAll(targets.ward, opts.sessions);
-    open.sshd = await openAll(targets.sshd, opts.sessions);
+    open.ward = await openAll(targets.ward, opts.sessions, opened);
+    open.sshd = await openAll(targets.sshd, opts.sessions, opened);
     const samples = { ward: [] as number[], sshd: [] as number[] };
     const lost = { ward: 0, sshd: 0 };
     const cpu = { ward: 0, sshd: 0 };
@@ -209,7 +212,7 @@ async function measureBoth(targets: { ward: SessionTarget; sshd: SessionTarget }
     };
     return { ward: side('ward'), sshd: side('sshd') };
   } finally {
-    await closeAll([...(open.ward?.typists ?? []), ...(open.sshd?.typists ?? [])]);
+    await closeAll(opened);
   }
 }
 
