@@ -17,6 +17,7 @@ export interface Mux {
   close(): Promise<void>;
 }
 
+const EMPTY = Buffer.alloc(0);
 const HTTP_METHODS = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
 /**
  * Once we have ended our side (ssh2 and TLS end rather than destroy on a protocol error), the peer has
@@ -41,6 +42,9 @@ export async function startMux(listen: string, routes: MuxRoutes, log: Logger, p
       socket.off('data', onData);
       socket.pause();
       socket.unshift(head);
+      // This closure lives as long as the socket (its 'finish' listener shares it): drop the peeked bytes, a
+      // slice that would pin an 8 KiB buffer-pool slab for every idle tunnel.
+      head = EMPTY;
       route(socket);
     };
     const onData = (chunk: Buffer) => {
