@@ -131,9 +131,13 @@ describe('locks', () => {
   });
 
   it('lifts itself after --ttl', async () => {
-    await lock(['--user', 'alice', '--ttl', '2s']);
-    assert.equal((await ssh(users.alice!, home)).code, 255);
-    await poll('the lock to expire', async () => ((await ssh(users.alice!, home)).code === 0 ? true : undefined), 8_000, 200);
+    const t0 = Date.now();
+    await lock(['--user', 'alice', '--ttl', '8s']);
+    // The lock reaches the node through the watch stream: refused as soon as it is there...
+    await poll('the lock to reach the node', async () => ((await ssh(users.alice!, home)).code === 255 ? true : undefined), 5_000, 100);
+    // ...and let in again once it expires, with nobody lifting it.
+    await poll('the lock to expire', async () => ((await ssh(users.alice!, home)).code === 0 ? true : undefined), 20_000, 200);
+    assert.ok(Date.now() - t0 >= 7_000, 'not before its time');
     assert.match(ok(await main.wctl(['locks', 'ls'])), /no locks/);
   });
 

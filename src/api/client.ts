@@ -31,6 +31,8 @@ export interface AuthClientOptions {
   /** Skip checking the server certificate (home labs only). */
   insecure?: boolean;
   timeoutMs?: number;
+  /** Close the HTTP/2 connection after this long without a call (default: connect-node's, 15 minutes). */
+  idleTimeoutMs?: number;
 }
 
 /** Turns an RPC failure into the typed Ward error the server meant. */
@@ -86,6 +88,7 @@ function connectClient(opts: AuthClientOptions): AuthClient {
     httpVersion: '2',
     baseUrl: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
     defaultTimeoutMs: opts.timeoutMs ?? 15_000,
+    ...(opts.idleTimeoutMs !== undefined ? { idleConnectionTimeoutMs: opts.idleTimeoutMs } : {}),
     nodeOptions: {
       createConnection: () =>
         tls.connect({

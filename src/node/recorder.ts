@@ -46,7 +46,9 @@ export class SessionRecorder {
   static open(dir: string, meta: RecordingMeta, size: { cols: number; rows: number; term: string }, onError: (err: Error) => void): SessionRecorder {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const rec = new SessionRecorder(dir, meta, onError);
-    writeFileAtomic(metaPath(dir, meta.sid), JSON.stringify(meta));
+    // No fsync: what must survive is the node process being killed, which the page cache covers; an
+    // fsync per session start/join/end stalled the event loop with 200 sessions starting at once.
+    writeFileAtomic(metaPath(dir, meta.sid), JSON.stringify(meta), 0o600, { durable: false });
     rec.fd = fs.openSync(castPath(dir, meta.sid), 'wx', 0o600);
     const header = encodeHeader({
       version: 2,
@@ -97,7 +99,7 @@ export class SessionRecorder {
 
   private saveMeta(): void {
     try {
-      writeFileAtomic(metaPath(this.dir, this.meta.sid), JSON.stringify(this.meta));
+      writeFileAtomic(metaPath(this.dir, this.meta.sid), JSON.stringify(this.meta), 0o600, { durable: false });
     } catch (err) {
       if (!this.failed) {
         this.failed = true;
