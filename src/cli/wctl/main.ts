@@ -26,10 +26,10 @@ const program = new Command('wctl')
 const auth = () => connectAuth(program.opts<GlobalOptions>());
 
 /** On the auth host, the address of the proxy `ward start` runs next to it, for printed instructions. */
-function localProxyAddr(): string | undefined {
+function localProxyAddr(file = 'proxy_addr'): string | undefined {
   const dir = program.opts<GlobalOptions>().dataDir ?? process.env.WARD_DATA_DIR ?? join(homedir(), '.ward');
   try {
-    return readFileSync(join(dir, 'proxy_addr'), 'utf8').trim() || undefined;
+    return readFileSync(join(dir, file), 'utf8').trim() || undefined;
   } catch {
     return undefined;
   }
@@ -116,7 +116,10 @@ tokens
     const res = await client.createToken({ roles: list(opts.type), ttlSeconds: Math.round(ttlMs / 1000), labels });
     const pin = (await client.ping({})).caPins[0];
     const token = parseResource(JSON.parse(res.json));
-    const authServer = program.opts<GlobalOptions>().authServer ?? localProxyAddr() ?? 'PROXY_HOST:3080';
+    // A proxy reaches auth servers directly (list them all for failover); everything else joins through a proxy.
+    const authServer = list(opts.type).includes('proxy')
+      ? (localProxyAddr('admin/auth_addr') ?? 'AUTH_HOST:3025')
+      : (program.opts<GlobalOptions>().authServer ?? localProxyAddr() ?? 'PROXY_HOST:3080');
     out(
       `The join token ${token.metadata.name} (${list(opts.type).join(',')}) expires in ${formatDuration(ttlMs)}.\n\n` +
         `Run this on the new host to join it:\n\n` +
