@@ -13,6 +13,12 @@ export function isUnreachable(err: unknown): boolean {
   return typeof code === 'string' && /^E(CONNREFUSED|CONNRESET|PIPE|HOSTUNREACH|NETUNREACH|TIMEDOUT)$/.test(code);
 }
 
+/** True when the server took too long: the call may have run, so it is not retried, but the next one goes elsewhere
+ * (an auth server that hangs, or a partition, looks like this rather than like a refused connection). */
+function isTimeout(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.DeadlineExceeded;
+}
+
 /** Splits `a:1,b:2` into its addresses (empty entries dropped). */
 export function splitAddrList(list: string): string[] {
   return list.split(',').map((a) => a.trim()).filter(Boolean);
@@ -47,6 +53,7 @@ export function failoverClient<T extends object>(clients: T[], state: FailoverSt
           try {
             return await pending;
           } catch (err) {
+            if (isTimeout(err)) advanceFrom(i);
             if (!isUnreachable(err) || attempt >= clients.length) throw err;
             advanceFrom(i);
             i = state.current;
@@ -61,7 +68,7 @@ export function failoverClient<T extends object>(clients: T[], state: FailoverSt
         try {
           yield* result as AsyncIterable<unknown>;
         } catch (err) {
-          if (isUnreachable(err)) advanceFrom(first);
+          if (isUnreachable(err) || isTimeout(err)) advanceFrom(first);
           throw err;
         }
       })();
