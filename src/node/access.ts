@@ -8,6 +8,7 @@ import type { Role } from '../api/types.ts';
 import { parseCertificate, verifyCertificate, type SSHCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { ResourceCache } from '../cache/resources.ts';
+import { ConnectionProblem } from '../api/errors.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { describeLock, lockFor } from '../rbac/locks.ts';
 
@@ -46,6 +47,22 @@ function rolesOf(cache: ResourceCache, cert: SSHCertificate): Role[] | string {
 }
 
 export function checkUserCert(
+  cache: ResourceCache,
+  clock: Clock,
+  target: AccessTarget,
+  req: { certBlob: Buffer; login: string; remoteAddr: string },
+): AccessDecision {
+  // A cache past its staleness bound throws: that is a denial here (fail closed), never an exception
+  // escaping into the SSH server's event handlers.
+  try {
+    return decideUserCert(cache, clock, target, req);
+  } catch (err) {
+    if (err instanceof ConnectionProblem) return { allowed: false, reason: err.message };
+    throw err;
+  }
+}
+
+function decideUserCert(
   cache: ResourceCache,
   clock: Clock,
   target: AccessTarget,

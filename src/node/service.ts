@@ -120,7 +120,12 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     canJoin(who, _session, mode) {
       // Others' sessions: watching takes `read` on session_tracker, typing into them `update`.
       const { roles } = sshCertGrants(who.cert);
-      const found = roles.map((n) => cache.get('role', n));
+      let found;
+      try {
+        found = roles.map((n) => cache.get('role', n));
+      } catch {
+        return false; // the cache is past its staleness bound: nobody joins until it is current again
+      }
       if (found.some((r) => !r)) return false;
       return new AccessChecker(found as Role[], {}).checkRule('session_tracker', mode === 'peer' ? 'update' : 'read').allowed;
     },
