@@ -165,4 +165,14 @@ ssh_service:              # the Node Service: an SSH server that checks Ward cer
 #   auth_service: {enabled: false}
 #   proxy_service: {enabled: false}
 #   ssh_service: {enabled: true, tunnel: true, labels: {env: prod}}
+# (auth_server may list several proxies, a:3080,b:3080 or a YAML list: calls fail over between them.)
+#
+# A standalone proxy (high availability: several proxies, several auth servers on PostgreSQL):
+#   ward:
+#     auth_server: [auth1.example.com:3025, auth2.example.com:3025]
+#     join_token: <from wctl tokens add --type proxy>
+#     ca_pin: sha256:<from wctl status>
+#   auth_service: {enabled: false}
+#   proxy_service: {listen_addr: 0.0.0.0:3080, public_addr: [ward.example.com:3080]}
+#   ssh_service: {enabled: false}
 `;
