@@ -194,12 +194,14 @@ describe('the public proxy port under hostile input', () => {
         // The kernel completes connections before the proxy accepts them: wait for the accepts.
         // On a loaded machine the accepts can lag well behind the connects; each connection's deadline
         // runs from its accept, so the closing deadline below is counted from when they were accepted.
+        // (Other cases of this file run at the same time and open and close their own connections, so the
+        // descriptor count is a progress signal here, not the assertion: that every idle connection is
+        // closed by the deadline, which only happens to connections the proxy accepted and timed out.)
         let during = readVitals(cluster.pid).fds;
         for (const until = Date.now() + 15_000; during < baseline.fds + 1_900 && Date.now() < until; await delay(100)) during = readVitals(cluster.pid).fds;
-        assert.ok(during >= baseline.fds + 1_900, `only ${during - baseline.fds} of the idle connections reached the proxy`);
         const accepted = Date.now();
         await target.assertServing();
-        const deadline = Math.max(opened, accepted) + PEEK_DEADLINE_MS + SLACK_MS * 2;
+        const deadline = accepted + PEEK_DEADLINE_MS + SLACK_MS * 2;
         while (closed.size < idle.length && Date.now() < deadline) await delay(200);
         assert.equal(closed.size, idle.length, `${idle.length - closed.size} idle connections still open after ${Date.now() - opened}ms`);
       } finally {
