@@ -8,6 +8,8 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import https from 'node:https';
+import WebSocket from 'ws';
 import { cleanup, delay, makeTempDir, run, type Cluster } from '../harness.ts';
 import { startTarget, type Target } from './fixture.ts';
 import { assertSettled, captureClientHello, readVitals, sendAndAwaitClose, type Vitals } from './vitals.ts';
@@ -254,7 +256,27 @@ describe('the public proxy port under hostile input', () => {
       assert.doesNotMatch(r.stdout, /\bat \S+:\d+|node_modules|\/src\//);
     });
 
-    it('pends the 100 MB WebSocket frame case until the web UI serves WebSockets', { todo: 'no WebSocket endpoint yet (issue 7: web UI)' }, () => {});
+    it('closes a signed-in terminal WebSocket that sends a 100 MB frame without reading it (1009)', async () => {
+      // A real web session: sign in as the target's user through the web API, as the browser does.
+      const signIn = await fetchJSON('POST', '/webapi/sessions/web', { user: target.user, password: target.password });
+      assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+      const cookie = signIn.cookie!;
+      const csrf = String(signIn.body.csrf_token);
+      const url = `wss://localhost:${port}/webapi/terminal?node=${encodeURIComponent(target.node)}&login=root&cols=80&rows=24&csrf=${csrf}`;
+      const before = readVitals(cluster.pid).rssKiB;
+      const code = await new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(url, { headers: { cookie, origin: `https://${cluster.proxyAddr}` }, ca: cluster.adminIdentity().caPems, lookup: localLookup } as WebSocket.ClientOptions);
+        ws.on('error', () => undefined);
+        ws.on('open', () => ws.send(Buffer.alloc(100 * 1024 * 1024), { binary: true }));
+        ws.on('close', (c) => resolve(c));
+        setTimeout(() => reject(new Error('the proxy kept the socket open')), 20_000).unref();
+      });
+      // The proxy answers the frame's header with a 1009 close and ends the connection; a client still
+      // busy sending 100 MB may see the connection end (1006) before it reads that close frame.
+      assert.ok(code === 1009 || code === 1006, `closed as "message too big" (got ${code})`);
+      // The frame was refused by its header: the proxy never held 100 MB.
+      assert.ok(readVitals(cluster.pid).rssKiB - before < 50 * 1024, 'the proxy did not buffer the frame');
+    });
   });
 
   describe('after every attack', () => {
@@ -265,3 +287,26 @@ describe('the public proxy port under hostile input', () => {
     });
   });
 });
+
+/** `localhost` (the name the proxy's certificate carries) resolved to the proxy's address. */
+function localLookup(_host: string, _opts: unknown, cb: (err: Error | null, addr: string, family: number) => void): void {
+  cb(null, host, host.includes(':') ? 6 : 4);
+}
+
+/** A JSON call to the proxy's web API; returns the status, the body and the session cookie it set. */
+function fetchJSON(method: string, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown>; cookie?: string }> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = https.request(
+      { host, port, path, method, servername: 'localhost', ca: cluster.adminIdentity().caPems, headers: { 'content-type': 'application/json', origin: `https://${cluster.proxyAddr}`, 'content-length': Buffer.byteLength(data) }, timeout: 15_000 },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Record<string, unknown>) : {}, cookie: res.headers['set-cookie']?.[0]?.split(';')[0] }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end(data);
+  });
+}
