@@ -6,6 +6,7 @@ import { benchAudit, auditOptions } from './audit.ts';
 import { benchCerts, certsOptions } from './certs.ts';
 import { ratiosSVG } from './chart.ts';
 import { benchInteractive, interactiveOptions } from './interactive.ts';
+import { benchRecording } from './recording.ts';
 import { machine, printTable, type BenchResult } from './result.ts';
 import { benchSSH, sshOptions } from './ssh.ts';
 
@@ -19,6 +20,7 @@ const results: BenchResult[] = [
   ...(await benchAudit(auditOptions(argv))),
   ...(await benchSSH(ssh)),
   ...(await benchInteractive(interactiveOptions(argv))),
+  ...(await benchRecording({ mb: 100 })),
 ];
 writeFileSync(new URL('./results.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
 writeFileSync(new URL('./ratios.svg', import.meta.url), ratiosSVG(results, `Ward vs reference, ${new Date().toISOString().slice(0, 10)}, ${where}, node ${process.version}`));
