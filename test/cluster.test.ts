@@ -239,8 +239,8 @@ describe('a Ward cluster', () => {
         const sample = ok(await ward(['configure']));
         assert.match(sample, /^auth_service:$/m);
         // Only the listen addresses change, so the test can run next to anything else on this host.
-        const yaml = sample.replace(/listen_addr: \S+/g, 'listen_addr: 127.0.0.1:0');
-        assert.equal(yaml.match(/listen_addr: 127\.0\.0\.1:0/g)?.length, 3);
+        const yaml = sample.replace(/^(\s+)listen_addr: \S+$/gm, '$1listen_addr: 127.0.0.1:0');
+        assert.equal(yaml.match(/^\s+listen_addr: 127\.0\.0\.1:0$/gm)?.length, 3, 'the three services\' listen addresses (comments aside)');
         const home = await startCluster({ config: yaml });
         assert.equal(home.clusterName, 'home');
         assert.match(home.statusAtStart, /^Cluster: +home$/m);

@@ -203,7 +203,9 @@ describe('the public proxy port under hostile input', () => {
         for (const until = Date.now() + 15_000; during < baseline.fds + 1_900 && Date.now() < until; await delay(100)) during = readVitals(cluster.pid).fds;
         const accepted = Date.now();
         await target.assertServing();
-        const deadline = accepted + PEEK_DEADLINE_MS + SLACK_MS * 2;
+        // A few connections may still sit in the listen backlog when the count says "most are in": the
+        // last of them gets one more slack period.
+        const deadline = accepted + PEEK_DEADLINE_MS + SLACK_MS * 3;
         while (closed.size < idle.length && Date.now() < deadline) await delay(200);
         assert.equal(closed.size, idle.length, `${idle.length - closed.size} idle connections still open after ${Date.now() - opened}ms`);
       } finally {
