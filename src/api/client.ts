@@ -9,6 +9,7 @@ import { AuthService } from './gen/ward/auth/v1/auth_pb.ts';
 import { ConnectionProblem, ERROR_CODE_HEADER, errorFromCode, type WardError } from './errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
 import { failoverClient, splitAddrList } from './failover.ts';
+import { splitAddr } from './addr.ts';
 
 export type AuthClient = Client<typeof AuthService>;
 
@@ -107,8 +108,4 @@ function connectClient(opts: AuthClientOptions): AuthClient {
   return createClient(AuthService, transport);
 }
 
-export function splitAddr(addr: string): [string, number] {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(addr.trim());
-  if (!m) throw new ConnectionProblem(`invalid address "${addr}" (expected host:port)`);
-  return [m[1] ?? m[2]!, Number(m[3])];
-}
+export { splitAddr } from './addr.ts';

@@ -11,7 +11,7 @@ import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { parseCertificate, verifyCertificate } from '../crypto/sshcert.ts';
+import { hostCertVerifier } from '../crypto/hosttrust.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { Router } from './router.ts';
 import { bearerFromCookie, checkCSRF, type ActiveWebSession, type WebSessions } from './websession.ts';
@@ -61,21 +61,6 @@ export function parseControl(text: string): { cols: number; rows: number } | und
   }
 }
 
-function hostVerifier(knownHostsLines: string[], principal: string): (key: Buffer) => boolean {
-  const trustedCAs = knownHostsLines
-    .map((l) => /^@cert-authority\s+\S+\s+(.+)$/.exec(l.trim())?.[1])
-    .filter((l): l is string => !!l)
-    .map((l) => parseAuthorizedKey(l).blob);
-  return (key) => {
-    try {
-      verifyCertificate(parseCertificate(key), { trustedCAs, now: new Date(), certType: 'host', principal });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-}
-
 function connectSSH(sock: Duplex, session: ActiveWebSession, req: TerminalRequest): Promise<ssh2.Client> {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
@@ -90,7 +75,7 @@ function connectSSH(sock: Duplex, session: ActiveWebSession, req: TerminalReques
       username: req.login,
       privateKey: session.sshKey,
       certificate: parseAuthorizedKey(session.sshCert).blob,
-      hostVerifier: hostVerifier(session.sshHostCAs, req.node),
+      hostVerifier: hostCertVerifier(session.sshHostCAs, req.node),
       algorithms: { serverHostKey: ['ssh-ed25519-cert-v01@openssh.com', 'ecdsa-sha2-nistp256-cert-v01@openssh.com'] },
       readyTimeout: SSH_TIMEOUT_MS,
     };

@@ -11,7 +11,7 @@ import { createAuthClient, type TLSIdentity } from '../../api/client.ts';
 import { parseDuration } from '../../api/duration.ts';
 import { BadParameter, NotFound } from '../../api/errors.ts';
 import { parseResource } from '../../api/types.ts';
-import { parseCertificate, verifyCertificate } from '../../crypto/sshcert.ts';
+import { hostCertVerifier } from '../../crypto/hosttrust.ts';
 import { CERT_SUFFIX, parseAuthorizedKey } from '../../crypto/sshkeys.ts';
 import { loadProfile } from './profile.ts';
 import { dialNode } from './proxycmd.ts';
@@ -204,21 +204,7 @@ export function formatReport(r: BenchReport, what: string): string {
   return lines.join('\n') + '\n';
 }
 
-/** Trust for a Ward node: its host certificate, signed by the cluster's host CA, naming `host`. */
-export function hostCertVerifier(knownHostsLines: readonly string[], host: string): (key: Buffer) => boolean {
-  const trustedCAs = knownHostsLines
-    .map((l) => /^@cert-authority\s+\S+\s+(.+)$/.exec(l.trim())?.[1])
-    .filter((l): l is string => !!l)
-    .map((l) => parseAuthorizedKey(l).blob);
-  return (key) => {
-    try {
-      verifyCertificate(parseCertificate(key), { trustedCAs, now: new Date(), certType: 'host', principal: host });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-}
+export { hostCertVerifier };
 
 /** Parses `--rate` and `--duration`, and `login@node`, with one-line errors. */
 export function parseBenchArgs(target: string, rate: string, duration: string): { login: string; host: string; rate: number; durationMs: number } {
