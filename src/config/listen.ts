@@ -16,6 +16,8 @@ export function parseHostPort(text: string, defaultPort?: number): ListenAddress
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
+const LISTEN_BACKLOG = 4096;
+
 export function listenOn(server: Server, listen: string, what: string): Promise<ListenAddress> {
   const { host, port } = parseHostPort(listen);
   return new Promise((resolve, reject) => {
@@ -26,7 +28,10 @@ export function listenOn(server: Server, listen: string, what: string): Promise<
       else reject(err);
     };
     server.once('error', onError);
-    server.listen(port, host, () => {
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): when thousands of agents reconnect
+    // at once, a full queue of Node's default 511 makes the kernel drop handshakes that the clients
+    // already believe complete, and those connections then hang until a SYN-ACK retransmit gets through.
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', onError);
       const addr = server.address();
       resolve({ host, port: typeof addr === 'object' && addr ? addr.port : port });

@@ -332,7 +332,7 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
       const srv = net.createServer({ noDelay: true }, (socket) => serve(socket));
       await new Promise<void>((resolve, reject) => {
         srv.once('error', reject);
-        srv.listen(port, host, () => {
+        srv.listen({ port, host, backlog: 4096 }, () => { // deep accept queue: see config/listen.ts
           srv.off('error', reject);
           resolve();
         });
