@@ -133,21 +133,72 @@ interface Banner {
   nodeAddr?: string;
 }
 
+/** One `ward start` process the harness runs: its output, its exit, and stopping or killing it. */
+abstract class WardProcess {
+  protected proc?: ChildProcess;
+  protected exited?: Promise<number | null>;
+  /** Set once the latest start's process has exited (-1 for a signal). */
+  protected exitCode: number | undefined;
+  protected stdoutText = '';
+  protected stderrText = '';
+
+  /** Everything the ward process (all its starts) wrote to stdout and to stderr, its log. */
+  get stdout(): string {
+    return this.stdoutText;
+  }
+  get log(): string {
+    return this.stderrText;
+  }
+
+  /** Spawns `ward start ARGS` in `cwd`; returns where this start's output begins in `stdout`. */
+  protected spawnWard(args: string[], cwd: string): number {
+    const from = this.stdoutText.length;
+    const child = spawn(join(BIN, 'ward'), ['start', ...args], { cwd, env: baseEnv(cwd), stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    this.proc = child;
+    this.exitCode = undefined;
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => (this.stdoutText += s));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderrText += s));
+    this.exited = new Promise((res) =>
+      child.once('close', (code) => {
+        children.delete(child);
+        this.exitCode = code ?? -1;
+        res(code);
+      }),
+    );
+    return from;
+  }
+
+  /** SIGTERM, then SIGKILL after a grace period. Returns the exit code (null if it had to be killed). */
+  async stop(): Promise<number | null> {
+    const child = this.proc;
+    if (!child || !this.exited) return null;
+    this.proc = undefined;
+    return stopProcess(child, this.exited);
+  }
+
+  /** SIGKILL at once, as a crash: nothing in the process gets to clean up. */
+  async kill(): Promise<void> {
+    const child = this.proc;
+    if (!child || !this.exited) return;
+    this.proc = undefined;
+    child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
 /** A running `ward start` (auth + proxy) in its own temp dir. */
-export class Cluster {
+export class Cluster extends WardProcess {
   readonly root: string;
   readonly dataDir: string;
   readonly configPath: string;
-  private proc?: ChildProcess;
-  private exited?: Promise<number | null>;
-  private stdoutText = '';
-  private stderrText = '';
   private banner?: Banner;
   private admin?: { addr: string; client: AuthClient };
   /** What `wctl status` printed when it first answered after the latest start. */
   statusAtStart = '';
 
   constructor(readonly options: ClusterOptions = {}) {
+    super();
     this.root = makeTempDir('ward-e2e-cluster-');
     this.dataDir = join(this.root, 'data');
     this.configPath = join(this.root, 'ward.yaml');
@@ -181,14 +232,6 @@ export class Cluster {
     if (pid === undefined) throw new Error('cluster is not running');
     return pid;
   }
-  /** Everything the ward process (all its starts) wrote to stdout and to stderr, its log. */
-  get stdout(): string {
-    return this.stdoutText;
-  }
-  get log(): string {
-    return this.stderrText;
-  }
-
   private ready(): Banner {
     if (!this.banner) throw new Error('cluster is not running');
     return this.banner;
@@ -197,31 +240,13 @@ export class Cluster {
   async start(): Promise<void> {
     if (this.proc) throw new Error('cluster already running');
     this.banner = undefined;
-    const startOffset = this.stdoutText.length;
-    const child = spawn(join(BIN, 'ward'), ['start', '-c', this.configPath, '-d', this.dataDir], {
-      cwd: this.root,
-      env: baseEnv(this.root),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.add(child);
-    this.proc = child;
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => (this.stdoutText += s));
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderrText += s));
-    this.exited = new Promise((res) =>
-      child.once('close', (code) => {
-        children.delete(child);
-        res(code);
-      }),
-    );
-    let exitCode: number | null | undefined;
-    void this.exited.then((c) => (exitCode = c ?? -1));
-
+    const startOffset = this.spawnWard(['-c', this.configPath, '-d', this.dataDir], this.root);
     const deadline = Date.now() + READY_TIMEOUT_MS;
     // Ready = the banner is printed (it comes after both listeners are up) and wctl status answers.
     while (Date.now() < deadline) {
-      if (exitCode !== undefined) {
+      if (this.exitCode !== undefined) {
         this.proc = undefined;
-        throw new Error(`ward start exited with ${exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
+        throw new Error(`ward start exited with ${this.exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
       }
       const banner = parseBanner(this.stdoutText.slice(startOffset));
       if (banner) {
@@ -236,23 +261,6 @@ export class Cluster {
     }
     await this.stop();
     throw new Error(`ward start was not ready within ${READY_TIMEOUT_MS / 1000}s:\n${this.stderrText.slice(-2000)}`);
-  }
-
-  /** SIGTERM, then SIGKILL after a grace period. Returns the exit code (null if it had to be killed). */
-  async stop(): Promise<number | null> {
-    const child = this.proc;
-    if (!child || !this.exited) return null;
-    this.proc = undefined;
-    return stopProcess(child, this.exited);
-  }
-
-  /** SIGKILL at once, as a crash: nothing in the process gets to clean up. */
-  async kill(): Promise<void> {
-    const child = this.proc;
-    if (!child || !this.exited) return;
-    this.proc = undefined;
-    child.kill('SIGKILL');
-    await this.exited;
   }
 
   /** Stops the process and removes its temp dir (data dir, config, wsh homes). */
@@ -355,22 +363,12 @@ function parseBanner(text: string): Banner | undefined {
 }
 
 /** A node agent: `ward start --roles node` joining a cluster with a token, in its own temp dir. */
-export class NodeAgent {
+export class NodeAgent extends WardProcess {
   readonly root: string;
-  private proc?: ChildProcess;
-  private exited?: Promise<number | null>;
-  private stdoutText = '';
-  private stderrText = '';
 
   constructor(readonly name: string) {
+    super();
     this.root = makeTempDir('ward-e2e-agent-');
-  }
-
-  get stdout(): string {
-    return this.stdoutText;
-  }
-  get log(): string {
-    return this.stderrText;
   }
   /** The host id the agent got when it joined (kept in its data dir). */
   get hostId(): string {
@@ -386,29 +384,13 @@ export class NodeAgent {
     if (this.proc) throw new Error('agent already running');
     const configPath = join(this.root, 'ward.yaml');
     writeFileSync(configPath, config);
-    const child = spawn(join(BIN, 'ward'), ['start', '-c', configPath, '-d', join(this.root, 'data'), ...args], {
-      cwd: this.root,
-      env: baseEnv(this.root),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.add(child);
-    this.proc = child;
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => (this.stdoutText += s));
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderrText += s));
-    let exitCode: number | undefined;
-    this.exited = new Promise((res) =>
-      child.once('close', (code) => {
-        children.delete(child);
-        exitCode = code ?? -1;
-        res(code);
-      }),
-    );
+    // A restart: only what this start prints counts.
+    const from = this.spawnWard(['-c', configPath, '-d', join(this.root, 'data'), ...args], this.root);
     const deadline = Date.now() + READY_TIMEOUT_MS;
-    const from = this.stdoutText.length; // a restart: only what this start prints counts
     while (!/Ward node is running/.test(this.stdoutText.slice(from))) {
-      if (exitCode !== undefined) {
+      if (this.exitCode !== undefined) {
         this.proc = undefined;
-        throw new Error(`agent ${this.name} exited with ${exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
+        throw new Error(`agent ${this.name} exited with ${this.exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
       }
       if (Date.now() > deadline) {
         await this.stop();
@@ -418,22 +400,6 @@ export class NodeAgent {
     }
   }
 
-  /** SIGTERM, then SIGKILL after a grace period. Returns the exit code (null if it had to be killed). */
-  async stop(): Promise<number | null> {
-    const child = this.proc;
-    if (!child || !this.exited) return null;
-    this.proc = undefined;
-    return stopProcess(child, this.exited);
-  }
-
-  /** SIGKILL at once, as a crash: no cleanup runs in the agent. */
-  async kill(): Promise<void> {
-    const child = this.proc;
-    if (!child || !this.exited) return;
-    this.proc = undefined;
-    child.kill('SIGKILL');
-    await this.exited;
-  }
 }
 
 /** Joins a node agent named `name` to `cluster` with a fresh node token; `args` e.g. --tunnel, --labels. */

@@ -10,10 +10,10 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'otplib';
-import { chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
-import { REPO, cleanup, makeTempDir, startCluster, type Cluster, type RunResult } from './harness.ts';
+import { type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import { openBrowser } from './fixtures/browser.ts';
+import { REPO, cleanup, startCluster, type Cluster, type RunResult } from './harness.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(REPO, 'test-output', 'screenshots');
 const PASSWORD = 'correct horse battery';
 
@@ -70,26 +70,14 @@ async function reconfigure(secondFactor: string): Promise<void> {
   await cluster.restart();
 }
 
-const cspErrors: string[] = [];
+let cspErrors: string[] = [];
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), 'Chromium is installed (scripts/setup.sh --test installs it)');
   assert.ok(existsSync(join(REPO, 'dist/web/index.html')), 'the web UI is built (npm run build)');
   mkdirSync(SHOTS, { recursive: true });
   cluster = await startCluster({ config: config('otp') });
-  context = await chromium.launchPersistentContext(makeTempDir('ward-chromium-mfa-'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    ignoreHTTPSErrors: true, // the proxy's certificate is from the cluster's own CA
-    viewport: { width: 1280, height: 860 },
-    colorScheme: 'light',
-  });
-  page = context.pages()[0] ?? (await context.newPage());
+  ({ context, page, consoleErrors: cspErrors } = await openBrowser({ width: 1280, height: 860 }));
   page.setDefaultTimeout(15_000);
-  page.on('console', (m) => {
-    if (m.type() === 'error') cspErrors.push(m.text());
-  });
 });
 
 after(async () => {

@@ -8,11 +8,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, type Page } from 'playwright-core';
+import { openBrowser } from './fixtures/browser.ts';
 import WebSocket from 'ws';
 import { REPO, cleanup, makeTempDir, poll, startCluster, type Cluster, type RunResult } from './harness.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(REPO, 'test-output', 'screenshots');
 const PASSWORD = 'correct horse battery';
 
@@ -82,7 +82,6 @@ async function openTerminal(from: Page, click: () => Promise<void>): Promise<Pag
 }
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), 'Chromium is installed (scripts/setup.sh --test installs it)');
   assert.ok(existsSync(join(REPO, 'dist/web/index.html')), 'the web UI is built (npm run build)');
   mkdirSync(SHOTS, { recursive: true });
   cluster = await startCluster({ node: true });
@@ -95,21 +94,10 @@ before(async () => {
   ok(await cluster.wctl(['create', '-f', role]));
   ok(await cluster.wctl(['users', 'add', 'ada', '--roles', 'access,editor,auditor', '--logins', 'root', '--password-stdin'], { stdin: `${PASSWORD}\n` }));
   ok(await cluster.wctl(['users', 'add', 'nell', '--roles', 'no-nodes', '--logins', 'root', '--password-stdin'], { stdin: `${PASSWORD}\n` }));
-  context = await chromium.launchPersistentContext(makeTempDir('ward-chromium-'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    ignoreHTTPSErrors: true, // the proxy's certificate is from the cluster's own CA
-    viewport: { width: 1280, height: 800 },
-    colorScheme: 'light',
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (m) => {
-    if (m.type() === 'error') cspErrors.push(m.text());
-  });
+  ({ context, page, consoleErrors: cspErrors } = await openBrowser({ width: 1280, height: 800 }));
 });
 
-const cspErrors: string[] = [];
+let cspErrors: string[] = [];
 
 after(async () => {
   await context?.close();

@@ -1,7 +1,6 @@
 // An agent's host identity: joined once with a token (the CA pin checked before the token leaves the
 // host), then kept in the data dir so restarts reuse it. Holds the host key and certificate for SSH
 // and the key and certificate for TLS, plus the CAs the agent trusts.
-import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +10,9 @@ import { writeFileAtomic } from '../api/atomic-write.ts';
 import { createAuthClient } from '../api/client.ts';
 import { AccessDenied, BadParameter, ConnectionProblem } from '../api/errors.ts';
 import { splitAddrList } from '../api/failover.ts';
+import { generateClientKeys } from '../api/keys.ts';
 import { fetchProxyCA } from '../api/trust.ts';
 import { ALPN_AUTH } from '../api/client.ts';
-import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
 
 const identitySchema = z.object({
   hostId: z.string(),
@@ -51,14 +50,8 @@ export function saveHostIdentity(dataDir: string, identity: HostIdentity): void 
 
 /** Fresh host keys: Ed25519 for SSH (as OpenSSH's own host key), ECDSA P-256 for TLS. */
 export function newHostKeys() {
-  const ssh = generateKeyPairSync('ed25519');
-  const tls = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return {
-    sshKey: formatOpenSSHPrivateKey(ssh.privateKey),
-    sshPublicKey: formatAuthorizedKey(sshPublicKeyBlob(ssh.publicKey)),
-    tlsKey: tls.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    tlsPublicKey: tls.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-  };
+  const { sshPrivateKey, ...keys } = generateClientKeys('');
+  return { sshKey: sshPrivateKey, ...keys };
 }
 
 export function defaultHostname(): string {

@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import { fromRPCError, type AuthClient } from '../api/client.ts';
 import { ConnectionProblem } from '../api/errors.ts';
+import { listAllResources } from '../api/list.ts';
 import { parseResource, type Kind, type Resource } from '../api/types.ts';
 
 export interface CacheOptions {
@@ -155,17 +156,7 @@ export class ResourceCache {
   }
 
   private async listAll(kind: Kind): Promise<Map<string, Resource>> {
-    const items = new Map<string, Resource>();
-    let startAfter = '';
-    do {
-      const page = await this.auth.listResources({ kind, limit: 5000, startAfter });
-      for (const r of page.resources) {
-        const resource = parseResource(JSON.parse(r.json));
-        items.set(resource.metadata.name, resource);
-      }
-      startAfter = page.nextKey;
-    } while (startAfter);
-    return items;
+    return new Map((await listAllResources(this.auth, kind)).map((r) => [r.metadata.name, r]));
   }
 
   private apply(e: { type: string; kind: string; name: string; json?: string }): void {

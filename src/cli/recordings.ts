@@ -3,26 +3,16 @@
 import type { AuthClient } from '../api/client.ts';
 import { BadParameter } from '../api/errors.ts';
 import { formatDuration } from '../api/duration.ts';
-import { parseResource, type RecordedSession, type SessionTracker } from '../api/types.ts';
+import { listAllResources } from '../api/list.ts';
+import type { SessionTracker } from '../api/types.ts';
 import { castOutput, parseCast, schedule, type Cast } from '../events/asciicast.ts';
 import { table } from './table.ts';
 
 const PAGE = 1024 * 1024;
 const MAX_DOWNLOAD = 1024 ** 3;
 
-async function listAll<T>(auth: AuthClient, kind: 'session' | 'session_tracker'): Promise<T[]> {
-  const out: T[] = [];
-  let startAfter = '';
-  do {
-    const page = await auth.listResources({ kind, limit: 5000, startAfter });
-    for (const r of page.resources) out.push(parseResource(JSON.parse(r.json)) as T);
-    startAfter = page.nextKey;
-  } while (startAfter);
-  return out;
-}
-
 export async function listRecordings(auth: AuthClient, format: string): Promise<string> {
-  const sessions = (await listAll<RecordedSession>(auth, 'session')).sort((a, b) => b.spec.started.localeCompare(a.spec.started));
+  const sessions = (await listAllResources(auth, 'session')).sort((a, b) => b.spec.started.localeCompare(a.spec.started));
   if (format === 'json') return JSON.stringify(sessions, null, 2) + '\n';
   if (format !== 'text') throw new BadParameter(`unknown format "${format}" (expected text or json)`);
   if (sessions.length === 0) return 'no recordings\n';
@@ -41,7 +31,7 @@ export async function listRecordings(auth: AuthClient, format: string): Promise<
 }
 
 export async function listLiveSessions(auth: AuthClient, format: string): Promise<string> {
-  const sessions = (await listAll<SessionTracker>(auth, 'session_tracker')).sort((a, b) => b.spec.started.localeCompare(a.spec.started));
+  const sessions = (await listAllResources(auth, 'session_tracker')).sort((a, b) => b.spec.started.localeCompare(a.spec.started));
   if (format === 'json') return JSON.stringify(sessions, null, 2) + '\n';
   if (format !== 'text') throw new BadParameter(`unknown format "${format}" (expected text or json)`);
   if (sessions.length === 0) return 'no live sessions\n';
@@ -52,7 +42,7 @@ export async function listLiveSessions(auth: AuthClient, format: string): Promis
 }
 
 export async function findLiveSession(auth: AuthClient, sid: string): Promise<SessionTracker> {
-  const found = (await listAll<SessionTracker>(auth, 'session_tracker')).find((s) => s.metadata.name === sid);
+  const found = (await listAllResources(auth, 'session_tracker')).find((s) => s.metadata.name === sid);
   if (!found) throw new BadParameter(`no live session ${sid} that you may see (wsh sessions ls lists them)`);
   return found;
 }

@@ -4,7 +4,8 @@
 import { parse as parseYAML, stringify as stringifyYAML, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { BadParameter, LimitExceeded } from '../api/errors.ts';
-import { describeZodError, parseResource, type Resource } from '../api/types.ts';
+import { listAllResources } from '../api/list.ts';
+import { describeZodError, parseResource, type Kind, type Resource } from '../api/types.ts';
 import type { AuthClient } from '../api/client.ts';
 import type { ActiveWebSession } from './websession.ts';
 import { mfaRoutes } from './webmfa.ts';
@@ -34,16 +35,8 @@ function parseBody<T extends z.ZodType>(schema: T, data: unknown, what: string):
   return parsed.data;
 }
 
-async function listAll(client: AuthClient, kind: string, max = 10_000): Promise<Resource[]> {
-  const out: Resource[] = [];
-  let startAfter = '';
-  do {
-    const page = await client.listResources({ kind, limit: 1000, startAfter });
-    for (const r of page.resources) out.push(parseResource(JSON.parse(r.json)));
-    startAfter = page.nextKey;
-  } while (startAfter && out.length < max);
-  return out;
-}
+/** What a page may show at most of one kind. */
+const listAll = (client: AuthClient, kind: Kind) => listAllResources(client, kind, 10_000);
 
 const NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, 'must be 1-128 letters, digits, ".", "_", "@" or "-"');
 const newUserSchema = z.strictObject({

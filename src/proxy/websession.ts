@@ -5,12 +5,12 @@
 // proxy can serve the session, and neither the backend nor a proxy's memory dump of another session
 // yields a usable key. Every web API call then acts as the user: an Auth API client with the session's
 // own TLS certificate, so the auth server's RBAC decides, not the proxy.
-import { createCipheriv, createDecipheriv, createHash, createHmac, generateKeyPairSync, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthClient, TLSIdentity } from '../api/client.ts';
 import { createAuthClient } from '../api/client.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
+import { generateClientKeys } from '../api/keys.ts';
 import type { WebSession } from '../api/gen/ward/auth/v1/auth_pb.ts';
-import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
 import { readIdentity, type Identity } from '../crypto/x509.ts';
 
 export const SESSION_COOKIE = '__Host-ward_session';
@@ -95,15 +95,10 @@ export function sessionCookie(bearer: string, maxAgeSeconds: number): string {
 }
 export const CLEAR_SESSION_COOKIE = `${SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0`;
 
+/** The web session's own key pair, made by the proxy as wsh makes one for a login. */
 function newSessionKeys(): SessionKeys & { sshPublicKey: string; tlsPublicKey: string } {
-  const ssh = generateKeyPairSync('ed25519');
-  const tls = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return {
-    sshKey: formatOpenSSHPrivateKey(ssh.privateKey),
-    sshPublicKey: formatAuthorizedKey(sshPublicKeyBlob(ssh.publicKey)),
-    tlsKey: tls.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    tlsPublicKey: tls.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-  };
+  const { sshPrivateKey, ...keys } = generateClientKeys('');
+  return { sshKey: sshPrivateKey, ...keys };
 }
 
 // ---- the session manager ----
@@ -142,15 +137,22 @@ export class WebSessions {
       user: req.user,
       password: req.password,
       secondFactor: req.secondFactor ?? '',
+      ...this.sessionRequest(bearer, keys, req.clientAddr),
+    });
+    return this.activate(bearer, created, keys);
+  }
+
+  /** What the auth server needs to create a web session: public keys, the secret's hash, the sealed keys. */
+  private sessionRequest(bearer: string, keys: ReturnType<typeof newSessionKeys>, clientAddr: string) {
+    return {
       sshPublicKey: keys.sshPublicKey,
       tlsPublicKey: keys.tlsPublicKey,
       ttlSeconds: WEB_SESSION_TTL_SECONDS,
-      clientAddr: req.clientAddr,
+      clientAddr,
       idHash: sessionIdHash(bearer),
       sealedKeys: sealKeys(bearer, keys),
       idleTimeoutSeconds: this.idleTimeoutSeconds,
-    });
-    return this.activate(bearer, created, keys);
+    };
   }
 
   /**
@@ -173,15 +175,7 @@ export class WebSessions {
       secondFactor: req.totpCode,
       webauthnResponse: req.webauthnResponse,
       deviceName: req.deviceName,
-      webSession: {
-        sshPublicKey: keys.sshPublicKey,
-        tlsPublicKey: keys.tlsPublicKey,
-        ttlSeconds: WEB_SESSION_TTL_SECONDS,
-        clientAddr: req.clientAddr,
-        idHash: sessionIdHash(bearer),
-        sealedKeys: sealKeys(bearer, keys),
-        idleTimeoutSeconds: this.idleTimeoutSeconds,
-      },
+      webSession: this.sessionRequest(bearer, keys, req.clientAddr),
     });
     if (!used.webSession) throw new BadParameter('the auth server sent no web session for the link');
     return { session: this.activate(bearer, used.webSession, keys), recoveryCodes: used.recoveryCodes };

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { AuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
+import { listAllResources } from '../../api/list.ts';
 import { kindFromName, parseResource, type Resource } from '../../api/types.ts';
 import { fingerprintSHA256, parseAuthorizedKey } from '../../crypto/sshkeys.ts';
 import { fingerprintSPKI } from '../../crypto/x509.ts';
@@ -59,14 +60,7 @@ export async function getResources(auth: AuthClient, kindName: string, name: str
     const res = await auth.getResource({ kind, name });
     return printResources([parseResource(JSON.parse(res.json))], format);
   }
-  const all: Resource[] = [];
-  let startAfter = '';
-  do {
-    const page = await auth.listResources({ kind, limit: 1000, startAfter });
-    all.push(...page.resources.map((r) => parseResource(JSON.parse(r.json))));
-    startAfter = page.nextKey;
-  } while (startAfter);
-  return printResources(all, format);
+  return printResources(await listAllResources(auth, kind), format);
 }
 
 /** Reads every document of a YAML (or JSON) file and validates each before sending any. */

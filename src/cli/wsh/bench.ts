@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { createAuthClient, type TLSIdentity } from '../../api/client.ts';
 import { parseDuration } from '../../api/duration.ts';
 import { BadParameter, NotFound } from '../../api/errors.ts';
-import { parseResource } from '../../api/types.ts';
+import { listAllResources } from '../../api/list.ts';
 import { hostCertVerifier } from '../../crypto/hosttrust.ts';
 import { CERT_SUFFIX, parseAuthorizedKey } from '../../crypto/sshkeys.ts';
 import { loadProfile } from './profile.ts';
@@ -246,14 +246,7 @@ export async function bench(target: string, command: string[], flags: { rate: st
 async function requireVisibleNode(proxy: string, identity: TLSIdentity, host: string, cluster: string): Promise<void> {
   const auth = createAuthClient({ addr: proxy, identity });
   const name = host.endsWith(`.${cluster}`) ? host.slice(0, -cluster.length - 1) : host;
-  let startAfter = '';
-  do {
-    const page = await auth.listResources({ kind: 'node', limit: 5000, startAfter });
-    for (const r of page.resources) {
-      const n = parseResource(JSON.parse(r.json));
-      if (n.kind === 'node' && (n.metadata.name === host || n.spec.hostname === name)) return;
-    }
-    startAfter = page.nextKey;
-  } while (startAfter);
+  const nodes = await listAllResources(auth, 'node');
+  if (nodes.some((n) => n.metadata.name === host || n.spec.hostname === name)) return;
   throw new NotFound(`node "${host}" not found (wsh ls lists the nodes you may reach)`);
 }

@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createAuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
-import { parseResource, type Node } from '../../api/types.ts';
+import { listAllResources } from '../../api/list.ts';
+import type { Node } from '../../api/types.ts';
 import { table } from '../table.ts';
 import { loadProfile } from './profile.ts';
 
@@ -26,17 +27,7 @@ function parseLabels(args: string[]): Record<string, string> {
 }
 
 async function listNodes(filter: Record<string, string>): Promise<Node[]> {
-  const { auth } = session();
-  const nodes: Node[] = [];
-  let startAfter = '';
-  do {
-    const page = await auth.listResources({ kind: 'node', limit: 5000, startAfter });
-    for (const r of page.resources) {
-      const n = parseResource(JSON.parse(r.json));
-      if (n.kind === 'node' && Object.entries(filter).every(([k, v]) => n.metadata.labels?.[k] === v)) nodes.push(n);
-    }
-    startAfter = page.nextKey;
-  } while (startAfter);
+  const nodes = (await listAllResources(session().auth, 'node')).filter((n) => Object.entries(filter).every(([k, v]) => n.metadata.labels?.[k] === v));
   return nodes.sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname));
 }
 
