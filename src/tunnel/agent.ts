@@ -1,27 +1,15 @@
 // Agent side of reverse tunnels: a node (or db/app/kube agent) behind NAT keeps one outbound TLS connection
-// to every proxy and serves HTTP/2 on it, so each proxy can open a stream per user connection it routes to
-// this agent. Connections are re-dialled with capped, jittered backoff and kept alive with HTTP/2 PINGs.
-import http2 from 'node:http2';
-import type { Http2Server, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+// to every proxy and accepts multiplexed streams on it (muxsession.ts), so each proxy can open a stream per
+// user connection it routes to this agent. Connections are re-dialled with capped, jittered backoff and
+// kept alive with PINGs.
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { identityFromPeerCert, readIdentity } from '../crypto/x509.ts';
-import {
-  ALPN_REVERSE_TUNNEL,
-  DIAL_METHOD,
-  DIAL_PATH,
-  HEADER_CLIENT_ADDR,
-  HEADER_TARGET,
-  MAX_SESSION_MEMORY_MB,
-  PING_INTERVAL_MS,
-  PING_TIMEOUT_MS,
-  SESSION_WINDOW,
-  checkMetaValue,
-  h2Settings,
-  type DialMeta,
-} from './protocol.ts';
+import type { DialFields } from './mux.ts';
+import { MuxSession, type MuxStream } from './muxsession.ts';
+import { ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, PING_TIMEOUT_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
 
 export interface AgentTLS {
   keyPem: string;
@@ -34,7 +22,7 @@ export interface TunnelAgentOptions {
   proxyAddrs: () => string[];
   /** The agent's host certificate; a function is re-read on each (re)connect, so a renewed cert is picked up. */
   tls: AgentTLS | (() => AgentTLS);
-  /** Called once per stream the proxy opens, after the agent has answered 200. The handler owns the stream. */
+  /** Called once per stream the proxy opens, after the agent has accepted it. The handler owns the stream. */
   onConnection(stream: Duplex, meta: DialMeta): void;
   log: Logger;
   backoff?: { minMs: number; maxMs: number };
@@ -46,7 +34,7 @@ export interface TunnelAgentOptions {
 
 export interface TunnelAgent {
   close(): Promise<void>;
-  /** Proxy addresses whose tunnel is up (the proxy accepted us and sent its HTTP/2 SETTINGS). */
+  /** Proxy addresses whose tunnel is up (the proxy accepted us and sent its HELLO). */
   connected(): string[];
 }
 
@@ -55,7 +43,7 @@ interface ProxyLink {
   attempt: number;
   timer?: NodeJS.Timeout;
   socket?: tls.TLSSocket;
-  session?: Http2Session;
+  session?: MuxSession;
   up: boolean;
 }
 
@@ -70,30 +58,18 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
   let closed = false;
 
   // Roles reversed: the agent dialled out (it has no reachable port), yet the proxy is the side that
-  // opens streams, so the agent is the HTTP/2 *server* on its own outbound socket. One server object
-  // serves every proxy link; each socket is handed to it with emit('connection').
-  const server: Http2Server = http2.createServer({ settings: h2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
-  server.on('stream', onStream);
-  // A server session reports stream-level trouble here; the link's own handlers deal with the session.
-  server.on('sessionError', (err) => log.debug({ err: err.message }, 'tunnel session error'));
-
-  function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  // opens streams, so the agent accepts them on its own outbound socket.
+  function onStream(stream: MuxStream, meta: DialFields): void {
     stream.on('error', (err) => log.debug({ err: err.message }, 'tunnel stream error'));
-    if (headers[':method'] !== DIAL_METHOD || headers[':path'] !== DIAL_PATH) {
-      stream.respond({ ':status': 404 }, { endStream: true });
-      return;
-    }
-    const clientAddr = headers[HEADER_CLIENT_ADDR];
-    const target = headers[HEADER_TARGET];
-    const problem = checkMetaValue(HEADER_CLIENT_ADDR, clientAddr) ?? checkMetaValue(HEADER_TARGET, target);
+    const problem = checkMetaValue(HEADER_CLIENT_ADDR, meta.clientAddr) ?? checkMetaValue(HEADER_TARGET, meta.target);
     if (problem) {
       log.warn({ problem }, 'proxy sent a malformed dial');
-      stream.respond({ ':status': 400 }, { endStream: true });
+      stream.refuse();
       return;
     }
-    stream.respond({ ':status': 200 });
-    log.debug({ clientAddr, target }, 'tunnel stream opened');
-    opts.onConnection(stream, { clientAddr: clientAddr as string, target: target as string });
+    stream.accept();
+    log.debug({ clientAddr: meta.clientAddr, target: meta.target }, 'tunnel stream opened');
+    opts.onConnection(stream, { clientAddr: meta.clientAddr, target: meta.target });
   }
 
   /** Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"): spreads a fleet of agents that all
@@ -177,48 +153,44 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
   }
 
   function serve(link: ProxyLink, socket: tls.TLSSocket): void {
-    let session: Http2Session | undefined;
-    const take = (s: Http2Session) => (session = s);
-    server.once('session', take);
-    server.emit('connection', socket); // emits 'session' synchronously
-    server.off('session', take);
-    if (!session) return void socket.destroy(new Error('HTTP/2 session did not start'));
-    const s = session;
-    link.session = s;
-    s.on('error', (err) => log.debug({ proxy: link.addr, err: err.message }, 'tunnel session error'));
-    // The proxy sends its SETTINGS only after it accepted our identity; in TLS 1.3 a refused client cert
-    // shows up only after our handshake finished, so this, not secureConnect, is "connected".
-    s.once('remoteSettings', () => {
-      link.up = true;
-      link.attempt = 0;
-      s.setLocalWindowSize(SESSION_WINDOW);
-      log.info({ proxy: link.addr }, 'tunnel up');
+    const s = new MuxSession(socket, {
+      ...muxLimits,
+      role: 'acceptor',
+      onOpen: onStream,
+      // The proxy sends its HELLO only after it accepted our identity; in TLS 1.3 a refused client cert
+      // shows up only after our handshake finished, so this, not secureConnect, is "connected".
+      onReady: () => {
+        link.up = true;
+        link.attempt = 0;
+        log.info({ proxy: link.addr }, 'tunnel up');
+      },
+      onClose: (err) => {
+        if (err) log.debug({ proxy: link.addr, err: err.message }, 'tunnel session error');
+        // The session owns the socket, but make sure the link sees it go.
+        socket.destroy();
+      },
     });
+    link.session = s;
     keepAlive(link, s);
   }
 
   // A NAT or firewall silently drops idle flows; a PING every interval keeps the mapping alive, and a
-  // missing ACK tells us the proxy is gone long before TCP would.
-  function keepAlive(link: ProxyLink, s: Http2Session): void {
+  // missing answer tells us the proxy is gone long before TCP would.
+  function keepAlive(link: ProxyLink, s: MuxSession): void {
+    let deadline: NodeJS.Timeout | undefined;
     const interval = setInterval(() => {
-      if (s.destroyed) return clearInterval(interval);
-      const deadline = setTimeout(() => {
+      if (s.isClosed) return clearInterval(interval);
+      if (s.pingOutstanding) return; // the deadline below is already running
+      s.ping();
+      deadline = setTimeout(() => {
+        if (!s.pingOutstanding || s.isClosed) return;
         log.info({ proxy: link.addr }, 'tunnel keepalive timed out');
         s.destroy();
       }, pingTimeoutMs);
-      try {
-        s.ping((err) => {
-          if (!err) clearTimeout(deadline);
-        });
-      } catch {
-        clearTimeout(deadline);
-        s.destroy();
-      }
     }, pingEveryMs);
-    s.once('close', () => {
+    link.socket?.once('close', () => {
       clearInterval(interval);
-      // The session owns the socket, but make sure the link sees it go.
-      link.socket?.destroy();
+      clearTimeout(deadline);
     });
   }
 
@@ -247,14 +219,13 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
         const socket = link.socket;
         if (socket && !socket.destroyed) {
           waits.push(new Promise((resolve) => socket.once('close', () => resolve())));
-          // Destroying the session resets its streams, so every connection through this agent ends.
+          // Destroying the session ends its streams, so every connection through this agent ends.
           if (link.session) link.session.destroy();
           socket.destroy();
         }
       }
       links.clear();
       await Promise.all(waits);
-      server.close();
     },
   };
 }

@@ -1,29 +1,15 @@
 // Proxy side of reverse tunnels: accepts agents' outbound TLS connections (ALPN ward-reversetunnel, routed
-// here by the mux), checks their host identity, and opens one HTTP/2 stream on an agent's session for
-// each user connection the proxy routes to that agent. The agent serves; the proxy is the HTTP/2 client.
+// here by the mux), checks their host identity, and opens one multiplexed stream (muxsession.ts) on an
+// agent's tunnel for each user connection the proxy routes to that agent: the proxy opens, the agent accepts.
 import { constants as cryptoConstants } from 'node:crypto';
-import http2 from 'node:http2';
-import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { BadParameter, ConnectionProblem, NotFound } from '../api/errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
-import {
-  AGENT_SYSTEM_ROLES,
-  ALPN_REVERSE_TUNNEL,
-  DIAL_METHOD,
-  DIAL_PATH,
-  HEADER_CLIENT_ADDR,
-  HEADER_TARGET,
-  MAX_SESSION_MEMORY_MB,
-  PING_INTERVAL_MS,
-  SESSION_WINDOW,
-  checkMetaValue,
-  h2Settings,
-  type DialMeta,
-} from './protocol.ts';
+import { MuxSession, type MuxStream } from './muxsession.ts';
+import { AGENT_SYSTEM_ROLES, ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
 
 export interface TunnelServerOptions {
   /** The proxy's host certificate: key, chain (leaf then cluster CA), and the cluster CA(s) agents are signed by. */
@@ -48,11 +34,9 @@ export interface TunnelServer {
 // Per-tunnel state is deliberately small: at 10,000 idle tunnels every field is paid 10,000 times.
 interface AgentSession {
   hostId: string;
-  h2: ClientHttp2Session;
+  mux: MuxSession;
   /** Certificate notAfter (ms): the handshake checked validity once, the sweep enforces it for the tunnel's life. */
   expiresAt: number;
-  /** A keepalive PING is in flight. */
-  pinging: boolean;
 }
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -105,32 +89,28 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     if (!id.systemRoles?.some((r) => (AGENT_SYSTEM_ROLES as readonly string[]).includes(r))) {
       throw new BadParameter(`host ${hostId} has no agent system role`);
     }
-    // Roles reversed: the agent dialled us, but the proxy is the side that opens streams, so it is the
-    // HTTP/2 client on the socket it accepted.
-    const h2 = http2.connect(`http://${ALPN_REVERSE_TUNNEL}.invalid`, {
-      createConnection: () => socket,
-      settings: h2Settings,
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-      // The agent is a server here; it may not push or open streams, and its headers are bounded above.
-      maxHeaderListPairs: 32,
+    // Roles reversed: the agent dialled us, but the proxy is the side that opens streams.
+    const s: AgentSession = { hostId, mux: undefined as unknown as MuxSession, expiresAt: Date.parse(id.expires) };
+    s.mux = new MuxSession(socket, {
+      ...muxLimits,
+      role: 'opener',
+      onClose: (err) => {
+        if (err) log.debug({ hostId, err: err.message }, 'tunnel session error');
+        live.delete(s);
+        if (current.get(hostId) === s) {
+          current.delete(hostId);
+          log.info({ hostId }, 'tunnel down');
+          opts.onAgent?.(hostId, false);
+        }
+      },
     });
-    const s: AgentSession = { hostId, h2, expiresAt: Date.parse(id.expires), pinging: false };
+    socket.on('error', (err) => log.debug({ hostId, err: err.message }, 'tunnel connection error'));
     live.add(s);
-    h2.on('error', (err) => log.debug({ hostId, err: err.message }, 'tunnel session error'));
-    h2.once('connect', () => h2.setLocalWindowSize(SESSION_WINDOW));
-    h2.once('close', () => {
-      live.delete(s);
-      if (current.get(hostId) === s) {
-        current.delete(hostId);
-        log.info({ hostId }, 'tunnel down');
-        opts.onAgent?.(hostId, false);
-      }
-    });
     const previous = current.get(hostId);
     current.set(hostId, s);
-    // Graceful: the old session takes no new streams (GOAWAY) but keeps the ones it carries. If it is dead
-    // (the usual reason an agent reconnects), keepalive destroys it.
-    if (previous) previous.h2.close();
+    // Graceful: the old session takes no new streams but keeps the ones it carries, and ends with the last.
+    // If it is dead (the usual reason an agent reconnects), keepalive destroys it.
+    if (previous) previous.mux.drain();
     log.info({ hostId, remote: socket.remoteAddress, replaced: previous !== undefined }, 'tunnel up');
     opts.onAgent?.(hostId, true);
   }
@@ -140,22 +120,15 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const s of live) {
-      if (s.h2.destroyed) continue;
+      if (s.mux.isClosed) continue;
       if (now >= s.expiresAt) {
         log.info({ hostId: s.hostId }, 'tunnel certificate expired');
-        s.h2.destroy();
-      } else if (s.pinging) {
+        s.mux.destroy();
+      } else if (s.mux.pingOutstanding) {
         log.info({ hostId: s.hostId }, 'tunnel keepalive timed out');
-        s.h2.destroy();
+        s.mux.destroy();
       } else {
-        s.pinging = true;
-        try {
-          s.h2.ping((err) => {
-            if (!err) s.pinging = false;
-          });
-        } catch {
-          s.h2.destroy(); // too many unacknowledged pings, or the session is closing
-        }
+        s.mux.ping();
       }
     }
   }, PING_INTERVAL_MS);
@@ -174,21 +147,16 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
         if (problem) throw new BadParameter(problem);
       }
       const s = current.get(hostId);
-      if (!s || s.h2.closed || s.h2.destroyed) throw new NotFound(`no tunnel to node ${hostId}`);
-      let stream: ClientHttp2Stream;
+      if (!s || s.mux.isClosed) throw new NotFound(`no tunnel to node ${hostId}`);
+      let stream: MuxStream;
       try {
-        stream = s.h2.request({
-          ':method': DIAL_METHOD,
-          ':path': DIAL_PATH,
-          [HEADER_CLIENT_ADDR]: meta.clientAddr,
-          [HEADER_TARGET]: meta.target,
-        });
+        stream = s.mux.open(meta);
       } catch (err) {
-        throw new ConnectionProblem(`tunnel to node ${hostId} is closing: ${(err as Error).message}`);
+        throw new ConnectionProblem(`tunnel to node ${hostId} cannot take a stream: ${(err as Error).message}`);
       }
       // Whoever takes the stream adds its own handlers; this one keeps a reset from crashing the process.
       stream.on('error', (err) => log.debug({ hostId, err: err.message }, 'tunnel stream error'));
-      await waitForResponse(stream, hostId, dialTimeoutMs, signal);
+      await waitForAccept(stream, hostId, dialTimeoutMs, signal);
       return stream;
     },
 
@@ -200,40 +168,38 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
       const all = [...live];
       await Promise.all(
         all.map((s) => new Promise<void>((resolve) => {
-          if (s.h2.destroyed) return resolve();
-          s.h2.once('close', () => resolve());
-          s.h2.destroy();
+          if (s.mux.socket.destroyed) return resolve();
+          s.mux.socket.once('close', () => resolve());
+          s.mux.destroy();
         })),
       );
     },
   };
 }
 
-/** Resolves on the agent's 200; rejects on any other answer, a reset, the deadline, or the caller's abort. */
-function waitForResponse(stream: ClientHttp2Stream, hostId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const fail = (err: Error) => {
-      cleanup();
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      reject(err);
-    };
-    const onResponse = (headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
-      cleanup();
-      if (headers[':status'] === 200) return resolve();
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      reject(new ConnectionProblem(`agent ${hostId} refused the connection (status ${headers[':status']})`));
-    };
-    const onClose = () => fail(new ConnectionProblem(`tunnel to node ${hostId} closed before the agent answered`));
-    const onAbort = () => fail(signal?.reason instanceof Error ? signal.reason : new ConnectionProblem('dial aborted'));
-    const timer = setTimeout(() => fail(new ConnectionProblem(`agent ${hostId} did not answer within ${timeoutMs} ms`)), timeoutMs);
-    function cleanup() {
-      clearTimeout(timer);
-      stream.off('response', onResponse);
-      stream.off('close', onClose);
-      signal?.removeEventListener('abort', onAbort);
-    }
-    stream.once('response', onResponse);
-    stream.once('close', onClose);
+/** Resolves on the agent's ACCEPT; rejects on its RESET, the tunnel closing, the deadline, or the caller's abort. */
+async function waitForAccept(stream: MuxStream, hostId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const gaveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ConnectionProblem(`agent ${hostId} did not answer within ${timeoutMs} ms`)), timeoutMs);
+    onAbort = () => reject(signal?.reason instanceof Error ? signal.reason : new ConnectionProblem('dial aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+  try {
+    await Promise.race([
+      stream.accepted().catch((err: Error & { reason?: number }) => {
+        throw stream.isReset
+          ? new ConnectionProblem(`agent ${hostId} refused the connection (reset ${err.reason ?? ''})`)
+          : new ConnectionProblem(`tunnel to node ${hostId} closed before the agent answered`);
+      }),
+      gaveUp,
+    ]);
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
 }

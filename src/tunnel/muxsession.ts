@@ -1,0 +1,501 @@
+// The I/O half of the tunnel multiplexer (wire format in mux.ts): one MuxSession per tunnel socket, one
+// MuxStream (a Node Duplex) per user connection. The proxy is the opener, the agent the acceptor. Every
+// buffer is bounded: a stream buffers at most its window, a session at most its session window, and a peer
+// that breaks a rule or stops reading our control replies loses the whole connection.
+import { Duplex } from 'node:stream';
+import {
+  FLAG_ACK,
+  FrameDecoder,
+  FrameType,
+  MAX_DATA_FRAME,
+  MAX_WINDOW,
+  MUX_VERSION,
+  MuxProtocolError,
+  ResetCode,
+  decodeDialMeta,
+  encodeDialMeta,
+  encodeHeader,
+  type DialFields,
+  type FrameHeader,
+} from './mux.ts';
+
+export interface MuxLimits {
+  /** Bytes one stream may have in flight to the receiver unacknowledged. */
+  streamWindow: number;
+  /** Bytes all streams of a session together may have in flight. */
+  sessionWindow: number;
+  /** Streams open at once; the acceptor refuses more with RESET(TOO_MANY_STREAMS), the opener refuses to dial. */
+  maxStreams: number;
+}
+
+export interface MuxSessionOptions extends MuxLimits {
+  role: 'opener' | 'acceptor';
+  /** Acceptor: a stream the peer opened; call stream.accept() or stream.refuse(). */
+  onOpen?(stream: MuxStream, meta: DialFields): void;
+  /** The peer's HELLO arrived: it speaks our protocol, and (for the agent) the proxy accepted us. */
+  onReady?(): void;
+  /** The connection is gone (socket closed, protocol error, destroy()). Called once. */
+  onClose?(err?: Error): void;
+}
+
+/** A peer that leaves this much of our control replies (PING ACKs, RESETs) unread is not reading at all. */
+const MAX_WRITE_BACKLOG = 8 * 1024 * 1024;
+/** After a graceful end, the peer has this long to close its side. */
+const END_GRACE_MS = 2_000;
+const EMPTY = Buffer.alloc(0);
+
+export class StreamReset extends Error {
+  readonly code = 'ERR_TUNNEL_STREAM_RESET';
+  constructor(readonly reason: number) {
+    super(`tunnel stream reset by peer (reason ${reason})`);
+  }
+}
+
+// Per-session state is paid once per idle tunnel at the proxy: plain fields, the stream map made on first use.
+export class MuxSession {
+  private readonly decoder: FrameDecoder;
+  private streams: Map<number, MuxStream> | null = null;
+  /** Opener: the next id to use. Acceptor: the highest id the peer has opened so far. */
+  private lastId = 0;
+  private sendWindow: number;
+  /** Bytes received on the session and not yet credited back to the peer. */
+  private recvUnacked = 0;
+  /** Bytes consumed (or dropped) and not yet credited. */
+  private pendingCredit = 0;
+  /** Streams waiting for session window. */
+  private blocked: Set<MuxStream> | null = null;
+  private drainWaiters: Array<() => void> | null = null;
+  private helloSeen = false;
+  private draining = false;
+  private closed = false;
+  /** A keepalive PING is unanswered. */
+  pingOutstanding = false;
+
+  constructor(readonly socket: Duplex, readonly opts: MuxSessionOptions) {
+    this.sendWindow = opts.sessionWindow;
+    this.decoder = new FrameDecoder(this);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.closed) return;
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.destroy(err as Error);
+      }
+    });
+    socket.on('drain', () => this.onDrain());
+    socket.once('close', () => this.teardown());
+    this.send(FrameType.HELLO, 0, MUX_VERSION);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get streamCount(): number {
+    return this.streams?.size ?? 0;
+  }
+
+  /** Opener: a new stream carrying `meta`; resolve on the peer's ACCEPT with stream.accepted. */
+  open(meta: DialFields): MuxStream {
+    if (this.opts.role !== 'opener') throw new MuxProtocolError('only the opener opens streams');
+    if (this.closed || this.draining) throw new MuxProtocolError('session is closing');
+    if (this.streamCount >= this.opts.maxStreams) throw new MuxProtocolError(`session carries its maximum of ${this.opts.maxStreams} streams`);
+    const id = this.lastId === 0 ? 1 : this.lastId + 2;
+    if (id > MAX_WINDOW) throw new MuxProtocolError('stream ids exhausted');
+    const payload = encodeDialMeta(meta);
+    this.lastId = id;
+    const s = new MuxStream(this, id);
+    (this.streams ??= new Map()).set(id, s);
+    this.sendFrame(FrameType.OPEN, id, payload);
+    return s;
+  }
+
+  /** Sends a keepalive PING; the caller checks pingOutstanding on its next round. */
+  ping(): void {
+    this.pingOutstanding = true;
+    this.send(FrameType.PING, 0, 0);
+  }
+
+  /** Takes no new streams; ends the connection once the last stream is done (HTTP/2's GOAWAY, locally). */
+  drain(): void {
+    this.draining = true;
+    if (this.streamCount === 0) this.end();
+  }
+
+  destroy(err?: Error): void {
+    if (!this.socket.destroyed) this.socket.destroy();
+    this.teardown(err);
+  }
+
+  // ---- FrameSink: called by the decoder ----
+
+  frame(h: FrameHeader, payload?: Buffer): void {
+    if (!this.helloSeen) {
+      if (h.type !== FrameType.HELLO) throw new MuxProtocolError('first frame is not HELLO');
+      if (h.length !== MUX_VERSION) throw new MuxProtocolError(`peer speaks tunnel protocol ${h.length}, not ${MUX_VERSION}`);
+      this.helloSeen = true;
+      this.opts.onReady?.();
+      return;
+    }
+    switch (h.type) {
+      case FrameType.HELLO:
+        throw new MuxProtocolError('second HELLO');
+      case FrameType.PING:
+        if (h.flags & FLAG_ACK) this.pingOutstanding = false;
+        else this.sendControl(FrameType.PING, 0, h.length, FLAG_ACK);
+        return;
+      case FrameType.WINDOW_UPDATE:
+        return this.onWindowUpdate(h.streamId, h.length);
+      case FrameType.OPEN:
+        // The decoder calls us once at the header (no payload yet) and once with the payload.
+        if (payload) this.onOpenFrame(h.streamId, payload);
+        else this.checkNewStreamId(h.streamId);
+        return;
+      case FrameType.DATA:
+        return this.onDataHeader(h.streamId, h.length);
+      case FrameType.ACCEPT: {
+        if (this.opts.role !== 'opener') throw new MuxProtocolError('ACCEPT sent to the acceptor');
+        const s = this.knownStream(h.streamId, 'ACCEPT');
+        if (s) s.onAccept();
+        return;
+      }
+      case FrameType.CLOSE: {
+        const s = this.knownStream(h.streamId, 'CLOSE');
+        if (s) s.onRemoteClose();
+        return;
+      }
+      case FrameType.RESET: {
+        const s = this.knownStream(h.streamId, 'RESET', true);
+        if (s) s.onRemoteReset(h.length);
+        return;
+      }
+    }
+  }
+
+  /** The DATA frame whose header was last validated goes to this stream, or is dropped (stream gone). */
+  private dataTarget: MuxStream | null = null;
+
+  data(_streamId: number, chunk: Buffer): void {
+    const s = this.dataTarget;
+    if (s && !s.destroyed) s.onData(chunk);
+    else this.consumed(chunk.length);
+  }
+
+  private onDataHeader(id: number, length: number): void {
+    if (length > this.opts.sessionWindow - this.recvUnacked) throw new MuxProtocolError('DATA overruns the session window');
+    this.recvUnacked += length;
+    const s = this.knownStream(id, 'DATA');
+    this.dataTarget = s ?? null;
+    if (s) s.onDataHeader(length);
+  }
+
+  /**
+   * The stream for a stream frame, or undefined when the id belongs to a stream that has already ended
+   * here (frames in flight when we reset it are dropped). An id never opened is a protocol error.
+   */
+  private knownStream(id: number, what: string, tolerateUnopened = false): MuxStream | undefined {
+    const s = this.streams?.get(id);
+    if (s) return s;
+    if (id % 2 === 1 && id <= this.lastId) return undefined;
+    if (tolerateUnopened) return undefined;
+    throw new MuxProtocolError(`${what} on stream ${id}, which was never opened`);
+  }
+
+  private checkNewStreamId(id: number): void {
+    if (this.opts.role !== 'acceptor') throw new MuxProtocolError('OPEN sent to the opener');
+    if (id % 2 !== 1 || id <= this.lastId) throw new MuxProtocolError(`OPEN reuses or skips back to stream id ${id}`);
+    this.lastId = id;
+  }
+
+  private onOpenFrame(id: number, payload: Buffer): void {
+    const meta = decodeDialMeta(payload);
+    if (this.draining || this.streamCount >= this.opts.maxStreams) {
+      this.sendControl(FrameType.RESET, id, ResetCode.TOO_MANY_STREAMS);
+      return;
+    }
+    const s = new MuxStream(this, id);
+    (this.streams ??= new Map()).set(id, s);
+    if (this.opts.onOpen) this.opts.onOpen(s, meta);
+    else s.refuse();
+  }
+
+  private onWindowUpdate(id: number, increment: number): void {
+    if (id === 0) {
+      if (this.sendWindow + increment > MAX_WINDOW) throw new MuxProtocolError('session window overflow');
+      this.sendWindow += increment;
+      const waiting = this.blocked;
+      this.blocked = null;
+      if (waiting) for (const s of waiting) s.flush();
+      return;
+    }
+    const s = this.knownStream(id, 'WINDOW_UPDATE');
+    if (s) s.onWindowUpdate(increment);
+  }
+
+  // ---- used by MuxStream ----
+
+  /** Bytes a stream may send now under the session window. */
+  get sessionSendWindow(): number {
+    return this.sendWindow;
+  }
+
+  takeSendWindow(n: number): void {
+    this.sendWindow -= n;
+  }
+
+  waitForSessionWindow(s: MuxStream): void {
+    (this.blocked ??= new Set()).add(s);
+  }
+
+  /** Stream bytes the reader consumed, or that were dropped: credit them back on the session window. */
+  consumed(n: number): void {
+    if (n <= 0) return;
+    this.pendingCredit += n;
+    if (this.pendingCredit >= this.opts.sessionWindow / 4) {
+      const credit = this.pendingCredit;
+      this.pendingCredit = 0;
+      this.recvUnacked -= credit;
+      if (!this.closed) this.send(FrameType.WINDOW_UPDATE, 0, credit);
+    }
+  }
+
+  whenDrained(fn: () => void): void {
+    (this.drainWaiters ??= []).push(fn);
+  }
+
+  forget(s: MuxStream): void {
+    this.streams?.delete(s.id);
+    this.blocked?.delete(s);
+    if (this.streams?.size === 0) this.streams = null;
+    if (this.draining && this.streamCount === 0) this.end();
+  }
+
+  send(type: FrameType, id: number, value: number, flags = 0): void {
+    if (this.closed) return;
+    this.socket.write(encodeHeader(type, id, value, flags));
+  }
+
+  /** A reply the peer provoked: refuse to queue without bound for a peer that does not read. */
+  sendControl(type: FrameType, id: number, value: number, flags = 0): void {
+    if (this.socket.writableLength > MAX_WRITE_BACKLOG) throw new MuxProtocolError('peer does not read its replies');
+    this.send(type, id, value, flags);
+  }
+
+  /** Header and payload in one corked write, so TLS puts them in one record where it can. */
+  sendFrame(type: FrameType, id: number, payload: Buffer): boolean {
+    if (this.closed) return false;
+    this.socket.cork();
+    this.socket.write(encodeHeader(type, id, payload.length));
+    const ok = this.socket.write(payload);
+    this.socket.uncork();
+    return ok && !this.socket.writableNeedDrain;
+  }
+
+  get needsDrain(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  private onDrain(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = null;
+    if (waiters) for (const fn of waiters) fn();
+  }
+
+  private end(): void {
+    if (this.closed) return;
+    this.socket.end();
+    setTimeout(() => this.destroy(), END_GRACE_MS).unref();
+  }
+
+  private teardown(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    const streams = this.streams;
+    this.streams = null;
+    this.blocked = null;
+    this.drainWaiters = null;
+    // Like an HTTP/2 session that goes away: its streams close, without an error of their own (a reader
+    // that had not seen the end gets a premature close).
+    if (streams) for (const s of streams.values()) s.destroy();
+    this.opts.onClose?.(err);
+  }
+}
+
+/**
+ * One user connection through the tunnel, as a Duplex: pipe a socket into it and it back. Writes wait for
+ * window (the receiver's credit), so a slow reader on the far side slows the writer here instead of
+ * growing a buffer anywhere.
+ */
+export class MuxStream extends Duplex {
+  private sendWindow: number;
+  /** Received and not yet credited back on this stream. */
+  private recvUnacked = 0;
+  private received = 0;
+  /** Of `received`, how much the reader had consumed when we last looked. */
+  private consumedSeen = 0;
+  private credited = 0;
+  private pending: { chunk: Buffer; cb: (err?: Error | null) => void } | null = null;
+  private localClosed = false;
+  private remoteClosed = false;
+  private resetByPeer = false;
+  private acceptedFlag = false;
+  private acceptWaiter: ((err?: Error) => void) | null = null;
+
+  constructor(private readonly session: MuxSession, readonly id: number) {
+    // The read high-water mark is below the window so _read runs, and credit flows back, as the reader drains.
+    super({ readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024, allowHalfOpen: true });
+    this.sendWindow = session.opts.streamWindow;
+  }
+
+  /** The peer reset (or, on the acceptor, we refused) this stream. */
+  get isReset(): boolean {
+    return this.resetByPeer;
+  }
+
+  /** Opener: resolves when the peer accepts the stream; rejects on RESET or close. */
+  accepted(): Promise<void> {
+    if (this.acceptedFlag) return Promise.resolve();
+    if (this.destroyed) return Promise.reject(new StreamReset(ResetCode.CANCEL));
+    return new Promise((resolve, reject) => {
+      this.acceptWaiter = (err) => (err ? reject(err) : resolve());
+    });
+  }
+
+  /** Acceptor: take the stream. */
+  accept(): void {
+    this.acceptedFlag = true;
+    this.session.send(FrameType.ACCEPT, this.id, 0);
+  }
+
+  /** Acceptor: turn the stream down (bad metadata, nothing to connect to). */
+  refuse(reason: number = ResetCode.REFUSED): void {
+    this.resetByPeer = true; // nothing more to say on the wire after our RESET
+    this.session.send(FrameType.RESET, this.id, reason);
+    this.destroy();
+  }
+
+  // ---- from the session ----
+
+  onAccept(): void {
+    if (this.acceptedFlag) throw new MuxProtocolError(`second ACCEPT on stream ${this.id}`);
+    this.acceptedFlag = true;
+    const w = this.acceptWaiter;
+    this.acceptWaiter = null;
+    w?.();
+  }
+
+  onDataHeader(length: number): void {
+    if (this.remoteClosed) throw new MuxProtocolError(`DATA after CLOSE on stream ${this.id}`);
+    if (length > this.session.opts.streamWindow - this.recvUnacked) throw new MuxProtocolError(`DATA overruns the window of stream ${this.id}`);
+    this.recvUnacked += length;
+  }
+
+  onData(chunk: Buffer): void {
+    this.received += chunk.length;
+    this.push(chunk);
+    this.credit();
+  }
+
+  onRemoteClose(): void {
+    if (this.remoteClosed) throw new MuxProtocolError(`second CLOSE on stream ${this.id}`);
+    this.remoteClosed = true;
+    this.push(null);
+  }
+
+  onRemoteReset(reason: number): void {
+    this.resetByPeer = true;
+    const err = new StreamReset(reason);
+    const w = this.acceptWaiter;
+    this.acceptWaiter = null;
+    if (w) {
+      w(err);
+      this.destroy();
+    } else {
+      this.destroy(reason === ResetCode.CANCEL ? undefined : err);
+    }
+  }
+
+  onWindowUpdate(increment: number): void {
+    if (this.sendWindow + increment > MAX_WINDOW) throw new MuxProtocolError(`window overflow on stream ${this.id}`);
+    this.sendWindow += increment;
+    this.flush();
+  }
+
+  /** Returns credit for what the reader consumed: to the session at once, to the stream in quarters of the window. */
+  private credit(): void {
+    const consumed = this.received - this.readableLength;
+    const delta = consumed - this.consumedSeen;
+    if (delta <= 0) return;
+    this.consumedSeen = consumed;
+    this.session.consumed(delta);
+    const due = consumed - this.credited;
+    if (due >= this.session.opts.streamWindow / 4 && !this.remoteClosed) {
+      this.credited = consumed;
+      this.recvUnacked -= due;
+      this.session.send(FrameType.WINDOW_UPDATE, this.id, due);
+    }
+  }
+
+  // ---- Duplex ----
+
+  override _read(): void {
+    this.credit();
+  }
+
+  // Node calls _read() before it takes a chunk from the buffer, and not again until the next push, so a
+  // reader draining what is already buffered would never be credited for it: credit after each read.
+  override read(size?: number): any {
+    const chunk: unknown = super.read(size);
+    if (chunk !== null) this.credit();
+    return chunk;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.session.isClosed) return cb(new StreamReset(ResetCode.CANCEL));
+    this.pending = { chunk, cb };
+    this.flush();
+  }
+
+  /** Sends as much of the pending write as both windows allow; completes it when all is on the socket. */
+  flush(): void {
+    const p = this.pending;
+    if (!p || this.destroyed) return;
+    let chunk = p.chunk;
+    while (chunk.length > 0) {
+      const n = Math.min(chunk.length, MAX_DATA_FRAME, this.sendWindow, this.session.sessionSendWindow);
+      if (n <= 0) {
+        p.chunk = chunk;
+        // A stream window refills on its own WINDOW_UPDATE (onWindowUpdate); a session one wakes the blocked.
+        if (this.sendWindow > 0) this.session.waitForSessionWindow(this);
+        return;
+      }
+      this.sendWindow -= n;
+      this.session.takeSendWindow(n);
+      this.session.sendFrame(FrameType.DATA, this.id, chunk.subarray(0, n));
+      chunk = chunk.subarray(n);
+    }
+    this.pending = null;
+    p.chunk = EMPTY;
+    if (this.session.needsDrain) this.session.whenDrained(() => p.cb());
+    else p.cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.localClosed = true;
+    this.session.send(FrameType.CLOSE, this.id, 0);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const w = this.acceptWaiter;
+    this.acceptWaiter = null;
+    w?.(err ?? new StreamReset(ResetCode.CANCEL));
+    if (!this.resetByPeer && !(this.localClosed && this.remoteClosed)) this.session.send(FrameType.RESET, this.id, ResetCode.CANCEL);
+    // Whatever the reader never took is given back to the session, or the window would shrink for good.
+    this.session.consumed(this.received - this.consumedSeen);
+    this.consumedSeen = this.received;
+    this.pending = null;
+    this.session.forget(this);
+    cb(err);
+  }
+}
