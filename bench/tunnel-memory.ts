@@ -1,5 +1,6 @@
 // Measures the proxy's resident memory per idle reverse tunnel: a proxy process (tunnel server behind a net
 // listener) and an agent process holding N tunnels. `node --import tsx bench/tunnel-memory.ts [N]`.
+// Target (issue 6): at most 30 KiB RSS per idle tunnel. The figure includes the TLS connection itself.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -58,8 +59,10 @@ if (role === 'proxy') {
   while (now.agents < n && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 500)); now = await ask(); }
   await new Promise((r) => setTimeout(r, 2000));
   now = await ask();
+  const perTunnel = ((now.rss - base.rss) * 1024) / now.agents;
   console.log(`proxy RSS ${base.rss.toFixed(1)} MiB idle -> ${now.rss.toFixed(1)} MiB with ${now.agents} tunnels: ` +
-    `${(((now.rss - base.rss) * 1024) / now.agents).toFixed(1)} KiB RSS, ${(((now.heap - base.heap) * 1024) / now.agents).toFixed(1)} KiB JS heap per idle tunnel`);
+    `${perTunnel.toFixed(1)} KiB RSS, ${(((now.heap - base.heap) * 1024) / now.agents).toFixed(1)} KiB JS heap per idle tunnel ` +
+    `(target <= 30 KiB: ${perTunnel <= 30 ? 'met' : 'not met'})`);
   await Promise.all(agents.map((a) => a.close()));
   proxy.kill();
 }
