@@ -99,22 +99,22 @@ async function inWorker(job: ClientJob, attempt = 1): Promise<ClientReport> {
       // Node 20 does not carry tsx's loader hooks into workers: register them there, then load this file.
       const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(import.meta.url)}); })`;
       const w = new Worker(boot, { eval: true, workerData: job });
-      const timer = setTimeout(() => {
+      // Module loading is what hangs: give it its own, short bound, then the whole run its long one.
+      let timer = setTimeout(() => fail(new Error('the client worker did not load within 60 s')), 60_000);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
         void w.terminate();
-        reject(new Error(`the client worker did not report within ${Math.round(limitMs / 1000)} s`));
-      }, limitMs);
-      w.once('message', (m: ClientReport) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-      w.once('error', (err) => {
-        clearTimeout(timer);
         reject(err);
-      });
-      w.once('exit', (code) => {
+      };
+      w.on('message', (m: 'loaded' | ClientReport) => {
         clearTimeout(timer);
-        if (code !== 0) reject(new Error(`client worker exited with ${code}`));
+        if (m !== 'loaded') return resolve(m);
+        timer = setTimeout(() => fail(new Error(`the client worker did not report within ${Math.round(limitMs / 1000)} s`)), limitMs);
       });
+      w.once('error', fail);
+      // An exit before the report (whatever its code) must not leave this promise pending: nothing would be
+      // left to keep the process alive, and it would end silently with status 0.
+      w.once('exit', (code) => fail(new Error(`client worker exited with ${code} before reporting`)));
     });
   } catch (err) {
     if (attempt >= 2) throw err;
@@ -238,6 +238,7 @@ export function certsOptions(argv: string[]): CertsOptions {
 }
 
 if (!isMainThread) {
+  parentPort!.postMessage('loaded');
   parentPort!.postMessage(await runClients(workerData as ClientJob));
 } else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { printTable } = await import('./result.ts');

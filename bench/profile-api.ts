@@ -19,13 +19,13 @@ import { tmpdir } from 'node:os';
 async function client(): Promise<void> {
   const job = JSON.parse(readFileSync(process.argv[3]!, 'utf8'));
   const N = 8, SECONDS = Number(process.env.SECS ?? 4);
-  const keys = Array.from({ length: 4000 }, () => generateClientKeys('b'));
+  const keys = Array.from({ length: Number(process.env.KEYS ?? 4000) }, () => generateClientKeys('b'));
   const clients = Array.from({ length: N }, () => createAuthClient({ addr: job.addr, identity: job.identity }));
   const req = (k: any) => ({ user: 'bench', sshPublicKey: k.sshPublicKey, tlsPublicKey: k.tlsPublicKey, ttlSeconds: 3600 });
   await Promise.all(clients.map((c) => c.generateUserCerts(req(generateClientKeys('w')))));
   process.stdout.write('START');
   let next = 0; const t = performance.now(); const end = t + SECONDS * 1000; const cpu = process.cpuUsage();
-  await Promise.all(clients.map(async (c) => { while (performance.now() < end && next < keys.length) await c.generateUserCerts(req(keys[next++])); }));
+  await Promise.all(clients.map(async (c) => { while (performance.now() < end && next < keys.length) { if (process.env.METHOD === "ping") { next++; await c.ping({}); } else await c.generateUserCerts(req(keys[next++])); } }));
   const used = process.cpuUsage(cpu);
   console.log(`done ${next} rate ${(next / ((performance.now() - t) / 1000)).toFixed(0)}/s client CPU ${((used.user + used.system) / 1000 / next).toFixed(3)} ms per call`);
   process.exit(0);

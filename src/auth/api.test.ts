@@ -1,6 +1,8 @@
 // The Auth API in process: a real AuthServer on SQLite behind the real mTLS listener, called with the
 // real client. Covers the watch stream and the authorisation guard; test/ drives the same through CLIs.
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { setTimeout } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { systemClock } from '../api/clock.ts';
@@ -132,6 +134,38 @@ describe('Auth API authorisation', () => {
     await auth.users.modify('tina', (u) => ({ ...u, spec: { ...u.spec, roles: ['access'] } })); // her certificate still names temp
     await admin.deleteResource({ kind: 'role', name: 'temp' });
     await assert.rejects(tina.listResources({ kind: 'role' }), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
+  });
+  it('refuses calls on a connection kept open past the end of its certificate', async () => {
+    // A TCP relay in front of the listener counts connections, so the refusal is shown to come on the
+    // connection the handshake accepted (the certificate is read once per connection), not a new one.
+    let connections = 0;
+    const relay = net.createServer((c) => {
+      connections++;
+      const up = net.connect(listener.address.port, '127.0.0.1');
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    try {
+      const keys = generateClientKeys('alice');
+      const issued = Date.now();
+      const certs = await auth.issueUserCerts(await auth.users.get('alice'), keys, 1_500, 'test');
+      const alice = createAuthClient({
+        addr: `127.0.0.1:${(relay.address() as net.AddressInfo).port}`,
+        identity: { keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCAs },
+      });
+      const renew = () => alice.generateUserCerts({ user: 'alice', sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 60 });
+      while (Date.now() < issued + 1_000) {
+        await renew();
+        await setTimeout(100);
+      }
+      await setTimeout(issued + 1_700 - Date.now());
+      await assert.rejects(renew(), (e) => e instanceof AccessDenied && /certificate has expired/.test(e.message));
+      assert.equal(connections, 1);
+    } finally {
+      relay.close();
+    }
   });
 });
 

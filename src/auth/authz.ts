@@ -36,19 +36,34 @@ function describeTLSError(code: string | undefined): string {
   }
 }
 
-export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promise<Caller> {
+/** What a connection's client certificate says, read once per TLS connection (the listener refuses renegotiation). */
+type CertVerdict = { identity: Identity; expiresMs: number } | { reason: string };
+const verdicts = new WeakMap<TLSSocket, CertVerdict>();
+
+function readVerdict(auth: AuthServer, socket: TLSSocket): CertVerdict {
   const peer = socket.getPeerCertificate(false);
-  if (!peer || !peer.raw) return { kind: 'anonymous', reason: 'this call needs a client certificate: log in first' };
-  if (!socket.authorized) {
-    return { kind: 'anonymous', reason: describeTLSError(String(socket.authorizationError ?? '')) };
-  }
+  if (!peer || !peer.raw) return { reason: 'this call needs a client certificate: log in first' };
+  if (!socket.authorized) return { reason: describeTLSError(String(socket.authorizationError ?? '')) };
   let identity: Identity;
   try {
     identity = identityFromPeerCert(peer);
   } catch {
-    return { kind: 'anonymous', reason: 'your certificate carries no Ward identity' };
+    return { reason: 'your certificate carries no Ward identity' };
   }
-  if (identity.cluster !== auth.clusterName) return { kind: 'anonymous', reason: 'your certificate is for another cluster' };
+  if (identity.cluster !== auth.clusterName) return { reason: 'your certificate is for another cluster' };
+  return { identity, expiresMs: Date.parse(identity.expires) };
+}
+
+export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promise<Caller> {
+  let verdict = verdicts.get(socket);
+  if (!verdict) {
+    verdict = readVerdict(auth, socket);
+    verdicts.set(socket, verdict);
+  }
+  if ('reason' in verdict) return { kind: 'anonymous', reason: verdict.reason };
+  // The handshake checked the dates once; a connection kept open past the certificate's end is refused too.
+  if (!(auth.now().getTime() < verdict.expiresMs)) return { kind: 'anonymous', reason: describeTLSError('CERT_HAS_EXPIRED') };
+  const { identity } = verdict;
   if (identity.kind === 'host') {
     return { kind: 'service', name: identity.hostId ?? identity.username, systemRoles: (identity.systemRoles ?? []) as SystemRole[], identity };
   }

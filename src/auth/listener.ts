@@ -1,6 +1,7 @@
 // The Auth API's network face: HTTP/2 over mutual TLS. The handshake asks every client for a
 // certificate but does not require one, because Ping must answer before a client has a certificate;
 // each handler then decides from the verified peer certificate (authz.ts).
+import { constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { createContextValues } from '@connectrpc/connect';
@@ -32,7 +33,10 @@ export async function startAuthListener(
     // Answers under 64 KiB go uncompressed: gzip of a login's certificates (~3 KiB that barely compress)
     // was 5% of the server's CPU per GenerateUserCerts (bench/profile-api.ts); large listings still compress.
     compressMinBytes: 64 * 1024,
-    contextValues: (req) => createContextValues().set(socketKey, req.socket as TLSSocket),
+    // The session's socket, not req.socket: Node hands each HTTP/2 request a socket proxy of its own, while
+    // the session's is one object per connection, so authz.ts can read the certificate once per connection.
+    contextValues: (req) =>
+      createContextValues().set(socketKey, ((req as http2.Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket),
   });
   const server = http2.createSecureServer(
     {
@@ -42,6 +46,8 @@ export async function startAuthListener(
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      // HTTP/2 forbids renegotiation (RFC 9113 §9.2.1), and authz.ts reads a connection's certificate once.
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
       ALPNProtocols: ['h2'],
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       maxSessionMemory: 10,

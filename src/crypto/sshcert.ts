@@ -32,6 +32,11 @@ export interface SSHCertificate {
 export interface SSHSigner {
   publicKeyBlob: Buffer;
   sign(data: Buffer): Promise<Buffer>; // SSH signature blob
+  /**
+   * True when this process derives publicKeyBlob from the very key that signs (softwareSigner): its
+   * signatures need no re-check. Any other signer (an HSM, a remote KMS) has each signature verified.
+   */
+  inProcess?: boolean;
 }
 
 export interface CertificateFields {
@@ -90,7 +95,7 @@ const FLAG_EXTENSIONS = new Set([
 
 export function softwareSigner(key: crypto.KeyObject): SSHSigner {
   const publicKeyBlob = sshPublicKeyBlob(key);
-  return { publicKeyBlob, sign: async (data) => signSSH(key, data) };
+  return { publicKeyBlob, sign: async (data) => signSSH(key, data), inProcess: true };
 }
 
 function dateToUint64(d: Date, what: string): bigint {
@@ -233,7 +238,8 @@ export async function signCertificate(fields: CertificateFields, ca: SSHSigner):
   if (signed.length + 4 + MAX_SIGNATURE > MAX_CERT_BYTES) throw new BadParameter('certificate too large');
   const signature = await ca.sign(signed);
   // A misbehaving signer (an HSM returning another format, a key mix-up) must not yield a cert no one accepts.
-  if (!Buffer.isBuffer(signature) || !verifySSHSignature(ca.publicKeyBlob, signed, signature)) {
+  // (Verifying a P-256 signature cost ~70 us of each ~1.4 ms API login, so the in-process signer skips it.)
+  if (!Buffer.isBuffer(signature) || (!ca.inProcess && !verifySSHSignature(ca.publicKeyBlob, signed, signature))) {
     throw new Error('CA signer returned a signature that does not verify');
   }
   return Buffer.concat([signed, new SSHWriter().string(signature).toBuffer()]);
