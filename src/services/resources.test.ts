@@ -27,4 +27,20 @@ describe('ResourceService', () => {
       await backend.close();
     }
   });
+
+  it('passes stored documents to clients as list() reads them, and fully checks any without a name and string labels', async () => {
+    const backend = SqliteBackend.open({ path: ':memory:' });
+    try {
+      const nodes = new ResourceService(backend, 'node');
+      await nodes.create({ kind: 'node', version: 'v1', metadata: { name: 'a', labels: { env: 'prod' } }, spec: { hostname: 'a', addr: '', tunnel: true, version: 'test' } });
+      assert.deepEqual(await nodes.listForClient(), await nodes.list());
+      // A document that reached the backend without the shape access checks read is refused as list() refuses it.
+      const key = `${ResourceService.prefix('node')}b`;
+      await backend.put({ key, value: JSON.stringify({ kind: 'node', version: 'v1', metadata: { name: 'b', labels: { env: ['prod'] } }, spec: {} }) });
+      await assert.rejects(nodes.listForClient(), /invalid|expected/i);
+      await assert.rejects(nodes.list(), /invalid|expected/i);
+    } finally {
+      await backend.close();
+    }
+  });
 });

@@ -60,6 +60,24 @@ export class ResourceService<K extends Kind> {
     return items.map((i) => this.decode(i));
   }
 
+  /**
+   * A page as list() reads it, for passing on to a client: each stored document is parsed but not checked
+   * against the schema, because the client checks every resource on arrival (api/list.ts) and the write
+   * that stored it was checked. Why: for 10,000 nodes the check was ~30 ms of the ~50 ms list() takes.
+   * What callers read to decide access (the name and labels) is checked here, and a document without that
+   * shape goes through the full check, which refuses it as list() would.
+   */
+  async listForClient(opts: { limit?: number; startAfter?: string } = {}): Promise<ResourceOf<K>[]> {
+    const limit = opts.limit ?? 10_000;
+    const items = await this.backend.getRange(ResourceService.prefix(this.kind), limit, opts.startAfter ? this.key(opts.startAfter) : undefined);
+    return items.map((item) => {
+      const doc = JSON.parse(item.value) as ResourceOf<K> | null;
+      if (!hasAccessShape(doc) || doc.kind !== this.kind || this.kind === 'cert_authority') return this.decode(item);
+      doc.metadata.revision = item.revision;
+      return doc;
+    });
+  }
+
   async create(resource: ResourceOf<K>): Promise<ResourceOf<K>> {
     try {
       return this.decode(await this.backend.create(this.encode(resource)));
@@ -101,4 +119,16 @@ export class ResourceService<K extends Kind> {
       throw err;
     }
   }
+}
+
+/** The fields access decisions read: a string name and string labels. */
+function hasAccessShape(doc: unknown): doc is { kind: string; metadata: { name: string; labels?: Record<string, string>; revision?: string } } {
+  if (typeof doc !== 'object' || doc === null) return false;
+  const { kind, metadata } = doc as { kind?: unknown; metadata?: unknown };
+  if (typeof kind !== 'string' || typeof metadata !== 'object' || metadata === null) return false;
+  const { name, labels } = metadata as { name?: unknown; labels?: unknown };
+  if (typeof name !== 'string') return false;
+  if (labels === undefined) return true;
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) return false;
+  return Object.values(labels).every((v) => typeof v === 'string');
 }
