@@ -150,7 +150,8 @@ describe('Auth API authorisation', () => {
     try {
       const keys = generateClientKeys('alice');
       const issued = Date.now();
-      const certs = await auth.issueUserCerts(await auth.users.get('alice'), keys, 1_500, 'test');
+      // notAfter has whole seconds, so the certificate ends between 2 and 3 s from now.
+      const certs = await auth.issueUserCerts(await auth.users.get('alice'), keys, 3_000, 'test');
       const alice = createAuthClient({
         addr: `127.0.0.1:${(relay.address() as net.AddressInfo).port}`,
         identity: { keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCAs },
@@ -160,7 +161,7 @@ describe('Auth API authorisation', () => {
         await renew();
         await setTimeout(100);
       }
-      await setTimeout(issued + 1_700 - Date.now());
+      await setTimeout(issued + 3_200 - Date.now());
       await assert.rejects(renew(), (e) => e instanceof AccessDenied && /certificate has expired/.test(e.message));
       assert.equal(connections, 1);
     } finally {

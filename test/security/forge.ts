@@ -2,6 +2,8 @@
 // read straight from the stopped-or-running cluster's SQLite backend (read-only). This is how the
 // suite makes certificates only a compromised CA could make (not yet valid, another cluster's), and
 // so checks that the targets test more than the signature.
+// @peculiar/x509 needs the reflect polyfill loaded before it (src/crypto/x509.ts does the same).
+import 'reflect-metadata';
 import { createPrivateKey, webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
