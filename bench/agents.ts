@@ -197,9 +197,8 @@ const wshEnv = { WSH_HOME: join(DIR, 'wsh'), HOME: DIR };
 // source file is newer than dist/, as it is while others edit the tree). Built here so the timings are
 // the bundle's; its ProxyCommand is the same bundle.
 const REPO = resolve(import.meta.dirname, '..');
-execFileSync(join(REPO, 'node_modules/.bin/esbuild'), ['src/cli/wsh/main.ts', '--bundle', '--splitting', '--platform=node', '--format=esm',
-  '--packages=external', '--target=node20', '--outdir=dist/bench-wsh', '--out-extension:.js=.mjs', '--log-level=warning'], { cwd: REPO });
-const WSH = join(REPO, 'dist/bench-wsh/main.mjs');
+execFileSync(process.execPath, [join(REPO, 'scripts/bundle.mjs'), join(REPO, 'dist/bench-agents'), 'wsh']);
+const WSH = join(REPO, 'dist/bench-agents/wsh/main.mjs');
 const wsh = (argv: string[], stdin?: string) => run(process.execPath, [WSH, ...argv], wshEnv, stdin);
 const login = wsh(['login', '--proxy', proxyAddr, '--user', 'bench', '--password-stdin', '--ca-pin', caPin], 'a long password\n');
 if (login.code !== 0) throw new Error(`wsh login failed: ${login.out}`);

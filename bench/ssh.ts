@@ -26,14 +26,7 @@ export function program(name: 'ward' | 'wsh' | 'wctl'): string {
   return join(REPO, 'dist', 'bench', name, 'main.mjs');
 }
 export function buildPrograms(): Promise<void> {
-  built ??= Promise.all(
-    (['ward', 'wsh', 'wctl'] as const).map((name) =>
-      execFile(join(REPO, 'node_modules', '.bin', 'esbuild'), [
-        join(REPO, 'src', 'cli', name, 'main.ts'), '--bundle', '--splitting', '--platform=node', '--format=esm', '--packages=external',
-        '--target=node20', `--outdir=${join(REPO, 'dist', 'bench', name)}`, '--out-extension:.js=.mjs', '--log-level=warning',
-      ], { timeout: 120_000 }),
-    ),
-  ).then(() => undefined);
+  built ??= execFile(process.execPath, [join(REPO, 'scripts', 'bundle.mjs'), join(REPO, 'dist', 'bench')], { timeout: 120_000 }).then(() => undefined);
   return built;
 }
 

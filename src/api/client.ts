@@ -91,18 +91,21 @@ function connectClient(opts: AuthClientOptions): AuthClient {
     defaultTimeoutMs: opts.timeoutMs ?? 15_000,
     ...(opts.idleTimeoutMs !== undefined ? { idleConnectionTimeoutMs: opts.idleTimeoutMs } : {}),
     nodeOptions: {
+      // RPCs are small back-to-back writes (HEADERS, DATA, WINDOW_UPDATE): Nagle would hold them for ACKs.
       createConnection: () =>
-        tls.connect({
-          host,
-          port,
-          servername: /^[\d.:]+$/.test(host) ? undefined : host,
-          ALPNProtocols: [ALPN_AUTH, 'h2'],
-          key: opts.identity?.keyPem,
-          cert: opts.identity?.certPem,
-          ca: caPems,
-          rejectUnauthorized: !opts.insecure,
-          checkServerIdentity: opts.insecure ? () => undefined : checkAuthServer,
-        }),
+        tls
+          .connect({
+            host,
+            port,
+            servername: /^[\d.:]+$/.test(host) ? undefined : host,
+            ALPNProtocols: [ALPN_AUTH, 'h2'],
+            key: opts.identity?.keyPem,
+            cert: opts.identity?.certPem,
+            ca: caPems,
+            rejectUnauthorized: !opts.insecure,
+            checkServerIdentity: opts.insecure ? () => undefined : checkAuthServer,
+          })
+          .setNoDelay(true),
     },
   });
   return createClient(AuthService, transport);

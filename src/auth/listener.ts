@@ -3,13 +3,27 @@
 // each handler then decides from the verified peer certificate (authz.ts).
 import { constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { createContextValues } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { compressionGzip, connectNodeAdapter } from '@connectrpc/connect-node';
+import type { Compression } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
 import { authRoutes, socketKey } from './api.ts';
 import type { AuthServer } from './server.ts';
 import { listenOn, type ListenAddress } from '../config/listen.ts';
+
+/**
+ * gzip at level 1 for the answers that are compressed (listings over 64 KiB): 10,000 nodes (2.5 MB of JSON)
+ * took 14 ms at the default level and take 6.5 ms at 1, for 356 KB instead of 324 KB on the wire.
+ */
+const gzipLevel1 = promisify(zlib.gzip);
+const fastGzip: Compression = {
+  ...compressionGzip,
+  compress: (bytes) => gzipLevel1(bytes, { level: 1 }),
+};
 
 /** Request bodies over this size are refused before they are parsed. */
 const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -33,6 +47,7 @@ export async function startAuthListener(
     // Answers under 64 KiB go uncompressed: gzip of a login's certificates (~3 KiB that barely compress)
     // was 5% of the server's CPU per GenerateUserCerts (bench/profile-api.ts); large listings still compress.
     compressMinBytes: 64 * 1024,
+    acceptCompression: [fastGzip],
     // The session's socket, not req.socket: Node hands each HTTP/2 request a socket proxy of its own, while
     // the session's is one object per connection, so authz.ts can read the certificate once per connection.
     contextValues: (req) =>
@@ -67,6 +82,8 @@ export async function startAuthListener(
       handler(req, res);
     },
   );
+  // Answers are small back-to-back writes too (HEADERS, DATA, trailers): no Nagle delay on them.
+  server.on('connection', (socket: Socket) => socket.setNoDelay(true));
   server.on('sessionError', (err) => log.debug({ err: err.message }, 'auth API session error'));
   // Node only reports a refused or timed-out handshake; the socket stays open until we destroy it.
   server.on('tlsClientError', (err, socket) => {
