@@ -97,6 +97,29 @@ describe('Auth API watch stream', () => {
   });
 });
 
+describe('Auth API listings', () => {
+  it('pages a listing and ends it on a full last page without an empty one', async () => {
+    const admin = await serviceClient('admin.paging', ['admin']);
+    const names = ['page-a', 'page-b', 'page-c'];
+    for (const name of names) {
+      const node = { kind: 'node', version: 'v1', metadata: { name, labels: { paging: 'yes' } }, spec: { hostname: name, addr: '', tunnel: true, version: 'test' } };
+      await admin.upsertResource({ resource: { json: JSON.stringify(node) }, overwrite: true });
+    }
+    const all = (await admin.listResources({ kind: 'node', limit: 10_000 })).resources.map((r) => JSON.parse(r.json).metadata.name as string);
+    const ours = all.filter((n) => names.includes(n));
+    assert.deepEqual(ours, names);
+    const first = await admin.listResources({ kind: 'node', limit: all.length - 1 });
+    assert.equal(first.resources.length, all.length - 1);
+    assert.equal(first.nextKey, JSON.parse(first.resources.at(-1)!.json).metadata.name);
+    const rest = await admin.listResources({ kind: 'node', limit: all.length - 1, startAfter: first.nextKey });
+    assert.equal(rest.resources.length, 1);
+    assert.equal(rest.nextKey, '');
+    const whole = await admin.listResources({ kind: 'node', limit: all.length });
+    assert.equal(whole.resources.length, all.length);
+    assert.equal(whole.nextKey, '', 'a page that holds the rest exactly is the last one');
+  });
+});
+
 describe('Auth API authorisation', () => {
   it('answers Ping without a certificate and nothing else', async () => {
     const anonymous = createAuthClient({ addr, caPems: (await auth.trustBundle()).tlsCAs });

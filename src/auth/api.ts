@@ -8,6 +8,7 @@ import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import { AccessDenied, BadParameter, LimitExceeded, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
 import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { ResourceService } from '../services/resources.ts';
+import { ListingCache } from '../services/listing.ts';
 import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller } from './authz.ts';
 import { withoutSecrets } from './keystore.ts';
 import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
@@ -77,6 +78,7 @@ function agentEventStamp(uid: unknown, time: unknown, now: Date): { uid?: string
 
 export function authRoutes(auth: AuthServer, log: Logger) {
   const service = (kind: Kind) => new ResourceService(auth.backend, kind);
+  const listings = new ListingCache(present);
   const caller = async (ctx: HandlerContext): Promise<Caller> => {
     const socket = ctx.values.get(socketKey);
     return socket ? identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' };
@@ -130,16 +132,22 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         if (!ownSessionsOnly) requireRule(who, kind, 'list');
         const limit = Math.min(req.limit || 1000, 10_000);
         // The page goes to a client that checks each resource; only a filter on the spec needs it checked here.
-        const page = { limit, startAfter: req.startAfter || undefined };
-        let resources = ownSessionsOnly ? await service(kind).list(page) : await service(kind).listForClient(page);
-        const nextKey = resources.length === limit ? resources.at(-1)!.metadata.name : '';
+        // One more than asked for tells whether another page exists, so a full last page ends the listing
+        // instead of sending the client back for an empty one.
+        const page = { limit: limit + 1, startAfter: req.startAfter || undefined };
+        let listed = ownSessionsOnly
+          ? (await service(kind).list(page)).map((resource) => ({ resource, json: present(resource) }))
+          : await service(kind).listForClient(page, listings);
+        const more = listed.length > limit;
+        if (more) listed = listed.slice(0, limit);
+        const nextKey = more ? listed.at(-1)!.resource.metadata.name : '';
         if (who.kind === 'user' && kind === 'node') {
-          resources = resources.filter((n) => who.checker.canSeeNode({ name: n.metadata.name, labels: n.metadata.labels ?? {} }));
+          listed = listed.filter(({ resource: n }) => who.checker.canSeeNode({ name: n.metadata.name, labels: n.metadata.labels ?? {} }));
         }
         if (ownSessionsOnly && who.kind === 'user') {
-          resources = resources.filter((r) => r.kind === 'session_tracker' && r.spec.participants.some((p) => p.user === who.name));
+          listed = listed.filter(({ resource: r }) => r.kind === 'session_tracker' && r.spec.participants.some((p) => p.user === who.name));
         }
-        return { resources: resources.map((r) => ({ json: present(r) })), nextKey };
+        return { resources: listed.map(({ json }) => ({ json })), nextKey };
       }),
 
       upsertResource: unary(async (req, who) => {

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SqliteBackend } from '../backend/sqlite.ts';
+import { ListingCache } from './listing.ts';
 import { ResourceService } from './resources.ts';
 
 describe('ResourceService', () => {
@@ -32,13 +33,45 @@ describe('ResourceService', () => {
     const backend = SqliteBackend.open({ path: ':memory:' });
     try {
       const nodes = new ResourceService(backend, 'node');
+      const cache = new ListingCache((r) => JSON.stringify(r));
       await nodes.create({ kind: 'node', version: 'v1', metadata: { name: 'a', labels: { env: 'prod' } }, spec: { hostname: 'a', addr: '', tunnel: true, version: 'test' } });
-      assert.deepEqual(await nodes.listForClient(), await nodes.list());
+      const listed = await nodes.listForClient({}, cache);
+      assert.deepEqual(listed.map((l) => l.resource), await nodes.list());
+      assert.deepEqual(listed.map((l) => JSON.parse(l.json)), await nodes.list());
       // A document that reached the backend without the shape access checks read is refused as list() refuses it.
       const key = `${ResourceService.prefix('node')}b`;
       await backend.put({ key, value: JSON.stringify({ kind: 'node', version: 'v1', metadata: { name: 'b', labels: { env: ['prod'] } }, spec: {} }) });
-      await assert.rejects(nodes.listForClient(), /invalid|expected/i);
+      await assert.rejects(nodes.listForClient({}, cache), /invalid|expected/i);
       await assert.rejects(nodes.list(), /invalid|expected/i);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('serves a listed resource from the cache until its revision changes, within a bounded number of entries', async () => {
+    const backend = SqliteBackend.open({ path: ':memory:' });
+    try {
+      const nodes = new ResourceService(backend, 'node');
+      let presented = 0;
+      const cache = new ListingCache((r) => (presented++, JSON.stringify(r)), 3);
+      const node = (name: string, addr: string) => ({ kind: 'node' as const, version: 'v1' as const, metadata: { name }, spec: { hostname: name, addr, tunnel: false, version: 'test' } });
+      await nodes.create(node('a', '10.0.0.1:3022'));
+      await nodes.create(node('b', '10.0.0.2:3022'));
+      const first = await nodes.listForClient({}, cache);
+      assert.equal(presented, 2);
+      assert.deepEqual(await nodes.listForClient({}, cache), first);
+      assert.equal(presented, 2);
+      await nodes.upsert(node('a', '10.0.0.9:3022'));
+      const second = await nodes.listForClient({}, cache);
+      assert.equal(presented, 3);
+      assert.equal(second[0]!.resource.spec.addr, '10.0.0.9:3022');
+      assert.equal(JSON.parse(second[0]!.json).metadata.revision, second[0]!.resource.metadata.revision);
+      assert.notEqual(second[0]!.resource.metadata.revision, first[0]!.resource.metadata.revision);
+      // Two more nodes take it past its 3 entries: it starts over, and still answers correctly.
+      await nodes.create(node('c', '10.0.0.3:3022'));
+      await nodes.create(node('d', '10.0.0.4:3022'));
+      const third = await nodes.listForClient({}, cache);
+      assert.deepEqual(third.map((l) => l.resource), await nodes.list());
     } finally {
       await backend.close();
     }

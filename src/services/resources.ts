@@ -5,6 +5,7 @@ import type { Backend, Item } from '../backend/backend.ts';
 import { AlreadyExists, CompareFailed, NotFound } from '../api/errors.ts';
 import { parseAs, type Kind, type resourceSchemas } from '../api/types.ts';
 import type { z } from 'zod';
+import type { ListingCache, Listed } from './listing.ts';
 
 export type ResourceOf<K extends Kind> = z.infer<(typeof resourceSchemas)[K]>;
 
@@ -61,21 +62,24 @@ export class ResourceService<K extends Kind> {
   }
 
   /**
-   * A page as list() reads it, for passing on to a client: each stored document is parsed but not checked
-   * against the schema, because the client checks every resource on arrival (api/list.ts) and the write
-   * that stored it was checked. Why: for 10,000 nodes the check was ~30 ms of the ~50 ms list() takes.
-   * What callers read to decide access (the name and labels) is checked here, and a document without that
-   * shape goes through the full check, which refuses it as list() would.
+   * A page as list() reads it, for passing on to a client, with each resource as the client receives it
+   * (from `cache` while its revision is unchanged). A stored document is parsed but not checked against the
+   * schema, because the client checks every resource on arrival (api/list.ts) and the write that stored it
+   * was checked. Why: for 10,000 nodes the check was ~30 ms of the ~50 ms list() takes. What callers read to
+   * decide access (the name and labels) is checked here, and a document without that shape goes through the
+   * full check, which refuses it as list() would.
    */
-  async listForClient(opts: { limit?: number; startAfter?: string } = {}): Promise<ResourceOf<K>[]> {
+  async listForClient(opts: { limit?: number; startAfter?: string }, cache: ListingCache): Promise<Listed<ResourceOf<K>>[]> {
     const limit = opts.limit ?? 10_000;
     const items = await this.backend.getRange(ResourceService.prefix(this.kind), limit, opts.startAfter ? this.key(opts.startAfter) : undefined);
-    return items.map((item) => {
-      const doc = JSON.parse(item.value) as ResourceOf<K> | null;
-      if (!hasAccessShape(doc) || doc.kind !== this.kind || this.kind === 'cert_authority') return this.decode(item);
-      doc.metadata.revision = item.revision;
-      return doc;
-    });
+    return items.map((item) => cache.listed(item, (i) => this.decodeForClient(i)));
+  }
+
+  private decodeForClient(item: Item): ResourceOf<K> {
+    const doc = JSON.parse(item.value) as ResourceOf<K> | null;
+    if (!hasAccessShape(doc) || doc.kind !== this.kind || this.kind === 'cert_authority') return this.decode(item);
+    doc.metadata.revision = item.revision;
+    return doc;
   }
 
   async create(resource: ResourceOf<K>): Promise<ResourceOf<K>> {

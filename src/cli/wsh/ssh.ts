@@ -26,12 +26,12 @@ function parseLabels(args: string[]): Record<string, string> {
   );
 }
 
-/** One collator for the whole sort: String#localeCompare sets one up per call (~25 ms over 10,000 nodes). */
-const byName = new Intl.Collator();
+/** Hostnames in code-unit order, as Teleport's `tsh ls` sorts them: a locale-aware compare was 10-25 ms of 10,000 nodes. */
+const byHostname = (a: Node, b: Node) => (a.spec.hostname < b.spec.hostname ? -1 : a.spec.hostname > b.spec.hostname ? 1 : 0);
 
 async function listNodes(filter: Record<string, string>): Promise<Node[]> {
   const nodes = (await listAllResources(session().auth, 'node')).filter((n) => Object.entries(filter).every(([k, v]) => n.metadata.labels?.[k] === v));
-  return nodes.sort((a, b) => byName.compare(a.spec.hostname, b.spec.hostname));
+  return nodes.sort(byHostname);
 }
 
 export async function ls(format: string, filters: string[]): Promise<string> {
