@@ -1,11 +1,12 @@
 // Runs every benchmark once, prints one table, writes bench/results.json and bench/ratios.svg:
-// `npm run bench` (about 6 minutes on a 2-core machine). The SSH latency runs 200 connections per side, as
+// `npm run bench` (about 7 minutes on a 2-core machine). The SSH latency runs 200 connections per side, as
 // the issue asks; `--runs 50` shortens it.
 import { writeFileSync } from 'node:fs';
 import { benchAudit, auditOptions } from './audit.ts';
 import { benchCerts, certsOptions } from './certs.ts';
 import { ratiosSVG } from './chart.ts';
 import { benchInteractive, interactiveOptions } from './interactive.ts';
+import { benchLs, lsOptions } from './ls.ts';
 import { benchRecording } from './recording.ts';
 import { machine, printTable, type BenchResult } from './result.ts';
 import { benchSSH, sshOptions } from './ssh.ts';
@@ -21,6 +22,7 @@ const results: BenchResult[] = [
   ...(await benchSSH(ssh)),
   ...(await benchInteractive(interactiveOptions(argv))),
   ...(await benchRecording({ mb: 100 })),
+  ...(await benchLs(lsOptions(argv))),
 ];
 writeFileSync(new URL('./results.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
 writeFileSync(new URL('./ratios.svg', import.meta.url), ratiosSVG(results, `Ward vs reference, ${new Date().toISOString().slice(0, 10)}, ${where}, node ${process.version}`));
