@@ -254,7 +254,7 @@ async function nodeCount(): Promise<number> {
 async function measure(label: number) {
   const api: number[] = [];
   for (let i = 0; i < 5; i++) api.push(await listNodesMs());
-  const ls = Array.from({ length: 5 }, () => wsh(['ls', '--format', 'json']).ms);
+  const ls = Array.from({ length: 5 }, () => wsh(['ls']).ms);
   const sshRuns = Number(args['ssh-runs']);
   const ssh = Array.from({ length: sshRuns }, () => wsh(['ssh', `root@${realNode}`, 'true']));
   return { label, apiListMs: median(api), lsMs: median(ls), sshMs: median(ssh.map((s) => s.ms)), sshFailures: ssh.filter((s) => s.code !== 0).length };

@@ -1,16 +1,15 @@
 // Certificate issuance rate of one auth server, against OpenSSH's own CA signing (ssh-keygen -s).
 // Ward: N clients with an admin identity call GenerateUserCerts over the real mTLS Auth API; each call
 // carries a fresh client key pair made beforehand (key generation is the client's cost, not timed).
-// The clients run in a worker thread so they do not share the auth server's event loop; the in-process
+// The clients run in a child process so they do not share the auth server's event loop; the in-process
 // figure (AuthServer.issueUserCerts called directly) shows what the API layer costs.
 // Run alone: node --import tsx bench/certs.ts [--clients 8] [--seconds 5] [--ssh-keygen-certs 200]
-import { execFile as execFileCb } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile as execFileCb, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import { systemClock } from '../src/api/clock.ts';
 import { createAuthClient } from '../src/api/client.ts';
@@ -87,39 +86,39 @@ async function runClients(job: ClientJob): Promise<ClientReport> {
 }
 
 /**
- * Runs the clients in a worker; bounded, and retried once: loading the sources through tsx in a second thread
- * has now and then hung on a shared machine (the worker never got past module loading), which would otherwise
- * hang the whole `npm run bench`.
+ * Runs the clients in a child process (`node --import tsx bench/certs.ts --client-job FILE`), bounded, and
+ * started again when it does not finish loading: under Node 20 the tsx loader hooks' thread now and then
+ * deadlocks module loading (the main thread waits on a futex for ever, seen here in 1 start of 5), in a child
+ * process as in a worker thread. Loading takes 1-2 s; the child says `loaded` on stderr once it has.
  */
-async function inWorker(job: ClientJob, attempt = 1): Promise<ClientReport> {
+async function inChild(job: ClientJob, attempt = 1): Promise<ClientReport> {
   // Key generation, warm-up and the timed loop; on a loaded 2-core box key generation alone can take a while.
   const limitMs = (job.seconds + 60 + job.keys / 100) * 1000;
+  const dir = mkdtempSync(join(tmpdir(), 'ward-bench-certs-'));
   try {
-    return await new Promise<ClientReport>((resolve, reject) => {
-      // Node 20 does not carry tsx's loader hooks into workers: register them there, then load this file.
-      const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-      const w = new Worker(boot, { eval: true, workerData: job });
-      // Module loading is what hangs: give it its own, short bound, then the whole run its long one.
-      let timer = setTimeout(() => fail(new Error('the client worker did not load within 60 s')), 60_000);
-      const fail = (err: Error) => {
-        clearTimeout(timer);
-        void w.terminate();
-        reject(err);
-      };
-      w.on('message', (m: 'loaded' | ClientReport) => {
-        clearTimeout(timer);
-        if (m !== 'loaded') return resolve(m);
-        timer = setTimeout(() => fail(new Error(`the client worker did not report within ${Math.round(limitMs / 1000)} s`)), limitMs);
-      });
-      w.once('error', fail);
-      // An exit before the report (whatever its code) must not leave this promise pending: nothing would be
-      // left to keep the process alive, and it would end silently with status 0.
-      w.once('exit', (code) => fail(new Error(`client worker exited with ${code} before reporting`)));
-    });
-  } catch (err) {
-    if (attempt >= 2) throw err;
-    console.error(`certs: ${(err as Error).message}; trying once more`);
-    return inWorker(job, attempt + 1);
+    const jobFile = join(dir, 'job.json');
+    writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-job', jobFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    const loaded = new Promise<void>((resolve) => child.stderr.setEncoding('utf8').on('data', (d: string) => ((stderr += d), stderr.includes('loaded\n') && resolve())));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const bound = (ms: number) => new Promise<'late'>((resolve) => setTimeout(resolve, ms, 'late').unref());
+    if ((await Promise.race([loaded, exited.then(() => 'exited' as const), bound(30_000)])) === 'late') {
+      child.kill('SIGKILL');
+      if (attempt >= 3) throw new Error('the client process did not finish loading within 30 s, 3 times');
+      console.error('certs: the client process hung while loading (tsx loader hooks); starting it again');
+      return inChild(job, attempt + 1);
+    }
+    if ((await Promise.race([exited, bound(limitMs)])) === 'late') {
+      child.kill('SIGKILL');
+      throw new Error(`the client process did not report within ${Math.round(limitMs / 1000)} s`);
+    }
+    if (child.exitCode !== 0) throw new Error(`the client process failed: ${stderr.replace('loaded\n', '').trim().split('\n').slice(-3).join(' ')}`);
+    return JSON.parse(stdout) as ClientReport;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -186,8 +185,8 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
     const cpuMs = (used.user + used.system) / 1000 / local.done;
     const localRate = local.done / (local.elapsedMs / 1000);
 
-    // Over the Auth API, clients in a worker thread.
-    const remote = await inWorker({
+    // Over the Auth API, clients in a child process.
+    const remote = await inChild({
       addr,
       identity: await serviceIdentity('admin.bench', ['admin']),
       clients: opts.clients,
@@ -237,10 +236,14 @@ export function certsOptions(argv: string[]): CertsOptions {
   };
 }
 
-if (!isMainThread) {
-  parentPort!.postMessage('loaded');
-  parentPort!.postMessage(await runClients(workerData as ClientJob));
-} else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const { values } = parseArgs({ args: process.argv.slice(2), strict: false, options: { 'client-job': { type: 'string' } } });
+  const jobFile = values['client-job'];
+  if (typeof jobFile === 'string') {
+    process.stderr.write('loaded\n');
+    process.stdout.write(JSON.stringify(await runClients(JSON.parse(readFileSync(jobFile, 'utf8')) as ClientJob)));
+    process.exit(0);
+  }
   const { printTable } = await import('./result.ts');
   printTable(await benchCerts(certsOptions(process.argv.slice(2))));
 }

@@ -34,23 +34,47 @@ export function sshKeyType(key: crypto.KeyObject): SSHKeyType {
   throw new BadParameter('unsupported key type');
 }
 
-function fromB64url(s: string | undefined): Buffer {
-  if (s === undefined) throw new BadParameter('key export is missing a component');
-  return Buffer.from(s, 'base64url');
-}
-
 /** Wire blob of the public half of `key` (public or private KeyObject). */
 export function sshPublicKeyBlob(key: crypto.KeyObject): Buffer {
   const type = sshKeyType(key);
-  const pub = key.type === 'private' ? crypto.createPublicKey(key) : key;
-  const jwk = pub.export({ format: 'jwk' });
-  if (type === ED25519) return plainKeyBlob(ED25519, fromB64url(jwk.x));
-  // RFC 5656 3.1: string identifier "nistp256", string Q (SEC1 uncompressed point).
-  return plainKeyBlob(ECDSA_P256, uncompressedPoint(jwk));
+  // RFC 5656 3.1: for P-256, string identifier "nistp256", string Q (SEC1 uncompressed point).
+  return plainKeyBlob(type, publicPoint(key, type));
 }
 
-function uncompressedPoint(jwk: crypto.JsonWebKey): Buffer {
-  return Buffer.concat([Buffer.from([4]), padStart(fromB64url(jwk.x), 32), padStart(fromB64url(jwk.y), 32)]);
+// The raw key material is read from DER, whose layout for these two key types is fixed, not from a JWK
+// export: on Node 20.20 (OpenSSL 3.0) JWK exports of freshly generated keys in a loop hung the process on a
+// futex now and then (a bench generating 17,000 login key pairs hung in most runs; DER exports never did).
+/** RFC 8410 / RFC 5480: the SubjectPublicKeyInfo header before the raw key. */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+export const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+/** RFC 5915 ECPrivateKey as Node writes it for P-256: SEQUENCE (short form), version 1, then d in 32 bytes. */
+const P256_SEC1_D_PREFIX = Buffer.from('020101' + '0420', 'hex');
+
+function afterPrefix(der: Buffer, prefix: Buffer, size: number, what: string): Buffer {
+  if (der.length !== prefix.length + size || !der.subarray(0, prefix.length).equals(prefix)) {
+    throw new BadParameter(`unexpected ${what} encoding`);
+  }
+  return der.subarray(prefix.length);
+}
+
+/** The public point of a key: the 32-byte Ed25519 pk, or the 65-byte uncompressed P-256 Q. */
+function publicPoint(key: crypto.KeyObject, type: SSHKeyType): Buffer {
+  const pub = key.type === 'private' ? crypto.createPublicKey(key) : key;
+  const spki = pub.export({ type: 'spki', format: 'der' });
+  return type === ED25519
+    ? afterPrefix(spki, ED25519_SPKI_PREFIX, 32, 'Ed25519 public key')
+    : afterPrefix(spki, P256_SPKI_PREFIX, 65, 'P-256 public key');
+}
+
+/** The private half: the 32-byte Ed25519 seed, or the 32-byte P-256 scalar d. */
+function privateScalar(key: crypto.KeyObject, type: SSHKeyType): Buffer {
+  if (type === ED25519) return afterPrefix(key.export({ type: 'pkcs8', format: 'der' }), ED25519_PKCS8_PREFIX, 32, 'Ed25519 private key');
+  const sec1 = key.export({ type: 'sec1', format: 'der' });
+  if (sec1[0] !== 0x30 || sec1[1]! >= 0x80 || !sec1.subarray(2, 2 + P256_SEC1_D_PREFIX.length).equals(P256_SEC1_D_PREFIX)) {
+    throw new BadParameter('unexpected P-256 private key encoding');
+  }
+  const start = 2 + P256_SEC1_D_PREFIX.length;
+  return sec1.subarray(start, start + 32);
 }
 
 // The public point of a key: the 32-byte Ed25519 pk, or the 65-byte uncompressed P-256 Q.
@@ -162,18 +186,17 @@ function requirePrivate(key: crypto.KeyObject): void {
 export function formatOpenSSHPrivateKey(key: crypto.KeyObject, comment = ''): string {
   requirePrivate(key);
   const type = sshKeyType(key);
-  const publicBlob = sshPublicKeyBlob(key);
-  const jwk = key.export({ format: 'jwk' });
+  const point = publicPoint(key, type);
+  const publicBlob = plainKeyBlob(type, point);
+  const secret = privateScalar(key, type);
   // PROTOCOL.key 3: two equal random check integers let a reader detect a wrong passphrase.
   const check = crypto.randomBytes(4);
   const w = new SSHWriter().raw(check).raw(check);
   if (type === ED25519) {
     // Private key encoding as for the SSH agent (draft-miller-ssh-agent): pk, then seed || pk.
-    const seed = fromB64url(jwk.d);
-    const pk = fromB64url(jwk.x);
-    w.string(ED25519).string(pk).string(Buffer.concat([seed, pk]));
+    w.string(ED25519).string(point).string(Buffer.concat([secret, point]));
   } else {
-    w.string(ECDSA_P256).string(NISTP256).string(uncompressedPoint(jwk)).mpint(fromB64url(jwk.d));
+    w.string(ECDSA_P256).string(NISTP256).string(point).mpint(secret);
   }
   w.string(checkComment(comment));
   // Pad with 1, 2, 3... to the block size of cipher "none" (8).

@@ -17,6 +17,7 @@ import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs it loaded 
 import * as x509 from '@peculiar/x509';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import * as der from './der.ts';
+import { P256_SPKI_PREFIX } from './sshkeys.ts';
 import { IDENTITY_OID, MAX_IDENTITY_BYTES, certDer, identityName as name, parseIdentity, type Identity } from './certinfo.ts';
 
 // What clients read from certificates lives in certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
@@ -132,8 +133,6 @@ const OID = {
   clientAuth: der.oid('1.3.6.1.5.5.7.3.2'),
   serverAuth: der.oid('1.3.6.1.5.5.7.3.1'),
 };
-/** SubjectPublicKeyInfo of an uncompressed P-256 key, up to the 65-byte point (RFC 5480). */
-const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
 
 function extension(id: Buffer, critical: boolean, value: Buffer): Buffer {
   return der.sequence(id, ...(critical ? [der.TRUE] : []), der.octetString(value));
