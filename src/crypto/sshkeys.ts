@@ -77,7 +77,7 @@ function privateScalar(key: crypto.KeyObject, type: SSHKeyType): Buffer {
   return sec1.subarray(start, start + 32);
 }
 
-// The public point of a key: the 32-byte Ed25519 pk, or the 65-byte uncompressed P-256 Q.
+// The public point as a wire blob carries it: the 32-byte Ed25519 pk, or the 65-byte uncompressed P-256 Q.
 function readKeyPoint(r: SSHReader, type: string): Buffer {
   if (type === ED25519) {
     const pk = r.string(32);
