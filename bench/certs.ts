@@ -4,7 +4,7 @@
 // The clients run in a child process so they do not share the auth server's event loop; the in-process
 // figure (AuthServer.issueUserCerts called directly) shows what the API layer costs.
 // Run alone: node --import tsx bench/certs.ts [--clients 8] [--seconds 5] [--ssh-keygen-certs 200]
-import { execFile as execFileCb, spawn } from 'node:child_process';
+import { execFile as execFileCb } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,37 +85,18 @@ async function runClients(job: ClientJob): Promise<ClientReport> {
   return { ...r, keygenMs };
 }
 
-/**
- * Runs the clients in a child process (`node --import tsx bench/certs.ts --client-job FILE`), bounded, and
- * started again when it does not finish loading: under Node 20 the tsx loader hooks' thread now and then
- * deadlocks module loading (the main thread waits on a futex for ever, seen here in 1 start of 5), in a child
- * process as in a worker thread. Loading takes 1-2 s; the child says `loaded` on stderr once it has.
- */
-async function inChild(job: ClientJob, attempt = 1): Promise<ClientReport> {
+/** Runs the clients in a child process (`node --import tsx bench/certs.ts --client-job FILE`), bounded. */
+async function inChild(job: ClientJob): Promise<ClientReport> {
   // Key generation, warm-up and the timed loop; on a loaded 2-core box key generation alone can take a while.
   const limitMs = (job.seconds + 60 + job.keys / 100) * 1000;
   const dir = mkdtempSync(join(tmpdir(), 'ward-bench-certs-'));
   try {
     const jobFile = join(dir, 'job.json');
     writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-job', jobFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    const loaded = new Promise<void>((resolve) => child.stderr.setEncoding('utf8').on('data', (d: string) => ((stderr += d), stderr.includes('loaded\n') && resolve())));
-    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-    const bound = (ms: number) => new Promise<'late'>((resolve) => setTimeout(resolve, ms, 'late').unref());
-    if ((await Promise.race([loaded, exited.then(() => 'exited' as const), bound(30_000)])) === 'late') {
-      child.kill('SIGKILL');
-      if (attempt >= 3) throw new Error('the client process did not finish loading within 30 s, 3 times');
-      console.error('certs: the client process hung while loading (tsx loader hooks); starting it again');
-      return inChild(job, attempt + 1);
-    }
-    if ((await Promise.race([exited, bound(limitMs)])) === 'late') {
-      child.kill('SIGKILL');
-      throw new Error(`the client process did not report within ${Math.round(limitMs / 1000)} s`);
-    }
-    if (child.exitCode !== 0) throw new Error(`the client process failed: ${stderr.replace('loaded\n', '').trim().split('\n').slice(-3).join(' ')}`);
+    const { stdout } = await execFile(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-job', jobFile], {
+      timeout: limitMs,
+      maxBuffer: 64 * 1024 * 1024,
+    });
     return JSON.parse(stdout) as ClientReport;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -240,7 +221,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { values } = parseArgs({ args: process.argv.slice(2), strict: false, options: { 'client-job': { type: 'string' } } });
   const jobFile = values['client-job'];
   if (typeof jobFile === 'string') {
-    process.stderr.write('loaded\n');
     process.stdout.write(JSON.stringify(await runClients(JSON.parse(readFileSync(jobFile, 'utf8')) as ClientJob)));
     process.exit(0);
   }

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { percentile, result, type BenchResult } from './result.ts';
+import { proxyCommandFor, writeSSHConfig } from '../test/users.ts';
 
 const execFile = promisify(execFileCb);
 const REPO = resolve(import.meta.dirname, '..');
@@ -144,23 +145,8 @@ export async function startWard(dir: string, nodeFlags: string[]): Promise<Ward>
   await sh(process.execPath, [program('wctl'), '-d', data, 'users', 'add', 'bench', '--roles', 'access', '--logins', 'root', '--password-stdin'], { env, input: password + '\n' });
   await sh(process.execPath, [program('wsh'), 'login', '--proxy', proxy, '--user', 'bench', '--password-stdin', '--ca-pin', pin], { env, input: password + '\n' });
   const keys = join(wshHome, 'keys', proxy.replace(/[^A-Za-z0-9.-]/g, '_'), 'bench');
-  const sshConfig = join(dir, 'ssh_config');
-  const proxyCommand = `"${process.execPath}" "${program('wsh')}" proxy ssh %r@%h:%p`;
-  writeFileSync(
-    sshConfig,
-    [
-      'Host *',
-      `  IdentityFile ${join(keys, 'id')}`,
-      `  CertificateFile ${join(keys, 'id-cert.pub')}`,
-      '  IdentitiesOnly yes',
-      `  UserKnownHostsFile ${join(keys, 'known_hosts')}`,
-      '  GlobalKnownHostsFile /dev/null',
-      '  StrictHostKeyChecking yes',
-      '  BatchMode yes',
-      `  ProxyCommand ${proxyCommand}`,
-      '',
-    ].join('\n'),
-  );
+  const sshConfig = writeSSHConfig(join(dir, 'ssh_config'), keys, program('wsh'));
+  const proxyCommand = proxyCommandFor(program('wsh'));
   const nodeName = hostname().split('.')[0]!;
   return { target: { args: ['-F', sshConfig, `root@${nodeName}`], env, serverPid: proc.pid!, proxyCommand }, proc, proxy, keys, nodeName, stop };
 }

@@ -49,5 +49,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     console.error('usage: node scripts/bundle.mjs OUTDIR [ward] [wsh] [wctl]');
     process.exit(2);
   }
-  await bundle(resolve(outDir), names.length ? names : PROGRAMS);
+  try {
+    await bundle(resolve(outDir), names.length ? names : PROGRAMS);
+  } catch (err) {
+    console.error(`bundle: ${err.message.split('\n')[0]}`);
+    process.exit(1);
+  }
 }

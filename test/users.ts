@@ -22,8 +22,11 @@ export function ok(r: RunResult): string {
   return r.stdout;
 }
 
-/** An ssh_config using the keys in `keys` and trusting only the host CA wsh wrote next to them. */
-export function writeSSHConfig(path: string, keys: string): string {
+/**
+ * An ssh_config using the keys in `keys` and trusting only the host CA wsh wrote next to them, with `wsh`
+ * (bin/wsh, or a bundle the benches built) as the ProxyCommand.
+ */
+export function writeSSHConfig(path: string, keys: string, wsh = join(BIN, 'wsh')): string {
   writeFileSync(
     path,
     [
@@ -37,11 +40,16 @@ export function writeSSHConfig(path: string, keys: string): string {
       '  BatchMode yes',
       '  ConnectTimeout 10',
       '  LogLevel ERROR',
-      `  ProxyCommand "${process.execPath}" "${join(BIN, 'wsh')}" proxy ssh %r@%h:%p`,
+      `  ProxyCommand ${proxyCommandFor(wsh)}`,
       '',
     ].join('\n'),
   );
   return path;
+}
+
+/** OpenSSH's ProxyCommand that carries a connection through Ward with this wsh. */
+export function proxyCommandFor(wsh: string): string {
+  return `"${process.execPath}" "${wsh}" proxy ssh %r@%h:%p`;
 }
 
 export function wshLogin(cluster: Cluster, u: Pick<TestUser, 'name' | 'password' | 'wshHome'>): Promise<RunResult> {

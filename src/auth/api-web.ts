@@ -12,6 +12,7 @@ import type {
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { requireAuthenticated, requireSystemRole, type Caller } from './authz.ts';
 import { beginLoginChallenge } from './login.ts';
+import { certsMessage } from './wire.ts';
 import type { AuthServer } from './server.ts';
 import { getUserToken, useUserToken } from './usertokens.ts';
 import { createAuthenticateChallenge } from './webauthn.ts';
@@ -36,17 +37,9 @@ function webSessionFields(req: CreateWebSessionRequest) {
 }
 
 function webSessionMessage(s: StoredWebSession) {
-  const c = s.certs;
   return {
     user: s.record.user,
-    certs: {
-      sshCert: c.sshCert,
-      tlsCert: c.tlsCert,
-      tlsCas: c.tlsCAs,
-      sshHostCas: c.sshHostCAs,
-      clusterName: c.clusterName,
-      ttlSeconds: Math.round(c.ttlMs / 1000),
-    },
+    certs: certsMessage(s.certs),
     sealedKeys: Buffer.from(s.record.sealed_keys, 'base64'),
     expires: s.record.expires,
     lastActive: s.record.last_active,

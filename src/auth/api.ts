@@ -18,7 +18,8 @@ import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
 import { heartbeat, registerUsingToken } from './join.ts';
 import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
-import type { AuthServer, Certs } from './server.ts';
+import type { AuthServer } from './server.ts';
+import { certsMessage } from './wire.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
 import { webMethods } from './api-web.ts';
@@ -35,17 +36,6 @@ function toRPCError(err: unknown, log: Logger): ConnectError {
   if (isWardError(err)) return new ConnectError(err.message, rpcCode[err.code], { [ERROR_CODE_HEADER]: err.code });
   log.error({ err }, 'internal error in auth API');
   return new ConnectError('internal error in the auth server (see its log)', 13);
-}
-
-function certsMessage(c: Certs) {
-  return {
-    sshCert: c.sshCert,
-    tlsCert: c.tlsCert,
-    tlsCas: c.tlsCAs,
-    sshHostCas: c.sshHostCAs,
-    clusterName: c.clusterName,
-    ttlSeconds: Math.round(c.ttlMs / 1000),
-  };
 }
 
 function ttlMs(seconds: number, fallbackMs: number): number {

@@ -1,8 +1,9 @@
 // What a listing sends for each stored resource, kept per (key, revision) by the auth server: a resource
 // whose revision has not changed is neither parsed nor serialised again. Why: listing 10,000 nodes parsed
-// and re-serialised every document on every call, ~20 ms of its ~65 ms of server CPU plus the garbage
-// (bench/profile-api.ts with METHOD=list). A backend revision names one write, so an entry never goes stale:
-// a changed resource has a new revision and is read afresh. Entries are shared between calls: read-only.
+// and re-serialised every document on every call, ~20 ms of its ~65 ms of server CPU plus the garbage (a CPU
+// profile of the auth server answering that listing). A backend revision names one write (SQLite's counter,
+// PostgreSQL's sequence), so an entry never goes stale: a changed resource has a new revision and is read
+// afresh. Entries are shared between calls: read-only.
 import type { Item } from '../backend/backend.ts';
 import type { Resource } from '../api/types.ts';
 
