@@ -5,7 +5,7 @@
 // the server path. The far side runs `stty raw -echo; exec cat`: the echo makes the full round trip through
 // a program, as a shell's line editor does, rather than being answered by the kernel's tty echo.
 // Run alone: node --import tsx bench/interactive.ts [--sessions 200] [--keystroke-ms 200] [--seconds 10] [--ward-node-flags "--cpu-prof ..."]
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,8 @@ import { connectSSH, hostCertVerifier, type SessionTarget } from '../src/cli/wsh
 import { dialNode } from '../src/cli/wsh/proxycmd.ts';
 import { CERT_SUFFIX, parseAuthorizedKey } from '../src/crypto/sshkeys.ts';
 import { percentile, result, type BenchResult } from './result.ts';
-import { startSshd, startWard } from './ssh.ts';
+import { BENCH_LOGIN, startSshd, startWard } from './ssh.ts';
+import { sampleTreeCpu } from './treecpu.ts';
 
 export interface InteractiveOptions {
   sessions: number;
@@ -144,36 +145,8 @@ interface SideResult {
   samples: number;
   lost: number;
   openMs: number;
-  /** Server-side CPU milliseconds per keystroke (see treeCpuSeconds). */
+  /** Server-side CPU milliseconds per keystroke (treecpu.ts). */
   cpuMsPerKey: number;
-}
-
-/**
- * CPU seconds (user + system) used so far by `root` and every live descendant, from /proc: the ward process
- * with its PTY children, or the sshd listener with its per-connection sshd and cat processes. CPU per
- * keystroke is steadier than latency on a shared machine, and shows what the server side pays.
- */
-function treeCpuSeconds(root: number): number {
-  const stats = new Map<number, { ppid: number; cpu: number }>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const f = readFileSync(`/proc/${name}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
-      stats.set(Number(name), { ppid: f[1]!, cpu: (f[11]! + f[12]!) / 100 });
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  let total = 0;
-  for (const [pid, st] of stats) {
-    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; p = stats.get(p)?.ppid, hops++) {
-      if (p === root) {
-        total += st.cpu;
-        break;
-      }
-    }
-  }
-  return total;
 }
 
 /** Typing goes in this many rounds per side, alternating ABBA, so a change in the machine's load hits both. */
@@ -191,9 +164,10 @@ async function measureBoth(targets: { ward: SessionTarget; sshd: SessionTarget }
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? (['ward', 'sshd'] as const) : (['sshd', 'ward'] as const);
       for (const side of order) {
-        const cpu0 = treeCpuSeconds(pids[side]);
+        // The session processes live through the typing, so one reading a second loses nothing.
+        const sampler = sampleTreeCpu(pids[side], 1000);
         const r = await typeAll(open[side]!.typists, opts.keystrokeMs, opts.seconds / ROUNDS);
-        cpu[side] += treeCpuSeconds(pids[side]) - cpu0;
+        cpu[side] += sampler.stop();
         samples[side].push(...r.ms);
         lost[side] += r.lost;
       }
@@ -231,7 +205,7 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
     const identity = { keyPem: read('tls.key'), certPem: read('tls.crt'), caPems: read('cas.pem').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [] };
     const wardTarget: SessionTarget = {
       dial: (signal) => dialNode(w.proxy, identity, w.nodeName, 22, signal),
-      login: 'root',
+      login: BENCH_LOGIN,
       privateKey: read('id'),
       certificate: parseAuthorizedKey(read('id-cert.pub')).blob,
       hostVerifier: hostCertVerifier(read('known_hosts').split('\n'), w.nodeName),
@@ -245,7 +219,7 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
           sock.once('connect', () => resolve(sock));
           sock.once('error', reject);
         }),
-      login: 'root',
+      login: BENCH_LOGIN,
       privateKey: readFileSync(s.keyPath, 'utf8'),
       hostVerifier: (key) => key.toString('base64') === s.hostKey,
     };

@@ -20,6 +20,7 @@ import { describeLock, lockFor } from '../rbac/locks.ts';
 import { checkUserCert, sshCertGrants } from './access.ts';
 import { createNodeSSHServer, type SessionHooks } from './server.ts';
 import { SessionRegistry, type LiveSession } from './live.ts';
+import { SessionReporter } from './reporter.ts';
 import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
@@ -103,18 +104,21 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       },
     };
   };
-  const reportSession = (s: LiveSession, ended: boolean): Promise<void> =>
-    cfg.auth.heartbeat({ resource: { json: JSON.stringify(tracker(s)) }, remove: ended }).then(
-      () => {},
-      (err: unknown) => log.warn({ sid: s.sid, err: (err as Error).message }, 'cannot report the live session'),
-    );
+  const reporter = new SessionReporter(
+    (s, ended) =>
+      cfg.auth.heartbeat({ resource: { json: JSON.stringify(tracker(s)) }, remove: ended }).then(
+        () => {},
+        (err: unknown) => log.warn({ sid: s.sid, err: (err as Error).message }, 'cannot report the live session'),
+      ),
+    (sid) => registry.has(sid),
+  );
   const sessions: SessionHooks = {
     registry,
     spoolDir,
     serverId: identity.hostId,
     hostname: identity.hostname,
     onChange(s, ended) {
-      void reportSession(s, ended);
+      void reporter.report(s, ended);
       if (ended) void uploader.kick();
     },
     canJoin(who, _session, mode) {
@@ -195,7 +199,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   heartbeatSoon = () => void heartbeat();
   const timer = setInterval(() => {
     void heartbeat();
-    for (const s of registry.list()) void reportSession(s, false);
+    reporter.refresh(registry.list(), HEARTBEAT_INTERVAL_MS / 2);
   }, HEARTBEAT_INTERVAL_MS);
   timer.unref();
   log.info({ host_id: identity.hostId, hostname: identity.hostname, addr: addr || 'tunnel' }, 'node service started');
@@ -203,6 +207,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     addr: addr || undefined,
     close: async () => {
       clearInterval(timer);
+      reporter.close();
       dynamic.stop();
       cache.close();
       await tunnel?.close();
