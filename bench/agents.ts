@@ -30,6 +30,7 @@ import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { generateTLSKey } from '../src/crypto/x509.ts';
 import { startTunnelAgent, type TunnelAgent } from '../src/tunnel/agent.ts';
 import { HEARTBEAT_INTERVAL_MS } from '../src/node/service.ts';
+import { BENCH_LOGIN, ensureBenchLogin } from './ssh.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -191,7 +192,9 @@ const realNode = `real-${Date.now().toString(36)}`;
 rmSync(join(DIR, 'node'), { recursive: true, force: true });
 await startWard('node', `version: v1\nssh_service:\n  hostname: ${realNode}\n`, ['--roles', 'node', '--tunnel', '--token', token('node'), '--auth-server', proxyAddr, '--ca-pin', caPin], /Ward node is running/);
 wctl(['users', 'rm', 'bench']);
-wctl(['users', 'add', 'bench', '--roles', 'access', '--logins', 'root', '--password-stdin'], 'a long password\n');
+// The login the SSH benches use: a shell that reads no dotfiles, so `wsh ssh ... true` times Ward, not ~/.bashrc.
+await ensureBenchLogin();
+wctl(['users', 'add', 'bench', '--roles', 'access', '--logins', BENCH_LOGIN, '--password-stdin'], 'a long password\n');
 const wshEnv = { WSH_HOME: join(DIR, 'wsh'), HOME: DIR };
 // wsh as users run it: the prebuilt bundle (bin/wsh falls back to transpiling the sources whenever any
 // source file is newer than dist/, as it is while others edit the tree). Built here so the timings are
@@ -202,7 +205,7 @@ const WSH = join(REPO, 'dist/bench-agents/wsh/main.mjs');
 const wsh = (argv: string[], stdin?: string) => run(process.execPath, [WSH, ...argv], wshEnv, stdin);
 const login = wsh(['login', '--proxy', proxyAddr, '--user', 'bench', '--password-stdin', '--ca-pin', caPin], 'a long password\n');
 if (login.code !== 0) throw new Error(`wsh login failed: ${login.out}`);
-for (let i = 0; wsh(['ssh', `root@${realNode}`, 'true']).code !== 0; i++) {
+for (let i = 0; wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']).code !== 0; i++) {
   if (i === 50) throw new Error('wsh ssh to the real node never succeeded');
   await sleep(200);
 }
@@ -256,7 +259,7 @@ async function measure(label: number) {
   for (let i = 0; i < 5; i++) api.push(await listNodesMs());
   const ls = Array.from({ length: 5 }, () => wsh(['ls']).ms);
   const sshRuns = Number(args['ssh-runs']);
-  const ssh = Array.from({ length: sshRuns }, () => wsh(['ssh', `root@${realNode}`, 'true']));
+  const ssh = Array.from({ length: sshRuns }, () => wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']));
   return { label, apiListMs: median(api), lsMs: median(ls), sshMs: median(ssh.map((s) => s.ms)), sshFailures: ssh.filter((s) => s.code !== 0).length };
 }
 
