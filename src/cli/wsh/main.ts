@@ -157,7 +157,7 @@ recordings
   .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
   .action(async (opts: { format: string }) => {
     const { listRecordings } = await import('../recordings.ts');
-    process.stdout.write(await listRecordings((await sshCommands()).authClient(), opts.format));
+    process.stdout.write(await listRecordings(await (await sshCommands()).authClient(), opts.format));
   });
 
 program
@@ -169,7 +169,7 @@ program
   .addOption(new Option('--format <f>', 'play in the terminal, or dump it: asciicast (asciinema play reads it), json, text').default('play').choices(['play', 'asciicast', 'json', 'text']))
   .action(async (sid: string, opts: { speed: string; maxIdle: string; format: string }) => {
     const rec = await import('../recordings.ts');
-    const data = await rec.fetchRecording((await sshCommands()).authClient(), sid);
+    const data = await rec.fetchRecording(await (await sshCommands()).authClient(), sid);
     if (opts.format !== 'play') {
       process.stdout.write(rec.dumpRecording(data, opts.format));
       return;
@@ -184,7 +184,7 @@ sessions
   .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
   .action(async (opts: { format: string }) => {
     const { listLiveSessions } = await import('../recordings.ts');
-    process.stdout.write(await listLiveSessions((await sshCommands()).authClient(), opts.format));
+    process.stdout.write(await listLiveSessions(await (await sshCommands()).authClient(), opts.format));
   });
 
 program

@@ -9,7 +9,7 @@ import { authClient } from './ssh.ts';
 
 export async function addDevice(opts: { type: string; name: string; otpStdin: boolean }, out: (s: string) => void): Promise<void> {
   if (opts.type !== 'totp') throw new BadParameter(`wsh registers totp devices (security keys are added in the web UI), not "${opts.type}"`);
-  const auth = authClient();
+  const auth = await authClient();
   const existing = (await auth.listMFADevices({})).devices;
   const begun = await auth.beginMFARegistration({ type: 'totp' });
   const { default: QRCode } = await import('qrcode');
@@ -34,13 +34,13 @@ export async function addDevice(opts: { type: string; name: string; otpStdin: bo
 }
 
 export async function listDevices(format: string): Promise<string> {
-  const { devices } = await authClient().listMFADevices({});
+  const { devices } = await (await authClient()).listMFADevices({});
   if (format === 'json') return JSON.stringify(devices.map(({ id, type, name, added }) => ({ id, type, name, added })), null, 2) + '\n';
   if (devices.length === 0) return 'no second-factor devices (wsh mfa add)\n';
   return table(['Name', 'Type', 'Added', 'ID'], devices.map((d) => [d.name, d.type, d.added, d.id]));
 }
 
 export async function removeDevice(device: string): Promise<string> {
-  await authClient().deleteMFADevice({ device });
+  await (await authClient()).deleteMFADevice({ device });
   return `Removed second-factor device "${device}".\n`;
 }
