@@ -21,6 +21,10 @@ describe('OS account lookup', () => {
     assert.deepEqual(findInPasswd(text, 'alice'), { name: 'alice', uid: 1001, gid: 1002, home: '/home/alice', shell: '/bin/bash' });
     assert.equal(findInPasswd(text, 'ali'), undefined, 'a prefix of a name is not the name');
     assert.equal(findInPasswd(text, 'bob'), undefined);
+    assert.equal(findInPasswd(text, 'x'), undefined, 'a password field is not a name');
+    assert.equal(findInPasswd('al:x:1000:1000::/home/al:/bin/sh', 'al')?.uid, 1000, 'first line, no newline at the end');
+    assert.equal(findInPasswd('root:x:0:0::/root:/bin/sh\nal:x:7:7::/:/bin/sh', 'al')?.uid, 7, 'last line, no newline at the end');
+    assert.equal(findInPasswd('al:x:1:1::/:/bin/sh\nal:x:2:2::/:/bin/sh\n', 'al')?.uid, 1, 'the first entry wins, as in glibc');
   });
 
   it('refuses malformed entries instead of guessing (an empty uid is not root)', () => {

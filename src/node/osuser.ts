@@ -67,12 +67,20 @@ export function nsswitchFilesFirst(conf: string): boolean {
   return false;
 }
 
-/** The account's line in a passwd(5) file's text, if it is there; NIS compat lines (+, -) are not accounts. */
+/**
+ * The account's line in a passwd(5) file's text, if it is there (the first one, as glibc reads it). NIS compat
+ * lines (+, -) are not accounts. A native substring search, not a split: a host with many local accounts has a
+ * passwd file of megabytes, and this runs on every session start.
+ */
 export function findInPasswd(text: string, login: string): OSUser | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${login}:`)) return parsePasswdLine(login, line);
+  let at = 0;
+  if (!text.startsWith(`${login}:`)) {
+    const newline = text.indexOf(`\n${login}:`);
+    if (newline === -1) return undefined;
+    at = newline + 1;
   }
-  return undefined;
+  const end = text.indexOf('\n', at);
+  return parsePasswdLine(login, text.slice(at, end === -1 ? undefined : end));
 }
 
 async function filesFirst(): Promise<boolean> {
