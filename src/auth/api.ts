@@ -20,6 +20,7 @@ import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
 import type { AuthServer } from './server.ts';
 import { certsMessage } from './wire.ts';
+import { PHASES, type RotationPhase } from './rotation.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
 import { webMethods } from './api-web.ts';
@@ -264,6 +265,15 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       exportCAs: unary(async (req, who) => {
         requireAuthenticated(who);
         return { entries: await auth.exportCAs(req.type) };
+      }),
+
+      rotateCertAuthority: unary(async (req, who) => {
+        requireRule(who, 'cert_authority', 'update');
+        let move: { target: RotationPhase } | { rollback: true };
+        if (req.rollback) move = { rollback: true };
+        else if ((PHASES as readonly string[]).includes(req.phase)) move = { target: req.phase as RotationPhase };
+        else throw new BadParameter(`unknown rotation phase "${req.phase}" (expected ${PHASES.slice(1).join(', ')} or standby)`);
+        return { json: present(await auth.rotateCA(req.type, move, callerName(who))) };
       }),
 
       emitAuditEvents: unary(async (req, who) => {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Backend, EventStore } from '../backend/backend.ts';
 import type { Clock } from '../api/clock.ts';
 import { AccessDenied, BadParameter, NotFound } from '../api/errors.ts';
-import type { CAType, Lock, Role, Token, User } from '../api/types.ts';
+import type { CAType, CertAuthority, Lock, Role, Token, User } from '../api/types.ts';
 import { AuditLog } from '../events/audit.ts';
 import { RecordingStore } from '../events/recordings.ts';
 import type { Registry } from 'prom-client';
@@ -16,6 +16,7 @@ import { deleteAllFactors, type SecondFactorMode } from './mfa.ts';
 import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
 import { ensureBuiltinRoles, ensureCAs } from './init.ts';
+import { ROTATABLE, rotate, type RotationPhase } from './rotation.ts';
 import { SoftwareKeyStore } from './keystore.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
 
@@ -232,6 +233,24 @@ export class AuthServer {
       sshHostCAs: [...host.spec.active_keys, ...host.spec.additional_keys].map((k) => `@cert-authority * ${k.public}`),
       clusterName: this.clusterName,
     };
+  }
+
+  /**
+   * Moves a CA to the next phase of a rotation, or rolls the rotation back (rotation.ts), and returns the CA.
+   * The target phase is explicit, so a request repeated by mistake (or two admins at once) is refused rather
+   * than taken for a second step.
+   */
+  async rotateCA(type: string, move: { target: RotationPhase } | { rollback: true }, by: string): Promise<CertAuthority> {
+    if (!ROTATABLE.has(type)) {
+      throw new BadParameter(`the ${type} CA cannot be rotated yet: only the user CA rotates (docs/rotation.md says why)`);
+    }
+    let from: RotationPhase | undefined;
+    const ca = await this.cas.modify(type, (current) => {
+      from = current.spec.rotation.phase;
+      return rotate(current, move, () => this.keystore.newSSHKey(`ward-${type}-ca@${this.clusterName}`));
+    });
+    await this.audit.emit('ca.rotated', { user: by, type, from, to: ca.spec.rotation.phase, rollback: 'rollback' in move });
+    return ca;
   }
 
   /** CA public keys in the form the outside tool wants. */

@@ -13,6 +13,7 @@ export const EVENT_CODES = {
   'resource.created': 'WX1000I',
   'resource.deleted': 'WX1001I',
   'cert.create': 'WC1000I',
+  'ca.rotated': 'WC1001I',
   'join_token.create': 'WJ1000I',
   'node.join': { success: 'WJ1001I', failure: 'WJ1001W' },
   'access.denied': 'WA1000W',

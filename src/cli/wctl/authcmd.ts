@@ -1,5 +1,7 @@
 // wctl auth sign / export: credentials for users and services, and CA keys for outside tools.
 import type { AuthClient } from '../../api/client.ts';
+import { parseResource, type Resource } from '../../api/types.ts';
+import { caFingerprint } from './resources.ts';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
 import { formatIdentityFile } from '../../api/identity-file.ts';
 import { generateClientKeys } from '../../api/keys.ts';
@@ -47,4 +49,39 @@ export async function signUser(
 export async function exportCAs(auth: AuthClient, type: string): Promise<string> {
   const res = await auth.exportCAs({ type });
   return res.entries.map((e) => (e.endsWith('\n') ? e : `${e}\n`)).join('');
+}
+
+type CA = Extract<Resource, { kind: 'cert_authority' }>;
+
+/** What each phase means for the people running the cluster, and what to do before the next step. */
+const AFTER: Record<string, string> = {
+  init:
+    'A new key is made and trusted next to the current one; certificates are still signed with the current key.\n' +
+    'Nodes and proxies pick up the new key from their caches within seconds. An agentless sshd needs it in its\n' +
+    'TrustedUserCAKeys: wctl auth export --type user > FILE there, then the next step.',
+  update_clients: 'New certificates (logins, renewals) are signed with the new key; those signed before keep working.',
+  update_servers: 'Nothing changes for the user CA; this is the last step that can still be rolled back with every\nold certificate working. Users who log in again now get certificates that survive the next step.',
+  standby: 'The rotation is complete: the old key is no longer trusted, and certificates it signed stop working.',
+};
+
+const NEXT: Record<string, string> = { standby: 'init', init: 'update_clients', update_clients: 'update_servers', update_servers: 'standby' };
+
+/** One step of a CA rotation (the next phase unless `phase` says which), or its rollback. */
+export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: string; rollback?: boolean }): Promise<string> {
+  let phase = opts.phase;
+  if (!opts.rollback && !phase) {
+    const current = parseResource(JSON.parse((await auth.getResource({ kind: 'cert_authority', name: opts.type })).json)) as CA;
+    phase = NEXT[current.spec.rotation.phase]!;
+  }
+  const res = await auth.rotateCertAuthority({ type: opts.type, phase: phase ?? '', rollback: !!opts.rollback });
+  const ca = parseResource(JSON.parse(res.json)) as CA;
+  const now = ca.spec.rotation.phase;
+  const signing = caFingerprint(ca);
+  const trusted = [...ca.spec.active_keys, ...ca.spec.additional_keys].length;
+  const lines = [
+    opts.rollback ? `The ${opts.type} CA rotation was rolled back: phase standby, signing with ${signing} again.` : `The ${opts.type} CA is in phase ${now}; signing key ${signing}, ${trusted} key${trusted > 1 ? 's' : ''} trusted.`,
+    opts.rollback ? 'The key the rotation made is no longer trusted.' : AFTER[now]!,
+  ];
+  if (now !== 'standby') lines.push(`Next: wctl auth rotate --type ${opts.type}   (to ${NEXT[now]}), or --rollback`);
+  return lines.join('\n') + '\n';
 }

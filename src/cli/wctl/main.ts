@@ -13,7 +13,7 @@ import { VERSION } from '../../api/version.ts';
 import { table } from '../table.ts';
 import { connectAuth, type GlobalOptions } from './connect.ts';
 import { caFingerprint, checkFormat, getResources, readResourceFile } from './resources.ts';
-import { exportCAs, signUser } from './authcmd.ts';
+import { exportCAs, rotateCA, signUser } from './authcmd.ts';
 
 const program = new Command('wctl')
   .description('Ward cluster administration')
@@ -295,5 +295,15 @@ authCmd
   .description('print CA public keys for OpenSSH (user, host) and openssl (tls, db)')
   .addOption(new Option('--type <type>', 'user, host, tls or db').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']))
   .action(async (opts: { type: string }) => out(await exportCAs(auth(), opts.type)));
+authCmd
+  .command('rotate')
+  .description('rotate a CA one phase at a time: standby -> init -> update_clients -> update_servers -> standby (docs/rotation.md)')
+  .addOption(new Option('--type <type>', 'the CA to rotate (only user so far)').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']))
+  .addOption(new Option('--phase <phase>', 'the phase to move to (default: the next one)').choices(['init', 'update_clients', 'update_servers', 'standby']))
+  .option('--rollback', 'back to standby with the old key, from any phase before standby')
+  .action(async (opts: { type: string; phase?: string; rollback?: boolean }) => {
+    if (opts.rollback && opts.phase) throw new BadParameter('--rollback and --phase do not go together');
+    out(await rotateCA(auth(), opts));
+  });
 
 await runCLI(program);

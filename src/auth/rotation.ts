@@ -1,0 +1,65 @@
+// Certificate authority rotation, in phases (Teleport's manual rotation):
+//
+//   standby ──> init ──> update_clients ──> update_servers ──> standby
+//                 └──────────┴─────────────────┴──(rollback)──> standby, with the old key
+//
+// - init: a new key is made and added to the CA's additional keys. Everything that trusts the CA trusts
+//   both keys now (nodes and proxies through their watch-fed caches, `wctl auth export` for sshd's
+//   TrustedUserCAKeys), while certificates are still signed with the old key.
+// - update_clients: the new key signs; the old one stays trusted, so certificates issued before keep working.
+// - update_servers: kept for the order of Teleport's phases (there, servers take new host certificates);
+//   for the user CA nothing changes, it is the last point to roll back with every old certificate still valid.
+// - standby: the old key is dropped and no longer trusted: certificates it signed stop working.
+// Rolling back from any phase before standby leaves the old key alone in the CA, as before the rotation.
+//
+// Only the user SSH CA rotates so far. The host CA needs every node to take a new host certificate and every
+// client to learn the new key before the old one goes; the TLS CAs need every service to reload its TLS trust.
+import { BadParameter } from '../api/errors.ts';
+import type { CertAuthority } from '../api/types.ts';
+
+export type RotationPhase = CertAuthority['spec']['rotation']['phase'];
+type CAKey = CertAuthority['spec']['active_keys'][number];
+
+export const PHASES: readonly RotationPhase[] = ['standby', 'init', 'update_clients', 'update_servers'];
+
+/** The CA types that rotate, and why the others do not yet (shown to whoever asks for one). */
+export const ROTATABLE = new Set<string>(['user']);
+
+/** The phase that follows `phase` in a rotation. */
+export function nextPhase(phase: RotationPhase): RotationPhase {
+  return PHASES[(PHASES.indexOf(phase) + 1) % PHASES.length]!;
+}
+
+/**
+ * The CA after moving it to `target`, or after a rollback. `newKey` makes the key a rotation starts with (init).
+ * Throws BadParameter for a move that skips a phase or goes backwards.
+ */
+export function rotate(ca: CertAuthority, move: { target: RotationPhase } | { rollback: true }, newKey: () => CAKey): CertAuthority {
+  const { phase } = ca.spec.rotation;
+  const withKeys = (active: CAKey[], additional: CAKey[], to: RotationPhase): CertAuthority => ({
+    ...ca,
+    spec: { ...ca.spec, active_keys: active, additional_keys: additional, rotation: { phase: to } },
+  });
+  if ('rollback' in move) {
+    if (phase === 'standby') throw new BadParameter(`the ${ca.spec.type} CA is not being rotated: nothing to roll back`);
+    // Before update_clients the old key is still the active one; from it on, the old key is the additional one.
+    const old = phase === 'init' ? ca.spec.active_keys : ca.spec.additional_keys;
+    return withKeys(old, [], 'standby');
+  }
+  const { target } = move;
+  if (target !== nextPhase(phase)) {
+    throw new BadParameter(
+      `the ${ca.spec.type} CA is in phase ${phase}: the next phase is ${nextPhase(phase)}` + (phase === 'standby' ? '' : ', or roll back'),
+    );
+  }
+  switch (target) {
+    case 'init':
+      return withKeys(ca.spec.active_keys, [newKey()], 'init');
+    case 'update_clients':
+      return withKeys(ca.spec.additional_keys, ca.spec.active_keys, 'update_clients');
+    case 'update_servers':
+      return withKeys(ca.spec.active_keys, ca.spec.additional_keys, 'update_servers');
+    case 'standby':
+      return withKeys(ca.spec.active_keys, [], 'standby');
+  }
+}
