@@ -51,9 +51,9 @@ function fileMode(path: string): number {
   return statSync(path).mode & 0o777;
 }
 
-/** Rows of the "Authority  Fingerprint" table `wctl status` prints. */
+/** The signing key column of the "Authority  Signing key  Rotation" table `wctl status` prints (columns: 2+ spaces). */
 function statusFingerprints(status: string): Record<string, string> {
-  return Object.fromEntries([...status.matchAll(/^(user|host|tls|db|jwt) CA +(.+?)\s*$/gm)].map((m) => [m[1]!, m[2]!]));
+  return Object.fromEntries([...status.matchAll(/^(user|host|tls|db|jwt) CA +(.+?)\s*$/gm)].map((m) => [m[1]!, m[2]!.split(/ {2,}/)[0]!]));
 }
 
 async function sshKeygenFingerprint(file: string): Promise<string> {

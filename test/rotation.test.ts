@@ -61,6 +61,7 @@ describe('user CA rotation', () => {
 
     assert.match(await rotate([]), /phase init;.*2 keys trusted/);
     assert.equal(await phase(), 'init');
+    assert.match(ok(await main.wctl(['status'])), /^user CA +\S+ +init$/m, 'wctl status shows the phase');
     assert.ok(await canSSH(old), 'init: the old certificate still works');
     const duringInit = await loginAgain(old, 'init');
     assert.equal(await signingCA(duringInit), oldCA, 'init: new certificates are still signed by the old key');

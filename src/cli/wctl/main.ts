@@ -47,14 +47,16 @@ function readSecretFromStdin(what: string): string {
 
 program
   .command('status')
-  .description('cluster name, CA fingerprints, backend and version')
+  .description('cluster name, CA fingerprints and rotation phases, backend and version')
   .action(async () => {
     const client = auth();
     const ping = await client.ping({});
     const cas = await client.listResources({ kind: 'cert_authority' });
-    const rows = cas.resources.map((r) => parseResource(JSON.parse(r.json))).flatMap((ca) => (ca.kind === 'cert_authority' ? [[`${ca.spec.type} CA`, caFingerprint(ca)]] : []));
+    const rows = cas.resources
+      .map((r) => parseResource(JSON.parse(r.json)))
+      .flatMap((ca) => (ca.kind === 'cert_authority' ? [[`${ca.spec.type} CA`, caFingerprint(ca), ca.spec.rotation.phase]] : []));
     out(`Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nBackend:  ${ping.backend}\nCA pin:   ${ping.caPins.join(', ')}\n\n`);
-    out(table(['Authority', 'Fingerprint'], rows));
+    out(table(['Authority', 'Signing key', 'Rotation'], rows));
   });
 
 const users = program.command('users').description('manage users');
