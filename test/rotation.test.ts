@@ -1,10 +1,11 @@
-// End to end: rotating the user CA with `wctl auth rotate`, checked with plain OpenSSH through the proxy to a
-// node. Certificates signed before the rotation keep working until its last step and stop working after it;
-// certificates issued from update_clients on are signed by the new key (ssh-keygen -L) and keep working; a
-// rollback leaves the old key alone; a skipped phase, a CA that does not rotate and a user without the right
-// are refused.
+// End to end: rotating the user and host CAs with `wctl auth rotate`, checked with plain OpenSSH through the
+// proxy to a node (ProxyCommand and `ssh -J`). User CA: certificates signed before the rotation keep working until
+// its last step and stop working after it; certificates issued from update_clients on are signed by the new key
+// (ssh-keygen -L). Host CA: the node and the proxy move to the new key in update_servers (and back on rollback),
+// and keep the renewed certificate; clients that learned the new key at login keep connecting, clients that did
+// not stop trusting them. A skipped phase, a CA that does not rotate and a user without the right are refused.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
@@ -34,13 +35,39 @@ async function loginAgain(u: TestUser, tag: string): Promise<TestUser> {
   return { ...u, wshHome, keys, cfg: writeSSHConfig(join(work, `${u.name}-${tag}.ssh_config`), keys) };
 }
 
-async function rotate(args: string[]): Promise<string> {
-  return ok(await main.wctl(['auth', 'rotate', '--type', 'user', ...args]));
+async function rotate(args: string[], type = 'user'): Promise<string> {
+  return ok(await main.wctl(['auth', 'rotate', '--type', type, ...args]));
 }
 
-async function phase(): Promise<string> {
-  const ca = parseYAML(ok(await main.wctl(['get', 'cert_authority', 'user', '--format', 'yaml']))) as { spec: { rotation: { phase: string } } };
+async function phase(type = 'user'): Promise<string> {
+  const ca = parseYAML(ok(await main.wctl(['get', 'cert_authority', type, '--format', 'yaml']))) as { spec: { rotation: { phase: string } } };
   return ca.spec.rotation.phase;
+}
+
+/** `ssh -J user@proxy root@node` with the user's keys and known_hosts, the proxy's SSH server as the jump host. */
+async function canJump(u: TestUser): Promise<boolean> {
+  const cfg = join(work, `${u.name}-${u.wshHome.split('/').pop()}.jump_config`);
+  writeFileSync(cfg, [
+    'Host *',
+    `  IdentityFile ${join(u.keys, 'id')}`,
+    `  CertificateFile ${join(u.keys, 'id-cert.pub')}`,
+    '  IdentitiesOnly yes',
+    `  UserKnownHostsFile ${join(u.keys, 'known_hosts')}`,
+    '  GlobalKnownHostsFile /dev/null',
+    '  StrictHostKeyChecking yes',
+    '  BatchMode yes',
+    '  ConnectTimeout 10',
+    '',
+  ].join('\n'));
+  const r = await run('ssh', ['-F', cfg, '-J', `${u.name}@${main.proxyAddr}`, `root@${node}`, 'echo jumped-ok']);
+  return r.stdout.includes('jumped-ok');
+}
+
+/** The fingerprint of the CA that signed the home node's host certificate as it keeps it in its data dir. */
+async function nodeCertSigner(): Promise<string> {
+  const file = join(work, 'node-cert.pub');
+  writeFileSync(file, JSON.parse(readFileSync(join(main.dataDir, 'node', 'identity.json'), 'utf8')).sshCert + '\n');
+  return /Signing CA: \S+ (SHA256:\S+)/.exec(ok(await run('ssh-keygen', ['-L', '-f', file])))![1]!;
 }
 
 before(async () => {
@@ -119,7 +146,7 @@ describe('user CA rotation', () => {
   });
 
   it('refuses CAs that do not rotate yet, and users without the right to update CAs', async () => {
-    for (const type of ['host', 'tls', 'db']) {
+    for (const type of ['tls', 'db']) {
       const r = await main.wctl(['auth', 'rotate', '--type', type]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, new RegExp(`the ${type} CA cannot be rotated yet`));
@@ -130,6 +157,56 @@ describe('user CA rotation', () => {
     const asCarol = main.client({ keyPem: read('tls.key'), certPem: read('tls.crt'), caPems: [read('cas.pem')] });
     await asCarol.getResource({ kind: 'cert_authority', name: 'user' }); // her certificate works for what she may do
     await assert.rejects(asCarol.rotateCertAuthority({ type: 'user', phase: 'init', rollback: false }), AccessDenied);
+    // Host certificates are renewed by hosts only, never for a user's certificate.
+    await assert.rejects(asCarol.renewHostCerts({ sshCert: read('id-cert.pub') }), AccessDenied);
     assert.equal(await phase(), 'standby');
+  });
+});
+
+describe('host CA rotation', () => {
+  it('moves nodes and the proxy to the new key in update_servers; clients that learned it keep connecting', async () => {
+    const early = await addUser(main, work, 'dave', 'access'); // knows the current host CA only
+    await poll('ssh before the rotation', async () => ((await canSSH(early)) ? true : undefined), 20_000, 200);
+    assert.ok(await canJump(early), 'ssh -J through the proxy before the rotation');
+    const before = await nodeCertSigner();
+
+    assert.match(await rotate([], 'host'), /phase init;.*2 keys trusted/);
+    const late = await loginAgain(early, 'host-late'); // learns both keys at login
+    assert.equal(readFileSync(join(late.keys, 'known_hosts'), 'utf8').match(/@cert-authority/g)?.length, 2);
+
+    const clients = await rotate([], 'host');
+    assert.match(clients, /phase update_clients/);
+    const newKey = /signing key (SHA256:[^\s,]+)/.exec(clients)![1]!;
+    assert.ok((await canSSH(early)) && (await canSSH(late)), 'update_clients: hosts have not switched yet');
+    assert.equal(await nodeCertSigner(), before);
+
+    assert.match(await rotate([], 'host'), /phase update_servers/);
+    await poll('the node to take a certificate from the new key', async () => ((await nodeCertSigner()) === newKey ? true : undefined), 10_000, 200);
+    await poll('clients that only know the old key to stop trusting the node', async () => ((await canSSH(early)) ? undefined : true), 10_000, 200);
+    const refused = await sshAs(early, [`root@${node}`, 'true']);
+    assert.match(refused.stderr, /Host key verification failed|certificate/i);
+    assert.ok(await canSSH(late), 'update_servers: a client that knows both keys connects');
+    await poll('the proxy to present a certificate from the new key', async () => ((await canJump(early)) ? undefined : true), 10_000, 200);
+    assert.ok(await canJump(late), 'ssh -J: the proxy\'s new host certificate is trusted by a client that knows both keys');
+
+    assert.match(await rotate([], 'host'), /phase standby;.*1 key trusted/);
+    assert.ok((await canSSH(late)) && (await canJump(late)), 'standby: still trusted');
+    const after = await loginAgain(early, 'host-after');
+    assert.ok(await canSSH(after), 'a login after the rotation trusts the hosts');
+  });
+
+  it('moves hosts back to the old key when a rotation is rolled back from update_servers', async () => {
+    const erin = await addUser(main, work, 'erin', 'access');
+    const before = await nodeCertSigner();
+    await rotate(['--phase', 'init'], 'host');
+    await rotate([], 'host');
+    await rotate([], 'host');
+    await poll('the node to switch to the new key', async () => ((await nodeCertSigner()) !== before ? true : undefined), 10_000, 200);
+    assert.equal(await canSSH(erin), false, 'erin knows only the old key');
+    assert.match(await rotate(['--rollback'], 'host'), /rolled back/);
+    assert.equal(await phase('host'), 'standby');
+    await poll('the node to go back to the old key', async () => ((await nodeCertSigner()) === before ? true : undefined), 10_000, 200);
+    await poll('erin to reach the node again', async () => ((await canSSH(erin)) ? true : undefined), 10_000, 200);
+    await poll('erin to jump through the proxy again', async () => ((await canJump(erin)) ? true : undefined), 10_000, 200);
   });
 });

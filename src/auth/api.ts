@@ -15,7 +15,7 @@ import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import { beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice } from './mfa.ts';
 import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
-import { heartbeat, registerUsingToken } from './join.ts';
+import { heartbeat, registerUsingToken, renewHostSSHCert, subjectAltNames } from './join.ts';
 import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
 import type { AuthServer } from './server.ts';
@@ -266,6 +266,15 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         requireAuthenticated(who);
         return { entries: await auth.exportCAs(req.type) };
       }),
+
+      // The caller's TLS certificate names the hosts it may renew for (join.ts), so this reads it off the connection.
+      renewHostCerts: (req, ctx) =>
+        unary(async (_req: typeof req, who) => {
+          const c = requireAuthenticated(who);
+          if (c.kind !== 'service' || !c.systemRoles.some((r) => r === 'node' || r === 'proxy')) throw new AccessDenied();
+          const tlsNames = subjectAltNames(ctx.values.get(socketKey)?.getPeerCertificate(false).subjectaltname);
+          return renewHostSSHCert(auth, c.name, tlsNames, { sshCert: req.sshCert });
+        })(req, ctx),
 
       rotateCertAuthority: unary(async (req, who) => {
         requireRule(who, 'cert_authority', 'update');

@@ -2,9 +2,12 @@
 // host identity: an OpenSSH host certificate and an X.509 certificate naming its system role. Then the
 // host heartbeats its node resource with that identity; a node that stops heartbeating expires.
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { nameSchema, type Node, type Proxy, type Token } from '../api/types.ts';
 import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
+import { parseCertificate } from '../crypto/sshcert.ts';
+import { formatAuthorizedKey, parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { AuthServer } from './server.ts';
 
 /** Host certificates from a join live this long; agents re-join with their identity before then. */
@@ -57,6 +60,51 @@ export async function issueHostIdentity(auth: AuthServer, req: HostIdentityReque
     sshHostCas: bundle.sshHostCAs,
     clusterName: auth.clusterName,
   };
+}
+
+/** An IP address in one spelling (IPv6 compressed, lower case), so `::1` and Node's `0:0:0:0:0:0:0:1` compare equal. */
+function canonicalName(name: string): string {
+  if (isIP(name) !== 6) return name;
+  return new URL(`http://[${name}]`).hostname.slice(1, -1);
+}
+
+/** The DNS names and IP addresses of a certificate's subjectAltName, as Node's PeerCertificate spells it. */
+export function subjectAltNames(text: string | undefined): Set<string> {
+  const names = new Set<string>();
+  for (const entry of (text ?? '').split(', ')) {
+    // Node quotes an entry that holds special characters; no name Ward issues does, so such an entry counts for nothing.
+    const m = /^(DNS|IP Address):([^"]+)$/.exec(entry);
+    if (m) names.add(canonicalName(m[2]!));
+  }
+  return names;
+}
+
+/**
+ * A node's or proxy's SSH host certificate again, signed by the host CA's signing key: the same host id, key and
+ * principals, a new validity. The principals must all be names in the caller's TLS certificate (`tlsNames`), which
+ * the auth server issued at join with the same list, so a host can renew only what it was given. The certificate
+ * it holds is not checked against the host CA: after a rotation its signer may be one the CA no longer trusts.
+ */
+export async function renewHostSSHCert(auth: AuthServer, hostId: string, tlsNames: Set<string>, current: { sshCert: string }) {
+  let cert;
+  try {
+    cert = parseCertificate(parseAuthorizedKey(current.sshCert).blob);
+  } catch {
+    throw new BadParameter('the host certificate to renew is not an OpenSSH certificate');
+  }
+  if (cert.certType !== 'host' || cert.keyId !== hostId) throw new AccessDenied('a host may only renew its own host certificate');
+  if (cert.principals.length === 0 || cert.principals.some((p) => !tlsNames.has(canonicalName(p)))) {
+    throw new AccessDenied('the host certificate names a host this identity was not issued for');
+  }
+  const now = auth.now();
+  const hostCA = await auth.cas.get('host');
+  const expires = new Date(now.getTime() + HOST_CERT_TTL_MS);
+  const sshCert = await issueHostSSHCert(
+    { hostId, principals: cert.principals, sshPublicKey: formatAuthorizedKey(cert.publicKey), now, expires },
+    auth.keystore.sshSigner(hostCA),
+  );
+  await auth.audit.emit('cert.create', { host_id: hostId, issued_by: `service:${hostId}`, principals: cert.principals, expires: expires.toISOString() });
+  return { sshCert, sshHostCas: (await auth.trustBundle()).sshHostCAs };
 }
 
 export async function registerUsingToken(

@@ -3,17 +3,17 @@
 //   standby ──> init ──> update_clients ──> update_servers ──> standby
 //                 └──────────┴─────────────────┴──(rollback)──> standby, with the old key
 //
-// - init: a new key is made and added to the CA's additional keys. Everything that trusts the CA trusts
-//   both keys now (nodes and proxies through their watch-fed caches, `wctl auth export` for sshd's
-//   TrustedUserCAKeys), while certificates are still signed with the old key.
+// - init: a new key is made and added to the CA's additional keys, so everything that trusts the CA trusts both:
+//   nodes and proxies through their watch-fed caches, clients through the known_hosts lines `wsh login` writes,
+//   outside OpenSSH through `wctl auth export`. Certificates are still signed with the old key.
 // - update_clients: the new key signs; the old one stays trusted, so certificates issued before keep working.
-// - update_servers: kept for the order of Teleport's phases (there, servers take new host certificates);
-//   for the user CA nothing changes, it is the last point to roll back with every old certificate still valid.
+// - update_servers: nodes and proxies move their host certificates to the signing key (agent/renewal.ts). For
+//   the user CA nothing changes; it is the last point to roll back with every old certificate still valid.
 // - standby: the old key is dropped and no longer trusted: certificates it signed stop working.
-// Rolling back from any phase before standby leaves the old key alone in the CA, as before the rotation.
+// Rolling back from any phase before standby leaves the old key alone in the CA, as before the rotation (and
+// hosts that had moved to the new key move back).
 //
-// Only the user SSH CA rotates so far. The host CA needs every node to take a new host certificate and every
-// client to learn the new key before the old one goes; the TLS CAs need every service to reload its TLS trust.
+// The user and host SSH CAs rotate. The TLS CAs do not yet: every service loads its TLS trust when it starts.
 import { BadParameter } from '../api/errors.ts';
 import type { CertAuthority } from '../api/types.ts';
 
@@ -23,7 +23,7 @@ type CAKey = CertAuthority['spec']['active_keys'][number];
 export const PHASES: readonly RotationPhase[] = ['standby', 'init', 'update_clients', 'update_servers'];
 
 /** The CA types that rotate, and why the others do not yet (shown to whoever asks for one). */
-export const ROTATABLE = new Set<string>(['user']);
+export const ROTATABLE = new Set<string>(['user', 'host']);
 
 /** The phase that follows `phase` in a rotation. */
 export function nextPhase(phase: RotationPhase): RotationPhase {

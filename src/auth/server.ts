@@ -242,7 +242,7 @@ export class AuthServer {
    */
   async rotateCA(type: string, move: { target: RotationPhase } | { rollback: true }, by: string): Promise<CertAuthority> {
     if (!ROTATABLE.has(type)) {
-      throw new BadParameter(`the ${type} CA cannot be rotated yet: only the user CA rotates (docs/rotation.md says why)`);
+      throw new BadParameter(`the ${type} CA cannot be rotated yet: only the user and host CAs rotate (docs/rotation.md says why)`);
     }
     let from: RotationPhase | undefined;
     const ca = await this.cas.modify(type, (current) => {

@@ -64,6 +64,8 @@ export interface NodeSSHServer {
   listen(addr: string): Promise<{ host: string; port: number }>;
   /** Serve an already-connected stream (a reverse-tunnel stream); `remoteAddr` is the user's address if known. */
   injectSocket(socket: Duplex, remoteAddr?: string): void;
+  /** Presents these host keys (a renewed host certificate) to connections from now on; open ones keep theirs. */
+  setHostKeys(hostKeys: NodeSSHServerConfig['hostKeys']): void;
   /**
    * Ends every connection whose identity `reasonFor` gives a reason for (a lock): each of its sessions
    * is told why, then the connection is closed. Returns how many connections were ended.
@@ -131,27 +133,28 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
       return false;
     }
   };
-  const sshd = new ssh2.Server({
-    hostKeys: cfg.hostKeys as ServerConfig['hostKeys'],
-    ident: SERVER_IDENT,
-    banner: cfg.banner,
-  });
+  // One ssh2 server per set of host keys: ssh2 reads them when it is made, and a renewed host certificate
+  // (setHostKeys) takes a new one for the connections that follow.
+  const newServer = (hostKeys: NodeSSHServerConfig['hostKeys']): ssh2.Server => {
+    const server = new ssh2.Server({ hostKeys: hostKeys as ServerConfig['hostKeys'], ident: SERVER_IDENT, banner: cfg.banner });
+    server.on('connection', (client, info) => {
+      try {
+        onConnection(client, info.ip ?? '', info.port ?? 0);
+      } catch (err) {
+        log.debug({ err }, 'connection setup failed');
+        client.end();
+      }
+    });
+    server.on('error', (err: Error) => log.debug({ err }, 'ssh server error'));
+    return server;
+  };
+  let sshd = newServer(cfg.hostKeys);
   const sockets = new Set<Duplex>();
   const listeners = new Set<net.Server>();
   const connections = new Set<ConnContext>();
   /** How long the user's sessions get to show why they end before the connection closes. */
   const NOTICE_GRACE_MS = 250;
   const authenticated = new WeakSet<object>();
-
-  sshd.on('connection', (client, info) => {
-    try {
-      onConnection(client, info.ip ?? '', info.port ?? 0);
-    } catch (err) {
-      log.debug({ err }, 'connection setup failed');
-      client.end();
-    }
-  });
-  sshd.on('error', (err: Error) => log.debug({ err }, 'ssh server error'));
 
   function onConnection(client: Connection, remoteAddr: string, remotePort: number): void {
     const internals = client as unknown as ClientInternals;
@@ -350,6 +353,9 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
         Object.defineProperty(socket, 'remotePort', { value: 0, configurable: true });
       }
       serve(socket);
+    },
+    setHostKeys(hostKeys) {
+      sshd = newServer(hostKeys);
     },
     terminate(reasonFor) {
       let ended = 0;

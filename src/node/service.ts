@@ -21,6 +21,7 @@ import { checkUserCert, sshCertGrants } from './access.ts';
 import { createNodeSSHServer, type SessionHooks } from './server.ts';
 import { SessionRegistry, type LiveSession } from './live.ts';
 import { SessionReporter } from './reporter.ts';
+import { startHostCertRenewal } from '../agent/renewal.ts';
 import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
@@ -50,6 +51,8 @@ export interface NodeServiceConfig {
   /** node: recordings are uploaded when the session ends; node-sync: streamed while it runs. */
   recording?: RecordingMode;
   metrics?: Registry;
+  /** Keeps the identity when its host certificate is renewed (a host CA rotation); default: not kept. */
+  saveIdentity?: (identity: HostIdentity) => void;
 }
 
 export interface NodeService {
@@ -146,6 +149,21 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     sessions,
   });
 
+  // A host CA rotation reaches this node through the cache: it takes a certificate from the new key, presents it
+  // to new connections and keeps it (agent/renewal.ts).
+  let current = identity;
+  const renewal = startHostCertRenewal({
+    cache,
+    auth: cfg.auth,
+    current: () => current.sshCert,
+    onRenewed: (sshCert) => {
+      current = { ...current, sshCert };
+      ssh.setHostKeys([{ key: current.sshKey, certificate: parseAuthorizedKey(sshCert).blob }]);
+      cfg.saveIdentity?.(current);
+    },
+    log,
+  });
+
   // A new lock (or a re-sync after the watch broke) ends the sessions it covers at once: the same check
   // a new connection gets, applied to every live one.
   cache.onChange((kind) => {
@@ -207,6 +225,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     addr: addr || undefined,
     close: async () => {
       clearInterval(timer);
+      renewal.stop();
       reporter.close();
       dynamic.stop();
       cache.close();

@@ -34,6 +34,8 @@ export interface ProxySSHConfig {
 export interface ProxySSHServer {
   /** Serves a connection the mux recognised as SSH; it must authenticate within SSH_LOGIN_TIMEOUT_MS. */
   handle(socket: net.Socket): void;
+  /** Presents these host keys (a renewed host certificate) to connections from now on; open ones keep theirs. */
+  setHostKeys(hostKeys: ProxySSHConfig['hostKeys']): void;
   close(): void;
 }
 
@@ -45,8 +47,9 @@ interface ClientInternals {
 export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_LOGIN_TIMEOUT_MS): ProxySSHServer {
   const { log } = cfg;
   const loginTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
-  const hostKeys = cfg.hostKeys as unknown as ssh2.ServerConfig['hostKeys']; // @types/ssh2 predates the patch
-  const server = new ssh2.Server({ hostKeys, ident: 'Ward_Proxy' }, (client, info) => {
+  // @types/ssh2 predates the patch that adds certificates to hostKeys.
+  const withKeys = (hostKeys: ProxySSHConfig['hostKeys']) => hostKeys as unknown as ssh2.ServerConfig['hostKeys'];
+  const onClient = (client: ssh2.Connection, info: ssh2.ClientInfo) => {
     let grants: Grants | undefined;
     let certified: Buffer | undefined;
     client.on('error', (err) => log.debug({ err: err.message }, 'ssh client error'));
@@ -105,8 +108,14 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
         session.on('pty', (_a, reject) => reject());
       });
     });
-  });
-  server.on('error', (err: Error) => log.debug({ err: err.message }, 'proxy ssh server error'));
+  };
+  // ssh2 reads the host keys when a server is made: a renewed host certificate takes a new one (setHostKeys).
+  const newServer = (hostKeys: ProxySSHConfig['hostKeys']): ssh2.Server => {
+    const server = new ssh2.Server({ hostKeys: withKeys(hostKeys), ident: 'Ward_Proxy' }, onClient);
+    server.on('error', (err: Error) => log.debug({ err: err.message }, 'proxy ssh server error'));
+    return server;
+  };
+  const servers = [newServer(cfg.hostKeys)];
   return {
     handle(socket) {
       const timer = setTimeout(() => {
@@ -115,8 +124,13 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
       }, loginTimeoutMs);
       loginTimers.set(socket, timer);
       socket.once('close', () => clearTimeout(timer));
-      server.injectSocket(socket);
+      servers.at(-1)!.injectSocket(socket);
     },
-    close: () => server.close(),
+    setHostKeys(hostKeys) {
+      servers.push(newServer(hostKeys));
+    },
+    close: () => {
+      for (const server of servers) server.close();
+    },
   };
 }

@@ -68,8 +68,11 @@ const SAMPLE: Record<string, unknown> = {
 const ANONYMOUS_OK = new Set(['Ping', 'RegisterUsingToken']);
 /** What a user whose roles grant no rule may still call (their own certificates and second factors, the public CA keys). */
 const ANY_USER_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'GenerateUserCerts', 'BeginMFARegistration', 'FinishMFARegistration', 'ListMFADevices', 'DeleteMFADevice', 'CreateAuthenticateChallenge']);
-/** What a node's host certificate may call: run as a node (heartbeat, audit, recordings) and read what it caches. */
-const NODE_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'Heartbeat', 'EmitAuditEvents', 'UploadRecording', 'GetResource', 'ListResources', 'Watch']);
+/**
+ * What a node's host certificate may call: run as a node (heartbeat, audit, recordings, renewing its own host
+ * certificate) and read what it caches.
+ */
+const NODE_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'Heartbeat', 'EmitAuditEvents', 'UploadRecording', 'GetResource', 'ListResources', 'Watch', 'RenewHostCerts']);
 
 interface RPCAnswer {
   status: string;

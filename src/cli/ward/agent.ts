@@ -32,7 +32,7 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
       // A standalone proxy: joined once with a proxy token, then the identity in DATA_DIR/proxy is reused.
       // It reaches auth servers directly (a proxy never goes through another proxy).
       const identity = await loadOrJoin(cfg, dataDir, 'proxy', proxyAddresses(cfg), log);
-      const proxy = await startProxyService(cfg, identity, authServer, log.child({ component: 'proxy' }));
+      const proxy = await startProxyService(cfg, identity, authServer, log.child({ component: 'proxy' }), (renewed) => saveHostIdentity(dataDir, renewed));
       closers.push(proxy.close);
       clusterName = identity.cluster;
       proxyAddr = proxy.addr;
@@ -94,5 +94,6 @@ export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: 
     dataDir: join(dataDir, 'node'),
     recording: cfg.ssh_service.recording,
     metrics,
+    saveIdentity: (renewed) => saveHostIdentity(dataDir, renewed),
   });
 }

@@ -12,6 +12,7 @@ import { splitAddrList } from '../../api/failover.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
+import { startHostCertRenewal } from '../../agent/renewal.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from '../../agent/identity.ts';
 import { generateTLSKey } from '../../crypto/x509.ts';
 import { parseAuthorizedKey } from '../../crypto/sshkeys.ts';
@@ -67,13 +68,15 @@ export async function startLocalProxy(
 
 /**
  * The Proxy Service with `identity` (system role proxy), reaching auth at `authAddrs` (comma-separated
- * auth servers; calls and the ward-auth pass-through fail over between them).
+ * auth servers; calls and the ward-auth pass-through fail over between them). `saveIdentity` keeps the identity
+ * when its host certificate is renewed.
  */
 export async function startProxyService(
   cfg: WardConfig,
   identity: HostIdentity,
   authAddrs: string,
   log: Logger,
+  saveIdentity?: (identity: HostIdentity) => void,
 ): Promise<{ addr: string; close: () => Promise<void> }> {
   const hostId = identity.hostId;
   const cluster = identity.cluster;
@@ -88,6 +91,7 @@ export async function startProxyService(
   });
   const tunnels = createTunnelServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, log });
   const stopParts = async () => {
+    renewal.stop();
     await tunnels.close();
     cache.close();
   };
@@ -95,6 +99,19 @@ export async function startProxyService(
   const ssh = createProxySSHServer({
     hostKeys: [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }],
     cache, router, cluster, clock: systemClock, log,
+  });
+  // A host CA rotation reaches the proxy through its cache: its SSH host certificate (for `ssh -J`) follows it.
+  let current = identity;
+  const renewal = startHostCertRenewal({
+    cache,
+    auth: client,
+    current: () => current.sshCert,
+    onRenewed: (sshCert) => {
+      current = { ...current, sshCert };
+      ssh.setHostKeys([{ key: current.sshKey, certificate: parseAuthorizedKey(sshCert).blob }]);
+      saveIdentity?.(current);
+    },
+    log,
   });
   const sshOverTLS = createSSHOverTLSServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, cache, router, cluster, clock: systemClock, log });
   const proxy = await startProxy({

@@ -54,14 +54,25 @@ export async function exportCAs(auth: AuthClient, type: string): Promise<string>
 type CA = Extract<Resource, { kind: 'cert_authority' }>;
 
 /** What each phase means for the people running the cluster, and what to do before the next step. */
-const AFTER: Record<string, string> = {
-  init:
-    'A new key is made and trusted next to the current one; certificates are still signed with the current key.\n' +
-    'Nodes and proxies pick up the new key from their caches within seconds. An agentless sshd needs it in its\n' +
-    'TrustedUserCAKeys: wctl auth export --type user > FILE there, then the next step.',
-  update_clients: 'New certificates (logins, renewals) are signed with the new key; those signed before keep working.',
-  update_servers: 'Nothing changes for the user CA; this is the last step that can still be rolled back with every\nold certificate working. Users who log in again now get certificates that survive the next step.',
-  standby: 'The rotation is complete: the old key is no longer trusted, and certificates it signed stop working.',
+const AFTER: Record<string, Record<string, string>> = {
+  user: {
+    init:
+      'A new key is made and trusted next to the current one; certificates are still signed with the current key.\n' +
+      'Nodes and proxies pick up the new key from their caches within seconds. An agentless sshd needs it in its\n' +
+      'TrustedUserCAKeys: wctl auth export --type user > FILE there, then the next step.',
+    update_clients: 'New certificates (logins, renewals) are signed with the new key; those signed before keep working.',
+    update_servers: 'Nothing changes for the user CA; this is the last step that can still be rolled back with every\nold certificate working. Users who log in again now get certificates that survive the next step.',
+    standby: 'The rotation is complete: the old key is no longer trusted, and certificates it signed stop working.',
+  },
+  host: {
+    init:
+      'A new key is made; clients learn it when they log in (wsh login writes both to known_hosts). Hosts keep their\n' +
+      'certificates. Before update_servers, users should log in again: clients that know only the old key will not\n' +
+      'trust hosts once they switch. For plain OpenSSH clients: wctl auth export --type host into known_hosts.',
+    update_clients: 'Newly joined hosts get certificates from the new key; hosts already joined keep theirs.',
+    update_servers: 'Nodes and proxies take host certificates from the new key within seconds and present them to new\nconnections; clients that know only the old key no longer trust them.',
+    standby: 'The rotation is complete: the old key is no longer trusted.',
+  },
 };
 
 const NEXT: Record<string, string> = { standby: 'init', init: 'update_clients', update_clients: 'update_servers', update_servers: 'standby' };
@@ -80,7 +91,9 @@ export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: s
   const trusted = [...ca.spec.active_keys, ...ca.spec.additional_keys].length;
   const lines = [
     opts.rollback ? `The ${opts.type} CA rotation was rolled back: phase standby, signing with ${signing} again.` : `The ${opts.type} CA is in phase ${now}; signing key ${signing}, ${trusted} key${trusted > 1 ? 's' : ''} trusted.`,
-    opts.rollback ? 'The key the rotation made is no longer trusted.' : AFTER[now]!,
+    opts.rollback
+      ? `The key the rotation made is no longer trusted.${opts.type === 'host' ? ' Hosts that took certificates from it take new ones from the old key.' : ''}`
+      : (AFTER[opts.type]?.[now] ?? ''),
   ];
   if (now !== 'standby') lines.push(`Next: wctl auth rotate --type ${opts.type}   (to ${NEXT[now]}), or --rollback`);
   return lines.join('\n') + '\n';

@@ -300,7 +300,7 @@ authCmd
 authCmd
   .command('rotate')
   .description('rotate a CA one phase at a time: standby -> init -> update_clients -> update_servers -> standby (docs/rotation.md)')
-  .addOption(new Option('--type <type>', 'the CA to rotate (only user so far)').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']))
+  .addOption(new Option('--type <type>', 'the CA to rotate (user or host; tls and db do not rotate yet)').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']))
   .addOption(new Option('--phase <phase>', 'the phase to move to (default: the next one)').choices(['init', 'update_clients', 'update_servers', 'standby']))
   .option('--rollback', 'back to standby with the old key, from any phase before standby')
   .action(async (opts: { type: string; phase?: string; rollback?: boolean }) => {

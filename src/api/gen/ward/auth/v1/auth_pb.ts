@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ward/auth/v1/auth.proto.
  */
 export const file_ward_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0InUKDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJEhUKDXNlY29uZF9mYWN0b3IYBSABKAkiGAoIUmVzb3VyY2USDAoEanNvbhgBIAEoCSIwChJHZXRSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIkgKFExpc3RSZXNvdXJjZXNSZXF1ZXN0EgwKBGtpbmQYASABKAkSDQoFbGltaXQYAiABKA0SEwoLc3RhcnRfYWZ0ZXIYAyABKAkiVAoVTGlzdFJlc291cmNlc1Jlc3BvbnNlEikKCXJlc291cmNlcxgBIAMoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZRIQCghuZXh0X2tleRgCIAEoCSJUChVVcHNlcnRSZXNvdXJjZVJlcXVlc3QSKAoIcmVzb3VyY2UYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEQoJb3ZlcndyaXRlGAIgASgIIjMKFURlbGV0ZVJlc291cmNlUmVxdWVzdBIMCgRraW5kGAEgASgJEgwKBG5hbWUYAiABKAkiGAoWRGVsZXRlUmVzb3VyY2VSZXNwb25zZSJiChFDcmVhdGVVc2VyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBXJvbGVzGAIgAygJEg4KBmxvZ2lucxgDIAMoCRIQCghwYXNzd29yZBgEIAEoCRIOCgZpbnZpdGUYBSABKAgihAEKEkNyZWF0ZVVzZXJSZXNwb25zZRIkCgR1c2VyGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgCIAEoCRIUCgxpbnZpdGVfdG9rZW4YAyABKAkSFgoOaW52aXRlX2V4cGlyZXMYBCABKAkiRwoUUmVzZXRQYXNzd29yZFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIPCgdhc19saW5rGAMgASgIIl8KFVJlc2V0UGFzc3dvcmRSZXNwb25zZRIaChJnZW5lcmF0ZWRfcGFzc3dvcmQYASABKAkSEwoLcmVzZXRfdG9rZW4YAiABKAkSFQoNcmVzZXRfZXhwaXJlcxgDIAEoCSKlAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0Eg0KBXJvbGVzGAEgAygJEhMKC3R0bF9zZWNvbmRzGAIgASgNEjwKBmxhYmVscxgDIAMoCzIsLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKqAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIWCg5zc2hfcHVibGljX2tleRgDIAEoCRIWCg50bHNfcHVibGljX2tleRgEIAEoCRITCgt0dGxfc2Vjb25kcxgFIAEoDRITCgtjbGllbnRfYWRkchgGIAEoCRIVCg1zZWNvbmRfZmFjdG9yGAcgASgJIm0KGEdlbmVyYXRlVXNlckNlcnRzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhYKDnNzaF9wdWJsaWNfa2V5GAIgASgJEhYKDnRsc19wdWJsaWNfa2V5GAMgASgJEhMKC3R0bF9zZWNvbmRzGAQgASgNIn0KBUNlcnRzEhAKCHNzaF9jZXJ0GAEgASgJEhAKCHRsc19jZXJ0GAIgASgJEg8KB3Rsc19jYXMYAyADKAkSFAoMc3NoX2hvc3RfY2FzGAQgAygJEhQKDGNsdXN0ZXJfbmFtZRgFIAEoCRITCgt0dGxfc2Vjb25kcxgGIAEoDSIgChBFeHBvcnRDQXNSZXF1ZXN0EgwKBHR5cGUYASABKAkiJAoRRXhwb3J0Q0FzUmVzcG9uc2USDwoHZW50cmllcxgBIAMoCSJLChpSb3RhdGVDZXJ0QXV0aG9yaXR5UmVxdWVzdBIMCgR0eXBlGAEgASgJEg0KBXBoYXNlGAIgASgJEhAKCHJvbGxiYWNrGAMgASgIIncKE1NlYXJjaEV2ZW50c1JlcXVlc3QSDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRINCgV0eXBlcxgDIAMoCRIMCgR1c2VyGAQgASgJEgsKA3NpZBgFIAEoCRINCgVsaW1pdBgGIAEoDRINCgVvcmRlchgHIAEoCSImChRTZWFyY2hFdmVudHNSZXNwb25zZRIOCgZldmVudHMYASADKAkiHQoMV2F0Y2hSZXF1ZXN0Eg0KBWtpbmRzGAEgAygJImAKCldhdGNoRXZlbnQSDAoEdHlwZRgBIAEoCRIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSKAoIcmVzb3VyY2UYBCABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2UilAEKGVJlZ2lzdGVyVXNpbmdUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEwoLc3lzdGVtX3JvbGUYAiABKAkSEAoIaG9zdG5hbWUYAyABKAkSEQoJYWRkcmVzc2VzGAQgAygJEhYKDnNzaF9wdWJsaWNfa2V5GAUgASgJEhYKDnRsc19wdWJsaWNfa2V5GAYgASgJIvcBCglIb3N0Q2VydHMSDwoHaG9zdF9pZBgBIAEoCRIQCghzc2hfY2VydBgCIAEoCRIQCgh0bHNfY2VydBgDIAEoCRIPCgd0bHNfY2FzGAQgAygJEhQKDHNzaF91c2VyX2NhcxgFIAMoCRIUCgxzc2hfaG9zdF9jYXMYBiADKAkSFAoMY2x1c3Rlcl9uYW1lGAcgASgJEjMKBmxhYmVscxgIIAMoCzIjLndhcmQuYXV0aC52MS5Ib3N0Q2VydHMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJMChBIZWFydGJlYXRSZXF1ZXN0EigKCHJlc291cmNlGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEg4KBnJlbW92ZRgCIAEoCCIoChZFbWl0QXVkaXRFdmVudHNSZXF1ZXN0Eg4KBmV2ZW50cxgBIAMoCSIZChdFbWl0QXVkaXRFdmVudHNSZXNwb25zZSJgChZVcGxvYWRSZWNvcmRpbmdSZXF1ZXN0EgsKA3NpZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDAoEZGF0YRgDIAEoDBINCgVmaW5hbBgEIAEoCBIMCgRtZXRhGAUgASgJIicKF1VwbG9hZFJlY29yZGluZ1Jlc3BvbnNlEgwKBHNpemUYASABKAQiQQoTR2V0UmVjb3JkaW5nUmVxdWVzdBILCgNzaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWxpbWl0GAMgASgNIkQKFEdldFJlY29yZGluZ1Jlc3BvbnNlEgwKBGRhdGEYASABKAwSDAoEc2l6ZRgCIAEoBBIQCghjb21wbGV0ZRgDIAEoCCLuAQoXQ3JlYXRlV2ViU2Vzc2lvblJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIVCg1zZWNvbmRfZmFjdG9yGAMgASgJEhYKDnNzaF9wdWJsaWNfa2V5GAQgASgJEhYKDnRsc19wdWJsaWNfa2V5GAUgASgJEhMKC3R0bF9zZWNvbmRzGAYgASgNEhMKC2NsaWVudF9hZGRyGAcgASgJEg8KB2lkX2hhc2gYCCABKAkSEwoLc2VhbGVkX2tleXMYCSABKAwSHAoUaWRsZV90aW1lb3V0X3NlY29uZHMYCiABKA0ilwEKCldlYlNlc3Npb24SDAoEdXNlchgBIAEoCRIiCgVjZXJ0cxgCIAEoCzITLndhcmQuYXV0aC52MS5DZXJ0cxITCgtzZWFsZWRfa2V5cxgDIAEoDBIPCgdleHBpcmVzGAQgASgJEhMKC2xhc3RfYWN0aXZlGAUgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAYgASgNIicKFEdldFdlYlNlc3Npb25SZXF1ZXN0Eg8KB2lkX2hhc2gYASABKAkiKgoXRGVsZXRlV2ViU2Vzc2lvblJlcXVlc3QSDwoHaWRfaGFzaBgBIAEoCSIaChhEZWxldGVXZWJTZXNzaW9uUmVzcG9uc2UiJAoTR2V0VXNlclRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCSI4CglVc2VyVG9rZW4SDAoEdXNlchgBIAEoCRIMCgR0eXBlGAIgASgJEg8KB2V4cGlyZXMYAyABKAkiuQEKE1VzZVVzZXJUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFQoNc2Vjb25kX2ZhY3RvchgDIAEoCRIZChF3ZWJhdXRobl9yZXNwb25zZRgEIAEoCRITCgtkZXZpY2VfbmFtZRgFIAEoCRI6Cgt3ZWJfc2Vzc2lvbhgGIAEoCzIlLndhcmQuYXV0aC52MS5DcmVhdGVXZWJTZXNzaW9uUmVxdWVzdCJrChRVc2VVc2VyVG9rZW5SZXNwb25zZRIMCgR1c2VyGAEgASgJEhYKDnJlY292ZXJ5X2NvZGVzGAIgAygJEi0KC3dlYl9zZXNzaW9uGAMgASgLMhgud2FyZC5hdXRoLnYxLldlYlNlc3Npb24iPwobQmVnaW5NRkFSZWdpc3RyYXRpb25SZXF1ZXN0EgwKBHR5cGUYASABKAkSEgoKdXNlcl90b2tlbhgCIAEoCSJVChxCZWdpbk1GQVJlZ2lzdHJhdGlvblJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRILCgN1cmkYAiABKAkSGAoQd2ViYXV0aG5fb3B0aW9ucxgDIAEoCSJ6ChxGaW5pc2hNRkFSZWdpc3RyYXRpb25SZXF1ZXN0EgwKBHR5cGUYASABKAkSDAoEbmFtZRgCIAEoCRIMCgRjb2RlGAMgASgJEhUKDWV4aXN0aW5nX2NvZGUYBCABKAkSGQoRd2ViYXV0aG5fcmVzcG9uc2UYBSABKAkiSgodRmluaXNoTUZBUmVnaXN0cmF0aW9uUmVzcG9uc2USEQoJZGV2aWNlX2lkGAEgASgJEhYKDnJlY292ZXJ5X2NvZGVzGAIgAygJIhcKFUxpc3RNRkFEZXZpY2VzUmVxdWVzdCJCCglNRkFEZXZpY2USCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEg0KBWFkZGVkGAQgASgJIkIKFkxpc3RNRkFEZXZpY2VzUmVzcG9uc2USKAoHZGV2aWNlcxgBIAMoCzIXLndhcmQuYXV0aC52MS5NRkFEZXZpY2UiKAoWRGVsZXRlTUZBRGV2aWNlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkiGQoXRGVsZXRlTUZBRGV2aWNlUmVzcG9uc2UiWQoiQ3JlYXRlQXV0aGVudGljYXRlQ2hhbGxlbmdlUmVxdWVzdBIMCgR1c2VyGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhMKC2NsaWVudF9hZGRyGAMgASgJIk0KI0NyZWF0ZUF1dGhlbnRpY2F0ZUNoYWxsZW5nZVJlc3BvbnNlEhgKEHdlYmF1dGhuX29wdGlvbnMYASABKAkSDAoEdG90cBgCIAEoCDLxEwoLQXV0aFNlcnZpY2USPQoEUGluZxIZLndhcmQuYXV0aC52MS5QaW5nUmVxdWVzdBoaLndhcmQuYXV0aC52MS5QaW5nUmVzcG9uc2USRwoLR2V0UmVzb3VyY2USIC53YXJkLmF1dGgudjEuR2V0UmVzb3VyY2VSZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlElgKDUxpc3RSZXNvdXJjZXMSIi53YXJkLmF1dGgudjEuTGlzdFJlc291cmNlc1JlcXVlc3QaIy53YXJkLmF1dGgudjEuTGlzdFJlc291cmNlc1Jlc3BvbnNlEk0KDlVwc2VydFJlc291cmNlEiMud2FyZC5hdXRoLnYxLlVwc2VydFJlc291cmNlUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJbCg5EZWxldGVSZXNvdXJjZRIjLndhcmQuYXV0aC52MS5EZWxldGVSZXNvdXJjZVJlcXVlc3QaJC53YXJkLmF1dGgudjEuRGVsZXRlUmVzb3VyY2VSZXNwb25zZRJPCgpDcmVhdGVVc2VyEh8ud2FyZC5hdXRoLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiAud2FyZC5hdXRoLnYxLkNyZWF0ZVVzZXJSZXNwb25zZRJYCg1SZXNldFBhc3N3b3JkEiIud2FyZC5hdXRoLnYxLlJlc2V0UGFzc3dvcmRSZXF1ZXN0GiMud2FyZC5hdXRoLnYxLlJlc2V0UGFzc3dvcmRSZXNwb25zZRJHCgtDcmVhdGVUb2tlbhIgLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USTgoQQXV0aGVudGljYXRlVXNlchIlLndhcmQuYXV0aC52MS5BdXRoZW50aWNhdGVVc2VyUmVxdWVzdBoTLndhcmQuYXV0aC52MS5DZXJ0cxJQChFHZW5lcmF0ZVVzZXJDZXJ0cxImLndhcmQuYXV0aC52MS5HZW5lcmF0ZVVzZXJDZXJ0c1JlcXVlc3QaEy53YXJkLmF1dGgudjEuQ2VydHMSTAoJRXhwb3J0Q0FzEh4ud2FyZC5hdXRoLnYxLkV4cG9ydENBc1JlcXVlc3QaHy53YXJkLmF1dGgudjEuRXhwb3J0Q0FzUmVzcG9uc2USVwoTUm90YXRlQ2VydEF1dGhvcml0eRIoLndhcmQuYXV0aC52MS5Sb3RhdGVDZXJ0QXV0aG9yaXR5UmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJWChJSZWdpc3RlclVzaW5nVG9rZW4SJy53YXJkLmF1dGgudjEuUmVnaXN0ZXJVc2luZ1Rva2VuUmVxdWVzdBoXLndhcmQuYXV0aC52MS5Ib3N0Q2VydHMSQwoJSGVhcnRiZWF0Eh4ud2FyZC5hdXRoLnYxLkhlYXJ0YmVhdFJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USbQoUQmVnaW5NRkFSZWdpc3RyYXRpb24SKS53YXJkLmF1dGgudjEuQmVnaW5NRkFSZWdpc3RyYXRpb25SZXF1ZXN0Gioud2FyZC5hdXRoLnYxLkJlZ2luTUZBUmVnaXN0cmF0aW9uUmVzcG9uc2UScAoVRmluaXNoTUZBUmVnaXN0cmF0aW9uEioud2FyZC5hdXRoLnYxLkZpbmlzaE1GQVJlZ2lzdHJhdGlvblJlcXVlc3QaKy53YXJkLmF1dGgudjEuRmluaXNoTUZBUmVnaXN0cmF0aW9uUmVzcG9uc2USWwoOTGlzdE1GQURldmljZXMSIy53YXJkLmF1dGgudjEuTGlzdE1GQURldmljZXNSZXF1ZXN0GiQud2FyZC5hdXRoLnYxLkxpc3RNRkFEZXZpY2VzUmVzcG9uc2USXgoPRGVsZXRlTUZBRGV2aWNlEiQud2FyZC5hdXRoLnYxLkRlbGV0ZU1GQURldmljZVJlcXVlc3QaJS53YXJkLmF1dGgudjEuRGVsZXRlTUZBRGV2aWNlUmVzcG9uc2USggEKG0NyZWF0ZUF1dGhlbnRpY2F0ZUNoYWxsZW5nZRIwLndhcmQuYXV0aC52MS5DcmVhdGVBdXRoZW50aWNhdGVDaGFsbGVuZ2VSZXF1ZXN0GjEud2FyZC5hdXRoLnYxLkNyZWF0ZUF1dGhlbnRpY2F0ZUNoYWxsZW5nZVJlc3BvbnNlElUKDFNlYXJjaEV2ZW50cxIhLndhcmQuYXV0aC52MS5TZWFyY2hFdmVudHNSZXF1ZXN0GiIud2FyZC5hdXRoLnYxLlNlYXJjaEV2ZW50c1Jlc3BvbnNlEl4KD0VtaXRBdWRpdEV2ZW50cxIkLndhcmQuYXV0aC52MS5FbWl0QXVkaXRFdmVudHNSZXF1ZXN0GiUud2FyZC5hdXRoLnYxLkVtaXRBdWRpdEV2ZW50c1Jlc3BvbnNlEl4KD1VwbG9hZFJlY29yZGluZxIkLndhcmQuYXV0aC52MS5VcGxvYWRSZWNvcmRpbmdSZXF1ZXN0GiUud2FyZC5hdXRoLnYxLlVwbG9hZFJlY29yZGluZ1Jlc3BvbnNlElUKDEdldFJlY29yZGluZxIhLndhcmQuYXV0aC52MS5HZXRSZWNvcmRpbmdSZXF1ZXN0GiIud2FyZC5hdXRoLnYxLkdldFJlY29yZGluZ1Jlc3BvbnNlElMKEENyZWF0ZVdlYlNlc3Npb24SJS53YXJkLmF1dGgudjEuQ3JlYXRlV2ViU2Vzc2lvblJlcXVlc3QaGC53YXJkLmF1dGgudjEuV2ViU2Vzc2lvbhJNCg1HZXRXZWJTZXNzaW9uEiIud2FyZC5hdXRoLnYxLkdldFdlYlNlc3Npb25SZXF1ZXN0Ghgud2FyZC5hdXRoLnYxLldlYlNlc3Npb24SYQoQRGVsZXRlV2ViU2Vzc2lvbhIlLndhcmQuYXV0aC52MS5EZWxldGVXZWJTZXNzaW9uUmVxdWVzdBomLndhcmQuYXV0aC52MS5EZWxldGVXZWJTZXNzaW9uUmVzcG9uc2USSgoMR2V0VXNlclRva2VuEiEud2FyZC5hdXRoLnYxLkdldFVzZXJUb2tlblJlcXVlc3QaFy53YXJkLmF1dGgudjEuVXNlclRva2VuElUKDFVzZVVzZXJUb2tlbhIhLndhcmQuYXV0aC52MS5Vc2VVc2VyVG9rZW5SZXF1ZXN0GiIud2FyZC5hdXRoLnYxLlVzZVVzZXJUb2tlblJlc3BvbnNlEj8KBVdhdGNoEhoud2FyZC5hdXRoLnYxLldhdGNoUmVxdWVzdBoYLndhcmQuYXV0aC52MS5XYXRjaEV2ZW50MAFiBnByb3RvMw");
+  fileDesc("Chd3YXJkL2F1dGgvdjEvYXV0aC5wcm90bxIMd2FyZC5hdXRoLnYxIg0KC1BpbmdSZXF1ZXN0InUKDFBpbmdSZXNwb25zZRIUCgxjbHVzdGVyX25hbWUYASABKAkSFgoOc2VydmVyX3ZlcnNpb24YAiABKAkSDwoHY2FfcGlucxgDIAMoCRIPCgdiYWNrZW5kGAQgASgJEhUKDXNlY29uZF9mYWN0b3IYBSABKAkiGAoIUmVzb3VyY2USDAoEanNvbhgBIAEoCSIwChJHZXRSZXNvdXJjZVJlcXVlc3QSDAoEa2luZBgBIAEoCRIMCgRuYW1lGAIgASgJIkgKFExpc3RSZXNvdXJjZXNSZXF1ZXN0EgwKBGtpbmQYASABKAkSDQoFbGltaXQYAiABKA0SEwoLc3RhcnRfYWZ0ZXIYAyABKAkiVAoVTGlzdFJlc291cmNlc1Jlc3BvbnNlEikKCXJlc291cmNlcxgBIAMoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZRIQCghuZXh0X2tleRgCIAEoCSJUChVVcHNlcnRSZXNvdXJjZVJlcXVlc3QSKAoIcmVzb3VyY2UYASABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2USEQoJb3ZlcndyaXRlGAIgASgIIjMKFURlbGV0ZVJlc291cmNlUmVxdWVzdBIMCgRraW5kGAEgASgJEgwKBG5hbWUYAiABKAkiGAoWRGVsZXRlUmVzb3VyY2VSZXNwb25zZSJiChFDcmVhdGVVc2VyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBXJvbGVzGAIgAygJEg4KBmxvZ2lucxgDIAMoCRIQCghwYXNzd29yZBgEIAEoCRIOCgZpbnZpdGUYBSABKAgihAEKEkNyZWF0ZVVzZXJSZXNwb25zZRIkCgR1c2VyGAEgASgLMhYud2FyZC5hdXRoLnYxLlJlc291cmNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgCIAEoCRIUCgxpbnZpdGVfdG9rZW4YAyABKAkSFgoOaW52aXRlX2V4cGlyZXMYBCABKAkiRwoUUmVzZXRQYXNzd29yZFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIPCgdhc19saW5rGAMgASgIIl8KFVJlc2V0UGFzc3dvcmRSZXNwb25zZRIaChJnZW5lcmF0ZWRfcGFzc3dvcmQYASABKAkSEwoLcmVzZXRfdG9rZW4YAiABKAkSFQoNcmVzZXRfZXhwaXJlcxgDIAEoCSKlAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0Eg0KBXJvbGVzGAEgAygJEhMKC3R0bF9zZWNvbmRzGAIgASgNEjwKBmxhYmVscxgDIAMoCzIsLndhcmQuYXV0aC52MS5DcmVhdGVUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKqAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIWCg5zc2hfcHVibGljX2tleRgDIAEoCRIWCg50bHNfcHVibGljX2tleRgEIAEoCRITCgt0dGxfc2Vjb25kcxgFIAEoDRITCgtjbGllbnRfYWRkchgGIAEoCRIVCg1zZWNvbmRfZmFjdG9yGAcgASgJIm0KGEdlbmVyYXRlVXNlckNlcnRzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhYKDnNzaF9wdWJsaWNfa2V5GAIgASgJEhYKDnRsc19wdWJsaWNfa2V5GAMgASgJEhMKC3R0bF9zZWNvbmRzGAQgASgNIn0KBUNlcnRzEhAKCHNzaF9jZXJ0GAEgASgJEhAKCHRsc19jZXJ0GAIgASgJEg8KB3Rsc19jYXMYAyADKAkSFAoMc3NoX2hvc3RfY2FzGAQgAygJEhQKDGNsdXN0ZXJfbmFtZRgFIAEoCRITCgt0dGxfc2Vjb25kcxgGIAEoDSIgChBFeHBvcnRDQXNSZXF1ZXN0EgwKBHR5cGUYASABKAkiJAoRRXhwb3J0Q0FzUmVzcG9uc2USDwoHZW50cmllcxgBIAMoCSJLChpSb3RhdGVDZXJ0QXV0aG9yaXR5UmVxdWVzdBIMCgR0eXBlGAEgASgJEg0KBXBoYXNlGAIgASgJEhAKCHJvbGxiYWNrGAMgASgIIncKE1NlYXJjaEV2ZW50c1JlcXVlc3QSDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRINCgV0eXBlcxgDIAMoCRIMCgR1c2VyGAQgASgJEgsKA3NpZBgFIAEoCRINCgVsaW1pdBgGIAEoDRINCgVvcmRlchgHIAEoCSImChRTZWFyY2hFdmVudHNSZXNwb25zZRIOCgZldmVudHMYASADKAkiHQoMV2F0Y2hSZXF1ZXN0Eg0KBWtpbmRzGAEgAygJImAKCldhdGNoRXZlbnQSDAoEdHlwZRgBIAEoCRIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSKAoIcmVzb3VyY2UYBCABKAsyFi53YXJkLmF1dGgudjEuUmVzb3VyY2UilAEKGVJlZ2lzdGVyVXNpbmdUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEwoLc3lzdGVtX3JvbGUYAiABKAkSEAoIaG9zdG5hbWUYAyABKAkSEQoJYWRkcmVzc2VzGAQgAygJEhYKDnNzaF9wdWJsaWNfa2V5GAUgASgJEhYKDnRsc19wdWJsaWNfa2V5GAYgASgJIikKFVJlbmV3SG9zdENlcnRzUmVxdWVzdBIQCghzc2hfY2VydBgBIAEoCSJAChZSZW5ld0hvc3RDZXJ0c1Jlc3BvbnNlEhAKCHNzaF9jZXJ0GAEgASgJEhQKDHNzaF9ob3N0X2NhcxgCIAMoCSL3AQoJSG9zdENlcnRzEg8KB2hvc3RfaWQYASABKAkSEAoIc3NoX2NlcnQYAiABKAkSEAoIdGxzX2NlcnQYAyABKAkSDwoHdGxzX2NhcxgEIAMoCRIUCgxzc2hfdXNlcl9jYXMYBSADKAkSFAoMc3NoX2hvc3RfY2FzGAYgAygJEhQKDGNsdXN0ZXJfbmFtZRgHIAEoCRIzCgZsYWJlbHMYCCADKAsyIy53YXJkLmF1dGgudjEuSG9zdENlcnRzLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTAoQSGVhcnRiZWF0UmVxdWVzdBIoCghyZXNvdXJjZRgBIAEoCzIWLndhcmQuYXV0aC52MS5SZXNvdXJjZRIOCgZyZW1vdmUYAiABKAgiKAoWRW1pdEF1ZGl0RXZlbnRzUmVxdWVzdBIOCgZldmVudHMYASADKAkiGQoXRW1pdEF1ZGl0RXZlbnRzUmVzcG9uc2UiYAoWVXBsb2FkUmVjb3JkaW5nUmVxdWVzdBILCgNzaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEgwKBGRhdGEYAyABKAwSDQoFZmluYWwYBCABKAgSDAoEbWV0YRgFIAEoCSInChdVcGxvYWRSZWNvcmRpbmdSZXNwb25zZRIMCgRzaXplGAEgASgEIkEKE0dldFJlY29yZGluZ1JlcXVlc3QSCwoDc2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBBINCgVsaW1pdBgDIAEoDSJEChRHZXRSZWNvcmRpbmdSZXNwb25zZRIMCgRkYXRhGAEgASgMEgwKBHNpemUYAiABKAQSEAoIY29tcGxldGUYAyABKAgi7gEKF0NyZWF0ZVdlYlNlc3Npb25SZXF1ZXN0EgwKBHVzZXIYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFQoNc2Vjb25kX2ZhY3RvchgDIAEoCRIWCg5zc2hfcHVibGljX2tleRgEIAEoCRIWCg50bHNfcHVibGljX2tleRgFIAEoCRITCgt0dGxfc2Vjb25kcxgGIAEoDRITCgtjbGllbnRfYWRkchgHIAEoCRIPCgdpZF9oYXNoGAggASgJEhMKC3NlYWxlZF9rZXlzGAkgASgMEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAogASgNIpcBCgpXZWJTZXNzaW9uEgwKBHVzZXIYASABKAkSIgoFY2VydHMYAiABKAsyEy53YXJkLmF1dGgudjEuQ2VydHMSEwoLc2VhbGVkX2tleXMYAyABKAwSDwoHZXhwaXJlcxgEIAEoCRITCgtsYXN0X2FjdGl2ZRgFIAEoCRIcChRpZGxlX3RpbWVvdXRfc2Vjb25kcxgGIAEoDSInChRHZXRXZWJTZXNzaW9uUmVxdWVzdBIPCgdpZF9oYXNoGAEgASgJIioKF0RlbGV0ZVdlYlNlc3Npb25SZXF1ZXN0Eg8KB2lkX2hhc2gYASABKAkiGgoYRGVsZXRlV2ViU2Vzc2lvblJlc3BvbnNlIiQKE0dldFVzZXJUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkiOAoJVXNlclRva2VuEgwKBHVzZXIYASABKAkSDAoEdHlwZRgCIAEoCRIPCgdleHBpcmVzGAMgASgJIrkBChNVc2VVc2VyVG9rZW5SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhUKDXNlY29uZF9mYWN0b3IYAyABKAkSGQoRd2ViYXV0aG5fcmVzcG9uc2UYBCABKAkSEwoLZGV2aWNlX25hbWUYBSABKAkSOgoLd2ViX3Nlc3Npb24YBiABKAsyJS53YXJkLmF1dGgudjEuQ3JlYXRlV2ViU2Vzc2lvblJlcXVlc3QiawoUVXNlVXNlclRva2VuUmVzcG9uc2USDAoEdXNlchgBIAEoCRIWCg5yZWNvdmVyeV9jb2RlcxgCIAMoCRItCgt3ZWJfc2Vzc2lvbhgDIAEoCzIYLndhcmQuYXV0aC52MS5XZWJTZXNzaW9uIj8KG0JlZ2luTUZBUmVnaXN0cmF0aW9uUmVxdWVzdBIMCgR0eXBlGAEgASgJEhIKCnVzZXJfdG9rZW4YAiABKAkiVQocQmVnaW5NRkFSZWdpc3RyYXRpb25SZXNwb25zZRIOCgZzZWNyZXQYASABKAkSCwoDdXJpGAIgASgJEhgKEHdlYmF1dGhuX29wdGlvbnMYAyABKAkiegocRmluaXNoTUZBUmVnaXN0cmF0aW9uUmVxdWVzdBIMCgR0eXBlGAEgASgJEgwKBG5hbWUYAiABKAkSDAoEY29kZRgDIAEoCRIVCg1leGlzdGluZ19jb2RlGAQgASgJEhkKEXdlYmF1dGhuX3Jlc3BvbnNlGAUgASgJIkoKHUZpbmlzaE1GQVJlZ2lzdHJhdGlvblJlc3BvbnNlEhEKCWRldmljZV9pZBgBIAEoCRIWCg5yZWNvdmVyeV9jb2RlcxgCIAMoCSIXChVMaXN0TUZBRGV2aWNlc1JlcXVlc3QiQgoJTUZBRGV2aWNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDAoEbmFtZRgDIAEoCRINCgVhZGRlZBgEIAEoCSJCChZMaXN0TUZBRGV2aWNlc1Jlc3BvbnNlEigKB2RldmljZXMYASADKAsyFy53YXJkLmF1dGgudjEuTUZBRGV2aWNlIigKFkRlbGV0ZU1GQURldmljZVJlcXVlc3QSDgoGZGV2aWNlGAEgASgJIhkKF0RlbGV0ZU1GQURldmljZVJlc3BvbnNlIlkKIkNyZWF0ZUF1dGhlbnRpY2F0ZUNoYWxsZW5nZVJlcXVlc3QSDAoEdXNlchgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRITCgtjbGllbnRfYWRkchgDIAEoCSJNCiNDcmVhdGVBdXRoZW50aWNhdGVDaGFsbGVuZ2VSZXNwb25zZRIYChB3ZWJhdXRobl9vcHRpb25zGAEgASgJEgwKBHRvdHAYAiABKAgyzhQKC0F1dGhTZXJ2aWNlEj0KBFBpbmcSGS53YXJkLmF1dGgudjEuUGluZ1JlcXVlc3QaGi53YXJkLmF1dGgudjEuUGluZ1Jlc3BvbnNlEkcKC0dldFJlc291cmNlEiAud2FyZC5hdXRoLnYxLkdldFJlc291cmNlUmVxdWVzdBoWLndhcmQuYXV0aC52MS5SZXNvdXJjZRJYCg1MaXN0UmVzb3VyY2VzEiIud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXF1ZXN0GiMud2FyZC5hdXRoLnYxLkxpc3RSZXNvdXJjZXNSZXNwb25zZRJNCg5VcHNlcnRSZXNvdXJjZRIjLndhcmQuYXV0aC52MS5VcHNlcnRSZXNvdXJjZVJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USWwoORGVsZXRlUmVzb3VyY2USIy53YXJkLmF1dGgudjEuRGVsZXRlUmVzb3VyY2VSZXF1ZXN0GiQud2FyZC5hdXRoLnYxLkRlbGV0ZVJlc291cmNlUmVzcG9uc2USTwoKQ3JlYXRlVXNlchIfLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVxdWVzdBogLndhcmQuYXV0aC52MS5DcmVhdGVVc2VyUmVzcG9uc2USWAoNUmVzZXRQYXNzd29yZBIiLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVxdWVzdBojLndhcmQuYXV0aC52MS5SZXNldFBhc3N3b3JkUmVzcG9uc2USRwoLQ3JlYXRlVG9rZW4SIC53YXJkLmF1dGgudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlEk4KEEF1dGhlbnRpY2F0ZVVzZXISJS53YXJkLmF1dGgudjEuQXV0aGVudGljYXRlVXNlclJlcXVlc3QaEy53YXJkLmF1dGgudjEuQ2VydHMSUAoRR2VuZXJhdGVVc2VyQ2VydHMSJi53YXJkLmF1dGgudjEuR2VuZXJhdGVVc2VyQ2VydHNSZXF1ZXN0GhMud2FyZC5hdXRoLnYxLkNlcnRzEkwKCUV4cG9ydENBcxIeLndhcmQuYXV0aC52MS5FeHBvcnRDQXNSZXF1ZXN0Gh8ud2FyZC5hdXRoLnYxLkV4cG9ydENBc1Jlc3BvbnNlElcKE1JvdGF0ZUNlcnRBdXRob3JpdHkSKC53YXJkLmF1dGgudjEuUm90YXRlQ2VydEF1dGhvcml0eVJlcXVlc3QaFi53YXJkLmF1dGgudjEuUmVzb3VyY2USVgoSUmVnaXN0ZXJVc2luZ1Rva2VuEicud2FyZC5hdXRoLnYxLlJlZ2lzdGVyVXNpbmdUb2tlblJlcXVlc3QaFy53YXJkLmF1dGgudjEuSG9zdENlcnRzEkMKCUhlYXJ0YmVhdBIeLndhcmQuYXV0aC52MS5IZWFydGJlYXRSZXF1ZXN0GhYud2FyZC5hdXRoLnYxLlJlc291cmNlElsKDlJlbmV3SG9zdENlcnRzEiMud2FyZC5hdXRoLnYxLlJlbmV3SG9zdENlcnRzUmVxdWVzdBokLndhcmQuYXV0aC52MS5SZW5ld0hvc3RDZXJ0c1Jlc3BvbnNlEm0KFEJlZ2luTUZBUmVnaXN0cmF0aW9uEikud2FyZC5hdXRoLnYxLkJlZ2luTUZBUmVnaXN0cmF0aW9uUmVxdWVzdBoqLndhcmQuYXV0aC52MS5CZWdpbk1GQVJlZ2lzdHJhdGlvblJlc3BvbnNlEnAKFUZpbmlzaE1GQVJlZ2lzdHJhdGlvbhIqLndhcmQuYXV0aC52MS5GaW5pc2hNRkFSZWdpc3RyYXRpb25SZXF1ZXN0Gisud2FyZC5hdXRoLnYxLkZpbmlzaE1GQVJlZ2lzdHJhdGlvblJlc3BvbnNlElsKDkxpc3RNRkFEZXZpY2VzEiMud2FyZC5hdXRoLnYxLkxpc3RNRkFEZXZpY2VzUmVxdWVzdBokLndhcmQuYXV0aC52MS5MaXN0TUZBRGV2aWNlc1Jlc3BvbnNlEl4KD0RlbGV0ZU1GQURldmljZRIkLndhcmQuYXV0aC52MS5EZWxldGVNRkFEZXZpY2VSZXF1ZXN0GiUud2FyZC5hdXRoLnYxLkRlbGV0ZU1GQURldmljZVJlc3BvbnNlEoIBChtDcmVhdGVBdXRoZW50aWNhdGVDaGFsbGVuZ2USMC53YXJkLmF1dGgudjEuQ3JlYXRlQXV0aGVudGljYXRlQ2hhbGxlbmdlUmVxdWVzdBoxLndhcmQuYXV0aC52MS5DcmVhdGVBdXRoZW50aWNhdGVDaGFsbGVuZ2VSZXNwb25zZRJVCgxTZWFyY2hFdmVudHMSIS53YXJkLmF1dGgudjEuU2VhcmNoRXZlbnRzUmVxdWVzdBoiLndhcmQuYXV0aC52MS5TZWFyY2hFdmVudHNSZXNwb25zZRJeCg9FbWl0QXVkaXRFdmVudHMSJC53YXJkLmF1dGgudjEuRW1pdEF1ZGl0RXZlbnRzUmVxdWVzdBolLndhcmQuYXV0aC52MS5FbWl0QXVkaXRFdmVudHNSZXNwb25zZRJeCg9VcGxvYWRSZWNvcmRpbmcSJC53YXJkLmF1dGgudjEuVXBsb2FkUmVjb3JkaW5nUmVxdWVzdBolLndhcmQuYXV0aC52MS5VcGxvYWRSZWNvcmRpbmdSZXNwb25zZRJVCgxHZXRSZWNvcmRpbmcSIS53YXJkLmF1dGgudjEuR2V0UmVjb3JkaW5nUmVxdWVzdBoiLndhcmQuYXV0aC52MS5HZXRSZWNvcmRpbmdSZXNwb25zZRJTChBDcmVhdGVXZWJTZXNzaW9uEiUud2FyZC5hdXRoLnYxLkNyZWF0ZVdlYlNlc3Npb25SZXF1ZXN0Ghgud2FyZC5hdXRoLnYxLldlYlNlc3Npb24STQoNR2V0V2ViU2Vzc2lvbhIiLndhcmQuYXV0aC52MS5HZXRXZWJTZXNzaW9uUmVxdWVzdBoYLndhcmQuYXV0aC52MS5XZWJTZXNzaW9uEmEKEERlbGV0ZVdlYlNlc3Npb24SJS53YXJkLmF1dGgudjEuRGVsZXRlV2ViU2Vzc2lvblJlcXVlc3QaJi53YXJkLmF1dGgudjEuRGVsZXRlV2ViU2Vzc2lvblJlc3BvbnNlEkoKDEdldFVzZXJUb2tlbhIhLndhcmQuYXV0aC52MS5HZXRVc2VyVG9rZW5SZXF1ZXN0Ghcud2FyZC5hdXRoLnYxLlVzZXJUb2tlbhJVCgxVc2VVc2VyVG9rZW4SIS53YXJkLmF1dGgudjEuVXNlVXNlclRva2VuUmVxdWVzdBoiLndhcmQuYXV0aC52MS5Vc2VVc2VyVG9rZW5SZXNwb25zZRI/CgVXYXRjaBIaLndhcmQuYXV0aC52MS5XYXRjaFJlcXVlc3QaGC53YXJkLmF1dGgudjEuV2F0Y2hFdmVudDABYgZwcm90bzM");
 
 /**
  * @generated from message ward.auth.v1.PingRequest
@@ -556,7 +556,7 @@ export const ExportCAsResponseSchema: GenMessage<ExportCAsResponse> = /*@__PURE_
  */
 export type RotateCertAuthorityRequest = Message<"ward.auth.v1.RotateCertAuthorityRequest"> & {
   /**
-   * user (the only CA that rotates so far)
+   * user or host (the CAs that rotate so far)
    *
    * @generated from field: string type = 1;
    */
@@ -748,6 +748,48 @@ export const RegisterUsingTokenRequestSchema: GenMessage<RegisterUsingTokenReque
   messageDesc(file_ward_auth_v1_auth, 24);
 
 /**
+ * @generated from message ward.auth.v1.RenewHostCertsRequest
+ */
+export type RenewHostCertsRequest = Message<"ward.auth.v1.RenewHostCertsRequest"> & {
+  /**
+   * The host's current SSH host certificate (authorized_keys form): the new one certifies the same key, host id
+   * and principals.
+   *
+   * @generated from field: string ssh_cert = 1;
+   */
+  sshCert: string;
+};
+
+/**
+ * Describes the message ward.auth.v1.RenewHostCertsRequest.
+ * Use `create(RenewHostCertsRequestSchema)` to create a new message.
+ */
+export const RenewHostCertsRequestSchema: GenMessage<RenewHostCertsRequest> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 25);
+
+/**
+ * @generated from message ward.auth.v1.RenewHostCertsResponse
+ */
+export type RenewHostCertsResponse = Message<"ward.auth.v1.RenewHostCertsResponse"> & {
+  /**
+   * @generated from field: string ssh_cert = 1;
+   */
+  sshCert: string;
+
+  /**
+   * @generated from field: repeated string ssh_host_cas = 2;
+   */
+  sshHostCas: string[];
+};
+
+/**
+ * Describes the message ward.auth.v1.RenewHostCertsResponse.
+ * Use `create(RenewHostCertsResponseSchema)` to create a new message.
+ */
+export const RenewHostCertsResponseSchema: GenMessage<RenewHostCertsResponse> = /*@__PURE__*/
+  messageDesc(file_ward_auth_v1_auth, 26);
+
+/**
  * @generated from message ward.auth.v1.HostCerts
  */
 export type HostCerts = Message<"ward.auth.v1.HostCerts"> & {
@@ -803,7 +845,7 @@ export type HostCerts = Message<"ward.auth.v1.HostCerts"> & {
  * Use `create(HostCertsSchema)` to create a new message.
  */
 export const HostCertsSchema: GenMessage<HostCerts> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 25);
+  messageDesc(file_ward_auth_v1_auth, 27);
 
 /**
  * @generated from message ward.auth.v1.HeartbeatRequest
@@ -831,7 +873,7 @@ export type HeartbeatRequest = Message<"ward.auth.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 26);
+  messageDesc(file_ward_auth_v1_auth, 28);
 
 /**
  * @generated from message ward.auth.v1.EmitAuditEventsRequest
@@ -851,7 +893,7 @@ export type EmitAuditEventsRequest = Message<"ward.auth.v1.EmitAuditEventsReques
  * Use `create(EmitAuditEventsRequestSchema)` to create a new message.
  */
 export const EmitAuditEventsRequestSchema: GenMessage<EmitAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 27);
+  messageDesc(file_ward_auth_v1_auth, 29);
 
 /**
  * @generated from message ward.auth.v1.EmitAuditEventsResponse
@@ -864,7 +906,7 @@ export type EmitAuditEventsResponse = Message<"ward.auth.v1.EmitAuditEventsRespo
  * Use `create(EmitAuditEventsResponseSchema)` to create a new message.
  */
 export const EmitAuditEventsResponseSchema: GenMessage<EmitAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 28);
+  messageDesc(file_ward_auth_v1_auth, 30);
 
 /**
  * @generated from message ward.auth.v1.UploadRecordingRequest
@@ -910,7 +952,7 @@ export type UploadRecordingRequest = Message<"ward.auth.v1.UploadRecordingReques
  * Use `create(UploadRecordingRequestSchema)` to create a new message.
  */
 export const UploadRecordingRequestSchema: GenMessage<UploadRecordingRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 29);
+  messageDesc(file_ward_auth_v1_auth, 31);
 
 /**
  * @generated from message ward.auth.v1.UploadRecordingResponse
@@ -927,7 +969,7 @@ export type UploadRecordingResponse = Message<"ward.auth.v1.UploadRecordingRespo
  * Use `create(UploadRecordingResponseSchema)` to create a new message.
  */
 export const UploadRecordingResponseSchema: GenMessage<UploadRecordingResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 30);
+  messageDesc(file_ward_auth_v1_auth, 32);
 
 /**
  * @generated from message ward.auth.v1.GetRecordingRequest
@@ -956,7 +998,7 @@ export type GetRecordingRequest = Message<"ward.auth.v1.GetRecordingRequest"> & 
  * Use `create(GetRecordingRequestSchema)` to create a new message.
  */
 export const GetRecordingRequestSchema: GenMessage<GetRecordingRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 31);
+  messageDesc(file_ward_auth_v1_auth, 33);
 
 /**
  * @generated from message ward.auth.v1.GetRecordingResponse
@@ -985,7 +1027,7 @@ export type GetRecordingResponse = Message<"ward.auth.v1.GetRecordingResponse"> 
  * Use `create(GetRecordingResponseSchema)` to create a new message.
  */
 export const GetRecordingResponseSchema: GenMessage<GetRecordingResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 32);
+  messageDesc(file_ward_auth_v1_auth, 34);
 
 /**
  * @generated from message ward.auth.v1.CreateWebSessionRequest
@@ -1056,7 +1098,7 @@ export type CreateWebSessionRequest = Message<"ward.auth.v1.CreateWebSessionRequ
  * Use `create(CreateWebSessionRequestSchema)` to create a new message.
  */
 export const CreateWebSessionRequestSchema: GenMessage<CreateWebSessionRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 33);
+  messageDesc(file_ward_auth_v1_auth, 35);
 
 /**
  * @generated from message ward.auth.v1.WebSession
@@ -1100,7 +1142,7 @@ export type WebSession = Message<"ward.auth.v1.WebSession"> & {
  * Use `create(WebSessionSchema)` to create a new message.
  */
 export const WebSessionSchema: GenMessage<WebSession> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 34);
+  messageDesc(file_ward_auth_v1_auth, 36);
 
 /**
  * @generated from message ward.auth.v1.GetWebSessionRequest
@@ -1117,7 +1159,7 @@ export type GetWebSessionRequest = Message<"ward.auth.v1.GetWebSessionRequest"> 
  * Use `create(GetWebSessionRequestSchema)` to create a new message.
  */
 export const GetWebSessionRequestSchema: GenMessage<GetWebSessionRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 35);
+  messageDesc(file_ward_auth_v1_auth, 37);
 
 /**
  * @generated from message ward.auth.v1.DeleteWebSessionRequest
@@ -1134,7 +1176,7 @@ export type DeleteWebSessionRequest = Message<"ward.auth.v1.DeleteWebSessionRequ
  * Use `create(DeleteWebSessionRequestSchema)` to create a new message.
  */
 export const DeleteWebSessionRequestSchema: GenMessage<DeleteWebSessionRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 36);
+  messageDesc(file_ward_auth_v1_auth, 38);
 
 /**
  * @generated from message ward.auth.v1.DeleteWebSessionResponse
@@ -1147,7 +1189,7 @@ export type DeleteWebSessionResponse = Message<"ward.auth.v1.DeleteWebSessionRes
  * Use `create(DeleteWebSessionResponseSchema)` to create a new message.
  */
 export const DeleteWebSessionResponseSchema: GenMessage<DeleteWebSessionResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 37);
+  messageDesc(file_ward_auth_v1_auth, 39);
 
 /**
  * @generated from message ward.auth.v1.GetUserTokenRequest
@@ -1164,7 +1206,7 @@ export type GetUserTokenRequest = Message<"ward.auth.v1.GetUserTokenRequest"> & 
  * Use `create(GetUserTokenRequestSchema)` to create a new message.
  */
 export const GetUserTokenRequestSchema: GenMessage<GetUserTokenRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 38);
+  messageDesc(file_ward_auth_v1_auth, 40);
 
 /**
  * @generated from message ward.auth.v1.UserToken
@@ -1193,7 +1235,7 @@ export type UserToken = Message<"ward.auth.v1.UserToken"> & {
  * Use `create(UserTokenSchema)` to create a new message.
  */
 export const UserTokenSchema: GenMessage<UserToken> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 39);
+  messageDesc(file_ward_auth_v1_auth, 41);
 
 /**
  * @generated from message ward.auth.v1.UseUserTokenRequest
@@ -1243,7 +1285,7 @@ export type UseUserTokenRequest = Message<"ward.auth.v1.UseUserTokenRequest"> & 
  * Use `create(UseUserTokenRequestSchema)` to create a new message.
  */
 export const UseUserTokenRequestSchema: GenMessage<UseUserTokenRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 40);
+  messageDesc(file_ward_auth_v1_auth, 42);
 
 /**
  * @generated from message ward.auth.v1.UseUserTokenResponse
@@ -1272,7 +1314,7 @@ export type UseUserTokenResponse = Message<"ward.auth.v1.UseUserTokenResponse"> 
  * Use `create(UseUserTokenResponseSchema)` to create a new message.
  */
 export const UseUserTokenResponseSchema: GenMessage<UseUserTokenResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 41);
+  messageDesc(file_ward_auth_v1_auth, 43);
 
 /**
  * @generated from message ward.auth.v1.BeginMFARegistrationRequest
@@ -1298,7 +1340,7 @@ export type BeginMFARegistrationRequest = Message<"ward.auth.v1.BeginMFARegistra
  * Use `create(BeginMFARegistrationRequestSchema)` to create a new message.
  */
 export const BeginMFARegistrationRequestSchema: GenMessage<BeginMFARegistrationRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 42);
+  messageDesc(file_ward_auth_v1_auth, 44);
 
 /**
  * @generated from message ward.auth.v1.BeginMFARegistrationResponse
@@ -1329,7 +1371,7 @@ export type BeginMFARegistrationResponse = Message<"ward.auth.v1.BeginMFARegistr
  * Use `create(BeginMFARegistrationResponseSchema)` to create a new message.
  */
 export const BeginMFARegistrationResponseSchema: GenMessage<BeginMFARegistrationResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 43);
+  messageDesc(file_ward_auth_v1_auth, 45);
 
 /**
  * @generated from message ward.auth.v1.FinishMFARegistrationRequest
@@ -1372,7 +1414,7 @@ export type FinishMFARegistrationRequest = Message<"ward.auth.v1.FinishMFARegist
  * Use `create(FinishMFARegistrationRequestSchema)` to create a new message.
  */
 export const FinishMFARegistrationRequestSchema: GenMessage<FinishMFARegistrationRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 44);
+  messageDesc(file_ward_auth_v1_auth, 46);
 
 /**
  * @generated from message ward.auth.v1.FinishMFARegistrationResponse
@@ -1396,7 +1438,7 @@ export type FinishMFARegistrationResponse = Message<"ward.auth.v1.FinishMFARegis
  * Use `create(FinishMFARegistrationResponseSchema)` to create a new message.
  */
 export const FinishMFARegistrationResponseSchema: GenMessage<FinishMFARegistrationResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 45);
+  messageDesc(file_ward_auth_v1_auth, 47);
 
 /**
  * @generated from message ward.auth.v1.ListMFADevicesRequest
@@ -1409,7 +1451,7 @@ export type ListMFADevicesRequest = Message<"ward.auth.v1.ListMFADevicesRequest"
  * Use `create(ListMFADevicesRequestSchema)` to create a new message.
  */
 export const ListMFADevicesRequestSchema: GenMessage<ListMFADevicesRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 46);
+  messageDesc(file_ward_auth_v1_auth, 48);
 
 /**
  * @generated from message ward.auth.v1.MFADevice
@@ -1441,7 +1483,7 @@ export type MFADevice = Message<"ward.auth.v1.MFADevice"> & {
  * Use `create(MFADeviceSchema)` to create a new message.
  */
 export const MFADeviceSchema: GenMessage<MFADevice> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 47);
+  messageDesc(file_ward_auth_v1_auth, 49);
 
 /**
  * @generated from message ward.auth.v1.ListMFADevicesResponse
@@ -1458,7 +1500,7 @@ export type ListMFADevicesResponse = Message<"ward.auth.v1.ListMFADevicesRespons
  * Use `create(ListMFADevicesResponseSchema)` to create a new message.
  */
 export const ListMFADevicesResponseSchema: GenMessage<ListMFADevicesResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 48);
+  messageDesc(file_ward_auth_v1_auth, 50);
 
 /**
  * @generated from message ward.auth.v1.DeleteMFADeviceRequest
@@ -1477,7 +1519,7 @@ export type DeleteMFADeviceRequest = Message<"ward.auth.v1.DeleteMFADeviceReques
  * Use `create(DeleteMFADeviceRequestSchema)` to create a new message.
  */
 export const DeleteMFADeviceRequestSchema: GenMessage<DeleteMFADeviceRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 49);
+  messageDesc(file_ward_auth_v1_auth, 51);
 
 /**
  * @generated from message ward.auth.v1.DeleteMFADeviceResponse
@@ -1490,7 +1532,7 @@ export type DeleteMFADeviceResponse = Message<"ward.auth.v1.DeleteMFADeviceRespo
  * Use `create(DeleteMFADeviceResponseSchema)` to create a new message.
  */
 export const DeleteMFADeviceResponseSchema: GenMessage<DeleteMFADeviceResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 50);
+  messageDesc(file_ward_auth_v1_auth, 52);
 
 /**
  * @generated from message ward.auth.v1.CreateAuthenticateChallengeRequest
@@ -1519,7 +1561,7 @@ export type CreateAuthenticateChallengeRequest = Message<"ward.auth.v1.CreateAut
  * Use `create(CreateAuthenticateChallengeRequestSchema)` to create a new message.
  */
 export const CreateAuthenticateChallengeRequestSchema: GenMessage<CreateAuthenticateChallengeRequest> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 51);
+  messageDesc(file_ward_auth_v1_auth, 53);
 
 /**
  * @generated from message ward.auth.v1.CreateAuthenticateChallengeResponse
@@ -1545,7 +1587,7 @@ export type CreateAuthenticateChallengeResponse = Message<"ward.auth.v1.CreateAu
  * Use `create(CreateAuthenticateChallengeResponseSchema)` to create a new message.
  */
 export const CreateAuthenticateChallengeResponseSchema: GenMessage<CreateAuthenticateChallengeResponse> = /*@__PURE__*/
-  messageDesc(file_ward_auth_v1_auth, 52);
+  messageDesc(file_ward_auth_v1_auth, 54);
 
 /**
  * @generated from service ward.auth.v1.AuthService
@@ -1677,6 +1719,17 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof HeartbeatRequestSchema;
     output: typeof ResourceSchema;
+  },
+  /**
+   * Nodes and proxies: a new SSH host certificate from the host CA's signing key, for the names in the caller's
+   * TLS certificate (a host CA rotation moves hosts to the new key this way).
+   *
+   * @generated from rpc ward.auth.v1.AuthService.RenewHostCerts
+   */
+  renewHostCerts: {
+    methodKind: "unary";
+    input: typeof RenewHostCertsRequestSchema;
+    output: typeof RenewHostCertsResponseSchema;
   },
   /**
    * Second factors of the calling user: add a TOTP device (begin: a secret; finish: a code from the

@@ -1,0 +1,72 @@
+// A node's or proxy's SSH host certificate follows the host CA through a rotation (auth/rotation.ts): once the
+// CA reaches update_servers, or is back in standby after a rollback, a host whose certificate was signed by
+// another key than the CA's signing key asks for a new one (RenewHostCerts) and presents it to the connections
+// that follow. Not before update_servers: until then clients may not have learned the new key.
+//
+// The CA comes from the host's watch-fed cache, so a step reaches every host within seconds. A failed renewal is
+// retried, with the cache still saying what to aim for.
+import type { Logger } from 'pino';
+import type { AuthClient } from '../api/client.ts';
+import type { CertAuthority } from '../api/types.ts';
+import type { ResourceCache } from '../cache/resources.ts';
+import { parseCertificate } from '../crypto/sshcert.ts';
+import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
+
+const RETRY_MS = 5_000;
+
+/** Whether a host holding a certificate signed by `signer` should renew it now, given the host CA. */
+export function needsRenewal(ca: CertAuthority | undefined, signer: Buffer): boolean {
+  if (!ca) return false;
+  const { phase } = ca.spec.rotation;
+  if (phase !== 'update_servers' && phase !== 'standby') return false;
+  const active = ca.spec.active_keys[0];
+  return !!active && !parseAuthorizedKey(active.public).blob.equals(signer);
+}
+
+export function startHostCertRenewal(opts: {
+  cache: ResourceCache;
+  auth: AuthClient;
+  /** The host's SSH certificate now (authorized_keys form). */
+  current: () => string;
+  /** Takes a renewed certificate: present it, keep it. */
+  onRenewed: (sshCert: string) => void;
+  log: Logger;
+}): { stop(): void } {
+  let running = false;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const check = async (): Promise<void> => {
+    if (running || stopped) return;
+    const ca = opts.cache.get('cert_authority', 'host') as CertAuthority | undefined;
+    const signer = parseCertificate(parseAuthorizedKey(opts.current()).blob).signatureKey;
+    if (!needsRenewal(ca, signer)) return;
+    running = true;
+    try {
+      const { sshCert } = await opts.auth.renewHostCerts({ sshCert: opts.current() });
+      if (stopped) return;
+      opts.onRenewed(sshCert);
+      opts.log.info({ phase: ca!.spec.rotation.phase }, 'host certificate renewed from the host CA');
+      // The CA may have moved on (a rollback) while this was in flight: look again, once the cache has caught up.
+      clearTimeout(retry);
+      retry = setTimeout(() => void check(), 1_000);
+      retry.unref();
+    } catch (err) {
+      opts.log.warn({ err: (err as Error).message }, `cannot renew the host certificate; retrying in ${RETRY_MS / 1000}s`);
+      clearTimeout(retry);
+      retry = setTimeout(() => void check(), RETRY_MS);
+      retry.unref();
+    } finally {
+      running = false;
+    }
+  };
+  opts.cache.onChange((kind) => {
+    if (kind === 'cert_authority') void check();
+  });
+  void check();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(retry);
+    },
+  };
+}
