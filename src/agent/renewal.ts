@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { AuthClient } from '../api/client.ts';
 import type { CertAuthority } from '../api/types.ts';
 import type { ResourceCache } from '../cache/resources.ts';
+import type { HostIdentity } from './identity.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 
@@ -23,28 +24,34 @@ export function needsRenewal(ca: CertAuthority | undefined, signer: Buffer): boo
   return !!active && !parseAuthorizedKey(active.public).blob.equals(signer);
 }
 
+/** The host keys an SSH server presents for this identity: its key with its host certificate (Ward's ssh2 patch). */
+export function hostKeysOf(identity: HostIdentity): Array<{ key: string; certificate: Buffer }> {
+  return [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }];
+}
+
 export function startHostCertRenewal(opts: {
   cache: ResourceCache;
   auth: AuthClient;
-  /** The host's SSH certificate now (authorized_keys form). */
-  current: () => string;
-  /** Takes a renewed certificate: present it, keep it. */
-  onRenewed: (sshCert: string) => void;
+  identity: HostIdentity;
+  /** Takes the identity with a renewed certificate: present it (hostKeysOf), keep it. */
+  onRenewed: (identity: HostIdentity) => void;
   log: Logger;
 }): { stop(): void } {
+  let current = opts.identity;
   let running = false;
   let stopped = false;
   let retry: NodeJS.Timeout | undefined;
   const check = async (): Promise<void> => {
     if (running || stopped) return;
     const ca = opts.cache.get('cert_authority', 'host') as CertAuthority | undefined;
-    const signer = parseCertificate(parseAuthorizedKey(opts.current()).blob).signatureKey;
+    const signer = parseCertificate(parseAuthorizedKey(current.sshCert).blob).signatureKey;
     if (!needsRenewal(ca, signer)) return;
     running = true;
     try {
-      const { sshCert } = await opts.auth.renewHostCerts({ sshCert: opts.current() });
+      const { sshCert } = await opts.auth.renewHostCerts({ sshCert: current.sshCert });
       if (stopped) return;
-      opts.onRenewed(sshCert);
+      current = { ...current, sshCert };
+      opts.onRenewed(current);
       opts.log.info({ phase: ca!.spec.rotation.phase }, 'host certificate renewed from the host CA');
       // The CA may have moved on (a rollback) while this was in flight: look again, once the cache has caught up.
       clearTimeout(retry);

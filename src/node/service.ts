@@ -8,7 +8,6 @@ import type { Node } from '../api/types.ts';
 import { VERSION } from '../api/version.ts';
 import type { HostIdentity } from '../agent/identity.ts';
 import { ResourceCache } from '../cache/resources.ts';
-import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
 import { splitAddrList } from '../api/failover.ts';
 import { AuditForwarder } from '../agent/audit.ts';
@@ -21,7 +20,7 @@ import { checkUserCert, sshCertGrants } from './access.ts';
 import { createNodeSSHServer, type SessionHooks } from './server.ts';
 import { SessionRegistry, type LiveSession } from './live.ts';
 import { SessionReporter } from './reporter.ts';
-import { startHostCertRenewal } from '../agent/renewal.ts';
+import { hostKeysOf, startHostCertRenewal } from '../agent/renewal.ts';
 import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
@@ -138,7 +137,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     },
   };
   const ssh = createNodeSSHServer({
-    hostKeys: [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }],
+    hostKeys: hostKeysOf(identity),
     authorize: async (req) => {
       const decision = checkUserCert(cache, cfg.clock, target, req);
       if (!decision.allowed) log.info({ login: req.login, remote: req.remoteAddr, reason: decision.reason }, 'ssh access denied');
@@ -151,15 +150,13 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
 
   // A host CA rotation reaches this node through the cache: it takes a certificate from the new key, presents it
   // to new connections and keeps it (agent/renewal.ts).
-  let current = identity;
   const renewal = startHostCertRenewal({
     cache,
     auth: cfg.auth,
-    current: () => current.sshCert,
-    onRenewed: (sshCert) => {
-      current = { ...current, sshCert };
-      ssh.setHostKeys([{ key: current.sshKey, certificate: parseAuthorizedKey(sshCert).blob }]);
-      cfg.saveIdentity?.(current);
+    identity,
+    onRenewed: (renewed) => {
+      ssh.setHostKeys(hostKeysOf(renewed));
+      cfg.saveIdentity?.(renewed);
     },
     log,
   });

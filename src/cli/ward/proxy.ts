@@ -12,10 +12,9 @@ import { splitAddrList } from '../../api/failover.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
-import { startHostCertRenewal } from '../../agent/renewal.ts';
+import { hostKeysOf, startHostCertRenewal } from '../../agent/renewal.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from '../../agent/identity.ts';
 import { generateTLSKey } from '../../crypto/x509.ts';
-import { parseAuthorizedKey } from '../../crypto/sshkeys.ts';
 import { ResourceCache } from '../../cache/resources.ts';
 import { Router } from '../../proxy/router.ts';
 import { startProxy } from '../../proxy/service.ts';
@@ -97,19 +96,17 @@ export async function startProxyService(
   };
   const router = new Router(cache, cluster, tunnels);
   const ssh = createProxySSHServer({
-    hostKeys: [{ key: identity.sshKey, certificate: parseAuthorizedKey(identity.sshCert).blob }],
+    hostKeys: hostKeysOf(identity),
     cache, router, cluster, clock: systemClock, log,
   });
   // A host CA rotation reaches the proxy through its cache: its SSH host certificate (for `ssh -J`) follows it.
-  let current = identity;
   const renewal = startHostCertRenewal({
     cache,
     auth: client,
-    current: () => current.sshCert,
-    onRenewed: (sshCert) => {
-      current = { ...current, sshCert };
-      ssh.setHostKeys([{ key: current.sshKey, certificate: parseAuthorizedKey(sshCert).blob }]);
-      saveIdentity?.(current);
+    identity,
+    onRenewed: (renewed) => {
+      ssh.setHostKeys(hostKeysOf(renewed));
+      saveIdentity?.(renewed);
     },
     log,
   });
