@@ -41,27 +41,28 @@ export function startHostCertRenewal(opts: {
   let running = false;
   let stopped = false;
   let retry: NodeJS.Timeout | undefined;
+  const later = (ms: number) => {
+    clearTimeout(retry);
+    retry = setTimeout(() => void check(), ms);
+    retry.unref();
+  };
+  // Never rejects: it runs from cache callbacks and timers, where a rejection would end the process.
   const check = async (): Promise<void> => {
     if (running || stopped) return;
-    const ca = opts.cache.get('cert_authority', 'host') as CertAuthority | undefined;
-    const signer = parseCertificate(parseAuthorizedKey(current.sshCert).blob).signatureKey;
-    if (!needsRenewal(ca, signer)) return;
     running = true;
     try {
+      const ca = opts.cache.get('cert_authority', 'host') as CertAuthority | undefined;
+      if (!needsRenewal(ca, parseCertificate(parseAuthorizedKey(current.sshCert).blob).signatureKey)) return;
       const { sshCert } = await opts.auth.renewHostCerts({ sshCert: current.sshCert });
       if (stopped) return;
       current = { ...current, sshCert };
       opts.onRenewed(current);
       opts.log.info({ phase: ca!.spec.rotation.phase }, 'host certificate renewed from the host CA');
       // The CA may have moved on (a rollback) while this was in flight: look again, once the cache has caught up.
-      clearTimeout(retry);
-      retry = setTimeout(() => void check(), 1_000);
-      retry.unref();
+      later(1_000);
     } catch (err) {
       opts.log.warn({ err: (err as Error).message }, `cannot renew the host certificate; retrying in ${RETRY_MS / 1000}s`);
-      clearTimeout(retry);
-      retry = setTimeout(() => void check(), RETRY_MS);
-      retry.unref();
+      later(RETRY_MS);
     } finally {
       running = false;
     }
