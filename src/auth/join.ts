@@ -10,7 +10,10 @@ import { parseCertificate } from '../crypto/sshcert.ts';
 import { formatAuthorizedKey, parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { AuthServer } from './server.ts';
 
-/** Host certificates from a join live this long; agents re-join with their identity before then. */
+/**
+ * Host certificates from a join live this long. A host CA rotation renews the SSH one (RenewHostCerts below); nothing
+ * renews the TLS one yet, so a host must join again within a year.
+ */
 export const HOST_CERT_TTL_MS = 365 * 86_400_000;
 /** A node is listed for this long after its last heartbeat. */
 export const NODE_TTL_MS = 90_000;
@@ -83,7 +86,8 @@ export function subjectAltNames(text: string | undefined): Set<string> {
  * A node's or proxy's SSH host certificate again, signed by the host CA's signing key: the same host id, key and
  * principals, a new validity. The principals must all be names in the caller's TLS certificate (`tlsNames`), which
  * the auth server issued at join with the same list, so a host can renew only what it was given. The certificate
- * it holds is not checked against the host CA: after a rotation its signer may be one the CA no longer trusts.
+ * it holds is not checked against the host CA: after a rotation its signer may be one the CA no longer trusts. So
+ * the key it certifies is the caller's word; that gives a host nothing it lacks, a certificate for its own names.
  */
 export async function renewHostSSHCert(auth: AuthServer, hostId: string, tlsNames: Set<string>, current: { sshCert: string }) {
   let cert;
