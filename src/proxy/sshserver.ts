@@ -115,7 +115,7 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
     server.on('error', (err: Error) => log.debug({ err: err.message }, 'proxy ssh server error'));
     return server;
   };
-  const servers = [newServer(cfg.hostKeys)];
+  let server = newServer(cfg.hostKeys);
   return {
     handle(socket) {
       const timer = setTimeout(() => {
@@ -124,13 +124,11 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
       }, loginTimeoutMs);
       loginTimers.set(socket, timer);
       socket.once('close', () => clearTimeout(timer));
-      servers.at(-1)!.injectSocket(socket);
+      server.injectSocket(socket);
     },
     setHostKeys(hostKeys) {
-      servers.push(newServer(hostKeys));
+      server = newServer(hostKeys);
     },
-    close: () => {
-      for (const server of servers) server.close();
-    },
+    close: () => server.close(),
   };
 }
