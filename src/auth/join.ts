@@ -9,6 +9,7 @@ import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { formatAuthorizedKey, parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { AuthServer } from './server.ts';
+import { describeLock, lockFor } from '../rbac/locks.ts';
 
 /**
  * Host certificates from a join live this long. A host CA rotation renews the SSH one (RenewHostCerts below); nothing
@@ -99,6 +100,12 @@ export async function renewHostSSHCert(auth: AuthServer, hostId: string, tlsName
   if (cert.certType !== 'host' || cert.keyId !== hostId) throw new AccessDenied('a host may only renew its own host certificate');
   if (cert.principals.length === 0 || cert.principals.some((p) => !tlsNames.has(canonicalName(p)))) {
     throw new AccessDenied('the host certificate names a host this identity was not issued for');
+  }
+  // A locked node (wctl lock --node, by host name or id) gets no new certificate.
+  const locks = await auth.locks.list();
+  for (const name of cert.principals) {
+    const lock = lockFor(locks, { node: { name, id: hostId } }, auth.now());
+    if (lock) throw new AccessDenied(describeLock(lock));
   }
   const now = auth.now();
   const hostCA = await auth.cas.get('host');

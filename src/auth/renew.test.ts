@@ -76,6 +76,17 @@ describe('host certificate renewal', () => {
     await assert.rejects(renewHostSSHCert(auth, 'h2', all, { sshCert: 'ssh-ed25519 AAAA' }), BadParameter);
   });
 
+  it('refuses a locked node, named by host name or by id', async () => {
+    const id = await host('h5', []);
+    const names = subjectAltNames('DNS:h5, DNS:web, DNS:web.c');
+    for (const target of ['web', 'h5']) {
+      await auth.locks.create({ kind: 'lock', version: 'v1', metadata: { name: `lock-${target}` }, spec: { target: { node: target }, message: 'compromised' } });
+      await assert.rejects(renewHostSSHCert(auth, 'h5', names, { sshCert: id.sshCert }), /is locked: compromised/);
+      await auth.locks.delete(`lock-${target}`);
+    }
+    await renewHostSSHCert(auth, 'h5', names, { sshCert: id.sshCert }); // unlocked again
+  });
+
   it('has a host renew only once the CA is in update_servers, or back in standby on another key', async () => {
     const id = await host('h4', []);
     const mine = signer(id.sshCert);
