@@ -185,6 +185,9 @@ describe('host CA rotation', () => {
     await poll('clients that only know the old key to stop trusting the node', async () => ((await canSSH(early)) ? undefined : true), 10_000, 200);
     const refused = await sshAs(early, [`root@${node}`, 'true']);
     assert.match(refused.stderr, /Host key verification failed|certificate/i);
+    const viaWsh = await main.wsh(early.wshHome, ['ssh', `root@${node}`, 'true']);
+    assert.equal(viaWsh.code, 255);
+    assert.match(viaWsh.stderr, /host CA has a key this login does not know .*run `wsh login` again/, 'wsh ssh says what to do');
     assert.ok(await canSSH(late), 'update_servers: a client that knows both keys connects');
     await poll('the proxy to present a certificate from the new key', async () => ((await canJump(early)) ? undefined : true), 10_000, 200);
     assert.ok(await canJump(late), 'ssh -J: the proxy\'s new host certificate is trusted by a client that knows both keys');
@@ -193,6 +196,9 @@ describe('host CA rotation', () => {
     assert.ok((await canSSH(late)) && (await canJump(late)), 'standby: still trusted');
     const after = await loginAgain(early, 'host-after');
     assert.ok(await canSSH(after), 'a login after the rotation trusts the hosts');
+    const unrelated = await main.wsh(after.wshHome, ['ssh', 'root@no-such-node', 'true']);
+    assert.equal(unrelated.code, 255);
+    assert.doesNotMatch(unrelated.stderr, /host CA/, 'no rotation hint for a login that knows the keys');
   });
 
   it('moves hosts back to the old key when a rotation is rolled back from update_servers', async () => {

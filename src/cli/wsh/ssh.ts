@@ -62,13 +62,36 @@ function sshOptions(): string[] {
 }
 
 function runOpenSSH(cmd: 'ssh' | 'scp', args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
+  return new Promise<number>((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: 'inherit' });
     child.once('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'ENOENT' ? new BadParameter(`${cmd} not found: install the OpenSSH client (apt-get install openssh-client)`) : err),
     );
     child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1)));
+  }).then(async (code) => {
+    // ssh's own failures exit 255 (scp's, 1); the remote command's status passes through otherwise.
+    if ((cmd === 'ssh' ? code === 255 : code !== 0) && (await hostCAChanged())) {
+      process.stderr.write('wsh: the cluster\'s host CA has a key this login does not know (a host CA rotation): run `wsh login` again.\n');
+    }
+    return code;
   });
+}
+
+/** "@cert-authority * TYPE BASE64 comment" as "TYPE BASE64". */
+const caKey = (line: string) => line.trim().split(/\s+/).slice(2, 4).join(' ');
+
+/**
+ * Whether the cluster's host CA holds a key this login's known_hosts lacks: hosts may then present certificates
+ * OpenSSH cannot check. Asked only after a failure; if the question fails too, it says nothing.
+ */
+async function hostCAChanged(): Promise<boolean> {
+  try {
+    const known = new Set(loadProfile().creds.sshHostCAs.map(caKey));
+    const { entries } = await (await authClient()).exportCAs({ type: 'host' });
+    return entries.some((e) => !known.has(caKey(e)));
+  } catch {
+    return false;
+  }
 }
 
 /** `login@host` or `login@label=value`; the latter runs on every matching node in turn. */
