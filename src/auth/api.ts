@@ -20,7 +20,7 @@ import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
 import type { AuthServer } from './server.ts';
 import { certsMessage } from './wire.ts';
-import { PHASES, type RotationPhase } from './rotation.ts';
+import { PHASES, type RotationPhase } from '../api/rotation.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
 import { webMethods } from './api-web.ts';

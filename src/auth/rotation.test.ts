@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BadParameter } from '../api/errors.ts';
 import type { CertAuthority } from '../api/types.ts';
-import { nextPhase, rotate, type RotationPhase } from './rotation.ts';
+import { nextPhase, type RotationPhase } from '../api/rotation.ts';
+import { rotate } from './rotation.ts';
 
 const key = (name: string) => ({ public: `ssh-ed25519 ${name}`, private: `private ${name}` });
 const ca: CertAuthority = {

@@ -15,20 +15,13 @@
 //
 // The user and host SSH CAs rotate. The TLS CAs do not yet: every service loads its TLS trust when it starts.
 import { BadParameter } from '../api/errors.ts';
+import { nextPhase, type RotationPhase } from '../api/rotation.ts';
 import type { CertAuthority } from '../api/types.ts';
 
-export type RotationPhase = CertAuthority['spec']['rotation']['phase'];
 type CAKey = CertAuthority['spec']['active_keys'][number];
-
-export const PHASES: readonly RotationPhase[] = ['standby', 'init', 'update_clients', 'update_servers'];
 
 /** The CA types that rotate, and why the others do not yet (shown to whoever asks for one). */
 export const ROTATABLE = new Set<string>(['user', 'host']);
-
-/** The phase that follows `phase` in a rotation. */
-export function nextPhase(phase: RotationPhase): RotationPhase {
-  return PHASES[(PHASES.indexOf(phase) + 1) % PHASES.length]!;
-}
 
 /**
  * The CA after moving it to `target`, or after a rollback. `newKey` makes the key a rotation starts with (init).

@@ -16,7 +16,8 @@ import { deleteAllFactors, type SecondFactorMode } from './mfa.ts';
 import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
 import { ensureBuiltinRoles, ensureCAs } from './init.ts';
-import { ROTATABLE, rotate, type RotationPhase } from './rotation.ts';
+import type { RotationPhase } from '../api/rotation.ts';
+import { ROTATABLE, rotate } from './rotation.ts';
 import { SoftwareKeyStore } from './keystore.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
 

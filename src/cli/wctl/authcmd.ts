@@ -1,5 +1,6 @@
 // wctl auth sign / export: credentials for users and services, and CA keys for outside tools.
 import type { AuthClient } from '../../api/client.ts';
+import { nextPhase } from '../../api/rotation.ts';
 import { parseResource, type Resource } from '../../api/types.ts';
 import { caFingerprint } from './resources.ts';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
@@ -75,14 +76,12 @@ const AFTER: Record<string, Record<string, string>> = {
   },
 };
 
-const NEXT: Record<string, string> = { standby: 'init', init: 'update_clients', update_clients: 'update_servers', update_servers: 'standby' };
-
 /** One step of a CA rotation (the next phase unless `phase` says which), or its rollback. */
 export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: string; rollback?: boolean }): Promise<string> {
   let phase = opts.phase;
   if (!opts.rollback && !phase) {
     const current = parseResource(JSON.parse((await auth.getResource({ kind: 'cert_authority', name: opts.type })).json)) as CA;
-    phase = NEXT[current.spec.rotation.phase]!;
+    phase = nextPhase(current.spec.rotation.phase);
   }
   const res = await auth.rotateCertAuthority({ type: opts.type, phase: phase ?? '', rollback: !!opts.rollback });
   const ca = parseResource(JSON.parse(res.json)) as CA;
@@ -95,6 +94,6 @@ export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: s
       ? `The key the rotation made is no longer trusted.${opts.type === 'host' ? ' Hosts that took certificates from it take new ones from the old key.' : ''}`
       : (AFTER[opts.type]?.[now] ?? ''),
   ];
-  if (now !== 'standby') lines.push(`Next: wctl auth rotate --type ${opts.type}   (to ${NEXT[now]}), or --rollback`);
+  if (now !== 'standby') lines.push(`Next: wctl auth rotate --type ${opts.type}   (to ${nextPhase(now)}), or --rollback`);
   return lines.join('\n') + '\n';
 }
