@@ -1,5 +1,5 @@
 // Runs every benchmark once, prints one table, writes bench/results.json and bench/ratios.svg:
-// `npm run bench` (about 7 minutes on a 2-core machine). The SSH latency runs 200 connections per side, as
+// `npm run bench` (about 3-4 minutes on a 2-core machine). The SSH latency runs 200 connections per side, as
 // the issue asks; `--runs 50` shortens it.
 import { writeFileSync } from 'node:fs';
 import { benchAudit, auditOptions } from './audit.ts';
