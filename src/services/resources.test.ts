@@ -6,10 +6,19 @@ import { SqliteBackend } from '../backend/sqlite.ts';
 import { ListingCache } from './listing.ts';
 import { ResourceService } from './resources.ts';
 
+/** Runs `fn` against a fresh in-memory backend, closed afterwards whatever happens. */
+async function withBackend(fn: (backend: SqliteBackend) => Promise<void>): Promise<void> {
+  const backend = SqliteBackend.open({ path: ':memory:' });
+  try {
+    await fn(backend);
+  } finally {
+    await backend.close();
+  }
+}
+
 describe('ResourceService', () => {
-  it('lists every resource once across pages', async () => {
-    const backend = SqliteBackend.open({ path: ':memory:' });
-    try {
+  it('lists every resource once across pages', () =>
+    withBackend(async (backend) => {
       const nodes = new ResourceService(backend, 'node');
       const names = Array.from({ length: 12 }, (_, i) => `node-${String(i).padStart(2, '0')}`);
       for (const name of [...names].reverse()) {
@@ -24,14 +33,10 @@ describe('ResourceService', () => {
         startAfter = items.at(-1)!.metadata.name;
       }
       assert.deepEqual(seen, names);
-    } finally {
-      await backend.close();
-    }
-  });
+    }));
 
-  it('passes stored documents to clients as list() reads them, and fully checks any without a name and string labels', async () => {
-    const backend = SqliteBackend.open({ path: ':memory:' });
-    try {
+  it('passes stored documents to clients as list() reads them, and fully checks any without a name and string labels', () =>
+    withBackend(async (backend) => {
       const nodes = new ResourceService(backend, 'node');
       const cache = new ListingCache((r) => JSON.stringify(r));
       await nodes.create({ kind: 'node', version: 'v1', metadata: { name: 'a', labels: { env: 'prod' } }, spec: { hostname: 'a', addr: '', tunnel: true, version: 'test' } });
@@ -43,14 +48,10 @@ describe('ResourceService', () => {
       await backend.put({ key, value: JSON.stringify({ kind: 'node', version: 'v1', metadata: { name: 'b', labels: { env: ['prod'] } }, spec: {} }) });
       await assert.rejects(nodes.listForClient({}, cache), /invalid|expected/i);
       await assert.rejects(nodes.list(), /invalid|expected/i);
-    } finally {
-      await backend.close();
-    }
-  });
+    }));
 
-  it('serves a listed resource from the cache until its revision changes, within a bounded number of entries', async () => {
-    const backend = SqliteBackend.open({ path: ':memory:' });
-    try {
+  it('serves a listed resource from the cache until its revision changes, within a bounded number of entries', () =>
+    withBackend(async (backend) => {
       const nodes = new ResourceService(backend, 'node');
       let presented = 0;
       const cache = new ListingCache((r) => (presented++, JSON.stringify(r)), 3);
@@ -72,8 +73,5 @@ describe('ResourceService', () => {
       await nodes.create(node('d', '10.0.0.4:3022'));
       const third = await nodes.listForClient({}, cache);
       assert.deepEqual(third.map((l) => l.resource), await nodes.list());
-    } finally {
-      await backend.close();
-    }
-  });
+    }));
 });
