@@ -78,13 +78,13 @@ export function authRoutes(auth: AuthServer, log: Logger) {
   // nothing about the request (a kind, a name, a JSON document) is parsed or answered for it. Only the
   // methods that say so may be called anonymously.
   const unary =
-    <Req, Res>(fn: (req: Req, who: Caller) => Promise<Res>, opts: { anonymous?: boolean } = {}) =>
+    <Req, Res>(fn: (req: Req, who: Caller, ctx: HandlerContext) => Promise<Res>, opts: { anonymous?: boolean } = {}) =>
     async (req: Req, ctx: HandlerContext): Promise<Res> => {
       let who: Caller | undefined;
       try {
         who = await caller(ctx);
         if (!opts.anonymous) requireAuthenticated(who);
-        return await fn(req, who);
+        return await fn(req, who, ctx);
       } catch (err) {
         if (err instanceof AccessDenied && who?.kind === 'user') await auditDenial(who.name, ctx.method.name, err.message);
         throw toRPCError(err, log);
@@ -268,13 +268,12 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       }),
 
       // The caller's TLS certificate names the hosts it may renew for (join.ts), so this reads it off the connection.
-      renewHostCerts: (req, ctx) =>
-        unary(async (_req: typeof req, who) => {
-          const c = requireAuthenticated(who);
-          if (c.kind !== 'service' || !c.systemRoles.some((r) => r === 'node' || r === 'proxy')) throw new AccessDenied();
-          const tlsNames = subjectAltNames(ctx.values.get(socketKey)?.getPeerCertificate(false).subjectaltname);
-          return renewHostSSHCert(auth, c.name, tlsNames, { sshCert: req.sshCert });
-        })(req, ctx),
+      renewHostCerts: unary(async (req, who, ctx) => {
+        const c = requireAuthenticated(who);
+        if (c.kind !== 'service' || !c.systemRoles.some((r) => r === 'node' || r === 'proxy')) throw new AccessDenied();
+        const tlsNames = subjectAltNames(ctx.values.get(socketKey)?.getPeerCertificate(false).subjectaltname);
+        return renewHostSSHCert(auth, c.name, tlsNames, { sshCert: req.sshCert });
+      }),
 
       rotateCertAuthority: unary(async (req, who) => {
         requireRule(who, 'cert_authority', 'update');

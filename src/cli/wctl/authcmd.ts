@@ -1,7 +1,7 @@
 // wctl auth sign / export: credentials for users and services, and CA keys for outside tools.
 import type { AuthClient } from '../../api/client.ts';
 import { nextPhase } from '../../api/rotation.ts';
-import { parseResource, type Resource } from '../../api/types.ts';
+import { parseResource, type CertAuthority } from '../../api/types.ts';
 import { caFingerprint } from './resources.ts';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
 import { formatIdentityFile } from '../../api/identity-file.ts';
@@ -52,8 +52,6 @@ export async function exportCAs(auth: AuthClient, type: string): Promise<string>
   return res.entries.map((e) => (e.endsWith('\n') ? e : `${e}\n`)).join('');
 }
 
-type CA = Extract<Resource, { kind: 'cert_authority' }>;
-
 /** What each phase means for the people running the cluster, and what to do before the next step. */
 const AFTER: Record<string, Record<string, string>> = {
   user: {
@@ -80,11 +78,11 @@ const AFTER: Record<string, Record<string, string>> = {
 export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: string; rollback?: boolean }): Promise<string> {
   let phase = opts.phase;
   if (!opts.rollback && !phase) {
-    const current = parseResource(JSON.parse((await auth.getResource({ kind: 'cert_authority', name: opts.type })).json)) as CA;
+    const current = parseResource(JSON.parse((await auth.getResource({ kind: 'cert_authority', name: opts.type })).json)) as CertAuthority;
     phase = nextPhase(current.spec.rotation.phase);
   }
   const res = await auth.rotateCertAuthority({ type: opts.type, phase: phase ?? '', rollback: !!opts.rollback });
-  const ca = parseResource(JSON.parse(res.json)) as CA;
+  const ca = parseResource(JSON.parse(res.json)) as CertAuthority;
   const now = ca.spec.rotation.phase;
   const signing = caFingerprint(ca);
   const trusted = [...ca.spec.active_keys, ...ca.spec.additional_keys].length;

@@ -77,18 +77,16 @@ function runOpenSSH(cmd: 'ssh' | 'scp', args: string[]): Promise<number> {
   });
 }
 
-/** "@cert-authority * TYPE BASE64 comment" as "TYPE BASE64". */
-const caKey = (line: string) => line.trim().split(/\s+/).slice(2, 4).join(' ');
-
 /**
  * Whether the cluster's host CA holds a key this login's known_hosts lacks: hosts may then present certificates
  * OpenSSH cannot check. Asked only after a failure; if the question fails too, it says nothing.
  */
 async function hostCAChanged(): Promise<boolean> {
   try {
-    const known = new Set(loadProfile().creds.sshHostCAs.map(caKey));
+    const { hostCAKeys } = await import('../../crypto/hosttrust.ts');
+    const known = hostCAKeys(loadProfile().creds.sshHostCAs);
     const { entries } = await (await authClient()).exportCAs({ type: 'host' });
-    return entries.some((e) => !known.has(caKey(e)));
+    return hostCAKeys(entries).some((key) => !known.some((k) => k.equals(key)));
   } catch {
     return false;
   }
