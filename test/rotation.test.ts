@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import { cleanup, makeTempDir, poll, run, startCluster, type Cluster } from './harness.ts';
 import { AccessDenied } from '../src/api/errors.ts';
-import { addUser, ok, sshAs, wshLogin, writeSSHConfig, type TestUser } from './users.ts';
+import { addUser, ok, sshAs, wshLogin, writeDirectSSHConfig, writeSSHConfig, type TestUser } from './users.ts';
 
 let main: Cluster;
 let work: string;
@@ -46,19 +46,7 @@ async function phase(type = 'user'): Promise<string> {
 
 /** `ssh -J user@proxy root@node` with the user's keys and known_hosts, the proxy's SSH server as the jump host. */
 async function canJump(u: TestUser): Promise<boolean> {
-  const cfg = join(work, `${u.name}-${u.wshHome.split('/').pop()}.jump_config`);
-  writeFileSync(cfg, [
-    'Host *',
-    `  IdentityFile ${join(u.keys, 'id')}`,
-    `  CertificateFile ${join(u.keys, 'id-cert.pub')}`,
-    '  IdentitiesOnly yes',
-    `  UserKnownHostsFile ${join(u.keys, 'known_hosts')}`,
-    '  GlobalKnownHostsFile /dev/null',
-    '  StrictHostKeyChecking yes',
-    '  BatchMode yes',
-    '  ConnectTimeout 10',
-    '',
-  ].join('\n'));
+  const cfg = writeDirectSSHConfig(join(work, `${u.name}-${u.wshHome.split('/').pop()}.jump_config`), join(u.keys, 'id'), join(u.keys, 'known_hosts'));
   const r = await run('ssh', ['-F', cfg, '-J', `${u.name}@${main.proxyAddr}`, `root@${node}`, 'echo jumped-ok']);
   return r.stdout.includes('jumped-ok');
 }

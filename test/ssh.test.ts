@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent, type RunResult } from './harness.ts';
+import { writeDirectSSHConfig } from './users.ts';
 
 // ---- command results ----
 
@@ -79,26 +80,6 @@ function ranOn(out: string): string {
 }
 
 /** An ssh_config that makes plain ssh/scp/sftp use these keys and trust only `knownHosts`. */
-function writeSSHConfig(path: string, identity: string, knownHosts: string): string {
-  writeFileSync(
-    path,
-    [
-      'Host *',
-      `  IdentityFile ${identity}`,
-      `  CertificateFile ${identity}-cert.pub`,
-      '  IdentitiesOnly yes',
-      `  UserKnownHostsFile ${knownHosts}`,
-      '  GlobalKnownHostsFile /dev/null',
-      '  StrictHostKeyChecking yes',
-      '  BatchMode yes',
-      '  ConnectTimeout 10',
-      '  LogLevel ERROR',
-      '',
-    ].join('\n'),
-  );
-  return path;
-}
-
 async function createRole(yaml: string, overwrite = false): Promise<void> {
   await main.adminClient().upsertResource({ resource: { json: JSON.stringify(parseYAML(yaml)) }, overwrite });
 }
@@ -119,7 +100,7 @@ async function addUser(name: string, roles: string, logins: string): Promise<Log
   assert.ok(keys, out);
   assert.equal(keys, join(wshHome, 'keys', main.proxyAddr.replace(':', '_'), name));
   users[name]!.keys = keys;
-  users[name]!.cfg = writeSSHConfig(join(work, `${name}.ssh_config`), join(keys, 'id'), join(keys, 'known_hosts'));
+  users[name]!.cfg = writeDirectSSHConfig(join(work, `${name}.ssh_config`), join(keys, 'id'), join(keys, 'known_hosts'));
   return users[name]!;
 }
 
@@ -402,7 +383,7 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
   describe('what is refused', { concurrency: 1 }, () => {
     it('refuses an expired certificate at the node and at the proxy', async () => {
       await poll('the 1s certificate to expire', async () => (Date.now() > expired.until.getTime() + 1_000 ? true : undefined));
-      const cfg = writeSSHConfig(join(work, 'expired.ssh_config'), expired.key, join(alice.keys, 'known_hosts'));
+      const cfg = writeDirectSSHConfig(join(work, 'expired.ssh_config'), expired.key, join(alice.keys, 'known_hosts'));
       const u = { ...alice, cfg };
       refused(await ssh(u, ['-p', nodePort, 'root@127.0.0.1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'ssh access denied', /^certificate refused: expired$/);
@@ -418,7 +399,7 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       ok(await run('ssh-keygen', ['-q', '-t', 'ed25519', '-f', join(dir, 'ca'), '-N', '']));
       ok(await run('ssh-keygen', ['-q', '-t', 'ed25519', '-f', join(dir, 'key'), '-N', '']));
       ok(await run('ssh-keygen', ['-q', '-s', join(dir, 'ca'), '-I', 'alice', '-n', 'root,alice', '-V', '-5m:+1h', join(dir, 'key.pub')]));
-      const u = { ...alice, cfg: writeSSHConfig(join(dir, 'ssh_config'), join(dir, 'key'), join(alice.keys, 'known_hosts')) };
+      const u = { ...alice, cfg: writeDirectSSHConfig(join(dir, 'ssh_config'), join(dir, 'key'), join(alice.keys, 'known_hosts')) };
       refused(await ssh(u, ['-p', nodePort, 'root@127.0.0.1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'ssh access denied', /not signed by a trusted certificate authority/);
       refused(await ssh(u, [...jump('alice'), 'root@node2', 'true']), /Permission denied \(publickey\)/);
@@ -505,7 +486,7 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       ok(await run('ssh-keygen', ['-q', '-t', 'ed25519', '-f', foreign, '-N', '']));
       const knownHosts = join(work, 'foreign_known_hosts');
       writeFileSync(knownHosts, `@cert-authority * ${readFileSync(`${foreign}.pub`, 'utf8')}`);
-      const u = { ...alice, cfg: writeSSHConfig(join(work, 'foreign-host.ssh_config'), join(alice.keys, 'id'), knownHosts) };
+      const u = { ...alice, cfg: writeDirectSSHConfig(join(work, 'foreign-host.ssh_config'), join(alice.keys, 'id'), knownHosts) };
       refused(await ssh(u, ['-p', nodePort, 'root@127.0.0.1', 'true']), /Host key verification failed/);
       refused(await ssh(u, [...jump('alice'), 'root@tun1', 'true']), /Host key verification failed/);
     });

@@ -23,28 +23,34 @@ export function ok(r: RunResult): string {
 }
 
 /**
- * An ssh_config using the keys in `keys` and trusting only the host CA wsh wrote next to them, with `wsh`
- * (bin/wsh, or a bundle the benches built) as the ProxyCommand.
+ * An ssh_config for `identity` (its certificate next to it as IDENTITY-cert.pub) trusting only the host CA lines
+ * in `knownHosts`; with `wsh`, that wsh (bin/wsh, or a bundle the benches built) is the ProxyCommand, without it
+ * ssh connects directly (a node's port, or `-J` through the proxy's SSH server).
  */
-export function writeSSHConfig(path: string, keys: string, wsh = join(BIN, 'wsh')): string {
+export function writeDirectSSHConfig(path: string, identity: string, knownHosts: string, wsh?: string): string {
   writeFileSync(
     path,
     [
       'Host *',
-      `  IdentityFile ${join(keys, 'id')}`,
-      `  CertificateFile ${join(keys, 'id-cert.pub')}`,
+      `  IdentityFile ${identity}`,
+      `  CertificateFile ${identity}-cert.pub`,
       '  IdentitiesOnly yes',
-      `  UserKnownHostsFile ${join(keys, 'known_hosts')}`,
+      `  UserKnownHostsFile ${knownHosts}`,
       '  GlobalKnownHostsFile /dev/null',
       '  StrictHostKeyChecking yes',
       '  BatchMode yes',
       '  ConnectTimeout 10',
       '  LogLevel ERROR',
-      `  ProxyCommand ${proxyCommandFor(wsh)}`,
+      ...(wsh ? [`  ProxyCommand ${proxyCommandFor(wsh)}`] : []),
       '',
     ].join('\n'),
   );
   return path;
+}
+
+/** An ssh_config using the keys wsh wrote in `keys`, reaching nodes through Ward with `wsh` as the ProxyCommand. */
+export function writeSSHConfig(path: string, keys: string, wsh = join(BIN, 'wsh')): string {
+  return writeDirectSSHConfig(path, join(keys, 'id'), join(keys, 'known_hosts'), wsh);
 }
 
 /** OpenSSH's ProxyCommand that carries a connection through Ward with this wsh. */
