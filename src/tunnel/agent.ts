@@ -2,13 +2,14 @@
 // to every proxy and accepts multiplexed streams on it (muxsession.ts), so each proxy can open a stream per
 // user connection it routes to this agent. Connections are re-dialled with capped, jittered backoff and
 // kept alive with PINGs.
-import { isIP } from 'node:net';
+import net, { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { identityFromPeerCert, readIdentity } from '../crypto/x509.ts';
 import type { DialFields } from './mux.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
+import { RecordChannel } from './records.ts';
 import { ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, PING_TIMEOUT_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
 
 export interface AgentTLS {
@@ -42,7 +43,7 @@ interface ProxyLink {
   addr: string;
   attempt: number;
   timer?: NodeJS.Timeout;
-  socket?: tls.TLSSocket;
+  socket?: RecordChannel;
   session?: MuxSession;
   up: boolean;
 }
@@ -106,15 +107,17 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       log.error({ proxy: link.addr, err: (err as Error).message }, 'cannot dial proxy');
       return schedule(link);
     }
-    const socket = tls.connect({
-      host,
-      port,
+    const raw = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: PING_INTERVAL_MS });
+    const socket = new RecordChannel(raw, { switchTimeoutMs: connectTimeoutMs });
+    const tlsSocket = tls.connect({
+      socket: socket.transport!,
       servername: isIP(host) ? undefined : host,
       key: cfg.keyPem,
       cert: cfg.certPem,
       ca: cfg.caPems,
       ALPNProtocols: [ALPN_REVERSE_TUNNEL],
-      minVersion: 'TLSv1.2',
+      // The records take their keys from the TLS 1.3 exporter (records.ts).
+      minVersion: 'TLSv1.3',
       // Trust comes from the cluster CA plus the proxy role in the certificate, not the host name: proxies
       // sit behind load balancers and are reached by addresses their certificates need not list.
       checkServerIdentity: (_host, cert) => {
@@ -129,17 +132,24 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       },
     });
     link.socket = socket;
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, PING_INTERVAL_MS);
-    const handshakeTimer = setTimeout(() => socket.destroy(new Error('connect timed out')), connectTimeoutMs);
-    socket.once('secureConnect', () => {
-      clearTimeout(handshakeTimer);
-      if (socket.alpnProtocol !== ALPN_REVERSE_TUNNEL) return void socket.destroy(new Error('proxy did not negotiate ward-reversetunnel'));
+    tlsSocket.once('secureConnect', () => {
+      if (tlsSocket.alpnProtocol !== ALPN_REVERSE_TUNNEL) return void socket.destroy(new Error('proxy did not negotiate ward-reversetunnel'));
+      try {
+        socket.switchFromTLS(tlsSocket, 'client');
+      } catch (err) {
+        return void socket.destroy(err as Error);
+      }
       serve(link, socket);
     });
-    socket.on('error', (err) => log.warn({ proxy: link.addr, err: err.message }, 'tunnel connection failed'));
+    // Say why once: a TCP error ends TLS too (logged from the connection), a TLS error (a certificate) ends
+    // the connection without one.
+    const failed = (err: Error) => log.warn({ proxy: link.addr, err: err.message }, 'tunnel connection failed');
+    socket.on('error', failed);
+    tlsSocket.on('error', (err) => {
+      if (!socket.errored) failed(err);
+      socket.destroy();
+    });
     socket.once('close', () => {
-      clearTimeout(handshakeTimer);
       if (link.socket !== socket) return;
       if (link.up) log.info({ proxy: link.addr }, 'tunnel down');
       // In TLS 1.3 a proxy that refuses our certificate does so after our side of the handshake is done;
@@ -152,7 +162,7 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
     });
   }
 
-  function serve(link: ProxyLink, socket: tls.TLSSocket): void {
+  function serve(link: ProxyLink, socket: RecordChannel): void {
     const s = new MuxSession(socket, {
       ...muxLimits,
       role: 'acceptor',

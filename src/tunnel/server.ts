@@ -1,6 +1,7 @@
 // Proxy side of reverse tunnels: accepts agents' outbound TLS connections (ALPN ward-reversetunnel, routed
 // here by the mux), checks their host identity, and opens one multiplexed stream (muxsession.ts) on an
 // agent's tunnel for each user connection the proxy routes to that agent: the proxy opens, the agent accepts.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { constants as cryptoConstants } from 'node:crypto';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -9,6 +10,7 @@ import type { Logger } from 'pino';
 import { BadParameter, ConnectionProblem, NotFound } from '../api/errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
+import { RecordChannel } from './records.ts';
 import { AGENT_SYSTEM_ROLES, ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
 
 export interface TunnelServerOptions {
@@ -40,6 +42,12 @@ interface AgentSession {
 }
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * The connection whose TLS handshake a 'secureConnection' event belongs to. The shared TLS server checks the
+ * agent's certificate chain, but hands over only its TLSSocket; the store follows the handshake's async
+ * resources from handle() to that event.
+ */
+const handshaking = new AsyncLocalStorage<RecordChannel>();
 
 export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   const { log } = opts;
@@ -58,7 +66,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: [ALPN_REVERSE_TUNNEL],
-    minVersion: 'TLSv1.2',
+    // The records take their keys from the TLS 1.3 exporter (records.ts).
+    minVersion: 'TLSv1.3',
     handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     // No session tickets: an agent never resumes (it holds one long-lived connection and a fresh handshake
     // re-checks its certificate), and issuing TLS 1.3 tickets left ~9 KiB more per idle tunnel in the proxy
@@ -71,15 +80,17 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     socket.destroy();
   });
   tlsServer.on('secureConnection', (socket) => {
+    const channel = handshaking.getStore();
     try {
-      accept(socket);
+      if (!channel) throw new ConnectionProblem('TLS connection without a tunnel');
+      accept(socket, channel);
     } catch (err) {
-      log.warn({ err: (err as Error).message, remote: socket.remoteAddress }, 'tunnel agent refused');
+      log.warn({ err: (err as Error).message, remote: channel?.raw.remoteAddress }, 'tunnel agent refused');
       socket.destroy();
     }
   });
 
-  function accept(socket: tls.TLSSocket): void {
+  function accept(socket: tls.TLSSocket, channel: RecordChannel): void {
     if (closed) throw new ConnectionProblem('tunnel server is closing');
     if (socket.alpnProtocol !== ALPN_REVERSE_TUNNEL) throw new BadParameter('agent did not negotiate ward-reversetunnel');
     // rejectUnauthorized already tied the chain to the cluster CA; what is left is what kind of peer this is.
@@ -90,8 +101,9 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
       throw new BadParameter(`host ${hostId} has no agent system role`);
     }
     // Roles reversed: the agent dialled us, but the proxy is the side that opens streams.
+    channel.switchFromTLS(socket, 'server');
     const s: AgentSession = { hostId, mux: undefined as unknown as MuxSession, expiresAt: Date.parse(id.expires) };
-    s.mux = new MuxSession(socket, {
+    s.mux = new MuxSession(channel, {
       ...muxLimits,
       role: 'opener',
       onClose: (err) => {
@@ -104,14 +116,13 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
         }
       },
     });
-    socket.on('error', (err) => log.debug({ hostId, err: err.message }, 'tunnel connection error'));
     live.add(s);
     const previous = current.get(hostId);
     current.set(hostId, s);
     // Graceful: the old session takes no new streams but keeps the ones it carries, and ends with the last.
     // If it is dead (the usual reason an agent reconnects), keepalive destroys it.
     if (previous) previous.mux.drain();
-    log.info({ hostId, remote: socket.remoteAddress, replaced: previous !== undefined }, 'tunnel up');
+    log.info({ hostId, remote: channel.raw.remoteAddress, replaced: previous !== undefined }, 'tunnel up');
     opts.onAgent?.(hostId, true);
   }
 
@@ -137,7 +148,10 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   return {
     handle(rawSocket) {
       if (closed) return void rawSocket.destroy();
-      tlsServer.emit('connection', rawSocket);
+      const channel = new RecordChannel(rawSocket, { switchTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS });
+      // A failed handshake or switch is worth a line (an old agent, a stranger); a broken tunnel's socket error is not.
+      channel.on('error', (err) => log[channel.switched ? 'debug' : 'info']({ err: err.message, remote: rawSocket.remoteAddress }, 'tunnel connection error'));
+      handshaking.run(channel, () => tlsServer.emit('connection', channel.transport));
     },
 
     async dial(hostId, meta, signal) {

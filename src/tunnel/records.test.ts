@@ -1,0 +1,278 @@
+// The tunnel's record layer (records.ts) between two real TLS 1.3 ends over loopback TCP, directly and through
+// a man in the middle that changes, replays, drops, reflects or injects records after the switch.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { createTLSCA, generateTLSKey, issueTLSCert } from '../crypto/x509.ts';
+import { RecordChannel, SWITCH } from './records.ts';
+
+let secureContext: tls.SecureContext;
+let caPem: string;
+
+before(async () => {
+  const now = new Date();
+  const ca = await createTLSCA({ clusterName: 'records', now });
+  const key = await generateTLSKey();
+  const certPem = await issueTLSCert({
+    caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKeyPem: key.publicKeyPem,
+    identity: { username: 'proxy', roles: [], logins: [], cluster: 'records', expires: '', kind: 'host', hostId: 'proxy', systemRoles: ['proxy'] },
+    notAfter: new Date(now.getTime() + 3_600_000), now, usage: 'both',
+  });
+  caPem = ca.certPem;
+  secureContext = tls.createSecureContext({ key: key.privateKeyPem, cert: certPem, minVersion: 'TLSv1.3' });
+});
+
+interface End {
+  channel: RecordChannel;
+  error: Promise<Error | undefined>;
+}
+
+function watch(channel: RecordChannel): End {
+  return {
+    channel,
+    // Resolves with the error the channel closed with, if any.
+    error: new Promise((resolve) => {
+      let seen: Error | undefined;
+      channel.on('error', (err) => (seen = err));
+      channel.once('close', () => resolve(seen));
+    }),
+  };
+}
+
+/** A server that runs the handshake on each connection and switches; the tunnel server also checks the agent's certificate. */
+async function startServer(onChannel: (end: End) => void, switchTimeoutMs = 10_000, recordsPerKey?: number): Promise<net.Server> {
+  const server = net.createServer((raw) => {
+    const channel = new RecordChannel(raw, { switchTimeoutMs, recordsPerKey });
+    const end = watch(channel);
+    const t = new tls.TLSSocket(channel.transport!, { isServer: true, secureContext });
+    t.on('error', () => channel.destroy());
+    t.once('secure', () => channel.switchFromTLS(t, 'server'));
+    onChannel(end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+function dialChannel(port: number, recordsPerKey?: number): Promise<End> {
+  const raw = net.connect({ host: '127.0.0.1', port });
+  const channel = new RecordChannel(raw, { switchTimeoutMs: 10_000, recordsPerKey });
+  const end = watch(channel);
+  const t = tls.connect({ socket: channel.transport!, ca: caPem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+  t.on('error', (err) => channel.destroy(err));
+  return new Promise((resolve, reject) => {
+    t.once('secureConnect', () => {
+      channel.switchFromTLS(t, 'client');
+      resolve(end);
+    });
+    channel.once('close', () => reject(new Error('closed during the handshake')));
+  });
+}
+
+const portOf = (s: net.Server) => (s.address() as net.AddressInfo).port;
+const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** The first `n` bytes the channel reads. (A tunnel has no half-close: the multiplexer ends streams itself.) */
+function read(channel: RecordChannel, n: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  return new Promise((resolve, reject) => {
+    channel.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      if ((got += chunk.length) >= n) resolve(Buffer.concat(chunks));
+    });
+    channel.once('close', () => reject(new Error(`closed after ${got} of ${n} bytes`)));
+  });
+}
+
+type Unit = { kind: 'tls' | 'record'; bytes: Buffer };
+type Direction = 'toServer' | 'toClient';
+/** Rewrites what goes through: return the units to send instead of `unit` (index counts records only). */
+type Tamper = (dir: Direction, index: number, unit: Unit, sendTo: (dir: Direction, b: Buffer) => void) => Buffer[];
+
+/** A TCP relay that splits each direction into TLS records and tunnel records, so a test can act on one. */
+async function startMiddle(target: number, tamper: Tamper): Promise<net.Server> {
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port: target });
+    const sock = { toServer: upstream, toClient: client };
+    const sendTo = (dir: Direction, b: Buffer) => sock[dir].write(b);
+    for (const [from, dir] of [[client, 'toServer'], [upstream, 'toClient']] as const) {
+      let buf = Buffer.alloc(0);
+      let records = 0;
+      from.on('data', (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        for (;;) {
+          const record = buf[0] === 0;
+          const need = record ? (buf.length >= 4 ? 4 + buf.readUIntBE(1, 3) : Infinity) : buf.length >= 5 ? 5 + buf.readUInt16BE(3) : Infinity;
+          if (buf.length < need) break;
+          const unit: Unit = { kind: record ? 'record' : 'tls', bytes: buf.subarray(0, need) };
+          buf = buf.subarray(need);
+          const out = record ? tamper(dir, records++, unit, sendTo) : [unit.bytes];
+          for (const b of out) sock[dir].write(b);
+        }
+      });
+      from.on('close', () => (dir === 'toServer' ? upstream : client).destroy());
+      from.on('error', () => {});
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+describe('tunnel record layer', () => {
+  const servers: net.Server[] = [];
+  after(() => servers.forEach((s) => s.close()));
+
+  it('carries bytes both ways after the switch, with TLS gone', async () => {
+    const size = 3 * 1024 * 1024 + 17;
+    let serverEnd!: End;
+    const server = await startServer((end) => {
+      serverEnd = end;
+      // Echo: what the client sends comes back through both record layers.
+      end.channel.pipe(end.channel);
+    });
+    servers.push(server);
+    const client = await dialChannel(portOf(server));
+    const data = randomBytes(size);
+    const back = read(client.channel, size);
+    // Odd-sized writes, some bigger than one record.
+    for (let at = 0; at < size; at += 200_003) client.channel.write(data.subarray(at, at + 200_003));
+    const got = await back;
+    assert.equal(digest(got), digest(data));
+    assert.ok(client.channel.switched && serverEnd.channel.switched);
+    assert.equal(client.channel.transport, null);
+    client.channel.destroy();
+    assert.equal(await client.error, undefined);
+  });
+
+  it('holds records that arrive before the handshake is checked, and starts with the right one', async () => {
+    // The client writes at once after switching; the server reads only after its own checks.
+    const server = await startServer((end) => end.channel.pipe(end.channel));
+    servers.push(server);
+    const client = await dialChannel(portOf(server));
+    client.channel.write(Buffer.from('first words'));
+    assert.equal((await read(client.channel, 11)).toString(), 'first words');
+    client.channel.destroy();
+  });
+
+  it('moves both directions to a new key every so many records, in step', async () => {
+    const exchange = async (serverEvery: number, clientEvery: number) => {
+      let serverEnd!: End;
+      const server = await startServer((end) => {
+        serverEnd = end;
+        end.channel.pipe(end.channel);
+      }, 10_000, serverEvery);
+      servers.push(server);
+      const client = await dialChannel(portOf(server), clientEvery);
+      const back = read(client.channel, 10).catch(() => Buffer.alloc(0));
+      // One record per write: the writes are a turn of the event loop apart, so none are batched.
+      for (let n = 0; n < 10; n++) {
+        client.channel.write(Buffer.from([n]));
+        await new Promise((r) => setImmediate(r));
+      }
+      const got = await back;
+      client.channel.destroy();
+      return { got, serverError: await serverEnd.error };
+    };
+    const inStep = await exchange(3, 3);
+    assert.deepEqual([...inStep.got], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // An end that does not move on at the same record fails exactly there: the new key is really used.
+    const outOfStep = await exchange(3, 4);
+    assert.match(String(outOfStep.serverError?.message), /record failed authentication/);
+    assert.ok(outOfStep.got.length < 10);
+  });
+
+  const tampered = async (tamper: Tamper): Promise<{ server: Error | undefined; client: Error | undefined; serverGot: Buffer }> => {
+    let serverEnd!: End;
+    const serverGot: Buffer[] = [];
+    const server = await startServer((end) => {
+      serverEnd = end;
+      end.channel.on('data', (d: Buffer) => serverGot.push(d));
+      // The server's first record goes out after the client's first one has passed the middle.
+      end.channel.once('data', () => end.channel.write('srv'));
+    });
+    const middle = await startMiddle(portOf(server), tamper);
+    servers.push(server, middle);
+    const client = await dialChannel(portOf(middle));
+    client.channel.on('data', () => {});
+    client.channel.write(Buffer.from('one'));
+    client.channel.write(Buffer.from('two'));
+    const [serverErr, clientErr] = await Promise.all([serverEnd.error, client.error]);
+    return { server: serverErr, client: clientErr, serverGot: Buffer.concat(serverGot) };
+  };
+
+  it('refuses a record changed in flight', async () => {
+    const r = await tampered((dir, i, unit) => {
+      if (dir !== 'toServer' || i !== 0) return [unit.bytes];
+      const b = Buffer.from(unit.bytes);
+      b[6]! ^= 1;
+      return [b];
+    });
+    assert.match(String(r.server?.message), /record failed authentication/);
+    assert.equal(r.serverGot.length, 0);
+  });
+
+  it('refuses a replayed record', async () => {
+    const r = await tampered((dir, i, unit) => (dir === 'toServer' && i === 0 ? [unit.bytes, unit.bytes] : [unit.bytes]));
+    assert.match(String(r.server?.message), /record failed authentication/);
+    assert.equal(r.serverGot.toString(), 'one');
+  });
+
+  it('refuses a stream with a record dropped', async () => {
+    const r = await tampered((dir, i, unit) => (dir === 'toServer' && i === 0 ? [] : [unit.bytes]));
+    assert.match(String(r.server?.message), /record failed authentication/);
+    assert.equal(r.serverGot.length, 0);
+  });
+
+  it("refuses a client's record reflected back to it (each direction has its own key)", async () => {
+    let first: Buffer | undefined;
+    const r = await tampered((dir, i, unit) => {
+      if (dir === 'toServer' && i === 0) first = unit.bytes;
+      return dir === 'toClient' && i === 0 ? [first!] : [unit.bytes];
+    });
+    assert.match(String(r.client?.message), /record failed authentication/);
+  });
+
+  it('refuses a TLS record or an oversized record after the switch', async () => {
+    const tlsRecord = Buffer.from([23, 3, 3, 0, 4, 1, 2, 3, 4]);
+    let r = await tampered((dir, i, unit) => (dir === 'toServer' && i === 0 ? [tlsRecord, unit.bytes] : [unit.bytes]));
+    assert.match(String(r.server?.message), /TLS after its switch|bad record header/);
+    r = await tampered((dir, i, unit) => (dir === 'toServer' && i === 0 ? [Buffer.from([0, 0xff, 0xff, 0xff])] : [unit.bytes]));
+    assert.match(String(r.server?.message), /bad record length/);
+  });
+
+  it('refuses a peer that sends data over TLS instead of switching (an older agent)', async () => {
+    let serverEnd!: End;
+    const server = await startServer((end) => (serverEnd = end));
+    servers.push(server);
+    const t = tls.connect({ host: '127.0.0.1', port: portOf(server), ca: caPem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    t.on('error', () => {});
+    await once(t, 'secureConnect');
+    t.write(Buffer.concat([Buffer.from('x'), SWITCH]));
+    assert.match(String((await serverEnd.error)?.message), /instead of switching/);
+  });
+
+  it('refuses a record before any TLS, and a peer that never finishes the switch', async () => {
+    const ends: End[] = [];
+    const server = await startServer((end) => ends.push(end), 300);
+    servers.push(server);
+    const junk = net.connect({ host: '127.0.0.1', port: portOf(server) });
+    junk.on('error', () => {});
+    junk.write(Buffer.from([0, 0, 0, 20]));
+    const silent = net.connect({ host: '127.0.0.1', port: portOf(server) });
+    silent.on('error', () => {});
+    await once(silent, 'connect');
+    const started = Date.now();
+    while (ends.length < 2) await new Promise((r) => setTimeout(r, 10));
+    const errors = (await Promise.all(ends.map((e) => e.error))).map((e) => String(e?.message)).sort();
+    assert.match(errors[0]!, /record before any TLS/);
+    assert.match(errors[1]!, /handshake timed out/);
+    assert.ok(Date.now() - started < 5000);
+    junk.destroy();
+    silent.destroy();
+  });
+});
