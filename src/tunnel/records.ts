@@ -72,7 +72,8 @@ export class RecordChannel extends Duplex {
   private sawTLS = false;
   private peerEnded = false;
   private inbound: Buffer = EMPTY;
-  private heldWrite: (() => void) | null = null;
+  /** The first write made before our SWITCH was on the wire (Duplex queues the rest behind it). */
+  private heldWrite: { chunks: Array<{ chunk: Buffer }>; cb: (err?: Error | null) => void } | null = null;
   private switchTimer: NodeJS.Timeout | undefined;
 
   private readonly recordsPerKey: number;
@@ -130,13 +131,15 @@ export class RecordChannel extends Duplex {
     if (tls.getProtocol() !== 'TLSv1.3') throw new RecordProtocolError('the tunnel needs TLS 1.3');
     this.phase = 'switching';
     this.tls = tls;
-    // Keys then IVs, client's first (the TLS 1.3 key schedule's shape, RFC 8446 §7.3); own copies, and the
-    // exporter's output wiped.
-    const material = tls.exportKeyingMaterial(2 * (KEY + IV), EXPORTER_LABEL, Buffer.alloc(0));
-    const part = (at: number, n: number) => Buffer.from(material.subarray(at, at + n));
+    // Keys then IVs, client's first (the TLS 1.3 key schedule's shape, RFC 8446 §7.3). Kept in a buffer of
+    // their own (a pooled one would pin an 8 KiB slab for the tunnel's life); the exporter's output is wiped.
+    const exported = tls.exportKeyingMaterial(2 * (KEY + IV), EXPORTER_LABEL, Buffer.alloc(0));
+    const material = Buffer.allocUnsafeSlow(exported.length);
+    exported.copy(material);
+    exported.fill(0);
+    const part = (at: number, n: number) => material.subarray(at, at + n);
     const client = { key: part(0, KEY), iv: part(2 * KEY, IV) };
     const server = { key: part(KEY, KEY), iv: part(2 * KEY + IV, IV) };
-    material.fill(0);
     [this.send, this.receive] = side === 'client' ? [client, server] : [server, client];
     let got = EMPTY;
     tls.on('data', (data: Buffer) => {
@@ -163,7 +166,7 @@ export class RecordChannel extends Duplex {
       this.maybeFinishSwitch();
       const held = this.heldWrite;
       this.heldWrite = null;
-      held?.();
+      if (held) this._writev(held.chunks, held.cb);
     });
   }
 
@@ -171,6 +174,7 @@ export class RecordChannel extends Duplex {
     if (!this.switchSent || !this.switchReceived || this.phase !== 'switching') return;
     this.phase = 'records';
     clearTimeout(this.switchTimer);
+    this.switchTimer = undefined;
     const tls = this.tls;
     this.tls = null;
     this.transport = null;
@@ -180,6 +184,7 @@ export class RecordChannel extends Duplex {
   // ---- inbound ----
 
   private onData(chunk: Buffer): void {
+    if (this.destroyed) return;
     this.inbound = this.inbound.length === 0 ? chunk : Buffer.concat([this.inbound, chunk]);
     try {
       if (!this.peerInRecords) this.feedTLS();
@@ -264,8 +269,7 @@ export class RecordChannel extends Duplex {
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
     if (!this.switchSent) {
-      // Our SWITCH is not on the wire yet; Duplex queues the writes behind this one meanwhile.
-      this.heldWrite = () => this._writev(chunks, cb);
+      this.heldWrite = { chunks, cb };
       return;
     }
     // The multiplexer writes a frame as header and payload: they go out as one record, without a copy.
@@ -326,6 +330,7 @@ export class RecordChannel extends Duplex {
     const tls = this.tls;
     this.tls = null;
     this.transport = null;
+    this.heldWrite?.cb(err ?? new RecordProtocolError('tunnel closed before its switch'));
     this.heldWrite = null;
     tls?.destroy();
     this.raw.destroy();
