@@ -86,7 +86,8 @@ export class RecordChannel extends Duplex {
     super({ allowHalfOpen: false });
     this.recordsPerKey = opts.recordsPerKey ?? RECORDS_PER_KEY;
     const channel = this;
-    this.switchTimer = setTimeout(() => this.destroy(new RecordProtocolError('tunnel handshake timed out')), opts.switchTimeoutMs);
+    // Not a RecordProtocolError: anyone can open a connection and say nothing; that is no breach worth a warning.
+    this.switchTimer = setTimeout(() => this.destroy(new Error('tunnel handshake timed out')), opts.switchTimeoutMs);
     this.transport = new Duplex({
       read: () => raw.isPaused() && raw.resume(),
       write(chunk: Buffer, _enc, cb) {

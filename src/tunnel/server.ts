@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { BadParameter, ConnectionProblem, NotFound } from '../api/errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
-import { RecordChannel } from './records.ts';
+import { RecordChannel, RecordProtocolError } from './records.ts';
 import { AGENT_SYSTEM_ROLES, ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
 
 export interface TunnelServerOptions {
@@ -149,8 +149,12 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     handle(rawSocket) {
       if (closed) return void rawSocket.destroy();
       const channel = new RecordChannel(rawSocket, { switchTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS });
-      // A failed handshake or switch is worth a line (an old agent, a stranger); a broken tunnel's socket error is not.
-      channel.on('error', (err) => log[channel.switched ? 'debug' : 'info']({ err: err.message, remote: rawSocket.remoteAddress }, 'tunnel connection error'));
+      // A breach of the record protocol (a forged or replayed record, an agent that never switches) is a warning;
+      // a failed handshake is worth a line; a broken tunnel's socket error is not.
+      channel.on('error', (err) => {
+        const level = err instanceof RecordProtocolError ? 'warn' : channel.switched ? 'debug' : 'info';
+        log[level]({ err: err.message, remote: rawSocket.remoteAddress }, 'tunnel connection error');
+      });
       handshaking.run(channel, () => tlsServer.emit('connection', channel.transport));
     },
 

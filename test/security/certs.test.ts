@@ -6,13 +6,17 @@
 // deleted since. Forged ones are signed with the cluster's own CA keys (forge.ts), so only the field
 // under test is wrong.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import ssh2 from 'ssh2';
 import { after, before, describe, it } from 'node:test';
 import { AccessDenied } from '../../src/api/errors.ts';
 import { cleanup, makeTempDir, poll, run, type Cluster, type RunResult } from '../harness.ts';
+import { RecordChannel } from '../../src/tunnel/records.ts';
 import { reissueTLSCert, resignSSHCert } from './forge.ts';
 import { ok, startTarget, type Target } from './fixture.ts';
 import { assertSettled, readVitals, type Vitals } from './vitals.ts';
@@ -220,6 +224,38 @@ describe('certificates that must not work', () => {
       });
       assert.equal(closed, true, 'the tunnel stayed open for a user certificate');
       await poll('the refusal in the log', async () => (/tunnel peer is not a host/.test(cluster.log) ? true : undefined), 5_000, 50);
+    });
+    it('drops an agent that breaks the tunnel record layer after a valid handshake', async () => {
+      // A host certificate the proxy accepts (a node's key, its own host id), used by a peer that then misbehaves.
+      const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as { tlsKey: string; tlsCert: string };
+      const cert = await reissueTLSCert(cluster, node.tlsCert, { identity: (id) => ({ ...id, username: 'hostile-agent', hostId: 'hostile-agent' }) });
+      const agentTLS = (socket: Duplex) =>
+        tls.connect({ socket, ALPNProtocols: ['ward-reversetunnel'], key: node.tlsKey, cert, ca: caPems, servername: 'localhost', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+      const closedWithin = (s: { once(e: 'close', f: () => void): unknown; destroy(): void }, ms: number) =>
+        new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => { s.destroy(); resolve(false); }, ms);
+          s.once('close', () => { clearTimeout(timer); resolve(true); });
+        });
+
+      // Its multiplexer over TLS, as an agent from before the record layer would speak.
+      const old = agentTLS(net.connect({ host: '127.0.0.1', port: Number(proxyPort) }));
+      old.on('error', () => undefined);
+      old.once('secureConnect', () => old.write(Buffer.from([1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])));
+      old.resume();
+      assert.equal(await closedWithin(old, 5_000), true, 'the proxy kept a tunnel that never switched');
+      await poll('the refusal in the log', async () => (/instead of switching to records/.test(cluster.log) ? true : undefined), 5_000, 50).catch((e) => { console.log(cluster.log.split('\n').filter((l) => /tunnel/.test(l)).slice(-5).join('\n')); throw e; });
+
+      // A proper switch, then a record it did not seal (a forged one, as a man in the middle would send).
+      const channel = new RecordChannel(net.connect({ host: '127.0.0.1', port: Number(proxyPort) }), { switchTimeoutMs: 5_000 });
+      channel.on('error', () => undefined);
+      const t = agentTLS(channel.transport!);
+      t.on('error', () => undefined);
+      t.once('secureConnect', () => channel.switchFromTLS(t, 'client'));
+      channel.resume();
+      await poll('the switch', async () => (channel.switched ? true : undefined), 5_000, 20);
+      channel.raw.write(Buffer.concat([Buffer.from([0, 0, 0, 40]), randomBytes(40)]));
+      assert.equal(await closedWithin(channel, 5_000), true, 'the proxy kept a tunnel after a forged record');
+      await poll('the refusal in the log', async () => (/record failed authentication/.test(cluster.log) ? true : undefined), 5_000, 50);
     });
   });
 
