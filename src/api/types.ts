@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { BadParameter } from './errors.ts';
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
+export const NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 export const nameSchema = z.string().regex(NAME, 'must be 1-128 letters, digits, ".", "_", "@" or "-"');
 
 const labelsSchema = z.record(z.string().max(256), z.string().max(1024));
