@@ -159,6 +159,28 @@ describe('tunnel record layer', () => {
     client.channel.destroy();
   });
 
+  it('delivers all the peer sent before it closed, then ends; a close inside a record is an error', async () => {
+    const size = 300_000;
+    const data = randomBytes(size);
+    const server = await startServer((end) => end.channel.end(data));
+    servers.push(server);
+    const client = await dialChannel(portOf(server));
+    const chunks: Buffer[] = [];
+    client.channel.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise((resolve, reject) => {
+      client.channel.once('end', resolve);
+      client.channel.once('close', () => reject(new Error('closed without ending')));
+    });
+    assert.equal(digest(Buffer.concat(chunks)), digest(data));
+
+    // A relay that passes the first 100 bytes of the server's first record and nothing after, then closes.
+    const cutter = await startMiddle(portOf(server), (dir, i, unit) => (dir === 'toServer' ? [unit.bytes] : i === 0 ? [unit.bytes.subarray(0, 100)] : []));
+    servers.push(cutter);
+    const cut = await dialChannel(portOf(cutter));
+    cut.channel.resume();
+    assert.match(String((await cut.error)?.message), /ended inside a record/);
+  });
+
   it('moves both directions to a new key every so many records, in step', async () => {
     const exchange = async (serverEvery: number, clientEvery: number) => {
       let serverEnd!: End;

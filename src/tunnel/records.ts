@@ -107,6 +107,7 @@ export class RecordChannel extends Duplex {
     });
     raw.on('data', (chunk: Buffer) => this.onData(chunk));
     raw.on('end', () => {
+      this.peerEnded = true;
       // During the handshake the end is TLS's to report. After it, the end follows the records still held
       // (TLS must not see it: it would close itself, and the connection with it, before they are read).
       if (this.peerInRecords) this.drainInbound();
@@ -244,6 +245,7 @@ export class RecordChannel extends Duplex {
     this.inbound = buf.length === 0 ? EMPTY : buf;
     if (this.peerEnded) {
       if (buf.length > 0) this.destroy(new RecordProtocolError('connection ended inside a record'));
+      else this.push(null);
     }
   }
 
