@@ -107,8 +107,11 @@ function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?
   });
 }
 
-/** `ward start` (auth + proxy + node) in `dir`, a user "bench" logged in with wsh, and an ssh config for the node. */
-export async function startWard(dir: string, nodeFlags: string[]): Promise<Ward> {
+/**
+ * `ward start` (auth + proxy + node) in `dir`, a user "bench" logged in with wsh, and an ssh config for the node.
+ * With `tunnel`, the node has no listener: the proxy reaches it through its reverse tunnel (over loopback).
+ */
+export async function startWard(dir: string, nodeFlags: string[], opts: { tunnel?: boolean } = {}): Promise<Ward> {
   await Promise.all([buildPrograms(), ensureBenchLogin()]);
   const cfg = join(dir, 'ward.yaml');
   const data = join(dir, 'data');
@@ -129,6 +132,7 @@ export async function startWard(dir: string, nodeFlags: string[]): Promise<Ward>
       'ssh_service:',
       '  enabled: true',
       '  listen_addr: 127.0.0.1:0',
+      ...(opts.tunnel ? ['  tunnel: true'] : []),
       '',
     ].join('\n'),
   );
@@ -160,7 +164,8 @@ export async function startWard(dir: string, nodeFlags: string[]): Promise<Ward>
   }
   const proxy = /proxy: +https:\/\/(\S+)/.exec(out)?.[1];
   const pin = /CA pin: +(sha256:[0-9a-f]{64})/.exec(out)?.[1];
-  if (!proxy || !pin || !/^ +node: +\S+$/m.test(out)) throw new Error(`unexpected ward start banner:\n${out}`);
+  // A tunnelled node has no address of its own to print.
+  if (!proxy || !pin || (!opts.tunnel && !/^ +node: +\S+$/m.test(out))) throw new Error(`unexpected ward start banner:\n${out}`);
 
   const wshHome = join(dir, 'wsh');
   mkdirSync(wshHome, { mode: 0o700 });
@@ -332,7 +337,9 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
   const dir = mkdtempSync(join(tmpdir(), 'ward-bench-ssh-'));
   mkdirSync(join(dir, 'ward'));
   mkdirSync(join(dir, 'sshd'));
+  mkdirSync(join(dir, 'tunnel'));
   let ward: Ward | undefined;
+  let tunnelled: Ward | undefined;
   let sshd: Awaited<ReturnType<typeof startSshd>> | undefined;
   try {
     ward = await startWard(join(dir, 'ward'), opts.wardNodeFlags);
@@ -368,8 +375,20 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
     // OpenSSH pairs pick a post-quantum hybrid key exchange (sntrup761x25519) that Ward's node does not offer and
     // that costs tens of ms here, so sshd is also timed with the key exchange Ward's node negotiated: the
     // defaults are what users get, the same-exchange pair compares the rest of the path.
+    // The same stream to a node with no listener, reached through its reverse tunnel (src/tunnel: TLS handshake,
+    // then Ward's records). One process holds auth, proxy and node here, so both ends of the tunnel, the TLS from
+    // wsh and the node's SSH share one thread; on separate machines each has its own.
+    tunnelled = await startWard(join(dir, 'tunnel'), opts.wardNodeFlags, { tunnel: true });
+    await throughput(tunnelled.target, 50, dir);
+    {
+      const t = await throughput(tunnelled.target, opts.mb, dir);
+      const r = await throughput(sshd.target, opts.mb, dir);
+      console.log(`ssh: through a reverse tunnel, ${opts.mb} MB: ward ${t.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(t.mbps / r.mbps).toFixed(2)}x)`);
+      out.push(result(`ssh throughput through a reverse tunnel, ${opts.mb} MB`, t.mbps, r.mbps, 'MB/s', `${note}, with the node behind its reverse tunnel; server CPU ${t.serverCpuPerGB.toFixed(2)} s/GB vs sshd ${r.serverCpuPerGB.toFixed(2)}`));
+    }
+
     const sameKex = { ...sshd.target, args: ['-o', `KexAlgorithms=${wardAlgs.kex}`, ...sshd.target.args] };
-    const lat = await connectLatency({ ward: ward.target, sshd: sshd.target, sameKex }, opts.runs);
+    const lat = await connectLatency({ ward: ward.target, sshd: sshd.target, sameKex, tunnel: tunnelled.target }, opts.runs);
     const p = (ms: number[]) => ({ p50: percentile(ms, 50), p99: percentile(ms, 99) });
     const [w, r, k] = [p(lat.ward), p(lat.sshd), p(lat.sameKex)];
     console.log(
@@ -385,10 +404,14 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
     out.push(latency(`ssh connect + true p99, ${opts.runs} runs`, w.p99, r.p99, defaults));
     out.push(latency(`ssh connect + true p50, same key exchange, ${opts.runs} runs`, w.p50, k.p50, same));
     out.push(latency(`ssh connect + true p99, same key exchange, ${opts.runs} runs`, w.p99, k.p99, same));
+    const tl = p(lat.tunnel);
+    console.log(`ssh: connect + true through a reverse tunnel: p50 ${tl.p50.toFixed(1)} ms, p99 ${tl.p99.toFixed(1)} ms`);
+    out.push(latency(`ssh connect + true p50 through a reverse tunnel, same key exchange, ${opts.runs} runs`, tl.p50, k.p50, same));
     return out;
   } finally {
     sshd?.stop();
     await ward?.stop();
+    await tunnelled?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
