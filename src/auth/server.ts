@@ -103,10 +103,16 @@ export class AuthServer {
     return this.config.clock.now();
   }
 
+  /** Every Ping answers with these: the certificate parse behind each pin runs once per revision of the TLS CA. */
   async tlsCAPins(): Promise<string[]> {
     const ca = await this.cas.get('tls');
-    return ca.spec.active_keys.map((k) => fingerprintSPKI(k.public));
+    const revision = ca.metadata.revision;
+    if (revision && this.pins?.revision === revision) return this.pins.pins;
+    const pins = ca.spec.active_keys.map((k) => fingerprintSPKI(k.public));
+    if (revision) this.pins = { revision, pins };
+    return pins;
   }
+  private pins?: { revision: string; pins: string[] };
 
   /** The roles of a user (or of a certificate's role list). A role deleted since refuses access. */
   async loadRoles(names: readonly string[]): Promise<Role[]> {
@@ -207,7 +213,7 @@ export class AuthServer {
       now,
       expires: new Date(now.getTime() + granted),
     };
-    const [userCA, tlsCA] = [await this.cas.get('user'), await this.cas.get('tls')];
+    const [userCA, tlsCA, hostCA] = [await this.cas.get('user'), await this.cas.get('tls'), await this.cas.get('host')];
     const sshCert = await issueUserSSHCert(req, this.keystore.sshSigner(userCA));
     const tlsCert = await issueUserTLSCert(req, this.keystore.tlsSigner(tlsCA));
     await this.audit.emit('cert.create', {
@@ -216,7 +222,7 @@ export class AuthServer {
       principals: req.logins,
       expires: req.expires.toISOString(),
     });
-    return { sshCert, tlsCert, ...(await this.trustBundle()), ttlMs: granted };
+    return { sshCert, tlsCert, ...(await this.trustBundle({ tls: tlsCA, host: hostCA })), ttlMs: granted };
   }
 
   /** A service's TLS identity (proxy, local admin). */
@@ -227,8 +233,9 @@ export class AuthServer {
   }
 
   /** What clients need to trust the cluster: TLS CA certs and known_hosts lines for the host CA. */
-  async trustBundle(): Promise<{ tlsCAs: string[]; sshHostCAs: string[]; clusterName: string }> {
-    const [tls, host] = [await this.cas.get('tls'), await this.cas.get('host')];
+  async trustBundle(read?: { tls: CertAuthority; host: CertAuthority }): Promise<{ tlsCAs: string[]; sshHostCAs: string[]; clusterName: string }> {
+    // A caller that has just read the CAs passes them: a login read the TLS CA twice before.
+    const [tls, host] = read ? [read.tls, read.host] : [await this.cas.get('tls'), await this.cas.get('host')];
     return {
       tlsCAs: [...tls.spec.active_keys, ...tls.spec.additional_keys].map((k) => k.public),
       sshHostCAs: [...host.spec.active_keys, ...host.spec.additional_keys].map((k) => `@cert-authority * ${k.public}`),
