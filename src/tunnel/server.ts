@@ -103,9 +103,21 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     // Roles reversed: the agent dialled us, but the proxy is the side that opens streams.
     channel.switchFromTLS(socket, 'server');
     const s: AgentSession = { hostId, mux: undefined as unknown as MuxSession, expiresAt: Date.parse(id.expires) };
+    // The tunnel is up, and replaces the host's previous one, once the agent's HELLO has come through the
+    // records: a connection whose switch fails never displaces a working tunnel.
+    const up = () => {
+      const previous = current.get(hostId);
+      current.set(hostId, s);
+      // Graceful: the old session takes no new streams but keeps the ones it carries, and ends with the last.
+      // If it is dead (the usual reason an agent reconnects), keepalive destroys it.
+      if (previous) previous.mux.drain();
+      log.info({ hostId, remote: channel.raw.remoteAddress, replaced: previous !== undefined }, 'tunnel up');
+      opts.onAgent?.(hostId, true);
+    };
     s.mux = new MuxSession(channel, {
       ...muxLimits,
       role: 'opener',
+      onReady: up,
       onClose: (err) => {
         if (err) log.debug({ hostId, err: err.message }, 'tunnel session error');
         live.delete(s);
@@ -117,13 +129,6 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
       },
     });
     live.add(s);
-    const previous = current.get(hostId);
-    current.set(hostId, s);
-    // Graceful: the old session takes no new streams but keeps the ones it carries, and ends with the last.
-    // If it is dead (the usual reason an agent reconnects), keepalive destroys it.
-    if (previous) previous.mux.drain();
-    log.info({ hostId, remote: channel.raw.remoteAddress, replaced: previous !== undefined }, 'tunnel up');
-    opts.onAgent?.(hostId, true);
   }
 
   // One timer for all tunnels instead of one per tunnel. An agent also pings us; this catches a half-open

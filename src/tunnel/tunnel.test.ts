@@ -1,5 +1,5 @@
 // Reverse tunnels end to end on loopback: a real agent dials a tiny proxy (net listener -> handle()), the
-// proxy dials streams back through the agent's HTTP/2 server, with certificates from x509.ts.
+// proxy dials streams back over the agent's tunnel (records.ts, muxsession.ts), with certificates from x509.ts.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -7,6 +7,7 @@ import net from 'node:net';
 import { Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { createTLSCA, generateTLSKey, issueTLSCert } from '../crypto/x509.ts';
 import { startTunnelAgent, type TunnelAgent } from './agent.ts';
@@ -231,6 +232,29 @@ describe('reverse tunnel', () => {
       await first.close();
       await second.agent?.close();
       await p2.close();
+    }
+  });
+
+  it('keeps a working tunnel when a new connection of the same host never gets past the switch', async () => {
+    // A stream held open keeps the working tunnel from ending (and its agent from simply reconnecting).
+    const held = await proxy.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50002', target: 'localhost:3022' });
+    held.resume();
+    // The host's own certificate, so the proxy accepts the handshake; then nothing: no SWITCH, no HELLO.
+    const t = tls.connect({
+      host: '127.0.0.1', port: proxy.port, ALPNProtocols: ['ward-reversetunnel'], minVersion: 'TLSv1.3',
+      key: agentTLS.keyPem, cert: agentTLS.certPem, ca: agentTLS.caPems, checkServerIdentity: () => undefined,
+    });
+    t.on('error', () => undefined);
+    await once(t, 'secureConnect');
+    await new Promise((r) => setTimeout(r, 200));
+    try {
+      const stream = await proxy.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50003', target: 'localhost:3022' });
+      const back = sha256Of(stream);
+      stream.end('still the working tunnel');
+      assert.equal((await back).bytes, 'still the working tunnel'.length);
+    } finally {
+      t.destroy();
+      held.destroy();
     }
   });
 
