@@ -278,6 +278,39 @@ describe('tunnel record layer', () => {
     assert.match(String((await serverEnd.error)?.message), /instead of switching/);
   });
 
+  it('drops a peer that sends more than it may before its switch', async () => {
+    let serverEnd!: End;
+    const server = await startServer((end) => (serverEnd = end));
+    servers.push(server);
+    // A real handshake, then no SWITCH: only bytes that look like records, 300 KiB of them.
+    const raw = net.connect({ host: '127.0.0.1', port: portOf(server) });
+    const channel = new RecordChannel(raw, { switchTimeoutMs: 10_000 });
+    channel.on('error', () => {});
+    const t = tls.connect({ socket: channel.transport!, ca: caPem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    t.on('error', () => {});
+    await once(t, 'secureConnect');
+    const record = Buffer.concat([Buffer.from([0, 0, 0x40, 0x10]), randomBytes(0x4010)]);
+    for (let i = 0; i < 20; i++) raw.write(record);
+    assert.match(String((await serverEnd.error)?.message), /too much before its switch/);
+    channel.destroy();
+  });
+
+  it('closes on random bytes injected after the switch, every time, without throwing', async () => {
+    const errors: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      let junk = randomBytes(1 + (i * 37) % 300);
+      junk[0] = 1 + (junk[0]! % 255); // not a record mark: the header is what fails
+      if (i % 3 === 0) {
+        // A whole, well-formed record of random bytes: the tag is what fails.
+        const body = randomBytes(16 + (i * 13) % 200);
+        junk = Buffer.concat([Buffer.from([0, 0, body.length >> 8, body.length & 0xff]), body]);
+      }
+      const r = await tampered((dir, n, unit) => (dir === 'toServer' && n === 0 ? [junk, unit.bytes] : [unit.bytes]));
+      errors.push(String(r.server?.message));
+    }
+    for (const e of errors) assert.match(e, /record|TLS|first byte|ended/, e);
+  });
+
   it('refuses a record before any TLS, and a peer that never finishes the switch', async () => {
     const ends: End[] = [];
     const server = await startServer((end) => ends.push(end), 300);
