@@ -69,9 +69,9 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     // The records take their keys from the TLS 1.3 exporter (records.ts).
     minVersion: 'TLSv1.3',
     handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
-    // No session tickets: an agent never resumes (it holds one long-lived connection and a fresh handshake
-    // re-checks its certificate), and issuing TLS 1.3 tickets left ~9 KiB more per idle tunnel in the proxy
-    // (bench/tunnel-memory.ts, 2,000 tunnels: 68 -> 59 KiB RSS each).
+    // No resumption: an agent holds one long-lived connection, and a fresh handshake re-checks its certificate.
+    // (With this option OpenSSL still sends TLS 1.3 tickets, stateful ones no server keeps; records.ts orders
+    // its switch after them.)
     secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   });
   tlsServer.on('tlsClientError', (err, socket) => {
