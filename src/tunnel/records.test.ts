@@ -149,6 +149,41 @@ describe('tunnel record layer', () => {
     assert.equal(await client.error, undefined);
   });
 
+  it('reassembles records and TLS that arrive in pieces of any size', async () => {
+    const server = await startServer((end) => end.channel.pipe(end.channel));
+    // A relay that cuts everything, both ways and from the first byte, into pieces of 1 to 1,500 bytes, each
+    // written on its own turn of the event loop.
+    let seed = 7;
+    const piece = () => 1 + ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 1500);
+    const trickle = net.createServer((client) => {
+      const upstream = net.connect({ host: '127.0.0.1', port: portOf(server) });
+      for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+        let queue = Promise.resolve();
+        from.on('data', (chunk: Buffer) => {
+          queue = queue.then(async () => {
+            for (let at = 0; at < chunk.length; ) {
+              const n = piece();
+              to.write(chunk.subarray(at, at + n));
+              at += n;
+              await new Promise((r) => setImmediate(r));
+            }
+          });
+        });
+        from.on('close', () => void queue.then(() => to.destroy()));
+        from.on('error', () => {});
+      }
+    });
+    trickle.listen(0, '127.0.0.1');
+    await once(trickle, 'listening');
+    servers.push(server, trickle);
+    const client = await dialChannel(portOf(trickle));
+    const data = randomBytes(1024 * 1024);
+    const back = read(client.channel, data.length);
+    client.channel.write(data);
+    assert.equal(digest(await back), digest(data));
+    client.channel.destroy();
+  });
+
   it('holds records that arrive before the handshake is checked, and starts with the right one', async () => {
     // The client writes at once after switching; the server reads only after its own checks.
     const server = await startServer((end) => end.channel.pipe(end.channel));
