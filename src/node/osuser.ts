@@ -1,6 +1,6 @@
 // The node's view of OS accounts: look up the login a session runs as (getpwnam: /etc/passwd when NSS reads
-// it first, else `getent`, so NSS sources such as LDAP/SSSD count) and build the command line that drops to that account before
-// the user's program runs. Every child a session starts goes through `commandAs`.
+// it first, else `getent`, so NSS sources such as LDAP/SSSD count) and build the command line that drops to
+// that account before the user's program runs. Every child a session starts goes through `commandAs`.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { AccessDenied } from '../api/errors.ts';

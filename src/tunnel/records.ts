@@ -209,8 +209,12 @@ export class RecordChannel extends Duplex {
 
   /** Joins what arrived so far into `inbound`, copying at most once. */
   private gather(chunk?: Buffer): void {
-    const parts = [this.inbound, ...(this.waiting ?? []), ...(chunk ? [chunk] : [])].filter((b) => b.length > 0);
-    this.inbound = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (this.waiting) {
+      if (chunk) this.waiting.push(chunk);
+      this.inbound = Buffer.concat([this.inbound, ...this.waiting]);
+    } else if (chunk) {
+      this.inbound = this.inbound.length === 0 ? chunk : Buffer.concat([this.inbound, chunk]);
+    }
     this.waiting = null;
     this.waitingBytes = 0;
     this.need = 0;
