@@ -10,6 +10,7 @@ import { benchLs, lsOptions } from './ls.ts';
 import { benchRecording } from './recording.ts';
 import { machine, printTable, type BenchResult } from './result.ts';
 import { benchSSH, sshOptions } from './ssh.ts';
+import { benchTunnel, tunnelOptions } from './tunnel.ts';
 
 const argv = process.argv.slice(2);
 const start = performance.now();
@@ -20,6 +21,7 @@ const results: BenchResult[] = [
   ...(await benchCerts(certsOptions(argv))),
   ...(await benchAudit(auditOptions(argv))),
   ...(await benchSSH(ssh)),
+  ...(await benchTunnel(tunnelOptions(argv))),
   ...(await benchInteractive(interactiveOptions(argv))),
   ...(await benchRecording({ mb: 100 })),
   ...(await benchLs(lsOptions(argv))),

@@ -5,23 +5,13 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { pino } from 'pino';
-import { createTLSCA, generateTLSKey, issueTLSCert } from '../src/crypto/x509.ts';
+import { createTLSCA } from '../src/crypto/x509.ts';
 import { startTunnelAgent } from '../src/tunnel/agent.ts';
 import { createTunnelServer } from '../src/tunnel/server.ts';
+import { hostCert } from './hostcert.ts';
 
 const log = pino({ level: 'silent' });
 const role = process.argv[2];
-
-async function hostCert(ca: { certPem: string; keyPem: string }, hostId: string, systemRoles: string[]) {
-  const now = new Date();
-  const key = await generateTLSKey();
-  const certPem = await issueTLSCert({
-    caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKeyPem: key.publicKeyPem,
-    identity: { username: hostId, roles: [], logins: [], cluster: 'bench', expires: '', kind: 'host', hostId, systemRoles },
-    notAfter: new Date(now.getTime() + 3_600_000), now, usage: 'both',
-  });
-  return { keyPem: key.privateKeyPem, certPem };
-}
 
 const rssMiB = () => process.memoryUsage().rss / 1024 / 1024;
 
