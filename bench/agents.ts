@@ -221,7 +221,7 @@ async function listNodesMs(): Promise<number> {
   const t0 = performance.now();
   let startAfter = '';
   do {
-    const page = await userClient.listResources({ kind: 'node', limit: 5000, startAfter });
+    const page = await userClient.listResources({ kind: 'node', limit: 10_000, startAfter, packed: true });
     startAfter = page.nextKey;
   } while (startAfter);
   return performance.now() - t0;
@@ -285,12 +285,15 @@ for (const n of counts) {
   }
   // Heartbeat load over one steady interval.
   await simStats(true);
-  const cpu0 = cpuSeconds(auth.proc.pid!);
+  // What each part costs while the cluster idles: the load `wsh ls` and `wsh ssh` then share the cores with.
+  const cpuOf = () => ({ auth: cpuSeconds(auth.proc.pid!), proxy: cpuSeconds(proxy.proc.pid!), sims: workers.reduce((sum, w) => sum + cpuSeconds(w.pid!), 0) });
+  const cpu0 = cpuOf();
   const w0 = performance.now();
   await sleep(HEARTBEAT_INTERVAL_MS);
   const hb = await simStats(true);
   const window = (performance.now() - w0) / 1000;
-  const authCpu = (cpuSeconds(auth.proc.pid!) - cpu0) / window;
+  const cpu1 = cpuOf();
+  const cores = (k: keyof typeof cpu0) => +((cpu1[k] - cpu0[k]) / window).toFixed(2);
   const rss = rssKiB(proxy.proc.pid!);
   const m = await measure(n);
   const row = {
@@ -311,7 +314,9 @@ for (const n of counts) {
     heartbeat_failures: hb.failed,
     heartbeat_p50_ms: Math.round(pct(hb.latencies, 0.5)),
     heartbeat_p99_ms: Math.round(pct(hb.latencies, 0.99)),
-    auth_cpu_cores: +authCpu.toFixed(2),
+    auth_cpu_cores: cores('auth'),
+    proxy_cpu_cores: cores('proxy'),
+    simulators_cpu_cores: cores('sims'),
   };
   results.push(row);
   prev = { rss, n };

@@ -15,3 +15,10 @@ export class FakeClock implements Clock {
     this.current = new Date(this.current.getTime() + ms);
   }
 }
+
+/** Whether year-month-day is a real date of the Gregorian calendar: no 30 February, 29 February in leap years only. */
+export function isCalendarDate(year: number, month: number, day: number): boolean {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+  return days !== undefined && day >= 1 && day <= days;
+}

@@ -4,8 +4,9 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { BadParameter } from './errors.ts';
+import { NAME } from './names.ts';
 
-export const NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
+export { NAME };
 export const nameSchema = z.string().regex(NAME, 'must be 1-128 letters, digits, ".", "_", "@" or "-"');
 
 const labelsSchema = z.record(z.string().max(256), z.string().max(1024));

@@ -118,6 +118,36 @@ describe('Auth API listings', () => {
     assert.equal(whole.resources.length, all.length);
     assert.equal(whole.nextKey, '', 'a page that holds the rest exactly is the last one');
   });
+
+  it('packs a page into one JSON array holding what the unpacked page holds, paged and filtered alike', async () => {
+    const admin = await serviceClient('admin.packing', ['admin']);
+    for (const [name, rack] of [['pack-a', 'a'], ['pack-b', 'b'], ['pack-c', 'a']]) {
+      const node = { kind: 'node', version: 'v1', metadata: { name, labels: { rack } }, spec: { hostname: name, addr: '', tunnel: true, version: 'test' } };
+      await admin.upsertResource({ resource: { json: JSON.stringify(node) }, overwrite: true });
+    }
+    const unpacked = async (client: AuthClient, limit: number, startAfter = '') => {
+      const page = await client.listResources({ kind: 'node', limit, startAfter });
+      assert.equal(page.packedJson, '');
+      return { items: page.resources.map((r) => JSON.parse(r.json) as { metadata: { name: string } }), nextKey: page.nextKey };
+    };
+    const packed = async (client: AuthClient, limit: number, startAfter = '') => {
+      const page = await client.listResources({ kind: 'node', limit, startAfter, packed: true });
+      assert.equal(page.resources.length, 0, 'a packed page sends no per-resource messages');
+      return { items: JSON.parse(page.packedJson) as Array<{ metadata: { name: string } }>, nextKey: page.nextKey };
+    };
+    const all = await unpacked(admin, 10_000);
+    assert.deepEqual(await packed(admin, 10_000), all);
+    assert.deepEqual(await packed(admin, 2), await unpacked(admin, 2));
+    assert.deepEqual(await packed(admin, 2, 'pack-a'), await unpacked(admin, 2, 'pack-a'));
+    const rackA = { kind: 'role', version: 'v1', metadata: { name: 'rack-a' }, spec: { allow: { logins: ['x'], node_labels: { rack: ['a'] }, rules: [{ resources: ['node'], verbs: ['list'] }] } } };
+    await admin.upsertResource({ resource: { json: JSON.stringify(rackA) }, overwrite: true });
+    await auth.createUser({ name: 'rita', roles: ['rack-a'], logins: [], password: 'long enough pw', createdBy: 'test' });
+    const rita = await userClient('rita');
+    const seen = await packed(rita, 10_000);
+    assert.deepEqual(seen.items.map((n) => n.metadata.name), ['pack-a', 'pack-c'], 'the role filter applies to a packed page');
+    assert.deepEqual(seen, await unpacked(rita, 10_000));
+    assert.deepEqual(await packed(rita, 10_000, 'pack-c'), { items: [], nextKey: '' });
+  });
 });
 
 describe('Auth API authorisation', () => {

@@ -138,6 +138,8 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         if (ownSessionsOnly && who.kind === 'user') {
           listed = listed.filter(({ resource: r }) => r.kind === 'session_tracker' && r.spec.participants.some((p) => p.user === who.name));
         }
+        // Packed: the cached JSON of each resource joined into one array, for clients that list thousands.
+        if (req.packed) return { packedJson: `[${listed.map(({ json }) => json).join(',')}]`, nextKey };
         return { resources: listed.map(({ json }) => ({ json })), nextKey };
       }),
 

@@ -18,7 +18,7 @@ import * as x509 from '@peculiar/x509';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import * as der from './der.ts';
 import { P256_SPKI_PREFIX } from './sshkeys.ts';
-import { IDENTITY_OID, MAX_IDENTITY_BYTES, certDer, identityName as name, parseIdentity, type Identity } from './certinfo.ts';
+import { IDENTITY_OID, MAX_IDENTITY_BYTES, certDer, isIdentityName, parseIdentity, type Identity } from './certinfo.ts';
 
 // What clients read from certificates lives in certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
 // every connection); re-exported here for the server side.
@@ -73,8 +73,8 @@ export async function createTLSCA(opts: {
   now: Date;
   ttlDays?: number;
 }): Promise<{ certPem: string; keyPem: string }> {
-  if (!name.safeParse(opts.clusterName).success) throw new BadParameter('invalid cluster name');
-  if (opts.commonName !== undefined && !name.safeParse(opts.commonName).success) throw new BadParameter('invalid CA common name');
+  if (!isIdentityName(opts.clusterName)) throw new BadParameter('invalid cluster name');
+  if (opts.commonName !== undefined && !isIdentityName(opts.commonName)) throw new BadParameter('invalid CA common name');
   const ttlDays = opts.ttlDays ?? 3650;
   if (!(ttlDays > 0)) throw new BadParameter('CA ttlDays must be positive');
   const { privateKeyPem, publicKeyPem } = await generateTLSKey();

@@ -3,7 +3,6 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
 import { BadParameter } from '../../api/errors.ts';
 import type { Credentials } from '../../api/identity-file.ts';
@@ -12,15 +11,27 @@ export function wshHome(): string {
   return process.env.WSH_HOME || join(homedir(), '.wsh');
 }
 
-const profileSchema = z.object({
-  proxy: z.string(),
-  user: z.string(),
-  cluster: z.string(),
-  insecure: z.boolean().default(false),
+export interface Profile {
+  proxy: string;
+  user: string;
+  cluster: string;
+  insecure: boolean;
   /** The cluster CA (PEM) the proxy's certificate must chain to; absent when a public CA vouches for it. */
-  proxy_ca: z.string().optional(),
-});
-export type Profile = z.infer<typeof profileSchema>;
+  proxy_ca?: string;
+}
+
+/**
+ * profile.json as saveLogin writes it. Checked by hand, not with zod: every wsh command reads it, and loading zod
+ * was ~15 ms of each start (`wsh proxy ssh` runs on every ssh connection).
+ */
+function parseProfile(text: string): Profile {
+  const p: unknown = JSON.parse(text);
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new Error('not an object');
+  const { proxy, user, cluster, insecure = false, proxy_ca } = p as Record<string, unknown>;
+  if (typeof proxy !== 'string' || typeof user !== 'string' || typeof cluster !== 'string') throw new Error('missing field');
+  if (typeof insecure !== 'boolean' || (proxy_ca !== undefined && typeof proxy_ca !== 'string')) throw new Error('bad field');
+  return { proxy, user, cluster, insecure, ...(proxy_ca !== undefined ? { proxy_ca } : {}) };
+}
 
 const keyDir = (p: { proxy: string; user: string }) => join(wshHome(), 'keys', p.proxy.replace(/[^A-Za-z0-9.-]/g, '_'), p.user);
 
@@ -41,7 +52,7 @@ export function loadProfile(): { profile: Profile; dir: string; creds: Credentia
   if (!existsSync(path)) throw new BadParameter('not logged in: run wsh login --proxy HOST:PORT --user NAME');
   let profile: Profile;
   try {
-    profile = profileSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+    profile = parseProfile(readFileSync(path, 'utf8'));
   } catch {
     throw new BadParameter(`${path} is damaged: run wsh logout, then wsh login`);
   }
@@ -70,7 +81,7 @@ export function removeLogin(): Profile | undefined {
   if (!existsSync(path)) return undefined;
   let profile: Profile | undefined;
   try {
-    profile = profileSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+    profile = parseProfile(readFileSync(path, 'utf8'));
     rmSync(keyDir(profile), { recursive: true, force: true });
   } catch {
     // a damaged profile is removed all the same
