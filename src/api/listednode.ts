@@ -10,7 +10,7 @@ import type { Node } from './types.ts';
 const TOP_KEYS = new Set(['kind', 'version', 'metadata', 'spec']);
 const META_KEYS = new Set(['name', 'description', 'labels', 'expires', 'revision']);
 const SPEC_KEYS = new Set(['hostname', 'addr', 'tunnel', 'version']);
-const ISO_UTC_MS = /^(\d{4})-(\d{2})-(\d{2})T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isString = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
@@ -45,6 +45,11 @@ export function fastListedNode(data: unknown): Node | undefined {
  * digits: parsing and re-printing it through Date was ~9 ms of 10,000 nodes.
  */
 function isCanonicalDate(s: string): boolean {
-  const m = ISO_UTC_MS.exec(s);
-  return !!m && isCalendarDate(Number(m[1]), Number(m[2]), Number(m[3]));
+  if (!ISO_UTC_MS.test(s)) return false;
+  const digits = (from: number, to: number) => {
+    let n = 0;
+    for (let i = from; i < to; i++) n = n * 10 + s.charCodeAt(i) - 48;
+    return n;
+  };
+  return isCalendarDate(digits(0, 4), digits(5, 7), digits(8, 10));
 }

@@ -34,15 +34,20 @@ const byHostname = (a: Node, b: Node) => (a.spec.hostname < b.spec.hostname ? -1
 
 async function listNodes(filter: Record<string, string>): Promise<Node[]> {
   const { listAllResources } = await import('../../api/list.ts');
-  const nodes = (await listAllResources(await authClient(), 'node')).filter((n) => Object.entries(filter).every(([k, v]) => n.metadata.labels?.[k] === v));
-  return nodes.sort(byHostname);
+  const nodes = await listAllResources(await authClient(), 'node');
+  const wanted = Object.entries(filter);
+  return (wanted.length ? nodes.filter((n) => wanted.every(([k, v]) => n.metadata.labels?.[k] === v)) : nodes).sort(byHostname);
 }
 
 export async function ls(format: string, filters: string[]): Promise<string> {
   const nodes = await listNodes(parseLabels(filters));
   if (format === 'json') return JSON.stringify(nodes, null, 2) + '\n';
   if (format !== 'text') throw new BadParameter(`unknown format "${format}" (expected text or json)`);
-  const labels = (n: Node) => Object.entries(n.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  const labels = (n: Node) => {
+    let text = '';
+    for (const k in n.metadata.labels) text += `${text ? ',' : ''}${k}=${n.metadata.labels[k]}`;
+    return text;
+  };
   return table(['Node Name', 'Address', 'Labels', 'Node ID'], nodes.map((n) => [n.spec.hostname, n.spec.tunnel ? '⟵ Tunnel' : n.spec.addr, labels(n), n.metadata.name]));
 }
 
