@@ -120,6 +120,8 @@ export interface ClusterOptions {
   lockout?: { max_attempts?: number; duration?: string };
   /** Run the home lab's Node Service too (on a free loopback port). */
   node?: boolean;
+  /** auth_service.host_cert_ttl: a short one makes every host renew its certificates within the test. */
+  hostCertTTL?: string;
   /** A whole ward.yaml to use instead of the generated one. */
   config?: string;
 }
@@ -339,6 +341,7 @@ function generatedConfig(o: ClusterOptions): string {
     'auth_service:',
     `  cluster_name: ${o.clusterName ?? 'e2e'}`,
     '  listen_addr: 127.0.0.1:0',
+    o.hostCertTTL ? `  host_cert_ttl: ${o.hostCertTTL}` : '',
     lockout.trimEnd(),
     'proxy_service:',
     '  listen_addr: 127.0.0.1:0',

@@ -25,8 +25,12 @@ export interface TLSIdentity {
 export interface AuthClientOptions {
   /** host:port of an auth server or of a proxy; a comma-separated list fails over (failover.ts). */
   addr: string;
-  /** Client certificate; without it only Ping answers. */
-  identity?: TLSIdentity;
+  /**
+   * Client certificate; without it only Ping answers. A function is asked before every call: when it returns another
+   * object (a renewed host certificate), that call and the ones after it go over new connections with it, while
+   * calls and streams already running finish on theirs.
+   */
+  identity?: TLSIdentity | (() => TLSIdentity);
   /** CA certs to trust when there is no identity (first contact). */
   caPems?: string[];
   /** Skip checking the server certificate (home labs only). */
@@ -78,11 +82,29 @@ function checkAuthServer(_host: string, cert: tls.PeerCertificate): Error | unde
 export function createAuthClient(opts: AuthClientOptions): AuthClient {
   const addrs = splitAddrList(opts.addr);
   if (addrs.length === 0) throw new ConnectionProblem(`invalid address "${opts.addr}" (expected host:port)`);
+  const { identity } = opts;
   // Failover sits below the typed errors: it decides on connect's own codes, before they are mapped.
-  return withTypedErrors(failoverClient(addrs.map((addr) => connectClient({ ...opts, addr }))));
+  const build = (id: TLSIdentity | undefined) => withTypedErrors(failoverClient(addrs.map((addr) => connectClient({ ...opts, identity: id, addr }))));
+  if (typeof identity !== 'function') return build(identity);
+  // A client per identity: connect-node keeps an HTTP/2 connection open and reuses it, and the auth server reads the
+  // certificate once per connection, so a renewed certificate needs connections of its own. The previous client's
+  // connections close once idle (idleTimeoutMs).
+  let current: { identity: TLSIdentity; client: AuthClient } | undefined;
+  const client = (): AuthClient => {
+    const id = identity();
+    if (current?.identity !== id) current = { identity: id, client: build(id) };
+    return current.client;
+  };
+  return new Proxy({} as AuthClient, {
+    get(_target, prop) {
+      const c = client();
+      const value = Reflect.get(c, prop, c) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(c) : value;
+    },
+  });
 }
 
-function connectClient(opts: AuthClientOptions): AuthClient {
+function connectClient(opts: Omit<AuthClientOptions, 'identity'> & { identity?: TLSIdentity }): AuthClient {
   const [host, port] = splitAddr(opts.addr);
   const caPems = opts.identity?.caPems ?? opts.caPems;
   const transport = createConnectTransport({

@@ -15,7 +15,8 @@ import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import { beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice } from './mfa.ts';
 import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
-import { heartbeat, registerUsingToken, renewHostSSHCert, subjectAltNames } from './join.ts';
+import { heartbeat, registerUsingToken } from './join.ts';
+import { holdsHostIdentity, renewHostSSHCert, renewHostTLSCert, subjectAltNames, tlsRenewalFor } from './renew.ts';
 import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
 import type { AuthServer } from './server.ts';
@@ -269,12 +270,18 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         return { entries: await auth.exportCAs(req.type) };
       }),
 
-      // The caller's TLS certificate names the hosts it may renew for (join.ts), so this reads it off the connection.
+      // The caller's TLS certificate (verified by the handshake, its dates by authz.ts) says what may be renewed and
+      // for whom (renew.ts), so this reads it off the connection. Every host that joined with a token may renew.
       renewHostCerts: unary(async (req, who, ctx) => {
         const c = requireAuthenticated(who);
-        if (c.kind !== 'service' || !c.systemRoles.some((r) => r === 'node' || r === 'proxy')) throw new AccessDenied();
-        const tlsNames = subjectAltNames(ctx.values.get(socketKey)?.getPeerCertificate(false).subjectaltname);
-        return renewHostSSHCert(auth, c.name, tlsNames, { sshCert: req.sshCert });
+        if (c.kind !== 'service' || !holdsHostIdentity(c.systemRoles)) throw new AccessDenied();
+        if (!req.sshCert && !req.tlsPublicKey) throw new BadParameter('nothing to renew: give the SSH host certificate, the TLS public key or both');
+        const peer = ctx.values.get(socketKey)?.getPeerCertificate(false);
+        // Both requests are checked before either certificate is issued: a refused call gets nothing.
+        const tlsRenewal = req.tlsPublicKey ? tlsRenewalFor(peer?.raw, { tlsPublicKey: req.tlsPublicKey }) : undefined;
+        const ssh = req.sshCert ? await renewHostSSHCert(auth, c.name, subjectAltNames(peer?.subjectaltname), { sshCert: req.sshCert }) : undefined;
+        const tls = tlsRenewal ? await renewHostTLSCert(auth, { hostId: c.name, systemRoles: c.systemRoles }, tlsRenewal) : undefined;
+        return { sshCert: ssh?.sshCert ?? '', sshHostCas: ssh?.sshHostCas ?? [], tlsCert: tls?.tlsCert ?? '', tlsCas: tls?.tlsCas ?? [] };
       }),
 
       rotateCertAuthority: unary(async (req, who) => {

@@ -2,18 +2,14 @@
 // host identity: an OpenSSH host certificate and an X.509 certificate naming its system role. Then the
 // host heartbeats its node resource with that identity; a node that stops heartbeating expires.
 import { randomUUID } from 'node:crypto';
-import { isIP } from 'node:net';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { nameSchema, type Node, type Proxy, type Token } from '../api/types.ts';
 import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
-import { parseCertificate } from '../crypto/sshcert.ts';
-import { formatAuthorizedKey, parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { AuthServer } from './server.ts';
-import { describeLock, lockFor } from '../rbac/locks.ts';
 
 /**
- * Host certificates from a join live this long. A host CA rotation renews the SSH one (RenewHostCerts below); nothing
- * renews the TLS one yet, so a host must join again within a year.
+ * Host certificates live this long unless auth_service.host_cert_ttl says otherwise (AuthServer.hostCertTTLMs).
+ * Hosts renew both before they expire, and the SSH one at a host CA rotation (RenewHostCerts, renew.ts).
  */
 export const HOST_CERT_TTL_MS = 365 * 86_400_000;
 /** A node is listed for this long after its last heartbeat. */
@@ -37,7 +33,7 @@ export async function issueHostIdentity(auth: AuthServer, req: HostIdentityReque
   const principals = [...new Set(names.filter(Boolean))];
   if (principals.length > 64 || principals.some((p) => p.length > 255)) throw new BadParameter('too many or too long host names');
   const now = auth.now();
-  const expires = new Date(now.getTime() + HOST_CERT_TTL_MS);
+  const expires = new Date(now.getTime() + auth.hostCertTTLMs);
   const [hostCA, userCA] = [await auth.cas.get('host'), await auth.cas.get('user')];
   const sshCert = await issueHostSSHCert({ hostId: req.hostId, principals, sshPublicKey: req.sshPublicKey, now, expires }, auth.keystore.sshSigner(hostCA));
   const isIP = (a: string) => /^[\d.]+$|:/.test(a);
@@ -64,58 +60,6 @@ export async function issueHostIdentity(auth: AuthServer, req: HostIdentityReque
     sshHostCas: bundle.sshHostCAs,
     clusterName: auth.clusterName,
   };
-}
-
-/** An IP address in one spelling (IPv6 compressed, lower case), so `::1` and Node's `0:0:0:0:0:0:0:1` compare equal. */
-function canonicalName(name: string): string {
-  if (isIP(name) !== 6) return name;
-  return new URL(`http://[${name}]`).hostname.slice(1, -1);
-}
-
-/** The DNS names and IP addresses of a certificate's subjectAltName, as Node's PeerCertificate spells it. */
-export function subjectAltNames(text: string | undefined): Set<string> {
-  const names = new Set<string>();
-  for (const entry of (text ?? '').split(', ')) {
-    // Node quotes an entry that holds special characters; no name Ward issues does, so such an entry counts for nothing.
-    const m = /^(DNS|IP Address):([^"]+)$/.exec(entry);
-    if (m) names.add(canonicalName(m[2]!));
-  }
-  return names;
-}
-
-/**
- * A node's or proxy's SSH host certificate again, signed by the host CA's signing key: the same host id, key and
- * principals, a new validity. The principals must all be names in the caller's TLS certificate (`tlsNames`), which
- * the auth server issued at join with the same list, so a host can renew only what it was given. The certificate
- * it holds is not checked against the host CA: after a rotation its signer may be one the CA no longer trusts. So
- * the key it certifies is the caller's word; that gives a host nothing it lacks, a certificate for its own names.
- */
-export async function renewHostSSHCert(auth: AuthServer, hostId: string, tlsNames: Set<string>, current: { sshCert: string }) {
-  let cert;
-  try {
-    cert = parseCertificate(parseAuthorizedKey(current.sshCert).blob);
-  } catch {
-    throw new BadParameter('the host certificate to renew is not an OpenSSH certificate');
-  }
-  if (cert.certType !== 'host' || cert.keyId !== hostId) throw new AccessDenied('a host may only renew its own host certificate');
-  if (cert.principals.length === 0 || cert.principals.some((p) => !tlsNames.has(canonicalName(p)))) {
-    throw new AccessDenied('the host certificate names a host this identity was not issued for');
-  }
-  // A locked node (wctl lock --node, by host name or id) gets no new certificate.
-  const locks = await auth.locks.list();
-  for (const name of cert.principals) {
-    const lock = lockFor(locks, { node: { name, id: hostId } }, auth.now());
-    if (lock) throw new AccessDenied(describeLock(lock));
-  }
-  const now = auth.now();
-  const hostCA = await auth.cas.get('host');
-  const expires = new Date(now.getTime() + HOST_CERT_TTL_MS);
-  const sshCert = await issueHostSSHCert(
-    { hostId, principals: cert.principals, sshPublicKey: formatAuthorizedKey(cert.publicKey), now, expires },
-    auth.keystore.sshSigner(hostCA),
-  );
-  await auth.audit.emit('cert.create', { host_id: hostId, issued_by: `service:${hostId}`, principals: cert.principals, expires: expires.toISOString() });
-  return { sshCert, sshHostCas: (await auth.trustBundle()).sshHostCAs };
 }
 
 export async function registerUsingToken(

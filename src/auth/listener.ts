@@ -4,7 +4,7 @@
 import { constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { createContextValues } from '@connectrpc/connect';
@@ -32,12 +32,33 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface AuthListener {
   address: ListenAddress;
+  /** A renewed certificate for the handshakes that follow; connections open now keep theirs. */
+  setTLS(tls: AuthListenerTLS): void;
   close(): Promise<void>;
+}
+
+/** The auth server's key, its certificate chain (leaf, then CA) and the CAs client certificates must come from. */
+export interface AuthListenerTLS {
+  keyPem: string;
+  certPem: string;
+  caPems: string[];
+}
+
+/** The secure context, given whole at creation and at each renewal (setSecureContext resets what it is not given). */
+function secureContextOptions(tls: AuthListenerTLS): SecureContextOptions {
+  return {
+    key: tls.keyPem,
+    cert: tls.certPem,
+    ca: tls.caPems,
+    minVersion: 'TLSv1.2',
+    // HTTP/2 forbids renegotiation (RFC 9113 §9.2.1), and authz.ts reads a connection's certificate once.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  };
 }
 
 export async function startAuthListener(
   auth: AuthServer,
-  tls: { keyPem: string; certPem: string; caPems: string[] },
+  tls: AuthListenerTLS,
   listen: string,
   log: Logger,
 ): Promise<AuthListener> {
@@ -55,14 +76,9 @@ export async function startAuthListener(
   });
   const server = http2.createSecureServer(
     {
-      key: tls.keyPem,
-      cert: tls.certPem,
-      ca: tls.caPems,
+      ...secureContextOptions(tls),
       requestCert: true,
       rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
-      // HTTP/2 forbids renegotiation (RFC 9113 §9.2.1), and authz.ts reads a connection's certificate once.
-      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
       ALPNProtocols: ['h2'],
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       maxSessionMemory: 10,
@@ -100,6 +116,7 @@ export async function startAuthListener(
   log.info({ addr: `${address.host}:${address.port}` }, 'auth API listening');
   return {
     address,
+    setTLS: (renewed) => server.setSecureContext(secureContextOptions(renewed)),
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());

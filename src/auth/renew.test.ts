@@ -14,7 +14,8 @@ import { needsRenewal } from '../agent/renewal.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
-import { issueHostIdentity, renewHostSSHCert, subjectAltNames } from './join.ts';
+import { issueHostIdentity } from './join.ts';
+import { renewHostSSHCert, subjectAltNames } from './renew.ts';
 import { AuthServer } from './server.ts';
 
 let dir: string;

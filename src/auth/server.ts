@@ -16,6 +16,7 @@ import { deleteAllFactors, type SecondFactorMode } from './mfa.ts';
 import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
 import { ensureBuiltinRoles, ensureCAs } from './init.ts';
+import { HOST_CERT_TTL_MS } from './join.ts';
 import type { RotationPhase } from '../api/rotation.ts';
 import { ROTATABLE, rotate } from './rotation.ts';
 import { SoftwareKeyStore } from './keystore.ts';
@@ -38,6 +39,8 @@ export interface AuthServerConfig {
   secondFactor?: SecondFactorMode;
   /** WebAuthn relying party: the host name browsers reach the proxies by (default localhost). */
   webauthnRPID?: string;
+  /** How long host certificates live (auth_service.host_cert_ttl); default HOST_CERT_TTL_MS, a year. */
+  hostCertTTLMs?: number;
 }
 
 export interface Certs {
@@ -95,6 +98,10 @@ export class AuthServer {
   }
   get secondFactor(): SecondFactorMode {
     return this.config.secondFactor ?? 'off';
+  }
+  /** Hosts renew their certificates when a third of this is left (agent/renewal.ts). */
+  get hostCertTTLMs(): number {
+    return this.config.hostCertTTLMs ?? HOST_CERT_TTL_MS;
   }
   get backend(): Backend & EventStore {
     return this.config.backend;

@@ -16,6 +16,20 @@ const duration = z.string().refine((s) => {
     return false;
   }
 }, 'must be a duration such as 15m or 1h');
+/**
+ * Host certificates: at least 20 s (a host renews with a third left, and needs a few seconds for that, retries
+ * included); at most a year, and the TLS CA (ten years) must outlive them.
+ */
+const HOST_CERT_TTL_MIN_MS = 20_000;
+const HOST_CERT_TTL_MAX_MS = 365 * 86_400_000;
+const hostCertTTL = z.string().refine((s) => {
+  try {
+    const ms = parseDuration(s);
+    return ms >= HOST_CERT_TTL_MIN_MS && ms <= HOST_CERT_TTL_MAX_MS;
+  } catch {
+    return false;
+  }
+}, 'must be a duration from 20s to 365d, such as 30d or 8760h');
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'must be host:port');
 /** Several addresses to fail over between: `a:3025,b:3025` or a YAML list; kept as the comma-joined text. */
 const hostPortList = z.union([
@@ -57,8 +71,13 @@ export const configSchema = z.strictObject({
       second_factor: z.enum(['off', 'otp', 'webauthn', 'on']).default('off'),
       /** WebAuthn's relying party: the proxies' host name (default: proxy_service.public_addr's, else localhost). */
       webauthn: z.strictObject({ rp_id: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be a host name') }).optional(),
+      /**
+       * How long host certificates live (agents', the proxies', the auth server's own); each is renewed when a third
+       * of it is left. Under a minute only makes sense in tests.
+       */
+      host_cert_ttl: hostCertTTL.default('365d'),
     })
-    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off' }),
+    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off', host_cert_ttl: '365d' }),
   proxy_service: z
     .strictObject({
       enabled: z.boolean().default(true),
@@ -136,6 +155,7 @@ auth_service:
   storage:
     type: sqlite          # or: {type: postgres, conn_string: "postgres://ward@db/ward"}
   second_factor: off      # off | otp (TOTP codes, wsh mfa add) | webauthn (security keys, web UI) | on (either)
+  host_cert_ttl: 365d     # hosts' certificates (20s-365d); every host renews its own when a third is left
   # webauthn: {rp_id: ward.example.com}   # security keys' site: the proxies' host name (default: public_addr's)
   lockout:
     max_attempts: 5       # failed logins in a row before the user is locked

@@ -20,7 +20,7 @@ import { checkUserCert, sshCertGrants } from './access.ts';
 import { createNodeSSHServer, type SessionHooks } from './server.ts';
 import { SessionRegistry, type LiveSession } from './live.ts';
 import { SessionReporter } from './reporter.ts';
-import { hostKeysOf, startHostCertRenewal } from '../agent/renewal.ts';
+import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../agent/renewal.ts';
 import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
@@ -50,8 +50,11 @@ export interface NodeServiceConfig {
   /** node: recordings are uploaded when the session ends; node-sync: streamed while it runs. */
   recording?: RecordingMode;
   metrics?: Registry;
-  /** Keeps the identity when its host certificate is renewed (a host CA rotation); default: not kept. */
-  saveIdentity?: (identity: HostIdentity) => void;
+  /**
+   * Takes the identity when its certificates are renewed (before they expire, or a host CA rotation): keep it, and
+   * have `auth` present its TLS certificate from now on. Default: neither.
+   */
+  onRenewed?: (identity: HostIdentity) => void;
 }
 
 export interface NodeService {
@@ -148,17 +151,23 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     sessions,
   });
 
-  // A host CA rotation reaches this node through the cache: it takes a certificate from the new key, presents it
-  // to new connections and keeps it (agent/renewal.ts).
+  // The node renews its certificates before they expire, and its SSH one when a host CA rotation reaches it through
+  // the cache (agent/renewal.ts); it presents them to new connections and keeps them. Connections open now keep theirs.
+  let current = identity;
+  let tunnel: TunnelAgent | undefined;
   const renewal = startHostCertRenewal({
     cache,
     auth: cfg.auth,
     identity,
     onRenewed: (renewed) => {
+      const newTLS = renewed.tlsCert !== current.tlsCert;
+      current = renewed;
       ssh.setHostKeys(hostKeysOf(renewed));
-      cfg.saveIdentity?.(renewed);
+      cfg.onRenewed?.(renewed);
+      if (newTLS) tunnel?.renew();
     },
     log,
+    clock: cfg.clock,
   });
 
   // A new lock (or a re-sync after the watch broke) ends the sessions it covers at once: the same check
@@ -175,7 +184,6 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   });
 
   let addr = '';
-  let tunnel: TunnelAgent | undefined;
   if (cfg.bootstrapProxy) {
     const bootstrap = splitAddrList(cfg.bootstrapProxy);
     tunnel = startTunnelAgent({
@@ -187,7 +195,8 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
         const known = [...new Set(cache.listAnyAge('proxy').map((p) => p.spec.addr))];
         return known.length ? known : bootstrap;
       },
-      tls: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs },
+      // Read at every dial: a renewed certificate is used from the next one on.
+      tls: () => tlsIdentityOf(current),
       onConnection: (stream, meta) => ssh.injectSocket(stream, meta.clientAddr),
       log,
     });

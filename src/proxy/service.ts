@@ -48,7 +48,14 @@ export interface ProxyConfig {
 
 export interface ProxyService {
   address: ListenAddress;
+  /** A renewed certificate for the web server's handshakes that follow (the SSH-in-TLS and tunnel servers have their own). */
+  setTLS(material: ProxyConfig['tls']): void;
   close(): Promise<void>;
+}
+
+/** The web server's secure context, given whole at creation and at each renewal (setSecureContext resets the rest). */
+function webContextOptions(material: ProxyConfig['tls']): tls.SecureContextOptions {
+  return { key: material.keyPem, cert: material.certChainPem, minVersion: 'TLSv1.2' };
 }
 
 export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
@@ -56,10 +63,8 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   const webSessions = new WebSessions(cfg.auth, formatHostPort(cfg.authAddr), cfg.webIdleTimeoutSeconds);
   const web = http2.createSecureServer(
     {
-      key: cfg.tls.keyPem,
-      cert: cfg.tls.certChainPem,
+      ...webContextOptions(cfg.tls),
       allowHTTP1: true,
-      minVersion: 'TLSv1.2',
       ALPNProtocols: ['h2', 'http/1.1'],
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
@@ -104,6 +109,7 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   );
   return {
     address: mux.address,
+    setTLS: (material) => web.setSecureContext(webContextOptions(material)),
     close: async () => {
       await mux.close();
       terminals?.close();

@@ -16,24 +16,37 @@ const REQUEST_TIMEOUT_MS = 10_000;
 /** A client that sends a ClientHello and then nothing is dropped after this (Node's default is 120 s). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+export interface ProxyTLS {
+  keyPem: string;
+  certChainPem: string;
+  caPems: string[];
+}
+
+/** The secure context, given whole at creation and at each renewal (setSecureContext resets what it is not given). */
+function secureContextOptions(material: ProxyTLS): tls.SecureContextOptions {
+  return { key: material.keyPem, cert: material.certChainPem, ca: material.caPems, minVersion: 'TLSv1.2' };
+}
+
+export type SSHOverTLSServer = tls.Server & {
+  /** A renewed proxy certificate for the handshakes that follow; connections open now keep theirs. */
+  setTLS(material: ProxyTLS): void;
+};
+
 export function createSSHOverTLSServer(opts: {
-  tls: { keyPem: string; certChainPem: string; caPems: string[] };
+  tls: ProxyTLS;
   cache: ResourceCache;
   router: Router;
   cluster: string;
   clock: Clock;
   log: Logger;
-}): tls.Server {
+}): SSHOverTLSServer {
   const { log } = opts;
   const server = tls.createServer(
     {
-      key: opts.tls.keyPem,
-      cert: opts.tls.certChainPem,
-      ca: opts.tls.caPems,
+      ...secureContextOptions(opts.tls),
       requestCert: true,
       rejectUnauthorized: true,
       ALPNProtocols: [ALPN_PROXY_SSH],
-      minVersion: 'TLSv1.2',
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
     (socket) => {
@@ -86,5 +99,5 @@ export function createSSHOverTLSServer(opts: {
     log.debug({ err: err.message }, 'ssh-over-tls handshake refused');
     socket.destroy();
   });
-  return server;
+  return Object.assign(server, { setTLS: (material: ProxyTLS) => server.setSecureContext(secureContextOptions(material)) });
 }

@@ -35,6 +35,11 @@ export interface TunnelAgentOptions {
 
 export interface TunnelAgent {
   close(): Promise<void>;
+  /**
+   * Dials every proxy again with the current certificate (`tls` is re-read: a renewed one) while the tunnels up now
+   * keep working: each proxy moves new connections to the new tunnel and lets the old one drain.
+   */
+  renew(): void;
   /** Proxy addresses whose tunnel is up (the proxy accepted us and sent its HELLO). */
   connected(): string[];
 }
@@ -56,6 +61,8 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
   const pingEveryMs = opts.keepalive?.intervalMs ?? PING_INTERVAL_MS;
   const pingTimeoutMs = opts.keepalive?.timeoutMs ?? PING_TIMEOUT_MS;
   const links = new Map<string, ProxyLink>();
+  /** Every open connection, a link's current one or one draining after renew(), so close() ends them all. */
+  const sockets = new Set<RecordChannel>();
   let closed = false;
 
   // Roles reversed: the agent dialled out (it has no reachable port), yet the proxy is the side that
@@ -109,6 +116,7 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
     }
     const raw = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: PING_INTERVAL_MS });
     const socket = new RecordChannel(raw, { switchTimeoutMs: connectTimeoutMs });
+    sockets.add(socket);
     const tlsSocket = tls.connect({
       socket: socket.transport!,
       servername: isIP(host) ? undefined : host,
@@ -150,6 +158,7 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
       socket.destroy();
     });
     socket.once('close', () => {
+      sockets.delete(socket);
       if (link.socket !== socket) return;
       if (link.up) log.info({ proxy: link.addr }, 'tunnel down');
       // In TLS 1.3 a proxy that refuses our certificate does so after our side of the handshake is done;
@@ -220,6 +229,11 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
 
   return {
     connected: () => [...links.values()].filter((l) => l.up).map((l) => l.addr),
+    renew() {
+      if (closed) return;
+      // Only tunnels that are up: one still connecting or waiting to retry takes the certificate when it dials.
+      for (const link of links.values()) if (link.up) connect(link);
+    },
     async close() {
       closed = true;
       clearInterval(discovery);
@@ -235,6 +249,12 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
         }
       }
       links.clear();
+      // Tunnels left draining by renew().
+      for (const socket of sockets) {
+        if (socket.destroyed) continue;
+        waits.push(new Promise((resolve) => socket.once('close', () => resolve())));
+        socket.destroy();
+      }
       await Promise.all(waits);
     },
   };

@@ -30,6 +30,8 @@ export interface TunnelServer {
   dial(hostId: string, meta: DialMeta, signal?: AbortSignal): Promise<Duplex>;
   /** Host ids with a tunnel to this proxy. */
   agents(): string[];
+  /** A renewed certificate for the handshakes that follow; tunnels up now keep theirs. */
+  setTLS(tls: TunnelServerOptions['tls']): void;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,24 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
  */
 const handshaking = new AsyncLocalStorage<RecordChannel>();
 
+/**
+ * The server's secure context: given whole at creation and again at every certificate renewal, since
+ * setSecureContext resets whatever it is not given (the TLS version and the ticket option included).
+ */
+function secureContextOptions(material: TunnelServerOptions['tls']): tls.SecureContextOptions {
+  return {
+    key: material.keyPem,
+    cert: material.certChainPem,
+    ca: material.caPems,
+    // The records take their keys from the TLS 1.3 exporter (records.ts).
+    minVersion: 'TLSv1.3',
+    // No resumption: an agent holds one long-lived connection, and a fresh handshake re-checks its certificate.
+    // (With this option OpenSSL still sends TLS 1.3 tickets, stateful ones no server keeps; records.ts orders
+    // its switch after them.)
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+  };
+}
+
 export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   const { log } = opts;
   const dialTimeoutMs = opts.dialTimeoutMs ?? 10_000;
@@ -60,19 +80,11 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
 
   // One TLS server object terminates every tunnel; sockets are handed in with emit('connection').
   const tlsServer = tls.createServer({
-    key: opts.tls.keyPem,
-    cert: opts.tls.certChainPem,
-    ca: opts.tls.caPems,
+    ...secureContextOptions(opts.tls),
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: [ALPN_REVERSE_TUNNEL],
-    // The records take their keys from the TLS 1.3 exporter (records.ts).
-    minVersion: 'TLSv1.3',
     handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
-    // No resumption: an agent holds one long-lived connection, and a fresh handshake re-checks its certificate.
-    // (With this option OpenSSL still sends TLS 1.3 tickets, stateful ones no server keeps; records.ts orders
-    // its switch after them.)
-    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   });
   tlsServer.on('tlsClientError', (err, socket) => {
     log.info({ err: err.message, remote: socket.remoteAddress }, 'tunnel agent refused in TLS handshake');
@@ -184,6 +196,10 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     },
 
     agents: () => [...current.keys()],
+
+    setTLS(material) {
+      tlsServer.setSecureContext(secureContextOptions(material));
+    },
 
     async close() {
       closed = true;

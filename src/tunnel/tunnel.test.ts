@@ -1,7 +1,7 @@
 // Reverse tunnels end to end on loopback: a real agent dials a tiny proxy (net listener -> handle()), the
 // proxy dials streams back over the agent's tunnel (records.ts, muxsession.ts), with certificates from x509.ts.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Writable, type Duplex } from 'node:stream';
@@ -232,6 +232,51 @@ describe('reverse tunnel', () => {
       await first.close();
       await second.agent?.close();
       await p2.close();
+    }
+  });
+
+  it('moves to renewed certificates: the proxy presents its new one, the agent re-dials with its own, open streams finish', async () => {
+    const { log, lines } = capturingLog();
+    const p3 = await startTinyProxy(proxyTLS, { log });
+    let mine = agentTLS;
+    const a = startTunnelAgent({ proxyAddrs: () => [`127.0.0.1:${p3.port}`], tls: () => mine, onConnection: echo, log: silent, backoff: { minMs: 50, maxMs: 500 } });
+    const peerCert = async (maxVersion?: tls.SecureVersion) => {
+      const t = tls.connect({
+        host: '127.0.0.1', port: p3.port, ALPNProtocols: ['ward-reversetunnel'], maxVersion,
+        key: agentTLS.keyPem, cert: agentTLS.certPem, ca: agentTLS.caPems, checkServerIdentity: () => undefined,
+      });
+      try {
+        // once() rejects on 'error': a refused handshake comes back as its message.
+        const outcome = await once(t, 'secureConnect').then(() => 'ok', (e: Error) => e.message);
+        return outcome === 'ok' ? t.getPeerCertificate().fingerprint256 : `refused: ${outcome}`;
+      } finally {
+        t.destroy();
+      }
+    };
+    try {
+      await waitFor('the tunnel', () => a.connected().length === 1);
+      const held = await p3.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50010', target: 'localhost:3022' });
+      const heldBack = sha256Of(held);
+      held.write('before ');
+      const renewedProxy = await hostCert(ca, 'proxy-1', ['proxy']);
+      p3.tunnels.setTLS({ keyPem: renewedProxy.keyPem, certChainPem: renewedProxy.certPem + ca.certPem, caPems: [ca.certPem] });
+      assert.equal(await peerCert(), new X509Certificate(renewedProxy.certPem).fingerprint256, 'new handshakes get the renewed proxy certificate');
+      assert.match(await peerCert('TLSv1.2'), /^refused/, 'and still only TLS 1.3');
+      const accepted = p3.accepted;
+      mine = { ...(await hostCert(ca, 'node-1', ['node'])), caPems: [ca.certPem] };
+      a.renew();
+      await waitFor('the new tunnel to replace the old', () => lines.some((l) => l.includes('"replaced":true')));
+      assert.equal(p3.accepted, accepted + 1, 'one new connection');
+      assert.deepEqual(a.connected(), [`127.0.0.1:${p3.port}`]);
+      const fresh = await p3.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50011', target: 'localhost:3022' });
+      const freshBack = sha256Of(fresh);
+      fresh.end('new tunnel');
+      assert.equal((await freshBack).bytes, 'new tunnel'.length);
+      held.end('and after');
+      assert.equal((await heldBack).bytes, 'before and after'.length, 'the stream on the old tunnel finished');
+    } finally {
+      await a.close();
+      await p3.close();
     }
   });
 

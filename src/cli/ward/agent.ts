@@ -13,6 +13,7 @@ import type { WardConfig } from '../../config/schema.ts';
 import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
 import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type HostIdentity } from '../../agent/identity.ts';
 import { startNodeService } from '../../node/service.ts';
+import { expiredMessage, tlsIdentityOf, tlsValidity } from '../../agent/renewal.ts';
 import type { RunningProcess } from './start.ts';
 import { proxyAddresses, startProxyService } from './proxy.ts';
 
@@ -61,7 +62,12 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
 /** The identity for `role` kept in the data dir, or a new one from joining with the token. */
 async function loadOrJoin(cfg: WardConfig, dataDir: string, role: 'node' | 'proxy', addresses: string[], log: Logger): Promise<HostIdentity> {
   const kept = loadHostIdentity(dataDir, role);
-  if (kept) return kept;
+  if (kept) {
+    // Renewal needs a valid certificate to authenticate with; an expired one leaves only a new join.
+    const { notAfter } = tlsValidity(kept.tlsCert);
+    if (Date.now() >= notAfter) throw new BadParameter(expiredMessage(kept, notAfter));
+    return kept;
+  }
   if (!cfg.ward.join_token) throw new BadParameter(`first start of this ${role}: give a join token (--token, from wctl tokens add --type ${role})`);
   const identity = await joinCluster({
     authServer: cfg.ward.auth_server!,
@@ -82,9 +88,11 @@ async function loadOrJoin(cfg: WardConfig, dataDir: string, role: 'node' | 'prox
  * proxy); in tunnel mode it starts from the proxy at `proxyAddr`.
  */
 export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: HostIdentity, authAddr: string, proxyAddr: string | undefined, log: Logger, metrics?: Registry) {
+  // The Auth API client presents whichever TLS certificate the node holds now (renewed ones included).
+  let tls = tlsIdentityOf(identity);
   return startNodeService({
     identity,
-    auth: createAuthClient({ addr: authAddr, identity: { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs } }),
+    auth: createAuthClient({ addr: authAddr, identity: () => tls }),
     listen: cfg.ssh_service.tunnel ? undefined : cfg.ssh_service.listen_addr,
     bootstrapProxy: cfg.ssh_service.tunnel ? proxyAddr : undefined,
     labels: cfg.ssh_service.labels,
@@ -94,6 +102,9 @@ export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: 
     dataDir: join(dataDir, 'node'),
     recording: cfg.ssh_service.recording,
     metrics,
-    saveIdentity: (renewed) => saveHostIdentity(dataDir, renewed),
+    onRenewed: (renewed) => {
+      if (renewed.tlsCert !== tls.certPem) tls = tlsIdentityOf(renewed);
+      saveHostIdentity(dataDir, renewed);
+    },
   });
 }

@@ -12,7 +12,7 @@ import { splitAddrList } from '../../api/failover.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
-import { hostKeysOf, startHostCertRenewal } from '../../agent/renewal.ts';
+import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../../agent/renewal.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from '../../agent/identity.ts';
 import { generateTLSKey } from '../../crypto/x509.ts';
 import { ResourceCache } from '../../cache/resources.ts';
@@ -25,13 +25,13 @@ import { HEARTBEAT_INTERVAL_MS } from '../../node/service.ts';
 import type { Proxy } from '../../api/types.ts';
 import { VERSION } from '../../api/version.ts';
 
-/** Certificates of in-process services; re-issued at every start. */
-const SERVICE_CERT_TTL_MS = 365 * 86_400_000;
-
-/** A TLS identity for a service of this process (the auth server itself, the local admin). */
+/**
+ * A TLS identity for a service of this process (the auth server itself, the local admin), valid for the cluster's
+ * host certificate TTL: issued at every start, and again in process before it expires (servicecerts.ts).
+ */
 export async function serviceIdentity(auth: AuthServer, hostId: string, systemRoles: string[], dnsNames: string[], ipAddresses: string[]) {
   const key = await generateTLSKey();
-  const expires = new Date(auth.now().getTime() + SERVICE_CERT_TTL_MS);
+  const expires = new Date(auth.now().getTime() + auth.hostCertTTLMs);
   const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames, ipAddresses, expires });
   return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
 }
@@ -79,18 +79,18 @@ export async function startProxyService(
 ): Promise<{ addr: string; close: () => Promise<void> }> {
   const hostId = identity.hostId;
   const cluster = identity.cluster;
-  const tls = { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs };
-  const certChainPem = tls.certPem + tls.caPems[0];
+  // The proxy's TLS identity now: replaced when renewed, and read by the Auth API client before every call.
+  let tls = tlsIdentityOf(identity);
+  const served = () => ({ keyPem: tls.keyPem, certChainPem: tls.certPem + tls.caPems[0], caPems: tls.caPems });
   const authList = splitAddrList(authAddrs).map(parseHostPort);
-  const client = createAuthClient({ addr: authAddrs, identity: tls });
+  const client = createAuthClient({ addr: authAddrs, identity: () => tls });
   const cache = new ResourceCache(client, { kinds: ['node', 'user', 'role', 'cert_authority', 'lock'], log }).start();
   await cache.ready().catch((err: unknown) => {
     cache.close();
     throw err;
   });
-  const tunnels = createTunnelServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, log });
+  const tunnels = createTunnelServer({ tls: served(), log });
   const stopParts = async () => {
-    renewal.stop();
     await tunnels.close();
     cache.close();
   };
@@ -99,23 +99,12 @@ export async function startProxyService(
     hostKeys: hostKeysOf(identity),
     cache, router, cluster, clock: systemClock, log,
   });
-  // A host CA rotation reaches the proxy through its cache: its SSH host certificate (for `ssh -J`) follows it.
-  const renewal = startHostCertRenewal({
-    cache,
-    auth: client,
-    identity,
-    onRenewed: (renewed) => {
-      ssh.setHostKeys(hostKeysOf(renewed));
-      saveIdentity?.(renewed);
-    },
-    log,
-  });
-  const sshOverTLS = createSSHOverTLSServer({ tls: { keyPem: tls.keyPem, certChainPem, caPems: tls.caPems }, cache, router, cluster, clock: systemClock, log });
+  const sshOverTLS = createSSHOverTLSServer({ tls: served(), cache, router, cluster, clock: systemClock, log });
   const proxy = await startProxy({
     listen: cfg.proxy_service.listen_addr,
     authAddr: authList[0]!,
     authAddrs: authList,
-    tls: { keyPem: tls.keyPem, certChainPem },
+    tls: served(),
     auth: client,
     ssh,
     sshOverTLS,
@@ -127,6 +116,24 @@ export async function startProxyService(
   }).catch(async (err: unknown) => {
     await stopParts();
     throw err;
+  });
+  // The proxy renews its certificates before they expire, and its SSH one (for `ssh -J`) when a host CA rotation
+  // reaches it through the cache (agent/renewal.ts). Every server it runs takes them for the handshakes that follow.
+  const renewal = startHostCertRenewal({
+    cache,
+    auth: client,
+    identity,
+    onRenewed: (renewed) => {
+      ssh.setHostKeys(hostKeysOf(renewed));
+      if (renewed.tlsCert !== tls.certPem) {
+        tls = tlsIdentityOf(renewed);
+        proxy.setTLS(served());
+        sshOverTLS.setTLS(served());
+        tunnels.setTLS(served());
+      }
+      saveIdentity?.(renewed);
+    },
+    log,
   });
   const addr = formatHostPort(loopbackDialable(proxy.address));
   // Presence: agents learn the cluster's proxies from these and keep a tunnel to each.
@@ -145,6 +152,7 @@ export async function startProxyService(
     addr,
     close: async () => {
       clearInterval(timer);
+      renewal.stop();
       await proxy.close();
       await stopParts();
     },

@@ -21,6 +21,8 @@ import { randomUUID } from 'node:crypto';
 import { issueHostIdentity } from '../../auth/join.ts';
 import { defaultHostname, hostIdentity, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../agent/identity.ts';
 import { startLocalProxy, serviceIdentity } from './proxy.ts';
+import { keepServiceCertFresh } from './servicecerts.ts';
+import { tlsValidity } from '../../agent/renewal.ts';
 import { newRegistry, startDiagServer } from '../../diag/server.ts';
 import { startAgentProcess, startConfiguredNode } from './agent.ts';
 
@@ -79,20 +81,48 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       secondFactor: cfg.auth_service.second_factor,
       // Security keys are bound to the host name browsers use for the proxies.
       webauthnRPID: cfg.auth_service.webauthn?.rp_id ?? (cfg.proxy_service.public_addr[0] ? parseHostPort(cfg.proxy_service.public_addr[0]).host : 'localhost'),
+      hostCertTTLMs: parseDuration(cfg.auth_service.host_cert_ttl),
     });
     const host = hostname();
-    const authTLS = await serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
+    const issueAuthTLS = () => serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
     // The chain (leaf, then CA) lets a joining agent compare the CA with its --ca-pin before it sends a token.
-    const listener = await startAuthListener(auth, { ...authTLS, certPem: authTLS.certPem + authTLS.caPems[0] }, cfg.auth_service.listen_addr, log.child({ component: 'auth' }));
+    const withChain = (id: Awaited<ReturnType<typeof issueAuthTLS>>) => ({ ...id, certPem: id.certPem + id.caPems[0] });
+    let authTLS = await issueAuthTLS();
+    const authLog = log.child({ component: 'auth' });
+    const listener = await startAuthListener(auth, withChain(authTLS), cfg.auth_service.listen_addr, authLog);
     closers.push(() => listener.close());
     const authAddr = loopbackDialable(listener.address);
+    // Re-issued in process before it expires: a process may run for longer than the host certificate TTL.
+    const authRenewal = keepServiceCertFresh({
+      name: 'auth API',
+      certPem: () => authTLS.certPem,
+      reissue: async () => {
+        authTLS = await issueAuthTLS();
+        listener.setTLS(withChain(authTLS));
+      },
+      log: authLog,
+    });
+    closers.push(async () => authRenewal.stop());
 
-    // The local administrator's identity: wctl on this host uses it to reach the auth API.
-    const admin = await serviceIdentity(auth, 'admin', ['admin'], [], []);
-    writeFileAtomic(join(dataDir, 'admin', 'tls.key'), admin.keyPem);
-    writeFileAtomic(join(dataDir, 'admin', 'tls.crt'), admin.certPem);
-    writeFileAtomic(join(dataDir, 'admin', 'cas.pem'), admin.caPems.join(''));
+    // The local administrator's identity: wctl on this host uses it to reach the auth API (re-read at every run).
+    const writeAdmin = async () => {
+      const admin = await serviceIdentity(auth, 'admin', ['admin'], [], []);
+      writeFileAtomic(join(dataDir, 'admin', 'tls.key'), admin.keyPem);
+      writeFileAtomic(join(dataDir, 'admin', 'tls.crt'), admin.certPem);
+      writeFileAtomic(join(dataDir, 'admin', 'cas.pem'), admin.caPems.join(''));
+      return admin;
+    };
+    let admin = await writeAdmin();
     writeFileAtomic(join(dataDir, 'admin', 'auth_addr'), formatHostPort(authAddr) + '\n', 0o644);
+    const adminRenewal = keepServiceCertFresh({
+      name: 'local admin',
+      certPem: () => admin.certPem,
+      reissue: async () => {
+        admin = await writeAdmin();
+      },
+      log: authLog,
+    });
+    closers.push(async () => adminRenewal.stop());
 
     const caPin = fingerprintSPKI(authTLS.caPems[0]!);
     let proxyAddr: string | undefined;
@@ -107,11 +137,16 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       // kept in the data dir so the node keeps its id across restarts.
       const hostname = cfg.ssh_service.hostname ?? defaultHostname();
       let identity = loadHostIdentity(dataDir, 'node');
-      if (!identity || identity.cluster !== clusterName) {
+      const sameCluster = identity?.cluster === clusterName;
+      // A node renews its own certificates while it runs (agent/renewal.ts); one that expired while the process was
+      // stopped cannot, so it gets new ones here, under the same host id.
+      const expired = !!identity && Date.now() >= tlsValidity(identity.tlsCert).notAfter;
+      if (!identity || !sameCluster || expired) {
+        if (expired && sameCluster) log.info({ host_id: identity!.hostId }, 'the node\'s host certificates expired while it was stopped: issuing new ones');
         const keys = newHostKeys();
         const listenHost = parseHostPort(cfg.ssh_service.listen_addr).host;
         const issued = await issueHostIdentity(auth, {
-          hostId: randomUUID(), hostname, systemRole: 'node', addresses: nodeAddresses(listenHost),
+          hostId: sameCluster ? identity!.hostId : randomUUID(), hostname, systemRole: 'node', addresses: nodeAddresses(listenHost),
           sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
         });
         identity = hostIdentity(keys, issued, { hostname, systemRole: 'node' });
