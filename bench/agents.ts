@@ -37,6 +37,8 @@ const { values: args } = parseArgs({
     counts: { type: 'string', default: '100,1000,10000' },
     dir: { type: 'string', default: join(tmpdir(), 'ward-bench-agents') },
     'ssh-runs': { type: 'string', default: '10' },
+    /** Keep the cluster and the agents running after the last count, to look at it by hand (Ctrl-C ends it). */
+    hold: { type: 'boolean', default: false },
   },
 });
 const counts = args.counts!.split(',').map(Number);
@@ -324,5 +326,9 @@ for (const n of counts) {
 }
 
 console.log(JSON.stringify({ machine: `${(await import('node:os')).cpus().length} cores`, node: process.version, date: new Date().toISOString(), results }, null, 1));
+if (args.hold) {
+  say(`holding the cluster (Ctrl-C ends it): WSH_HOME=${wshEnv.WSH_HOME} HOME=${wshEnv.HOME} node ${WSH} ls; auth pid ${auth.proc.pid}, proxy pid ${proxy.proc.pid}`);
+  await new Promise(() => {});
+}
 for (const c of children) c.kill('SIGTERM');
 process.exit(0);

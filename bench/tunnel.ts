@@ -178,6 +178,9 @@ export function tunnelOptions(argv: string[]): TunnelOptions {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  printTable(await benchTunnel(tunnelOptions(process.argv.slice(2))));
+  const results = await benchTunnel(tunnelOptions(process.argv.slice(2)));
+  // --json: for bench/run.ts, which runs this in a process of its own.
+  if (process.argv.includes('--json')) console.log(JSON.stringify(results));
+  else printTable(results);
   process.exit(0);
 }
