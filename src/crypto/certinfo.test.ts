@@ -133,6 +133,13 @@ describe('the certificate identity check', () => {
     assert.throws(() => parseIdentity({ ...host(), hostId: undefined }), /a host identity needs a hostId/);
   });
 
+  it('refuses the holes of a sparse array, which JSON never makes but a caller in process could', () => {
+    // eslint-disable-next-line no-sparse-arrays
+    const sparse = { ...user(), roles: [, 'access'] };
+    assert.equal(reference.safeParse(sparse).success, false);
+    assert.throws(() => parseIdentity(sparse), /invalid identity: roles\.0/);
+  });
+
   it('agrees with the zod schema on random corruptions', () => {
     let accepted = 0;
     let refused = 0;

@@ -57,7 +57,10 @@ function checkName(v: unknown, path: string): string {
 function checkNames(v: unknown, path: string, max: number): string[] {
   if (!Array.isArray(v)) invalid(path, 'expected an array');
   if (v.length > max) invalid(path, `more than ${max} entries`);
-  return v.map((x, i) => checkName(x, `${path}.${i}`));
+  // A loop rather than map, which would skip the holes of a sparse array instead of refusing them.
+  const names: string[] = [];
+  for (let i = 0; i < v.length; i++) names.push(checkName(v[i], `${path}.${i}`));
+  return names;
 }
 
 function checkTraits(v: unknown): Record<string, string[]> {
