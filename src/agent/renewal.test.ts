@@ -6,41 +6,26 @@ import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { systemClock } from '../api/clock.ts';
 import { createAuthClient, type TLSIdentity } from '../api/client.ts';
-import { SqliteBackend } from '../backend/sqlite.ts';
 import { ResourceCache } from '../cache/resources.ts';
-import { generateTLSKey } from '../crypto/x509.ts';
-import { startAuthListener, type AuthListener } from '../auth/listener.ts';
 import { issueHostIdentity } from '../auth/join.ts';
-import { AuthServer } from '../auth/server.ts';
+import type { AuthServer } from '../auth/server.ts';
+import { startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from './identity.ts';
 import { expiredMessage, renewalDue, retryDelay, startHostCertRenewal, tlsIdentityOf, tlsValidity } from './renewal.ts';
 
 const log = pino({ level: 'silent' });
 const TTL_MS = 3_000;
 let auth: AuthServer;
-let listener: AuthListener;
+let authAPI: TestAuthAPI;
 let addr: string;
 
 before(async () => {
-  auth = await AuthServer.create({
-    clusterName: 'unit', backend: SqliteBackend.open({ path: ':memory:' }), clock: systemClock, log,
-    lockout: { maxAttempts: 5, durationMs: 60_000 }, hostCertTTLMs: TTL_MS,
-  });
-  const key = await generateTLSKey();
-  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-    hostId: 'auth.unit', systemRoles: ['auth'], tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
-    expires: new Date(Date.now() + 3_600_000),
-  });
-  listener = await startAuthListener(auth, { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs }, '127.0.0.1:0', log);
-  addr = `127.0.0.1:${listener.address.port}`;
+  authAPI = await startTestAuthAPI({ hostCertTTLMs: TTL_MS });
+  ({ auth, addr } = authAPI);
 });
 
-after(async () => {
-  await listener.close();
-  await auth.backend.close();
-});
+after(() => authAPI.close());
 
 async function joined(hostId: string): Promise<HostIdentity> {
   const keys = newHostKeys();

@@ -3,34 +3,19 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
-import { systemClock } from './clock.ts';
-import { createAuthClient } from './client.ts';
+import { startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
+import { createAuthClient, type TLSIdentity } from './client.ts';
 import { ConnectionProblem } from './errors.ts';
-import { SqliteBackend } from '../backend/sqlite.ts';
-import { generateTLSKey } from '../crypto/x509.ts';
-import { startAuthListener, type AuthListener } from '../auth/listener.ts';
-import { AuthServer } from '../auth/server.ts';
 import { splitAddrList } from './failover.ts';
 
-const log = pino({ level: 'silent' });
-let auth: AuthServer;
-let listener: AuthListener;
-let identity: { keyPem: string; certPem: string; caPems: string[] };
+let api: TestAuthAPI;
+let identity: TLSIdentity;
 let dead: string;
 
 before(async () => {
-  auth = await AuthServer.create({
-    clusterName: 'unit', backend: SqliteBackend.open({ path: ':memory:' }), clock: systemClock, log,
-    lockout: { maxAttempts: 5, durationMs: 60_000 },
-  });
-  const key = await generateTLSKey();
-  const issued = await auth.issueHostCerts({
-    hostId: 'auth.unit', systemRoles: ['auth'], tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
-    expires: new Date(Date.now() + 3_600_000),
-  });
-  identity = { keyPem: key.privateKeyPem, certPem: issued.tlsCert, caPems: issued.tlsCAs };
-  listener = await startAuthListener(auth, identity, '127.0.0.1:0', log);
+  api = await startTestAuthAPI();
+  // The auth server's own identity: a client presenting it is admitted like any host.
+  identity = api.tls;
   // A port that refuses connections: bound, then closed.
   const probe = net.createServer().listen(0, '127.0.0.1');
   await new Promise((r) => probe.once('listening', r));
@@ -38,14 +23,11 @@ before(async () => {
   await new Promise((r) => probe.close(r));
 });
 
-after(async () => {
-  await listener.close();
-  await auth.backend.close();
-});
+after(() => api.close());
 
 describe('Auth API failover', () => {
   it('reaches the live auth server from either end of the list, on every call', async () => {
-    const live = `127.0.0.1:${listener.address.port}`;
+    const live = api.addr;
     for (const addr of [`${dead},${live}`, `${live},${dead}`]) {
       const client = createAuthClient({ addr, identity, timeoutMs: 5_000 });
       for (let i = 0; i < 5; i++) assert.equal((await client.ping({})).clusterName, 'unit');

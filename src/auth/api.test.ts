@@ -4,28 +4,18 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { setTimeout } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
-import { systemClock } from '../api/clock.ts';
 import { createAuthClient, type AuthClient } from '../api/client.ts';
 import { AccessDenied } from '../api/errors.ts';
 import { generateClientKeys } from '../api/keys.ts';
-import { SqliteBackend } from '../backend/sqlite.ts';
-import { generateTLSKey } from '../crypto/x509.ts';
-import { startAuthListener, type AuthListener } from './listener.ts';
-import { AuthServer } from './server.ts';
+import { serviceIdentity, startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
+import type { AuthServer } from './server.ts';
 
-const log = pino({ level: 'silent' });
+let api: TestAuthAPI;
 let auth: AuthServer;
-let listener: AuthListener;
 let addr: string;
 
 async function serviceClient(hostId: string, systemRoles: string[]): Promise<AuthClient> {
-  const key = await generateTLSKey();
-  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-    hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
-    expires: new Date(Date.now() + 3_600_000),
-  });
-  return createAuthClient({ addr, identity: { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs } });
+  return createAuthClient({ addr, identity: await serviceIdentity(auth, hostId, systemRoles) });
 }
 
 async function userClient(name: string): Promise<AuthClient> {
@@ -35,33 +25,13 @@ async function userClient(name: string): Promise<AuthClient> {
 }
 
 before(async () => {
-  auth = await AuthServer.create({
-    clusterName: 'unit',
-    backend: SqliteBackend.open({ path: ':memory:' }),
-    clock: systemClock,
-    log,
-    lockout: { maxAttempts: 5, durationMs: 60_000 },
-  });
-  const tls = await serviceClientIdentity();
-  listener = await startAuthListener(auth, tls, '127.0.0.1:0', log);
-  addr = `127.0.0.1:${listener.address.port}`;
+  api = await startTestAuthAPI();
+  ({ auth, addr } = api);
   await auth.createUser({ name: 'alice', roles: ['access'], logins: ['alice'], password: 'correct horse', createdBy: 'test' });
   await auth.createUser({ name: 'ed', roles: ['editor'], logins: [], password: 'correct horse', createdBy: 'test' });
 });
 
-async function serviceClientIdentity() {
-  const key = await generateTLSKey();
-  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-    hostId: 'auth.unit', systemRoles: ['auth'], tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
-    expires: new Date(Date.now() + 3_600_000),
-  });
-  return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
-}
-
-after(async () => {
-  await listener.close();
-  await auth.backend.close();
-});
+after(() => api.close());
 
 describe('Auth API watch stream', () => {
   it('starts with init, then streams changes to the watched kinds in order', async () => {
@@ -194,7 +164,7 @@ describe('Auth API authorisation', () => {
     let connections = 0;
     const relay = net.createServer((c) => {
       connections++;
-      const up = net.connect(listener.address.port, '127.0.0.1');
+      const up = net.connect(api.listener.address.port, '127.0.0.1');
       c.pipe(up).pipe(c);
       c.on('error', () => up.destroy());
       up.on('error', () => c.destroy());

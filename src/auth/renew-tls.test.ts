@@ -6,49 +6,29 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
-import { systemClock } from '../api/clock.ts';
 import { createAuthClient, type AuthClient, type TLSIdentity } from '../api/client.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { generateClientKeys } from '../api/keys.ts';
-import { SqliteBackend } from '../backend/sqlite.ts';
 import { generateTLSKey, readIdentity, verifyChain } from '../crypto/x509.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { issueHostIdentity } from './join.ts';
-import { startAuthListener, type AuthListener } from './listener.ts';
-import { AuthServer } from './server.ts';
+import type { AuthServer } from './server.ts';
+import { startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 
-const log = pino({ level: 'silent' });
 /** Not the default year, so the test sees the TTL come from the auth server's config. */
 const TTL_MS = 2 * 3_600_000;
 let auth: AuthServer;
-let listener: AuthListener;
+let api: TestAuthAPI;
 let addr: string;
 const clients: AuthClient[] = [];
 
 before(async () => {
-  auth = await AuthServer.create({
-    clusterName: 'unit',
-    backend: SqliteBackend.open({ path: ':memory:' }),
-    clock: systemClock,
-    log,
-    lockout: { maxAttempts: 5, durationMs: 60_000 },
-    hostCertTTLMs: TTL_MS,
-  });
-  const key = await generateTLSKey();
-  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-    hostId: 'auth.unit', systemRoles: ['auth'], tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
-    expires: new Date(Date.now() + 3_600_000),
-  });
-  listener = await startAuthListener(auth, { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs }, '127.0.0.1:0', log);
-  addr = `127.0.0.1:${listener.address.port}`;
+  api = await startTestAuthAPI({ hostCertTTLMs: TTL_MS });
+  ({ auth, addr } = api);
 });
 
-after(async () => {
-  await listener.close();
-  await auth.backend.close();
-});
+after(() => api.close());
 
 const client = (identity: TLSIdentity) => createAuthClient({ addr, identity, idleTimeoutMs: 500 });
 

@@ -8,7 +8,7 @@ import { systemClock } from '../api/clock.ts';
 import { createAuthClient } from '../api/client.ts';
 import { ConnectionProblem } from '../api/errors.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
-import { generateTLSKey } from '../crypto/x509.ts';
+import { serviceIdentity } from '../../test/fixtures/authapi.ts';
 import { startAuthListener, type AuthListener } from '../auth/listener.ts';
 import { AuthServer } from '../auth/server.ts';
 import { ResourceCache } from './resources.ts';
@@ -19,15 +19,6 @@ let auth: AuthServer;
 let authTLS: { keyPem: string; certPem: string; caPems: string[] };
 const listeners: AuthListener[] = [];
 let cache: ResourceCache;
-
-async function identity(hostId: string, systemRoles: string[]) {
-  const key = await generateTLSKey();
-  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-    hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
-    expires: new Date(Date.now() + 3_600_000),
-  });
-  return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
-}
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -50,10 +41,10 @@ before(async () => {
     clusterName: 'unit', backend: SqliteBackend.open({ path: ':memory:' }), clock: systemClock, log,
     lockout: { maxAttempts: 5, durationMs: 60_000 },
   });
-  authTLS = await identity('auth.unit', ['auth']);
+  authTLS = await serviceIdentity(auth, 'auth.unit', ['auth']);
   listeners.push(await startAuthListener(auth, authTLS, '127.0.0.1:0', log), await startAuthListener(auth, authTLS, '127.0.0.1:0', log));
   const addrs = listeners.map((l) => `127.0.0.1:${l.address.port}`).join(',');
-  const client = createAuthClient({ addr: addrs, identity: await identity('proxy-unit', ['proxy']), timeoutMs: 2_000 });
+  const client = createAuthClient({ addr: addrs, identity: await serviceIdentity(auth, 'proxy-unit', ['proxy']), timeoutMs: 2_000 });
   cache = new ResourceCache(client, { kinds: ['user', 'role', 'lock'], log, backoff: { minMs: 20, maxMs: 200 }, maxStaleMs: MAX_STALE_MS }).start();
   await cache.ready();
 });
