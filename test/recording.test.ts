@@ -373,6 +373,18 @@ describe('fail closed', () => {
     assert.equal((await fetch(`http://127.0.0.1:${diagPort}/healthz`)).status, 200);
   });
 
+  it('publishes when each certificate of the process expires, for alerts on renewals that keep failing', async () => {
+    const text = await metrics();
+    const now = Date.now() / 1000;
+    for (const [role, cert] of [['node', 'tls'], ['node', 'ssh'], ['proxy', 'tls'], ['proxy', 'ssh'], ['auth', 'tls'], ['admin', 'tls']]) {
+      const m = new RegExp(`^ward_host_cert_expiry_timestamp_seconds\\{role="${role}",cert="${cert}"\\} (\\d+)$`, 'm').exec(text);
+      assert.ok(m, `no expiry for the ${role}'s ${cert} certificate`);
+      // The default host certificate TTL: a year from issue (the node's may be from an earlier start of this data dir).
+      const expires = Number(m[1]);
+      assert.ok(expires > now + 300 * 86_400 && expires <= now + 366 * 86_400, `${role} ${cert} expires at ${expires}`);
+    }
+  });
+
   it('refuses new sessions while the node cannot write its audit spool, and says so in its log', async () => {
     const spool = join(main.dataDir, 'node', 'audit-spool');
     const aside = `${spool}.aside`;

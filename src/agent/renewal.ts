@@ -9,6 +9,7 @@
 // retried with backoff; a certificate that expired anyway (the host was down too long) needs a new join.
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
 import type { AuthClient } from '../api/client.ts';
 import { systemClock, type Clock } from '../api/clock.ts';
 import type { CertAuthority } from '../api/types.ts';
@@ -94,6 +95,26 @@ export function tlsIdentityOf(identity: HostIdentity): { keyPem: string; certPem
   return { keyPem: identity.tlsKey, certPem: identity.tlsCert, caPems: identity.tlsCAs };
 }
 
+const EXPIRY_METRIC = 'ward_host_cert_expiry_timestamp_seconds';
+
+/**
+ * Publishes when a certificate of this process ends (`role`: node, proxy, auth, admin; `cert`: tls or ssh), so an
+ * alert can fire well before it does if renewals keep failing. Set at start and after each renewal.
+ */
+export function recordCertExpiry(metrics: Registry | undefined, role: string, cert: 'tls' | 'ssh', notAfterMs: number): void {
+  if (!metrics) return;
+  // One gauge per registry, whichever service of the process registers first (a home lab runs several).
+  const gauge =
+    (metrics.getSingleMetric(EXPIRY_METRIC) as Gauge<'role' | 'cert'> | undefined) ??
+    new Gauge({ name: EXPIRY_METRIC, help: 'When a certificate of this process expires (Unix time)', labelNames: ['role', 'cert'], registers: [metrics] });
+  gauge.set({ role, cert }, Math.floor(notAfterMs / 1000));
+}
+
+function recordHostExpiry(metrics: Registry | undefined, identity: HostIdentity): void {
+  recordCertExpiry(metrics, identity.systemRole, 'tls', tlsValidity(identity.tlsCert).notAfter);
+  recordCertExpiry(metrics, identity.systemRole, 'ssh', sshValidity(identity.sshCert).notAfter);
+}
+
 export function startHostCertRenewal(opts: {
   cache: ResourceCache;
   /** Must present the current identity (createAuthClient with an identity function): a renewal uses the certificate it renews. */
@@ -106,6 +127,8 @@ export function startHostCertRenewal(opts: {
   onRenewed: (identity: HostIdentity) => void;
   log: Logger;
   clock?: Clock;
+  /** Where to publish the certificates' expiry (recordCertExpiry). */
+  metrics?: Registry;
 }): { stop(): void } {
   const clock = opts.clock ?? systemClock;
   const { log } = opts;
@@ -163,6 +186,7 @@ export function startHostCertRenewal(opts: {
         ...(res.tlsCert ? { tlsCert: res.tlsCert, tlsCAs: res.tlsCas } : {}),
       };
       failures = 0;
+      recordHostExpiry(opts.metrics, current);
       const expiring = tlsDue || !rotation;
       log.info(
         {
@@ -197,6 +221,7 @@ export function startHostCertRenewal(opts: {
   opts.cache.onChange((kind) => {
     if (kind === 'cert_authority') void check();
   });
+  recordHostExpiry(opts.metrics, current);
   void check();
   return {
     stop() {

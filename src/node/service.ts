@@ -168,6 +168,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     },
     log,
     clock: cfg.clock,
+    metrics: cfg.metrics,
   });
 
   // A new lock (or a re-sync after the watch broke) ends the sessions it covers at once: the same check

@@ -33,7 +33,10 @@ export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: L
       // A standalone proxy: joined once with a proxy token, then the identity in DATA_DIR/proxy is reused.
       // It reaches auth servers directly (a proxy never goes through another proxy).
       const identity = await loadOrJoin(cfg, dataDir, 'proxy', proxyAddresses(cfg), log);
-      const proxy = await startProxyService(cfg, identity, authServer, log.child({ component: 'proxy' }), (renewed) => saveHostIdentity(dataDir, renewed));
+      const proxy = await startProxyService(cfg, identity, authServer, log.child({ component: 'proxy' }), {
+        saveIdentity: (renewed) => saveHostIdentity(dataDir, renewed),
+        metrics,
+      });
       closers.push(proxy.close);
       clusterName = identity.cluster;
       proxyAddr = proxy.addr;

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { systemClock } from '../../api/clock.ts';
 import { parseDuration } from '../../api/duration.ts';
 import { createAuthClient } from '../../api/client.ts';
@@ -50,6 +51,7 @@ export async function startLocalProxy(
   cfg: WardConfig,
   authAddrText: string,
   log: Logger,
+  metrics?: Registry,
 ): Promise<{ addr: string; close: () => Promise<void> }> {
   const host = hostname();
   const keys = newHostKeys();
@@ -62,21 +64,22 @@ export async function startLocalProxy(
     hostId, hostname: hostName, systemRole: 'proxy', addresses: proxyAddresses(cfg),
     sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
   });
-  return startProxyService(cfg, hostIdentity(keys, id, { hostname: hostName, systemRole: 'proxy' }), authAddrText, log);
+  return startProxyService(cfg, hostIdentity(keys, id, { hostname: hostName, systemRole: 'proxy' }), authAddrText, log, { metrics });
 }
 
 /**
  * The Proxy Service with `identity` (system role proxy), reaching auth at `authAddrs` (comma-separated
  * auth servers; calls and the ward-auth pass-through fail over between them). `saveIdentity` keeps the identity
- * when its host certificate is renewed.
+ * when its host certificate is renewed; `metrics` gets its certificates' expiry.
  */
 export async function startProxyService(
   cfg: WardConfig,
   identity: HostIdentity,
   authAddrs: string,
   log: Logger,
-  saveIdentity?: (identity: HostIdentity) => void,
+  opts: { saveIdentity?: (identity: HostIdentity) => void; metrics?: Registry } = {},
 ): Promise<{ addr: string; close: () => Promise<void> }> {
+  const { saveIdentity } = opts;
   const hostId = identity.hostId;
   const cluster = identity.cluster;
   // The proxy's TLS identity now: replaced when renewed, and read by the Auth API client before every call.
@@ -134,6 +137,7 @@ export async function startProxyService(
       saveIdentity?.(renewed);
     },
     log,
+    metrics: opts.metrics,
   });
   const addr = formatHostPort(loopbackDialable(proxy.address));
   // Presence: agents learn the cluster's proxies from these and keep a tunnel to each.

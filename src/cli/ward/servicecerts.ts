@@ -2,11 +2,15 @@
 // local administrator's): issued at every start for the cluster's host certificate TTL, and issued again in process
 // when a third of it is left, as agents renew theirs (agent/renewal.ts), so a process that runs longer keeps working.
 import type { Logger } from 'pino';
-import { nextCheckIn, renewalDue, retryDelay, tlsValidity } from '../../agent/renewal.ts';
+import type { Registry } from 'prom-client';
+import { nextCheckIn, recordCertExpiry, renewalDue, retryDelay, tlsValidity } from '../../agent/renewal.ts';
 
 export function keepServiceCertFresh(opts: {
   /** What the certificate is for, in the log. */
   name: string;
+  /** The system role it carries (auth, admin): the `role` of its expiry metric. */
+  role: string;
+  metrics?: Registry;
   /** The certificate in use now. */
   certPem: () => string;
   /** Issues a new certificate and puts it to use (certPem then returns it). */
@@ -27,6 +31,7 @@ export function keepServiceCertFresh(opts: {
     try {
       const validity = tlsValidity(opts.certPem());
       notAfter = validity.notAfter;
+      recordCertExpiry(opts.metrics, opts.role, 'tls', notAfter);
       const now = Date.now();
       const dueAt = renewalDue(validity);
       if (now < dueAt) return later(nextCheckIn(dueAt, now));

@@ -95,6 +95,8 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
     // Re-issued in process before it expires: a process may run for longer than the host certificate TTL.
     const authRenewal = keepServiceCertFresh({
       name: 'auth API',
+      role: 'auth',
+      metrics,
       certPem: () => authTLS.certPem,
       reissue: async () => {
         authTLS = await issueAuthTLS();
@@ -116,6 +118,8 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
     writeFileAtomic(join(dataDir, 'admin', 'auth_addr'), formatHostPort(authAddr) + '\n', 0o644);
     const adminRenewal = keepServiceCertFresh({
       name: 'local admin',
+      role: 'admin',
+      metrics,
       certPem: () => admin.certPem,
       reissue: async () => {
         admin = await writeAdmin();
@@ -127,7 +131,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
     const caPin = fingerprintSPKI(authTLS.caPems[0]!);
     let proxyAddr: string | undefined;
     if (cfg.proxy_service.enabled) {
-      const proxy = await startLocalProxy(auth, cfg, formatHostPort(authAddr), log.child({ component: 'proxy' }));
+      const proxy = await startLocalProxy(auth, cfg, formatHostPort(authAddr), log.child({ component: 'proxy' }), metrics);
       closers.push(proxy.close);
       proxyAddr = proxy.addr;
       writeFileSync(join(dataDir, 'proxy_addr'), proxyAddr + '\n');
