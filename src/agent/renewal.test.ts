@@ -12,7 +12,8 @@ import { issueHostIdentity } from '../auth/join.ts';
 import type { AuthServer } from '../auth/server.ts';
 import { startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from './identity.ts';
-import { expiredMessage, renewalDue, retryDelay, startHostCertRenewal, tlsIdentityOf, tlsValidity } from './renewal.ts';
+import { expiredMessage, renewalDue, retryDelay, startHostCertRenewal, tlsIdentityOf } from './renewal.ts';
+import { certValidity } from '../crypto/certinfo.ts';
 
 const log = pino({ level: 'silent' });
 const TTL_MS = 3_000;
@@ -70,7 +71,7 @@ describe('host certificate renewal in process', () => {
       },
     });
     try {
-      const firstEnd = tlsValidity(first.tlsCert).notAfter;
+      const firstEnd = certValidity(first.tlsCert).notAfter;
       // Due 2 s after the issue; the first certificate ends at 3 s.
       while (renewed.length === 0 && Date.now() < firstEnd) await sleep(50);
       const next = renewed[0];
@@ -81,7 +82,7 @@ describe('host certificate renewal in process', () => {
       assert.equal(next.sshKey, first.sshKey);
       assert.equal(next.hostId, 'r1');
       assert.ok(new X509Certificate(next.tlsCert).publicKey.equals(new X509Certificate(first.tlsCert).publicKey));
-      assert.ok(tlsValidity(next.tlsCert).notAfter > firstEnd);
+      assert.ok(certValidity(next.tlsCert).notAfter > firstEnd);
       // Past the first certificate's end, calls still work: they go over connections with the renewed one.
       while (Date.now() <= firstEnd + 200) await sleep(50);
       const node = { kind: 'node', version: 'v1', metadata: { name: 'r1' }, spec: { hostname: 'r1', addr: '', tunnel: true, version: 't' } };
@@ -131,14 +132,14 @@ describe('host certificate renewal in process', () => {
     let calls = 0;
     const api = { renewHostCerts: async () => { calls++; throw new Error('not reached'); } } as unknown as ReturnType<typeof createAuthClient>;
     const cache = { get: () => undefined, onChange: () => undefined } as unknown as ResourceCache;
-    const late = { now: () => new Date(tlsValidity(identity.tlsCert).notAfter + 1_000) };
+    const late = { now: () => new Date(certValidity(identity.tlsCert).notAfter + 1_000) };
     const renewal = startHostCertRenewal({ cache, auth: api, identity, log: captured, clock: late, onRenewed: () => assert.fail('renewed') });
     await sleep(100);
     renewal.stop();
     assert.equal(calls, 0);
     const errors = lines.filter((l) => l.level === 50);
     assert.equal(errors.length, 1);
-    assert.equal(errors[0]!.msg, expiredMessage(identity, tlsValidity(identity.tlsCert).notAfter));
+    assert.equal(errors[0]!.msg, expiredMessage(identity, certValidity(identity.tlsCert).notAfter));
     assert.match(errors[0]!.msg, /join it again with a new token/);
   });
 });

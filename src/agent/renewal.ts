@@ -7,21 +7,20 @@
 // The caller presents what it gets to the connections that follow (onRenewed) and keeps it in its data dir. The CA
 // comes from the host's watch-fed cache, so a rotation step reaches every host within seconds. A failed renewal is
 // retried with backoff; a certificate that expired anyway (the host was down too long) needs a new join.
-import { X509Certificate, createPublicKey } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import type { AuthClient } from '../api/client.ts';
-import { systemClock, type Clock } from '../api/clock.ts';
+import { CLOCK_SKEW_MS, systemClock, type Clock } from '../api/clock.ts';
 import type { CertAuthority } from '../api/types.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import type { HostIdentity } from './identity.ts';
+import { certValidity } from '../crypto/certinfo.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 
 /** Renew once this much of a certificate's lifetime is left. */
 const RENEW_WHEN_LEFT = 1 / 3;
-/** Ward's certificates start a minute before they are issued (clock skew, auth/certs.ts); that minute is not lifetime. */
-const ISSUE_BACKDATE_MS = 60_000;
 /** Look again at least this often: a laptop that slept, a clock that jumped, and setTimeout's 24.8-day limit. */
 const MAX_CHECK_MS = 3_600_000;
 const RETRY_MIN_MS = 5_000;
@@ -39,7 +38,8 @@ export function nextCheckIn(dueAt: number, now: number): number {
 
 /** When a certificate is due for renewal (ms since the epoch): with a third of its lifetime left. */
 export function renewalDue(v: Validity): number {
-  const issued = Math.min(v.notBefore + ISSUE_BACKDATE_MS, v.notAfter);
+  // Ward's certificates start CLOCK_SKEW_MS before they are issued; that minute is not lifetime.
+  const issued = Math.min(v.notBefore + CLOCK_SKEW_MS, v.notAfter);
   return v.notAfter - (v.notAfter - issued) * RENEW_WHEN_LEFT;
 }
 
@@ -51,11 +51,6 @@ export function renewalDue(v: Validity): number {
 export function retryDelay(failures: number, msLeft: number, random = Math.random): number {
   const cap = Math.min(RETRY_MIN_MS * 2 ** Math.min(failures - 1, 16), RETRY_MAX_MS, Math.max(1_000, msLeft / 4));
   return Math.round(cap / 2 + (random() * cap) / 2);
-}
-
-export function tlsValidity(certPem: string): Validity {
-  const cert = new X509Certificate(certPem);
-  return { notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
 }
 
 function sshValidity(sshCert: string): Validity {
@@ -111,7 +106,7 @@ export function recordCertExpiry(metrics: Registry | undefined, role: string, ce
 }
 
 function recordHostExpiry(metrics: Registry | undefined, identity: HostIdentity): void {
-  recordCertExpiry(metrics, identity.systemRole, 'tls', tlsValidity(identity.tlsCert).notAfter);
+  recordCertExpiry(metrics, identity.systemRole, 'tls', certValidity(identity.tlsCert).notAfter);
   recordCertExpiry(metrics, identity.systemRole, 'ssh', sshValidity(identity.sshCert).notAfter);
 }
 
@@ -150,7 +145,7 @@ export function startHostCertRenewal(opts: {
     let tlsExpires = 0;
     try {
       const now = clock.now().getTime();
-      const tls = tlsValidity(current.tlsCert);
+      const tls = certValidity(current.tlsCert);
       tlsExpires = tls.notAfter;
       if (now >= tls.notAfter) {
         // mTLS refuses an expired certificate: trying again would only fill the log.
@@ -192,7 +187,7 @@ export function startHostCertRenewal(opts: {
         {
           reason: expiring ? 'expiring' : `host CA ${ca!.spec.rotation.phase}`,
           renewed: [...(res.tlsCert ? ['tls'] : []), ...(res.sshCert ? ['ssh'] : [])],
-          tls_expires: new Date(tlsValidity(current.tlsCert).notAfter).toISOString(),
+          tls_expires: new Date(certValidity(current.tlsCert).notAfter).toISOString(),
           ssh_expires: new Date(sshValidity(current.sshCert).notAfter).toISOString(),
         },
         expiring ? 'host certificates renewed' : 'host certificate renewed from the host CA',

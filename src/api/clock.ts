@@ -22,3 +22,6 @@ export function isCalendarDate(year: number, month: number, day: number): boolea
   const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
   return days !== undefined && day >= 1 && day <= days;
 }
+
+/** Certificates start this long before they are issued, so a host whose clock runs a little behind accepts them. */
+export const CLOCK_SKEW_MS = 60_000;

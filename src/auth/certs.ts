@@ -8,9 +8,8 @@ import { formatAuthorizedKey } from '../crypto/sshkeys.ts';
 import { issueTLSCert, type Identity, type TLSIssuer } from '../crypto/x509.ts';
 
 import { EXT_CLUSTER, EXT_ROLES, EXT_TRAITS } from '../api/certext.ts';
+import { CLOCK_SKEW_MS } from '../api/clock.ts';
 
-/** Certificates start a minute in the past, so a client whose clock is slightly behind can use them. */
-const CLOCK_SKEW_MS = 60_000;
 
 export interface UserCertRequest {
   username: string;

@@ -149,18 +149,29 @@ export function fingerprintSPKI(certPem: string | Buffer): string {
   return `sha256:${createHash('sha256').update(buf.subarray(spki.headerStart, spki.end)).digest('hex')}`;
 }
 
-/** The certificate's notAfter (RFC 5280 4.1.2.5: UTCTime YYMMDDHHMMSSZ, 50-99 being 19xx, or GeneralizedTime). */
+/** The certificate's notAfter. */
 export function certExpiry(certPem: string | Buffer): Date {
+  return new Date(certValidity(certPem).notAfter);
+}
+
+/**
+ * The certificate's validity, in ms since the epoch (RFC 5280 4.1.2.5: UTCTime YYMMDDHHMMSSZ, 50-99 being 19xx,
+ * or GeneralizedTime).
+ */
+export function certValidity(certPem: string | Buffer): { notBefore: number; notAfter: number } {
   const buf = certDer(certPem);
-  const validity = tbsFields(buf).validity;
-  const [, notAfter] = der.children(buf, validity);
-  if (!notAfter) throw new BadParameter('certificate is malformed');
-  const text = buf.subarray(notAfter.start, notAfter.end).toString('latin1');
-  const m = notAfter.tag === 0x17 ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : notAfter.tag === 0x18 ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : null;
+  const [notBefore, notAfter] = der.children(buf, tbsFields(buf).validity);
+  if (!notBefore || !notAfter) throw new BadParameter('certificate is malformed');
+  return { notBefore: certTime(buf, notBefore), notAfter: certTime(buf, notAfter) };
+}
+
+function certTime(buf: Buffer, field: der.Element): number {
+  const text = buf.subarray(field.start, field.end).toString('latin1');
+  const m = field.tag === 0x17 ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : field.tag === 0x18 ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : null;
   if (!m) throw new BadParameter('certificate is malformed');
   let year = Number(m[1]);
-  if (notAfter.tag === 0x17) year += year < 50 ? 2000 : 1900;
-  return new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  if (field.tag === 0x17) year += year < 50 ? 2000 : 1900;
+  return Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
 }
 
 /** Accepts one PEM certificate (string or Buffer) or DER, with a size bound before any ASN.1 parsing. */

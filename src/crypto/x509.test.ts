@@ -12,6 +12,7 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
+import { certValidity } from './certinfo.ts';
 import {
   IDENTITY_OID,
   certExpiry,
@@ -494,6 +495,8 @@ describe('leaf certificates written as DER by hand', () => {
     assert.equal(readIdentity(pem).expires, notAfter.toISOString());
     assert.equal(certExpiry(pem).getTime(), notAfter.getTime());
     assert.equal(certExpiry(userCert).getTime(), new Date(new NodeX509(userCert).validTo).getTime());
+    assert.deepEqual(certValidity(pem), { notBefore: Math.floor((now.getTime() - 60_000) / 1000) * 1000, notAfter: notAfter.getTime() });
+    assert.equal(certValidity(userCert).notBefore, new Date(new NodeX509(userCert).validFrom).getTime());
   });
 
   it('writes IPv6 SANs, including v4-mapped and compressed forms, as 16 octets', async () => {

@@ -19,6 +19,7 @@ import { AccessDenied, BadParameter } from '../api/errors.ts';
 import * as der from './der.ts';
 import { P256_SPKI_PREFIX } from './sshkeys.ts';
 import { IDENTITY_OID, MAX_IDENTITY_BYTES, certDer, isIdentityName, parseIdentity, type Identity } from './certinfo.ts';
+import { CLOCK_SKEW_MS } from '../api/clock.ts';
 
 // What clients read from certificates lives in certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
 // every connection); re-exported here for the server side.
@@ -28,8 +29,6 @@ export { IDENTITY_OID, MAX_IDENTITY_BYTES, certExpiry, fingerprintSPKI, identity
 // process-wide WebCrypto provider; Node's is the only one Ward uses.
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
-/** Certificates start a minute in the past so a peer whose clock lags a little still accepts them. */
-const CLOCK_SKEW_MS = 60_000;
 const DAY_MS = 86_400_000;
 const P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 

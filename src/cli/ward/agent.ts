@@ -13,9 +13,10 @@ import type { WardConfig } from '../../config/schema.ts';
 import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
 import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type HostIdentity } from '../../agent/identity.ts';
 import { startNodeService } from '../../node/service.ts';
-import { expiredMessage, tlsIdentityOf, tlsValidity } from '../../agent/renewal.ts';
+import { expiredMessage, tlsIdentityOf } from '../../agent/renewal.ts';
 import type { RunningProcess } from './start.ts';
 import { proxyAddresses, startProxyService } from './proxy.ts';
+import { certValidity } from '../../crypto/certinfo.ts';
 
 export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: Logger, metrics?: Registry): Promise<RunningProcess> {
   if (!cfg.ssh_service.enabled && !cfg.proxy_service.enabled) throw new BadParameter('nothing to run: enable auth_service, proxy_service or ssh_service');
@@ -67,7 +68,7 @@ async function loadOrJoin(cfg: WardConfig, dataDir: string, role: 'node' | 'prox
   const kept = loadHostIdentity(dataDir, role);
   if (kept) {
     // Renewal needs a valid certificate to authenticate with; an expired one leaves only a new join.
-    const { notAfter } = tlsValidity(kept.tlsCert);
+    const { notAfter } = certValidity(kept.tlsCert);
     if (Date.now() >= notAfter) throw new BadParameter(expiredMessage(kept, notAfter));
     return kept;
   }

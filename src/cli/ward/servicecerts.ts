@@ -3,7 +3,8 @@
 // when a third of it is left, as agents renew theirs (agent/renewal.ts), so a process that runs longer keeps working.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { nextCheckIn, recordCertExpiry, renewalDue, retryDelay, tlsValidity } from '../../agent/renewal.ts';
+import { nextCheckIn, recordCertExpiry, renewalDue, retryDelay } from '../../agent/renewal.ts';
+import { certValidity } from '../../crypto/certinfo.ts';
 
 export function keepServiceCertFresh(opts: {
   /** What the certificate is for, in the log. */
@@ -29,7 +30,7 @@ export function keepServiceCertFresh(opts: {
   const check = async (): Promise<void> => {
     let notAfter = 0;
     try {
-      const validity = tlsValidity(opts.certPem());
+      const validity = certValidity(opts.certPem());
       notAfter = validity.notAfter;
       recordCertExpiry(opts.metrics, opts.role, 'tls', notAfter);
       const now = Date.now();
@@ -37,7 +38,7 @@ export function keepServiceCertFresh(opts: {
       if (now < dueAt) return later(nextCheckIn(dueAt, now));
       await opts.reissue();
       failures = 0;
-      opts.log.info({ service: opts.name, expires: new Date(tlsValidity(opts.certPem()).notAfter).toISOString() }, 'service certificate renewed');
+      opts.log.info({ service: opts.name, expires: new Date(certValidity(opts.certPem()).notAfter).toISOString() }, 'service certificate renewed');
       later(1_000);
     } catch (err) {
       failures++;

@@ -22,9 +22,9 @@ import { issueHostIdentity } from '../../auth/join.ts';
 import { defaultHostname, hostIdentity, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../agent/identity.ts';
 import { startLocalProxy, serviceIdentity } from './proxy.ts';
 import { keepServiceCertFresh } from './servicecerts.ts';
-import { tlsValidity } from '../../agent/renewal.ts';
 import { newRegistry, startDiagServer } from '../../diag/server.ts';
 import { startAgentProcess, startConfiguredNode } from './agent.ts';
+import { certValidity } from '../../crypto/certinfo.ts';
 
 
 export interface RunningProcess {
@@ -144,7 +144,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
       const sameCluster = identity?.cluster === clusterName;
       // A node renews its own certificates while it runs (agent/renewal.ts); one that expired while the process was
       // stopped cannot, so it gets new ones here, under the same host id.
-      const expired = !!identity && Date.now() >= tlsValidity(identity.tlsCert).notAfter;
+      const expired = !!identity && Date.now() >= certValidity(identity.tlsCert).notAfter;
       if (!identity || !sameCluster || expired) {
         if (expired && sameCluster) log.info({ host_id: identity!.hostId }, 'the node\'s host certificates expired while it was stopped: issuing new ones');
         const keys = newHostKeys();
