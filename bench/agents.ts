@@ -298,6 +298,13 @@ for (const n of counts) {
   const cores = (k: keyof typeof cpu0) => +((cpu1[k] - cpu0[k]) / window).toFixed(2);
   const rss = rssKiB(proxy.proc.pid!);
   const m = await measure(n);
+  // The same `wsh ls` with the simulators stopped (SIGSTOP): their tunnels, connections and nodes stay, their
+  // heartbeats and pings pause for these few seconds (well inside the nodes' 90 s and the pings' timeouts). What
+  // `wsh ls` loses to the heartbeat load is the difference.
+  for (const w of workers) w.kill('SIGSTOP');
+  await sleep(1_000);
+  const lsPaused = median(Array.from({ length: 5 }, () => wsh(['ls']).ms));
+  for (const w of workers) w.kill('SIGCONT');
   const row = {
     agents: n,
     tunnels_up: hb.connected,
@@ -310,6 +317,7 @@ for (const n of counts) {
     kib_per_agent_marginal: +((rss - prev.rss) / (n - prev.n)).toFixed(1),
     list_api_ms: Math.round(m.apiListMs),
     wsh_ls_ms: Math.round(m.lsMs),
+    wsh_ls_heartbeats_paused_ms: Math.round(lsPaused),
     wsh_ssh_ms: Math.round(m.sshMs),
     ssh_failures: m.sshFailures,
     heartbeats_per_s: +(hb.sent / window).toFixed(1),
