@@ -253,6 +253,9 @@ describe('a Ward cluster', () => {
         const line = fails(await startWith('auth_service:\n  listen_addr: 3025\n'), /auth_service\.listen_addr/);
         assert.match(line, /expected string/);
         fails(await startWith('auth_service:\n  lockout:\n    max_attempts: three\n'), /auth_service\.lockout\.max_attempts/);
+        for (const ttl of ['5s', '400d', 'forever']) {
+          fails(await startWith(`auth_service:\n  host_cert_ttl: ${ttl}\n`), /auth_service\.host_cert_ttl: must be a duration from 20s to 365d/);
+        }
       });
 
       it('refuses an unknown key, naming it', async () => {
