@@ -29,7 +29,8 @@ import { AuthServer } from '../src/auth/server.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { generateTLSKey } from '../src/crypto/x509.ts';
 import { startTunnelAgent, type TunnelAgent } from '../src/tunnel/agent.ts';
-import { HEARTBEAT_INTERVAL_MS } from '../src/node/service.ts';
+import { HEARTBEAT_INTERVAL_MS, startHeartbeats } from '../src/agent/heartbeats.ts';
+import type { Node } from '../src/api/types.ts';
 import { BENCH_LOGIN, ensureBenchLogin } from './ssh.ts';
 
 const { values: args } = parseArgs({
@@ -141,22 +142,14 @@ if (process.env.BENCH_SIMS) {
     const tls = { keyPem: certs.keyPem, certPem, caPems: [certs.caPem] };
     tunnels.push(startTunnelAgent({ proxyAddrs: () => [proxyAddr], tls, onConnection: (s) => s.destroy(), log, backoff: { minMs: 1000, maxMs: 30_000 } }));
     const client: AuthClient = createAuthClient({ addr: authAddr, identity: tls, timeoutMs: 30_000 });
-    const node = JSON.stringify({ kind: 'node', version: 'v1', metadata: { name: hostId, labels: { bench: 'agents' } }, spec: { hostname: `sim-${i}`, addr: '', tunnel: true, version: VERSION } });
-    const beat = async () => {
-      const t0 = performance.now();
+    const node: Node = { kind: 'node', version: 'v1', metadata: { name: hostId, labels: { bench: 'agents' } }, spec: { hostname: `sim-${i}`, addr: '', tunnel: true, version: VERSION } };
+    const onAnswer = (ms: number, err?: Error) => {
       hb.sent++;
-      try {
-        await client.heartbeat({ resource: { json: node } });
-        hb.latencies.push(performance.now() - t0);
-      } catch {
-        hb.failed++;
-      }
+      if (err) hb.failed++;
+      else hb.latencies.push(ms);
     };
-    // Spread over the interval, as a fleet that started at different times.
-    setTimeout(() => {
-      void beat();
-      setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS);
-    }, Math.random() * HEARTBEAT_INTERVAL_MS);
+    // Spread over the interval, as a fleet that started at different times; each keeps one stream, as a node does.
+    setTimeout(() => void startHeartbeats({ auth: client, presence: () => node, log, onAnswer }), Math.random() * HEARTBEAT_INTERVAL_MS);
   };
   process.on('message', async (m: { count?: number; stats?: boolean; reset?: boolean }) => {
     if (m.count !== undefined) {

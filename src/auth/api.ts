@@ -100,6 +100,20 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       () => undefined, // the call is refused either way; the audit log's own failure is logged there
     );
 
+  const heartbeatJSON = (json: string | undefined): unknown => {
+    try {
+      return JSON.parse(json ?? '');
+    } catch {
+      throw new BadParameter('heartbeat resource is not valid JSON');
+    }
+  };
+  // A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role.
+  const hostHeartbeat = (c: Extract<Caller, { kind: 'service' }>, data: unknown) => {
+    const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
+    if (!kind) throw new AccessDenied();
+    return heartbeat(auth, c.name, parseAs(kind, data));
+  };
+
   return (router: ConnectRouter) =>
     router.service(AuthService, {
       ping: unary(async (_req, who) => ({
@@ -388,22 +402,30 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       heartbeat: unary(async (req, who) => {
         const c = requireAuthenticated(who);
         if (c.kind !== 'service') throw new AccessDenied();
-        let data: unknown;
-        try {
-          data = JSON.parse(req.resource?.json ?? '');
-        } catch {
-          throw new BadParameter('heartbeat resource is not valid JSON');
-        }
+        const data = heartbeatJSON(req.resource?.json);
         if ((data as { kind?: unknown } | null)?.kind === 'session_tracker') {
           if (!c.systemRoles.includes('node')) throw new AccessDenied();
           const tracker = parseAs('session_tracker', data);
           return { json: present(await heartbeatSession(auth, c.name, tracker, req.remove)) };
         }
-        // A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role.
-        const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
-        if (!kind) throw new AccessDenied();
-        return { json: present(await heartbeat(auth, c.name, parseAs(kind, data))) };
+        return { json: present(await hostHeartbeat(c, data)) };
       }),
+
+      async *heartbeatStream(reqs, ctx) {
+        try {
+          for await (const req of reqs) {
+            // Read again at every message: a certificate that ended, or was replaced by a renewal, while the
+            // stream stayed open is refused like a new call would be (identifyCaller checks the expiry).
+            const c = requireAuthenticated(await caller(ctx));
+            if (c.kind !== 'service') throw new AccessDenied();
+            if (req.remove) throw new BadParameter('a host does not remove itself: its listing ends when its heartbeats stop');
+            const stored = await hostHeartbeat(c, heartbeatJSON(req.resource?.json));
+            yield { expires: stored.metadata.expires ?? '' };
+          }
+        } catch (err) {
+          throw toRPCError(err, log);
+        }
+      },
 
       searchEvents: unary(async (req, who) => {
         requireRule(who, 'event', 'list');

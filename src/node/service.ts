@@ -20,13 +20,12 @@ import { checkUserCert, sshCertGrants } from './access.ts';
 import { createNodeSSHServer, type SessionHooks } from './server.ts';
 import { SessionRegistry, type LiveSession } from './live.ts';
 import { SessionReporter } from './reporter.ts';
+import { HEARTBEAT_INTERVAL_MS, startHeartbeats, type Heartbeats } from '../agent/heartbeats.ts';
 import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../agent/renewal.ts';
 import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
 
-/** Heartbeats come this often; the auth server lists a node for 90 s after the last one. */
-export const HEARTBEAT_INTERVAL_MS = 20_000;
 
 export interface NodeServiceConfig {
   identity: HostIdentity;
@@ -65,8 +64,8 @@ export interface NodeService {
 export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeService> {
   const { identity, log } = cfg;
   const staticLabels = { ...identity.labels, ...cfg.labels };
-  let heartbeatSoon = () => {};
-  const dynamic = startDynamicLabels(cfg.commands ?? [], () => heartbeatSoon());
+  let heartbeats: Heartbeats | undefined;
+  const dynamic = startDynamicLabels(cfg.commands ?? [], () => void heartbeats?.beat());
   const labels = () => ({ ...staticLabels, ...dynamic.values });
   const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority', 'proxy', 'lock'], log }).start();
   const audit = new AuditForwarder(cfg.auth, join(cfg.dataDir, 'audit-spool'), cfg.clock, log, cfg.metrics);
@@ -164,7 +163,10 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       current = renewed;
       ssh.setHostKeys(hostKeysOf(renewed));
       cfg.onRenewed?.(renewed);
-      if (newTLS) tunnel?.renew();
+      if (newTLS) {
+        tunnel?.renew();
+        heartbeats?.reconnect();
+      }
     },
     log,
     clock: cfg.clock,
@@ -213,25 +215,15 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     metadata: { name: identity.hostId, labels: labels() },
     spec: { hostname: identity.hostname, addr, tunnel: !!tunnel, version: VERSION },
   });
-  const heartbeat = async () => {
-    try {
-      await cfg.auth.heartbeat({ resource: { json: JSON.stringify(node()) } });
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'heartbeat failed; will retry');
-    }
-  };
-  await heartbeat();
-  heartbeatSoon = () => void heartbeat();
-  const timer = setInterval(() => {
-    void heartbeat();
-    reporter.refresh(registry.list(), HEARTBEAT_INTERVAL_MS / 2);
-  }, HEARTBEAT_INTERVAL_MS);
+  heartbeats = await startHeartbeats({ auth: cfg.auth, presence: node, log });
+  const timer = setInterval(() => reporter.refresh(registry.list(), HEARTBEAT_INTERVAL_MS / 2), HEARTBEAT_INTERVAL_MS);
   timer.unref();
   log.info({ host_id: identity.hostId, hostname: identity.hostname, addr: addr || 'tunnel' }, 'node service started');
   return {
     addr: addr || undefined,
     close: async () => {
       clearInterval(timer);
+      heartbeats?.close();
       renewal.stop();
       reporter.close();
       dynamic.stop();

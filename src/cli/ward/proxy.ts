@@ -22,7 +22,7 @@ import { startProxy } from '../../proxy/service.ts';
 import { createProxySSHServer } from '../../proxy/sshserver.ts';
 import { createSSHOverTLSServer } from '../../proxy/sshtls.ts';
 import { createTunnelServer } from '../../tunnel/server.ts';
-import { HEARTBEAT_INTERVAL_MS } from '../../node/service.ts';
+import { startHeartbeats, type Heartbeats } from '../../agent/heartbeats.ts';
 import type { Proxy } from '../../api/types.ts';
 import { VERSION } from '../../api/version.ts';
 
@@ -122,6 +122,7 @@ export async function startProxyService(
   });
   // The proxy renews its certificates before they expire, and its SSH one (for `ssh -J`) when a host CA rotation
   // reaches it through the cache (agent/renewal.ts). Every server it runs takes them for the handshakes that follow.
+  let heartbeats: Heartbeats | undefined;
   const renewal = startHostCertRenewal({
     cache,
     auth: client,
@@ -133,6 +134,7 @@ export async function startProxyService(
         proxy.setTLS(served());
         sshOverTLS.setTLS(served());
         tunnels.setTLS(served());
+        heartbeats?.reconnect();
       }
       saveIdentity?.(renewed);
     },
@@ -147,15 +149,11 @@ export async function startProxyService(
     metadata: { name: hostId },
     spec: { addr: cfg.proxy_service.public_addr[0] ?? addr, version: VERSION },
   };
-  const beat = () =>
-    client.heartbeat({ resource: { json: JSON.stringify(presence) } }).catch((err: Error) => log.warn({ err: err.message }, 'proxy heartbeat failed; will retry'));
-  await beat();
-  const timer = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS);
-  timer.unref();
+  heartbeats = await startHeartbeats({ auth: client, presence: () => presence, log });
   return {
     addr,
     close: async () => {
-      clearInterval(timer);
+      heartbeats?.close();
       renewal.stop();
       await proxy.close();
       await stopParts();
