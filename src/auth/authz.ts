@@ -67,7 +67,7 @@ export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promi
   if (identity.kind === 'host') {
     return { kind: 'service', name: identity.hostId ?? identity.username, systemRoles: (identity.systemRoles ?? []) as SystemRole[], identity };
   }
-  const user = await auth.users.tryGet(identity.username);
+  const user = await auth.users.tryGetShared(identity.username);
   if (!user) return { kind: 'anonymous', reason: 'access denied' };
   if (auth.isLocked(user)) return { kind: 'anonymous', reason: `user "${user.metadata.name}" is locked` };
   const lock = await auth.lockOn({ user: user.metadata.name, roles: identity.roles });

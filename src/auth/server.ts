@@ -112,7 +112,7 @@ export class AuthServer {
 
   /** Every Ping answers with these: the certificate parse behind each pin runs once per revision of the TLS CA. */
   async tlsCAPins(): Promise<string[]> {
-    const ca = await this.cas.get('tls');
+    const ca = await this.cas.getShared('tls');
     const revision = ca.metadata.revision;
     if (revision && this.pins?.revision === revision) return this.pins.pins;
     const pins = ca.spec.active_keys.map((k) => fingerprintSPKI(k.public));
@@ -121,11 +121,14 @@ export class AuthServer {
   }
   private pins?: { revision: string; pins: string[] };
 
-  /** The roles of a user (or of a certificate's role list). A role deleted since refuses access. */
+  /**
+   * The roles of a user (or of a certificate's role list), read from the backend at every call: a role deleted
+   * or edited since counts at once. Shared, frozen objects (ResourceService.getShared).
+   */
   async loadRoles(names: readonly string[]): Promise<Role[]> {
     const roles: Role[] = [];
     for (const name of names) {
-      const role = await this.roles.tryGet(name);
+      const role = await this.roles.tryGetShared(name);
       if (!role) throw new AccessDenied(`role "${name}" no longer exists`);
       roles.push(role);
     }
@@ -143,7 +146,7 @@ export class AuthServer {
 
   /** The lock (wctl lock) in force on this user or one of these roles, if any. */
   async lockOn(target: LockTarget): Promise<Lock | undefined> {
-    return lockFor(await this.locks.list(), target, this.now());
+    return lockFor(await this.locks.listShared(), target, this.now());
   }
 
   // ---- users ----
@@ -220,7 +223,7 @@ export class AuthServer {
       now,
       expires: new Date(now.getTime() + granted),
     };
-    const [userCA, tlsCA, hostCA] = [await this.cas.get('user'), await this.cas.get('tls'), await this.cas.get('host')];
+    const [userCA, tlsCA, hostCA] = [await this.cas.getShared('user'), await this.cas.getShared('tls'), await this.cas.getShared('host')];
     const sshCert = await issueUserSSHCert(req, this.keystore.sshSigner(userCA));
     const tlsCert = await issueUserTLSCert(req, this.keystore.tlsSigner(tlsCA));
     await this.audit.emit('cert.create', {
@@ -234,7 +237,7 @@ export class AuthServer {
 
   /** A service's TLS identity (proxy, local admin). */
   async issueHostCerts(req: Omit<HostCertRequest, 'cluster' | 'now'>): Promise<{ tlsCert: string; tlsCAs: string[] }> {
-    const tlsCA = await this.cas.get('tls');
+    const tlsCA = await this.cas.getShared('tls');
     const tlsCert = await issueHostTLSCert({ ...req, cluster: this.clusterName, now: this.now() }, this.keystore.tlsSigner(tlsCA));
     return { tlsCert, tlsCAs: (await this.trustBundle()).tlsCAs };
   }
@@ -242,7 +245,7 @@ export class AuthServer {
   /** What clients need to trust the cluster: TLS CA certs and known_hosts lines for the host CA. */
   async trustBundle(read?: { tls: CertAuthority; host: CertAuthority }): Promise<{ tlsCAs: string[]; sshHostCAs: string[]; clusterName: string }> {
     // A caller that has just read the CAs passes them: a login read the TLS CA twice before.
-    const [tls, host] = read ? [read.tls, read.host] : [await this.cas.get('tls'), await this.cas.get('host')];
+    const [tls, host] = read ? [read.tls, read.host] : [await this.cas.getShared('tls'), await this.cas.getShared('host')];
     return {
       tlsCAs: [...tls.spec.active_keys, ...tls.spec.additional_keys].map((k) => k.public),
       sshHostCAs: [...host.spec.active_keys, ...host.spec.additional_keys].map((k) => `@cert-authority * ${k.public}`),
@@ -280,8 +283,9 @@ export class AuthServer {
     return keys;
   }
 
+  /** The user as stored now (a shared, frozen object: ResourceService.getShared). */
   async getUserOrDeny(name: string): Promise<User> {
-    const user = await this.users.tryGet(name);
+    const user = await this.users.tryGetShared(name);
     if (!user) throw new NotFound(`user "${name}" not found`);
     return user;
   }

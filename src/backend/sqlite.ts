@@ -42,6 +42,10 @@ const LIVE = '(expires IS NULL OR expires > @now)';
 // Prefix scans use `key >= prefix AND key < prefix||0xFF`: SQLite compares TEXT bytewise and 0xFF never
 // occurs in UTF-8, so this is exactly "starts with prefix" and stays an index range scan.
 const IN_RANGE = 'key >= @lo AND key < CAST(@hi AS TEXT)';
+// The limit goes through a subquery. SQLite (3.53, as better-sqlite3 bundles it) plans with the value bound to a
+// bare `LIMIT @limit`, so binding it, at every run, makes the statement be prepared again: an empty range read
+// took ~5.5 us instead of ~1 us (a literal LIMIT or this form), and every certificate issuance reads the locks.
+const LIMIT = 'LIMIT (SELECT @limit)';
 
 interface Row {
   key: string;
@@ -75,11 +79,11 @@ function prepareStatements(db: Database.Database) {
     nextRevision: db.prepare(`UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value`).pluck(),
     get: db.prepare(`SELECT key, value, revision, expires FROM items WHERE key = @key AND ${LIVE}`),
     range: db.prepare(
-      `SELECT key, value, revision, expires FROM items WHERE ${IN_RANGE} AND ${LIVE} ORDER BY key LIMIT @limit`,
+      `SELECT key, value, revision, expires FROM items WHERE ${IN_RANGE} AND ${LIVE} ORDER BY key ${LIMIT}`,
     ),
     // The same range from just past `after`: a page seeks in the index instead of re-reading earlier pages.
     rangeAfter: db.prepare(
-      `SELECT key, value, revision, expires FROM items WHERE ${IN_RANGE} AND key > @after AND ${LIVE} ORDER BY key LIMIT @limit`,
+      `SELECT key, value, revision, expires FROM items WHERE ${IN_RANGE} AND key > @after AND ${LIVE} ORDER BY key ${LIMIT}`,
     ),
     upsert: db.prepare(
       `INSERT INTO items (key, value, revision, expires) VALUES (@key, @value, @revision, @expires)

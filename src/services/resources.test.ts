@@ -74,4 +74,61 @@ describe('ResourceService', () => {
       const third = await nodes.listForClient({}, cache);
       assert.deepEqual(third.map((l) => l.resource), await nodes.list());
     }));
+
+  it('decodes a shared read once per stored version, and sees an edit, a delete or a re-creation on the next read', () =>
+    withBackend(async (backend) => {
+      const roles = new ResourceService(backend, 'role');
+      const role = (logins: string[]) => ({ kind: 'role' as const, version: 'v1' as const, metadata: { name: 'dev' }, spec: { allow: { logins } } });
+      await roles.create(role(['a']));
+      const first = await roles.getShared('dev');
+      assert.equal(await roles.getShared('dev'), first, 'an unchanged document is not decoded again');
+      assert.deepEqual(first, await roles.get('dev'));
+      await roles.upsert(role(['b']));
+      const edited = await roles.getShared('dev');
+      assert.deepEqual(edited.spec.allow?.logins, ['b']);
+      assert.deepEqual(first.spec.allow?.logins, ['a'], 'what an earlier call holds does not change under it');
+      // A write that bypasses the service (another auth server, a restore) is seen too.
+      await backend.put({ key: '/role/dev', value: JSON.stringify(role(['c'])) });
+      assert.deepEqual((await roles.getShared('dev')).spec.allow?.logins, ['c']);
+      await roles.delete('dev');
+      assert.equal(await roles.tryGetShared('dev'), undefined);
+      await assert.rejects(roles.getShared('dev'), /role "dev" not found/);
+      await roles.create(role(['c']));
+      const recreated = await roles.getShared('dev');
+      assert.notEqual(recreated, edited);
+      assert.equal(recreated.metadata.revision, (await roles.get('dev')).metadata.revision);
+      // A stored document that no longer passes the schema is refused, as get() refuses it.
+      await backend.put({ key: '/role/dev', value: JSON.stringify({ ...role(['c']), spec: { allow: { logins: 'root' } } }) });
+      await assert.rejects(roles.getShared('dev'), /invalid role/);
+    }));
+
+  it('lists shared reads as list() reads them, with added, edited and deleted resources seen at once', () =>
+    withBackend(async (backend) => {
+      const locks = new ResourceService(backend, 'lock');
+      const lock = (name: string, user: string) => ({ kind: 'lock' as const, version: 'v1' as const, metadata: { name }, spec: { target: { user } } });
+      assert.deepEqual(await locks.listShared(), []);
+      await locks.create(lock('a', 'alice'));
+      await locks.create(lock('b', 'bob'));
+      const first = await locks.listShared();
+      assert.deepEqual(first, await locks.list());
+      await locks.upsert(lock('b', 'carol'));
+      await locks.create(lock('c', 'dave'));
+      const second = await locks.listShared();
+      assert.equal(second[0], first[0], 'an unchanged lock is not decoded again');
+      assert.deepEqual(second.map((l) => l.spec.target.user), ['alice', 'carol', 'dave']);
+      await locks.delete('a');
+      assert.deepEqual((await locks.listShared()).map((l) => l.metadata.name), ['b', 'c']);
+      assert.deepEqual(await locks.listShared(), await locks.list());
+    }));
+
+  it('hands out shared reads frozen, so no caller can change what the next one reads', () =>
+    withBackend(async (backend) => {
+      const roles = new ResourceService(backend, 'role');
+      await roles.create({ kind: 'role', version: 'v1', metadata: { name: 'dev' }, spec: { allow: { logins: ['a'] } } });
+      const shared = await roles.getShared('dev');
+      assert.throws(() => shared.spec.allow!.logins!.push('root'), TypeError);
+      assert.throws(() => ((shared.metadata as { name: string }).name = 'admin'), TypeError);
+      assert.deepEqual((await roles.getShared('dev')).spec.allow?.logins, ['a']);
+      (await roles.get('dev')).spec.allow!.logins!.push('root'); // get() still returns a private copy
+    }));
 });
