@@ -2,6 +2,7 @@
 // the real mutual-TLS Auth API: what the auth server stores and refuses, and how a host keeps its stream when the
 // auth server restarts or its certificate is renewed.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -71,6 +72,40 @@ async function streamOf(client: AuthClient, reqs: Array<{ resource?: { json: str
   } catch (err) {
     return { answers, err: ConnectError.from(err) };
   }
+}
+
+/** A TCP relay to `target` that can hang: frozen, it stops moving bytes on every connection, new ones included. */
+async function relayTo(target: string): Promise<{ addr: string; connections(): number; freeze(): void; close(): void }> {
+  const [host, port] = [target.split(':')[0]!, Number(target.split(':')[1])];
+  const sockets = new Set<net.Socket>();
+  let frozen = false;
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => {});
+    if (frozen) return client.pause();
+    const upstream = net.connect(port, host);
+    sockets.add(upstream);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    addr: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    connections: () => [...sockets].filter((s) => !s.destroyed).length,
+    freeze: () => {
+      frozen = true;
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    close: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 async function shortLivedIdentity(hostId: string, systemRoles: string[], ttlMs: number): Promise<TLSIdentity> {
@@ -175,6 +210,26 @@ describe('a host heartbeating (startHeartbeats)', () => {
       }
     } finally {
       await other.close();
+    }
+  });
+
+  it('takes a stream whose answers stop for dead, and re-opens it at the next auth address', async () => {
+    const relays = [await relayTo(api.addr), await relayTo(api.addr)];
+    const { log, lines } = recordingLog();
+    const client = createAuthClient({ addr: relays.map((r) => r.addr).join(','), identity: await serviceIdentity(auth, 'hb5', ['node']) });
+    const hb = await startHeartbeats({ auth: client, presence: () => node('hb5'), log, answerTimeoutMs: 1_000 });
+    try {
+      // The auth server behind the address in use hangs (or the network to it goes): nothing is refused, nothing answers.
+      const used = relays.find((r) => r.connections() > 0)!;
+      used.freeze();
+      await auth.nodes.delete('hb5');
+      void hb.beat();
+      for (let i = 0; i < 60 && !(await auth.nodes.tryGet('hb5')); i++) await sleep(100);
+      assert.ok(await auth.nodes.tryGet('hb5'), `not heartbeated through the other address; log:\n${lines.join('')}`);
+      assert.match(lines.join(''), /no answer to a heartbeat in 1 s.*heartbeat stream broken; will reconnect/);
+    } finally {
+      hb.close();
+      for (const r of relays) r.close();
     }
   });
 

@@ -26,6 +26,8 @@ export interface HeartbeatsOptions {
   presence: () => Node | Proxy;
   log: Logger;
   intervalMs?: number;
+  /** How long an answer may take before the stream is taken for dead (default ANSWER_TIMEOUT_MS). */
+  answerTimeoutMs?: number;
   /** Told of every heartbeat sent on a stream: how long its answer took, or why it failed (benchmarks, metrics). */
   onAnswer?: (ms: number, err?: Error) => void;
 }
@@ -64,7 +66,9 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
   const beatOn = (stream: OpenStream): Promise<void> =>
     new Promise((resolve) => {
       const sent = performance.now();
-      const timer = setTimeout(() => stream.abort.abort(new ConnectError('no answer to a heartbeat in 15 s', Code.DeadlineExceeded)), ANSWER_TIMEOUT_MS);
+      // DeadlineExceeded, not a plain abort: with several auth addresses, the next stream goes to another one.
+      const timeoutMs = opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+      const timer = setTimeout(() => stream.abort.abort(new ConnectError(`no answer to a heartbeat in ${timeoutMs / 1000} s`, Code.DeadlineExceeded)), timeoutMs);
       stream.waiting.push((err) => {
         clearTimeout(timer);
         opts.onAnswer?.(performance.now() - sent, err);
@@ -105,7 +109,7 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
     return ended;
   };
 
-  const ready = (async () => {
+  const keepStreamOpen = async () => {
     let retryMs = RETRY_FIRST_MS;
     while (!closed) {
       const opened = Date.now();
@@ -127,7 +131,7 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       await sleep(wait, closing.signal);
     }
-  })();
+  };
 
   const beat = async (): Promise<void> => {
     if (closed) return;
@@ -137,7 +141,7 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
   };
   const timer = setInterval(() => void beat(), opts.intervalMs ?? HEARTBEAT_INTERVAL_MS);
   timer.unref();
-  void ready;
+  void keepStreamOpen();
   await started;
 
   return {

@@ -112,6 +112,10 @@ function connectClient(opts: Omit<AuthClientOptions, 'identity'> & { identity?: 
     baseUrl: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
     defaultTimeoutMs: opts.timeoutMs ?? 15_000,
     ...(opts.idleTimeoutMs !== undefined ? { idleConnectionTimeoutMs: opts.idleTimeoutMs } : {}),
+    // A connection that carried nothing for this long is checked with an HTTP/2 PING (answered within 15 s, or it is
+    // closed with its streams): a long-lived stream (heartbeats, watch) to an auth server that hangs or is cut off
+    // by a partition ends and is re-opened, instead of waiting on a dead connection until TCP gives up (~15 min).
+    pingIntervalMs: 30_000,
     nodeOptions: {
       // RPCs are small back-to-back writes (HEADERS, DATA, WINDOW_UPDATE): Nagle would hold them for ACKs.
       createConnection: () =>
