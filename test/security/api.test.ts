@@ -72,7 +72,7 @@ const ANY_USER_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'GenerateUserCerts', 
  * What a node's host certificate may call: run as a node (heartbeat, audit, recordings, renewing its own host
  * certificate) and read what it caches.
  */
-const NODE_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'Heartbeat', 'EmitAuditEvents', 'UploadRecording', 'GetResource', 'ListResources', 'Watch', 'RenewHostCerts']);
+const NODE_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'Heartbeat', 'HeartbeatStream', 'EmitAuditEvents', 'UploadRecording', 'GetResource', 'ListResources', 'Watch', 'RenewHostCerts']);
 
 interface RPCAnswer {
   status: string;
