@@ -28,7 +28,7 @@ export async function* watchResources(auth: AuthServer, kinds: Kind[], signal: A
       const store = services.get(prefix)!;
       const name = key.slice(prefix.length);
       if (event.type === 'delete') yield { type: 'delete', kind: store.kind, name };
-      else yield { type: 'put', kind: store.kind, name, resource: store.decode(event.item) };
+      else yield { type: 'put', kind: store.kind, name, resource: store.decodeForClient(event.item) };
     }
   } finally {
     signal.removeEventListener('abort', stop);

@@ -122,7 +122,12 @@ export class ResourceService<K extends Kind> {
     return items.map((item) => cache.listed(item, (i) => this.decodeForClient(i)));
   }
 
-  private decodeForClient(item: Item): ResourceOf<K> {
+  /**
+   * A stored item for a client that checks every resource on arrival (listings above; watch streams, whose only
+   * reader is cache/resources.ts): parsed, with the access shape checked, but not the whole schema, which the
+   * write that stored it already passed. CAs always go through the full decode (their secrets are stripped later).
+   */
+  decodeForClient(item: Item): ResourceOf<K> {
     const doc = JSON.parse(item.value) as ResourceOf<K> | null;
     if (!hasAccessShape(doc) || doc.kind !== this.kind || this.kind === 'cert_authority') return this.decode(item);
     doc.metadata.revision = item.revision;
