@@ -2,11 +2,12 @@
 // auth server keeps listing it (it lists a host for NODE_TTL_MS after the last heartbeat).
 //
 // Why a stream: a heartbeat sent as its own call costs the auth server a new HTTP/2 stream, its headers and the
-// caller read again, ~0.35 ms of CPU against ~0.1 ms for storing it; with 10,000 hosts that was most of what the
-// auth server did. So each host keeps one HeartbeatStream call open and sends a message per heartbeat, and the auth
-// server answers each in order. The stream is re-opened when it breaks (backoff with jitter, so that hosts do not
-// come back all at once after an auth server restarts), and the presence is sent first on every new stream. An
-// auth server that does not know HeartbeatStream (older) gets one Heartbeat call per beat, as before.
+// caller read again: ~0.37 ms of its CPU before any Ward code runs (a Ping, bench/profile-api.ts), more than storing
+// the heartbeat. So each host keeps one HeartbeatStream call open and sends a message per heartbeat, and the auth
+// server answers each in order; with 10,000 hosts that took the auth server from 0.24-0.27 of a core to 0.15-0.20
+// (bench/agents.ts). The stream is re-opened when it breaks (backoff with jitter, so that hosts do not come back all
+// at once after an auth server restarts), and the presence is sent first on every new stream. An auth server that
+// does not know HeartbeatStream (older) gets one Heartbeat call per beat, as before, until this host restarts.
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { fromRPCError, type AuthClient } from '../api/client.ts';
