@@ -4,7 +4,7 @@
 // its own mTLS connection to the auth server, as a real node does. One real tunnelled node (`ward start
 // --roles node --tunnel`) is the target of `wsh ssh`.
 //
-//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR]
+//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--hold]
 //
 // Measured at each count: the proxy's RSS per tunnel (against the proxy with the one real node), `wsh ls`
 // wall time over all nodes, `wsh ssh NODE true` wall time, and the heartbeat load: what the agents sent
@@ -40,6 +40,8 @@ const { values: args } = parseArgs({
     'ssh-runs': { type: 'string', default: '10' },
     /** Keep the cluster and the agents running after the last count, to look at it by hand (Ctrl-C ends it). */
     hold: { type: 'boolean', default: false },
+    /** The simulated agents reach the auth server through the proxy (ALPN ward-auth), as tunnelled nodes behind NAT do. */
+    'auth-via-proxy': { type: 'boolean', default: false },
   },
 });
 const counts = args.counts!.split(',').map(Number);
@@ -228,7 +230,7 @@ async function startSims(n: number): Promise<void> {
   while (workers.length * PER_WORKER < n) {
     const w = fork(new URL(import.meta.url).pathname, process.argv.slice(2), {
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, BENCH_SIMS: JSON.stringify({ from: workers.length * PER_WORKER, proxyAddr, authAddr }) },
+      env: { ...process.env, BENCH_SIMS: JSON.stringify({ from: workers.length * PER_WORKER, proxyAddr, authAddr: args['auth-via-proxy'] ? proxyAddr : authAddr }) },
     });
     children.push(w);
     await once(w, 'message');
@@ -304,6 +306,7 @@ for (const n of counts) {
     listed,
     connect_s: +(upMs / 1000).toFixed(1),
     proxy_rss_mib: +(rss / 1024).toFixed(1),
+    auth_rss_mib: +(rssKiB(auth.proc.pid!) / 1024).toFixed(1),
     kib_per_tunnel: +((rss - base.rss) / n).toFixed(1),
     // The proxy's RSS wobbles by tens of MiB with garbage collection (its start-up garbage is often still
     // there at the baseline), so the growth from the previous count is the steadier per-agent figure.

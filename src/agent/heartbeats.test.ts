@@ -2,11 +2,14 @@
 // the real mutual-TLS Auth API: what the auth server stores and refuses, and how a host keeps its stream when the
 // auth server restarts or its certificate is renewed.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
 import pino from 'pino';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { HeartbeatRequestSchema } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import { createAuthClient, type AuthClient, type TLSIdentity } from '../api/client.ts';
 import { generateClientKeys } from '../api/keys.ts';
 import type { Node } from '../api/types.ts';
@@ -108,6 +111,20 @@ async function relayTo(target: string): Promise<{ addr: string; connections(): n
   };
 }
 
+/** Announces a message of `length` bytes on a HeartbeatStream and returns the end-of-stream JSON. */
+async function rawStreamHeader(identity: TLSIdentity, length: number): Promise<{ error: { code: string } }> {
+  const session = http2.connect(`https://${api.addr}`, { key: identity.keyPem, cert: identity.certPem, ca: identity.caPems, checkServerIdentity: () => undefined });
+  try {
+    const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(length, 1);
+    stream.write(head);
+    return JSON.parse((await readAll(stream)).subarray(5).toString());
+  } finally {
+    session.close();
+  }
+}
+
 async function shortLivedIdentity(hostId: string, systemRoles: string[], ttlMs: number): Promise<TLSIdentity> {
   const key = await generateTLSKey();
   const { tlsCert, tlsCAs } = await auth.issueHostCerts({
@@ -116,7 +133,72 @@ async function shortLivedIdentity(hostId: string, systemRoles: string[], ttlMs: 
   return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
 }
 
+/** Everything the server sent on `stream` until it closed (an early answer ends with RST_STREAM NO_ERROR). */
+function readAll(stream: http2.ClientHttp2Stream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  return new Promise((resolve) => stream.once('close', () => resolve(Buffer.concat(chunks))));
+}
+
+/** One HeartbeatStream request sent as raw HTTP/2 bytes in `codec`; the envelopes of the answer, decoded. */
+async function rawStream(identity: TLSIdentity, codec: 'proto' | 'json', messages: unknown[]): Promise<Array<{ flags: number; body: Buffer }>> {
+  const session = http2.connect(`https://${api.addr}`, { key: identity.keyPem, cert: identity.certPem, ca: identity.caPems, checkServerIdentity: () => undefined });
+  try {
+    const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': `application/connect+${codec}` });
+    for (const m of messages) {
+      const body = codec === 'json' ? Buffer.from(JSON.stringify(m)) : Buffer.from(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, m as object)));
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(body.length, 1);
+      stream.write(Buffer.concat([head, body]));
+    }
+    stream.end();
+    const all = await readAll(stream);
+    const out: Array<{ flags: number; body: Buffer }> = [];
+    for (let at = 0; at < all.length; ) {
+      const length = all.readUInt32BE(at + 1);
+      out.push({ flags: all[at]!, body: all.subarray(at + 5, at + 5 + length) });
+      at += 5 + length;
+    }
+    return out;
+  } finally {
+    session.close();
+  }
+}
+
 describe('HeartbeatStream on the auth server', () => {
+  it('speaks the same protocol in protobuf (served by the listener) and in JSON (served by Connect)', async () => {
+    const identity = await serviceIdentity(auth, 'hs0', ['node']);
+    const own = { resource: { json: JSON.stringify(node('hs0')) } };
+    const other = { resource: { json: JSON.stringify(node('hs0-other')) } };
+    const ends: unknown[] = [];
+    for (const codec of ['proto', 'json'] as const) {
+      const ok = await rawStream(identity, codec, [own, own]);
+      assert.deepEqual(ok.map((e) => e.flags), [0, 0, 2], `${codec}: two answers, then the end of the stream`);
+      assert.deepEqual(JSON.parse(ok[2]!.body.toString()), {}, `${codec}: ended without an error`);
+      const refused = await rawStream(identity, codec, [own, other, own]);
+      assert.deepEqual(refused.map((e) => e.flags), [0, 2], `${codec}: one answer, then the error ends the stream`);
+      ends.push(JSON.parse(refused[1]!.body.toString()));
+    }
+    assert.deepEqual(ends[0], ends[1], 'the same end-of-stream error either way');
+    assert.deepEqual(ends[0], { error: { code: 'permission_denied', message: 'a host may only heartbeat itself' }, metadata: { 'ward-error-code': ['ERR_ACCESS_DENIED'] } });
+    assert.equal(await auth.nodes.tryGet('hs0-other'), undefined);
+  });
+
+  it('ends a stream with no certificate before reading it, and one with a message over 4 MiB', async () => {
+    const session = http2.connect(`https://${api.addr}`, { ca: api.tls.caPems, checkServerIdentity: () => undefined });
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
+      stream.write(Buffer.from([0, 0, 0, 0, 9, 1, 2, 3]));
+      const all = await readAll(stream);
+      assert.equal(all[0], 2);
+      assert.equal(JSON.parse(all.subarray(5).toString()).error.code, 'permission_denied');
+    } finally {
+      session.close();
+    }
+    const big = await rawStreamHeader(await serviceIdentity(auth, 'hs0b', ['node']), 5 * 1024 * 1024);
+    assert.equal(big.error.code, 'resource_exhausted');
+  });
+
   it('stores each heartbeat with an expiry and answers each, in order', async () => {
     const client = createAuthClient({ addr: api.addr, identity: await serviceIdentity(auth, 'hs1', ['node']) });
     const before = Date.now();

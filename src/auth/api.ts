@@ -33,11 +33,39 @@ const MAX_TTL_SECONDS = 30 * 86_400;
 const MAX_AGENT_EVENTS = 1000;
 const MAX_AGENT_EVENT_BYTES = 16 * 1024;
 
-function toRPCError(err: unknown, log: Logger): ConnectError {
+export function toRPCError(err: unknown, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (isWardError(err)) return new ConnectError(err.message, rpcCode[err.code], { [ERROR_CODE_HEADER]: err.code });
   log.error({ err }, 'internal error in auth API');
   return new ConnectError('internal error in the auth server (see its log)', 13);
+}
+
+function heartbeatJSON(json: string | undefined): unknown {
+  try {
+    return JSON.parse(json ?? '');
+  } catch {
+    throw new BadParameter('heartbeat resource is not valid JSON');
+  }
+}
+
+/** A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role. */
+function hostHeartbeat(auth: AuthServer, c: Extract<Caller, { kind: 'service' }>, data: unknown) {
+  const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
+  if (!kind) throw new AccessDenied();
+  return heartbeat(auth, c.name, parseAs(kind, data));
+}
+
+/**
+ * One message of a HeartbeatStream, for Connect's handler below and the listener's own (heartbeatstream.ts). The
+ * caller is read again at every message: a certificate that ended, or was replaced by a renewal, while the stream
+ * stayed open is refused as a new call would be (identifyCaller checks the expiry).
+ */
+export async function heartbeatStreamMessage(auth: AuthServer, socket: TLSSocket | undefined, req: { resource?: { json: string }; remove: boolean }) {
+  const c = requireAuthenticated(socket ? await identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' });
+  if (c.kind !== 'service') throw new AccessDenied();
+  if (req.remove) throw new BadParameter('a host does not remove itself: its listing ends when its heartbeats stop');
+  const stored = await hostHeartbeat(auth, c, heartbeatJSON(req.resource?.json));
+  return { expires: stored.metadata.expires ?? '' };
 }
 
 function ttlMs(seconds: number, fallbackMs: number): number {
@@ -99,20 +127,6 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       () => undefined,
       () => undefined, // the call is refused either way; the audit log's own failure is logged there
     );
-
-  const heartbeatJSON = (json: string | undefined): unknown => {
-    try {
-      return JSON.parse(json ?? '');
-    } catch {
-      throw new BadParameter('heartbeat resource is not valid JSON');
-    }
-  };
-  // A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role.
-  const hostHeartbeat = (c: Extract<Caller, { kind: 'service' }>, data: unknown) => {
-    const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
-    if (!kind) throw new AccessDenied();
-    return heartbeat(auth, c.name, parseAs(kind, data));
-  };
 
   return (router: ConnectRouter) =>
     router.service(AuthService, {
@@ -408,20 +422,14 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           const tracker = parseAs('session_tracker', data);
           return { json: present(await heartbeatSession(auth, c.name, tracker, req.remove)) };
         }
-        return { json: present(await hostHeartbeat(c, data)) };
+        return { json: present(await hostHeartbeat(auth, c, data)) };
       }),
 
+      // Ward's own clients are served by the listener's lean path (heartbeatstream.ts); this serves the rest (JSON,
+      // compressed requests).
       async *heartbeatStream(reqs, ctx) {
         try {
-          for await (const req of reqs) {
-            // Read again at every message: a certificate that ended, or was replaced by a renewal, while the
-            // stream stayed open is refused like a new call would be (identifyCaller checks the expiry).
-            const c = requireAuthenticated(await caller(ctx));
-            if (c.kind !== 'service') throw new AccessDenied();
-            if (req.remove) throw new BadParameter('a host does not remove itself: its listing ends when its heartbeats stop');
-            const stored = await hostHeartbeat(c, heartbeatJSON(req.resource?.json));
-            yield { expires: stored.metadata.expires ?? '' };
-          }
+          for await (const req of reqs) yield await heartbeatStreamMessage(auth, ctx.values.get(socketKey), req);
         } catch (err) {
           throw toRPCError(err, log);
         }

@@ -11,7 +11,10 @@ import { createContextValues } from '@connectrpc/connect';
 import { compressionGzip, connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Compression } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
-import { authRoutes, socketKey } from './api.ts';
+import { AccessDenied } from '../api/errors.ts';
+import { authRoutes, heartbeatStreamMessage, socketKey, toRPCError } from './api.ts';
+import { identifyCaller, requireAuthenticated } from './authz.ts';
+import { isPlainHeartbeatStream, serveHeartbeatStream, type HeartbeatStreamOptions } from './heartbeatstream.ts';
 import type { AuthServer } from './server.ts';
 import { listenOn, type ListenAddress } from '../config/listen.ts';
 
@@ -74,6 +77,14 @@ export async function startAuthListener(
     contextValues: (req) =>
       createContextValues().set(socketKey, ((req as http2.Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket),
   });
+  const heartbeats: HeartbeatStreamOptions = {
+    admit: async (socket) => {
+      if (requireAuthenticated(await identifyCaller(auth, socket)).kind !== 'service') throw new AccessDenied();
+    },
+    answer: (socket, req) => heartbeatStreamMessage(auth, socket, req),
+    toRPCError: (err) => toRPCError(err, log),
+    maxMessageBytes: MAX_REQUEST_BYTES,
+  };
   const server = http2.createSecureServer(
     {
       ...secureContextOptions(tls),
@@ -95,7 +106,8 @@ export async function startAuthListener(
         if (!req.complete) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
         return ended;
       }) as typeof res.end;
-      handler(req, res);
+      if (isPlainHeartbeatStream(req)) serveHeartbeatStream(req, res, req.stream.session!.socket as TLSSocket, heartbeats);
+      else handler(req, res);
     },
   );
   // Answers are small back-to-back writes too (HEADERS, DATA, trailers): no Nagle delay on them.
