@@ -23,6 +23,7 @@ import { defaultHostname, hostIdentity, loadHostIdentity, newHostKeys, saveHostI
 import { startLocalProxy, serviceIdentity } from './proxy.ts';
 import { keepServiceCertFresh } from './servicecerts.ts';
 import { newRegistry, startDiagServer } from '../../diag/server.ts';
+import { watchDescriptors } from '../../diag/descriptors.ts';
 import { startAgentProcess, startConfiguredNode } from './agent.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
@@ -55,8 +56,20 @@ function prepareDataDir(dir: string): void {
 
 
 export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; log?: Logger }): Promise<RunningProcess> {
-  const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
   const log = opts.log ?? pino({ level: cfg.ward.log.severity, base: { pid: process.pid } }, pino.destination(2));
+  // One check per process, whatever it runs: auth servers, proxies and agents each hold connections per agent.
+  const stopWatching = watchDescriptors(log);
+  try {
+    const running = await startServices(cfg, opts.dataDir, log);
+    return { ...running, close: () => running.close().finally(stopWatching) };
+  } catch (err) {
+    stopWatching();
+    throw err;
+  }
+}
+
+async function startServices(cfg: WardConfig, dataDirOpt: string | undefined, log: Logger): Promise<RunningProcess> {
+  const dataDir = dataDirOpt ?? cfg.ward.data_dir ?? defaultDataDir();
   prepareDataDir(dataDir);
   const metrics = cfg.ward.diag_addr ? newRegistry() : undefined;
   if (!cfg.auth_service.enabled) return startAgentProcess(cfg, dataDir, log, metrics);
