@@ -124,6 +124,8 @@ export interface ClusterOptions {
   hostCertTTL?: string;
   /** A whole ward.yaml to use instead of the generated one. */
   config?: string;
+  /** Run `ward start` with this soft limit on open file descriptors (`ulimit -n`). */
+  fdLimit?: number;
 }
 
 interface Banner {
@@ -153,9 +155,12 @@ abstract class WardProcess {
   }
 
   /** Spawns `ward start ARGS` in `cwd`; returns where this start's output begins in `stdout`. */
-  protected spawnWard(args: string[], cwd: string): number {
+  protected spawnWard(args: string[], cwd: string, fdLimit?: number): number {
     const from = this.stdoutText.length;
-    const child = spawn(join(BIN, 'ward'), ['start', ...args], { cwd, env: baseEnv(cwd), stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, argv] = fdLimit
+      ? ['bash', ['-c', 'ulimit -n "$0" && exec "$@"', String(fdLimit), join(BIN, 'ward'), 'start', ...args]]
+      : [join(BIN, 'ward'), ['start', ...args]];
+    const child = spawn(cmd, argv, { cwd, env: baseEnv(cwd), stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     this.proc = child;
     this.exitCode = undefined;
@@ -242,7 +247,7 @@ export class Cluster extends WardProcess {
   async start(): Promise<void> {
     if (this.proc) throw new Error('cluster already running');
     this.banner = undefined;
-    const startOffset = this.spawnWard(['-c', this.configPath, '-d', this.dataDir], this.root);
+    const startOffset = this.spawnWard(['-c', this.configPath, '-d', this.dataDir], this.root, this.options.fdLimit);
     const deadline = Date.now() + READY_TIMEOUT_MS;
     // Ready = the banner is printed (it comes after both listeners are up) and wctl status answers.
     while (Date.now() < deadline) {
