@@ -111,20 +111,6 @@ async function relayTo(target: string): Promise<{ addr: string; connections(): n
   };
 }
 
-/** Announces a message of `length` bytes on a HeartbeatStream and returns the end-of-stream JSON. */
-async function rawStreamHeader(identity: TLSIdentity, length: number): Promise<{ error: { code: string } }> {
-  const session = http2.connect(`https://${api.addr}`, { key: identity.keyPem, cert: identity.certPem, ca: identity.caPems, checkServerIdentity: () => undefined });
-  try {
-    const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
-    const head = Buffer.alloc(5);
-    head.writeUInt32BE(length, 1);
-    stream.write(head);
-    return JSON.parse((await readAll(stream)).subarray(5).toString());
-  } finally {
-    session.close();
-  }
-}
-
 async function shortLivedIdentity(hostId: string, systemRoles: string[], ttlMs: number): Promise<TLSIdentity> {
   const key = await generateTLSKey();
   const { tlsCert, tlsCAs } = await auth.issueHostCerts({
@@ -140,20 +126,21 @@ function readAll(stream: http2.ClientHttp2Stream): Promise<Buffer> {
   return new Promise((resolve) => stream.once('close', () => resolve(Buffer.concat(chunks))));
 }
 
-/** One HeartbeatStream request sent as raw HTTP/2 bytes in `codec`; the envelopes of the answer, decoded. */
-async function rawStream(identity: TLSIdentity, codec: 'proto' | 'json', messages: unknown[]): Promise<Array<{ flags: number; body: Buffer }>> {
-  const session = http2.connect(`https://${api.addr}`, { key: identity.keyPem, cert: identity.certPem, ca: identity.caPems, checkServerIdentity: () => undefined });
+type Envelope = { flags: number; body: Buffer };
+
+/**
+ * `bytes` sent as a HeartbeatStream request in raw HTTP/2 (with `identity`'s certificate, or none), the request
+ * ended or left open; the envelopes of the answer.
+ */
+async function rawExchange(identity: TLSIdentity | undefined, codec: 'proto' | 'json', bytes: Buffer, endRequest = true): Promise<Envelope[]> {
+  const tls = identity ? { key: identity.keyPem, cert: identity.certPem, ca: identity.caPems } : { ca: api.tls.caPems };
+  const session = http2.connect(`https://${api.addr}`, { ...tls, checkServerIdentity: () => undefined });
   try {
     const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': `application/connect+${codec}` });
-    for (const m of messages) {
-      const body = codec === 'json' ? Buffer.from(JSON.stringify(m)) : Buffer.from(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, m as object)));
-      const head = Buffer.alloc(5);
-      head.writeUInt32BE(body.length, 1);
-      stream.write(Buffer.concat([head, body]));
-    }
-    stream.end();
+    stream.write(bytes);
+    if (endRequest) stream.end();
     const all = await readAll(stream);
-    const out: Array<{ flags: number; body: Buffer }> = [];
+    const out: Envelope[] = [];
     for (let at = 0; at < all.length; ) {
       const length = all.readUInt32BE(at + 1);
       out.push({ flags: all[at]!, body: all.subarray(at + 5, at + 5 + length) });
@@ -163,6 +150,22 @@ async function rawStream(identity: TLSIdentity, codec: 'proto' | 'json', message
   } finally {
     session.close();
   }
+}
+
+/** An envelope header announcing `length` bytes. */
+function envelopeHead(length: number): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(length, 1);
+  return head;
+}
+
+/** HeartbeatStream requests in `codec`, as raw HTTP/2; the envelopes of the answer. */
+function rawStream(identity: TLSIdentity, codec: 'proto' | 'json', messages: unknown[]): Promise<Envelope[]> {
+  const envelopes = messages.map((m) => {
+    const body = codec === 'json' ? Buffer.from(JSON.stringify(m)) : Buffer.from(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, m as object)));
+    return Buffer.concat([envelopeHead(body.length), body]);
+  });
+  return rawExchange(identity, codec, Buffer.concat(envelopes));
 }
 
 describe('HeartbeatStream on the auth server', () => {
@@ -185,17 +188,11 @@ describe('HeartbeatStream on the auth server', () => {
   });
 
   it('ends a stream with no certificate before reading it, and one with a message over 4 MiB', async () => {
-    const session = http2.connect(`https://${api.addr}`, { ca: api.tls.caPems, checkServerIdentity: () => undefined });
-    try {
-      const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
-      stream.write(Buffer.from([0, 0, 0, 0, 9, 1, 2, 3]));
-      const all = await readAll(stream);
-      assert.equal(all[0], 2);
-      assert.equal(JSON.parse(all.subarray(5).toString()).error.code, 'permission_denied');
-    } finally {
-      session.close();
-    }
-    const big = await rawStreamHeader(await serviceIdentity(auth, 'hs0b', ['node']), 5 * 1024 * 1024);
+    const anonymous = await rawExchange(undefined, 'proto', Buffer.from([0, 0, 0, 0, 9, 1, 2, 3]), false);
+    assert.equal(anonymous[0]!.flags, 2);
+    assert.equal(JSON.parse(anonymous[0]!.body.toString()).error.code, 'permission_denied');
+    const [tooBig] = await rawExchange(await serviceIdentity(auth, 'hs0b', ['node']), 'proto', envelopeHead(5 * 1024 * 1024), false);
+    const big = JSON.parse(tooBig!.body.toString());
     assert.equal(big.error.code, 'resource_exhausted');
   });
 

@@ -8,6 +8,7 @@
 // (bench/agents.ts). The stream is re-opened when it breaks (backoff with jitter, so that hosts do not come back all
 // at once after an auth server restarts), and the presence is sent first on every new stream. An auth server that
 // does not know HeartbeatStream (older) gets one Heartbeat call per beat, as before, until this host restarts.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { fromRPCError, type AuthClient } from '../api/client.ts';
@@ -130,7 +131,7 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
       const wait = Math.random() * retryMs;
       log.warn({ err: fromRPCError(err).message, retry_in_ms: Math.round(wait) }, 'heartbeat stream broken; will reconnect');
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
-      await sleep(wait, closing.signal);
+      await sleep(wait, undefined, { signal: closing.signal }).catch(() => undefined); // close() cuts the wait short
     }
   };
 
@@ -182,16 +183,4 @@ function queue<T>(): AsyncIterable<T> & { push(item: T): void; end(): void } {
       }
     },
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -25,6 +25,7 @@ import { PHASES, type RotationPhase } from '../api/rotation.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
 import { webMethods } from './api-web.ts';
+import type { HeartbeatStreamOptions } from './heartbeatstream.ts';
 import { createUserToken, getUserToken } from './usertokens.ts';
 
 export const socketKey = createContextKey<TLSSocket | undefined>(undefined);
@@ -33,7 +34,7 @@ const MAX_TTL_SECONDS = 30 * 86_400;
 const MAX_AGENT_EVENTS = 1000;
 const MAX_AGENT_EVENT_BYTES = 16 * 1024;
 
-export function toRPCError(err: unknown, log: Logger): ConnectError {
+function toRPCError(err: unknown, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (isWardError(err)) return new ConnectError(err.message, rpcCode[err.code], { [ERROR_CODE_HEADER]: err.code });
   log.error({ err }, 'internal error in auth API');
@@ -55,17 +56,33 @@ function hostHeartbeat(auth: AuthServer, c: Extract<Caller, { kind: 'service' }>
   return heartbeat(auth, c.name, parseAs(kind, data));
 }
 
+/** Who may send heartbeats on a stream: a host (service) certificate, still valid. */
+async function heartbeatCaller(auth: AuthServer, socket: TLSSocket | undefined): Promise<Extract<Caller, { kind: 'service' }>> {
+  const c = requireAuthenticated(socket ? await identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' });
+  if (c.kind !== 'service') throw new AccessDenied();
+  return c;
+}
+
 /**
  * One message of a HeartbeatStream, for Connect's handler below and the listener's own (heartbeatstream.ts). The
  * caller is read again at every message: a certificate that ended, or was replaced by a renewal, while the stream
  * stayed open is refused as a new call would be (identifyCaller checks the expiry).
  */
-export async function heartbeatStreamMessage(auth: AuthServer, socket: TLSSocket | undefined, req: { resource?: { json: string }; remove: boolean }) {
-  const c = requireAuthenticated(socket ? await identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' });
-  if (c.kind !== 'service') throw new AccessDenied();
+async function heartbeatStreamMessage(auth: AuthServer, socket: TLSSocket | undefined, req: { resource?: { json: string }; remove: boolean }) {
+  const c = await heartbeatCaller(auth, socket);
   if (req.remove) throw new BadParameter('a host does not remove itself: its listing ends when its heartbeats stop');
   const stored = await hostHeartbeat(auth, c, heartbeatJSON(req.resource?.json));
   return { expires: stored.metadata.expires ?? '' };
+}
+
+/** What the listener's own HeartbeatStream path (heartbeatstream.ts) calls: the same checks as Connect's handler. */
+export function heartbeatStreamHandling(auth: AuthServer, log: Logger, maxMessageBytes: number): HeartbeatStreamOptions {
+  return {
+    admit: async (socket) => void (await heartbeatCaller(auth, socket)),
+    answer: (socket, req) => heartbeatStreamMessage(auth, socket, req),
+    toRPCError: (err) => toRPCError(err, log),
+    maxMessageBytes,
+  };
 }
 
 function ttlMs(seconds: number, fallbackMs: number): number {

@@ -11,10 +11,8 @@ import { createContextValues } from '@connectrpc/connect';
 import { compressionGzip, connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Compression } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
-import { AccessDenied } from '../api/errors.ts';
-import { authRoutes, heartbeatStreamMessage, socketKey, toRPCError } from './api.ts';
-import { identifyCaller, requireAuthenticated } from './authz.ts';
-import { isPlainHeartbeatStream, serveHeartbeatStream, type HeartbeatStreamOptions } from './heartbeatstream.ts';
+import { authRoutes, heartbeatStreamHandling, socketKey } from './api.ts';
+import { isPlainHeartbeatStream, serveHeartbeatStream } from './heartbeatstream.ts';
 import type { AuthServer } from './server.ts';
 import { listenOn, type ListenAddress } from '../config/listen.ts';
 
@@ -77,14 +75,7 @@ export async function startAuthListener(
     contextValues: (req) =>
       createContextValues().set(socketKey, ((req as http2.Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket),
   });
-  const heartbeats: HeartbeatStreamOptions = {
-    admit: async (socket) => {
-      if (requireAuthenticated(await identifyCaller(auth, socket)).kind !== 'service') throw new AccessDenied();
-    },
-    answer: (socket, req) => heartbeatStreamMessage(auth, socket, req),
-    toRPCError: (err) => toRPCError(err, log),
-    maxMessageBytes: MAX_REQUEST_BYTES,
-  };
+  const heartbeats = heartbeatStreamHandling(auth, log, MAX_REQUEST_BYTES);
   const server = http2.createSecureServer(
     {
       ...secureContextOptions(tls),
