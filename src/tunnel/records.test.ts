@@ -302,6 +302,16 @@ describe('tunnel record layer', () => {
     assert.match(String(r.server?.message), /bad record length/);
   });
 
+  it('closes on a TLS header after the switch that announces bytes never sent, wherever it lands', { timeout: 20_000 }, async () => {
+    // Just behind the SWITCH, it may reach the server before TLS has decrypted the SWITCH: it must not be
+    // left waiting for the rest of its record (that hung a tunnel for ever), whichever comes first.
+    const header = Buffer.from([23, 3, 3, 0x40, 0x00]);
+    for (let i = 0; i < 10; i++) {
+      const r = await tampered((dir, n, unit) => (dir === 'toServer' && n === 0 ? [header, unit.bytes] : [unit.bytes]));
+      assert.match(String(r.server?.message), /TLS after its switch/);
+    }
+  });
+
   it('refuses a peer that sends data over TLS instead of switching (an older agent)', async () => {
     let serverEnd!: End;
     const server = await startServer((end) => (serverEnd = end));

@@ -71,6 +71,8 @@ export class RecordChannel extends Duplex {
   private peerInRecords = false;
   private sawTLS = false;
   private peerEnded = false;
+  /** feedTLS is running: TLS may deliver the peer's SWITCH from inside it, before `inbound` is up to date. */
+  private feeding = false;
   /** Received bytes not yet parsed; `waiting` holds the pieces of a record until `need` bytes are in. */
   private inbound: Buffer = EMPTY;
   private waiting: Buffer[] | null = null;
@@ -155,6 +157,11 @@ export class RecordChannel extends Duplex {
       }
       if (got.length < SWITCH.length) return;
       this.switchReceived = true;
+      // The start of a TLS record already held after the SWITCH would wait for the rest for ever: after its
+      // SWITCH the peer sends records only. (Inside feedTLS, its loop makes this check itself.)
+      if (!this.feeding && !this.peerInRecords && this.inbound.length + this.waitingBytes > 0) {
+        return this.destroy(new RecordProtocolError('peer sent TLS after its switch'));
+      }
       if (side === 'server') this.sendSwitch(tls);
       this.maybeFinishSwitch();
       this.drainInbound();
@@ -222,7 +229,16 @@ export class RecordChannel extends Duplex {
 
   /** Hands whole TLS records to TLS until the peer's first record mark. */
   private feedTLS(): void {
-    let buf = this.inbound;
+    this.feeding = true;
+    try {
+      this.inbound = this.feedTLSRecords(this.inbound);
+    } finally {
+      this.feeding = false;
+    }
+  }
+
+  /** Returns what is left: a partial TLS record, or the peer's records from the first mark on. */
+  private feedTLSRecords(buf: Buffer): Buffer {
     while (buf.length > 0) {
       const type = buf[0]!;
       if (type === RECORD_MARK) {
@@ -232,6 +248,8 @@ export class RecordChannel extends Duplex {
         break;
       }
       if (type < 20 || type > 23) throw new RecordProtocolError(`neither a TLS record nor a tunnel record (first byte ${type})`);
+      // Checked before waiting for the rest: a TLS header after the SWITCH may announce bytes that never come.
+      if (this.switchReceived) throw new RecordProtocolError('peer sent TLS after its switch');
       if (buf.length < 5) {
         this.need = 5;
         break;
@@ -242,12 +260,11 @@ export class RecordChannel extends Duplex {
         this.need = end;
         break;
       }
-      if (this.switchReceived) throw new RecordProtocolError('peer sent TLS after its switch');
       this.sawTLS = true;
       this.transport?.push(buf.subarray(0, end));
       buf = buf.subarray(end);
     }
-    this.inbound = buf.length === 0 ? EMPTY : buf;
+    return buf.length === 0 ? EMPTY : buf;
   }
 
   private drainInbound(): void {
