@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AuthClient } from './client.ts';
 import { BadParameter } from './errors.ts';
-import { listAllResources } from './list.ts';
+import { listAllResources, MAX_LIST_PAGE } from './list.ts';
 
 const node = (name: string) => ({ kind: 'node', version: 'v1', metadata: { name }, spec: { hostname: name, addr: '10.0.0.1:3022', tunnel: false, version: '1' } });
 
@@ -27,9 +27,15 @@ describe('listing every resource of a kind', () => {
     const nodes = await listAllResources(client, 'node');
     assert.deepEqual(nodes.map((n) => n.metadata.name), ['a', 'b', 'c']);
     assert.deepEqual(client.asked.map((r) => (r as { packed: boolean; startAfter: string })), [
-      { kind: 'node', limit: 10_000, startAfter: '', packed: true },
-      { kind: 'node', limit: 10_000, startAfter: 'b', packed: true },
+      { kind: 'node', limit: MAX_LIST_PAGE, startAfter: '', packed: true },
+      { kind: 'node', limit: MAX_LIST_PAGE, startAfter: 'b', packed: true },
     ]);
+  });
+
+  it('asks for no more than `max` in a page', async () => {
+    const client = answering([{ packedJson: JSON.stringify([node('a')]), nextKey: 'a' }]);
+    assert.deepEqual((await listAllResources(client, 'node', 1)).map((n) => n.metadata.name), ['a']);
+    assert.deepEqual(client.asked, [{ kind: 'node', limit: 1, startAfter: '', packed: true }]);
   });
 
   it('reads a server that predates packing, which sends one message per resource', async () => {

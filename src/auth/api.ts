@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import { AccessDenied, BadParameter, LimitExceeded, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
 import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
+import { MAX_LIST_PAGE } from '../api/list.ts';
 import { ResourceService } from '../services/resources.ts';
 import { ListingCache } from '../services/listing.ts';
 import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller } from './authz.ts';
@@ -167,7 +168,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         // Everyone sees the live sessions they are in; seeing all of them takes the session_tracker rule.
         const ownSessionsOnly = kind === 'session_tracker' && who.kind === 'user' && !who.checker.checkRule(kind, 'list').allowed;
         if (!ownSessionsOnly) requireRule(who, kind, 'list');
-        const limit = Math.min(req.limit || 1000, 10_000);
+        const limit = Math.min(req.limit || 1000, MAX_LIST_PAGE);
         // The page goes to a client that checks each resource; only a filter on the spec needs it checked here.
         // One more than asked for tells whether another page exists, so a full last page ends the listing
         // instead of sending the client back for an empty one.
