@@ -128,6 +128,8 @@ function run(cmd: string, argv: string[], env: Record<string, string>, stdin?: s
     return { ms: performance.now() - t0, out: e.stderr ?? '', code: e.status ?? 1 };
   }
 }
+/** `wsh ls` runs per measurement: its wall time on two shared cores moves by ±50 ms from run to run. */
+const LS_RUNS = 9;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
@@ -254,10 +256,10 @@ async function nodeCount(): Promise<number> {
 async function measure(label: number) {
   const api: number[] = [];
   for (let i = 0; i < 5; i++) api.push(await listNodesMs());
-  const ls = Array.from({ length: 5 }, () => wsh(['ls']).ms);
+  const ls = Array.from({ length: LS_RUNS }, () => wsh(['ls']).ms);
   const sshRuns = Number(args['ssh-runs']);
   const ssh = Array.from({ length: sshRuns }, () => wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']));
-  return { label, apiListMs: median(api), lsMs: median(ls), sshMs: median(ssh.map((s) => s.ms)), sshFailures: ssh.filter((s) => s.code !== 0).length };
+  return { label, apiListMs: median(api), lsMs: median(ls), lsRuns: ls.map(Math.round), sshMs: median(ssh.map((s) => s.ms)), sshFailures: ssh.filter((s) => s.code !== 0).length };
 }
 
 const results: Array<Record<string, number | string>> = [];
@@ -298,7 +300,7 @@ for (const n of counts) {
   // `wsh ls` loses to the heartbeat load is the difference.
   for (const w of workers) w.kill('SIGSTOP');
   await sleep(1_000);
-  const lsPaused = median(Array.from({ length: 5 }, () => wsh(['ls']).ms));
+  const lsPaused = median(Array.from({ length: LS_RUNS }, () => wsh(['ls']).ms));
   for (const w of workers) w.kill('SIGCONT');
   const row = {
     agents: n,
@@ -313,6 +315,7 @@ for (const n of counts) {
     kib_per_agent_marginal: +((rss - prev.rss) / (n - prev.n)).toFixed(1),
     list_api_ms: Math.round(m.apiListMs),
     wsh_ls_ms: Math.round(m.lsMs),
+    wsh_ls_runs_ms: m.lsRuns.join(' '),
     wsh_ls_heartbeats_paused_ms: Math.round(lsPaused),
     wsh_ssh_ms: Math.round(m.sshMs),
     ssh_failures: m.sshFailures,

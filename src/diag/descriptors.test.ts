@@ -7,12 +7,12 @@ import pino from 'pino';
 import { descriptorUse, watchDescriptors, type DescriptorUse } from './descriptors.ts';
 
 describe('file descriptor warning', () => {
-  it("reads this process's open descriptors and limit, and sees one more when a file is opened", () => {
-    const before = descriptorUse()!;
+  it("reads this process's open descriptors and limit, and sees one more when a file is opened", async () => {
+    const before = (await descriptorUse())!;
     assert.ok(before.open > 0 && before.limit >= before.open, JSON.stringify(before));
     const fd = openSync('/dev/null', 'r');
     try {
-      assert.equal(descriptorUse()!.open, before.open + 1);
+      assert.equal((await descriptorUse())!.open, before.open + 1);
     } finally {
       closeSync(fd);
     }
@@ -22,7 +22,7 @@ describe('file descriptor warning', () => {
     const lines: string[] = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
     let use: DescriptorUse = { open: 100, limit: 1000 };
-    const stop = watchDescriptors(log, () => use, 5);
+    const stop = watchDescriptors(log, async () => use, 5);
     try {
       const warnings = () => lines.filter((l) => l.includes('nearly out of file descriptors')).length;
       await sleep(30);
