@@ -7,7 +7,7 @@
 // server answers each in order; with 10,000 hosts that took the auth server from 0.24-0.27 of a core to 0.15-0.20
 // (bench/agents.ts). The stream is re-opened when it breaks (backoff with jitter, so that hosts do not come back all
 // at once after an auth server restarts), and the presence is sent first on every new stream. An auth server that
-// does not know HeartbeatStream (older) gets one Heartbeat call per beat, as before, until this host restarts.
+// does not know HeartbeatStream (older) gets one Heartbeat call per beat, as before, for STREAM_AGAIN_MS.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
@@ -21,6 +21,8 @@ const ANSWER_TIMEOUT_MS = 15_000;
 /** Waits before re-opening a broken stream: a random time up to this, doubling to RETRY_MAX_MS while it fails. */
 const RETRY_FIRST_MS = 2_000;
 const RETRY_MAX_MS = 60_000;
+/** After an auth server without HeartbeatStream, a host makes calls this long before trying a stream again. */
+const STREAM_AGAIN_MS = 10 * 60_000;
 
 export interface HeartbeatsOptions {
   auth: AuthClient;
@@ -119,11 +121,15 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
       if (closed) return;
       if (err === RECONNECT) continue;
       if (err instanceof ConnectError && err.code === Code.Unimplemented) {
-        log.info('the auth server predates heartbeat streams: one heartbeat call per interval instead');
+        // For a while, not for good: with several auth addresses, one not yet upgraded in a rolling upgrade
+        // would otherwise keep every host that reached it on calls until the host restarts.
+        log.info({ retry_stream_in_ms: STREAM_AGAIN_MS }, 'the auth server predates heartbeat streams: one heartbeat call per interval instead');
         unaryOnly = true;
         await unaryBeat();
         markStarted();
-        return;
+        await sleep(STREAM_AGAIN_MS, undefined, { signal: closing.signal }).catch(() => undefined);
+        unaryOnly = false;
+        continue;
       }
       markStarted();
       // A stream that lived through a heartbeat interval was healthy: the next attempt starts from the first wait.

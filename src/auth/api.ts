@@ -16,7 +16,7 @@ import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import { beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice } from './mfa.ts';
 import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
-import { heartbeat, registerUsingToken } from './join.ts';
+import { heartbeat, NODE_TTL_MS, registerUsingToken } from './join.ts';
 import { holdsHostIdentity, renewHostSSHCert, renewHostTLSCert, subjectAltNames, tlsRenewalFor } from './renew.ts';
 import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
@@ -77,12 +77,19 @@ async function heartbeatStreamMessage(auth: AuthServer, socket: TLSSocket | unde
 }
 
 /** What the listener's own HeartbeatStream path (heartbeatstream.ts) calls: the same checks as Connect's handler. */
-export function heartbeatStreamHandling(auth: AuthServer, log: Logger, maxMessageBytes: number): HeartbeatStreamOptions {
+/**
+ * A heartbeat message carries one node or proxy: 256 KiB is room for hundreds of labels. (The request limit,
+ * 4 MiB, would let one host hold 4 GiB of the auth server with a message begun on each of 1,000 streams.)
+ */
+export const MAX_HEARTBEAT_MESSAGE_BYTES = 256 * 1024;
+
+export function heartbeatStreamHandling(auth: AuthServer, log: Logger): HeartbeatStreamOptions {
   return {
     admit: async (socket) => void (await heartbeatCaller(auth, socket)),
     answer: (socket, req) => heartbeatStreamMessage(auth, socket, req),
     toRPCError: (err) => toRPCError(err, log),
-    maxMessageBytes,
+    maxMessageBytes: MAX_HEARTBEAT_MESSAGE_BYTES,
+    idleMs: NODE_TTL_MS,
   };
 }
 

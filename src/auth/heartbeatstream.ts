@@ -36,6 +36,11 @@ export interface HeartbeatStreamOptions {
   toRPCError(err: unknown): ConnectError;
   /** Messages over this size end the stream (resource_exhausted), as Connect's readMaxBytes does. */
   maxMessageBytes: number;
+  /**
+   * A stream with no whole message for this long ends (deadline_exceeded): a host heartbeats every 20 s, and one
+   * silent for longer than its listing lives (NODE_TTL_MS), or stopped inside a message, only holds memory.
+   */
+  idleMs: number;
 }
 
 function envelope(flags: number, data: Uint8Array): Buffer {
@@ -51,14 +56,37 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
   let ended = false;
   let pending = 0;
   let queue: Promise<void> = Promise.resolve();
-  let buffered: Buffer = Buffer.alloc(0);
+  // Received bytes: `head` holds a whole envelope header at most; a message body's pieces wait in `pieces` and are
+  // joined once, when all `need` bytes are in (joining at every 16 KiB frame re-copied a large message each time).
+  let head: Buffer = Buffer.alloc(0);
+  let pieces: Buffer[] = [];
+  let have = 0;
+  let need = -1; // the body length once the header is read
+  let idle: NodeJS.Timeout | undefined;
+  const resetIdle = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => end(new ConnectError(`no heartbeat for ${opts.idleMs / 1000} s`, Code.DeadlineExceeded)), opts.idleMs);
+    idle.unref();
+  };
 
   const end = (err?: ConnectError) => {
+    clearTimeout(idle);
     if (ended) return;
     ended = true;
     req.pause();
     res.end(envelope(endStreamFlag, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), err, undefined)))));
   };
+  // Resolves once the answers written so far have left (or the stream is gone): a host that stops reading them
+  // holds at most MAX_PENDING answers here, as its messages are no longer read.
+  const drained = () => new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
   const handle = (message: HeartbeatRequest) => {
     pending++;
     if (pending >= MAX_PENDING) req.pause();
@@ -66,7 +94,7 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
       if (ended) return;
       try {
         const ack = await opts.answer(socket, message);
-        if (!ended) res.write(envelope(0, toBinary(HeartbeatAckSchema, create(HeartbeatAckSchema, { expires: ack.expires }))));
+        if (!ended && !res.write(envelope(0, toBinary(HeartbeatAckSchema, create(HeartbeatAckSchema, { expires: ack.expires }))))) await drained();
       } catch (err) {
         end(opts.toRPCError(err));
       }
@@ -76,37 +104,53 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
   };
 
   const read = (chunk: Buffer) => {
-    if (ended) return;
-    buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
-    while (buffered.length >= ENVELOPE_HEADER) {
-      const flags = buffered[0]!;
-      const length = buffered.readUInt32BE(1);
-      if (length > opts.maxMessageBytes) return end(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${opts.maxMessageBytes}`, Code.ResourceExhausted));
-      if (buffered.length < ENVELOPE_HEADER + length) break;
-      const body = buffered.subarray(ENVELOPE_HEADER, ENVELOPE_HEADER + length);
-      buffered = buffered.subarray(ENVELOPE_HEADER + length);
-      if (flags !== 0) return end(new ConnectError(`unexpected envelope flags ${flags}`, Code.InvalidArgument));
+    while (!ended && chunk.length > 0) {
+      if (need < 0) {
+        const take = Math.min(ENVELOPE_HEADER - head.length, chunk.length);
+        head = Buffer.concat([head, chunk.subarray(0, take)]);
+        chunk = chunk.subarray(take);
+        if (head.length < ENVELOPE_HEADER) return;
+        // Refused on the header, before any of the body is held.
+        const flags = head[0]!;
+        const length = head.readUInt32BE(1);
+        if (flags !== 0) return end(new ConnectError(`unexpected envelope flags ${flags}`, Code.InvalidArgument));
+        if (length > opts.maxMessageBytes) return end(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${opts.maxMessageBytes}`, Code.ResourceExhausted));
+        need = length;
+      }
+      const take = Math.min(need - have, chunk.length);
+      if (take > 0) pieces.push(chunk.subarray(0, take));
+      have += take;
+      chunk = chunk.subarray(take);
+      if (have < need) return;
+      const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, need);
+      head = Buffer.alloc(0);
+      pieces = [];
+      have = 0;
+      need = -1;
       let message: HeartbeatRequest;
       try {
         message = fromBinary(HeartbeatRequestSchema, body);
       } catch (err) {
         return end(new ConnectError(`cannot decode HeartbeatRequest: ${(err as Error).message}`, Code.InvalidArgument));
       }
+      resetIdle();
       handle(message);
     }
   };
+  resetIdle();
   opts.admit(socket).then(
     () => {
       if (!ended) req.on('data', read);
     },
     (err: unknown) => end(opts.toRPCError(err)),
-  );
+  ).catch(() => req.stream.close());
   // The host closed its side: answer what is queued, then end the stream.
   req.on('end', () => {
-    void queue.then(() => end(buffered.length ? new ConnectError('the request ended inside a message', Code.InvalidArgument) : undefined));
+    void queue.then(() => end(need >= 0 || head.length > 0 ? new ConnectError('the request ended inside a message', Code.InvalidArgument) : undefined)).catch(() => req.stream.close());
   });
   // The host went away (reset, connection lost): nothing more is written.
   req.on('close', () => {
     ended = true;
+    clearTimeout(idle);
   });
 }

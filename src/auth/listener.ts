@@ -75,7 +75,7 @@ export async function startAuthListener(
     contextValues: (req) =>
       createContextValues().set(socketKey, ((req as http2.Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket),
   });
-  const heartbeats = heartbeatStreamHandling(auth, log, MAX_REQUEST_BYTES);
+  const heartbeats = heartbeatStreamHandling(auth, log);
   const server = http2.createSecureServer(
     {
       ...secureContextOptions(tls),
