@@ -76,13 +76,13 @@ async function heartbeatStreamMessage(auth: AuthServer, socket: TLSSocket | unde
   return { expires: stored.metadata.expires ?? '' };
 }
 
-/** What the listener's own HeartbeatStream path (heartbeatstream.ts) calls: the same checks as Connect's handler. */
 /**
  * A heartbeat message carries one node or proxy: 256 KiB is room for hundreds of labels. (The request limit,
  * 4 MiB, would let one host hold 4 GiB of the auth server with a message begun on each of 1,000 streams.)
  */
-export const MAX_HEARTBEAT_MESSAGE_BYTES = 256 * 1024;
+const MAX_HEARTBEAT_MESSAGE_BYTES = 256 * 1024;
 
+/** What the listener's own HeartbeatStream path (heartbeatstream.ts) calls: the same checks as Connect's handler. */
 export function heartbeatStreamHandling(auth: AuthServer, log: Logger): HeartbeatStreamOptions {
   return {
     admit: async (socket) => void (await heartbeatCaller(auth, socket)),

@@ -62,12 +62,9 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
   let pieces: Buffer[] = [];
   let have = 0;
   let need = -1; // the body length once the header is read
-  let idle: NodeJS.Timeout | undefined;
-  const resetIdle = () => {
-    clearTimeout(idle);
-    idle = setTimeout(() => end(new ConnectError(`no heartbeat for ${opts.idleMs / 1000} s`, Code.DeadlineExceeded)), opts.idleMs);
-    idle.unref();
-  };
+  // One timer for the stream's life, pushed back at every message.
+  const idle = setTimeout(() => end(new ConnectError(`no heartbeat for ${opts.idleMs / 1000} s`, Code.DeadlineExceeded)), opts.idleMs);
+  idle.unref();
 
   const end = (err?: ConnectError) => {
     clearTimeout(idle);
@@ -133,11 +130,10 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
       } catch (err) {
         return end(new ConnectError(`cannot decode HeartbeatRequest: ${(err as Error).message}`, Code.InvalidArgument));
       }
-      resetIdle();
+      idle.refresh();
       handle(message);
     }
   };
-  resetIdle();
   opts.admit(socket).then(
     () => {
       if (!ended) req.on('data', read);
