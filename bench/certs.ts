@@ -2,7 +2,9 @@
 // Ward: N clients with an admin identity call GenerateUserCerts over the real mTLS Auth API; each call
 // carries a fresh client key pair made beforehand (key generation is the client's cost, not timed).
 // The clients run in a child process so they do not share the auth server's event loop; the in-process
-// figure (AuthServer.issueUserCerts called directly) shows what the API layer costs.
+// figure (AuthServer.issueUserCerts called directly) shows what the API layer costs, and Ping by the same
+// clients what an empty call over it costs. A login signs two certificates (SSH and X.509), so certificates/s
+// is twice logins/s; ssh-keygen signs one per run.
 // Run alone: node --import tsx bench/certs.ts [--clients 8] [--seconds 5] [--ssh-keygen-certs 200]
 import { execFile as execFileCb } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +37,8 @@ interface ClientJob {
   clients: number;
   seconds: number;
   keys: number;
+  /** `login`: GenerateUserCerts with the next key pair; `ping`: Ping, the keys only count the calls. */
+  method: 'login' | 'ping';
 }
 
 interface ClientReport {
@@ -75,29 +79,42 @@ async function drive(
 /** Worker side: the API clients. */
 async function runClients(job: ClientJob): Promise<ClientReport> {
   const t = performance.now();
-  const keys = keyPool(job.keys);
+  const keys = job.method === 'login' ? keyPool(job.keys) : new Array<ClientKeys>(job.keys);
   const keygenMs = performance.now() - t;
   const clients = Array.from({ length: job.clients }, () => createAuthClient({ addr: job.addr, identity: job.identity }));
   const req = (k: ClientKeys) => ({ user: 'bench', sshPublicKey: k.sshPublicKey, tlsPublicKey: k.tlsPublicKey, ttlSeconds: 3600 });
   // Warm-up: one call per client opens its TLS session and HTTP/2 connection outside the timed loop.
   await Promise.all(clients.map((c) => c.generateUserCerts(req(generateClientKeys('warmup')))));
-  const r = await drive(job.clients, job.seconds, keys, (c, k) => clients[c]!.generateUserCerts(req(k)));
+  process.stderr.write(TIMING);
+  const r = await drive(job.clients, job.seconds, keys, (c, k) =>
+    job.method === 'login' ? clients[c]!.generateUserCerts(req(k)) : clients[c]!.ping({}),
+  );
   return { ...r, keygenMs };
 }
 
-/** Runs the clients in a child process (`node --import tsx bench/certs.ts --client-job FILE`), bounded. */
-async function inChild(job: ClientJob): Promise<ClientReport> {
+/** The child writes this line to stderr as its timed loop begins. */
+const TIMING = 'timing\n';
+
+/**
+ * Runs the clients in a child process (`node --import tsx bench/certs.ts --client-job FILE`), bounded;
+ * `onStart` runs when the child's timed loop begins (after its key generation and warm-up).
+ */
+async function inChild(job: ClientJob, onStart: () => void): Promise<ClientReport> {
   // Key generation, warm-up and the timed loop; on a loaded 2-core box key generation alone can take a while.
   const limitMs = (job.seconds + 60 + job.keys / 100) * 1000;
   const dir = mkdtempSync(join(tmpdir(), 'ward-bench-certs-'));
   try {
     const jobFile = join(dir, 'job.json');
     writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
-    const { stdout } = await execFile(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-job', jobFile], {
+    const run = execFile(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-job', jobFile], {
       timeout: limitMs,
       maxBuffer: 64 * 1024 * 1024,
     });
-    return JSON.parse(stdout) as ClientReport;
+    let stderr = '';
+    run.child.stderr?.on('data', (d: Buffer) => {
+      if (!stderr.includes(TIMING) && (stderr += d).includes(TIMING)) onStart();
+    });
+    return JSON.parse((await run).stdout) as ClientReport;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -166,16 +183,20 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
     const cpuMs = (used.user + used.system) / 1000 / local.done;
     const localRate = local.done / (local.elapsedMs / 1000);
 
-    // Over the Auth API, clients in a child process.
-    const remote = await inChild({
-      addr,
-      identity: await serviceIdentity('admin.bench', ['admin']),
-      clients: opts.clients,
-      seconds: opts.seconds,
-      keys: Math.ceil(localRate * opts.seconds * 1.3) + 100,
-    });
+    // Over the Auth API, clients in a child process; this process is then only the server, so its CPU is the server's.
+    const identity = await serviceIdentity('admin.bench', ['admin']);
+    const overAPI = async (method: ClientJob['method'], keys: number) => {
+      let cpu = process.cpuUsage();
+      const report = await inChild({ addr, identity, clients: opts.clients, seconds: opts.seconds, keys, method }, () => {
+        cpu = process.cpuUsage();
+      });
+      const used = process.cpuUsage(cpu);
+      return { ...report, rate: report.done / (report.elapsedMs / 1000), serverCpuMs: (used.user + used.system) / 1000 / report.done };
+    };
+    const remote = await overAPI('login', Math.ceil(localRate * opts.seconds * 1.3) + 100);
+    const ping = await overAPI('ping', Math.ceil(localRate * opts.seconds * 3) + 1000);
     await listener.close();
-    const apiRate = remote.done / (remote.elapsedMs / 1000);
+    const apiRate = remote.rate;
     const sorted = remote.latenciesMs.sort((a, b) => a - b);
     const p50 = percentile(sorted, 50);
     const p99 = percentile(sorted, 99);
@@ -183,20 +204,26 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
 
     const sshRate = await sshKeygenRate(opts.sshKeygenCerts, opts.clients);
     console.log(
-      `certs: API ${apiRate.toFixed(0)}/s (${remote.done} in ${(remote.elapsedMs / 1000).toFixed(1)} s, ${opts.clients} clients, ` +
-        `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms); in-process ${localRate.toFixed(0)}/s ` +
-        `(p50 ${percentile(localSorted, 50).toFixed(1)} ms, p99 ${percentile(localSorted, 99).toFixed(1)} ms, CPU ${cpuMs.toFixed(2)} ms/cert); ` +
-        `ssh-keygen -s ${sshRate.toFixed(0)}/s (${opts.sshKeygenCerts} certs, ${opts.clients} processes)`,
+      `logins: API ${apiRate.toFixed(0)}/s (${remote.done} in ${(remote.elapsedMs / 1000).toFixed(1)} s, ${opts.clients} clients, ` +
+        `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, server CPU ${remote.serverCpuMs.toFixed(2)} ms/login); ` +
+        `Ping ${ping.rate.toFixed(0)}/s (server CPU ${ping.serverCpuMs.toFixed(2)} ms/call); in-process ${localRate.toFixed(0)}/s ` +
+        `(p50 ${percentile(localSorted, 50).toFixed(1)} ms, p99 ${percentile(localSorted, 99).toFixed(1)} ms, CPU ${cpuMs.toFixed(2)} ms/login); ` +
+        `ssh-keygen -s ${sshRate.toFixed(0)} certs/s (${opts.sshKeygenCerts} certs, ${opts.clients} processes)`,
     );
-    const what = 'Ward = SSH cert + X.509 cert + audit event per issuance; reference = ssh-keygen -s (SSH cert only, one process per cert)';
+    const what = 'a login = SSH cert + X.509 cert + audit event; reference = ssh-keygen -s (one SSH cert per process)';
     await backend.close();
     return [
-      result(`cert issuance, Auth API, ${opts.clients} clients`, apiRate, sshRate, 'certs/s',
-        `${what}; API p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`),
-      result('cert issuance, in-process AuthServer.issueUserCerts', localRate, sshRate, 'certs/s', `${what}; ${cpuMs.toFixed(2)} ms CPU per issuance`),
-      result('cert issuance CPU per cert, in-process', cpuMs, null, 'ms', 'process CPU (user+system) / issuances; no reference'),
-      result(`cert issuance latency p50, Auth API`, p50, null, 'ms', 'no reference'),
-      result(`cert issuance latency p99, Auth API`, p99, null, 'ms', 'no reference'),
+      result(`certificates signed over the Auth API, ${opts.clients} clients`, 2 * apiRate, sshRate, 'certs/s',
+        `${what}; 2 x ${apiRate.toFixed(0)} logins/s`),
+      result(`logins over the Auth API (GenerateUserCerts), ${opts.clients} clients`, apiRate, null, 'logins/s',
+        `API p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; no reference`),
+      result('certificates signed in process (AuthServer.issueUserCerts)', 2 * localRate, sshRate, 'certs/s', `${what}; 2 x ${localRate.toFixed(0)} logins/s`),
+      result('login CPU, in process', cpuMs, null, 'ms', 'process CPU (user+system) per login (two certificates); no reference'),
+      result('login server CPU, Auth API', remote.serverCpuMs, null, 'ms', 'the auth process (TLS, HTTP/2, Connect, issuing, audit) per login; no reference'),
+      result(`Ping over the Auth API, ${opts.clients} clients`, ping.rate, null, 'calls/s',
+        `an empty call by the same clients: the API stack's own ceiling on this machine; server CPU ${ping.serverCpuMs.toFixed(2)} ms per call`),
+      result(`login latency p50, Auth API`, p50, null, 'ms', 'no reference'),
+      result(`login latency p99, Auth API`, p99, null, 'ms', 'no reference'),
     ];
   } finally {
     await backend.close().catch(() => {});
@@ -221,8 +248,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { values } = parseArgs({ args: process.argv.slice(2), strict: false, options: { 'client-job': { type: 'string' } } });
   const jobFile = values['client-job'];
   if (typeof jobFile === 'string') {
-    process.stdout.write(JSON.stringify(await runClients(JSON.parse(readFileSync(jobFile, 'utf8')) as ClientJob)));
-    process.exit(0);
+    const report = JSON.stringify(await runClients(JSON.parse(readFileSync(jobFile, 'utf8')) as ClientJob));
+    // Exit once the report is out: a pipe takes a large one in several writes.
+    process.stdout.write(report, () => process.exit(0));
   }
   const { printTable } = await import('./result.ts');
   printTable(await benchCerts(certsOptions(process.argv.slice(2))));

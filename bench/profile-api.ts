@@ -2,6 +2,7 @@
 // listener) in this process, 8 API clients in a child process, so the server's process CPU is its own.
 // Profile the server with: node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile-api.ts
 // (SECS=4 by default; the client writes "done N rate R/s client CPU ..." and this adds the server's CPU).
+// CLIENT_PROF_DIR=DIR profiles the client process too (NODE_OPTIONS may not carry --cpu-prof).
 import pino from 'pino';
 import { AuthServer } from '../src/auth/server.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';
@@ -31,6 +32,11 @@ async function client(): Promise<void> {
   process.exit(0);
 }
 
+function clientProfFlags(): string[] {
+  const dir = process.env.CLIENT_PROF_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 async function server(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'wapi-'));
   const log = pino({ level: 'silent' });
@@ -40,7 +46,7 @@ async function server(): Promise<void> {
   const ident = async (hostId: string, roles: string[]) => { const key = await generateTLSKey(); const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles: roles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], expires: new Date(Date.now() + 3600e3) }); return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs }; };
   const listener = await startAuthListener(auth, await ident('auth.bench', ['auth']), '127.0.0.1:0', log);
   writeFileSync(join(dir, 'job.json'), JSON.stringify({ addr: `127.0.0.1:${listener.address.port}`, identity: await ident('admin.bench', ['admin']) }));
-  const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, 'client', join(dir, 'job.json')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...clientProfFlags(), '--import', 'tsx', import.meta.filename, 'client', join(dir, 'job.json')], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = ''; child.stdout.on('data', (d) => { out += d; if (out.includes('START')) { out = out.replace('START', ''); cpu = process.cpuUsage(); } });
   let cpu = process.cpuUsage();
   await new Promise((r) => child.once('close', r));
