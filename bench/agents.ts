@@ -4,11 +4,13 @@
 // its own mTLS connection to the auth server, as a real node does. One real tunnelled node (`ward start
 // --roles node --tunnel`) is the target of `wsh ssh`.
 //
-//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--hold]
+//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--restart-proxy] [--hold]
 //
 // Measured at each count: the proxy's RSS per tunnel (against the proxy with the one real node), `wsh ls`
 // wall time over all nodes, `wsh ssh NODE true` wall time, and the heartbeat load: what the agents sent
-// per second, its latency and failures, and the auth process's CPU.
+// per second, its latency and failures, and the auth process's CPU. With --restart-proxy, after the last count
+// the proxy is stopped and started again on its address, and every agent dials it again at once, as after an
+// upgrade: how long until the tunnels are all back, what that costs the proxy, and `wsh ssh` meanwhile.
 //
 // Certificates: issuing 10,000 over the Auth API would take minutes, so they are minted in-process with
 // the cluster's own CA (AuthServer.issueHostCerts on the bench's backend) before the auth process starts,
@@ -42,6 +44,8 @@ const { values: args } = parseArgs({
     hold: { type: 'boolean', default: false },
     /** The simulated agents reach the auth server through the proxy (ALPN ward-auth), as tunnelled nodes behind NAT do. */
     'auth-via-proxy': { type: 'boolean', default: false },
+    /** After the last count, restart the proxy and time the reconnection of every agent. */
+    'restart-proxy': { type: 'boolean', default: false },
   },
 });
 const counts = args.counts!.split(',').map(Number);
@@ -144,7 +148,8 @@ if (process.env.BENCH_SIMS) {
   const startSim = (i: number) => {
     const { hostId, certPem } = certs.certs[i]!;
     const tls = { keyPem: certs.keyPem, certPem, caPems: [certs.caPem] };
-    tunnels.push(startTunnelAgent({ proxyAddrs: () => [proxyAddr], tls, onConnection: (s) => s.destroy(), log, backoff: { minMs: 1000, maxMs: 30_000 } }));
+    // A node's own reconnect backoff (startTunnelAgent's defaults), so that --restart-proxy sees a real fleet's storm.
+    tunnels.push(startTunnelAgent({ proxyAddrs: () => [proxyAddr], tls, onConnection: (s) => s.destroy(), log }));
     const client: AuthClient = createAuthClient({ addr: authAddr, identity: tls, timeoutMs: 30_000 });
     const node: Node = { kind: 'node', version: 'v1', metadata: { name: hostId, labels: { bench: 'agents' } }, spec: { hostname: `sim-${i}`, addr: '', tunnel: true, version: VERSION } };
     const onAnswer = (ms: number, err?: Error) => {
@@ -184,7 +189,9 @@ const caPin = /CA pin: +(\S+)/.exec(auth.out())![1]!;
 const wctl = (argv: string[], stdin?: string) => run(join(BIN, 'wctl'), ['-d', join(DIR, 'data'), ...argv], { HOME: DIR }, stdin);
 const token = (type: string) => /--token (\S+)/.exec(wctl(['tokens', 'add', '--type', type]).out)![1]!;
 const proxyToken = token('proxy');
-const proxy = await startWard('proxy', 'version: v1\nproxy_service:\n  listen_addr: 127.0.0.1:0\n', ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin], /Ward proxy is running/);
+const startProxy = (listen: string) =>
+  startWard('proxy', `version: v1\nproxy_service:\n  listen_addr: ${listen}\n`, ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin], /Ward proxy is running/);
+let proxy = await startProxy('127.0.0.1:0');
 const proxyAddr = /https:\/\/(\S+)/.exec(proxy.out())![1]!;
 // The real node joins afresh every run (its data dir would otherwise keep an identity and name from before).
 const realNode = `real-${Date.now().toString(36)}`;
@@ -331,6 +338,53 @@ for (const n of counts) {
   prev = { rss, n };
   say(JSON.stringify(row));
 }
+
+/**
+ * Stops the proxy (SIGTERM) and starts it again on the same address; every agent has lost its tunnel and dials
+ * again with its own backoff. Polls the tunnels up every 500 ms, with one `wsh ssh` to the real node between polls.
+ */
+async function restartProxy(n: number): Promise<Record<string, number | string>> {
+  const stopped = performance.now();
+  proxy.proc.kill('SIGTERM');
+  await once(proxy.proc, 'exit');
+  const stopMs = performance.now() - stopped;
+  const t0 = performance.now();
+  proxy = await startProxy(proxyAddr);
+  const startMs = performance.now() - t0;
+  const cpuStart = cpuSeconds(proxy.proc.pid!);
+  const back: Record<number, number> = {};
+  const ssh: string[] = [];
+  const deadline = Date.now() + 600_000;
+  let up = 0;
+  while (up < n && Date.now() < deadline) {
+    up = (await simStats()).connected;
+    const s = (performance.now() - t0) / 1000;
+    for (const pctBack of [50, 90, 99, 100]) if (back[pctBack] === undefined && up >= (n * pctBack) / 100) back[pctBack] = s;
+    const r = wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']);
+    ssh.push(`${s.toFixed(1)}s:${r.code === 0 ? Math.round(r.ms) : 'failed'}`);
+    await sleep(500);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const row = {
+    event: 'proxy restart',
+    agents: n,
+    tunnels_up: up,
+    proxy_stop_ms: Math.round(stopMs),
+    proxy_start_ms: Math.round(startMs),
+    back_50pct_s: +(back[50] ?? NaN).toFixed(1),
+    back_90pct_s: +(back[90] ?? NaN).toFixed(1),
+    back_99pct_s: +(back[99] ?? NaN).toFixed(1),
+    back_all_s: +(back[100] ?? NaN).toFixed(1),
+    // The new proxy's CPU from its start to the last tunnel back, in cores.
+    proxy_cpu_cores: +((cpuSeconds(proxy.proc.pid!) - cpuStart) / seconds).toFixed(2),
+    wsh_ssh_during: ssh.join(' '),
+    proxy_rss_mib: +(rssKiB(proxy.proc.pid!) / 1024).toFixed(1),
+  };
+  say(JSON.stringify(row));
+  return row;
+}
+
+if (args['restart-proxy']) results.push(await restartProxy(maxCount));
 
 console.log(JSON.stringify({ machine: `${(await import('node:os')).cpus().length} cores`, node: process.version, date: new Date().toISOString(), results }, null, 1));
 if (args.hold) {
