@@ -5,6 +5,7 @@
 // --roles node --tunnel`) is the target of `wsh ssh`.
 //
 //   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--restart-proxy] [--hold]
+//     ["--proxy-node-flags=--cpu-prof --cpu-prof-dir=DIR"]   (flags for the proxy processes; note the "=")
 //
 // Measured at each count: the proxy's RSS per tunnel (against the proxy with the one real node), `wsh ls`
 // wall time over all nodes, `wsh ssh NODE true` wall time, and the heartbeat load: what the agents sent
@@ -46,6 +47,8 @@ const { values: args } = parseArgs({
     'auth-via-proxy': { type: 'boolean', default: false },
     /** After the last count, restart the proxy and time the reconnection of every agent. */
     'restart-proxy': { type: 'boolean', default: false },
+    /** Node flags for the proxy processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
+    'proxy-node-flags': { type: 'string', default: '' },
   },
 });
 const counts = args.counts!.split(',').map(Number);
@@ -90,13 +93,13 @@ async function agentCerts(n: number): Promise<CertCache> {
 }
 
 /** A `ward start` child; resolves once stdout matches `ready`. */
-async function startWard(name: string, config: string, extra: string[], ready: RegExp): Promise<{ proc: ChildProcess; out: () => string }> {
+async function startWard(name: string, config: string, extra: string[], ready: RegExp, nodeFlags: string[] = []): Promise<{ proc: ChildProcess; out: () => string }> {
   const dir = join(DIR, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'ward.yaml'), config);
   let out = '';
   let err = '';
-  const proc = spawn(join(BIN, 'ward'), ['start', '-c', join(dir, 'ward.yaml'), '-d', name === 'auth' ? join(DIR, 'data') : join(dir, 'data'), ...extra], {
+  const proc = spawn(process.execPath, [...nodeFlags, join(BIN, 'ward'), 'start', '-c', join(dir, 'ward.yaml'), '-d', name === 'auth' ? join(DIR, 'data') : join(dir, 'data'), ...extra], {
     env: { ...process.env, HOME: dir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -190,7 +193,8 @@ const wctl = (argv: string[], stdin?: string) => run(join(BIN, 'wctl'), ['-d', j
 const token = (type: string) => /--token (\S+)/.exec(wctl(['tokens', 'add', '--type', type]).out)![1]!;
 const proxyToken = token('proxy');
 const startProxy = (listen: string) =>
-  startWard('proxy', `version: v1\nproxy_service:\n  listen_addr: ${listen}\n`, ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin], /Ward proxy is running/);
+  startWard('proxy', `version: v1\nproxy_service:\n  listen_addr: ${listen}\n`, ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin], /Ward proxy is running/,
+    args['proxy-node-flags']!.split(' ').filter(Boolean));
 let proxy = await startProxy('127.0.0.1:0');
 const proxyAddr = /https:\/\/(\S+)/.exec(proxy.out())![1]!;
 // The real node joins afresh every run (its data dir would otherwise keep an identity and name from before).

@@ -21,6 +21,8 @@ export interface TunnelServerOptions {
   onAgent?(hostId: string, up: boolean): void;
   /** Bound on waiting for the agent to answer a dial (default 10 s). */
   dialTimeoutMs?: number;
+  /** Tunnel handshakes in progress at once; connections past it are closed at once (default MAX_HANDSHAKES). */
+  maxHandshakes?: number;
 }
 
 export interface TunnelServer {
@@ -30,6 +32,8 @@ export interface TunnelServer {
   dial(hostId: string, meta: DialMeta, signal?: AbortSignal): Promise<Duplex>;
   /** Host ids with a tunnel to this proxy. */
   agents(): string[];
+  /** Connections accepted whose tunnel is not up yet. */
+  handshakesInProgress(): number;
   /** A renewed certificate for the handshakes that follow; tunnels up now keep theirs. */
   setTLS(tls: TunnelServerOptions['tls']): void;
   close(): Promise<void>;
@@ -44,6 +48,15 @@ interface AgentSession {
 }
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Tunnel handshakes (TCP accepted, tunnel not yet up) in progress at once. When a proxy restarts, every agent dials
+ * it again within seconds. Each handshake costs the proxy ~1-2 ms of CPU, so 10,000 at once queued work past the
+ * 10 s handshake timeout: most timed out after the proxy had paid for them, and their agents came back to do it
+ * again (bench/agents.ts --restart-proxy: 8,413 handshake timeouts for 10,000 agents). A connection past the limit
+ * is closed before TLS starts, which costs next to nothing, and its agent backs off. 256 in flight is at most
+ * ~0.5 s of queued handshake work, and room for agents whose handshakes wait on a slow network rather than on us.
+ */
+export const MAX_HANDSHAKES = 256;
 /**
  * The connection whose TLS handshake a 'secureConnection' event belongs to. The shared TLS server checks the
  * agent's certificate chain, but hands over only its TLSSocket; the store follows the handshake's async
@@ -76,6 +89,11 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   const current = new Map<string, AgentSession>();
   /** Every live session, current or draining, so keepalive and close() reach them all. */
   const live = new Set<AgentSession>();
+  /** Connections between TCP accept and their tunnel coming up (or failing). */
+  const handshakes = new Set<RecordChannel>();
+  const maxHandshakes = opts.maxHandshakes ?? MAX_HANDSHAKES;
+  /** Connections closed past the limit since the last sweep; `active` once the start of it has been logged. */
+  const shedding = { count: 0, active: false };
   let closed = false;
 
   // One TLS server object terminates every tunnel; sockets are handed in with emit('connection').
@@ -118,6 +136,7 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     // The tunnel is up, and replaces the host's previous one, once the agent's HELLO has come through the
     // records: a connection whose switch fails never displaces a working tunnel.
     const up = () => {
+      handshakes.delete(channel);
       const previous = current.get(hostId);
       current.set(hostId, s);
       // Graceful: the old session takes no new streams but keeps the ones it carries, and ends with the last.
@@ -143,9 +162,22 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     live.add(s);
   }
 
+  /** Closes a connection past the handshake limit, before TLS starts. The sweep reports how many. */
+  function shed(rawSocket: net.Socket): void {
+    rawSocket.destroy();
+    shedding.count++;
+    if (shedding.active) return;
+    shedding.active = true;
+    log.warn({ limit: maxHandshakes }, 'tunnel handshakes at their limit: closing new agent connections at once (agents retry with backoff)');
+  }
+
   // One timer for all tunnels instead of one per tunnel. An agent also pings us; this catches a half-open
-  // connection from the proxy's side within two intervals, and ends tunnels whose certificate expired.
+  // connection from the proxy's side within two intervals, and ends tunnels whose certificate expired. It also
+  // reports the connections shed since the last round.
   const sweep = setInterval(() => {
+    if (shedding.count > 0) log.warn({ closed: shedding.count, limit: maxHandshakes }, 'agent connections closed past the tunnel handshake limit');
+    else shedding.active = false;
+    shedding.count = 0;
     const now = Date.now();
     for (const s of live) {
       if (s.mux.isClosed) continue;
@@ -165,7 +197,10 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   return {
     handle(rawSocket) {
       if (closed) return void rawSocket.destroy();
+      if (handshakes.size >= maxHandshakes) return shed(rawSocket);
       const channel = new RecordChannel(rawSocket, { switchTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS });
+      handshakes.add(channel);
+      channel.once('close', () => handshakes.delete(channel));
       // A breach of the record protocol (a forged or replayed record, an agent that never switches) is a warning;
       // a failed handshake is worth a line; a broken tunnel's socket error is not.
       channel.on('error', (err) => {
@@ -196,6 +231,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     },
 
     agents: () => [...current.keys()],
+
+    handshakesInProgress: () => handshakes.size,
 
     setTLS(material) {
       tlsServer.setSecureContext(secureContextOptions(material));

@@ -48,9 +48,9 @@ interface TinyProxy {
 /** Stands in for the mux: every accepted socket goes straight to the tunnel server. */
 async function startTinyProxy(
   tlsCfg: { keyPem: string; certChainPem: string; caPems: string[] },
-  opts: { port?: number; log?: Logger; onAgent?: (hostId: string, up: boolean) => void } = {},
+  opts: { port?: number; log?: Logger; onAgent?: (hostId: string, up: boolean) => void; maxHandshakes?: number } = {},
 ): Promise<TinyProxy> {
-  const tunnels = createTunnelServer({ tls: tlsCfg, log: opts.log ?? silent, onAgent: opts.onAgent });
+  const tunnels = createTunnelServer({ tls: tlsCfg, log: opts.log ?? silent, onAgent: opts.onAgent, maxHandshakes: opts.maxHandshakes });
   const sockets = new Set<net.Socket>();
   const proxy: TinyProxy = {
     tunnels,
@@ -300,6 +300,37 @@ describe('reverse tunnel', () => {
     } finally {
       t.destroy();
       held.destroy();
+    }
+  });
+
+  it('closes connections past its handshake limit at once, and takes the agent once a handshake slot is free', async () => {
+    const { log, lines } = capturingLog();
+    const limited = await startTinyProxy(proxyTLS, { log, maxHandshakes: 2 });
+    // Two connections that never say anything hold both slots (until the 10 s handshake timeout).
+    const silent2 = await Promise.all([0, 1].map(async () => {
+      const s = net.connect(limited.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      await once(s, 'connect');
+      return s;
+    }));
+    await waitFor('two handshakes in progress', () => limited.tunnels.handshakesInProgress() === 2);
+    const other = await hostCert(ca, 'node-shed', ['node']);
+    const a = startTunnelAgent({
+      proxyAddrs: () => [`127.0.0.1:${limited.port}`], tls: { ...other, caPems: [ca.certPem] }, onConnection: echo, log: silent,
+      backoff: { minMs: 20, maxMs: 50 },
+    });
+    try {
+      await waitFor('the agent to be turned away a few times', () => limited.accepted >= 2 + 3);
+      assert.deepEqual(limited.tunnels.agents(), []);
+      assert.equal(limited.tunnels.handshakesInProgress(), 2, 'a shed connection never counts as a handshake');
+      assert.equal(lines.filter((l) => l.includes('tunnel handshakes at their limit')).length, 1, 'said once, not per connection');
+      for (const s of silent2) s.destroy();
+      await waitFor('the agent, once a slot is free', () => limited.tunnels.agents().includes('node-shed') && a.connected().length === 1);
+      assert.equal(limited.tunnels.handshakesInProgress(), 0, 'a tunnel that is up no longer counts');
+    } finally {
+      await a.close();
+      for (const s of silent2) s.destroy();
+      await limited.close();
     }
   });
 
