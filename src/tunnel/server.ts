@@ -52,7 +52,7 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
  * Tunnel handshakes (TCP accepted, tunnel not yet up) in progress at once. When a proxy restarts, every agent dials
  * it again within seconds. Each handshake costs the proxy ~1-2 ms of CPU, so 10,000 at once queued work past the
  * 10 s handshake timeout: most timed out after the proxy had paid for them, and their agents came back to do it
- * again (bench/agents.ts --restart-proxy: 8,413 handshake timeouts for 10,000 agents). A connection past the limit
+ * again (bench/agents.ts --restart-proxy: 3,034 handshake timeouts for 10,000 agents). A connection past the limit
  * is closed before TLS starts, which costs next to nothing, and its agent backs off. 256 in flight is at most
  * ~0.5 s of queued handshake work, and room for agents whose handshakes wait on a slow network rather than on us.
  */
