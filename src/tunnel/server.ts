@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { BadParameter, ConnectionProblem, NotFound } from '../api/errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
+import { startLagProbe } from '../diag/lag.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
 import { RecordChannel, RecordProtocolError } from './records.ts';
 import { AGENT_SYSTEM_ROLES, ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
@@ -21,8 +22,13 @@ export interface TunnelServerOptions {
   onAgent?(hostId: string, up: boolean): void;
   /** Bound on waiting for the agent to answer a dial (default 10 s). */
   dialTimeoutMs?: number;
-  /** Tunnel handshakes in progress at once; connections past it are closed at once (default MAX_HANDSHAKES). */
+  /**
+   * Tunnel handshakes in progress past which, while the proxy is busy, new connections are closed at once
+   * (default MAX_HANDSHAKES).
+   */
   maxHandshakes?: number;
+  /** Whether the proxy is too busy to take handshakes past maxHandshakes (default: event loop over BUSY_LAG_MS behind). */
+  busy?: () => boolean;
 }
 
 export interface TunnelServer {
@@ -49,14 +55,19 @@ interface AgentSession {
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
- * Tunnel handshakes (TCP accepted, tunnel not yet up) in progress at once. When a proxy restarts, every agent dials
- * it again within seconds. Each handshake costs the proxy ~1-2 ms of CPU, so 10,000 at once queued work past the
- * 10 s handshake timeout: most timed out after the proxy had paid for them, and their agents came back to do it
- * again (bench/agents.ts --restart-proxy: 3,034 handshake timeouts for 10,000 agents). A connection past the limit
- * is closed before TLS starts, which costs next to nothing, and its agent backs off. 256 in flight is at most
- * ~0.5 s of queued handshake work, and room for agents whose handshakes wait on a slow network rather than on us.
+ * Load shedding for reconnect storms. When a proxy restarts, every agent dials it again within seconds. Each
+ * handshake costs the proxy ~1-2 ms of CPU, so 10,000 at once queued work past the 10 s handshake timeout: many
+ * timed out after the proxy had paid for them, their agents came back to do it again, and user connections waited
+ * behind it all (bench/agents.ts --restart-proxy: 3,034 handshake timeouts for 10,000 agents, `wsh ssh` 4-12 s).
+ * So while the proxy is busy (its event loop over BUSY_LAG_MS behind) and already has MAX_HANDSHAKES tunnel
+ * handshakes in progress (TCP accepted, tunnel not yet up), a new connection is closed before TLS starts, which
+ * costs next to nothing, and its agent backs off. Both conditions, not the count alone: a client that opens
+ * connections and then stalls its handshakes would otherwise hold every slot for 10 s at a time and lock agents
+ * out of an idle proxy; to be shed, it has to make the proxy busy too. 256 handshakes are at most ~0.5 s of queued
+ * work, and leave room for agents whose handshakes wait on a slow network rather than on us.
  */
 export const MAX_HANDSHAKES = 256;
+export const BUSY_LAG_MS = 100;
 /**
  * The connection whose TLS handshake a 'secureConnection' event belongs to. The shared TLS server checks the
  * agent's certificate chain, but hands over only its TLSSocket; the store follows the handshake's async
@@ -92,6 +103,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   /** Connections between TCP accept and their tunnel coming up (or failing). */
   const handshakes = new Set<RecordChannel>();
   const maxHandshakes = opts.maxHandshakes ?? MAX_HANDSHAKES;
+  const lag = opts.busy ? undefined : startLagProbe();
+  const busy = opts.busy ?? (() => lag!.lagMs() > BUSY_LAG_MS);
   /** Connections closed past the limit since the last sweep; `active` once the start of it has been logged. */
   const shedding = { count: 0, active: false };
   let closed = false;
@@ -168,7 +181,7 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     shedding.count++;
     if (shedding.active) return;
     shedding.active = true;
-    log.warn({ limit: maxHandshakes }, 'tunnel handshakes at their limit: closing new agent connections at once (agents retry with backoff)');
+    log.warn({ limit: maxHandshakes }, 'proxy busy with tunnel handshakes: closing new agent connections at once (agents retry with backoff)');
   }
 
   // One timer for all tunnels instead of one per tunnel. An agent also pings us; this catches a half-open
@@ -197,7 +210,7 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   return {
     handle(rawSocket) {
       if (closed) return void rawSocket.destroy();
-      if (handshakes.size >= maxHandshakes) return shed(rawSocket);
+      if (handshakes.size >= maxHandshakes && busy()) return shed(rawSocket);
       const channel = new RecordChannel(rawSocket, { switchTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS });
       handshakes.add(channel);
       channel.once('close', () => handshakes.delete(channel));
@@ -241,6 +254,7 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     async close() {
       closed = true;
       clearInterval(sweep);
+      lag?.stop();
       const all = [...live];
       await Promise.all(
         all.map((s) => new Promise<void>((resolve) => {

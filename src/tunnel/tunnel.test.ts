@@ -48,9 +48,10 @@ interface TinyProxy {
 /** Stands in for the mux: every accepted socket goes straight to the tunnel server. */
 async function startTinyProxy(
   tlsCfg: { keyPem: string; certChainPem: string; caPems: string[] },
-  opts: { port?: number; log?: Logger; onAgent?: (hostId: string, up: boolean) => void; maxHandshakes?: number } = {},
+  opts: { port?: number; log?: Logger; onAgent?: (hostId: string, up: boolean) => void; maxHandshakes?: number; busy?: () => boolean } = {},
 ): Promise<TinyProxy> {
-  const tunnels = createTunnelServer({ tls: tlsCfg, log: opts.log ?? silent, onAgent: opts.onAgent, maxHandshakes: opts.maxHandshakes });
+  const { log = silent, onAgent, maxHandshakes, busy } = opts;
+  const tunnels = createTunnelServer({ tls: tlsCfg, log, onAgent, maxHandshakes, busy });
   const sockets = new Set<net.Socket>();
   const proxy: TinyProxy = {
     tunnels,
@@ -303,11 +304,11 @@ describe('reverse tunnel', () => {
     }
   });
 
-  it('closes connections past its handshake limit at once, and takes the agent once a handshake slot is free', async () => {
+  /** A proxy whose two handshake slots are held by connections that never say anything (until the 10 s timeout). */
+  async function proxyWithSlotsHeld(busy: boolean) {
     const { log, lines } = capturingLog();
-    const limited = await startTinyProxy(proxyTLS, { log, maxHandshakes: 2 });
-    // Two connections that never say anything hold both slots (until the 10 s handshake timeout).
-    const silent2 = await Promise.all([0, 1].map(async () => {
+    const limited = await startTinyProxy(proxyTLS, { log, maxHandshakes: 2, busy: () => busy });
+    const holders = await Promise.all([0, 1].map(async () => {
       const s = net.connect(limited.port, '127.0.0.1');
       s.on('error', () => undefined);
       await once(s, 'connect');
@@ -315,22 +316,43 @@ describe('reverse tunnel', () => {
     }));
     await waitFor('two handshakes in progress', () => limited.tunnels.handshakesInProgress() === 2);
     const other = await hostCert(ca, 'node-shed', ['node']);
-    const a = startTunnelAgent({
+    const agent = startTunnelAgent({
       proxyAddrs: () => [`127.0.0.1:${limited.port}`], tls: { ...other, caPems: [ca.certPem] }, onConnection: echo, log: silent,
       backoff: { minMs: 20, maxMs: 50 },
     });
+    return {
+      limited, holders, agent, lines,
+      async close() {
+        await agent.close();
+        for (const h of holders) h.destroy();
+        await limited.close();
+      },
+    };
+  }
+
+  it('while busy, closes connections past its handshake limit at once, and takes the agent once a slot is free', async () => {
+    const t = await proxyWithSlotsHeld(true);
     try {
-      await waitFor('the agent to be turned away a few times', () => limited.accepted >= 2 + 3);
-      assert.deepEqual(limited.tunnels.agents(), []);
-      assert.equal(limited.tunnels.handshakesInProgress(), 2, 'a shed connection never counts as a handshake');
-      assert.equal(lines.filter((l) => l.includes('tunnel handshakes at their limit')).length, 1, 'said once, not per connection');
-      for (const s of silent2) s.destroy();
-      await waitFor('the agent, once a slot is free', () => limited.tunnels.agents().includes('node-shed') && a.connected().length === 1);
-      assert.equal(limited.tunnels.handshakesInProgress(), 0, 'a tunnel that is up no longer counts');
+      await waitFor('the agent to be turned away a few times', () => t.limited.accepted >= 2 + 3);
+      assert.deepEqual(t.limited.tunnels.agents(), []);
+      assert.equal(t.limited.tunnels.handshakesInProgress(), 2, 'a shed connection never counts as a handshake');
+      assert.equal(t.lines.filter((l) => l.includes('proxy busy with tunnel handshakes')).length, 1, 'said once, not per connection');
+      for (const h of t.holders) h.destroy();
+      await waitFor('the agent, once a slot is free', () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1);
+      assert.equal(t.limited.tunnels.handshakesInProgress(), 0, 'a tunnel that is up no longer counts');
     } finally {
-      await a.close();
-      for (const s of silent2) s.destroy();
-      await limited.close();
+      await t.close();
+    }
+  });
+
+  it('does not let stalled handshakes lock agents out of a proxy that is not busy', async () => {
+    const t = await proxyWithSlotsHeld(false);
+    try {
+      await waitFor('the agent, past the stalled handshakes', () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1);
+      assert.equal(t.limited.tunnels.handshakesInProgress(), 2, 'the stalled ones are still there');
+      assert.equal(t.lines.filter((l) => l.includes('proxy busy')).length, 0);
+    } finally {
+      await t.close();
     }
   });
 
