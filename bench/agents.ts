@@ -4,7 +4,7 @@
 // its own mTLS connection to the auth server, as a real node does. One real tunnelled node (`ward start
 // --roles node --tunnel`) is the target of `wsh ssh`.
 //
-//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--restart-proxy] [--hold]
+//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--restart-proxy] [--restart-auth] [--hold]
 //     ["--proxy-node-flags=--cpu-prof --cpu-prof-dir=DIR"]   (flags for the proxy processes; note the "=")
 //
 // Measured at each count: the proxy's RSS per tunnel (against the proxy with the one real node), `wsh ls`
@@ -12,6 +12,7 @@
 // per second, its latency and failures, and the auth process's CPU. With --restart-proxy, after the last count
 // the proxy is stopped and started again on its address, and every agent dials it again at once, as after an
 // upgrade: how long until the tunnels are all back, what that costs the proxy, and `wsh ssh` meanwhile.
+// --restart-auth does the same to the auth server: how long until every agent's heartbeats are answered again.
 //
 // Certificates: issuing 10,000 over the Auth API would take minutes, so they are minted in-process with
 // the cluster's own CA (AuthServer.issueHostCerts on the bench's backend) before the auth process starts,
@@ -47,6 +48,8 @@ const { values: args } = parseArgs({
     'auth-via-proxy': { type: 'boolean', default: false },
     /** After the last count, restart the proxy and time the reconnection of every agent. */
     'restart-proxy': { type: 'boolean', default: false },
+    /** After the last count (and the proxy restart), restart the auth server and time every agent's heartbeats coming back. */
+    'restart-auth': { type: 'boolean', default: false },
     /** Node flags for the proxy processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
     'proxy-node-flags': { type: 'string', default: '' },
   },
@@ -142,12 +145,23 @@ const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(
 
 // --- simulated agents (in worker processes: 10,000 agents hold 20,000 sockets, past one process's fd limit) ---
 const PER_WORKER = 4000;
-interface SimStats { connected: number; sent: number; failed: number; latencies: number[] }
+/** `answered`: simulated agents with a heartbeat answered since the last reset; `errors`: failures by message. */
+interface SimStats { connected: number; sent: number; failed: number; latencies: number[]; answered: number; errors: Record<string, number> }
 if (process.env.BENCH_SIMS) {
   const { from, proxyAddr, authAddr } = JSON.parse(process.env.BENCH_SIMS) as { from: number; proxyAddr: string; authAddr: string };
   const certs = JSON.parse(readFileSync(join(DIR, 'agent-certs.json'), 'utf8')) as CertCache;
   const tunnels: TunnelAgent[] = [];
   const hb = { sent: 0, failed: 0, latencies: [] as number[] };
+  const answered = new Set<number>();
+  let errors: Record<string, number> = {};
+  // Why streams break: the heartbeat client logs the cause (its answers' errors only say the stream ended).
+  const hbLog = pino({ level: 'warn' }, {
+    write(line: string) {
+      const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
+      const what = `${msg ?? ''}: ${String(err ?? '').slice(0, 100)}`;
+      errors[what] = (errors[what] ?? 0) + 1;
+    },
+  });
   const startSim = (i: number) => {
     const { hostId, certPem } = certs.certs[i]!;
     const tls = { keyPem: certs.keyPem, certPem, caPems: [certs.caPem] };
@@ -157,11 +171,17 @@ if (process.env.BENCH_SIMS) {
     const node: Node = { kind: 'node', version: 'v1', metadata: { name: hostId, labels: { bench: 'agents' } }, spec: { hostname: `sim-${i}`, addr: '', tunnel: true, version: VERSION } };
     const onAnswer = (ms: number, err?: Error) => {
       hb.sent++;
-      if (err) hb.failed++;
-      else hb.latencies.push(ms);
+      if (err) {
+        hb.failed++;
+        const what = err.message.slice(0, 80);
+        errors[what] = (errors[what] ?? 0) + 1;
+      } else {
+        hb.latencies.push(ms);
+        answered.add(i);
+      }
     };
     // Spread over the interval, as a fleet that started at different times; each keeps one stream, as a node does.
-    setTimeout(() => void startHeartbeats({ auth: client, presence: () => node, log, onAnswer }), Math.random() * HEARTBEAT_INTERVAL_MS);
+    setTimeout(() => void startHeartbeats({ auth: client, presence: () => node, log: hbLog, onAnswer }), Math.random() * HEARTBEAT_INTERVAL_MS);
   };
   process.on('message', async (m: { count?: number; stats?: boolean; reset?: boolean }) => {
     if (m.count !== undefined) {
@@ -172,11 +192,15 @@ if (process.env.BENCH_SIMS) {
       }
     }
     if (m.stats) {
-      const stats: SimStats = { connected: tunnels.filter((t) => t.connected().length > 0).length, ...hb };
+      const stats: SimStats = { connected: tunnels.filter((t) => t.connected().length > 0).length, ...hb, answered: answered.size, errors };
       process.send!(stats);
     }
     // After the answer: the window that follows starts from zero.
-    if (m.reset) Object.assign(hb, { sent: 0, failed: 0, latencies: [] });
+    if (m.reset) {
+      Object.assign(hb, { sent: 0, failed: 0, latencies: [] });
+      answered.clear();
+      errors = {};
+    }
   });
   process.on('disconnect', () => process.exit(0));
   process.send!({ ready: true });
@@ -186,7 +210,9 @@ if (process.env.BENCH_SIMS) {
 // --- set-up ---------------------------------------------------------------------------------------
 mkdirSync(join(DIR, 'data'), { recursive: true });
 const certs = await agentCerts(maxCount);
-const auth = await startWard('auth', `version: v1\nauth_service:\n  cluster_name: ${CLUSTER}\n  listen_addr: 127.0.0.1:0\nproxy_service: {enabled: false}\nssh_service: {enabled: false}\n`, [], /Next:/);
+const startAuth = (listen: string) =>
+  startWard('auth', `version: v1\nauth_service:\n  cluster_name: ${CLUSTER}\n  listen_addr: ${listen}\nproxy_service: {enabled: false}\nssh_service: {enabled: false}\n`, [], /Next:/);
+let auth = await startAuth('127.0.0.1:0');
 const authAddr = /auth API: +(\S+)/.exec(auth.out())![1]!;
 const caPin = /CA pin: +(\S+)/.exec(auth.out())![1]!;
 const wctl = (argv: string[], stdin?: string) => run(join(BIN, 'wctl'), ['-d', join(DIR, 'data'), ...argv], { HOME: DIR }, stdin);
@@ -251,12 +277,26 @@ async function startSims(n: number): Promise<void> {
   }
   workers.forEach((w, k) => w.send({ count: Math.max(0, Math.min(PER_WORKER, n - k * PER_WORKER)) }));
 }
+function mergeCounts(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+/** The most frequent errors, as `count x message`. */
+const topErrors = (errors: Record<string, number>) =>
+  Object.entries(errors).sort((x, y) => y[1] - x[1]).slice(0, 5).map(([m, c]) => `${c} x ${m}`).join('; ');
 async function simStats(reset = false): Promise<SimStats> {
   const all = await Promise.all(workers.map(async (w) => {
     w.send({ stats: true, reset });
     return (await once(w, 'message'))[0] as SimStats;
   }));
-  return all.reduce((a, b) => ({ connected: a.connected + b.connected, sent: a.sent + b.sent, failed: a.failed + b.failed, latencies: a.latencies.concat(b.latencies) }), { connected: 0, sent: 0, failed: 0, latencies: [] });
+  return all.reduce(
+    (a, b) => ({
+      connected: a.connected + b.connected, sent: a.sent + b.sent, failed: a.failed + b.failed, latencies: a.latencies.concat(b.latencies),
+      answered: a.answered + b.answered, errors: mergeCounts(a.errors, b.errors),
+    }),
+    { connected: 0, sent: 0, failed: 0, latencies: [], answered: 0, errors: {} },
+  );
 }
 
 async function nodeCount(): Promise<number> {
@@ -389,6 +429,57 @@ async function restartProxy(n: number): Promise<Record<string, number | string>>
 }
 
 if (args['restart-proxy']) results.push(await restartProxy(maxCount));
+
+/**
+ * Stops the auth server (SIGTERM) and starts it again on its address and database; every agent's heartbeat stream
+ * breaks and is re-opened with the node's own backoff. Polls every 500 ms how many agents have had a heartbeat
+ * answered since the restart, with one `wsh ls` (through the proxy, to the auth server) between polls.
+ */
+async function restartAuth(n: number): Promise<Record<string, number | string>> {
+  await simStats(true);
+  const stopped = performance.now();
+  auth.proc.kill('SIGTERM');
+  await once(auth.proc, 'exit');
+  const stopMs = performance.now() - stopped;
+  const t0 = performance.now();
+  auth = await startAuth(authAddr);
+  const startMs = performance.now() - t0;
+  const cpuStart = cpuSeconds(auth.proc.pid!);
+  const back: Record<number, number> = {};
+  const ls: string[] = [];
+  const deadline = Date.now() + 600_000;
+  let stats = await simStats();
+  while (stats.answered < n && Date.now() < deadline) {
+    const s = (performance.now() - t0) / 1000;
+    for (const pctBack of [50, 90, 99, 100]) if (back[pctBack] === undefined && stats.answered >= (n * pctBack) / 100) back[pctBack] = s;
+    const r = wsh(['ls']);
+    ls.push(`${s.toFixed(1)}s:${r.code === 0 ? Math.round(r.ms) : 'failed'}`);
+    await sleep(500);
+    stats = await simStats();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (stats.answered >= n) for (const pctBack of [50, 90, 99, 100]) back[pctBack] ??= seconds;
+  const row = {
+    event: 'auth restart',
+    agents: n,
+    heartbeats_answered_agents: stats.answered,
+    heartbeat_failures: stats.failed,
+    heartbeat_errors: topErrors(stats.errors),
+    auth_stop_ms: Math.round(stopMs),
+    auth_start_ms: Math.round(startMs),
+    back_50pct_s: +(back[50] ?? NaN).toFixed(1),
+    back_90pct_s: +(back[90] ?? NaN).toFixed(1),
+    back_99pct_s: +(back[99] ?? NaN).toFixed(1),
+    back_all_s: +(back[100] ?? NaN).toFixed(1),
+    auth_cpu_cores: +((cpuSeconds(auth.proc.pid!) - cpuStart) / seconds).toFixed(2),
+    wsh_ls_during: ls.join(' '),
+    auth_rss_mib: +(rssKiB(auth.proc.pid!) / 1024).toFixed(1),
+  };
+  say(JSON.stringify(row));
+  return row;
+}
+
+if (args['restart-auth']) results.push(await restartAuth(maxCount));
 
 console.log(JSON.stringify({ machine: `${(await import('node:os')).cpus().length} cores`, node: process.version, date: new Date().toISOString(), results }, null, 1));
 if (args.hold) {

@@ -273,13 +273,13 @@ describe('a host heartbeating (startHeartbeats)', () => {
       const identity = await serviceIdentity(other.auth, 'hb2', ['node']);
       const { client, calls } = counted(createAuthClient({ addr: other.addr, identity }));
       const { log, lines } = recordingLog();
-      const hb = await startHeartbeats({ auth: client, presence: () => node('hb2'), log });
+      const hb = await startHeartbeats({ auth: client, presence: () => node('hb2'), log, retryFirstMs: 2_000 });
       try {
         await other.listener.close();
         await other.auth.nodes.delete('hb2');
         const restarted = await startAuthListener(other.auth, other.tls, other.addr, quiet);
         after(() => restarted.close());
-        // The first retry comes within RETRY_FIRST_MS (2 s), and sends the presence without waiting for the interval.
+        // The first retry comes within retryFirstMs (2 s here), and sends the presence without waiting for the interval.
         for (let i = 0; i < 40 && !(await other.auth.nodes.tryGet('hb2')); i++) await sleep(100);
         assert.ok(await other.auth.nodes.tryGet('hb2'), `not heartbeated again; log:\n${lines.join('')}`);
         assert.equal(calls.get('heartbeatStream'), 2);
@@ -296,7 +296,7 @@ describe('a host heartbeating (startHeartbeats)', () => {
     const relays = [await relayTo(api.addr), await relayTo(api.addr)];
     const { log, lines } = recordingLog();
     const client = createAuthClient({ addr: relays.map((r) => r.addr).join(','), identity: await serviceIdentity(auth, 'hb5', ['node']) });
-    const hb = await startHeartbeats({ auth: client, presence: () => node('hb5'), log, answerTimeoutMs: 1_000 });
+    const hb = await startHeartbeats({ auth: client, presence: () => node('hb5'), log, answerTimeoutMs: 1_000, retryFirstMs: 2_000 });
     try {
       // The auth server behind the address in use hangs (or the network to it goes): nothing is refused, nothing answers.
       const used = relays.find((r) => r.connections() > 0)!;
@@ -317,7 +317,7 @@ describe('a host heartbeating (startHeartbeats)', () => {
     const { client, calls } = counted(createAuthClient({ addr: api.addr, identity: () => identity }));
     let labels = { n: '1' };
     const { log, lines } = recordingLog();
-    const hb = await startHeartbeats({ auth: client, presence: () => node('hb3', labels), log });
+    const hb = await startHeartbeats({ auth: client, presence: () => node('hb3', labels), log, retryFirstMs: 2_000 });
     try {
       identity = await shortLivedIdentity('hb3', ['node'], 4_000);
       hb.reconnect();
