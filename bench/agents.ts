@@ -383,103 +383,78 @@ for (const n of counts) {
   say(JSON.stringify(row));
 }
 
+type Ward = Awaited<ReturnType<typeof startWard>>;
+
 /**
- * Stops the proxy (SIGTERM) and starts it again on the same address; every agent has lost its tunnel and dials
- * again with its own backoff. Polls the tunnels up every 500 ms, with one `wsh ssh` to the real node between polls.
+ * Stops a server (SIGTERM), starts it again with `start`, and polls every ~500 ms how many of the `n` agents are
+ * `back()`, running `during()` (a user's command, timed) between polls. Returns the times at which 50/90/99/100% were
+ * back, the new server's CPU meanwhile in cores, and the polls' command timings.
  */
-async function restartProxy(n: number): Promise<Record<string, number | string>> {
+async function restartAndTime(old: Ward, start: () => Promise<Ward>, n: number, back: () => Promise<number>, during: () => { ms: number; code: number }) {
   const stopped = performance.now();
-  proxy.proc.kill('SIGTERM');
-  await once(proxy.proc, 'exit');
+  old.proc.kill('SIGTERM');
+  await once(old.proc, 'exit');
   const stopMs = performance.now() - stopped;
   const t0 = performance.now();
-  proxy = await startProxy(proxyAddr);
+  const server = await start();
   const startMs = performance.now() - t0;
-  const cpuStart = cpuSeconds(proxy.proc.pid!);
-  const back: Record<number, number> = {};
-  const ssh: string[] = [];
+  const cpuStart = cpuSeconds(server.proc.pid!);
+  const at: Record<number, number> = {};
+  const timings: string[] = [];
   const deadline = Date.now() + 600_000;
-  let up = 0;
-  while (up < n && Date.now() < deadline) {
-    up = (await simStats()).connected;
+  let count = await back();
+  for (;;) {
     const s = (performance.now() - t0) / 1000;
-    for (const pctBack of [50, 90, 99, 100]) if (back[pctBack] === undefined && up >= (n * pctBack) / 100) back[pctBack] = s;
-    const r = wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']);
-    ssh.push(`${s.toFixed(1)}s:${r.code === 0 ? Math.round(r.ms) : 'failed'}`);
+    for (const pct of [50, 90, 99, 100]) if (at[pct] === undefined && count >= (n * pct) / 100) at[pct] = s;
+    if (count >= n || Date.now() > deadline) break;
+    const r = during();
+    timings.push(`${s.toFixed(1)}s:${r.code === 0 ? Math.round(r.ms) : 'failed'}`);
     await sleep(500);
+    count = await back();
   }
   const seconds = (performance.now() - t0) / 1000;
-  const row = {
-    event: 'proxy restart',
-    agents: n,
-    tunnels_up: up,
-    proxy_stop_ms: Math.round(stopMs),
-    proxy_start_ms: Math.round(startMs),
-    back_50pct_s: +(back[50] ?? NaN).toFixed(1),
-    back_90pct_s: +(back[90] ?? NaN).toFixed(1),
-    back_99pct_s: +(back[99] ?? NaN).toFixed(1),
-    back_all_s: +(back[100] ?? NaN).toFixed(1),
-    // The new proxy's CPU from its start to the last tunnel back, in cores.
-    proxy_cpu_cores: +((cpuSeconds(proxy.proc.pid!) - cpuStart) / seconds).toFixed(2),
-    wsh_ssh_during: ssh.join(' '),
-    proxy_rss_mib: +(rssKiB(proxy.proc.pid!) / 1024).toFixed(1),
+  return {
+    server,
+    fields: {
+      agents: n,
+      back: count,
+      stop_ms: Math.round(stopMs),
+      start_ms: Math.round(startMs),
+      back_50pct_s: +(at[50] ?? NaN).toFixed(1),
+      back_90pct_s: +(at[90] ?? NaN).toFixed(1),
+      back_99pct_s: +(at[99] ?? NaN).toFixed(1),
+      back_all_s: +(at[100] ?? NaN).toFixed(1),
+      cpu_cores: +((cpuSeconds(server.proc.pid!) - cpuStart) / seconds).toFixed(2),
+      rss_mib: +(rssKiB(server.proc.pid!) / 1024).toFixed(1),
+    },
+    timings: timings.join(' '),
   };
-  say(JSON.stringify(row));
-  return row;
 }
 
-if (args['restart-proxy']) results.push(await restartProxy(maxCount));
+if (args['restart-proxy']) {
+  // Every agent has lost its tunnel and dials again with its own backoff; back = tunnels up.
+  const r = await restartAndTime(proxy, () => startProxy(proxyAddr), maxCount, async () => (await simStats()).connected, () =>
+    wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']),
+  );
+  proxy = r.server;
+  const row = { event: 'proxy restart', ...r.fields, wsh_ssh_during: r.timings };
+  say(JSON.stringify(row));
+  results.push(row);
+}
 
-/**
- * Stops the auth server (SIGTERM) and starts it again on its address and database; every agent's heartbeat stream
- * breaks and is re-opened with the node's own backoff. Polls every 500 ms how many agents have had a heartbeat
- * answered since the restart, with one `wsh ls` (through the proxy, to the auth server) between polls.
- */
-async function restartAuth(n: number): Promise<Record<string, number | string>> {
+if (args['restart-auth']) {
+  // Every agent's heartbeat stream breaks and is re-opened with the node's own backoff; back = agents with a
+  // heartbeat answered since the restart.
   await simStats(true);
-  const stopped = performance.now();
-  auth.proc.kill('SIGTERM');
-  await once(auth.proc, 'exit');
-  const stopMs = performance.now() - stopped;
-  const t0 = performance.now();
-  auth = await startAuth(authAddr);
-  const startMs = performance.now() - t0;
-  const cpuStart = cpuSeconds(auth.proc.pid!);
-  const back: Record<number, number> = {};
-  const ls: string[] = [];
-  const deadline = Date.now() + 600_000;
-  let stats = await simStats();
-  while (stats.answered < n && Date.now() < deadline) {
-    const s = (performance.now() - t0) / 1000;
-    for (const pctBack of [50, 90, 99, 100]) if (back[pctBack] === undefined && stats.answered >= (n * pctBack) / 100) back[pctBack] = s;
-    const r = wsh(['ls']);
-    ls.push(`${s.toFixed(1)}s:${r.code === 0 ? Math.round(r.ms) : 'failed'}`);
-    await sleep(500);
-    stats = await simStats();
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  if (stats.answered >= n) for (const pctBack of [50, 90, 99, 100]) back[pctBack] ??= seconds;
+  let last: SimStats | undefined;
+  const r = await restartAndTime(auth, () => startAuth(authAddr), maxCount, async () => (last = await simStats()).answered, () => wsh(['ls']));
+  auth = r.server;
   const row = {
-    event: 'auth restart',
-    agents: n,
-    heartbeats_answered_agents: stats.answered,
-    heartbeat_failures: stats.failed,
-    heartbeat_errors: topErrors(stats.errors),
-    auth_stop_ms: Math.round(stopMs),
-    auth_start_ms: Math.round(startMs),
-    back_50pct_s: +(back[50] ?? NaN).toFixed(1),
-    back_90pct_s: +(back[90] ?? NaN).toFixed(1),
-    back_99pct_s: +(back[99] ?? NaN).toFixed(1),
-    back_all_s: +(back[100] ?? NaN).toFixed(1),
-    auth_cpu_cores: +((cpuSeconds(auth.proc.pid!) - cpuStart) / seconds).toFixed(2),
-    wsh_ls_during: ls.join(' '),
-    auth_rss_mib: +(rssKiB(auth.proc.pid!) / 1024).toFixed(1),
+    event: 'auth restart', ...r.fields, heartbeat_failures: last?.failed ?? 0, heartbeat_errors: topErrors(last?.errors ?? {}), wsh_ls_during: r.timings,
   };
   say(JSON.stringify(row));
-  return row;
+  results.push(row);
 }
-
-if (args['restart-auth']) results.push(await restartAuth(maxCount));
 
 console.log(JSON.stringify({ machine: `${(await import('node:os')).cpus().length} cores`, node: process.version, date: new Date().toISOString(), results }, null, 1));
 if (args.hold) {
