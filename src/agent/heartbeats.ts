@@ -23,7 +23,7 @@ const ANSWER_TIMEOUT_MS = 15_000;
  * an auth server restarts, all of its hosts' streams break at once. Up to 2 s and doubling to 60 s, 10,000 hosts
  * came back in 161-170 s (bench/agents.ts --restart-auth), past the 90 s a host stays listed: their first tries
  * came in one burst that failed, and the waits then grew long. Spread over 10 s, and never more than 30 s apart
- * (three tries within those 90 s), they were all back in 80 s.
+ * (three tries within those 90 s), they were all back in 80 s (one run).
  */
 const RETRY_FIRST_MS = 10_000;
 const RETRY_MAX_MS = 30_000;
