@@ -66,8 +66,8 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
  * out of an idle proxy; to be shed, it has to make the proxy busy too. 256 handshakes are at most ~0.5 s of queued
  * work, and leave room for agents whose handshakes wait on a slow network rather than on us.
  */
-export const MAX_HANDSHAKES = 256;
-export const BUSY_LAG_MS = 100;
+const MAX_HANDSHAKES = 256;
+const BUSY_LAG_MS = 100;
 /**
  * The connection whose TLS handshake a 'secureConnection' event belongs to. The shared TLS server checks the
  * agent's certificate chain, but hands over only its TLSSocket; the store follows the handshake's async
