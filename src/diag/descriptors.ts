@@ -22,7 +22,9 @@ export interface DescriptorUse {
  */
 export async function descriptorUse(): Promise<DescriptorUse | undefined> {
   try {
-    const [fds, limits] = await Promise.all([readdir('/proc/self/fd'), readFile('/proc/self/limits', 'utf8')]);
+    // One after the other: read at once, the limits file's own descriptor is counted or not as the race goes.
+    const limits = await readFile('/proc/self/limits', 'utf8');
+    const fds = await readdir('/proc/self/fd');
     const m = /^Max open files\s+(\d+)/m.exec(limits);
     return m ? { open: fds.length, limit: Number(m[1]) } : undefined;
   } catch {
