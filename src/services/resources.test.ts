@@ -35,6 +35,19 @@ describe('ResourceService', () => {
       assert.deepEqual(seen, names);
     }));
 
+  it('refuses an invalid document on create, upsert and modify before writing it, so listings of its kind still work', () =>
+    withBackend(async (backend) => {
+      const users = new ResourceService(backend, 'user');
+      const user = (name: string) => ({ kind: 'user' as const, version: 'v1' as const, metadata: { name }, spec: { roles: ['access'], traits: { logins: [] } } });
+      const created = await users.create(user('alice'));
+      assert.equal(created.metadata.revision, (await users.get('alice')).metadata.revision, 'a write returns what reads back');
+      await assert.rejects(users.create(user('bad name!')), /invalid user: metadata\.name/);
+      await assert.rejects(users.upsert(user('bad/name')), /invalid user: metadata\.name/);
+      await assert.rejects(users.modify('alice', (u) => ({ ...u, spec: { ...u.spec, roles: 'access' as unknown as string[] } })), /invalid user: spec\.roles/);
+      assert.deepEqual((await backend.getRange(ResourceService.prefix('user'))).map((i) => i.key), ['/user/alice']);
+      assert.deepEqual((await users.list()).map((u) => [u.metadata.name, u.spec.roles]), [['alice', ['access']]]);
+    }));
+
   it('passes stored documents to clients as list() reads them, and fully checks any without a name and string labels', () =>
     withBackend(async (backend) => {
       const nodes = new ResourceService(backend, 'node');

@@ -1,7 +1,7 @@
 // One generic store for every resource kind (Teleport's generic.Service): users, roles, tokens, nodes
 // and CAs are thin instances of it. Resources are stored as versioned JSON under '/<kind>/<name>';
 // the backend revision is reported in metadata.revision and checked on update.
-import type { Backend, Item } from '../backend/backend.ts';
+import type { Backend, Item, ItemInput } from '../backend/backend.ts';
 import { AlreadyExists, CompareFailed, NotFound } from '../api/errors.ts';
 import { parseAs, type Kind, type resourceSchemas } from '../api/types.ts';
 import type { z } from 'zod';
@@ -33,10 +33,22 @@ export class ResourceService<K extends Kind> {
     return resource;
   }
 
-  private encode(resource: ResourceOf<K>) {
+  /**
+   * The item to store, and the resource as it will read back, checked against the schema before anything is
+   * written: one bad document stored (a user named "bad name!") made every later listing of its kind fail.
+   */
+  private encode(resource: ResourceOf<K>): { item: ItemInput; checked: ResourceOf<K> } {
     const { revision: _, ...metadata } = resource.metadata;
+    const value = JSON.stringify({ ...resource, metadata });
+    const checked = parseAs(this.kind, JSON.parse(value)) as ResourceOf<K>;
     const expires = metadata.expires ? new Date(metadata.expires) : undefined;
-    return { key: this.key(metadata.name), value: JSON.stringify({ ...resource, metadata }), expires };
+    return { item: { key: this.key(metadata.name), value, expires }, checked };
+  }
+
+  /** What a write returns: the checked resource, with the revision the backend gave it. */
+  private written({ checked }: { checked: ResourceOf<K> }, item: Item): ResourceOf<K> {
+    checked.metadata.revision = item.revision;
+    return checked;
   }
 
   async get(name: string): Promise<ResourceOf<K>> {
@@ -135,8 +147,9 @@ export class ResourceService<K extends Kind> {
   }
 
   async create(resource: ResourceOf<K>): Promise<ResourceOf<K>> {
+    const encoded = this.encode(resource);
     try {
-      return this.decode(await this.backend.create(this.encode(resource)));
+      return this.written(encoded, await this.backend.create(encoded.item));
     } catch (err) {
       if (err instanceof AlreadyExists) throw new AlreadyExists(`${this.kind} "${resource.metadata.name}" already exists`);
       throw err;
@@ -144,7 +157,8 @@ export class ResourceService<K extends Kind> {
   }
 
   async upsert(resource: ResourceOf<K>): Promise<ResourceOf<K>> {
-    return this.decode(await this.backend.put(this.encode(resource)));
+    const encoded = this.encode(resource);
+    return this.written(encoded, await this.backend.put(encoded.item));
   }
 
   /**
@@ -157,9 +171,9 @@ export class ResourceService<K extends Kind> {
         if (err instanceof NotFound) throw new NotFound(`${this.kind} "${name}" not found`);
         throw err;
       });
-      const next = change(this.decode(item));
+      const next = this.encode(change(this.decode(item)));
       try {
-        return this.decode(await this.backend.compareAndSwap(item, this.encode(next)));
+        return this.written(next, await this.backend.compareAndSwap(item, next.item));
       } catch (err) {
         if (!(err instanceof CompareFailed)) throw err;
       }
