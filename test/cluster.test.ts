@@ -313,6 +313,11 @@ describe('a Ward cluster', () => {
         fails(await main.wctl(['users', 'rm', 'uma']), /user "uma" not found/);
       });
 
+      it('refuses a user name it cannot store, and keeps listing users', async () => {
+        fails(await main.wctl(['users', 'add', 'bad name!', '--roles', 'access']), /invalid user: metadata\.name: must be 1-128 letters/);
+        assert.match(ok(await main.wctl(['users', 'ls'])), /^alice +access,editor/m);
+      });
+
       it('refuses a user whose role does not exist', async () => {
         fails(await main.wctl(['users', 'add', 'vera', '--roles', 'no-such-role'], { stdin: '' }), /unknown role .*no-such-role/);
         const file = join(work, 'vera.yaml');
@@ -410,8 +415,11 @@ describe('a Ward cluster', () => {
         fails(await main.wctl(['get', 'tokens', token]), /not found/);
       });
 
-      it('refuses an unknown token type', async () => {
+      it('refuses an unknown token type, and a lifetime over 7 days', async () => {
         fails(await main.wctl(['tokens', 'add', '--type', 'toaster']), /unknown token type "toaster"/);
+        fails(await main.wctl(['tokens', 'add', '--type', 'node', '--ttl', '8d']), /token TTL must be between 1s and 7 days/);
+        // Past 2^32 seconds it could not even be sent: refused on reading, not as an encoding error.
+        fails(await main.wctl(['tokens', 'add', '--type', 'node', '--ttl', '99999d']), /duration "99999d" is too long/);
       });
     });
 

@@ -254,6 +254,15 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       assert.equal(ranOn(ok(r)), 'tun1');
     });
 
+    it('wsh ssh takes `--` before the command as ssh does, and refuses a target with an empty login or node', async () => {
+      assert.equal(ok(await wsh(alice, ['ssh', 'root@tun1', '--', 'echo', 'after'])), 'after\n');
+      for (const target of ['root@', '@tun1']) {
+        const r = await wsh(alice, ['ssh', target, 'true']);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, new RegExp(`^ERROR: "${target}" is not login@node`));
+      }
+    });
+
     it('plain ssh -J through the proxy: all three nodes, exit codes, stdin', async () => {
       for (const name of [home, 'tun1', 'node2']) {
         const r = await ssh(alice, [...jump('alice'), `root@${name}`, `${WHERE}; exit 7`]);

@@ -3,6 +3,11 @@ import { BadParameter } from './errors.ts';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const PART = /(\d+)(ms|s|m|h|d)/gy;
+/**
+ * No duration Ward takes is meant to be longer (the longest, a host certificate's, is at most a year); a longer
+ * one is a typo, and past ~136 years it no longer fits the API's 32-bit seconds nor, far later, a Date.
+ */
+const MAX_MS = 3650 * UNIT_MS.d!;
 
 export function parseDuration(text: string): number {
   const s = text.trim();
@@ -15,6 +20,7 @@ export function parseDuration(text: string): number {
     pos = PART.lastIndex;
   }
   if (pos !== s.length || total <= 0) throw new BadParameter(`invalid duration "${text}" (use e.g. 30m, 8h, 1h30m)`);
+  if (total > MAX_MS) throw new BadParameter(`duration "${text}" is too long (at most 3650d)`);
   return total;
 }
 
