@@ -46,7 +46,7 @@ export class ResourceService<K extends Kind> {
   }
 
   /** What a write returns: the checked resource, with the revision the backend gave it. */
-  private written({ checked }: { checked: ResourceOf<K> }, item: Item): ResourceOf<K> {
+  private written(checked: ResourceOf<K>, item: Item): ResourceOf<K> {
     checked.metadata.revision = item.revision;
     return checked;
   }
@@ -149,7 +149,7 @@ export class ResourceService<K extends Kind> {
   async create(resource: ResourceOf<K>): Promise<ResourceOf<K>> {
     const encoded = this.encode(resource);
     try {
-      return this.written(encoded, await this.backend.create(encoded.item));
+      return this.written(encoded.checked, await this.backend.create(encoded.item));
     } catch (err) {
       if (err instanceof AlreadyExists) throw new AlreadyExists(`${this.kind} "${resource.metadata.name}" already exists`);
       throw err;
@@ -158,7 +158,7 @@ export class ResourceService<K extends Kind> {
 
   async upsert(resource: ResourceOf<K>): Promise<ResourceOf<K>> {
     const encoded = this.encode(resource);
-    return this.written(encoded, await this.backend.put(encoded.item));
+    return this.written(encoded.checked, await this.backend.put(encoded.item));
   }
 
   /**
@@ -173,7 +173,7 @@ export class ResourceService<K extends Kind> {
       });
       const next = this.encode(change(this.decode(item)));
       try {
-        return this.written(next, await this.backend.compareAndSwap(item, next.item));
+        return this.written(next.checked, await this.backend.compareAndSwap(item, next.item));
       } catch (err) {
         if (!(err instanceof CompareFailed)) throw err;
       }
