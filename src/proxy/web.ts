@@ -29,6 +29,9 @@ import {
 
 const MAX_BODY = 64 * 1024;
 
+/** A request body over MAX_BODY: answered 413 Content Too Large (RFC 9110 §15.5.14), not the 429 of other limits. */
+class BodyTooLarge extends LimitExceeded {}
+
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
@@ -40,7 +43,7 @@ async function readJSON(req: Req): Promise<unknown> {
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new LimitExceeded('request body too large');
+    if (size > MAX_BODY) throw new BodyTooLarge(`request body too large (at most ${MAX_BODY / 1024} KiB)`);
     chunks.push(chunk);
   }
   try {
@@ -269,7 +272,7 @@ export function webHandler(deps: WebDeps) {
       if (err instanceof NoWebSession) {
         return send(req, res, 401, { error: { code: err.code, message: err.message } }, { 'set-cookie': CLEAR_SESSION_COOKIE });
       }
-      if (isWardError(err)) return send(req, res, httpStatus[err.code], { error: { code: err.code, message: err.message } });
+      if (isWardError(err)) return send(req, res, err instanceof BodyTooLarge ? 413 : httpStatus[err.code], { error: { code: err.code, message: err.message } });
       log.error({ err }, 'web API error');
       send(req, res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error in the proxy (see its log)' } });
     }

@@ -237,6 +237,15 @@ describe('the public proxy port under hostile input', () => {
       assert.ok(rssMiB < 64, `resident memory grew by ${rssMiB.toFixed(0)} MiB while refusing a 100 MB body`);
     });
 
+    it('answers a body just over the limit with 413 Content Too Large, over HTTP/1.1 and HTTP/2', async () => {
+      const body = join(work, 'over.json');
+      writeFileSync(body, `{"user":"${'a'.repeat(64 * 1024)}"}`);
+      for (const http of ['--http1.1', '--http2']) {
+        const r = await curl([http, '--resolve', `localhost:${port}:${host}`, '-H', 'content-type: application/json', '--data-binary', `@${body}`, url('/webapi/sessions/web')]);
+        assert.equal(r.stdout, '413', `${http}: ${r.stderr}`);
+      }
+    });
+
     it('refuses an over-long header and an over-long URL with a 4xx, over HTTP/1.1 and HTTP/2', async () => {
       // Too long for a command line: curl reads the header from a file and the URL from a config file.
       writeFileSync(join(work, 'header.txt'), `x-big: ${'a'.repeat(256 * 1024)}\n`);
