@@ -38,15 +38,17 @@ export interface AuthClientOptions {
   timeoutMs?: number;
   /** Close the HTTP/2 connection after this long without a call (default: connect-node's, 15 minutes). */
   idleTimeoutMs?: number;
+  /** What errors call the server when it cannot be reached (default "the auth server"), e.g. "the proxy at HOST:PORT". */
+  describedAs?: string;
 }
 
 /** Turns an RPC failure into the typed Ward error the server meant. */
-export function fromRPCError(err: unknown): WardError | Error {
+export function fromRPCError(err: unknown, server = 'the auth server'): WardError | Error {
   if (!(err instanceof ConnectError)) return err as Error;
   const code = err.metadata.get(ERROR_CODE_HEADER);
   if (code) return errorFromCode(code, err.rawMessage);
   if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Canceled) {
-    return new ConnectionProblem(`cannot reach the auth server: ${err.rawMessage}`);
+    return new ConnectionProblem(`cannot reach ${server}: ${err.rawMessage}`);
   }
   return errorFromCode('', err.rawMessage);
 }
@@ -55,14 +57,14 @@ export function fromRPCError(err: unknown): WardError | Error {
  * Every unary call rejects with a typed Ward error. (An interceptor cannot do this: connect re-wraps
  * whatever an interceptor throws.) Streams are iterated by their callers, who use fromRPCError.
  */
-function withTypedErrors<T extends object>(client: T): T {
+function withTypedErrors<T extends object>(client: T, server: string | undefined): T {
   return new Proxy(client, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
         const result = value.apply(target, args);
-        return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(fromRPCError(err))) : result;
+        return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(fromRPCError(err, server))) : result;
       };
     },
   });
@@ -84,7 +86,7 @@ export function createAuthClient(opts: AuthClientOptions): AuthClient {
   if (addrs.length === 0) throw new ConnectionProblem(`invalid address "${opts.addr}" (expected host:port)`);
   const { identity } = opts;
   // Failover sits below the typed errors: it decides on connect's own codes, before they are mapped.
-  const build = (id: TLSIdentity | undefined) => withTypedErrors(failoverClient(addrs.map((addr) => connectClient({ ...opts, identity: id, addr }))));
+  const build = (id: TLSIdentity | undefined) => withTypedErrors(failoverClient(addrs.map((addr) => connectClient({ ...opts, identity: id, addr }))), opts.describedAs);
   if (typeof identity !== 'function') return build(identity);
   // A client per identity: connect-node keeps an HTTP/2 connection open and reuses it, and the auth server reads the
   // certificate once per connection, so a renewed certificate needs connections of its own. The previous client's

@@ -244,7 +244,7 @@ export async function bench(target: string, command: string[], flags: { rate: st
 }
 
 async function requireVisibleNode(proxy: string, identity: TLSIdentity, host: string, cluster: string): Promise<void> {
-  const auth = createAuthClient({ addr: proxy, identity });
+  const auth = createAuthClient({ addr: proxy, identity, describedAs: `the proxy at ${proxy}` });
   const name = host.endsWith(`.${cluster}`) ? host.slice(0, -cluster.length - 1) : host;
   const nodes = await listAllResources(auth, 'node');
   if (nodes.some((n) => n.metadata.name === host || n.spec.hostname === name)) return;

@@ -16,7 +16,7 @@ import { loadProfile } from './profile.ts';
 export async function authClient(): Promise<AuthClient> {
   const { createAuthClient } = await import('../../api/client.ts');
   const { profile, creds } = loadProfile();
-  return createAuthClient({ addr: profile.proxy, identity: { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs } });
+  return createAuthClient({ addr: profile.proxy, identity: { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs }, describedAs: `the proxy at ${profile.proxy}` });
 }
 
 function parseLabels(args: string[]): Record<string, string> {
