@@ -24,6 +24,13 @@ if [[ "${1:-}" == "--test" ]]; then
   fi
 fi
 
+# Native addons (better-sqlite3, node-pty) build against this Node's own headers, so nothing is downloaded. These
+# machines set that in root's ~/.npmrc (nodedir); say it here too, for a run under another HOME or user.
+node_prefix=$(dirname "$(dirname "$(command -v node)")")
+if [[ -z "${npm_config_nodedir:-}" && -f "$node_prefix/include/node/node.h" ]]; then
+  export npm_config_nodedir="$node_prefix"
+fi
+
 echo "Installing npm dependencies"
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
