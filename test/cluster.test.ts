@@ -489,6 +489,41 @@ describe('a Ward cluster', () => {
       });
     });
 
+    describe('a server that accepts connections and never answers', () => {
+      let silent: net.Server;
+      let addr: string;
+      const held = new Set<net.Socket>();
+      before(async () => {
+        silent = net.createServer((socket) => void held.add(socket.on('error', () => undefined))).listen(0, '127.0.0.1');
+        await new Promise((r) => silent.once('listening', r));
+        addr = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+      });
+      after(() => {
+        silent.close();
+        for (const socket of held) socket.destroy();
+      });
+
+      it('ends wsh login and wctl with one line each, within their timeouts, instead of holding them open', async () => {
+        const timed = async (what: Promise<RunResult>) => {
+          const t = Date.now();
+          return { r: await what, s: (Date.now() - t) / 1000 };
+        };
+        const [pin, insecure, admin] = await Promise.all([
+          timed(main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice'], { timeoutMs: 60_000 })),
+          timed(main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice', '--insecure'], { timeoutMs: 60_000 })),
+          timed(main.wctl(['--auth-server', addr, 'status'], { timeoutMs: 60_000 })),
+        ]);
+        fails(pin.r, new RegExp(`^ERROR: the proxy at ${addr} did not answer in 10s$`));
+        // --insecure warns first, as it always does.
+        fails({ ...insecure.r, stderr: insecure.r.stderr.replace(/^WARNING: --insecure: .*\n/, '') }, new RegExp(`^ERROR: the proxy at ${addr} did not answer in 30s$`));
+        fails(admin.r, /^ERROR: cannot reach the auth server: the operation timed out$/);
+        // Each bound, plus a process start-up on a loaded box; before, wctl and --insecure stayed up another 30-45 s.
+        for (const [name, { s }, bound] of [['pin', pin, 10], ['insecure', insecure, 30], ['wctl', admin, 15]] as const) {
+          assert.ok(s < bound + 8, `${name} took ${s}s`);
+        }
+      });
+    });
+
     describe('wsh login', { concurrency: 1 }, () => {
       let ginaPassword: string;
       before(async () => {

@@ -3,7 +3,7 @@
 // certificate). A changed CA is refused loudly: it is what a man in the middle looks like.
 import https from 'node:https';
 import tls from 'node:tls';
-import { ConnectionProblem, AccessDenied } from './errors.ts';
+import { ConnectionProblem, AccessDenied, isWardError } from './errors.ts';
 import { splitAddr } from './addr.ts';
 import { fingerprintSPKI, identityFromPeerCert } from '../crypto/certinfo.ts';
 
@@ -24,7 +24,7 @@ export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = ['http/1.1
   const [host, port] = splitAddr(addr);
   return new Promise((resolve, reject) => {
     const socket = tls.connect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: alpn });
-    const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`timed out connecting to the proxy at ${addr}`)), timeoutMs);
+    const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`the proxy at ${addr} did not answer in ${timeoutMs / 1000}s`)), timeoutMs);
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       const leaf = socket.getPeerCertificate(true);
@@ -37,7 +37,8 @@ export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = ['http/1.1
     });
     socket.once('error', (err) => {
       clearTimeout(timer);
-      reject(new ConnectionProblem(`cannot reach the proxy at ${addr}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      // Our own timeout says what happened already; a socket error gets the address.
+      reject(isWardError(err) ? err : new ConnectionProblem(`cannot reach the proxy at ${addr}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
     });
   });
 }

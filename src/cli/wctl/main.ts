@@ -309,3 +309,6 @@ authCmd
   });
 
 await runCLI(program);
+// A failed command exits now, whatever it had begun: a connection to a server that never answered would
+// otherwise hold the process open after its error was printed.
+if (process.exitCode) process.exit();

@@ -57,12 +57,14 @@ function post(proxy: string, path: string, body: unknown, tlsOptions: https.Requ
   return request(proxy, 'POST', path, body, tlsOptions);
 }
 
+const REQUEST_TIMEOUT_MS = 30_000;
+
 function request(proxy: string, method: 'GET' | 'POST', path: string, body: unknown, tlsOptions: https.RequestOptions): Promise<unknown> {
   const [host, port] = splitAddr(proxy);
   const data = method === 'POST' ? JSON.stringify(body) : '';
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { host, port, path, method, agent: false, timeout: 30_000, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }, ...tlsOptions },
+      { host, port, path, method, agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }, ...tlsOptions },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -84,7 +86,10 @@ function request(proxy: string, method: 'GET' | 'POST', path: string, body: unkn
         });
       },
     );
-    req.on('timeout', () => req.destroy(new ConnectionProblem('the proxy did not answer in 30s')));
+    // The whole exchange, handshake included: a socket's idle timeout let a server that accepts and says
+    // nothing hold `wsh login` for a minute.
+    const timer = setTimeout(() => req.destroy(new ConnectionProblem(`the proxy at ${proxy} did not answer in ${REQUEST_TIMEOUT_MS / 1000}s`)), REQUEST_TIMEOUT_MS);
+    req.on('close', () => clearTimeout(timer));
     req.on('error', (err) => reject(err instanceof Error && 'code' in err && !(err as { code?: unknown }).code?.toString().startsWith('ERR_')
       ? new ConnectionProblem(`cannot reach the proxy at ${proxy}: ${(err as NodeJS.ErrnoException).code}`)
       : err));
