@@ -281,6 +281,11 @@ describe('a Ward cluster', () => {
         fails(await startWith(loopback, file), /data dir .*not-a-dir is not usable: it is not a directory/);
       });
 
+      it('refuses a second auth server on a data dir whose ward.db is in use, before touching it', async () => {
+        fails(await startWith(loopback, main.dataDir), /ward\.db is in use by another Ward auth server \(SQLite serves one; run several on PostgreSQL\)$/);
+        ok(await main.wctl(['status']));
+      });
+
       it('refuses a corrupt ward.db', async () => {
         const dataDir = join(makeTempDir(), 'data');
         mkdirSync(dataDir);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadParameter, ConnectionProblem, NotFound } from '../api/errors.ts';
 import { FakeClock } from '../api/clock.ts';
+import Database from 'better-sqlite3';
 import { SqliteBackend } from './sqlite.ts';
 import { runBackendConformance } from './conformance.ts';
 
@@ -42,6 +43,24 @@ describe('SqliteBackend', () => {
     await b.put({ key: '/k', value: 'v' });
     await b.close();
     assert.equal(statSync(path).mode & 0o777, 0o600);
+  });
+
+  it('is opened by one auth server at a time, and still read by others while it is', async () => {
+    const path = join(dir, 'owned.db');
+    const first = SqliteBackend.open({ path });
+    await first.put({ key: '/k', value: 'v' });
+    assert.throws(
+      () => SqliteBackend.open({ path }),
+      (err: Error) => err instanceof ConnectionProblem && err.message === `${path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`,
+    );
+    // A reader of the database itself (sqlite3, a backup) is not blocked by the hold.
+    const reader = new Database(path, { readonly: true });
+    assert.equal(reader.prepare(`SELECT value FROM items WHERE key = '/k'`).pluck().get(), 'v');
+    reader.close();
+    await first.close();
+    const second = SqliteBackend.open({ path });
+    assert.equal((await second.get('/k')).value, 'v');
+    await second.close();
   });
 
   it('keeps items and keeps revisions rising across a restart', async () => {
