@@ -281,8 +281,12 @@ describe('a Ward cluster', () => {
         fails(await startWith(loopback, file), /data dir .*not-a-dir is not usable: it is not a directory/);
       });
 
-      it('refuses a second auth server on a data dir whose ward.db is in use, before touching it', async () => {
-        fails(await startWith(loopback, main.dataDir), /ward\.db is in use by another Ward auth server \(SQLite serves one; run several on PostgreSQL\)$/);
+      it('refuses a second process on a data dir in use, and a second auth server on a ward.db in use, before touching either', async () => {
+        fails(await startWith(loopback, main.dataDir), new RegExp(`^ERROR: data dir ${main.dataDir} is in use by another ward process$`));
+        // Another data dir, the same database (auth_service.storage.path).
+        const db = join(main.dataDir, 'ward.db');
+        const sameDB = loopback.replace('auth_service:\n', `auth_service:\n  storage: {type: sqlite, path: ${db}}\n`);
+        fails(await startWith(sameDB), new RegExp(`^ERROR: ${db} is in use by another Ward auth server \\(SQLite serves one; run several on PostgreSQL\\)$`));
         ok(await main.wctl(['status']));
       });
 

@@ -8,6 +8,7 @@ import { AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound
 import { systemClock, type Clock } from '../api/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
 import { WatchFanout, type Change } from './fanout.ts';
+import { holdExclusiveLock, type FileLock } from '../api/filelock.ts';
 import { auditFilter, auditRow, checkExpires, checkItem, checkKey, rangeLimit } from './validate.ts';
 
 export interface SqliteOptions {
@@ -74,35 +75,6 @@ function openError(path: string, err: unknown): Error {
   return new ConnectionProblem(`cannot open SQLite database ${path}: ${reason}`);
 }
 
-/**
- * Makes this process the file's one auth server, for as long as the returned connection stays open. Its
- * watchers see only the writes made in this process, so a second `ward start` on the same data dir would
- * serve stale caches: a lock or a deleted user written by one would not reach the other's proxies. The hold
- * is SQLite's own exclusive lock on a file beside the database, which the OS drops when the process dies
- * (no stale pid file to clean up after a crash); readers of the database itself (sqlite3, backups) are not
- * blocked.
- */
-function holdOwnerLock(path: string): Database.Database {
-  const lockPath = `${path}.lock`;
-  try {
-    closeSync(openSync(lockPath, 'wx', 0o600));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  const lock = new Database(lockPath, { timeout: 0 });
-  try {
-    lock.pragma('locking_mode = EXCLUSIVE');
-    lock.exec('BEGIN EXCLUSIVE');
-  } catch (err) {
-    lock.close();
-    if ((err as { code?: unknown }).code === 'SQLITE_BUSY') {
-      throw new ConnectionProblem(`${path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`);
-    }
-    throw err;
-  }
-  return lock;
-}
-
 function prepareStatements(db: Database.Database) {
   return {
     nextRevision: db.prepare(`UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value`).pluck(),
@@ -150,7 +122,7 @@ export class SqliteBackend implements Backend, EventStore {
 
   private constructor(
     private readonly db: Database.Database,
-    private readonly ownerLock: Database.Database | undefined,
+    private readonly ownerLock: FileLock | undefined,
     private readonly path: string,
     private readonly clock: Clock,
     sweepIntervalMs: number,
@@ -176,10 +148,12 @@ export class SqliteBackend implements Backend, EventStore {
   /** Opens (creating if needed) the database; throws BadParameter/ConnectionProblem naming the path. */
   static open(opts: SqliteOptions): SqliteBackend {
     let db: Database.Database | undefined;
-    let ownerLock: Database.Database | undefined;
+    let ownerLock: FileLock | undefined;
     try {
       if (opts.path !== ':memory:') {
-        ownerLock = holdOwnerLock(opts.path);
+        // One auth server per file: its watchers see only the writes made in this process, so a second one on
+        // the same file would serve stale caches (a lock written through one would not reach the other's proxies).
+        ownerLock = holdExclusiveLock(`${opts.path}.lock`, `${opts.path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`);
         // Create the file 0600 ourselves: SQLite would use the umask, and it holds CA material.
         // The -wal and -shm files inherit the database file's mode.
         try {
@@ -199,7 +173,7 @@ export class SqliteBackend implements Backend, EventStore {
       db.exec(SCHEMA);
     } catch (err) {
       db?.close();
-      ownerLock?.close();
+      ownerLock?.release();
       if (isWardError(err)) throw err;
       throw openError(opts.path, err);
     }
@@ -332,7 +306,7 @@ export class SqliteBackend implements Backend, EventStore {
     clearInterval(this.sweeper);
     this.fanout.closeAll();
     this.db.close();
-    this.ownerLock?.close();
+    this.ownerLock?.release();
   }
 
   /** Deletes expired items and tells watchers. Runs on the sweeper timer; exposed for tests. */

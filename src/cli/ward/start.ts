@@ -8,6 +8,7 @@ import { systemClock } from '../../api/clock.ts';
 import { BadParameter, ConnectionProblem } from '../../api/errors.ts';
 import { parseDuration } from '../../api/duration.ts';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
+import { holdExclusiveLock } from '../../api/filelock.ts';
 import { formatHostPort, loopbackDialable, nodeAddresses, parseHostPort } from '../../config/listen.ts';
 import { defaultClusterName, defaultDataDir, type WardConfig } from '../../config/schema.ts';
 import type { Backend, EventStore } from '../../backend/backend.ts';
@@ -57,20 +58,27 @@ function prepareDataDir(dir: string): void {
 
 export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; log?: Logger }): Promise<RunningProcess> {
   const log = opts.log ?? pino({ level: cfg.ward.log.severity, base: { pid: process.pid } }, pino.destination(2));
+  const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
+  prepareDataDir(dataDir);
+  // One process per data dir: two agents on one host identity replaced each other's tunnels several times a
+  // second, and two auth servers would each serve caches blind to the other's writes.
+  const dirLock = holdExclusiveLock(join(dataDir, 'ward.lock'), `data dir ${dataDir} is in use by another ward process`);
   // One check per process, whatever it runs: auth servers, proxies and agents each hold connections per agent.
   const stopWatching = watchDescriptors(log);
-  try {
-    const running = await startServices(cfg, opts.dataDir, log);
-    return { ...running, close: () => running.close().finally(stopWatching) };
-  } catch (err) {
+  const released = () => {
     stopWatching();
+    dirLock.release();
+  };
+  try {
+    const running = await startServices(cfg, dataDir, log);
+    return { ...running, close: () => running.close().finally(released) };
+  } catch (err) {
+    released();
     throw err;
   }
 }
 
-async function startServices(cfg: WardConfig, dataDirOpt: string | undefined, log: Logger): Promise<RunningProcess> {
-  const dataDir = dataDirOpt ?? cfg.ward.data_dir ?? defaultDataDir();
-  prepareDataDir(dataDir);
+async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Promise<RunningProcess> {
   const metrics = cfg.ward.diag_addr ? newRegistry() : undefined;
   if (!cfg.auth_service.enabled) return startAgentProcess(cfg, dataDir, log, metrics);
   const closers: Array<() => Promise<void>> = [];
