@@ -263,6 +263,22 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       }
     });
 
+    it('wsh -i: an identity file in place of a login, for ls, ssh (its ProxyCommand too) and scp, with no login at all', async () => {
+      const identity = join(work, 'alice.identity');
+      ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'file', '--out', identity, '--ttl', '10m']));
+      const bot = main.newWshHome(); // never logged in
+      const as = (args: string[]) => main.wsh(bot, ['-i', identity, '--proxy', main.proxyAddr, ...args]);
+      assert.match(ok(await as(['ls'])), /^tun1 /m);
+      assert.equal(ok(await as(['ssh', 'root@tun1', 'echo', 'by-identity'])), 'by-identity\n');
+      const copied = join(work, 'by-identity.txt');
+      ok(await as(['scp', `root@tun1:/etc/hostname`, copied]));
+      assert.ok(readFileSync(copied, 'utf8').length > 0);
+      assert.match(ok(await as(['status'])), new RegExp(`^> Identity file: ${identity} via ${main.proxyAddr}$`, 'm'));
+      // Without --proxy it cannot know where to go, and says so; without -i, the bot is not logged in.
+      assert.match((await main.wsh(bot, ['-i', identity, 'ls'])).stderr, /^ERROR: --identity needs --proxy HOST:PORT/);
+      assert.match((await main.wsh(bot, ['ls'])).stderr, /^ERROR: not logged in/);
+    });
+
     it('plain ssh -J through the proxy: all three nodes, exit codes, stdin', async () => {
       for (const name of [home, 'tun1', 'node2']) {
         const r = await ssh(alice, [...jump('alice'), `root@${name}`, `${WHERE}; exit 7`]);

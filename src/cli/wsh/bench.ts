@@ -13,7 +13,7 @@ import { BadParameter, NotFound } from '../../api/errors.ts';
 import { listAllResources } from '../../api/list.ts';
 import { hostCertVerifier } from '../../crypto/hosttrust.ts';
 import { CERT_SUFFIX, parseAuthorizedKey } from '../../crypto/sshkeys.ts';
-import { loadProfile } from './profile.ts';
+import { loadCurrentLogin } from './profile.ts';
 import { dialNode } from './proxycmd.ts';
 
 /** A session that has not ended in this time counts as failed (and its connection is closed). */
@@ -221,7 +221,7 @@ export function parseBenchArgs(target: string, rate: string, duration: string): 
 /** `wsh bench`: returns the exit code (1 when any session failed). */
 export async function bench(target: string, command: string[], flags: { rate: string; duration: string; interactive: boolean }): Promise<number> {
   const args = parseBenchArgs(target, flags.rate, flags.duration);
-  const { profile, dir, creds } = loadProfile();
+  const { profile, dir, creds } = loadCurrentLogin();
   const identity: TLSIdentity = { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs };
   // An unknown node is a usage error, not a run of failed sessions. The list is the one `wsh ls` shows
   // (the nodes the user's roles let them see), so this says no more about other nodes than `wsh ls` does.

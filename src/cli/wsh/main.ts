@@ -1,10 +1,10 @@
 // `wsh`: the user's client. Log in once, then reach servers with short-lived certificates.
 import { Command, Option } from 'commander';
 import { formatDuration, parseDuration } from '../../api/duration.ts';
-import { readIdentityFile } from '../../api/identity-file.ts';
+import { resolve } from 'node:path';
 import { runCLI } from '../run.ts';
 import { VERSION } from '../../api/version.ts';
-import { loadProfile, removeLogin, wshHome } from './profile.ts';
+import { IDENTITY_ENV, PROXY_ENV, loadProfile, removeLogin, wshHome } from './profile.ts';
 
 // Commands load their modules when they run: `wsh proxy ssh` starts on every ssh connection.
 const sshCommands = () => import('./ssh.ts');
@@ -27,6 +27,15 @@ const program = new Command('wsh')
   .showHelpAfterError();
 
 const globals = () => program.opts<GlobalOptions>();
+
+// -i: every command below reads the identity file instead of a login, and so does the `wsh proxy ssh` that OpenSSH
+// starts (it inherits the environment).
+program.hook('preAction', () => {
+  const g = globals();
+  if (!g.identity) return;
+  process.env[IDENTITY_ENV] = resolve(g.identity);
+  if (g.proxy) process.env[PROXY_ENV] = g.proxy;
+});
 
 program
   .command('login')
@@ -59,12 +68,12 @@ program
     const { parseAuthorizedKey } = await import('../../crypto/sshkeys.ts');
     const { readIdentity } = await import('../../crypto/x509.ts');
     const g = globals();
-    const { creds, profile } = g.identity ? { creds: readIdentityFile(g.identity), profile: undefined } : loadProfile();
+    const { creds, profile } = loadProfile();
     const ssh = parseCertificate(parseAuthorizedKey(creds.sshCert).blob);
     const id = readIdentity(creds.tlsCert);
     const left = ssh.validBefore.getTime() - Date.now();
     const lines = [
-      profile ? `> Profile: ${profile.proxy}` : `> Identity file: ${g.identity}`,
+      g.identity ? `> Identity file: ${g.identity} via ${profile.proxy}` : `> Profile: ${profile.proxy}`,
       `  Cluster:     ${id.cluster}`,
       `  User:        ${id.username}`,
       `  Roles:       ${id.roles.join(', ')}`,

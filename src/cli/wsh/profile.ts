@@ -1,11 +1,12 @@
 // What wsh keeps between commands, under WSH_HOME (default ~/.wsh): the current profile, the key pair
 // and certificates of each login, and the CA pin of every proxy seen (known_proxies.json).
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
-import { BadParameter } from '../../api/errors.ts';
-import type { Credentials } from '../../api/identity-file.ts';
+import { AccessDenied, BadParameter } from '../../api/errors.ts';
+import { certExpiry, readIdentity } from '../../crypto/certinfo.ts';
+import { readIdentityFile, type Credentials } from '../../api/identity-file.ts';
 
 export function wshHome(): string {
   return process.env.WSH_HOME || join(homedir(), '.wsh');
@@ -47,7 +48,54 @@ export function saveLogin(profile: Profile, creds: Credentials): string {
   return dir;
 }
 
+/**
+ * loadProfile() for commands that present the login's certificates: one ended is refused here, in one line,
+ * rather than by a proxy that hangs up (what OpenSSH then prints says nothing of why).
+ */
+export function loadCurrentLogin(): ReturnType<typeof loadProfile> {
+  const login = loadProfile();
+  const ended = certExpiry(login.creds.tlsCert);
+  if (ended.getTime() <= Date.now()) throw new AccessDenied(`your login expired at ${ended.toISOString()}: run wsh login`);
+  return login;
+}
+
+/**
+ * An identity file (`wctl auth sign --format file`) in place of a login, for bots and CI: `wsh -i FILE --proxy
+ * HOST:PORT …`. Kept in the environment, so the `wsh proxy ssh` that OpenSSH starts uses it too.
+ */
+export const IDENTITY_ENV = 'WSH_IDENTITY';
+export const PROXY_ENV = 'WSH_PROXY';
+
+/** The files OpenSSH reads for an identity file's keys, written once per process and removed when it exits. */
+let identityKeyDir: string | undefined;
+
+function loadIdentityFile(file: string): { profile: Profile; dir: string; creds: Credentials } {
+  const proxy = process.env[PROXY_ENV];
+  if (!proxy) throw new BadParameter('--identity needs --proxy HOST:PORT: an identity file does not say where the proxy is');
+  const creds = readIdentityFile(file);
+  const id = readIdentity(creds.tlsCert);
+  const profile: Profile = { proxy, user: id.username, cluster: id.cluster, insecure: false };
+  return {
+    profile,
+    creds,
+    get dir() {
+      if (!identityKeyDir) {
+        const dir = mkdtempSync(join(tmpdir(), 'wsh-identity-'));
+        process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+        writeFileAtomic(join(dir, 'id'), creds.sshPrivateKey);
+        writeFileAtomic(join(dir, 'id-cert.pub'), creds.sshCert, 0o644);
+        writeFileAtomic(join(dir, 'known_hosts'), creds.sshHostCAs.join('\n') + '\n', 0o644);
+        identityKeyDir = dir;
+      }
+      return identityKeyDir;
+    },
+  };
+}
+
+/** The current login (profile.json and its keys), or the identity file given with -i. */
 export function loadProfile(): { profile: Profile; dir: string; creds: Credentials } {
+  const identity = process.env[IDENTITY_ENV];
+  if (identity) return loadIdentityFile(identity);
   const path = join(wshHome(), 'profile.json');
   if (!existsSync(path)) throw new BadParameter('not logged in: run wsh login --proxy HOST:PORT --user NAME');
   let profile: Profile;

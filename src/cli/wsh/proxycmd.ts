@@ -8,7 +8,7 @@ import { splitAddr } from '../../api/addr.ts';
 import type { TLSIdentity } from '../../api/client.ts';
 import { AccessDenied, BadParameter, ConnectionProblem } from '../../api/errors.ts';
 import { checkProxyIdentity } from '../../api/trust.ts';
-import { loadProfile } from './profile.ts';
+import { loadCurrentLogin } from './profile.ts';
 
 /** The ALPN of SSH inside TLS at the proxy. */
 const ALPN_PROXY_SSH = 'ward-proxy-ssh';
@@ -66,7 +66,7 @@ export function dialNode(proxy: string, identity: TLSIdentity, host: string, por
 
 /** The ProxyCommand: stdin/stdout become the SSH connection to the node, through the proxy. */
 export async function proxySSH(target: string): Promise<void> {
-  const { profile, creds } = loadProfile();
+  const { profile, creds } = loadCurrentLogin();
   const identity = { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs };
   const hostPort = target.slice(target.lastIndexOf('@') + 1);
   const m = /^(.+?)(?::(\d{1,5}))?$/.exec(hostPort);

@@ -7,7 +7,7 @@ import type { AuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
 import type { Node } from '../../api/types.ts';
 import { table } from '../table.ts';
-import { loadProfile } from './profile.ts';
+import { IDENTITY_ENV, loadCurrentLogin, loadProfile } from './profile.ts';
 
 /**
  * The Auth API through the proxy, with the current login. Loaded on first use: the API client brings Connect and
@@ -15,7 +15,7 @@ import { loadProfile } from './profile.ts';
  */
 export async function authClient(): Promise<AuthClient> {
   const { createAuthClient } = await import('../../api/client.ts');
-  const { profile, creds } = loadProfile();
+  const { profile, creds } = loadCurrentLogin();
   return createAuthClient({ addr: profile.proxy, identity: { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs }, describedAs: `the proxy at ${profile.proxy}` });
 }
 
@@ -53,7 +53,7 @@ export async function ls(format: string, filters: string[]): Promise<string> {
 
 /** OpenSSH options that make `ssh`/`scp` use this login and trust only the cluster's host CA. */
 function sshOptions(): string[] {
-  const { dir } = loadProfile();
+  const { dir } = loadCurrentLogin();
   const wsh = process.argv[1] ?? 'wsh';
   return [
     '-i', join(dir, 'id'),
@@ -138,6 +138,7 @@ export function scp(args: string[], recursive: boolean): Promise<number> {
 }
 
 export function config(): string {
+  if (process.env[IDENTITY_ENV]) throw new BadParameter('wsh config needs a login (wsh login): with -i, the key files it would name last only as long as one command');
   const { profile, dir } = loadProfile();
   const wsh = process.argv[1] ?? 'wsh';
   return [
