@@ -8,6 +8,7 @@ import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:f
 import http from 'node:http';
 import net from 'node:net';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
@@ -277,6 +278,15 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       // Without --proxy it cannot know where to go, and says so; without -i, the bot is not logged in.
       assert.match((await main.wsh(bot, ['-i', identity, 'ls'])).stderr, /^ERROR: --identity needs --proxy HOST:PORT/);
       assert.match((await main.wsh(bot, ['ls'])).stderr, /^ERROR: not logged in/);
+      // Certificates that have ended are refused before dialling, in one line (OpenSSH's own lines said nothing of why).
+      const ended = join(work, 'ended.identity');
+      ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'file', '--out', ended, '--ttl', '1s']));
+      await sleep(2_500);
+      for (const args of [['ssh', 'root@tun1', 'true'], ['ls']]) {
+        const r = await main.wsh(bot, ['-i', ended, '--proxy', main.proxyAddr, ...args]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /^ERROR: your login expired at \S+: run wsh login\n$/);
+      }
     });
 
     it('plain ssh -J through the proxy: all three nodes, exit codes, stdin', async () => {
