@@ -73,7 +73,7 @@ program
     const id = readIdentity(creds.tlsCert);
     const left = ssh.validBefore.getTime() - Date.now();
     const lines = [
-      g.identity ? `> Identity file: ${g.identity} via ${profile.proxy}` : `> Profile: ${profile.proxy}`,
+      g.identity ? `> Identity file: ${g.identity}${g.proxy ? ` via ${g.proxy}` : ''}` : `> Profile: ${profile.proxy}`,
       `  Cluster:     ${id.cluster}`,
       `  User:        ${id.username}`,
       `  Roles:       ${id.roles.join(', ')}`,

@@ -70,11 +70,19 @@ export const PROXY_ENV = 'WSH_PROXY';
 let identityKeyDir: string | undefined;
 
 function loadIdentityFile(file: string): { profile: Profile; dir: string; creds: Credentials } {
-  const proxy = process.env[PROXY_ENV];
-  if (!proxy) throw new BadParameter('--identity needs --proxy HOST:PORT: an identity file does not say where the proxy is');
   const creds = readIdentityFile(file);
   const id = readIdentity(creds.tlsCert);
-  const profile: Profile = { proxy, user: id.username, cluster: id.cluster, insecure: false };
+  const profile: Profile = {
+    user: id.username,
+    cluster: id.cluster,
+    insecure: false,
+    // Asked for only by what dials (wsh status reads the file alone).
+    get proxy(): string {
+      const proxy = process.env[PROXY_ENV];
+      if (!proxy) throw new BadParameter('--identity needs --proxy HOST:PORT: an identity file does not say where the proxy is');
+      return proxy;
+    },
+  };
   return {
     profile,
     creds,
