@@ -237,6 +237,18 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
         ['node', home, false],
       ].sort());
     });
+
+    it('wctl get nodes NAME takes a host name as well as a node id', async () => {
+      // One resource prints as one JSON object, as for any NAME.
+      type NodeDoc = { metadata: { name: string }; spec: { hostname: string } };
+      const byName = JSON.parse(ok(await main.wctl(['get', 'nodes', 'tun1', '--format', 'json']))) as NodeDoc;
+      assert.equal(byName.spec.hostname, 'tun1');
+      const byId = JSON.parse(ok(await main.wctl(['get', 'nodes', byName.metadata.name, '--format', 'json']))) as NodeDoc;
+      assert.equal(byId.spec.hostname, 'tun1');
+      const r = await main.wctl(['get', 'nodes', 'no-such-node']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^ERROR: node "no-such-node" not found \(neither a node id nor a host name/);
+    });
   });
 
   describe('running commands', { concurrency: 3 }, () => {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { AuthClient } from '../../api/client.ts';
-import { BadParameter } from '../../api/errors.ts';
+import { BadParameter, NotFound } from '../../api/errors.ts';
 import { listAllResources } from '../../api/list.ts';
 import { kindFromName, parseResource, type Resource } from '../../api/types.ts';
 import { fingerprintSHA256, parseAuthorizedKey } from '../../crypto/sshkeys.ts';
@@ -57,8 +57,16 @@ export function printResources(resources: Resource[], format: Format): string {
 export async function getResources(auth: AuthClient, kindName: string, name: string | undefined, format: Format): Promise<string> {
   const kind = kindFromName(kindName);
   if (name) {
-    const res = await auth.getResource({ kind, name });
-    return printResources([parseResource(JSON.parse(res.json))], format);
+    try {
+      const res = await auth.getResource({ kind, name });
+      return printResources([parseResource(JSON.parse(res.json))], format);
+    } catch (err) {
+      // Nodes are named by their host id; people know them by host name, as `wsh ls` shows them.
+      if (!(err instanceof NotFound) || kind !== 'node') throw err;
+      const byHostname = (await listAllResources(auth, kind)).filter((n) => n.kind === 'node' && n.spec.hostname === name);
+      if (!byHostname.length) throw new NotFound(`node "${name}" not found (neither a node id nor a host name: wctl get nodes lists them)`);
+      return printResources(byHostname, format);
+    }
   }
   return printResources(await listAllResources(auth, kind), format);
 }
