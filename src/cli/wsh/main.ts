@@ -67,13 +67,13 @@ program
     const { parseCertificate } = await import('../../crypto/sshcert.ts');
     const { parseAuthorizedKey } = await import('../../crypto/sshkeys.ts');
     const { readIdentity } = await import('../../crypto/x509.ts');
-    const g = globals();
+    const identity = process.env[IDENTITY_ENV];
     const { creds, profile } = loadProfile();
     const ssh = parseCertificate(parseAuthorizedKey(creds.sshCert).blob);
     const id = readIdentity(creds.tlsCert);
     const left = ssh.validBefore.getTime() - Date.now();
     const lines = [
-      g.identity ? `> Identity file: ${g.identity}${g.proxy ? ` via ${g.proxy}` : ''}` : `> Profile: ${profile.proxy}`,
+      identity ? `> Identity file: ${identity}${process.env[PROXY_ENV] ? ` via ${process.env[PROXY_ENV]}` : ''}` : `> Profile: ${profile.proxy}`,
       `  Cluster:     ${id.cluster}`,
       `  User:        ${id.username}`,
       `  Roles:       ${id.roles.join(', ')}`,

@@ -89,7 +89,15 @@ function loadIdentityFile(file: string): { profile: Profile; dir: string; creds:
     get dir() {
       if (!identityKeyDir) {
         const dir = mkdtempSync(join(tmpdir(), 'wsh-identity-'));
-        process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+        const remove = () => rmSync(dir, { recursive: true, force: true });
+        process.once('exit', remove);
+        // A signal ends the process without 'exit': remove the key first, then die of the signal as before.
+        for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+          process.once(signal, () => {
+            remove();
+            process.kill(process.pid, signal);
+          });
+        }
         writeFileAtomic(join(dir, 'id'), creds.sshPrivateKey);
         writeFileAtomic(join(dir, 'id-cert.pub'), creds.sshCert, 0o644);
         writeFileAtomic(join(dir, 'known_hosts'), creds.sshHostCAs.join('\n') + '\n', 0o644);
