@@ -100,8 +100,9 @@ async function hostCAChanged(): Promise<boolean> {
 /** `login@host` or `login@label=value`; the latter runs on every matching node in turn. */
 export async function ssh(target: string, command: string[], flags: { forward: string[]; agent: boolean; tty: boolean }): Promise<number> {
   const at = target.lastIndexOf('@');
-  if (at === 0 || at === target.length - 1) throw new BadParameter(`"${target}" is not login@node (or a node alone, to log in as ${loadProfile().profile.user})`);
-  const login = at > 0 ? target.slice(0, at) : loadProfile().profile.user;
+  const { user } = loadProfile().profile;
+  if (at === 0 || at === target.length - 1) throw new BadParameter(`"${target}" is not login@node (or a node alone, to log in as ${user})`);
+  const login = at > 0 ? target.slice(0, at) : user;
   const host = at > 0 ? target.slice(at + 1) : target;
   // `wsh ssh node -- cmd` as with ssh: the separator is ours to add, once.
   if (command[0] === '--') command = command.slice(1);
