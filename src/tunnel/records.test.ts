@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { createTLSCA, generateTLSKey, issueTLSCert } from '../crypto/x509.ts';
@@ -192,6 +193,79 @@ describe('tunnel record layer', () => {
     client.channel.write(Buffer.from('first words'));
     assert.equal((await read(client.channel, 11)).toString(), 'first words');
     client.channel.destroy();
+  });
+
+  it("takes a peer's last handshake messages, its SWITCH and its first records arriving in one piece", async () => {
+    const server = await startServer((end) => end.channel.pipe(end.channel));
+    // A relay that passes the client's ClientHello, then holds what the client sends until its first record is
+    // in, and writes all of it at once: the Finished must be handled before the records right behind it are met.
+    const relay = net.createServer((client) => {
+      const upstream = net.connect({ host: '127.0.0.1', port: portOf(server) });
+      let held = Buffer.alloc(0);
+      let helloPassed = false;
+      let flushed = false;
+      client.on('data', (chunk: Buffer) => {
+        if (flushed) return void upstream.write(chunk);
+        held = Buffer.concat([held, chunk]);
+        for (let at = 0; at < held.length; ) {
+          if (held[at] === 0) {
+            flushed = true;
+            return void upstream.write(held);
+          }
+          if (at + 5 > held.length) return;
+          const end = at + 5 + held.readUInt16BE(at + 3);
+          if (end > held.length) return;
+          if (!helloPassed) {
+            helloPassed = true;
+            upstream.write(held.subarray(0, end));
+            held = held.subarray(end);
+            at = 0;
+          } else at = end;
+        }
+      });
+      upstream.on('data', (chunk: Buffer) => client.write(chunk));
+      for (const s of [client, upstream]) {
+        s.on('close', () => (s === client ? upstream : client).destroy());
+        s.on('error', () => {});
+      }
+    });
+    relay.listen(0, '127.0.0.1');
+    await once(relay, 'listening');
+    servers.push(server, relay);
+    const client = await dialChannel(portOf(relay));
+    client.channel.write(Buffer.from('all at once'));
+    assert.equal((await read(client.channel, 11)).toString(), 'all at once');
+    client.channel.destroy();
+  });
+
+  it('closes at once on records sent before the TLS handshake is done, holding none of them', async () => {
+    let accepted!: (end: End) => void;
+    const serverEnd = new Promise<End>((resolve) => (accepted = resolve));
+    const server = await startServer((end) => accepted(end));
+    servers.push(server);
+    // A real TLS client whose ClientHello is followed at once by 64 KiB that look like records.
+    const raw = net.connect({ host: '127.0.0.1', port: portOf(server) });
+    raw.on('error', () => {});
+    const rawClosed = new Promise((resolve) => raw.once('close', resolve));
+    const record = Buffer.concat([Buffer.from([0, 1, 0, 0x10]), randomBytes(0x10010)]);
+    let first = true;
+    const socket = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        raw.write(chunk, () => cb());
+        if (first) raw.write(record);
+        first = false;
+      },
+    });
+    raw.on('data', (d: Buffer) => socket.push(d));
+    raw.on('close', () => socket.destroy());
+    const t = tls.connect({ socket, ca: caPem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    t.on('error', () => {});
+    const started = Date.now();
+    assert.match(String((await (await serverEnd).error)?.message), /record before its TLS handshake was done/);
+    assert.ok(Date.now() - started < 2_000, 'closed at once, not at the 10 s handshake timeout');
+    await rawClosed;
+    assert.equal((await serverEnd).channel.switched, false);
   });
 
   it('delivers all the peer sent before it closed, then ends; a close inside a record is an error', async () => {

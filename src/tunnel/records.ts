@@ -25,7 +25,11 @@ const TAG = 16;
 /** The multiplexer writes frames of at most 64 KiB + 12 bytes; bigger writes are split. */
 export const MAX_PLAINTEXT = 128 * 1024;
 const MAX_TLS_RECORD = 5 + 16_384 + 256; // RFC 8446 §5.2: TLSCiphertext.length ≤ 2^14 + 256
-/** Records the peer may send before our TLS has delivered its SWITCH (its first multiplexer frames). */
+/**
+ * Records a peer may send after its TLS handshake is done and checked but before our TLS has delivered its SWITCH
+ * (its first multiplexer frames). Only an authenticated peer gets this far: a record before the handshake is done
+ * closes the connection.
+ */
 const MAX_EARLY_BYTES = 256 * 1024;
 /**
  * AES-GCM's safety margin (RFC 8446 §5.5: 2^24.5 records of 2^14 bytes, ~2^38.5 bytes, per key): each
@@ -198,6 +202,7 @@ export class RecordChannel extends Duplex {
 
   private onData(chunk: Buffer): void {
     if (this.destroyed) return;
+    if (this.peerInRecords && !this.switchReceived) return this.holdEarly(chunk);
     if (this.need > this.inbound.length + this.waitingBytes + chunk.length) {
       // More of a record that is still incomplete: keep the pieces and copy them once, when it is whole. (A
       // 64 KiB record arriving in 1.4 KiB segments was copied ~47 times over, ~1.5 MB, before.)
@@ -211,6 +216,18 @@ export class RecordChannel extends Duplex {
       if (this.peerInRecords) this.drainInbound();
     } catch (err) {
       this.destroy(err as Error);
+    }
+  }
+
+  /**
+   * Records that arrive before TLS has delivered the peer's SWITCH are kept as they came, and joined once when it
+   * has (joining each arrival to the rest copied up to MAX_EARLY_BYTES again per TCP segment).
+   */
+  private holdEarly(chunk: Buffer): void {
+    (this.waiting ??= []).push(chunk);
+    this.waitingBytes += chunk.length;
+    if (this.inbound.length + this.waitingBytes > MAX_EARLY_BYTES) {
+      this.destroy(new RecordProtocolError('peer sent too much before its switch'));
     }
   }
 
@@ -242,8 +259,14 @@ export class RecordChannel extends Duplex {
     while (buf.length > 0) {
       const type = buf[0]!;
       if (type === RECORD_MARK) {
-        // Held, not read, until TLS has delivered the peer's SWITCH: only then is it known who sent them.
         if (!this.sawTLS) throw new RecordProtocolError('peer sent a record before any TLS');
+        // Accepted only once the handshake is done and the peer checked (switchFromTLS has run): TLS handles the
+        // bytes pushed to it at once, so a peer's Finished just before its records has been handled by now.
+        // Before that, anyone who can open a TCP connection could have us hold its bytes.
+        if (this.phase === 'handshake') {
+          throw new RecordProtocolError('peer sent a record before its TLS handshake was done');
+        }
+        // Held, not read, until TLS has delivered the peer's SWITCH: only then is it known who sent them.
         this.peerInRecords = true;
         break;
       }
@@ -270,7 +293,9 @@ export class RecordChannel extends Duplex {
   private drainInbound(): void {
     if (!this.peerInRecords || this.destroyed) return;
     if (!this.switchReceived) {
-      if (this.inbound.length > MAX_EARLY_BYTES) this.destroy(new RecordProtocolError('peer sent too much before its switch'));
+      if (this.inbound.length + this.waitingBytes > MAX_EARLY_BYTES) {
+        this.destroy(new RecordProtocolError('peer sent too much before its switch'));
+      }
       return;
     }
     this.gather();
