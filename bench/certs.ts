@@ -101,7 +101,8 @@ const TIMING = 'timing\n';
  */
 async function inChild(job: ClientJob, onStart: () => void): Promise<ClientReport> {
   // Key generation, warm-up and the timed loop; on a loaded 2-core box key generation alone can take a while.
-  const limitMs = (job.seconds + 60 + job.keys / 100) * 1000;
+  // execFile refuses a timeout that is not an integer (ERR_OUT_OF_RANGE), and keys / 100 rarely is one.
+  const limitMs = Math.ceil((job.seconds + 60 + job.keys / 100) * 1000);
   const dir = mkdtempSync(join(tmpdir(), 'ward-bench-certs-'));
   try {
     const jobFile = join(dir, 'job.json');
