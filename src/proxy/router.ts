@@ -10,7 +10,8 @@ import { canReachNode } from '../node/access.ts';
 import { describeLock, lockFor } from '../rbac/locks.ts';
 
 export interface TunnelDialer {
-  dial(hostId: string, meta: { clientAddr: string; target: string }, signal?: AbortSignal): Promise<Duplex>;
+  /** `user` is counted against the tunnel's per-user stream limit; only clientAddr and target reach the agent. */
+  dial(hostId: string, meta: { clientAddr: string; target: string; user: string }, signal?: AbortSignal): Promise<Duplex>;
 }
 
 export interface Grants {
@@ -46,7 +47,7 @@ export class Router {
     if (lock) throw new AccessDenied(describeLock(lock));
     if (node.spec.tunnel) {
       if (!this.tunnels) throw new ConnectionProblem(`node "${host}" is reached by tunnel, and this proxy has none`);
-      return this.tunnels.dial(node.metadata.name, { clientAddr, target: `${host}:${port}` });
+      return this.tunnels.dial(node.metadata.name, { clientAddr, target: `${host}:${port}`, user: grants.user });
     }
     // Whatever port the client named (22 by OpenSSH's default), the proxy only ever reaches the node's
     // SSH port: it is a door to SSH servers, not a way to any port on their hosts.

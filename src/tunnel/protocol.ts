@@ -14,6 +14,11 @@ export interface DialMeta {
   clientAddr: string;
   /** What the agent should connect the stream to, e.g. `localhost:3022` or a database name. */
   target: string;
+  /**
+   * The Ward user the stream is for, as the proxy authenticated them: the proxy counts a tunnel's streams per user
+   * against its per-user limit. Not sent to the agent (which checks the user itself, inside the stream).
+   */
+  user?: string;
 }
 
 const MAX_META = 1024;
@@ -40,6 +45,12 @@ export const muxLimits: MuxLimits = {
   sessionWindow: 16 * MiB,
   maxStreams: 4096,
 };
+
+/**
+ * Streams one user may hold on one tunnel at once: a sixteenth of the tunnel's, so one user (say, with SSH
+ * connections that never authenticate) cannot take every stream and lock everyone else out of the node.
+ */
+export const DEFAULT_MAX_STREAMS_PER_USER = muxLimits.maxStreams / 16;
 
 /** Keepalive: each end pings every interval; a PING not acknowledged in time means the peer is gone (NAT expiry, crash). */
 export const PING_INTERVAL_MS = 15_000;

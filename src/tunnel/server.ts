@@ -7,12 +7,15 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { BadParameter, ConnectionProblem, NotFound } from '../api/errors.ts';
+import { BadParameter, ConnectionProblem, LimitExceeded, NotFound } from '../api/errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
 import { startLagProbe } from '../diag/lag.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
 import { RecordChannel, RecordProtocolError } from './records.ts';
-import { AGENT_SYSTEM_ROLES, ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
+import {
+  AGENT_SYSTEM_ROLES, ALPN_REVERSE_TUNNEL, DEFAULT_MAX_STREAMS_PER_USER, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS,
+  checkMetaValue, muxLimits, type DialMeta,
+} from './protocol.ts';
 
 export interface TunnelServerOptions {
   /** The proxy's host certificate: key, chain (leaf then cluster CA), and the cluster CA(s) agents are signed by. */
@@ -29,6 +32,8 @@ export interface TunnelServerOptions {
   maxHandshakes?: number;
   /** Whether the proxy is too busy to take handshakes past maxHandshakes (default: event loop over BUSY_LAG_MS behind). */
   busy?: () => boolean;
+  /** Streams one user (DialMeta.user) may hold on one tunnel at once (default DEFAULT_MAX_STREAMS_PER_USER). */
+  maxStreamsPerUser?: number;
 }
 
 export interface TunnelServer {
@@ -51,6 +56,8 @@ interface AgentSession {
   mux: MuxSession;
   /** Certificate notAfter (ms): the handshake checked validity once, the sweep enforces it for the tunnel's life. */
   expiresAt: number;
+  /** Streams open per user, made on the first dial (an idle tunnel pays nothing for it). */
+  users?: Map<string, number>;
 }
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -103,6 +110,7 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   /** Connections between TCP accept and their tunnel coming up (or failing). */
   const handshakes = new Set<RecordChannel>();
   const maxHandshakes = opts.maxHandshakes ?? MAX_HANDSHAKES;
+  const maxStreamsPerUser = opts.maxStreamsPerUser ?? DEFAULT_MAX_STREAMS_PER_USER;
   const lag = opts.busy ? undefined : startLagProbe();
   const busy = opts.busy ?? (() => lag!.lagMs() > BUSY_LAG_MS);
   /** Connections closed past the limit since the last sweep; `active` once the start of it has been logged. */
@@ -175,6 +183,18 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     live.add(s);
   }
 
+  /** Counts `stream` against `user` on the session until it closes. */
+  function countStream(s: AgentSession, user: string, stream: MuxStream): void {
+    const users = (s.users ??= new Map());
+    users.set(user, (users.get(user) ?? 0) + 1);
+    stream.once('close', () => {
+      const left = (users.get(user) ?? 1) - 1;
+      if (left > 0) users.set(user, left);
+      else users.delete(user);
+      if (users.size === 0 && s.users === users) s.users = undefined;
+    });
+  }
+
   /** Closes a connection past the handshake limit, before TLS starts. The sweep reports how many. */
   function shed(rawSocket: net.Socket): void {
     rawSocket.destroy();
@@ -231,12 +251,18 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
       }
       const s = current.get(hostId);
       if (!s || s.mux.isClosed) throw new NotFound(`no tunnel to node ${hostId}`);
+      const held = meta.user === undefined ? 0 : (s.users?.get(meta.user) ?? 0);
+      if (held >= maxStreamsPerUser) {
+        log.info({ hostId, user: meta.user, limit: maxStreamsPerUser }, 'tunnel stream refused: user at the per-user limit');
+        throw new LimitExceeded(`you have ${held} connections open to node ${hostId}, the most one user may have: close some first`);
+      }
       let stream: MuxStream;
       try {
         stream = s.mux.open(meta);
       } catch (err) {
         throw new ConnectionProblem(`tunnel to node ${hostId} cannot take a stream: ${(err as Error).message}`);
       }
+      if (meta.user !== undefined) countStream(s, meta.user, stream);
       // Whoever takes the stream adds its own handlers; this one keeps a reset from crashing the process.
       stream.on('error', (err) => log.debug({ hostId, err: err.message }, 'tunnel stream error'));
       await waitForAccept(stream, hostId, dialTimeoutMs, signal);

@@ -48,10 +48,13 @@ interface TinyProxy {
 /** Stands in for the mux: every accepted socket goes straight to the tunnel server. */
 async function startTinyProxy(
   tlsCfg: { keyPem: string; certChainPem: string; caPems: string[] },
-  opts: { port?: number; log?: Logger; onAgent?: (hostId: string, up: boolean) => void; maxHandshakes?: number; busy?: () => boolean } = {},
+  opts: {
+    port?: number; log?: Logger; onAgent?: (hostId: string, up: boolean) => void; maxHandshakes?: number; busy?: () => boolean;
+    maxStreamsPerUser?: number;
+  } = {},
 ): Promise<TinyProxy> {
-  const { log = silent, onAgent, maxHandshakes, busy } = opts;
-  const tunnels = createTunnelServer({ tls: tlsCfg, log, onAgent, maxHandshakes, busy });
+  const { log = silent, onAgent, maxHandshakes, busy, maxStreamsPerUser } = opts;
+  const tunnels = createTunnelServer({ tls: tlsCfg, log, onAgent, maxHandshakes, busy, maxStreamsPerUser });
   const sockets = new Set<net.Socket>();
   const proxy: TinyProxy = {
     tunnels,
@@ -181,6 +184,39 @@ describe('reverse tunnel', () => {
     const ac = new AbortController();
     ac.abort(new Error('caller gave up'));
     await assert.rejects(proxy.tunnels.dial('node-1', { clientAddr: '1.2.3.4:5', target: 'x:22' }, ac.signal), /caller gave up/);
+  });
+
+  it("refuses a user's stream past their limit on one tunnel in one line, while another user still gets through", async () => {
+    const limited = await startTinyProxy(proxyTLS, { maxStreamsPerUser: 3 });
+    // Streams the agent takes and never answers on: SSH connections that never authenticate.
+    const silentAgent = startTunnelAgent({
+      proxyAddrs: () => [`127.0.0.1:${limited.port}`],
+      tls: agentTLS,
+      onConnection: (stream) => void stream.resume(),
+      log: silent,
+      backoff: { minMs: 50, maxMs: 500 },
+    });
+    try {
+      await waitFor('the tunnel', () => limited.tunnels.agents().includes('node-1'));
+      const dial = (user: string) => limited.tunnels.dial('node-1', { clientAddr: '192.0.2.1:1', target: 'localhost:3022', user });
+      const held = await Promise.all([dial('mallory'), dial('mallory'), dial('mallory')]);
+      await assert.rejects(dial('mallory'), {
+        name: 'LimitExceeded',
+        code: 'ERR_LIMIT_EXCEEDED',
+        message: 'you have 3 connections open to node node-1, the most one user may have: close some first',
+      });
+      const other = await dial('alice');
+      other.destroy();
+      // A stream that ends gives its place back.
+      const closed = once(held[0]!, 'close');
+      held[0]!.destroy();
+      await closed;
+      (await dial('mallory')).destroy();
+      for (const s of held) s.destroy();
+    } finally {
+      await silentAgent.close();
+      await limited.close();
+    }
   });
 
   it('reconnects after the proxy is closed and restarted on the same port', async () => {
