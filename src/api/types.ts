@@ -56,6 +56,11 @@ export const roleSpecSchema = z.strictObject({
     .strictObject({
       max_session_ttl: durationSchema.optional(),
       port_forwarding: z.boolean().optional(),
+      /**
+       * `ssh -R` listens where the client asks (sshd's GatewayPorts clientspecified) rather than on loopback only
+       * (GatewayPorts no, the default). Needs port_forwarding too.
+       */
+      port_forwarding_gateway: z.boolean().optional(),
       forward_agent: z.boolean().optional(),
     })
     .optional(),

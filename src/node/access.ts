@@ -13,7 +13,10 @@ import { AccessChecker } from '../rbac/checker.ts';
 import { describeLock, lockFor } from '../rbac/locks.ts';
 
 export type AccessDecision =
-  | { allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitAgentForwarding: boolean; permitPty: boolean }
+  | {
+      allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitGatewayPorts: boolean;
+      permitAgentForwarding: boolean; permitPty: boolean;
+    }
   /** `rbac`: the roles refused it (an access.denied event), not the certificate. */
   | { allowed: false; reason: string; rbac?: boolean };
 
@@ -95,12 +98,15 @@ function decideUserCert(
     const decision = checker.checkNodeLogin(node!, req.login);
     if (!decision.allowed) return { allowed: false, reason: decision.reason, rbac: true };
   }
+  const permitPortForwarding =
+    'permit-port-forwarding' in cert.extensions && roles.some((r) => r.spec.options?.port_forwarding);
   return {
     allowed: true,
     user: cert.keyId,
     cert,
     permitPty: 'permit-pty' in cert.extensions,
-    permitPortForwarding: 'permit-port-forwarding' in cert.extensions && roles.some((r) => r.spec.options?.port_forwarding),
+    permitPortForwarding,
+    permitGatewayPorts: permitPortForwarding && roles.some((r) => r.spec.options?.port_forwarding_gateway),
     permitAgentForwarding: 'permit-agent-forwarding' in cert.extensions && roles.some((r) => r.spec.options?.forward_agent),
   };
 }

@@ -1,6 +1,7 @@
 // Port forwarding through a node (RFC 4254 7): `direct-tcpip` channels (ssh -L) dial out from the node,
 // `tcpip-forward` requests (ssh -R) listen on the node and hand each connection back to the client as a
-// `forwarded-tcpip` channel. Both only when the user's roles permit it; every attempt is audited.
+// `forwarded-tcpip` channel. Both only when the user's roles permit it; every attempt is audited. Remote
+// forwards listen on loopback only, as under sshd's default `GatewayPorts no`, unless a role allows more.
 import net from 'node:net';
 import type { AcceptConnection, Channel, RejectConnection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import type { ConnContext } from './server.ts';
@@ -56,13 +57,38 @@ export function handleDirectTcpip(
 type ReqAccept = ((chosenPort?: number) => void) | undefined;
 type ReqReject = (() => void) | undefined;
 
-/** The `ssh -R` listeners of one connection. */
+/** Where one `ssh -R` listener binds: a host for net.Server.listen, IPv6 only where IPv4 is bound beside it. */
+export interface BindAddress {
+  host: string;
+  ipv6Only?: boolean;
+}
+
+const LOOPBACK: readonly BindAddress[] = [{ host: '127.0.0.1' }, { host: '::1' }];
+const WILDCARD: readonly BindAddress[] = [{ host: '0.0.0.0' }, { host: '::', ipv6Only: true }];
+
+/**
+ * The addresses a `tcpip-forward` for `requested` listens on, as sshd decides them (OpenSSH channels.c,
+ * channel_fwd_bind_addr). `GatewayPorts no` (gateway false): loopback, both families, whatever was asked ("",
+ * "*", "0.0.0.0", a host's address or name alike), except that an explicit "127.0.0.1" or "::1" binds just that.
+ * `GatewayPorts clientspecified` (gateway true): "" and "*" bind every address, "localhost" loopback, any other
+ * address or name just that one.
+ */
+export function bindAddresses(requested: string, gateway: boolean): readonly BindAddress[] {
+  if (requested === '127.0.0.1' || requested === '::1') return [{ host: requested }];
+  if (!gateway || requested === 'localhost') return LOOPBACK;
+  if (requested === '' || requested === '*') return WILDCARD;
+  return [{ host: requested }];
+}
+
+/** The `ssh -R` listeners of one connection; one forward may listen on several addresses (both loopbacks). */
 export class RemoteForwards {
-  private readonly listeners = new Map<string, net.Server>();
+  private readonly listeners = new Map<string, net.Server[]>();
+  private closed = false;
 
   constructor(private readonly ctx: ConnContext) {
     ctx.onClose(() => {
-      for (const srv of this.listeners.values()) srv.close();
+      this.closed = true;
+      for (const servers of this.listeners.values()) for (const srv of servers) srv.close();
       this.listeners.clear();
     });
   }
@@ -87,38 +113,68 @@ export class RemoteForwards {
     if (this.listeners.size >= ctx.limits.maxRemoteForwards) return refuse('too many remote forwards');
     const key = `${info.bindAddr}:${info.bindPort}`;
     if (this.listeners.has(key)) return refuse('already forwarded');
-    const srv = net.createServer((sock) => this.forwardIn(srv, info, sock));
-    srv.once('error', (err) => {
-      ctx.log.debug({ err: err.message, addr: key }, 'remote forward listen failed');
-      this.listeners.delete(key);
-      refuse('listen failed');
-    });
-    this.listeners.set(key, srv);
-    srv.listen({ host: bindHost(info.bindAddr), port: info.bindPort }, () => {
-      srv.removeAllListeners('error');
-      srv.on('error', () => {});
-      const port = (srv.address() as net.AddressInfo).port;
-      if (info.bindPort === 0) this.listeners.set(`${info.bindAddr}:${port}`, srv);
-      ctx.emit('port', { ...fields, success: true, port });
+    const servers: net.Server[] = [];
+    this.listeners.set(key, servers);
+    void this.bindAll(bindAddresses(info.bindAddr, ctx.identity.permitGatewayPorts), info, servers).then((port) => {
+      // The connection may have ended while binding: its close already ran, so these are closed here.
+      if (port === undefined || this.closed || this.listeners.get(key) !== servers) {
+        for (const srv of servers) srv.close();
+        if (this.listeners.get(key) === servers) this.listeners.delete(key);
+        return refuse('listen failed');
+      }
+      if (info.bindPort === 0) this.listeners.set(`${info.bindAddr}:${port}`, servers);
+      const bound = servers.map((srv) => {
+        const a = srv.address() as net.AddressInfo;
+        return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+      });
+      ctx.emit('port', { ...fields, success: true, port, bound });
       accept?.(port);
     });
   }
 
+  /**
+   * Listens on each address in turn, the later ones on the port the first got (as sshd does for port 0). One that
+   * cannot be bound (no IPv6 on this host) is skipped, as by sshd, if another was. Resolves with the port, or
+   * undefined if none could be bound.
+   */
+  private async bindAll(
+    addrs: readonly BindAddress[],
+    info: TcpipBindInfo,
+    servers: net.Server[],
+  ): Promise<number | undefined> {
+    let port = info.bindPort;
+    for (const addr of addrs) {
+      const srv = net.createServer((sock) => this.forwardIn(port, info, sock));
+      const ok = await new Promise<boolean>((resolve) => {
+        srv.once('error', (err) => {
+          this.ctx.log.debug({ err: err.message, addr: `${addr.host}:${port}` }, 'remote forward listen failed');
+          resolve(false);
+        });
+        srv.listen({ host: addr.host, port, ipv6Only: addr.ipv6Only }, () => resolve(true));
+      });
+      if (!ok) continue;
+      srv.removeAllListeners('error');
+      srv.on('error', () => {});
+      servers.push(srv);
+      port = (srv.address() as net.AddressInfo).port;
+    }
+    return servers.length > 0 ? port : undefined;
+  }
+
   private cancel(accept: ReqAccept, reject: ReqReject, info: TcpipBindInfo): void {
     const key = `${info.bindAddr}:${info.bindPort}`;
-    const srv = this.listeners.get(key);
-    if (!srv) return reject?.();
-    for (const [k, s] of this.listeners) if (s === srv) this.listeners.delete(k);
-    srv.close();
+    const servers = this.listeners.get(key);
+    if (!servers) return reject?.();
+    for (const [k, s] of this.listeners) if (s === servers) this.listeners.delete(k);
+    for (const srv of servers) srv.close();
     accept?.();
   }
 
-  private forwardIn(srv: net.Server, info: TcpipBindInfo, sock: net.Socket): void {
+  private forwardIn(port: number, info: TcpipBindInfo, sock: net.Socket): void {
     const { ctx } = this;
     sock.on('error', () => {});
     const release = ctx.acquireChannel();
     if (!release) return void sock.destroy();
-    const port = (srv.address() as net.AddressInfo | null)?.port ?? info.bindPort;
     // RFC 4254 7.2: the channel names the address that was requested and the port actually bound.
     ctx.client.forwardOut(info.bindAddr, port, sock.remoteAddress ?? '', sock.remotePort ?? 0, (err, channel) => {
       if (err) {
@@ -129,11 +185,4 @@ export class RemoteForwards {
       splice(channel, sock, release);
     });
   }
-}
-
-/** The address to bind: "" and "localhost" mean loopback (sshd's GatewayPorts=no), "*" all addresses. */
-function bindHost(addr: string): string {
-  if (addr === '' || addr === 'localhost') return '127.0.0.1';
-  if (addr === '*') return '0.0.0.0';
-  return addr;
 }

@@ -50,7 +50,7 @@ const userCreated = (() => {
   }
 })();
 const events: Array<{ event: string; fields: Record<string, unknown> }> = [];
-const permits = { port: true, agent: true, pty: true };
+const permits = { port: true, gateway: false, agent: true, pty: true };
 let ca: SSHSigner;
 let server: NodeSSHServer;
 let port = 0;
@@ -85,6 +85,44 @@ function freePort(): Promise<number> {
       s.close(() => resolve(p));
     });
   });
+}
+
+/** The addresses sockets listen on at TCP `port` on this machine, from /proc/net/tcp and tcp6 (state 0A = LISTEN). */
+function listeningOn(port: number): string[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const found: string[] = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of fs.readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      if (state !== '0A' || !local?.endsWith(`:${hexPort}`)) continue;
+      // Each 32-bit word of the address is in host (little-endian) order.
+      const words = local.split(':')[0]!.match(/.{8}/g)!.map((w) => Buffer.from(w, 'hex').reverse());
+      const bytes = Buffer.concat(words);
+      if (bytes.length === 4) found.push([...bytes].join('.'));
+      else if (bytes.equals(Buffer.alloc(16))) found.push('::');
+      else if (bytes.equals(Buffer.from([...Array(15).fill(0), 1]))) found.push('::1');
+      else found.push(bytes.toString('hex'));
+    }
+  }
+  return found.sort();
+}
+
+/** `ssh -N -R SPEC` held open until the forward is up; resolves with the port the node allocated and the client. */
+async function remoteForward(spec: string): Promise<{ port: number; stop: () => void }> {
+  // LogLevel INFO first (the first value wins): the client says which port the node allocated.
+  const client = spawn('ssh', [
+    '-o', 'LogLevel=INFO', ...clientOpts(), '-p', String(port), '-N', '-o', 'ExitOnForwardFailure=yes',
+    '-R', spec, 'root@127.0.0.1',
+  ]);
+  let stderr = '';
+  const allocated = await new Promise<number>((resolve, reject) => {
+    client.stderr.on('data', (d: Buffer) => {
+      const m = /Allocated port (\d+)/.exec((stderr += d.toString()));
+      if (m) resolve(Number(m[1]));
+    });
+    client.once('close', (code) => reject(new Error(`ssh -R ${spec} exited ${code}: ${stderr}`)));
+  });
+  return { port: allocated, stop: () => client.kill() };
 }
 
 async function httpGet(url: string, deadlineMs: number): Promise<string> {
@@ -123,7 +161,10 @@ before(async () => {
       } catch (err) {
         return { allowed: false, reason: (err as Error).message };
       }
-      return { allowed: true, user: 'alice', cert, permitPortForwarding: permits.port, permitAgentForwarding: permits.agent, permitPty: permits.pty };
+      return {
+        allowed: true, user: 'alice', cert, permitPortForwarding: permits.port, permitGatewayPorts: permits.gateway,
+        permitAgentForwarding: permits.agent, permitPty: permits.pty,
+      };
     },
   });
   port = (await server.listen('127.0.0.1:0')).port;
@@ -279,6 +320,46 @@ describe('node SSH server with OpenSSH clients', () => {
     const r = await ssh(['-o', 'ExitOnForwardFailure=yes', '-R', `${remote}:127.0.0.1:${webPort}`, `curl -s http://127.0.0.1:${remote}/`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString(), 'hello from the web server\n');
+  });
+
+  it('binds a remote forward to loopback whatever address the client asks, as sshd with GatewayPorts no', async () => {
+    // OpenSSH sends "0.0.0.0", "" (for "*"), "localhost" (no address) and "127.0.0.1"/"::1" as written.
+    const cases = [
+      ['0.0.0.0:', ['127.0.0.1', '::1']], ['*:', ['127.0.0.1', '::1']], ['', ['127.0.0.1', '::1']],
+      ['127.0.0.1:', ['127.0.0.1']], ['[::1]:', ['::1']],
+    ] as const;
+    for (const [bind, want] of cases) {
+      const fwd = await remoteForward(`${bind}0:127.0.0.1:${webPort}`);
+      try {
+        assert.deepEqual(listeningOn(fwd.port), want, `ssh -R ${bind}0:...`);
+        const host = want[0] === '::1' ? '[::1]' : '127.0.0.1';
+        assert.equal(await httpGet(`http://${host}:${fwd.port}/`, 5000), 'hello from the web server\n');
+      } finally {
+        fwd.stop();
+      }
+    }
+    // The audit event names where it listened.
+    const bound = events.filter((e) => e.event === 'port' && e.fields.addr === '0.0.0.0:0' && e.fields.success);
+    const hosts = (bound.at(-1)?.fields.bound as string[]).map((a) => a.replace(/:\d+$/, ''));
+    assert.deepEqual(hosts, ['127.0.0.1', '[::1]']);
+  });
+
+  it('binds where the client asks when a role allows it, as sshd with GatewayPorts clientspecified', async () => {
+    permits.gateway = true;
+    try {
+      const cases = [['0.0.0.0:', ['0.0.0.0']], ['*:', ['0.0.0.0', '::']], ['', ['127.0.0.1', '::1']]] as const;
+      for (const [bind, want] of cases) {
+        const fwd = await remoteForward(`${bind}0:127.0.0.1:${webPort}`);
+        try {
+          assert.deepEqual(listeningOn(fwd.port), want, `ssh -R ${bind}0:...`);
+          assert.equal(await httpGet(`http://127.0.0.1:${fwd.port}/`, 5000), 'hello from the web server\n');
+        } finally {
+          fwd.stop();
+        }
+      }
+    } finally {
+      permits.gateway = false;
+    }
   });
 
   it('refuses port forwarding when the roles do not permit it', async () => {

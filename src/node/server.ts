@@ -16,7 +16,10 @@ import { handleDirectTcpip, RemoteForwards } from './forward.ts';
 import type { JoinMode, LiveSession, SessionRegistry } from './live.ts';
 
 export type Authorization =
-  | { allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitAgentForwarding: boolean; permitPty: boolean }
+  | {
+      allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitGatewayPorts: boolean;
+      permitAgentForwarding: boolean; permitPty: boolean;
+    }
   /** `rbac`: the roles refused it (an access.denied event), not the certificate. */
   | { allowed: false; reason: string; rbac?: boolean };
 
@@ -81,6 +84,8 @@ export interface Identity {
   cert: SSHCertificate;
   osUser: OSUser;
   permitPortForwarding: boolean;
+  /** `ssh -R` may bind the address the client names (GatewayPorts clientspecified), not only loopback. */
+  permitGatewayPorts: boolean;
   permitAgentForwarding: boolean;
   permitPty: boolean;
 }
@@ -223,6 +228,7 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
         cert: d.cert,
         osUser: d.osUser!,
         permitPortForwarding: d.permitPortForwarding,
+        permitGatewayPorts: d.permitGatewayPorts,
         permitAgentForwarding: d.permitAgentForwarding,
         permitPty: d.permitPty,
       };
