@@ -5,12 +5,16 @@
 // and keep the renewed certificate; clients that learned the new key at login keep connecting, clients that did
 // not stop trusting them. A skipped phase, a CA that does not rotate and a user without the right are refused.
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
-import { cleanup, makeTempDir, poll, run, startCluster, type Cluster } from './harness.ts';
+import { cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent } from './harness.ts';
 import { AccessDenied } from '../src/api/errors.ts';
+import { issuerOf } from '../src/api/rotation.ts';
+import { fetchProxyCA } from '../src/api/trust.ts';
+import { ALPN_AUTH, type TLSIdentity } from '../src/api/client.ts';
 import { addUser, ok, sshAs, wshLogin, writeDirectSSHConfig, writeSSHConfig, type TestUser } from './users.ts';
 
 let main: Cluster;
@@ -134,7 +138,7 @@ describe('user CA rotation', () => {
   });
 
   it('refuses CAs that do not rotate yet, and users without the right to update CAs', async () => {
-    for (const type of ['tls', 'db']) {
+    for (const type of ['db']) {
       const r = await main.wctl(['auth', 'rotate', '--type', type]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, new RegExp(`the ${type} CA cannot be rotated yet`));
@@ -202,5 +206,129 @@ describe('host CA rotation', () => {
     await poll('the node to go back to the old key', async () => ((await nodeCertSigner()) === before ? true : undefined), 10_000, 200);
     await poll('erin to reach the node again', async () => ((await canSSH(erin)) ? true : undefined), 10_000, 200);
     await poll('erin to jump through the proxy again', async () => ((await canJump(erin)) ? true : undefined), 10_000, 200);
+  });
+});
+
+describe('TLS CA rotation', () => {
+  let tunnelled: NodeAgent;
+  let listening: NodeAgent;
+  let oldCA: string;
+  let newCA = '';
+  const agents = () => [tunnelled, listening];
+  type KeptIdentity = { tlsKey: string; tlsCert: string; tlsCAs: string[] };
+  const keptIdentity = (agent: NodeAgent) =>
+    JSON.parse(readFileSync(join(agent.root, 'data', 'node', 'identity.json'), 'utf8')) as KeptIdentity;
+  const PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g;
+  const exportedTLS = async () => ok(await main.wctl(['auth', 'export', '--type', 'tls'])).match(PEM) ?? [];
+  /** Which CA signed a certificate: 'old', 'new' or 'other'. */
+  const signer = (certPem: string) =>
+    issuerOf(certPem, [oldCA]) ? 'old' : newCA && issuerOf(certPem, [newCA]) ? 'new' : 'other';
+  /** Which CA a server's certificate chain (as wsh login and a joining agent read it) ends with. */
+  const presentedBy = async (addr: string, alpn?: string[]) =>
+    signer((await fetchProxyCA(addr, 10_000, alpn)).caPem.replace(/\n?$/, '\n'));
+  const reaches = async (u: TestUser, node: string) =>
+    (await sshAs(u, [`root@${node}`, 'echo tls-rotated-ok'])).stdout.includes('tls-rotated-ok');
+  const reachesAll = async (u: TestUser) => (await reaches(u, 'tlstun')) && (await reaches(u, 'tlsdirect'));
+  /** The pin `wctl status` prints first: the CA the proxies present now, which an administrator hands to users. */
+  const currentPin = async () => /CA pin: +(sha256:[0-9a-f]{64})/.exec(ok(await main.wctl(['status'])))![1]!;
+  /** `wsh login` in a fresh WSH_HOME with the pin from `wctl status`, as a user told of the rotation would. */
+  async function loginWithCurrentPin(u: TestUser, tag: string): Promise<TestUser> {
+    const wshHome = main.newWshHome();
+    const pin = await currentPin();
+    const args = ['login', '--proxy', main.proxyAddr, '--user', u.name, '--password-stdin', '--ca-pin', pin];
+    const keys = /Keys: (\S+)/.exec(ok(await main.wsh(wshHome, args, { stdin: `${u.password}\n` })))![1]!;
+    return { ...u, wshHome, keys, cfg: writeSSHConfig(join(work, `${u.name}-${tag}.ssh_config`), keys) };
+  }
+  const userTLS = (u: TestUser): TLSIdentity => ({
+    keyPem: readFileSync(join(u.keys, 'tls.key'), 'utf8'),
+    certPem: readFileSync(join(u.keys, 'tls.crt'), 'utf8'),
+    caPems: [readFileSync(join(u.keys, 'cas.pem'), 'utf8')],
+  });
+  const step = async (args: string[] = []) => ok(await main.wctl(['auth', 'rotate', '--type', 'tls', ...args]));
+  const waitForHosts = (to: 'old' | 'new') =>
+    poll(`both nodes and the proxy to present certificates from the ${to} TLS CA`, async () => {
+      const nodes = agents().every((a) => signer(keptIdentity(a).tlsCert) === to);
+      if (!nodes || (await presentedBy(main.proxyAddr)) !== to) return undefined;
+      return (await presentedBy(main.authAddr, [ALPN_AUTH, 'h2'])) === to ? true : undefined;
+    }, 15_000, 250);
+
+  before(async () => {
+    [tunnelled, listening] = await Promise.all([
+      startAgent(main, 'tlstun', ['--tunnel']),
+      startAgent(main, 'tlsdirect'),
+    ]);
+    [oldCA] = await exportedTLS() as [string];
+  });
+
+  it('moves every host to a new key; users who log in again keep working; a stolen identity dies', async () => {
+    const early = await addUser(main, work, 'grace', 'access'); // logged in before the rotation
+    await poll('ssh before the rotation', async () => (await reachesAll(early)) || undefined, 20_000, 250);
+    // What a thief would copy: a node's identity and a user's login, from before the rotation.
+    const stolenHost = keptIdentity(tunnelled);
+    const stolen: TLSIdentity = { keyPem: stolenHost.tlsKey, certPem: stolenHost.tlsCert, caPems: stolenHost.tlsCAs };
+    const earlyTLS = userTLS(early);
+    assert.ok(await main.client(stolen).getResource({ kind: 'cert_authority', name: 'tls' }), 'works before');
+
+    // init: a new key, trusted everywhere within seconds; the old key still signs.
+    assert.match(await step(), /phase init;.*2 keys trusted/);
+    assert.match(ok(await main.wctl(['status'])), /^tls CA +\S+ +init$/m, 'wctl status shows the phase');
+    const both = await exportedTLS();
+    assert.equal(both.length, 2, 'wctl auth export --type tls prints both CA certificates');
+    newCA = both.find((pem) => pem !== oldCA)!;
+    assert.match(ok(await main.wctl(['status'])), /CA pin: +sha256:\w+, sha256:\w+/, 'both CAs pinned');
+    const trustBoth = async () => agents().every((a) => keptIdentity(a).tlsCAs.length === 2) || undefined;
+    await poll('both nodes to trust both keys', trustBoth, 10_000, 200);
+    assert.ok(await reachesAll(early), 'init: a login from before works');
+
+    // update_clients: the new key signs new certificates; servers keep theirs.
+    assert.match(await step(), /phase update_clients/);
+    const during = await loginWithCurrentPin(early, 'tls-during');
+    const duringCert = readFileSync(join(during.keys, 'tls.crt'), 'utf8');
+    assert.equal(signer(duringCert), 'new', 'a login now gets a certificate from the new key');
+    assert.equal(signer(readFileSync(join(main.dataDir, 'admin', 'tls.crt'), 'utf8')), 'new', 'the local admin too');
+    assert.ok(await reachesAll(during), 'update_clients: a certificate from the new key is trusted by the proxy');
+    assert.ok(await reachesAll(early), 'update_clients: one from the old key too');
+    assert.equal(await presentedBy(main.proxyAddr), 'old', 'servers still present the old key');
+
+    // update_servers: nodes, the proxy and the auth server move to the new key, without a restart.
+    assert.match(await step(), /phase update_servers/);
+    await waitForHosts('new');
+    await poll('ssh on new certificates', async () => (await reachesAll(during)) || undefined, 15_000, 250);
+    assert.match(ok(await main.wctl(['status'])), /^tls CA +\S+ +update_servers$/m, 'wctl, with its renewed identity');
+
+    // standby: the old key is dropped; what it signed no longer gets in.
+    assert.match(await step(), /phase standby;.*1 key trusted/);
+    assert.equal((await exportedTLS()).length, 1);
+    await poll('the stolen node identity to be refused', async () => {
+      try {
+        await main.client(stolen, main.authAddr).getResource({ kind: 'cert_authority', name: 'tls' });
+        return undefined;
+      } catch (err) {
+        return err instanceof AccessDenied || /certificate/.test((err as Error).message) ? true : undefined;
+      }
+    }, 10_000, 250);
+    const viaProxy = (id: TLSIdentity) => main.client(id, main.proxyAddr);
+    await assert.rejects(viaProxy(stolen).renewHostCerts({ tlsPublicKey: '' }), /certificate/);
+    await assert.rejects(viaProxy(earlyTLS).getResource({ kind: 'cert_authority', name: 'tls' }), /certificate/);
+    assert.ok(await reachesAll(during), 'standby: a login during the rotation works');
+    const after = await loginWithCurrentPin(early, 'tls-after');
+    assert.ok(await reachesAll(after), 'a login after the rotation works');
+    const events = ok(await main.wctl(['events', '--format', 'json', '--type', 'ca.rotated', '--limit', '100']));
+    assert.deepEqual(
+      events
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { type: string; to: string })
+        .filter((e) => e.type === 'tls')
+        .map((e) => e.to)
+        .reverse(),
+      ['init', 'update_clients', 'update_servers', 'standby'],
+    );
+    // A node restarted after the rotation comes back with the identity it keeps.
+    await tunnelled.stop();
+    await tunnelled.start(['--roles', 'node', '--tunnel', '--auth-server', main.proxyAddr]);
+    await poll('ssh to the restarted node', async () => (await reaches(after, 'tlstun')) || undefined, 20_000, 250);
+    oldCA = newCA;
+    newCA = '';
   });
 });

@@ -4,6 +4,9 @@
 // - through a host CA rotation (auth/rotation.ts): once the CA reaches update_servers, or is back in standby after a
 //   rollback, a host whose SSH certificate was signed by another key than the CA's signing key asks for a new one.
 //   Not before update_servers: until then clients may not have learned the new key.
+// - through a TLS CA rotation: from init on the host trusts every key the CA holds (its Auth API client, tunnels and
+//   TLS servers take the new trust for the connections that follow), and once the CA reaches update_servers (or rolls
+//   back) a host whose TLS certificate was signed by another key than the signing one asks for a new one.
 // The caller presents what it gets to the connections that follow (onRenewed) and keeps it in its data dir. The CA
 // comes from the host's watch-fed cache, so a rotation step reaches every host within seconds. A failed renewal is
 // retried with backoff; a certificate that expired anyway (the host was down too long) needs a new join.
@@ -13,6 +16,7 @@ import { Gauge, type Registry } from 'prom-client';
 import type { AuthClient } from '../api/client.ts';
 import { CLOCK_SKEW_MS, systemClock, type Clock } from '../api/clock.ts';
 import type { CertAuthority } from '../api/types.ts';
+import { tlsCertOutdated, trustedTLSCAs } from '../api/rotation.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import type { HostIdentity } from './identity.ts';
 import { certValidity } from '../crypto/certinfo.ts';
@@ -116,8 +120,9 @@ export function startHostCertRenewal(opts: {
   auth: AuthClient;
   identity: HostIdentity;
   /**
-   * Takes the identity with renewed certificates: present them to new connections (hostKeysOf, tlsIdentityOf), keep
-   * it. Its TLS certificate may be new (then a new object) or the same.
+   * Takes the identity with renewed certificates, or with the TLS CAs a rotation changed: present them to new
+   * connections (hostKeysOf, tlsIdentityOf), keep it. Its TLS certificate, and its `tlsCAs`, are each either the
+   * same object as before or a new one.
    */
   onRenewed: (identity: HostIdentity) => void;
   log: Logger;
@@ -136,6 +141,15 @@ export function startHostCertRenewal(opts: {
     clearTimeout(timer);
     timer = setTimeout(() => void check(), Math.max(0, ms));
     timer.unref();
+  };
+  const putToUse = (identity: HostIdentity) => {
+    try {
+      opts.onRenewed(identity);
+    } catch (err) {
+      // Presented or not, the new certificates are this host's now; a failure to keep them is retried at the next
+      // renewal.
+      log.error({ err: (err as Error).message }, 'cannot put the renewed host certificates to use');
+    }
   };
   // Never rejects: it runs from cache callbacks and timers, where a rejection would end the process.
   const check = async (): Promise<void> => {
@@ -160,10 +174,23 @@ export function startHostCertRenewal(opts: {
         ca = undefined; // a stale cache says nothing about a rotation; expiry goes on regardless
       }
       const rotation = needsRenewal(ca, parseCertificate(parseAuthorizedKey(current.sshCert).blob).signatureKey);
+      let tlsCA: CertAuthority | undefined;
+      try {
+        tlsCA = opts.cache.get('cert_authority', 'tls') as CertAuthority | undefined;
+      } catch {
+        tlsCA = undefined;
+      }
+      const trusted = tlsCA ? trustedTLSCAs(tlsCA) : [];
+      if (trusted.length > 0 && trusted.join('\0') !== current.tlsCAs.join('\0')) {
+        current = { ...current, tlsCAs: trusted };
+        log.info({ phase: tlsCA!.spec.rotation.phase, cas: trusted.length }, 'trusting the TLS CA as it is now');
+        putToUse(current);
+      }
+      const tlsRotation = !!tlsCA && tlsCertOutdated(tlsCA, current.tlsCert, 'server');
       // Each certificate when it is due (issued together, they are due together); the SSH one also at a rotation.
       // An SSH certificate renewed only because the TLS one is due would come from the signing key even in the
       // rotation's phases where clients may not trust it yet.
-      const tlsDue = now >= renewalDue(tls);
+      const tlsDue = tlsRotation || now >= renewalDue(tls);
       const sshDue = rotation || now >= renewalDue(ssh);
       if (!tlsDue && !sshDue) {
         next = nextCheckIn(Math.min(renewalDue(tls), renewalDue(ssh)), now);
@@ -182,22 +209,19 @@ export function startHostCertRenewal(opts: {
       };
       failures = 0;
       recordHostExpiry(opts.metrics, current);
-      const expiring = tlsDue || !rotation;
+      const expiring = now >= renewalDue(tls) || (!rotation && !tlsRotation);
       log.info(
         {
-          reason: expiring ? 'expiring' : `host CA ${ca!.spec.rotation.phase}`,
+          reason: expiring
+            ? 'expiring'
+            : tlsRotation ? `TLS CA ${tlsCA!.spec.rotation.phase}` : `host CA ${ca!.spec.rotation.phase}`,
           renewed: [...(res.tlsCert ? ['tls'] : []), ...(res.sshCert ? ['ssh'] : [])],
           tls_expires: new Date(certValidity(current.tlsCert).notAfter).toISOString(),
           ssh_expires: new Date(sshValidity(current.sshCert).notAfter).toISOString(),
         },
-        expiring ? 'host certificates renewed' : 'host certificate renewed from the host CA',
+        expiring ? 'host certificates renewed' : 'host certificate renewed from the rotated CA',
       );
-      try {
-        opts.onRenewed(current);
-      } catch (err) {
-        // Presented or not, the new certificates are this host's now; a failure to keep them is retried at the next renewal.
-        log.error({ err: (err as Error).message }, 'cannot put the renewed host certificates to use');
-      }
+      putToUse(current);
       // Look again once the cache has caught up: the CA may have moved on (a rollback) while this was in flight.
       next = 1_000;
     } catch (err) {

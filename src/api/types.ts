@@ -212,7 +212,9 @@ export const certAuthoritySchema = z.strictObject({
     cluster: z.string().max(256),
     active_keys: z.array(caKeySchema).min(1).max(8),
     additional_keys: z.array(caKeySchema).max(8).default([]),
-    rotation: z.strictObject({ phase: z.enum(['standby', 'init', 'update_clients', 'update_servers']) }).default({ phase: 'standby' }),
+    rotation: z
+      .strictObject({ phase: z.enum(['standby', 'init', 'update_clients', 'update_servers', 'rollback']) })
+      .default({ phase: 'standby' }),
   }),
 });
 export type CertAuthority = z.infer<typeof certAuthoritySchema>;

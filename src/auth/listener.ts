@@ -1,7 +1,7 @@
 // The Auth API's network face: HTTP/2 over mutual TLS. The handshake asks every client for a
 // certificate but does not require one, because Ping must answer before a client has a certificate;
 // each handler then decides from the verified peer certificate (authz.ts).
-import { constants as cryptoConstants } from 'node:crypto';
+import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
@@ -33,7 +33,11 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface AuthListener {
   address: ListenAddress;
-  /** A renewed certificate for the handshakes that follow; connections open now keep theirs. */
+  /**
+   * A renewed certificate, or CAs changed by a rotation, for the handshakes that follow. Connections open now keep the
+   * certificate they started with, except that those whose client certificate no longer comes from `caPems` are
+   * closed (a TLS CA rotation reached standby: an identity from the dropped key must not live on in an open call).
+   */
   setTLS(tls: AuthListenerTLS): void;
   close(): Promise<void>;
 }
@@ -111,6 +115,7 @@ export async function startAuthListener(
   });
   server.setTimeout(0);
   const sessions = new Set<http2.ServerHttp2Session>();
+  let trusted = tls.caPems;
   server.on('session', (session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
@@ -119,7 +124,22 @@ export async function startAuthListener(
   log.info({ addr: `${address.host}:${address.port}` }, 'auth API listening');
   return {
     address,
-    setTLS: (renewed) => server.setSecureContext(secureContextOptions(renewed)),
+    setTLS: (renewed) => {
+      server.setSecureContext(secureContextOptions(renewed));
+      const dropped = trusted.filter((pem) => !renewed.caPems.includes(pem));
+      trusted = renewed.caPems;
+      if (dropped.length === 0) return;
+      // The handshake verified each certificate's signature already; which CA it chains to is a name and key id match.
+      const cas = renewed.caPems.map((pem) => new X509Certificate(pem));
+      for (const session of sessions) {
+        const peer = (session.socket as TLSSocket).getPeerCertificate?.(false);
+        if (!peer?.raw) continue;
+        const cert = new X509Certificate(peer.raw);
+        if (cas.some((ca) => cert.checkIssued(ca))) continue;
+        log.info({ subject: peer.subject?.CN }, 'closing an auth API connection: its certificate is from a dropped CA');
+        session.destroy();
+      }
+    },
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());

@@ -50,6 +50,29 @@ describe('CA rotation phases', () => {
     assert.throws(() => rotate(ca, { rollback: true }, () => key('new')), /not being rotated/);
   });
 
+  it('rolls a TLS CA back through phase rollback, trusting the new key until hosts have moved back', () => {
+    const tls: CertAuthority = { ...ca, metadata: { name: 'tls' }, spec: { ...ca.spec, type: 'tls' } };
+    const stepped = (phase: RotationPhase) => {
+      let c = tls;
+      for (let p = nextPhase('standby'); ; p = nextPhase(p)) {
+        c = rotate(c, { target: p }, () => key('new'));
+        if (p === phase) return c;
+      }
+    };
+    for (const phase of ['update_clients', 'update_servers'] as const) {
+      const back = rotate(stepped(phase), { rollback: true }, () => key('unused'));
+      assert.deepEqual(names(back), { phase: 'rollback', signs: ['old'], alsoTrusted: ['new'] }, phase);
+      const unused = () => key('unused');
+      assert.throws(() => rotate(back, { rollback: true }, unused), /already rolling back: the next phase is standby/);
+      assert.throws(() => rotate(back, { target: 'init' }, unused), /in phase rollback: the next phase is standby$/);
+      const done = rotate(back, { target: 'standby' }, unused);
+      assert.deepEqual(names(done), { phase: 'standby', signs: ['old'], alsoTrusted: [] });
+    }
+    // Nothing was signed with the new key in init: straight back to standby.
+    const fromInit = rotate(stepped('init'), { rollback: true }, () => key('unused'));
+    assert.deepEqual(names(fromInit), { phase: 'standby', signs: ['old'], alsoTrusted: [] });
+  });
+
   it('makes a new key only when a rotation starts', () => {
     let made = 0;
     const make = () => (made++, key('new'));

@@ -17,7 +17,7 @@ import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
 import { ensureBuiltinRoles, ensureCAs } from './init.ts';
 import { HOST_CERT_TTL_MS } from './join.ts';
-import type { RotationPhase } from '../api/rotation.ts';
+import { presentedTLSCA, trustedTLSCAs, type RotationPhase } from '../api/rotation.ts';
 import { ROTATABLE, rotate } from './rotation.ts';
 import { SoftwareKeyStore } from './keystore.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
@@ -115,7 +115,10 @@ export class AuthServer {
     const ca = await this.cas.getShared('tls');
     const revision = ca.metadata.revision;
     if (revision && this.pins?.revision === revision) return this.pins.pins;
-    const pins = ca.spec.active_keys.map((k) => fingerprintSPKI(k.public));
+    // During a rotation both CAs are pinned; first the one servers present now, which a join compares its pin with.
+    const presented = presentedTLSCA(ca);
+    const pems = [presented, ...trustedTLSCAs(ca)].filter((pem) => pem !== undefined);
+    const pins = [...new Set(pems.map((pem) => fingerprintSPKI(pem)))];
     if (revision) this.pins = { revision, pins };
     return pins;
   }
@@ -260,12 +263,21 @@ export class AuthServer {
    */
   async rotateCA(type: string, move: { target: RotationPhase } | { rollback: true }, by: string): Promise<CertAuthority> {
     if (!ROTATABLE.has(type)) {
-      throw new BadParameter(`the ${type} CA cannot be rotated yet: only the user and host CAs rotate (docs/rotation.md says why)`);
+      throw new BadParameter(
+        `the ${type} CA cannot be rotated yet: only the user, host and tls CAs rotate (docs/rotation.md says why)`,
+      );
     }
+    // A TLS CA key is a self-signed certificate, made before the (synchronous) compare-and-swap and used only if
+    // this step starts a rotation. Its name differs from the old CA's, so no TLS stack can mistake one for the other.
+    const now = this.now();
+    const caName = `${this.clusterName} Ward TLS CA ${now.toISOString().slice(0, 19)}Z`;
+    const tlsKey = type === 'tls' && 'target' in move && move.target === 'init'
+      ? await this.keystore.newTLSKey(this.clusterName, caName, now)
+      : undefined;
     let from: RotationPhase | undefined;
     const ca = await this.cas.modify(type, (current) => {
       from = current.spec.rotation.phase;
-      return rotate(current, move, () => this.keystore.newSSHKey(`ward-${type}-ca@${this.clusterName}`));
+      return rotate(current, move, () => tlsKey ?? this.keystore.newSSHKey(`ward-${type}-ca@${this.clusterName}`));
     });
     await this.audit.emit('ca.rotated', { user: by, type, from, to: ca.spec.rotation.phase, rollback: 'rollback' in move });
     return ca;

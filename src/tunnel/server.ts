@@ -2,7 +2,7 @@
 // here by the mux), checks their host identity, and opens one multiplexed stream (muxsession.ts) on an
 // agent's tunnel for each user connection the proxy routes to that agent: the proxy opens, the agent accepts.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { constants as cryptoConstants } from 'node:crypto';
+import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -58,6 +58,8 @@ interface AgentSession {
   expiresAt: number;
   /** Streams open per user, made on the first dial (an idle tunnel pays nothing for it). */
   users?: Map<string, number>;
+  /** The agent's certificate (DER): a TLS CA rotation that drops its CA ends the tunnel. */
+  cert: Buffer;
 }
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -116,6 +118,7 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
   /** Connections closed past the limit since the last sweep; `active` once the start of it has been logged. */
   const shedding = { count: 0, active: false };
   let closed = false;
+  let trusted = opts.tls.caPems;
 
   // One TLS server object terminates every tunnel; sockets are handed in with emit('connection').
   const tlsServer = tls.createServer({
@@ -145,7 +148,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     if (closed) throw new ConnectionProblem('tunnel server is closing');
     if (socket.alpnProtocol !== ALPN_REVERSE_TUNNEL) throw new BadParameter('agent did not negotiate ward-reversetunnel');
     // rejectUnauthorized already tied the chain to the cluster CA; what is left is what kind of peer this is.
-    const id = identityFromPeerCert(socket.getPeerCertificate());
+    const peer = socket.getPeerCertificate();
+    const id = identityFromPeerCert(peer);
     const hostId = id.hostId;
     if (id.kind !== 'host' || !hostId) throw new BadParameter('tunnel peer is not a host');
     if (!id.systemRoles?.some((r) => (AGENT_SYSTEM_ROLES as readonly string[]).includes(r))) {
@@ -153,7 +157,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     }
     // Roles reversed: the agent dialled us, but the proxy is the side that opens streams.
     channel.switchFromTLS(socket, 'server');
-    const s: AgentSession = { hostId, mux: undefined as unknown as MuxSession, expiresAt: Date.parse(id.expires) };
+    const expiresAt = Date.parse(id.expires);
+    const s: AgentSession = { hostId, mux: undefined as unknown as MuxSession, expiresAt, cert: peer.raw };
     // The tunnel is up, and replaces the host's previous one, once the agent's HELLO has come through the
     // records: a connection whose switch fails never displaces a working tunnel.
     const up = () => {
@@ -275,6 +280,18 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
 
     setTLS(material) {
       tlsServer.setSecureContext(secureContextOptions(material));
+      const dropped = trusted.filter((pem) => !material.caPems.includes(pem));
+      trusted = material.caPems;
+      if (dropped.length === 0) return;
+      // A TLS CA rotation reached standby (or undid a new key): a tunnel proved with a certificate from the dropped
+      // CA ends, as it would not be let in again. The handshake checked the signature; which CA is a name match.
+      const cas = material.caPems.map((pem) => new X509Certificate(pem));
+      for (const s of live) {
+        const cert = new X509Certificate(s.cert);
+        if (cas.some((ca) => cert.checkIssued(ca))) continue;
+        log.info({ hostId: s.hostId }, 'tunnel certificate from a CA no longer trusted');
+        s.mux.destroy();
+      }
     },
 
     async close() {

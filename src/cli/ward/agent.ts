@@ -107,7 +107,7 @@ export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: 
     recording: cfg.ssh_service.recording,
     metrics,
     onRenewed: (renewed) => {
-      if (renewed.tlsCert !== tls.certPem) tls = tlsIdentityOf(renewed);
+      if (renewed.tlsCert !== tls.certPem || renewed.tlsCAs !== tls.caPems) tls = tlsIdentityOf(renewed);
       saveHostIdentity(dataDir, renewed);
     },
   });

@@ -14,6 +14,7 @@ import type { WardConfig } from '../../config/schema.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
 import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../../agent/renewal.ts';
+import { issuerOf } from '../../api/rotation.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from '../../agent/identity.ts';
 import { generateTLSKey } from '../../crypto/x509.ts';
 import { ResourceCache } from '../../cache/resources.ts';
@@ -84,7 +85,11 @@ export async function startProxyService(
   const cluster = identity.cluster;
   // The proxy's TLS identity now: replaced when renewed, and read by the Auth API client before every call.
   let tls = tlsIdentityOf(identity);
-  const served = () => ({ keyPem: tls.keyPem, certChainPem: tls.certPem + tls.caPems[0], caPems: tls.caPems });
+  // The chain ends with the CA that signed the certificate: during a TLS CA rotation the proxy trusts two.
+  const served = () => {
+    const chainCA = issuerOf(tls.certPem, tls.caPems) ?? tls.caPems[0];
+    return { keyPem: tls.keyPem, certChainPem: tls.certPem + chainCA, caPems: tls.caPems };
+  };
   const authList = splitAddrList(authAddrs).map(parseHostPort);
   const client = createAuthClient({ addr: authAddrs, identity: () => tls });
   const cache = new ResourceCache(client, { kinds: ['node', 'user', 'role', 'cert_authority', 'lock'], log }).start();
@@ -129,12 +134,15 @@ export async function startProxyService(
     identity,
     onRenewed: (renewed) => {
       ssh.setHostKeys(hostKeysOf(renewed));
-      if (renewed.tlsCert !== tls.certPem) {
+      // A new TLS certificate, or the CAs of a TLS CA rotation: the Auth API client, the web, SSH-in-TLS and tunnel
+      // servers take them for what follows (agents' tunnels and users' connections from a dropped CA end).
+      if (renewed.tlsCert !== tls.certPem || renewed.tlsCAs !== tls.caPems) {
+        const newCert = renewed.tlsCert !== tls.certPem;
         tls = tlsIdentityOf(renewed);
         proxy.setTLS(served());
         sshOverTLS.setTLS(served());
         tunnels.setTLS(served());
-        heartbeats?.reconnect();
+        if (newCert) heartbeats?.reconnect();
       }
       saveIdentity?.(renewed);
     },

@@ -16,6 +16,8 @@ import { SqliteBackend } from '../../backend/sqlite.ts';
 import { PostgresBackend } from '../../backend/postgres.ts';
 import { AuthServer } from '../../auth/server.ts';
 import { startAuthListener } from '../../auth/listener.ts';
+import { followTLSCA } from '../../auth/tlstrust.ts';
+import { issuerOf, tlsCertOutdated, trustedTLSCAs } from '../../api/rotation.ts';
 import { fingerprintSPKI } from '../../crypto/x509.ts';
 import { ResourceService } from '../../services/resources.ts';
 import { randomUUID } from 'node:crypto';
@@ -28,6 +30,11 @@ import { watchDescriptors } from '../../diag/descriptors.ts';
 import { startAgentProcess, startConfiguredNode } from './agent.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
+
+/** The CA certificate a server sends after its own: the one that signed it (during a rotation there are two). */
+function chainCA(id: { certPem: string; caPems: string[] }): string {
+  return issuerOf(id.certPem, id.caPems) ?? id.caPems[0]!;
+}
 
 export interface RunningProcess {
   clusterName: string;
@@ -107,7 +114,7 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
     const host = hostname();
     const issueAuthTLS = () => serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
     // The chain (leaf, then CA) lets a joining agent compare the CA with its --ca-pin before it sends a token.
-    const withChain = (id: Awaited<ReturnType<typeof issueAuthTLS>>) => ({ ...id, certPem: id.certPem + id.caPems[0] });
+    const withChain = (id: Awaited<ReturnType<typeof issueAuthTLS>>) => ({ ...id, certPem: id.certPem + chainCA(id) });
     let authTLS = await issueAuthTLS();
     const authLog = log.child({ component: 'auth' });
     const listener = await startAuthListener(auth, withChain(authTLS), cfg.auth_service.listen_addr, authLog);
@@ -148,8 +155,19 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
       log: authLog,
     });
     closers.push(async () => adminRenewal.stop());
+    // A TLS CA rotation (auth/tlstrust.ts): trust what the CA trusts now, and move the auth API's own certificate and
+    // the local admin's to the signing key when their phase comes (the admin's is only ever presented as a client).
+    const tlsCA = followTLSCA(auth, authLog, async (ca) => {
+      const caPems = trustedTLSCAs(ca);
+      if (tlsCertOutdated(ca, authTLS.certPem, 'server')) authTLS = await issueAuthTLS();
+      authTLS = { ...authTLS, caPems };
+      listener.setTLS(withChain(authTLS));
+      if (tlsCertOutdated(ca, admin.certPem, 'client')) admin = await writeAdmin();
+      else writeFileAtomic(join(dataDir, 'admin', 'cas.pem'), caPems.join(''));
+    });
+    closers.push(async () => tlsCA.stop());
 
-    const caPin = fingerprintSPKI(authTLS.caPems[0]!);
+    const caPin = fingerprintSPKI(chainCA(authTLS));
     let proxyAddr: string | undefined;
     if (cfg.proxy_service.enabled) {
       const proxy = await startLocalProxy(auth, cfg, formatHostPort(authAddr), log.child({ component: 'proxy' }), metrics);

@@ -72,7 +72,26 @@ const AFTER: Record<string, Record<string, string>> = {
     update_servers: 'Nodes and proxies take host certificates from the new key within seconds and present them to new\nconnections; clients that know only the old key no longer trust them.',
     standby: 'The rotation is complete: the old key is no longer trusted.',
   },
+  tls: {
+    init:
+      'A new key is made and trusted next to the current one by the auth servers, proxies and agents within\n' +
+      'seconds, and by clients that log in now (wsh login writes both to its CA bundle). Certificates are still\n' +
+      'signed with the current key. For outside TLS clients: wctl auth export --type tls.',
+    update_clients:
+      'New certificates (logins, the local admin\'s, newly joined hosts) are signed with the new key; those signed\n' +
+      'before keep working. Users should log in again now: a login from before init will not trust the servers\n' +
+      'once they switch, and its certificate stops working at standby.',
+    update_servers:
+      'Auth servers, proxies and agents take TLS certificates from the new key within seconds and present them to\n' +
+      'new connections. This is the last step that can be rolled back.',
+    rollback:
+      'The old key signs again; hosts that took certificates from the new key take new ones from the old key within\n' +
+      'seconds, while both stay trusted.',
+    standby: 'The rotation is complete: the old key is no longer trusted, and certificates it signed stop working.',
+  },
 };
+
+const HOSTS_MOVE_BACK = ' Hosts that took certificates from it take new ones from the old key.';
 
 /** One step of a CA rotation (the next phase unless `phase` says which), or its rollback. */
 export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: string; rollback?: boolean }): Promise<string> {
@@ -86,12 +105,17 @@ export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: s
   const now = ca.spec.rotation.phase;
   const signing = caFingerprint(ca);
   const trusted = [...ca.spec.active_keys, ...ca.spec.additional_keys].length;
+  const keys = `${trusted} key${trusted > 1 ? 's' : ''}`;
   const lines = [
-    opts.rollback ? `The ${opts.type} CA rotation was rolled back: phase standby, signing with ${signing} again.` : `The ${opts.type} CA is in phase ${now}; signing key ${signing}, ${trusted} key${trusted > 1 ? 's' : ''} trusted.`,
     opts.rollback
-      ? `The key the rotation made is no longer trusted.${opts.type === 'host' ? ' Hosts that took certificates from it take new ones from the old key.' : ''}`
+      ? `The ${opts.type} CA rotation was rolled back: phase ${now}, signing with ${signing} again.`
+      : `The ${opts.type} CA is in phase ${now}; signing key ${signing}, ${keys} trusted.`,
+    opts.rollback && now === 'standby'
+      ? `The key the rotation made is no longer trusted.${opts.type === 'host' ? HOSTS_MOVE_BACK : ''}`
       : (AFTER[opts.type]?.[now] ?? ''),
   ];
-  if (now !== 'standby') lines.push(`Next: wctl auth rotate --type ${opts.type}   (to ${nextPhase(now)}), or --rollback`);
+  const next = `Next: wctl auth rotate --type ${opts.type}   `;
+  if (now === 'rollback') lines.push(`${next}(to standby, once hosts have moved back)`);
+  else if (now !== 'standby') lines.push(`${next}(to ${nextPhase(now)}), or --rollback`);
   return lines.join('\n') + '\n';
 }

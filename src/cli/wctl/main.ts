@@ -300,9 +300,13 @@ authCmd
 authCmd
   .command('rotate')
   .description('rotate a CA one phase at a time: standby -> init -> update_clients -> update_servers -> standby (docs/rotation.md)')
-  .addOption(new Option('--type <type>', 'the CA to rotate (user or host; tls and db do not rotate yet)').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']))
+  .addOption(
+    new Option('--type <type>', 'the CA to rotate (user, host or tls; db does not rotate yet)')
+      .makeOptionMandatory()
+      .choices(['user', 'host', 'tls', 'db']),
+  )
   .addOption(new Option('--phase <phase>', 'the phase to move to (default: the next one)').choices(['init', 'update_clients', 'update_servers', 'standby']))
-  .option('--rollback', 'back to standby with the old key, from any phase before standby')
+  .option('--rollback', 'back to the old key, from any phase before standby (tls: through phase rollback)')
   .action(async (opts: { type: string; phase?: string; rollback?: boolean }) => {
     if (opts.rollback && opts.phase) throw new BadParameter('--rollback and --phase do not go together');
     out(await rotateCA(auth(), opts));
