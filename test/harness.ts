@@ -118,6 +118,8 @@ export function errorLines(r: RunResult): string[] {
 export interface ClusterOptions {
   clusterName?: string;
   lockout?: { max_attempts?: number; duration?: string };
+  /** proxy_service.rate_limits, per kind (sign_in, link, auth_connect): `{burst, per_minute}`. */
+  rateLimits?: Record<string, { burst: number; per_minute: number }>;
   /** Run the home lab's Node Service too (on a free loopback port). */
   node?: boolean;
   /** auth_service.host_cert_ttl: a short one makes every host renew its certificates within the test. */
@@ -350,6 +352,7 @@ function generatedConfig(o: ClusterOptions): string {
     lockout.trimEnd(),
     'proxy_service:',
     '  listen_addr: 127.0.0.1:0',
+    o.rateLimits ? `  rate_limits: ${JSON.stringify(o.rateLimits)}` : '',
     'ssh_service:',
     `  enabled: ${o.node ?? false}`,
     '  listen_addr: 127.0.0.1:0',

@@ -1,41 +1,57 @@
 // Password login, called by proxies on behalf of `wsh login` and the web UI. Failures are audited and
-// counted: after `maxAttempts` in a row the user is locked for `durationMs`. The answer to a bad user
-// name and to a bad password is the same, and takes the same time.
-import { AccessDenied } from '../api/errors.ts';
+// counted per user AND source address (the address the proxy saw, see sourceaddr.ts): after
+// `maxAttempts` in a row from one source, that user's sign-ins from that source are refused for
+// `durationMs`. The account itself is never locked by failures, so nobody can lock a real user out
+// by guessing from their own address. Every failed sign-in gets the same answer and costs the same
+// password hash, whatever failed: the name, the password, the second factor or the source's lock.
+import { AccessDenied, isWardError } from '../api/errors.ts';
+import { sourceKey } from '../api/sourceaddr.ts';
+import type { User } from '../api/types.ts';
 import type { AuthServer, CertKeys, Certs } from './server.ts';
 import { failuresKey, passwordKey } from './server.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
-import { checkSecondFactor } from './mfa.ts';
+import { checkSecondFactor, requiresSecondFactor } from './mfa.ts';
 import { createAuthenticateChallenge } from './webauthn.ts';
 
-/** One answer for every second-factor failure: it never says whether the password was right. */
-export const SECOND_FACTOR_DENIED =
-  'access denied: invalid user name, password or second-factor code (a user with no second factor registered finishes sign-up from the invite link)';
+/**
+ * The one answer to every failed sign-in. It never says which part was wrong (a different answer for
+ * a right password with a wrong code told an attacker the password), nor whether the user exists.
+ */
+export const SIGN_IN_DENIED =
+  'access denied: invalid user name, password or second-factor code, or too many failed sign-ins from this address';
+/** Added when the cluster needs a second factor (public, from ping): it depends on no user. */
+const NO_DEVICE_HINT = ' (a user with no second factor registered finishes sign-up from the invite link)';
+
+export function signInDenied(auth: AuthServer): AccessDenied {
+  return new AccessDenied(SIGN_IN_DENIED + (requiresSecondFactor(auth.secondFactor) ? NO_DEVICE_HINT : ''));
+}
+
+/** Where a user's failures from one source are counted. */
+const sourceFailuresKey = (user: string, source: string) => `${failuresKey(user)}/${source}`;
+
+interface SignInRequest {
+  user: string;
+  password: string;
+  clientAddr: string;
+}
 
 export async function authenticateUser(
   auth: AuthServer,
-  req: { user: string; password: string; secondFactor?: string; ttlMs: number; clientAddr: string } & CertKeys,
+  req: SignInRequest & { secondFactor?: string; ttlMs: number } & CertKeys,
 ): Promise<Certs> {
-  const { user, count, until, fail, locked } = await checkPassword(auth, req);
-  const { lockout } = auth.config;
+  const { user, refuse, key } = await checkPassword(auth, req);
   let used: Awaited<ReturnType<typeof checkSecondFactor>>;
   try {
     used = await checkSecondFactor(auth, req.user, req.secondFactor);
   } catch (err) {
-    if (!(err instanceof AccessDenied)) {
-      await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
-      throw err;
-    }
-    // A wrong code costs a slot of the failure count, as a wrong password does: codes cannot be
-    // guessed faster than passwords. The answer does not say which of the two was wrong.
-    if (count >= lockout.maxAttempts) {
-      await auth.users.modify(req.user, (u) => ({ ...u, spec: { ...u.spec, locked_until: until } }));
-      await auth.audit.emit('user.locked', { user: req.user, until, reason: `${count} failed logins` });
-      throw await locked(until);
-    }
-    throw await fail(`bad second factor: ${err.message}`, SECOND_FACTOR_DENIED);
+    // Any verdict on the second factor (wrong, malformed, replayed, stale, of a kind the cluster does not
+    // take) keeps the slot this attempt took and is audited: codes are not guessed faster than passwords.
+    // An internal error (backend down) is no verdict: it is passed on, and the slot stays taken.
+    if (!isWardError(err)) throw err;
+    throw await refuse(`bad second factor: ${err.message}`);
   }
-  await auth.backend.delete(failuresKey(req.user)).catch(() => undefined);
+  // Only a sign-in that passed every factor forgets the failures of its source.
+  await auth.backend.delete(key).catch(() => undefined);
   const certs = await auth.issueUserCerts(user, req, req.ttlMs, req.user);
   const method = used ? `password+${used}` : 'password';
   await auth.audit.emit('user.login', { user: req.user, success: true, method, remote_addr: req.clientAddr });
@@ -48,53 +64,49 @@ export async function authenticateUser(
  * the user has. A right password gives back the failure slot it took, never more: this step cannot
  * reset the count that wrong second factors build up.
  */
-export async function beginLoginChallenge(
-  auth: AuthServer,
-  req: { user: string; password: string; clientAddr: string },
-): Promise<{ webauthnOptions: string; totp: boolean }> {
-  await checkPassword(auth, req);
-  await releaseFailure(auth, req.user);
+export async function beginLoginChallenge(auth: AuthServer, req: SignInRequest): Promise<{ webauthnOptions: string; totp: boolean }> {
+  const { key } = await checkPassword(auth, req);
+  await releaseFailure(auth, key);
   return createAuthenticateChallenge(auth, req.user);
 }
 
-/** The password phase of a login: a counted attempt, a lock check and the password (or one answer for all failures). */
-async function checkPassword(auth: AuthServer, req: { user: string; password: string; clientAddr: string }) {
-  const { lockout } = auth.config;
+/**
+ * The password phase of a sign-in: a counted attempt, the source's lock and the password. Throws the one
+ * answer on any failure; else returns the user, the failure key of this user and source, and `refuse`
+ * for a later factor's failure.
+ */
+async function checkPassword(auth: AuthServer, req: SignInRequest): Promise<{ user: User; key: string; refuse: (reason: string) => Promise<AccessDenied> }> {
+  const { maxAttempts } = auth.config.lockout;
   const user = await auth.users.tryGet(req.user);
-  const fail = async (reason: string, message = 'access denied: invalid user name or password') => {
+  const source = sourceKey(req.clientAddr);
+  const key = sourceFailuresKey(req.user, source);
+  // Every attempt by a real user takes a slot of its source's count BEFORE its password is checked (a
+  // success gives it back). Counting after the check let concurrent guesses all pass the lock check while
+  // the first ones were still hashing: now at most maxAttempts passwords per source and lock period are
+  // checked, however many arrive together. A made-up name leaves no row behind (the read keeps its cost
+  // close to a real user's; the answer and the password hash are the same).
+  const counted = user ? await countFailure(auth, key) : await auth.backend.get(key).then(() => undefined, () => undefined);
+  const refuse = async (reason: string): Promise<AccessDenied> => {
     await auth.audit.emit('user.login', { user: req.user, success: false, method: 'password', error: reason, remote_addr: req.clientAddr });
-    return new AccessDenied(message);
+    if (counted?.count === maxAttempts) {
+      await auth.audit.emit('user.login_locked', { user: req.user, source, remote_addr: req.clientAddr, until: counted.until, reason: `${maxAttempts} failed sign-ins` });
+    }
+    return signInDenied(auth);
   };
-  const locked = (until: string) => fail('user is locked', `access denied: too many failed logins, user is locked until ${until}`);
-  if (user && auth.isLocked(user)) throw await locked(user.spec.locked_until!);
-  // Every attempt takes a slot in the failure count BEFORE its password is checked (a success gives it
-  // back). Counting after the check let concurrent guesses all pass the lock check above while the
-  // first ones were still hashing: 100 guesses at once had 12 passwords checked with max_attempts 5.
-  // Now at most maxAttempts passwords are checked per lock period, however many arrive together.
-  const { count, until } = await countFailure(auth, req.user);
-  if (count > lockout.maxAttempts) throw await locked(until);
+  const blocked = user && auth.isLocked(user) ? 'user is locked' : counted && counted.count > maxAttempts ? 'too many failed sign-ins from this address' : '';
+  if (blocked) {
+    // The same hash as any other attempt: a blocked source must not answer faster than a made-up name.
+    await verifyPassword(req.password, DUMMY_HASH);
+    throw await refuse(blocked);
+  }
   const stored = user ? await auth.backend.get(passwordKey(req.user)).then((i) => i.value, () => DUMMY_HASH) : DUMMY_HASH;
   const ok = (await verifyPassword(req.password, stored)) && !!user;
-  if (!ok || !user) {
-    // Failures are counted for unknown names too, and answered the same way once over the limit:
-    // the answers never tell an existing user from a made-up name.
-    if (count >= lockout.maxAttempts) {
-      if (user) {
-        // The count is kept (it expires with the lock): attempts already past the lock check above
-        // find it over the limit instead of starting a fresh budget of guesses.
-        await auth.users.modify(req.user, (u) => ({ ...u, spec: { ...u.spec, locked_until: until } }));
-        await auth.audit.emit('user.locked', { user: req.user, until, reason: `${count} failed logins` });
-      }
-      throw await locked(until);
-    }
-    throw await fail(user ? 'bad password' : 'unknown user');
-  }
-  return { user, count, until, fail, locked };
+  if (!ok || !user) throw await refuse(user ? 'bad password' : 'unknown user');
+  return { user, key, refuse };
 }
 
 /** Gives back one slot of the failure count (best effort: a lost race keeps it, the safe side). */
-async function releaseFailure(auth: AuthServer, name: string): Promise<void> {
-  const key = failuresKey(name);
+async function releaseFailure(auth: AuthServer, key: string): Promise<void> {
   const current = await auth.backend.get(key).catch(() => undefined);
   if (!current) return;
   const count = Math.max(0, Number(current.value) - 1);
@@ -102,24 +114,24 @@ async function releaseFailure(auth: AuthServer, name: string): Promise<void> {
 }
 
 /**
- * Counts a failed login. The count forgets itself `durationMs` after the first failure, or after the
- * failure that reached the limit; `until` is then the end of the lock.
+ * Counts an attempt. The count forgets itself `durationMs` after the first failure, or after the one that
+ * reached the limit; `until` is then the end of the source's lock.
  */
-async function countFailure(auth: AuthServer, name: string): Promise<{ count: number; until: string }> {
-  const key = failuresKey(name);
+async function countFailure(auth: AuthServer, key: string): Promise<{ count: number; until: string }> {
+  const { maxAttempts, durationMs } = auth.config.lockout;
   for (let attempt = 0; attempt < 10; attempt++) {
     const current = await auth.backend.get(key).catch(() => undefined);
     const count = Number(current?.value ?? 0) + 1;
-    // The failure that reaches the limit starts a full lock period, for a real user and a made-up name alike.
-    const fresh = new Date(auth.now().getTime() + auth.config.lockout.durationMs);
-    const expires = count === auth.config.lockout.maxAttempts || !current?.expires ? fresh : current.expires;
+    const fresh = new Date(auth.now().getTime() + durationMs);
+    const expires = count === maxAttempts || !current?.expires ? fresh : current.expires;
     try {
       if (current) await auth.backend.compareAndSwap(current, { key, value: String(count), expires });
       else await auth.backend.create({ key, value: String(count), expires });
       return { count, until: expires.toISOString() };
     } catch {
-      // lost a race with a concurrent login attempt: read again
+      // lost a race with a concurrent attempt: read again
     }
   }
-  return { count: auth.config.lockout.maxAttempts, until: new Date(auth.now().getTime() + auth.config.lockout.durationMs).toISOString() };
+  // Ten lost races in a row: many attempts at once from this source. Treat it as over the limit.
+  return { count: maxAttempts + 1, until: new Date(auth.now().getTime() + durationMs).toISOString() };
 }

@@ -177,7 +177,8 @@ export class AuthServer {
     checkPasswordPolicy(next);
     await this.backend.put({ key: passwordKey(name), value: await hashPassword(next) });
     await this.users.modify(name, (u) => ({ ...u, spec: { ...u.spec, locked_until: undefined } }));
-    await this.backend.delete(failuresKey(name)).catch(() => undefined);
+    // The failure counts of every source (login.ts keeps one per source address under this prefix).
+    await this.backend.deleteRange(`${failuresKey(name)}/`).catch(() => undefined);
     await this.audit.emit('user.password_change', { user: by, name });
     return password ? '' : next;
   }

@@ -42,6 +42,22 @@ const storageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('postgres'), conn_string: z.string().min(1) }),
 ]);
 
+const bucketSchema = z.strictObject({ burst: z.number().int().min(1).max(1_000_000), per_minute: z.number().positive().max(6_000_000) });
+/**
+ * Sane for people and hosts behind one address (a wsh login is one sign-in, a web sign-in with a security key two):
+ * a password guesser gets 30 tries a minute per address, while the lockout stops guessing one user sooner.
+ */
+export const DEFAULT_RATE_LIMITS = {
+  sign_in: { burst: 10, per_minute: 30 },
+  link: { burst: 10, per_minute: 30 },
+  auth_connect: { burst: 100, per_minute: 600 },
+};
+const rateLimitsSchema = z.strictObject({
+  sign_in: bucketSchema.default(DEFAULT_RATE_LIMITS.sign_in),
+  link: bucketSchema.default(DEFAULT_RATE_LIMITS.link),
+  auth_connect: bucketSchema.default(DEFAULT_RATE_LIMITS.auth_connect),
+});
+
 export const configSchema = z.strictObject({
   version: z.literal('v1').default('v1'),
   ward: z
@@ -80,6 +96,12 @@ export const configSchema = z.strictObject({
     .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off', host_cert_ttl: '365d' }),
   proxy_service: z
     .strictObject({
+      /**
+       * Per-address token buckets for anonymous work, applied by the proxy before the auth server sees it: sign-ins
+       * (wsh login, the web UI, a security key's first step, adding a device), invite/reset links, and TLS
+       * connections passed through to the auth API (agents joining with a token, wsh and wctl through the proxy).
+       */
+      rate_limits: rateLimitsSchema.default(DEFAULT_RATE_LIMITS),
       enabled: z.boolean().default(true),
       listen_addr: hostPort.default('0.0.0.0:3080'),
       /** Names clients use to reach the proxy; they go into its certificate. */
@@ -87,7 +109,7 @@ export const configSchema = z.strictObject({
       /** A web UI session ends after this long without a request (it ends with its certificates anyway). */
       web_idle_timeout: duration.default('30m'),
     })
-    .default({ enabled: true, listen_addr: '0.0.0.0:3080', public_addr: [], web_idle_timeout: '30m' }),
+    .default({ rate_limits: DEFAULT_RATE_LIMITS, enabled: true, listen_addr: '0.0.0.0:3080', public_addr: [], web_idle_timeout: '30m' }),
   ssh_service: z
     .strictObject({
       enabled: z.boolean().default(true),
@@ -109,6 +131,12 @@ export const configSchema = z.strictObject({
 });
 
 export type WardConfig = z.infer<typeof configSchema>;
+
+/** A token bucket per address: `burst` at once after a quiet spell, then `per_minute`. */
+export function edgeLimitRules(limits: WardConfig['proxy_service']['rate_limits']) {
+  const rule = (b: { burst: number; per_minute: number }) => ({ burst: b.burst, perMinute: b.per_minute });
+  return { sign_in: rule(limits.sign_in), link: rule(limits.link), auth_connect: rule(limits.auth_connect) };
+}
 
 export function defaultDataDir(): string {
   return join(homedir(), '.ward');
@@ -167,6 +195,10 @@ proxy_service:
   # Names users reach the proxy by (they go into its certificate).
   public_addr: ["ward.example.com:3080"]
   web_idle_timeout: 30m   # the web UI signs out after this long without a request
+  rate_limits:            # per client address, before the auth server sees anything (429 with Retry-After)
+    sign_in: {burst: 10, per_minute: 30}        # wsh login, web sign-in, security key step one, adding a device
+    link: {burst: 10, per_minute: 30}           # invite and reset links
+    auth_connect: {burst: 100, per_minute: 600} # connections to the auth API through the proxy (joins, wsh, wctl)
 
 ssh_service:              # the Node Service: an SSH server that checks Ward certificates
   enabled: true

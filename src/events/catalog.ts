@@ -8,6 +8,7 @@ export const EVENT_CODES = {
   'user.delete': 'WU1003I',
   'user.password_change': 'WU1004I',
   'user.locked': 'WU1005W',
+  'user.login_locked': 'WU1006W',
   'role.created': 'WR1000I',
   'role.deleted': 'WR1001I',
   'resource.created': 'WX1000I',
@@ -17,6 +18,7 @@ export const EVENT_CODES = {
   'join_token.create': 'WJ1000I',
   'node.join': { success: 'WJ1001I', failure: 'WJ1001W' },
   'access.denied': 'WA1000W',
+  'proxy.rate_limited': 'WA1001W',
   // Reported by nodes (EmitAuditEvents):
   auth: { success: 'WT1000I', failure: 'WT1000W' },
   'session.start': 'WS2000I',
@@ -50,5 +52,5 @@ export function eventCode(event: EventName, success = true): string {
 /** Events an agent may report about itself; anything else it sends is refused. */
 export const AGENT_EVENTS: ReadonlySet<string> = new Set([
   'auth', 'access.denied', 'session.start', 'session.end', 'session.idle_timeout', 'session.join', 'session.leave', 'session.recording_failed', 'session.terminated',
-  'exec', 'scp', 'sftp', 'subsystem', 'port', 'agent',
+  'exec', 'scp', 'sftp', 'subsystem', 'port', 'agent', 'proxy.rate_limited',
 ]);

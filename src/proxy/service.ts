@@ -8,6 +8,7 @@ import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { ALPN_AUTH, type AuthClient } from '../api/client.ts';
 import type { ListenAddress } from '../config/listen.ts';
+import type { EdgeLimits } from './edgelimits.ts';
 import { startMux, spliceTo } from './mux.ts';
 import type { ProxySSHServer } from './sshserver.ts';
 import { ALPN_PROXY_SSH, TLS_HANDSHAKE_TIMEOUT_MS } from './sshtls.ts';
@@ -43,6 +44,8 @@ export interface ProxyConfig {
   webIdleTimeoutSeconds?: number;
   /** Where the built web UI is (default: dist/web of this installation). */
   webRoot?: string;
+  /** Per-address rate limits on sign-ins, links and auth API connections (edgelimits.ts). */
+  limits?: EdgeLimits;
   log: Logger;
 }
 
@@ -68,7 +71,7 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
       ALPNProtocols: ['h2', 'http/1.1'],
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
-    webHandler({ auth: cfg.auth, sessions: webSessions, assets: new WebAssets(cfg.webRoot ?? findWebRoot()), cache: cfg.cache, log }),
+    webHandler({ auth: cfg.auth, sessions: webSessions, assets: new WebAssets(cfg.webRoot ?? findWebRoot()), cache: cfg.cache, limits: cfg.limits, log }),
   );
   // Browsers open WebSockets over HTTP/1.1 (this server does not offer RFC 8441 over h2).
   const terminals = cfg.router ? createTerminalServer({ sessions: webSessions, router: cfg.router, log }) : undefined;
@@ -93,7 +96,13 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
     cfg.listen,
     {
       tls: (socket, hello) => {
-        if (hello.alpn.includes(ALPN_AUTH)) return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log);
+        if (hello.alpn.includes(ALPN_AUTH)) {
+          // The auth API's TLS ends at the auth server, so the proxy cannot see the calls inside (a join's
+          // RegisterUsingToken among them): it limits the connections each address opens. A refused one is
+          // closed before a byte reaches auth.
+          if (cfg.limits && !cfg.limits.admit('auth_connect', socket.remoteAddress ?? '').allowed) return socket.destroy();
+          return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log);
+        }
         if (hello.alpn.includes(ALPN_PROXY_SSH) && cfg.sshOverTLS) return cfg.sshOverTLS.emit('connection', socket);
         if (hello.alpn.includes(ALPN_TUNNEL) && cfg.tunnels) return cfg.tunnels.handle(socket);
         web.emit('connection', socket);

@@ -10,7 +10,8 @@ import { parseDuration } from '../../api/duration.ts';
 import { createAuthClient } from '../../api/client.ts';
 import { formatHostPort, isWildcard, loopbackDialable, parseHostPort } from '../../config/listen.ts';
 import { splitAddrList } from '../../api/failover.ts';
-import type { WardConfig } from '../../config/schema.ts';
+import { edgeLimitRules, type WardConfig } from '../../config/schema.ts';
+import { EdgeLimits } from '../../proxy/edgelimits.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
 import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../../agent/renewal.ts';
@@ -120,6 +121,12 @@ export async function startProxyService(
     router,
     cache,
     webIdleTimeoutSeconds: parseDuration(cfg.proxy_service.web_idle_timeout) / 1000,
+    limits: new EdgeLimits(edgeLimitRules(cfg.proxy_service.rate_limits), {
+      clock: systemClock,
+      log,
+      audit: (event) => client.emitAuditEvents({ events: [JSON.stringify(event)] }),
+      metrics: opts.metrics,
+    }),
     log,
   }).catch(async (err: unknown) => {
     await stopParts();
