@@ -114,7 +114,8 @@ async function relayTo(target: string): Promise<{ addr: string; connections(): n
 async function shortLivedIdentity(hostId: string, systemRoles: string[], ttlMs: number): Promise<TLSIdentity> {
   const key = await generateTLSKey();
   const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-    hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: [], ipAddresses: [], expires: new Date(Date.now() + ttlMs),
+    hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: [hostId, `${hostId}.${auth.clusterName}`], ipAddresses: [],
+    expires: new Date(Date.now() + ttlMs),
   });
   return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
 }

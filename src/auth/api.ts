@@ -51,10 +51,22 @@ function heartbeatJSON(json: string | undefined): unknown {
 }
 
 /** A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role. */
-function hostHeartbeat(auth: AuthServer, c: Extract<Caller, { kind: 'service' }>, data: unknown) {
+/** The names (SANs) of the certificate on a connection: read once per connection, which a host heartbeats on for hours. */
+const certNamesOf = new WeakMap<TLSSocket, ReadonlySet<string>>();
+function peerCertNames(socket: TLSSocket | undefined): ReadonlySet<string> {
+  if (!socket) return new Set();
+  let names = certNamesOf.get(socket);
+  if (!names) {
+    names = subjectAltNames(socket.getPeerCertificate(false)?.subjectaltname);
+    certNamesOf.set(socket, names);
+  }
+  return names;
+}
+
+function hostHeartbeat(auth: AuthServer, c: Extract<Caller, { kind: 'service' }>, data: unknown, socket: TLSSocket | undefined) {
   const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
   if (!kind) throw new AccessDenied();
-  return heartbeat(auth, c.name, parseAs(kind, data));
+  return heartbeat(auth, c.name, parseAs(kind, data), peerCertNames(socket));
 }
 
 /** Who may send heartbeats on a stream: a host (service) certificate, still valid. */
@@ -72,7 +84,7 @@ async function heartbeatCaller(auth: AuthServer, socket: TLSSocket | undefined):
 async function heartbeatStreamMessage(auth: AuthServer, socket: TLSSocket | undefined, req: { resource?: { json: string }; remove: boolean }) {
   const c = await heartbeatCaller(auth, socket);
   if (req.remove) throw new BadParameter('a host does not remove itself: its listing ends when its heartbeats stop');
-  const stored = await hostHeartbeat(auth, c, heartbeatJSON(req.resource?.json));
+  const stored = await hostHeartbeat(auth, c, heartbeatJSON(req.resource?.json), socket);
   return { expires: stored.metadata.expires ?? '' };
 }
 
@@ -438,7 +450,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         });
       }, { anonymous: true }),
 
-      heartbeat: unary(async (req, who) => {
+      heartbeat: unary(async (req, who, ctx) => {
         const c = requireAuthenticated(who);
         if (c.kind !== 'service') throw new AccessDenied();
         const data = heartbeatJSON(req.resource?.json);
@@ -447,7 +459,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           const tracker = parseAs('session_tracker', data);
           return { json: present(await heartbeatSession(auth, c.name, tracker, req.remove)) };
         }
-        return { json: present(await hostHeartbeat(auth, c, data)) };
+        return { json: present(await hostHeartbeat(auth, c, data, ctx.values.get(socketKey))) };
       }),
 
       // Ward's own clients are served by the listener's lean path (heartbeatstream.ts); this serves the rest (JSON,

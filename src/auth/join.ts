@@ -79,10 +79,25 @@ export async function registerUsingToken(
   return { ...identity, labels: token.spec.labels ?? {} };
 }
 
-/** A heartbeat: a host's own node (or proxy) resource, named by its host id, expiring soon. */
-export async function heartbeat(auth: AuthServer, hostId: string, resource: Node | Proxy): Promise<Node | Proxy> {
+/**
+ * The host names a certificate's names (`names`: its SANs) were issued for: each N with both N and N.<cluster> among
+ * them. issueHostIdentity gives a host exactly that pair for its host name, and a join refuses any other name ending
+ * in .<cluster> (joinnames.ts), so for a host that joined under these rules this is its one host name.
+ */
+export function issuedHostnames(names: ReadonlySet<string>, cluster: string): string[] {
+  return [...names].filter((n) => names.has(`${n}.${cluster}`));
+}
+
+/**
+ * A heartbeat: a host's own node (or proxy) resource, named by its host id, expiring soon. A node's host name must be
+ * the one its certificate (`certNames`: the caller's SANs) was issued for: a node cannot rename itself into another's.
+ */
+export async function heartbeat(auth: AuthServer, hostId: string, resource: Node | Proxy, certNames?: ReadonlySet<string>): Promise<Node | Proxy> {
   if (resource.metadata.name !== hostId) throw new AccessDenied('a host may only heartbeat itself');
   const expires = new Date(auth.now().getTime() + NODE_TTL_MS).toISOString();
   const withExpiry = { ...resource, metadata: { ...resource.metadata, expires } };
   return withExpiry.kind === 'node' ? auth.nodes.upsert(withExpiry) : auth.proxies.upsert(withExpiry);
 }
+  if (resource.kind === 'node' && certNames && !issuedHostnames(certNames, auth.clusterName).includes(resource.spec.hostname)) {
+    throw new AccessDenied(`a node may only heartbeat the host name it joined with, not "${resource.spec.hostname}"`);
+  }

@@ -14,6 +14,7 @@ import { lookupUser, type OSUser } from './osuser.ts';
 import { handleSession } from './session.ts';
 import { handleDirectTcpip, RemoteForwards } from './forward.ts';
 import type { JoinMode, LiveSession, SessionRegistry } from './live.ts';
+import { routeByFirstByte } from './listener.ts';
 
 export type Authorization =
   | {
@@ -64,7 +65,11 @@ export interface SessionHooks {
 }
 
 export interface NodeSSHServer {
-  listen(addr: string): Promise<{ host: string; port: number }>;
+  /**
+   * Serves SSH on `addr`. With `tls`, a connection whose first byte opens a TLS handshake goes there instead
+   * (listener.ts: the proxies' door); plain SSH is served either way.
+   */
+  listen(addr: string, opts?: { tls?: (socket: net.Socket) => void }): Promise<{ host: string; port: number }>;
   /** Serve an already-connected stream (a reverse-tunnel stream); `remoteAddr` is the user's address if known. */
   injectSocket(socket: Duplex, remoteAddr?: string): void;
   /** Presents these host keys (a renewed host certificate) to connections from now on; open ones keep theirs. */
@@ -336,9 +341,17 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
   }
 
   return {
-    async listen(addr) {
+    async listen(addr, opts = {}) {
       const { host, port } = splitHostPort(addr);
-      const srv = net.createServer({ noDelay: true }, (socket) => serve(socket));
+      const door = opts.tls;
+      const srv = net.createServer({ noDelay: true }, (socket) => {
+        if (!door) return serve(socket);
+        // Held from accept, so close() ends a connection still being told apart or in its TLS handshake.
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+        socket.on('error', () => {});
+        routeByFirstByte(socket, { tls: door, ssh: serve });
+      });
       await new Promise<void>((resolve, reject) => {
         srv.once('error', reject);
         srv.listen({ port, host, backlog: 4096 }, () => { // deep accept queue: see config/listen.ts

@@ -25,6 +25,8 @@ import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../agent/renewa
 import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
+import { createProxyDoor } from './listener.ts';
+import { tlsTrustBundle } from '../api/nodessh.ts';
 
 
 export interface NodeServiceConfig {
@@ -190,6 +192,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   if (cfg.bootstrapProxy) {
     const bootstrap = splitAddrList(cfg.bootstrapProxy);
     tunnel = startTunnelAgent({
+  let door: ReturnType<typeof createProxyDoor> | undefined;
       // One tunnel per proxy. The bootstrap address is used only while no proxy is known: it may be a
       // load balancer in front of them, and two tunnels to one proxy would replace each other.
       proxyAddrs: () => {
@@ -204,7 +207,16 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       log,
     });
   } else {
-    const bound = await ssh.listen(cfg.listen ?? '0.0.0.0:3022');
+    // Proxies reach a listening node over mutual TLS on this same port (listener.ts); OpenSSH still gets plain SSH.
+    const proxies = createProxyDoor({
+      identity: () => tlsIdentityOf(current),
+      trustedCAs: () => tlsTrustBundle(cache.get('cert_authority', 'tls')),
+      cluster: identity.cluster,
+      onProxied: (socket) => ssh.injectSocket(socket),
+      log,
+    });
+    door = proxies;
+    const bound = await ssh.listen(cfg.listen ?? '0.0.0.0:3022', { tls: (socket) => proxies.handle(socket) });
     const host = advertisedHost(bound.host);
     addr = cfg.advertiseAddr ?? `${host.includes(':') ? `[${host}]` : host}:${bound.port}`;
   }
@@ -233,5 +245,6 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       await uploader.close();
       await audit.close();
     },
+      door?.close();
   };
 }

@@ -1,10 +1,13 @@
 // Routing at the proxy: a target ("name:port", "id:port", "name.cluster:port") is resolved from the
 // watch-fed node cache (never a backend read per connection), the user's roles must let them see the
-// node, and the connection goes through the node's reverse tunnel or by TCP to its address.
+// node, and the connection goes through the node's reverse tunnel or by mutual TLS to its address.
 import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
 import type { Duplex } from 'node:stream';
 import { AccessDenied, ConnectionProblem, NotFound } from '../api/errors.ts';
 import type { Node } from '../api/types.ts';
+import { ALPN_NODE_SSH, hostIdentityMismatch, tlsTrustBundle } from '../api/nodessh.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { canReachNode } from '../node/access.ts';
 import { describeLock, lockFor } from '../rbac/locks.ts';
@@ -20,6 +23,13 @@ export interface Grants {
   traits: Record<string, string[]>;
 }
 
+/** How the proxy proves itself to the nodes it dials directly. */
+export interface NodeTLS {
+  /** The proxy's TLS identity now (its host certificate, system role proxy; renewed ones from the next dial on). */
+  identity(): { keyPem: string; certPem: string };
+  log: Logger;
+}
+
 const DIAL_TIMEOUT_MS = 10_000;
 
 export class Router {
@@ -27,6 +37,7 @@ export class Router {
     private readonly cache: ResourceCache,
     private readonly cluster: string,
     private readonly tunnels?: TunnelDialer,
+    private readonly nodeTLS?: NodeTLS,
   ) {}
 
   /** Nodes whose id, host name or host.cluster name is `host`. Several = ambiguous. */
@@ -53,7 +64,56 @@ export class Router {
     // SSH port: it is a door to SSH servers, not a way to any port on their hosts.
     void port;
     const [addrHost, addrPort] = splitNodeAddr(node.spec.addr);
-    return dialTCP(addrHost, addrPort);
+    if (!this.nodeTLS) throw new ConnectionProblem(`node "${host}" is reached directly, and this proxy has no TLS identity for it`);
+    // What a node heartbeats as its address is its own word: the proxy splices a user only to an end that proves,
+    // in mutual TLS, that it is this node (docs/nodes.md). Anything else at that address gets a ClientHello, no more.
+    const socket = await dialTCP(addrHost, addrPort);
+    try {
+      return await this.handshakeNode(socket, node, `${addrHost}:${addrPort}`);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+  }
+
+  private handshakeNode(raw: net.Socket, node: Node, addr: string): Promise<tls.TLSSocket> {
+    const { log } = this.nodeTLS!;
+    const id = this.nodeTLS!.identity();
+    const cas = tlsTrustBundle(this.cache.get('cert_authority', 'tls'));
+    if (cas.length === 0) return Promise.reject(new ConnectionProblem('this proxy does not know the cluster\'s TLS CA yet'));
+    const refuse = (reason: string) => {
+      log.warn({ node: node.spec.hostname, host_id: node.metadata.name, addr, reason }, 'refused to connect a user to a node');
+      return new ConnectionProblem(`node "${node.spec.hostname}" at ${addr} did not prove it is that node: not connecting`);
+    };
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        socket: raw,
+        key: id.keyPem,
+        cert: id.certPem,
+        ca: cas,
+        ALPNProtocols: [ALPN_NODE_SSH],
+        minVersion: 'TLSv1.3',
+        // The address may be an IP or a name the certificate lacks: the host id check below replaces name checks.
+        checkServerIdentity: () => undefined,
+      });
+      const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake in ${DIAL_TIMEOUT_MS / 1000}s`)), DIAL_TIMEOUT_MS);
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(refuse(err.message));
+      });
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        const reason = socket.alpnProtocol !== ALPN_NODE_SSH
+          ? `it did not answer with ${ALPN_NODE_SSH}`
+          : hostIdentityMismatch(socket.getPeerCertificate(), { cluster: this.cluster, systemRole: 'node', hostId: node.metadata.name });
+        if (reason) {
+          socket.destroy();
+          return reject(refuse(reason));
+        }
+        socket.setNoDelay(true);
+        resolve(socket);
+      });
+    });
   }
 }
 
@@ -63,7 +123,7 @@ function splitNodeAddr(addr: string): [string, number] {
   return [m[1] ?? m[2]!, Number(m[3])];
 }
 
-function dialTCP(host: string, port: number): Promise<Duplex> {
+function dialTCP(host: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port });
     const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`timed out connecting to ${host}:${port}`)), DIAL_TIMEOUT_MS);

@@ -103,7 +103,8 @@ export async function startProxyService(
     await tunnels.close();
     cache.close();
   };
-  const router = new Router(cache, cluster, tunnels);
+  // Nodes reached directly take the proxy's current host certificate as proof that a proxy is dialling.
+  const router = new Router(cache, cluster, tunnels, { identity: () => tls, log });
   const ssh = createProxySSHServer({
     hostKeys: hostKeysOf(identity),
     cache, router, cluster, clock: systemClock, log,
