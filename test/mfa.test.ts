@@ -5,9 +5,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'otplib';
+import { generateClientKeys } from '../src/api/keys.ts';
 import { BIN, cleanup, startCluster, type Cluster, type RunResult } from './harness.ts';
 
 function ok(r: RunResult): string {
@@ -24,6 +26,31 @@ let recovery: string[] = [];
 /** What an authenticator app shows `offsetSeconds` from now. */
 const code = (offsetSeconds = 0) => generate({ secret, epoch: Math.floor(Date.now() / 1000) + offsetSeconds });
 
+const ATTACKER = '127.0.0.2';
+const DENIED =
+  'access denied: invalid user name, password or second-factor code, or too many failed sign-ins from this address' +
+  ' (a user with no second factor registered finishes sign-up from the invite link)';
+
+/** wsh login's request (POST /webapi/login/certs) with alice's password, from a socket bound to `from`. */
+function signIn(secondFactor: string, from: string): Promise<{ status: number; message: string }> {
+  const [host, port] = main.proxyAddr.split(':');
+  const keys = generateClientKeys('attacker');
+  const body = JSON.stringify({ user: 'alice', password: PASSWORD, second_factor: secondFactor, ssh_public_key: keys.sshPublicKey, tls_public_key: keys.tlsPublicKey });
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host, port: Number(port), method: 'POST', path: '/webapi/login/certs', localAddress: from, ca: main.adminIdentity().caPems, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (s: string) => (text += s));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, message: (JSON.parse(text) as { error?: { message: string } }).error?.message ?? '' }));
+      },
+    );
+    req.setTimeout(30_000, () => req.destroy(new Error('sign-in timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 function login(stdin: string, extra: string[] = []): Promise<RunResult> {
   return main.wsh(home, ['login', '--proxy', main.proxyAddr, '--user', 'alice', '--password-stdin', '--ca-pin', main.caPin, ...extra], { stdin });
 }
@@ -33,7 +60,8 @@ function config(secondFactor: string): string {
     'version: v1',
     'ward: {log: {severity: info}}',
     `auth_service: {cluster_name: mfa, listen_addr: '127.0.0.1:0', second_factor: ${secondFactor}}`,
-    "proxy_service: {listen_addr: '127.0.0.1:0'}",
+    // The lockout is what these tests attack, not the proxy's rate limit (test/security/bruteforce.test.ts).
+    "proxy_service: {listen_addr: '127.0.0.1:0', rate_limits: {sign_in: {burst: 100, per_minute: 600}}}",
     'ssh_service: {enabled: false}',
     '',
   ].join('\n');
@@ -121,6 +149,31 @@ describe('TOTP second factor', () => {
     assert.ok(events.some((e) => e.event === 'mfa.add'));
     assert.ok(events.some((e) => e.event === 'mfa.recovery_code_used'));
     assert.ok(events.some((e) => e.event === 'user.login' && e.success === true && e.method === 'password+otp'));
+  });
+
+  it("counts a malformed second factor as a failure: 4 wrong codes and a '{', again and again, lock the address", async () => {
+    // The review's attack, with the password: a second factor that starts with "{" goes to the security key
+    // path, fails to parse, and used to reset the failure count, so codes could be guessed without end.
+    writeFileSync(main.configPath, config('on'));
+    await main.restart();
+    ok(await login(`${PASSWORD}\n${recovery[2]}\n`, ['--otp-stdin'])); // a normal sign-in first: no failures counted
+    const answers: Array<{ status: number; message: string }> = [];
+    for (let round = 0; round < 3; round++) {
+      for (const guess of ['000001', '000002', '000003', '000004', '{']) answers.push(await signIn(guess, ATTACKER));
+    }
+    assert.deepEqual([...new Set(answers.map((a) => `${a.status} ${a.message}`))], [`403 ${DENIED}`], 'one answer for every failure');
+    // Locked from the attacker's address: even a valid second factor is refused there (and is not spent)...
+    assert.deepEqual(await signIn(recovery[1]!, ATTACKER), { status: 403, message: DENIED });
+    // ...while the user signs in from their own address with that same code.
+    ok(await login(`${PASSWORD}\n${recovery[1]}\n`, ['--otp-stdin']));
+    const events = ok(await main.wctl(['events', '--format', 'json', '--type', 'user.login,user.login_locked', '--user', 'alice', '--limit', '1000']))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const fromAttacker = events.filter((e) => e.event === 'user.login' && e.success === false && String(e.remote_addr).endsWith(ATTACKER));
+    assert.equal(fromAttacker.length, 16, 'every failure is audited, the malformed ones too');
+    assert.equal(fromAttacker.filter((e) => /not valid JSON/.test(String(e.error))).length, 1, 'codes were checked until the lock, no further');
+    assert.equal(events.filter((e) => e.event === 'user.login_locked' && e.source === ATTACKER).length, 1);
   });
 
   it('adds a second device only with a code from the first', async () => {
