@@ -50,7 +50,6 @@ function heartbeatJSON(json: string | undefined): unknown {
   }
 }
 
-/** A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role. */
 /** The names (SANs) of the certificate on a connection: read once per connection, which a host heartbeats on for hours. */
 const certNamesOf = new WeakMap<TLSSocket, ReadonlySet<string>>();
 function peerCertNames(socket: TLSSocket | undefined): ReadonlySet<string> {
@@ -63,6 +62,7 @@ function peerCertNames(socket: TLSSocket | undefined): ReadonlySet<string> {
   return names;
 }
 
+/** A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role. */
 function hostHeartbeat(auth: AuthServer, c: Extract<Caller, { kind: 'service' }>, data: unknown, socket: TLSSocket | undefined) {
   const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
   if (!kind) throw new AccessDenied();

@@ -94,10 +94,10 @@ export function issuedHostnames(names: ReadonlySet<string>, cluster: string): st
  */
 export async function heartbeat(auth: AuthServer, hostId: string, resource: Node | Proxy, certNames?: ReadonlySet<string>): Promise<Node | Proxy> {
   if (resource.metadata.name !== hostId) throw new AccessDenied('a host may only heartbeat itself');
+  if (resource.kind === 'node' && certNames && !issuedHostnames(certNames, auth.clusterName).includes(resource.spec.hostname)) {
+    throw new AccessDenied(`a node may only heartbeat the host name it joined with, not "${resource.spec.hostname}"`);
+  }
   const expires = new Date(auth.now().getTime() + NODE_TTL_MS).toISOString();
   const withExpiry = { ...resource, metadata: { ...resource.metadata, expires } };
   return withExpiry.kind === 'node' ? auth.nodes.upsert(withExpiry) : auth.proxies.upsert(withExpiry);
 }
-  if (resource.kind === 'node' && certNames && !issuedHostnames(certNames, auth.clusterName).includes(resource.spec.hostname)) {
-    throw new AccessDenied(`a node may only heartbeat the host name it joined with, not "${resource.spec.hostname}"`);
-  }

@@ -189,10 +189,10 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   });
 
   let addr = '';
+  let door: ReturnType<typeof createProxyDoor> | undefined;
   if (cfg.bootstrapProxy) {
     const bootstrap = splitAddrList(cfg.bootstrapProxy);
     tunnel = startTunnelAgent({
-  let door: ReturnType<typeof createProxyDoor> | undefined;
       // One tunnel per proxy. The bootstrap address is used only while no proxy is known: it may be a
       // load balancer in front of them, and two tunnels to one proxy would replace each other.
       proxyAddrs: () => {
@@ -242,9 +242,9 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       cache.close();
       await tunnel?.close();
       await ssh.close();
+      door?.close();
       await uploader.close();
       await audit.close();
     },
-      door?.close();
   };
 }
