@@ -186,7 +186,7 @@ auth_service:
   host_cert_ttl: 365d     # hosts' certificates (20s-365d); every host renews its own when a third is left
   # webauthn: {rp_id: ward.example.com}   # security keys' site: the proxies' host name (default: public_addr's)
   lockout:
-    max_attempts: 5       # failed logins in a row before the user is locked
+    max_attempts: 5       # failed sign-ins in a row of one user from one address: then that address waits
     duration: 15m
 
 proxy_service:
