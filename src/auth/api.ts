@@ -436,9 +436,9 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         return { data: r.data, size: BigInt(r.size), complete: r.complete };
       }),
 
-      registerUsingToken: unary(async (req, _who) => {
-        // No certificate needed: the token is the credential. (ctx is not needed for the address: the
-        // proxy passes auth connections through, so the peer address is the proxy's or the agent's.)
+      registerUsingToken: unary(async (req, _who, ctx) => {
+        // No certificate needed: the token is the credential. The peer address is the agent's, or the proxy's when
+        // it came through a proxy's pass-through: loopback names are issued only when it is this machine (joinnames.ts).
         return registerUsingToken(auth, {
           token: req.token,
           systemRole: req.systemRole,
@@ -446,7 +446,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           addresses: req.addresses,
           sshPublicKey: req.sshPublicKey,
           tlsPublicKey: req.tlsPublicKey,
-          remoteAddr: '',
+          remoteAddr: ctx.values.get(socketKey)?.remoteAddress ?? '',
         });
       }, { anonymous: true }),
 

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { nameSchema, type Node, type Proxy, type Token } from '../api/types.ts';
 import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
+import { checkJoinNames } from './joinnames.ts';
 import type { AuthServer } from './server.ts';
 
 /**
@@ -62,6 +63,18 @@ export async function issueHostIdentity(auth: AuthServer, req: HostIdentityReque
   };
 }
 
+/** Host names and ids (lower case) of the nodes listed now, that is heartbeating within NODE_TTL_MS. */
+async function namesOfLiveNodes(auth: AuthServer): Promise<Set<string>> {
+  const names = new Set<string>();
+  const PAGE = 10_000;
+  for (let startAfter: string | undefined; ;) {
+    const page = await auth.nodes.list({ limit: PAGE, startAfter });
+    for (const n of page) names.add(n.metadata.name.toLowerCase()).add(n.spec.hostname.toLowerCase());
+    if (page.length < PAGE) return names;
+    startAfter = page.at(-1)!.metadata.name;
+  }
+}
+
 export async function registerUsingToken(
   auth: AuthServer,
   req: Omit<HostIdentityRequest, 'hostId'> & { token: string; remoteAddr: string },
@@ -73,8 +86,10 @@ export async function registerUsingToken(
     throw new AccessDenied('access denied: the join token is invalid or expired');
   }
   if (!nameSchema.safeParse(req.hostname).success) throw new BadParameter(`invalid host name "${req.hostname}"`);
+  const liveNodeNames = req.systemRole === 'node' ? await namesOfLiveNodes(auth) : new Set<string>();
+  const addresses = checkJoinNames(req, { cluster: auth.clusterName, remoteAddr: req.remoteAddr, liveNodeNames });
   const hostId = randomUUID();
-  const identity = await issueHostIdentity(auth, { ...req, hostId });
+  const identity = await issueHostIdentity(auth, { ...req, addresses, hostId });
   await auth.audit.emit('node.join', { success: true, role: req.systemRole, host_id: hostId, hostname: req.hostname, ...(req.remoteAddr ? { remote_addr: req.remoteAddr } : {}) });
   return { ...identity, labels: token.spec.labels ?? {} };
 }

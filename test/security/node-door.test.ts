@@ -211,4 +211,16 @@ describe('what a node may say about itself', () => {
     const call = cluster.client(host.identity).heartbeat({ resource: { json: JSON.stringify(node) }, remove: false });
     assert.match(await refusal(call), /a host may only heartbeat itself/);
   });
+
+  it('refuses a join whose addresses hold a wildcard', async () => {
+    for (const addr of ['*', `*.${cluster.clusterName}`, '*.example.com']) {
+      assert.match(await refusal(joinHost('node', 'wild', ['127.0.0.1', addr])), /wildcard names are not issued/, addr);
+    }
+  });
+
+  it('refuses a join under the host name, or with an address, of a node heartbeating now', async () => {
+    assert.match(await refusal(joinHost('node', target.node, ['127.0.0.1'])), new RegExp(`host name "${target.node}" is held by a node heartbeating now`));
+    assert.match(await refusal(joinHost('node', 'squatter', ['127.0.0.1', target.node])), /is the name of a node heartbeating now/);
+    assert.match(await refusal(joinHost('node', 'squatter', [`${target.node}.${cluster.clusterName}`])), /are the cluster's own/);
+  });
 });
