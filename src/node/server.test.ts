@@ -14,6 +14,7 @@ import pino from 'pino';
 import { parseCertificate, signCertificate, softwareSigner, verifyCertificate, type SSHSigner } from '../crypto/sshcert.ts';
 import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
 import { createNodeSSHServer, type NodeSSHServer } from './server.ts';
+import { listeningOn } from '../../test/fixtures/listening.ts';
 
 interface Result {
   code: number | null;
@@ -85,26 +86,6 @@ function freePort(): Promise<number> {
       s.close(() => resolve(p));
     });
   });
-}
-
-/** The addresses sockets listen on at TCP `port` on this machine, from /proc/net/tcp and tcp6 (state 0A = LISTEN). */
-function listeningOn(port: number): string[] {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  const found: string[] = [];
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of fs.readFileSync(file, 'utf8').split('\n').slice(1)) {
-      const [, local, , state] = line.trim().split(/\s+/);
-      if (state !== '0A' || !local?.endsWith(`:${hexPort}`)) continue;
-      // Each 32-bit word of the address is in host (little-endian) order.
-      const words = local.split(':')[0]!.match(/.{8}/g)!.map((w) => Buffer.from(w, 'hex').reverse());
-      const bytes = Buffer.concat(words);
-      if (bytes.length === 4) found.push([...bytes].join('.'));
-      else if (bytes.equals(Buffer.alloc(16))) found.push('::');
-      else if (bytes.equals(Buffer.from([...Array(15).fill(0), 1]))) found.push('::1');
-      else found.push(bytes.toString('hex'));
-    }
-  }
-  return found.sort();
 }
 
 /** `ssh -N -R SPEC` held open until the forward is up; resolves with the port the node allocated and the client. */

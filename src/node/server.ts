@@ -60,7 +60,7 @@ export interface SessionHooks {
   hostname: string;
   /** A session started, changed participants (ended = false) or ended (ended = true). */
   onChange(session: LiveSession, ended: boolean): void;
-  /** May this user join this session in this mode? (The owner always may.) */
+  /** May this user join this session in this mode? (The owner too needs the session's login.) */
   canJoin(identity: Identity, session: LiveSession, mode: JoinMode): boolean;
 }
 

@@ -127,9 +127,11 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
       void reporter.report(s, ended);
       if (ended) void uploader.kick();
     },
-    canJoin(who, _session, mode) {
-      // Others' sessions: watching takes `read` on session_tracker, typing into them `update`.
-      const { roles } = sshCertGrants(who.cert);
+    canJoin(who, session, mode) {
+      // Joining is acting as the session's login here: the joiner's certificate must name it, as for a login, and
+      // the roles must allow it on this node (and, for others' sessions, the session_tracker rule).
+      if (!who.cert.principals.includes(session.login)) return false;
+      const { roles, traits } = sshCertGrants(who.cert);
       let found;
       try {
         found = roles.map((n) => cache.get('role', n));
@@ -137,7 +139,8 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
         return false; // the cache is past its staleness bound: nobody joins until it is current again
       }
       if (found.some((r) => !r)) return false;
-      return new AccessChecker(found as Role[], {}).checkRule('session_tracker', mode === 'peer' ? 'update' : 'read').allowed;
+      const checker = new AccessChecker(found as Role[], traits);
+      return checker.checkSessionJoin(target.node(), session, who.user, mode).allowed;
     },
   };
   const ssh = createNodeSSHServer({

@@ -149,11 +149,12 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
 
   function start(acc: AcceptConnection<ServerChannel>, rej: Reject, kind: 'shell' | 'exec' | 'subsystem', command: string | undefined): void {
     if (started) return rej?.();
-    const joinSid = kind === 'shell' ? clientEnv.get('WARD_JOIN_SESSION') : undefined;
-    if (joinSid !== undefined) return join(acc, rej, joinSid);
     // A cert's force-command replaces whatever the client asked for, shell, command or subsystem
-    // (PROTOCOL.certkeys; sshd does the same and passes the request on as SSH_ORIGINAL_COMMAND).
+    // (PROTOCOL.certkeys; sshd does the same and passes the request on as SSH_ORIGINAL_COMMAND), and a request
+    // to join a live session is one of those: it runs the forced command too.
     const forced = identity.cert.criticalOptions['force-command'];
+    const joinSid = kind === 'shell' && forced === undefined ? clientEnv.get('WARD_JOIN_SESSION') : undefined;
+    if (joinSid !== undefined) return join(acc, rej, joinSid);
     let argv: [string, string[]];
     if (forced !== undefined) argv = [user.shell, ['-c', forced]];
     else if (kind === 'subsystem') {
@@ -281,7 +282,7 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     const hooks = ctx.sessions;
     const live = hooks?.registry.get(joinSid);
     const mode: JoinMode = clientEnv.get('WARD_JOIN_MODE') === 'peer' ? 'peer' : 'observer';
-    const allowed = !!live && !!hooks && (live.user === identity.user || hooks.canJoin(identity, live, mode));
+    const allowed = !!live && !!hooks && hooks.canJoin(identity, live, mode);
     if (!live || !hooks || !allowed) {
       // The same refusal whether the session does not exist or may not be joined: ids are not to be probed.
       log.info({ join: joinSid.slice(0, 64), mode }, 'session join refused');

@@ -69,4 +69,22 @@ export class AccessChecker {
     );
     return granted ? { allowed: true } : { allowed: false, reason: `no role allows login "${login}" on node ${node.name}` };
   }
+
+  /**
+   * May `joiner` (this identity) join a live session on `node` in `mode`? Joining a shell is acting as its login
+   * there (typing into a root shell is root access, and watching one shows what root sees), so the joiner needs that
+   * login on the node as for logging in, even in their own session; someone else's also takes `read` (watch) or
+   * `update` (type) on session_tracker.
+   */
+  checkSessionJoin(
+    node: NodeTarget,
+    session: { user: string; login: string },
+    joiner: string,
+    mode: 'peer' | 'observer',
+  ): Decision {
+    const login = this.checkNodeLogin(node, session.login);
+    if (!login.allowed) return login;
+    if (session.user === joiner) return { allowed: true };
+    return this.checkRule('session_tracker', mode === 'peer' ? 'update' : 'read');
+  }
 }
