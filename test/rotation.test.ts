@@ -14,7 +14,7 @@ import { cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster
 import { AccessDenied } from '../src/api/errors.ts';
 import { issuerOf } from '../src/api/rotation.ts';
 import { fetchProxyCA } from '../src/api/trust.ts';
-import { ALPN_AUTH, type TLSIdentity } from '../src/api/client.ts';
+import { ALPN_AUTH, createAuthClient, type TLSIdentity } from '../src/api/client.ts';
 import { addUser, ok, sshAs, wshLogin, writeDirectSSHConfig, writeSSHConfig, type TestUser } from './users.ts';
 
 let main: Cluster;
@@ -295,9 +295,36 @@ describe('TLS CA rotation', () => {
     await waitForHosts('new');
     await poll('ssh on new certificates', async () => (await reachesAll(during)) || undefined, 15_000, 250);
     assert.match(ok(await main.wctl(['status'])), /^tls CA +\S+ +update_servers$/m, 'wctl, with its renewed identity');
+    // A login from before init trusts only the old CA: every command says what to do, in one line.
+    const stale = /presents a certificate from a CA these credentials do not trust: .*log in again/;
+    const staleLs = await main.wsh(early.wshHome, ['ls']);
+    assert.notEqual(staleLs.code, 0);
+    assert.match(staleLs.stderr, stale);
+    assert.doesNotMatch(staleLs.stderr, /\n.*\n/, 'one line');
+    assert.match((await main.wsh(early.wshHome, ['ssh', 'root@tlstun', 'true'])).stderr, stale);
+    // Logging in again: a login made during the rotation learned the new CA's pin; one from before did not.
+    const relogin = (u: TestUser) =>
+      main.wsh(u.wshHome, ['login', '--proxy', main.proxyAddr, '--user', u.name, '--password-stdin'], {
+        stdin: `${u.password}\n`,
+      });
+    ok(await relogin(during));
+    const refusedLogin = await relogin(early);
+    assert.notEqual(refusedLogin.code, 0);
+    assert.match(refusedLogin.stderr, /intercepting.*TLS CA was rotated, log in with --ca-pin from `wctl status`/);
 
-    // standby: the old key is dropped; what it signed no longer gets in.
+    // standby: the old key is dropped; what it signed no longer gets in, not even over a connection opened before.
+    const heldIdentity = { ...stolen, caPems: [oldCA, newCA] };
+    const held = createAuthClient({ addr: main.authAddr, identity: heldIdentity, idleTimeoutMs: 60_000 });
+    await held.getResource({ kind: 'cert_authority', name: 'tls' });
     assert.match(await step(), /phase standby;.*1 key trusted/);
+    await poll('the connection opened with the stolen identity to be closed', async () => {
+      try {
+        await held.getResource({ kind: 'cert_authority', name: 'tls' });
+        return undefined;
+      } catch {
+        return true;
+      }
+    }, 10_000, 250);
     assert.equal((await exportedTLS()).length, 1);
     await poll('the stolen node identity to be refused', async () => {
       try {
@@ -329,6 +356,40 @@ describe('TLS CA rotation', () => {
     await tunnelled.start(['--roles', 'node', '--tunnel', '--auth-server', main.proxyAddr]);
     await poll('ssh to the restarted node', async () => (await reaches(after, 'tlstun')) || undefined, 20_000, 250);
     oldCA = newCA;
+    newCA = '';
+  });
+
+  it('moves hosts back to the old key on a rollback from update_servers, and drops the new key after', async () => {
+    const password = `pw-${Math.random().toString(36).slice(2)}`;
+    const add = ['users', 'add', 'heidi', '--roles', 'access', '--logins', 'root', '--password-stdin'];
+    ok(await main.wctl(add, { stdin: `${password}\n` }));
+    const before = await loginWithCurrentPin({ name: 'heidi', password, wshHome: '', keys: '', cfg: '' }, 'tls-before');
+    await poll('ssh before the rotation', async () => (await reachesAll(before)) || undefined, 20_000, 250);
+    await step(['--phase', 'init']);
+    newCA = (await exportedTLS()).find((pem) => pem !== oldCA)!;
+    await step();
+    const during = await loginWithCurrentPin(before, 'tls-rollback');
+    assert.equal(signer(readFileSync(join(during.keys, 'tls.crt'), 'utf8')), 'new');
+    await step();
+    await waitForHosts('new');
+
+    const back = await step(['--rollback']);
+    assert.match(back, /rolled back: phase rollback/);
+    assert.match(back, /Next: wctl auth rotate --type tls +\(to standby/);
+    assert.match(ok(await main.wctl(['status'])), /^tls CA +\S+ +rollback$/m);
+    assert.equal((await exportedTLS()).length, 2, 'both keys trusted while hosts move back');
+    await waitForHosts('old');
+    assert.ok((await reachesAll(before)) && (await reachesAll(during)), 'rollback: certificates from both keys work');
+    const refusedSkip = await main.wctl(['auth', 'rotate', '--type', 'tls', '--rollback']);
+    assert.match(refusedSkip.stderr, /already rolling back: the next phase is standby/);
+
+    assert.match(await step(), /phase standby;.*1 key trusted/);
+    assert.deepEqual(await exportedTLS(), [oldCA], 'the old key alone again');
+    assert.ok(await reachesAll(before), 'standby: a login from before the rotation still works');
+    await poll('a login from the abandoned key to be refused', async () => {
+      const r = await main.wsh(during.wshHome, ['ls']);
+      return r.code !== 0 ? r : undefined;
+    }, 10_000, 250);
     newCA = '';
   });
 });

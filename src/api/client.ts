@@ -10,6 +10,7 @@ import { ConnectionProblem, ERROR_CODE_HEADER, errorFromCode, type WardError } f
 import { identityFromPeerCert } from '../crypto/certinfo.ts';
 import { failoverClient, splitAddrList } from './failover.ts';
 import { splitAddr } from './addr.ts';
+import { untrustedServer } from './trust.ts';
 
 export type AuthClient = Client<typeof AuthService>;
 
@@ -47,6 +48,8 @@ export function fromRPCError(err: unknown, server = 'the auth server'): WardErro
   if (!(err instanceof ConnectError)) return err as Error;
   const code = err.metadata.get(ERROR_CODE_HEADER);
   if (code) return errorFromCode(code, err.rawMessage);
+  const untrusted = untrustedServer(server, err.cause instanceof Error ? err.cause : { message: err.rawMessage });
+  if (untrusted) return untrusted;
   if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Canceled) {
     return new ConnectionProblem(`cannot reach ${server}: ${err.rawMessage}`);
   }

@@ -43,6 +43,34 @@ export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = ['http/1.1
   });
 }
 
+// OpenSSL's verdicts that mean "this server's certificate does not chain to a CA you trust", by code and by text
+// (an RPC error keeps only the text).
+const UNTRUSTED_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_SIGNATURE_FAILURE',
+]);
+const UNTRUSTED_TEXT = new RegExp(
+  [
+    'self-signed certificate',
+    'unable to verify the first certificate',
+    'unable to get (local )?issuer certificate',
+    'certificate signature failure',
+  ].join('|'),
+);
+
+/**
+ * The one-line error for a server whose certificate the client's CA bundle does not vouch for, if `err` is that
+ * failure: after a TLS CA rotation reached the servers, credentials issued before it know only the old CA.
+ */
+export function untrustedServer(server: string, err: unknown): ConnectionProblem | undefined {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (!UNTRUSTED_CODES.has(String(code)) && !UNTRUSTED_TEXT.test(String(message ?? ''))) return undefined;
+  return new ConnectionProblem(
+    `${server} presents a certificate from a CA these credentials do not trust: if the cluster's TLS CA was ` +
+      'rotated since they were issued, log in again (wsh login), or join a host again',
+  );
+}
+
 /** Accepts a server certificate only if it names a proxy of the cluster (checkServerIdentity). */
 export function checkProxyIdentity(_host: string, cert: tls.PeerCertificate): Error | undefined {
   try {

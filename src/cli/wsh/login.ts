@@ -9,6 +9,7 @@ import { WEBAPI_LOGIN, WEBAPI_PING, certsSchema, errorSchema, pingSchema, type C
 import { confirm, isInteractive, readSecret, readStdinLine } from '../prompt.ts';
 import { fetchProxyCA, proxyTLSOptions } from '../../api/trust.ts';
 import { pinCA, pinnedCA, saveLogin } from './profile.ts';
+import { fingerprintSPKI } from '../../crypto/certinfo.ts';
 
 export interface LoginOptions {
   proxy: string;
@@ -30,11 +31,16 @@ async function trustProxy(opts: LoginOptions, warn: (s: string) => void): Promis
   const seen = await fetchProxyCA(opts.proxy);
   const pinned = pinnedCA(opts.proxy);
   const wanted = opts.caPin ?? pinned?.pin;
+  // A CA the cluster named at the last login through this proxy counts as pinned: a TLS CA rotation's new one.
+  const known = opts.caPin ? [opts.caPin] : [pinned?.pin, ...(pinned?.cluster_pins ?? [])];
   if (wanted) {
-    if (seen.pin !== wanted) {
+    if (!known.includes(seen.pin)) {
       throw new AccessDenied(
         `the proxy's certificate authority is ${seen.pin}, not the expected ${wanted}: someone may be intercepting the connection` +
-          (opts.caPin ? '' : ` (if the cluster was rebuilt, remove ${opts.proxy} from known_proxies.json under WSH_HOME)`),
+          (opts.caPin
+            ? ''
+            : ' (if the cluster\'s TLS CA was rotated, log in with --ca-pin from `wctl status`; ' +
+              `if the cluster was rebuilt, remove ${opts.proxy} from known_proxies.json under WSH_HOME)`),
       );
     }
   } else if (seen.publiclyTrusted) {
@@ -130,6 +136,11 @@ export async function login(opts: LoginOptions, warn: (s: string) => void): Prom
   const parsed = certsSchema.safeParse(answer);
   if (!parsed.success) throw new ConnectionProblem('the proxy sent a malformed login answer');
   const certs = parsed.data;
+  // The CAs the cluster trusts now, over a connection the pinned CA verified: a rotation's new CA is pinned too.
+  if (proxyCA) {
+    const clusterPins = certs.tls_cas.map((pem) => fingerprintSPKI(pem));
+    pinCA(opts.proxy, { pin: fingerprintSPKI(proxyCA), caPem: proxyCA, cluster_pins: clusterPins });
+  }
   const dir = saveLogin(
     { proxy: opts.proxy, user: opts.user, cluster: certs.cluster_name, insecure: opts.insecure, proxy_ca: proxyCA },
     {

@@ -156,16 +156,26 @@ export function removeLogin(): Profile | undefined {
 
 const pinsPath = () => join(wshHome(), 'known_proxies.json');
 
-export function pinnedCA(proxy: string): { pin: string; caPem: string } | undefined {
+/**
+ * A proxy's pinned CA, and `cluster_pins`: every CA the cluster trusted at the last login through it (received over
+ * a connection the pinned CA verified), so that after a TLS CA rotation the proxy's new CA is recognised.
+ */
+export interface PinnedCA {
+  pin: string;
+  caPem: string;
+  cluster_pins?: string[];
+}
+
+export function pinnedCA(proxy: string): PinnedCA | undefined {
   try {
-    const pins = JSON.parse(readFileSync(pinsPath(), 'utf8')) as Record<string, { pin: string; caPem: string }>;
+    const pins = JSON.parse(readFileSync(pinsPath(), 'utf8')) as Record<string, PinnedCA>;
     return pins[proxy];
   } catch {
     return undefined;
   }
 }
 
-export function pinCA(proxy: string, ca: { pin: string; caPem: string }): void {
+export function pinCA(proxy: string, ca: PinnedCA): void {
   let pins: Record<string, unknown> = {};
   try {
     pins = JSON.parse(readFileSync(pinsPath(), 'utf8'));

@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import { splitAddr } from '../../api/addr.ts';
 import type { TLSIdentity } from '../../api/client.ts';
 import { AccessDenied, BadParameter, ConnectionProblem } from '../../api/errors.ts';
-import { checkProxyIdentity } from '../../api/trust.ts';
+import { checkProxyIdentity, untrustedServer } from '../../api/trust.ts';
 import { loadCurrentLogin } from './profile.ts';
 
 /** The ALPN of SSH inside TLS at the proxy. */
@@ -38,7 +38,10 @@ export function dialNode(proxy: string, identity: TLSIdentity, host: string, por
     const onAbort = () => fail(new ConnectionProblem('cancelled'));
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.setNoDelay(true); // interactive SSH: no Nagle delay on keystrokes and handshake messages
-    const onError = (err: Error) => fail(new ConnectionProblem(`cannot reach the proxy at ${proxy}: ${err.message}`));
+    const onError = (err: Error) => {
+      const unreachable = new ConnectionProblem(`cannot reach the proxy at ${proxy}: ${err.message}`);
+      fail(untrustedServer(`the proxy at ${proxy}`, err) ?? unreachable);
+    };
     socket.once('error', onError);
     socket.once('secureConnect', () => socket.write(`${host}:${port}\n`));
     let head = Buffer.alloc(0);
