@@ -4,6 +4,10 @@
 // (ssh-keygen -L). Host CA: the node and the proxy move to the new key in update_servers (and back on rollback),
 // and keep the renewed certificate; clients that learned the new key at login keep connecting, clients that did
 // not stop trusting them. A skipped phase, a CA that does not rotate and a user without the right are refused.
+// TLS CA: a tunnelled and a listening node, the proxy and the auth server trust both keys from init and move their
+// certificates in update_servers, without a restart; users who log in again keep working, logins from before are
+// told to log in again, and at standby a node identity and a login copied before the rotation are refused (an open
+// connection too). A rollback from update_servers moves every host back to the old key before the new one is dropped.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
