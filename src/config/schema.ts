@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { parseDuration } from '../api/duration.ts';
 import { BadParameter } from '../api/errors.ts';
 import { describeZodError, nameSchema } from '../api/types.ts';
+import { DEFAULT_MAX_STREAMS_PER_USER, muxLimits } from '../tunnel/protocol.ts';
 
 const duration = z.string().refine((s) => {
   try {
@@ -108,8 +109,17 @@ export const configSchema = z.strictObject({
       public_addr: z.array(hostPort).default([]),
       /** A web UI session ends after this long without a request (it ends with its certificates anyway). */
       web_idle_timeout: duration.default('30m'),
+      /** Connections one user may have open at once through one node's reverse tunnel (docs/tunnel.md). */
+      tunnel_streams_per_user: z.number().int().min(1).max(muxLimits.maxStreams).default(DEFAULT_MAX_STREAMS_PER_USER),
     })
-    .default({ rate_limits: DEFAULT_RATE_LIMITS, enabled: true, listen_addr: '0.0.0.0:3080', public_addr: [], web_idle_timeout: '30m' }),
+    .default({
+      rate_limits: DEFAULT_RATE_LIMITS,
+      enabled: true,
+      listen_addr: '0.0.0.0:3080',
+      public_addr: [],
+      web_idle_timeout: '30m',
+      tunnel_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER,
+    }),
   ssh_service: z
     .strictObject({
       enabled: z.boolean().default(true),

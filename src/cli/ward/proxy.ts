@@ -98,7 +98,9 @@ export async function startProxyService(
     cache.close();
     throw err;
   });
-  const tunnels = createTunnelServer({ tls: served(), log });
+  const tunnels = createTunnelServer({
+    tls: served(), log, maxStreamsPerUser: cfg.proxy_service.tunnel_streams_per_user,
+  });
   const stopParts = async () => {
     await tunnels.close();
     cache.close();
