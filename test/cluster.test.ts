@@ -166,7 +166,8 @@ async function login(home: string, user: string, password: string, extra: string
 }
 
 /** The one answer to every failed sign-in (src/auth/login.ts), as wsh prints it. */
-const SIGNIN_DENIED = /^ERROR: access denied: invalid user name, password or second-factor code, or too many failed sign-ins from this address$/;
+const SIGNIN_DENIED =
+  /^ERROR: access denied: invalid user name, password or second-factor code, or too many failed sign-ins from this address$/;
 
 async function loginEvents(user: string): Promise<Array<Record<string, unknown>>> {
   const res = await main.adminClient().searchEvents({ types: ['user.login', 'user.login_locked'], user, limit: 100 });

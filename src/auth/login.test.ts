@@ -16,12 +16,13 @@ import { AuthServer, failuresKey } from './server.ts';
 const PASSWORD = 'correct horse battery';
 const ATTACKER = '::ffff:127.0.0.2';
 const keys = generateClientKeys('unit');
+const publicKeys = { sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey };
 let auth: AuthServer;
 let secret = '';
 const nextCode = () => generate({ secret, epoch: Math.floor(Date.now() / 1000) + 30 });
 
 const signIn = (user: string, password: string, secondFactor: string | undefined, clientAddr: string) =>
-  authenticateUser(auth, { user, password, secondFactor, clientAddr, ttlMs: 60_000, sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey });
+  authenticateUser(auth, { user, password, secondFactor, clientAddr, ttlMs: 60_000, ...publicKeys });
 
 async function refusal(p: Promise<unknown>): Promise<string> {
   const err = await p.then(() => assert.fail('signed in'), (e: unknown) => e);
@@ -30,7 +31,8 @@ async function refusal(p: Promise<unknown>): Promise<string> {
 }
 
 async function failureEvents(user: string) {
-  const events = await auth.backend.search({ types: ['user.login', 'user.login_locked'], user, limit: 1000, order: 'asc' });
+  const types = ['user.login', 'user.login_locked'];
+  const events = await auth.backend.search({ types, user, limit: 1000, order: 'asc' });
   return events.map((e) => e as unknown as { event: string; success?: boolean; error?: string; source?: string });
 }
 
@@ -48,7 +50,8 @@ before(async () => {
     await auth.createUser({ name, roles: ['access'], logins: [], password: PASSWORD, createdBy: 'test' });
     const pending = await beginTOTP(auth, name);
     secret = pending.secret;
-    const device = await verifyNewTOTP(auth, name, 'phone', await generate({ secret, epoch: Math.floor(Date.now() / 1000) }));
+    const now = await generate({ secret, epoch: Math.floor(Date.now() / 1000) });
+    const device = await verifyNewTOTP(auth, name, 'phone', now);
     await storeDevice(auth, name, device, { replace: false });
   }
 });
@@ -59,14 +62,20 @@ describe('sign-in failures', () => {
     // parse), again and again. The "{" used to reset the count.
     const answers: string[] = [];
     for (let round = 0; round < 3; round++) {
-      for (const guess of ['000001', '000002', '000003', '000004', '{']) answers.push(await refusal(signIn('carol', PASSWORD, guess, ATTACKER)));
+      for (const guess of ['000001', '000002', '000003', '000004', '{']) {
+        answers.push(await refusal(signIn('carol', PASSWORD, guess, ATTACKER)));
+      }
     }
     assert.ok(answers.every((a) => a.startsWith(SIGN_IN_DENIED)), answers.join('\n'));
     const events = await failureEvents('carol');
-    assert.equal(events.filter((e) => e.event === 'user.login' && e.success === false).length, 15, 'every failure is audited');
-    assert.ok(events.some((e) => e.error?.startsWith('bad second factor: the security key answer is not valid JSON')), 'the malformed one too');
+    const failed = events.filter((e) => e.event === 'user.login' && e.success === false);
+    assert.equal(failed.length, 15, 'every failure is audited');
+    const malformed = 'bad second factor: the security key answer is not valid JSON';
+    assert.ok(events.some((e) => e.error?.startsWith(malformed)), 'the malformed one too');
     assert.equal(events.filter((e) => e.event === 'user.login_locked').length, 1);
-    assert.equal(events.filter((e) => e.error === 'bad second factor: invalid or already used second-factor code').length, 4, 'codes checked: 4, not 12');
+    const wrong = 'bad second factor: invalid or already used second-factor code';
+    const wrongCodes = events.filter((e) => e.error === wrong);
+    assert.equal(wrongCodes.length, 4, 'codes checked: 4, not 12');
   });
 
   it('refuses even the right password and code from a locked source, with the same answer', async () => {

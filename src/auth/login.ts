@@ -26,6 +26,9 @@ export function signInDenied(auth: AuthServer): AccessDenied {
   return new AccessDenied(SIGN_IN_DENIED + (requiresSecondFactor(auth.secondFactor) ? NO_DEVICE_HINT : ''));
 }
 
+const noCount = () => undefined;
+const dummyHash = () => DUMMY_HASH;
+
 /** Where a user's failures from one source are counted. */
 const sourceFailuresKey = (user: string, source: string) => `${failuresKey(user)}/${source}`;
 
@@ -64,7 +67,10 @@ export async function authenticateUser(
  * the user has. A right password gives back the failure slot it took, never more: this step cannot
  * reset the count that wrong second factors build up.
  */
-export async function beginLoginChallenge(auth: AuthServer, req: SignInRequest): Promise<{ webauthnOptions: string; totp: boolean }> {
+export async function beginLoginChallenge(
+  auth: AuthServer,
+  req: SignInRequest,
+): Promise<{ webauthnOptions: string; totp: boolean }> {
   const { key } = await checkPassword(auth, req);
   await releaseFailure(auth, key);
   return createAuthenticateChallenge(auth, req.user);
@@ -75,7 +81,10 @@ export async function beginLoginChallenge(auth: AuthServer, req: SignInRequest):
  * answer on any failure; else returns the user, the failure key of this user and source, and `refuse`
  * for a later factor's failure.
  */
-async function checkPassword(auth: AuthServer, req: SignInRequest): Promise<{ user: User; key: string; refuse: (reason: string) => Promise<AccessDenied> }> {
+async function checkPassword(
+  auth: AuthServer,
+  req: SignInRequest,
+): Promise<{ user: User; key: string; refuse: (reason: string) => Promise<AccessDenied> }> {
   const { maxAttempts } = auth.config.lockout;
   const user = await auth.users.tryGet(req.user);
   const source = sourceKey(req.clientAddr);
@@ -85,21 +94,29 @@ async function checkPassword(auth: AuthServer, req: SignInRequest): Promise<{ us
   // the first ones were still hashing: now at most maxAttempts passwords per source and lock period are
   // checked, however many arrive together. A made-up name leaves no row behind (the read keeps its cost
   // close to a real user's; the answer and the password hash are the same).
-  const counted = user ? await countFailure(auth, key) : await auth.backend.get(key).then(() => undefined, () => undefined);
+  const counted = user ? await countFailure(auth, key) : await auth.backend.get(key).then(noCount, noCount);
   const refuse = async (reason: string): Promise<AccessDenied> => {
-    await auth.audit.emit('user.login', { user: req.user, success: false, method: 'password', error: reason, remote_addr: req.clientAddr });
+    const { user: name, clientAddr: remote_addr } = req;
+    await auth.audit.emit('user.login', { user: name, success: false, method: 'password', error: reason, remote_addr });
     if (counted?.count === maxAttempts) {
-      await auth.audit.emit('user.login_locked', { user: req.user, source, remote_addr: req.clientAddr, until: counted.until, reason: `${maxAttempts} failed sign-ins` });
+      const why = `${maxAttempts} failed sign-ins`;
+      const { until } = counted;
+      await auth.audit.emit('user.login_locked', { user: name, source, remote_addr, until, reason: why });
     }
     return signInDenied(auth);
   };
-  const blocked = user && auth.isLocked(user) ? 'user is locked' : counted && counted.count > maxAttempts ? 'too many failed sign-ins from this address' : '';
+  const blocked =
+    user && auth.isLocked(user)
+      ? 'user is locked'
+      : counted && counted.count > maxAttempts
+        ? 'too many failed sign-ins from this address'
+        : '';
   if (blocked) {
     // The same hash as any other attempt: a blocked source must not answer faster than a made-up name.
     await verifyPassword(req.password, DUMMY_HASH);
     throw await refuse(blocked);
   }
-  const stored = user ? await auth.backend.get(passwordKey(req.user)).then((i) => i.value, () => DUMMY_HASH) : DUMMY_HASH;
+  const stored = user ? await auth.backend.get(passwordKey(req.user)).then((i) => i.value, dummyHash) : DUMMY_HASH;
   const ok = (await verifyPassword(req.password, stored)) && !!user;
   if (!ok || !user) throw await refuse(user ? 'bad password' : 'unknown user');
   return { user, key, refuse };
@@ -110,7 +127,8 @@ async function releaseFailure(auth: AuthServer, key: string): Promise<void> {
   const current = await auth.backend.get(key).catch(() => undefined);
   if (!current) return;
   const count = Math.max(0, Number(current.value) - 1);
-  await auth.backend.compareAndSwap(current, { key, value: String(count), expires: current.expires }).catch(() => undefined);
+  const next = { key, value: String(count), expires: current.expires };
+  await auth.backend.compareAndSwap(current, next).catch(() => undefined);
 }
 
 /**

@@ -43,7 +43,10 @@ const storageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('postgres'), conn_string: z.string().min(1) }),
 ]);
 
-const bucketSchema = z.strictObject({ burst: z.number().int().min(1).max(1_000_000), per_minute: z.number().positive().max(6_000_000) });
+const bucketSchema = z.strictObject({
+  burst: z.number().int().min(1).max(1_000_000),
+  per_minute: z.number().positive().max(6_000_000),
+});
 /**
  * Sane for people and hosts behind one address (a wsh login is one sign-in, a web sign-in with a security key two):
  * a password guesser gets 30 tries a minute per address, while the lockout stops guessing one user sooner.

@@ -13,6 +13,7 @@ export type LimitKind = (typeof LIMIT_KINDS)[number];
 export type EdgeLimitRules = Record<LimitKind, BucketRule>;
 
 const METRIC = 'ward_proxy_rate_limited_total';
+const HELP = 'Requests and connections the proxy refused by its per-address rate limits';
 
 export interface EdgeLimitsOptions {
   clock: Clock;
@@ -37,7 +38,7 @@ export class EdgeLimits {
     if (metrics) {
       this.refused =
         (metrics.getSingleMetric(METRIC) as Counter<'limit'> | undefined) ??
-        new Counter({ name: METRIC, help: 'Requests and connections the proxy refused by its per-address rate limits', labelNames: ['limit'], registers: [metrics] });
+        new Counter({ name: METRIC, help: HELP, labelNames: ['limit'], registers: [metrics] });
     }
   }
 
@@ -49,9 +50,10 @@ export class EdgeLimits {
     this.refused?.inc({ limit: kind });
     if (verdict.burstStarted) {
       this.opts.log.warn({ limit: kind, source }, 'rate limit: refusing an address');
+      const { log } = this.opts;
       this.opts
         .audit?.({ event: 'proxy.rate_limited', limit: kind, source, remote_addr: remoteAddress })
-        .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message, limit: kind, source }, 'cannot audit a rate limit'));
+        .catch((err: unknown) => log.warn({ err: String(err), limit: kind, source }, 'rate limit not audited'));
     }
     return verdict;
   }

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { FakeClock } from '../api/clock.ts';
 import { RateLimiter } from './ratelimit.ts';
 
-const takeN = (limiter: RateLimiter, key: string, n: number) => Array.from({ length: n }, () => limiter.take(key).allowed);
+const takeN = (limiter: RateLimiter, key: string, n: number) =>
+  Array.from({ length: n }, () => limiter.take(key).allowed);
 
 describe('per-address token buckets', () => {
   it('allows a burst, then refuses with the wait until the next token', () => {
@@ -34,7 +35,7 @@ describe('per-address token buckets', () => {
     assert.equal(limiter.take('127.0.0.1').allowed, true);
   });
 
-  it('reports the start of a burst once, however many tokens trickle back, and again once the address went quiet', () => {
+  it('reports the start of a burst once, however many tokens trickle back, again once the address was quiet', () => {
     const clock = new FakeClock();
     const limiter = new RateLimiter({ burst: 2, perMinute: 60 }, clock);
     takeN(limiter, 'a', 2);

@@ -38,7 +38,7 @@ export class RateLimiter {
     private readonly clock: Clock,
     private readonly maxAddresses = DEFAULT_MAX_ADDRESSES,
   ) {
-    if (!(rule.burst >= 1) || !(rule.perMinute > 0)) throw new RangeError('a bucket needs burst >= 1 and perMinute > 0');
+    if (!(rule.burst >= 1) || !(rule.perMinute > 0)) throw new RangeError('a bucket needs burst >= 1, perMinute > 0');
     this.perMs = rule.perMinute / 60_000;
   }
 
@@ -61,7 +61,8 @@ export class RateLimiter {
     }
     const burstStarted = !bucket.refusing;
     bucket.refusing = true;
-    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000)), burstStarted };
+    const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000));
+    return { allowed: false, retryAfterSeconds, burstStarted };
   }
 
   /** Addresses remembered now (for tests and the metric). */

@@ -47,11 +47,17 @@ class RateLimited extends LimitExceeded {
  * server a password hash or a guess at a secret (sign-in, a security key's step one, adding a device with
  * a code from an existing one, invite and reset links).
  */
+const SIGN_IN_PATHS = new Set([
+  '/webapi/login/certs',
+  '/webapi/sessions/web',
+  '/webapi/mfa/login/begin',
+  '/webapi/mfa/devices/finish',
+]);
+
 function limitOf(method: string, path: string): LimitKind | undefined {
   if (path.startsWith('/webapi/invites/')) return 'link';
   if (method !== 'POST') return undefined;
-  const signIn = ['/webapi/login/certs', '/webapi/sessions/web', '/webapi/mfa/login/begin', '/webapi/mfa/devices/finish'];
-  return signIn.includes(path) ? 'sign_in' : undefined;
+  return SIGN_IN_PATHS.has(path) ? 'sign_in' : undefined;
 }
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -320,7 +326,8 @@ export function webHandler(deps: WebDeps) {
         return send(req, res, 401, { error: { code: err.code, message: err.message } }, { 'set-cookie': CLEAR_SESSION_COOKIE });
       }
       if (err instanceof RateLimited) {
-        return send(req, res, 429, { error: { code: err.code, message: err.message } }, { 'retry-after': String(err.retryAfterSeconds) });
+        const body = { error: { code: err.code, message: err.message } };
+        return send(req, res, 429, body, { 'retry-after': String(err.retryAfterSeconds) });
       }
       if (isWardError(err)) return send(req, res, err instanceof BodyTooLarge ? 413 : httpStatus[err.code], { error: { code: err.code, message: err.message } });
       log.error({ err }, 'web API error');
