@@ -218,8 +218,11 @@ const caPin = /CA pin: +(\S+)/.exec(auth.out())![1]!;
 const wctl = (argv: string[], stdin?: string) => run(join(BIN, 'wctl'), ['-d', join(DIR, 'data'), ...argv], { HOME: DIR }, stdin);
 const token = (type: string) => /--token (\S+)/.exec(wctl(['tokens', 'add', '--type', type]).out)![1]!;
 const proxyToken = token('proxy');
+// The simulated hosts all come from 127.0.0.1, where a real fleet has many addresses: the per-address limit on
+// connections to the auth API (proxy_service.rate_limits) would otherwise pace their reconnections.
+const PROXY_LIMITS = '  rate_limits: {auth_connect: {burst: 1000000, per_minute: 6000000}}\n';
 const startProxy = (listen: string) =>
-  startWard('proxy', `version: v1\nproxy_service:\n  listen_addr: ${listen}\n`, ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin], /Ward proxy is running/,
+  startWard('proxy', `version: v1\nproxy_service:\n  listen_addr: ${listen}\n${PROXY_LIMITS}`, ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin], /Ward proxy is running/,
     args['proxy-node-flags']!.split(' ').filter(Boolean));
 let proxy = await startProxy('127.0.0.1:0');
 const proxyAddr = /https:\/\/(\S+)/.exec(proxy.out())![1]!;
