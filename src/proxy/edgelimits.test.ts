@@ -19,7 +19,8 @@ describe("the proxy's per-address limits", () => {
     const limits = new EdgeLimits(rules, { clock: new FakeClock(), log: pino({ level: 'silent' }), metrics, audit });
     const verdicts = Array.from({ length: 6 }, () => limits.admit('sign_in', '::ffff:127.0.0.2').allowed);
     assert.deepEqual(verdicts, [true, true, false, false, false, false]);
-    const event = { event: 'proxy.rate_limited', limit: 'sign_in', source: '127.0.0.2', remote_addr: '::ffff:127.0.0.2' };
+    const remote_addr = '::ffff:127.0.0.2';
+    const event = { event: 'proxy.rate_limited', limit: 'sign_in', source: '127.0.0.2', remote_addr };
     assert.deepEqual(audited, [event]);
     const text = await metrics.metrics();
     assert.match(text, /^ward_proxy_rate_limited_total\{limit="sign_in"\} 4$/m);
