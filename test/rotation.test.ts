@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
-import { cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent } from './harness.ts';
+import { cleanup, delay, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent } from './harness.ts';
 import { AccessDenied } from '../src/api/errors.ts';
 import { issuerOf } from '../src/api/rotation.ts';
 import { fetchProxyCA } from '../src/api/trust.ts';
@@ -283,6 +283,8 @@ describe('TLS CA rotation', () => {
     const trustBoth = async () => agents().every((a) => keptIdentity(a).tlsCAs.length === 2) || undefined;
     await poll('both nodes to trust both keys', trustBoth, 10_000, 200);
     assert.ok(await reachesAll(early), 'init: a login from before works');
+    const inInit = await loginWithCurrentPin(early, 'tls-init'); // an old-key certificate, knowing both CAs
+    assert.equal(signer(readFileSync(join(inInit.keys, 'tls.crt'), 'utf8')), 'old');
 
     // update_clients: the new key signs new certificates; servers keep theirs.
     assert.match(await step(), /phase update_clients/);
@@ -320,7 +322,15 @@ describe('TLS CA rotation', () => {
     const heldIdentity = { ...stolen, caPems: [oldCA, newCA] };
     const held = createAuthClient({ addr: main.authAddr, identity: heldIdentity, idleTimeoutMs: 60_000 });
     await held.getResource({ kind: 'cert_authority', name: 'tls' });
+    // A session through the proxy (SSH inside TLS) on a certificate from the old key, open across the last step.
+    const session = sshAs(inInit, ['root@tlstun', 'echo session-up; sleep 40'], { timeoutMs: 60_000 });
+    await delay(4_000); // ssh is through the proxy and running `sleep` (it prints session-up first)
+    const sessionStart = Date.now();
     assert.match(await step(), /phase standby;.*1 key trusted/);
+    const ended = await session;
+    assert.ok(Date.now() - sessionStart < 30_000, 'the session on an old-key certificate was cut at standby');
+    assert.match(ended.stdout, /session-up/);
+    assert.equal(await reaches(inInit, 'tlstun'), false, 'and the certificate is refused from then on');
     await poll('the connection opened with the stolen identity to be closed', async () => {
       try {
         await held.getResource({ kind: 'cert_authority', name: 'tls' });

@@ -2,6 +2,7 @@
 // proxy (ALPN ward-proxy-ssh). The client's X.509 certificate identifies the user; the first line names
 // the target ("host:port\n"), the proxy answers "OK\n" or "ERR reason\n", then the bytes of the user's
 // own SSH connection pass through unchanged.
+import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Clock } from '../api/clock.ts';
@@ -28,7 +29,10 @@ function secureContextOptions(material: ProxyTLS): tls.SecureContextOptions {
 }
 
 export type SSHOverTLSServer = tls.Server & {
-  /** A renewed proxy certificate for the handshakes that follow; connections open now keep theirs. */
+  /**
+   * A renewed proxy certificate, or the CAs of a TLS CA rotation, for the handshakes that follow; connections open now
+   * keep theirs, except those of users whose certificate comes from a CA that is no longer trusted (they are closed).
+   */
   setTLS(material: ProxyTLS): void;
 };
 
@@ -41,6 +45,8 @@ export function createSSHOverTLSServer(opts: {
   log: Logger;
 }): SSHOverTLSServer {
   const { log } = opts;
+  const open = new Set<tls.TLSSocket>();
+  let trusted = opts.tls.caPems;
   const server = tls.createServer(
     {
       ...secureContextOptions(opts.tls),
@@ -50,6 +56,8 @@ export function createSSHOverTLSServer(opts: {
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
     (socket) => {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
       socket.on('error', (err) => log.debug({ err: err.message }, 'ssh-over-tls connection error'));
       const refuse = (reason: string) => socket.end(`ERR ${reason.replace(/\n/g, ' ')}\n`);
       let grants;
@@ -99,5 +107,20 @@ export function createSSHOverTLSServer(opts: {
     log.debug({ err: err.message }, 'ssh-over-tls handshake refused');
     socket.destroy();
   });
-  return Object.assign(server, { setTLS: (material: ProxyTLS) => server.setSecureContext(secureContextOptions(material)) });
+  const setTLS = (material: ProxyTLS) => {
+    server.setSecureContext(secureContextOptions(material));
+    const dropped = trusted.filter((pem) => !material.caPems.includes(pem));
+    trusted = material.caPems;
+    if (dropped.length === 0) return;
+    // A TLS CA rotation reached standby: a user's connection proved with a certificate from the dropped CA ends, as
+    // it would not be let in again. The handshake checked the signature; which CA signed is a name and key id match.
+    const cas = material.caPems.map((pem) => new X509Certificate(pem));
+    for (const socket of open) {
+      const raw = socket.getPeerCertificate().raw;
+      if (raw && cas.some((ca) => new X509Certificate(raw).checkIssued(ca))) continue;
+      log.info({ remote: socket.remoteAddress }, 'ssh-over-tls connection closed: its certificate is from a dropped CA');
+      socket.destroy();
+    }
+  };
+  return Object.assign(server, { setTLS });
 }
