@@ -49,28 +49,36 @@ export interface JoinNameContext {
 export function checkJoinNames(req: { hostname: string; addresses: string[] }, ctx: JoinNameContext): string[] {
   const local = isLoopbackAddress(ctx.remoteAddr);
   const hostname = req.hostname;
-  if (hostname.includes('*')) throw new BadParameter(`invalid host name "${hostname}": wildcard names are not issued`);
-  if (!isDNSName(hostname) || isIP(hostname) !== 0) throw new BadParameter(`invalid host name "${hostname}": not a DNS name`);
+  const badName = (why: string) => new BadParameter(`invalid host name "${hostname}": ${why}`);
+  if (hostname.includes('*')) throw badName('wildcard names are not issued');
+  if (!isDNSName(hostname) || isIP(hostname) !== 0) throw badName('not a DNS name');
   if (!local && isLoopbackName(hostname)) {
-    throw new BadParameter(`invalid host name "${hostname}": a loopback name is only for a host on the auth server's machine`);
+    throw badName('a loopback name is only for a host on the auth server\'s machine');
   }
   if (ctx.liveNodeNames.has(hostname.toLowerCase())) {
-    throw new AlreadyExists(`host name "${hostname}" is held by a node heartbeating now: choose another, or remove that node first`);
+    throw new AlreadyExists(
+      `host name "${hostname}" is held by a node heartbeating now: choose another, or remove that node first`,
+    );
   }
-  if (req.addresses.length > MAX_JOIN_ADDRESSES) throw new BadParameter(`too many addresses (at most ${MAX_JOIN_ADDRESSES})`);
+  if (req.addresses.length > MAX_JOIN_ADDRESSES) {
+    throw new BadParameter(`too many addresses (at most ${MAX_JOIN_ADDRESSES})`);
+  }
   const own = `${hostname}.${ctx.cluster}`.toLowerCase();
   const issued: string[] = [];
   for (const addr of req.addresses) {
-    if (addr.includes('*')) throw new BadParameter(`invalid address "${addr}": wildcard names are not issued`);
-    if (isIP(addr) === 0 && !isDNSName(addr)) throw new BadParameter(`invalid address "${addr}": not an IP address or a DNS name`);
+    const badAddr = (why: string) => new BadParameter(`invalid address "${addr}": ${why}`);
+    if (addr.includes('*')) throw badAddr('wildcard names are not issued');
+    if (isIP(addr) === 0 && !isDNSName(addr)) throw badAddr('not an IP address or a DNS name');
     if (isLoopbackName(addr)) {
       if (local) issued.push(addr);
       continue;
     }
     const lower = addr.toLowerCase();
-    if (ctx.liveNodeNames.has(lower)) throw new AlreadyExists(`address "${addr}" is the name of a node heartbeating now`);
+    if (ctx.liveNodeNames.has(lower)) {
+      throw new AlreadyExists(`address "${addr}" is the name of a node heartbeating now`);
+    }
     if (lower.endsWith(`.${ctx.cluster.toLowerCase()}`) && lower !== own) {
-      throw new BadParameter(`invalid address "${addr}": names under .${ctx.cluster} are the cluster's own (only ${own} is this host's)`);
+      throw badAddr(`names under .${ctx.cluster} are the cluster's own (only ${own} is this host's)`);
     }
     issued.push(addr);
   }

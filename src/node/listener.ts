@@ -15,7 +15,7 @@ export const FIRST_BYTE_TIMEOUT_MS = 3_000;
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 const TLS_RECORD_HANDSHAKE = 0x16;
 
-/** Hands `socket` to `routes.tls` if its first byte opens a TLS handshake, else (or if the client is silent) to `ssh`. */
+/** Hands `socket` to `routes.tls` if its first byte opens a TLS handshake, else (or if it stays silent) to `ssh`. */
 export function routeByFirstByte(
   socket: net.Socket,
   routes: { tls(socket: net.Socket): void; ssh(socket: net.Socket): void },
@@ -92,7 +92,8 @@ export function createProxyDoor(opts: ProxyDoorOptions): { handle(socket: net.So
         cas = opts.trustedCAs();
         id = opts.identity();
       } catch (err) {
-        log.warn({ remote: socket.remoteAddress, err: (err as Error).message }, 'cannot check a proxy now: connection refused');
+        const reason = (err as Error).message;
+        log.warn({ remote: socket.remoteAddress, err: reason }, 'cannot check a proxy now: connection refused');
         socket.destroy();
         return;
       }
