@@ -14,7 +14,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
-import { cleanup, delay, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent } from './harness.ts';
+import {
+  cleanup, delay, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent,
+} from './harness.ts';
 import { AccessDenied } from '../src/api/errors.ts';
 import { issuerOf } from '../src/api/rotation.ts';
 import { fetchProxyCA } from '../src/api/trust.ts';

@@ -14,6 +14,7 @@ import { startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.
 import { hostIdentity, newHostKeys, type HostIdentity } from './identity.ts';
 import { expiredMessage, renewalDue, retryDelay, startHostCertRenewal, tlsIdentityOf } from './renewal.ts';
 import { certValidity } from '../crypto/certinfo.ts';
+import { trustedTLSCAs } from '../api/rotation.ts';
 
 const log = pino({ level: 'silent' });
 const TTL_MS = 3_000;
@@ -141,5 +142,62 @@ describe('host certificate renewal in process', () => {
     assert.equal(errors.length, 1);
     assert.equal(errors[0]!.msg, expiredMessage(identity, certValidity(identity.tlsCert).notAfter));
     assert.match(errors[0]!.msg, /join it again with a new token/);
+  });
+});
+
+describe('host certificate renewal through a TLS CA rotation', () => {
+  it('trusts both keys from init, moves the TLS certificate in update_servers, and back at a rollback', async () => {
+    const api = await startTestAuthAPI(); // a year's host certificates: nothing here is due by expiry
+    try {
+      const keys = newHostKeys();
+      const issued = await issueHostIdentity(api.auth, {
+        hostId: 't1', hostname: 't1', systemRole: 'node', addresses: [],
+        sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+      });
+      const first = hostIdentity(keys, issued, { hostname: 't1', systemRole: 'node' });
+      let current = first;
+      const client = createAuthClient({ addr: api.addr, identity: () => tlsIdentityOf(current), idleTimeoutMs: 500 });
+      const cache = new ResourceCache(client, { kinds: ['cert_authority'], log }).start();
+      await cache.ready();
+      const renewal = startHostCertRenewal({
+        cache, auth: client, identity: first, log, onRenewed: (id) => (current = id),
+      });
+      const step = async (move: Parameters<AuthServer['rotateCA']>[1]) => {
+        const ca = await api.auth.rotateCA('tls', move, 'test');
+        // The test listener does not follow the CA as `ward start` does (auth/tlstrust.ts): give it the bundle.
+        api.listener.setTLS({ ...api.tls, caPems: trustedTLSCAs(ca) });
+        return ca;
+      };
+      const until = async (what: string, check: () => boolean) => {
+        for (const end = Date.now() + 10_000; !check(); await sleep(50)) {
+          if (Date.now() > end) assert.fail(`timed out: ${what}`);
+        }
+      };
+      const [oldCA] = first.tlsCAs as [string];
+      try {
+        const init = await step({ target: 'init' });
+        const newCA = init.spec.additional_keys[0]!.public;
+        await until('the host to trust both keys', () => current.tlsCAs.length === 2);
+        assert.equal(current.tlsCert, first.tlsCert, 'init: the certificate stays');
+        await step({ target: 'update_clients' });
+        await sleep(1_500);
+        assert.equal(current.tlsCert, first.tlsCert, 'update_clients: servers keep theirs');
+        await step({ target: 'update_servers' });
+        const signedBy = (ca: string) => new X509Certificate(current.tlsCert).checkIssued(new X509Certificate(ca));
+        await until('a certificate from the new key', () => signedBy(newCA));
+        const publicKey = (pem: string) => new X509Certificate(pem).publicKey;
+        assert.ok(publicKey(current.tlsCert).equals(publicKey(first.tlsCert)), 'for the same key');
+        assert.equal(current.sshCert, first.sshCert, 'the SSH certificate is not touched');
+        await step({ rollback: true });
+        await until('a certificate from the old key again', () => signedBy(oldCA));
+        await step({ target: 'standby' });
+        await until('the host to trust the old key alone', () => current.tlsCAs.join() === oldCA);
+      } finally {
+        renewal.stop();
+        cache.close();
+      }
+    } finally {
+      await api.close();
+    }
   });
 });
