@@ -242,6 +242,8 @@ describe('agent audit events', () => {
     await node.emitAuditEvents({ events: [JSON.stringify({ event: 'exec', user: 'alice', command: 'uptime', server_id: 'someone-else', code: 'X' })] });
     const [stored] = await auth.backend.search({ types: ['exec'], limit: 1 });
     assert.equal(stored?.server_id, 'node-7');
+    assert.equal(stored?.emitter, 'node-7');
+    assert.equal(stored?.emitter_role, 'node');
     assert.equal(stored?.code, 'WE3000I');
     assert.equal(stored?.command, 'uptime');
   });
@@ -252,5 +254,15 @@ describe('agent audit events', () => {
     await assert.rejects(node.emitAuditEvents({ events: [JSON.stringify({ event: 'user.create', name: 'x' })] }), /may not report "user.create"/);
     await assert.rejects(node.emitAuditEvents({ events: ['not json'] }), /not valid JSON/);
     await assert.rejects(node.emitAuditEvents({ events: Array(1001).fill('{"event":"exec"}') }), /at most 1000/);
+  });
+  it('lets each kind of host report only what a host of its kind witnesses', async () => {
+    const session = JSON.stringify({ event: 'session.start', user: 'alice', login: 'root' });
+    const proxy = await serviceClient('proxy-7', ['proxy']);
+    await assert.rejects(proxy.emitAuditEvents({ events: [session] }), /a proxy may not report "session.start"/);
+    for (const [id, roles] of [['admin', ['admin']], ['db-7', ['db']]] as const) {
+      const host = await serviceClient(id, [...roles]);
+      await assert.rejects(host.emitAuditEvents({ events: [session] }), AccessDenied);
+    }
+    assert.equal((await auth.backend.search({ types: ['session.start'], limit: 10 })).length, 0);
   });
 });

@@ -12,7 +12,7 @@ import { ResourceService } from '../services/resources.ts';
 import { ListingCache } from '../services/listing.ts';
 import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller } from './authz.ts';
 import { withoutSecrets } from './keystore.ts';
-import { AGENT_EVENTS, type EventName } from '../events/catalog.ts';
+import { EVENTS_BY_SYSTEM_ROLE, reportableEvents, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import { beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice } from './mfa.ts';
 import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
@@ -358,9 +358,17 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         return { json: present(await auth.rotateCA(req.type, move, callerName(who))) };
       }),
 
+      // A host reports what it witnessed, and only the kinds of event a host of its role witnesses (catalog.ts): never
+      // what only the auth server writes. Each event names its emitter, the host id of the caller's certificate,
+      // whatever the host wrote: the rest of the event (user, login, command...) is that host's own account.
       emitAuditEvents: unary(async (req, who) => {
         const c = requireAuthenticated(who);
         if (c.kind !== 'service') throw new AccessDenied();
+        const reportable = reportableEvents(c.systemRoles);
+        if (reportable.size === 0) {
+          throw new AccessDenied(`a ${c.systemRoles.join(',') || 'host'} reports no audit events`);
+        }
+        const role = c.systemRoles.find((r) => EVENTS_BY_SYSTEM_ROLE[r]) ?? '';
         if (req.events.length > MAX_AGENT_EVENTS) throw new LimitExceeded(`at most ${MAX_AGENT_EVENTS} events per call`);
         const events = req.events.map((text) => {
           if (text.length > MAX_AGENT_EVENT_BYTES) throw new LimitExceeded('audit event too large');
@@ -371,11 +379,16 @@ export function authRoutes(auth: AuthServer, log: Logger) {
             throw new BadParameter('audit event is not valid JSON');
           }
           if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new BadParameter('audit event is not a JSON object');
-          const { event, code: _c, uid, cluster: _cl, time, server_id: _s, ...fields } = data as Record<string, unknown>;
-          if (typeof event !== 'string' || !AGENT_EVENTS.has(event)) throw new BadParameter(`agents may not report "${String(event)}" events`);
+          // What the auth server sets is dropped, whatever the host wrote there.
+          const { event, code: _c, uid, cluster: _cl, time, server_id: _s, emitter: _e, emitter_role: _r, ...fields } =
+            data as Record<string, unknown>;
+          if (typeof event !== 'string' || !reportable.has(event)) {
+            throw new BadParameter(`a ${role} may not report "${String(event)}" events`);
+          }
           return { event: event as EventName, fields, at: agentEventStamp(uid, time, auth.now()) };
         });
-        for (const e of events) await auth.audit.emit(e.event, { ...e.fields, server_id: c.name }, e.at);
+        const emitter = { server_id: c.name, emitter: c.name, emitter_role: role };
+        for (const e of events) await auth.audit.emit(e.event, { ...e.fields, ...emitter }, e.at);
         return {};
       }),
 

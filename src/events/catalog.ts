@@ -49,8 +49,20 @@ export function eventCode(event: EventName, success = true): string {
   return typeof code === 'string' ? code : success ? code.success : code.failure;
 }
 
-/** Events an agent may report about itself; anything else it sends is refused. */
-export const AGENT_EVENTS: ReadonlySet<string> = new Set([
-  'auth', 'access.denied', 'session.start', 'session.end', 'session.idle_timeout', 'session.join', 'session.leave', 'session.recording_failed', 'session.terminated',
-  'exec', 'scp', 'sftp', 'subsystem', 'port', 'agent', 'proxy.rate_limited',
-]);
+/**
+ * What each kind of host may report (EmitAuditEvents): the events a host of that system role witnesses itself.
+ * Everything else is refused, above all what only the auth server knows and writes (logins, certificates, joins,
+ * locks, users, roles, tokens, rotations, second factors, uploads): a host cannot add those to the log at all.
+ */
+export const EVENTS_BY_SYSTEM_ROLE: Readonly<Record<string, ReadonlySet<string>>> = {
+  node: new Set([
+    'auth', 'access.denied', 'session.start', 'session.end', 'session.idle_timeout', 'session.join', 'session.leave',
+    'session.recording_failed', 'session.terminated', 'exec', 'scp', 'sftp', 'subsystem', 'port', 'agent',
+  ]),
+  proxy: new Set(['proxy.rate_limited']),
+};
+
+/** The events a host with these system roles may report (none for roles that report nothing). */
+export function reportableEvents(systemRoles: readonly string[]): ReadonlySet<string> {
+  return new Set(systemRoles.flatMap((role) => [...(EVENTS_BY_SYSTEM_ROLE[role] ?? [])]));
+}
