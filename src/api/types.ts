@@ -178,7 +178,10 @@ export const sessionSchema = z.strictObject({
 });
 export type RecordedSession = z.infer<typeof sessionSchema>;
 
-/** A lock: while it exists (until metadata.expires), its one target gets no certificates or access. */
+/**
+ * A lock: while it exists (until metadata.expires), its one target gets no certificates or access. `target.node` is
+ * a host id (of a node, proxy or other agent): the auth server resolves a host name to it when the lock is made.
+ */
 export const lockSchema = z.strictObject({
   kind: z.literal('lock'),
   version: z.literal('v1'),
@@ -189,6 +192,8 @@ export const lockSchema = z.strictObject({
       .refine((t) => [t.user, t.role, t.node].filter((v) => v !== undefined).length === 1, 'a lock names exactly one of user, role, node'),
     /** Shown to the users it stops. */
     message: z.string().max(1024).optional(),
+    /** A host lock's `target.node` is a host id; this is the host's name when it was locked, for messages only. */
+    node_name: z.string().max(256).optional(),
     created_by: z.string().max(256).optional(),
     created: z.iso.datetime({ offset: true }).optional(),
   }),

@@ -5,12 +5,17 @@ import type { TLSSocket } from 'node:tls';
 import { ConnectError, createContextKey, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
-import { AccessDenied, BadParameter, LimitExceeded, ERROR_CODE_HEADER, isWardError, rpcCode } from '../api/errors.ts';
+import {
+  AccessDenied, BadParameter, LimitExceeded, NotFound, ERROR_CODE_HEADER, isWardError, rpcCode,
+} from '../api/errors.ts';
 import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { MAX_LIST_PAGE } from '../api/list.ts';
 import { ResourceService } from '../services/resources.ts';
 import { ListingCache } from '../services/listing.ts';
-import { identifyCaller, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller } from './authz.ts';
+import {
+  identifyCaller, isVisible, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller,
+} from './authz.ts';
+import { resolveHostLock, revokeHost } from './hostlocks.ts';
 import { withoutSecrets } from './keystore.ts';
 import { EVENTS_BY_SYSTEM_ROLE, reportableEvents, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
@@ -179,6 +184,8 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         const kind = kindFromName(req.kind);
         requireRule(who, kind, 'read');
         const resource = await service(kind).get(req.name);
+        // Hidden as a missing one is: the answer never tells that a resource the caller may not see exists.
+        if (!isVisible(who, resource)) throw new NotFound(`${kind} "${req.name}" not found`);
         return { json: present(resource) };
       }),
 
@@ -198,12 +205,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         const more = listed.length > limit;
         if (more) listed = listed.slice(0, limit);
         const nextKey = more ? listed.at(-1)!.resource.metadata.name : '';
-        if (who.kind === 'user' && kind === 'node') {
-          listed = listed.filter(({ resource: n }) => who.checker.canSeeNode({ name: n.metadata.name, labels: n.metadata.labels ?? {} }));
-        }
-        if (ownSessionsOnly && who.kind === 'user') {
-          listed = listed.filter(({ resource: r }) => r.kind === 'session_tracker' && r.spec.participants.some((p) => p.user === who.name));
-        }
+        if (who.kind === 'user') listed = listed.filter(({ resource }) => isVisible(who, resource));
         // Packed: the cached JSON of each resource joined into one array, for clients that list thousands.
         if (req.packed) return { packedJson: `[${listed.map(({ json }) => json).join(',')}]`, nextKey };
         return { resources: listed.map(({ json }) => ({ json })), nextKey };
@@ -226,16 +228,19 @@ export function authRoutes(auth: AuthServer, log: Logger) {
             throw new BadParameter(`user "${resource.metadata.name}" names a role that does not exist: create the role first`);
           });
         }
+        let stored: Resource = resource;
         if (resource.kind === 'lock') {
           resource.spec.created_by = callerName(who);
           resource.spec.created = auth.now().toISOString();
+          stored = await resolveHostLock(auth, resource);
         }
-        const store = service(resource.kind) as ResourceService<typeof resource.kind>;
-        const saved = req.overwrite ? await store.upsert(resource as never) : await store.create(resource as never);
+        const store = service(stored.kind) as ResourceService<typeof stored.kind>;
+        const saved = req.overwrite ? await store.upsert(stored as never) : await store.create(stored as never);
         const by = callerName(who);
-        if (resource.kind === 'lock') {
-          const { target, message } = resource.spec;
-          await auth.audit.emit('lock.created', { user: by, name: resource.metadata.name, target, message, expires: resource.metadata.expires });
+        if (saved.kind === 'lock') {
+          const { target, message } = saved.spec;
+          const { name, expires } = saved.metadata;
+          await auth.audit.emit('lock.created', { user: by, name, target, message, expires });
         } else if (resource.kind === 'role') await auth.audit.emit('role.created', { user: by, name: resource.metadata.name });
         else if (resource.kind === 'user') await auth.audit.emit(req.overwrite ? 'user.update' : 'user.create', { user: by, name: resource.metadata.name });
         else await auth.audit.emit('resource.created', { user: by, kind: resource.kind, name: resource.metadata.name });
@@ -254,6 +259,7 @@ export function authRoutes(auth: AuthServer, log: Logger) {
         }
         const by = callerName(who);
         if (kind === 'user') await auth.deleteUser(req.name, by);
+        else if (kind === 'node' || kind === 'proxy') await revokeHost(auth, kind, req.name, by);
         else {
           await service(kind).delete(req.name);
           if (kind === 'lock') await auth.audit.emit('lock.deleted', { user: by, name: req.name });
@@ -513,7 +519,11 @@ export function authRoutes(auth: AuthServer, log: Logger) {
           requireAuthenticated(who); // before the kinds are parsed, as for unary calls
           const kinds = req.kinds.length ? req.kinds.map(kindFromName) : KINDS;
           for (const kind of kinds) requireRule(who, kind, 'list');
-          for await (const event of watchResources(auth, kinds, ctx.signal)) {
+          const guard = {
+            visible: who.kind === 'user' ? (r: Resource) => isVisible(who, r) : undefined,
+            recheck: async () => void requireAuthenticated(await caller(ctx)),
+          };
+          for await (const event of watchResources(auth, kinds, ctx.signal, guard)) {
             yield {
               type: event.type,
               kind: event.kind ?? '',

@@ -1,13 +1,14 @@
 // Who is calling: every Auth API call is made with a client certificate from the cluster's TLS CA
 // (checked by the TLS handshake), whose identity extension names a user or a service. Users are
 // re-checked against the backend on every call: a deleted user, a deleted role or a locked user is
-// refused at once, whatever the certificate still says.
+// refused at once, whatever the certificate still says; so is a host whose host id is locked or revoked.
 import type { TLSSocket } from 'node:tls';
 import { AccessDenied } from '../api/errors.ts';
-import type { Verb } from '../api/types.ts';
+import type { Resource, Verb } from '../api/types.ts';
 import { identityFromPeerCert, type Identity } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { describeLock } from '../rbac/locks.ts';
+import { hostLock } from './hostlocks.ts';
 import type { AuthServer } from './server.ts';
 
 /** Roles of services, carried in host certificates. `admin` is the local administrator (wctl on the auth host). */
@@ -65,7 +66,12 @@ export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promi
   if (!(auth.now().getTime() < verdict.expiresMs)) return { kind: 'anonymous', reason: describeTLSError('CERT_HAS_EXPIRED') };
   const { identity } = verdict;
   if (identity.kind === 'host') {
-    return { kind: 'service', name: identity.hostId ?? identity.username, systemRoles: (identity.systemRoles ?? []) as SystemRole[], identity };
+    const hostId = identity.hostId ?? identity.username;
+    // A host is refused at every call while a lock names its host id, which is also how a removed node or proxy
+    // stays revoked (hostlocks.ts); a host whose listing merely expired has no lock and comes back.
+    const lock = await hostLock(auth, hostId);
+    if (lock) return { kind: 'anonymous', reason: describeLock(lock) };
+    return { kind: 'service', name: hostId, systemRoles: (identity.systemRoles ?? []) as SystemRole[], identity };
   }
   const user = await auth.users.tryGetShared(identity.username);
   if (!user) return { kind: 'anonymous', reason: 'access denied' };
@@ -105,6 +111,25 @@ export function requireRule(caller: Caller, kind: string, verb: Verb): void {
   }
   const decision = c.checker.checkRule(kind, verb);
   if (!decision.allowed) throw new AccessDenied(`access denied: ${decision.reason}`);
+}
+
+/**
+ * Whether `caller` may see `resource` at all, once its rules let it read the kind: the one visibility decision for
+ * listings, single reads and watch streams (and so for the web API, which reads through them with the user's
+ * identity), so that a node hidden from a listing is hidden from every other read too. A user sees the nodes their
+ * roles' node_labels match and, without the session_tracker list rule, only the live sessions they are in. A
+ * service sees what its rules let it read (it caches it).
+ */
+export function isVisible(caller: Caller, resource: Resource): boolean {
+  if (caller.kind === 'anonymous') return false;
+  if (caller.kind === 'service') return true;
+  if (resource.kind === 'node') {
+    return caller.checker.canSeeNode({ name: resource.metadata.name, labels: resource.metadata.labels ?? {} });
+  }
+  if (resource.kind === 'session_tracker' && !caller.checker.checkRule('session_tracker', 'list').allowed) {
+    return resource.spec.participants.some((p) => p.user === caller.name);
+  }
+  return true;
 }
 
 export function callerName(caller: Caller): string {

@@ -54,7 +54,9 @@ export class Router {
     if (visible.length === 0) throw new NotFound(`node "${host}" not found`);
     if (visible.length > 1) throw new AccessDenied(`"${host}" names ${visible.length} nodes: use the node id`);
     const node = visible[0]!;
-    const lock = lockFor(this.cache.list('lock'), { user: grants.user, roles: grants.roles, node: { name: node.spec.hostname, id: node.metadata.name } }, new Date());
+    // A node is locked by its host id (the name is the node's own claim: rbac/locks.ts).
+    const target = { user: grants.user, roles: grants.roles, node: { id: node.metadata.name } };
+    const lock = lockFor(this.cache.list('lock'), target, new Date());
     if (lock) throw new AccessDenied(describeLock(lock));
     if (node.spec.tunnel) {
       if (!this.tunnels) throw new ConnectionProblem(`node "${host}" is reached by tunnel, and this proxy has none`);

@@ -7,7 +7,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { BadParameter, ConnectionProblem, LimitExceeded, NotFound } from '../api/errors.ts';
+import { AccessDenied, BadParameter, ConnectionProblem, LimitExceeded, NotFound } from '../api/errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
 import { startLagProbe } from '../diag/lag.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
@@ -34,6 +34,11 @@ export interface TunnelServerOptions {
   busy?: () => boolean;
   /** Streams one user (DialMeta.user) may hold on one tunnel at once (default DEFAULT_MAX_STREAMS_PER_USER). */
   maxStreamsPerUser?: number;
+  /**
+   * Why a host may not hold a tunnel (a lock on its host id, which is also how a removed host is revoked), or
+   * undefined. Asked at accept and, by recheck(), for every live tunnel.
+   */
+  refusal?: (hostId: string) => string | undefined;
 }
 
 export interface TunnelServer {
@@ -47,6 +52,8 @@ export interface TunnelServer {
   handshakesInProgress(): number;
   /** A renewed certificate for the handshakes that follow; tunnels up now keep theirs. */
   setTLS(tls: TunnelServerOptions['tls']): void;
+  /** Asks `refusal` again for every live tunnel and closes those of hosts now refused (call when locks change). */
+  recheck(): void;
   close(): Promise<void>;
 }
 
@@ -56,6 +63,8 @@ interface AgentSession {
   mux: MuxSession;
   /** Certificate notAfter (ms): the handshake checked validity once, the sweep enforces it for the tunnel's life. */
   expiresAt: number;
+  /** Set once `refusal` refused the host: the tunnel is closing. */
+  refused?: boolean;
   /** Streams open per user, made on the first dial (an idle tunnel pays nothing for it). */
   users?: Map<string, number>;
   /** The agent's certificate (DER): a TLS CA rotation that drops its CA ends the tunnel. */
@@ -63,6 +72,8 @@ interface AgentSession {
 }
 
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long the streams of a tunnel whose host was refused (recheck) may go on before the tunnel is closed. */
+const REFUSED_GRACE_MS = 2_000;
 /**
  * Load shedding for reconnect storms. When a proxy restarts, every agent dials it again within seconds. Each
  * handshake costs the proxy ~1-2 ms of CPU, so 10,000 at once queued work past the 10 s handshake timeout: many
@@ -155,6 +166,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     if (!id.systemRoles?.some((r) => (AGENT_SYSTEM_ROLES as readonly string[]).includes(r))) {
       throw new BadParameter(`host ${hostId} has no agent system role`);
     }
+    const refused = opts.refusal?.(hostId);
+    if (refused) throw new AccessDenied(`host ${hostId} refused: ${refused}`);
     // Roles reversed: the agent dialled us, but the proxy is the side that opens streams.
     channel.switchFromTLS(socket, 'server');
     const expiresAt = Date.parse(id.expires);
@@ -275,6 +288,20 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     },
 
     agents: () => [...current.keys()],
+
+    recheck() {
+      for (const s of live) {
+        if (s.refused || s.mux.isClosed) continue;
+        const refused = opts.refusal?.(s.hostId);
+        if (!refused) continue;
+        s.refused = true;
+        log.info({ hostId: s.hostId, reason: refused }, 'tunnel closed: host refused');
+        // No new stream from now on; the ones it carries get a moment, so that an honest agent (which learns of the
+        // lock too) ends its sessions itself and its users read why. Then the tunnel goes, whatever the agent did.
+        s.mux.drain();
+        setTimeout(() => s.mux.destroy(), REFUSED_GRACE_MS).unref();
+      }
+    },
 
     handshakesInProgress: () => handshakes.size,
 

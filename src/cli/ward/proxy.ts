@@ -19,6 +19,7 @@ import { issuerOf } from '../../api/rotation.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from '../../agent/identity.ts';
 import { generateTLSKey } from '../../crypto/x509.ts';
 import { ResourceCache } from '../../cache/resources.ts';
+import { describeLock, lockFor } from '../../rbac/locks.ts';
 import { Router } from '../../proxy/router.ts';
 import { startProxy } from '../../proxy/service.ts';
 import { createProxySSHServer } from '../../proxy/sshserver.ts';
@@ -98,8 +99,17 @@ export async function startProxyService(
     cache.close();
     throw err;
   });
+  // A host whose id is locked (or revoked: its listing removed, auth/hostlocks.ts) holds no tunnel here; a new lock
+  // closes its tunnels now. Any age of the cache will do: a tunnel grants nothing, the router checks fresh locks.
+  const hostRefusal = (hostId: string) => {
+    const lock = lockFor(cache.listAnyAge('lock'), { node: { id: hostId } }, new Date());
+    return lock && describeLock(lock);
+  };
   const tunnels = createTunnelServer({
-    tls: served(), log, maxStreamsPerUser: cfg.proxy_service.tunnel_streams_per_user,
+    tls: served(), log, refusal: hostRefusal, maxStreamsPerUser: cfg.proxy_service.tunnel_streams_per_user,
+  });
+  cache.onChange((kind) => {
+    if (kind === 'lock') tunnels.recheck();
   });
   const stopParts = async () => {
     await tunnels.close();

@@ -169,6 +169,10 @@ program
     if (!kind || !name) throw new BadParameter(`expected KIND/NAME, e.g. role/dev (got "${ref}")`);
     await auth().deleteResource({ kind, name });
     out(`${kind} "${name}" has been deleted.\n`);
+    // What the auth server did besides (api.ts deleteResource, auth/hostlocks.ts): say so, and how to undo it.
+    if (kind === 'node' || kind === 'nodes' || kind === 'proxy' || kind === 'proxies') {
+      out(`Its host identity is revoked by lock revoked-${name} (wctl unlock revoked-${name} lets it back).\n`);
+    }
   });
 
 program
@@ -204,7 +208,7 @@ program
   .description('stop a user, a role or a node now: no new certificates or connections, live sessions ended')
   .option('--user <name>', 'lock this user')
   .option('--role <name>', 'lock everyone holding this role')
-  .option('--node <name-or-id>', 'lock this node: nobody reaches it')
+  .option('--node <name-or-id>', 'lock this host: a node by name, or any host (node, proxy, agent) by its host id')
   .option('--ttl <duration>', 'lift the lock by itself after this long, e.g. 1h (default: until wctl unlock)')
   .option('--message <text>', 'what the locked users are told')
   .action(async (opts: { user?: string; role?: string; node?: string; ttl?: string; message?: string }) => {
@@ -219,8 +223,14 @@ program
       metadata: { name, ...(ttlMs ? { expires: new Date(Date.now() + ttlMs).toISOString() } : {}) },
       spec: { target: { [key]: opts[key] }, ...(opts.message ? { message: opts.message } : {}) },
     };
-    await auth().upsertResource({ resource: { json: JSON.stringify(lock) }, overwrite: false });
-    out(`Locked ${key} "${opts[key]}"${ttlMs ? ` for ${formatDuration(ttlMs)}` : ''}. Lock id: ${name} (wctl unlock ${name})\n`);
+    const res = await auth().upsertResource({ resource: { json: JSON.stringify(lock) }, overwrite: false });
+    const saved = parseResource(JSON.parse(res.json));
+    // The auth server locks a host by the id its certificates bind, whatever name it was given.
+    const hostId = saved.kind === 'lock' ? saved.spec.target.node : undefined;
+    const what = hostId !== undefined && hostId !== opts.node
+      ? `node "${opts.node}" (host id ${hostId})`
+      : `${key} "${opts[key]}"`;
+    out(`Locked ${what}${ttlMs ? ` for ${formatDuration(ttlMs)}` : ''}. Lock id: ${name} (wctl unlock ${name})\n`);
   });
 
 program
@@ -243,7 +253,8 @@ program
     const rows = locks.flatMap((l) => {
       if (l.kind !== 'lock') return [];
       const [kind, value] = Object.entries(l.spec.target)[0] ?? ['', ''];
-      return [[l.metadata.name, `${kind}=${value}`, l.spec.message ?? '', l.metadata.expires ?? 'never', l.spec.created_by ?? '']];
+      const target = `${kind}=${value}${l.spec.node_name ? ` (${l.spec.node_name})` : ''}`;
+      return [[l.metadata.name, target, l.spec.message ?? '', l.metadata.expires ?? 'never', l.spec.created_by ?? '']];
     });
     out(rows.length ? table(['Lock ID', 'Target', 'Message', 'Expires', 'Created by'], rows) : 'no locks\n');
   });
