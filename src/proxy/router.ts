@@ -99,11 +99,16 @@ export class Router {
         checkServerIdentity: () => undefined,
       });
       const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake in ${DIAL_TIMEOUT_MS / 1000}s`)), DIAL_TIMEOUT_MS);
-      socket.once('error', (err) => {
+      let handshaking = true;
+      // Kept for the connection's life: a later error belongs to whoever splices it, and is not a refusal.
+      socket.on('error', (err) => {
+        if (!handshaking) return;
+        handshaking = false;
         clearTimeout(timer);
         reject(refuse(err.message));
       });
       socket.once('secureConnect', () => {
+        handshaking = false;
         clearTimeout(timer);
         const reason = socket.alpnProtocol !== ALPN_NODE_SSH
           ? `it did not answer with ${ALPN_NODE_SSH}`
