@@ -68,7 +68,8 @@ interface CertCache { caPem: string; keyPem: string; certs: AgentCert[] }
 
 /** Mints (or loads) `n` host certificates with the cluster CA, before the auth process opens the database. */
 async function agentCerts(n: number): Promise<CertCache> {
-  const file = join(DIR, 'agent-certs.json');
+  // v2: certificates name their simulator's host name (agent-certs.json, from before, does not).
+  const file = join(DIR, 'agent-certs-v2.json');
   const cached: CertCache | undefined = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : undefined;
   if (cached && cached.certs.length >= n) return cached;
   const backend = await SqliteBackend.open({ path: join(DIR, 'data', 'ward.db') });
@@ -82,7 +83,9 @@ async function agentCerts(n: number): Promise<CertCache> {
     const t0 = performance.now();
     for (let i = certs.length; i < n; i++) {
       const hostId = randomUUID();
-      const issued = await auth.issueHostCerts({ hostId, systemRoles: ['node'], tlsPublicKey: publicKeyPem, dnsNames: [], ipAddresses: [], expires });
+      // Simulator i heartbeats host name sim-i: a node may heartbeat only the host name its certificate names.
+      const dnsNames = [`sim-${i}`, `sim-${i}.${CLUSTER}`];
+      const issued = await auth.issueHostCerts({ hostId, systemRoles: ['node'], tlsPublicKey: publicKeyPem, dnsNames, ipAddresses: [], expires });
       caPem = issued.tlsCAs.join('');
       certs.push({ hostId, certPem: issued.tlsCert });
     }
@@ -149,7 +152,7 @@ const PER_WORKER = 4000;
 interface SimStats { connected: number; sent: number; failed: number; latencies: number[]; answered: number; errors: Record<string, number> }
 if (process.env.BENCH_SIMS) {
   const { from, proxyAddr, authAddr } = JSON.parse(process.env.BENCH_SIMS) as { from: number; proxyAddr: string; authAddr: string };
-  const certs = JSON.parse(readFileSync(join(DIR, 'agent-certs.json'), 'utf8')) as CertCache;
+  const certs = JSON.parse(readFileSync(join(DIR, 'agent-certs-v2.json'), 'utf8')) as CertCache;
   const tunnels: TunnelAgent[] = [];
   const hb = { sent: 0, failed: 0, latencies: [] as number[] };
   const answered = new Set<number>();

@@ -64,7 +64,9 @@ const backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
 const auth = await AuthServer.create({ clusterName: 'bench', backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 60_000 } });
 const key = await generateTLSKey();
 const identity = async (hostId: string, systemRoles: string[]): Promise<TLSIdentity> => {
-  const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], expires: new Date(Date.now() + 3_600_000) });
+  // A node heartbeats only the host name its certificate names (with NAME.cluster), as a join issues it.
+  const dnsNames = ['localhost', hostId, `${hostId}.bench`];
+  const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames, ipAddresses: ['127.0.0.1'], expires: new Date(Date.now() + 3_600_000) });
   return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
 };
 const listener = await startAuthListener(auth, await identity('auth.bench', ['auth']), '127.0.0.1:0', log);
