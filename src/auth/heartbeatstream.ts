@@ -1,7 +1,7 @@
 // HeartbeatStream served straight from the HTTP/2 stream, without Connect's stream machinery. Why: every host keeps
 // one open, and through Connect's handler each open stream held ~46 KiB of the auth server's heap (a dozen chained
 // async generators with their promises and closures: a heap snapshot of 1,000 open streams), 450 MiB at 10,000 hosts
-// (bench/agents.ts: auth RSS 1,231 MiB with a call per heartbeat, 1,681 MiB with streams through Connect).
+// (bench/heartbeat-memory.ts, bench/agents.ts; the figures are in bench/README.md).
 //
 // The wire protocol is Connect's streaming protocol over HTTP/2, unchanged, so clients cannot tell: the request is a
 // sequence of envelopes (1 byte of flags, a 4-byte big-endian length, a HeartbeatRequest in protobuf); the answer is

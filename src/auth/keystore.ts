@@ -30,10 +30,9 @@ export class SoftwareKeyStore {
   // Parsed signing keys, one entry per CA type, reused while the CA's active private key is the same PEM
   // (a rotation or a re-created CA changes it, and the next call re-parses). Comparing the PEM rather than
   // trusting the resource revision alone means a stale entry can never sign. Why: parsing the PEM keys
-  // (createPrivateKey through OpenSSL 3's decoders) was ~30% of the CPU of issueUserCerts. Measured with
-  // bench/profile-issuance.ts (8 callers, interleaved runs on a 2-core EPYC shared with a test run): CPU per
-  // issuance 4.4-4.6 ms before, 3.2-3.4 ms after; 190-260/s -> 230-370/s. The TLS entry also holds what
-  // issuing needs from the CA certificate (issuer name, key id, expiry), keyed by the certificate PEM.
+  // (createPrivateKey through OpenSSL 3's decoders) was ~30% of the CPU of issueUserCerts (bench/profile-issuance.ts;
+  // the figures are in bench/README.md). The TLS entry also holds what issuing needs from the CA certificate
+  // (issuer name, key id, expiry), keyed by the certificate PEM.
   private readonly sshSigners = new Map<string, { pem: string; signer: SSHSigner }>();
   private readonly tlsKeys = new Map<string, { pem: string; certPem: string; key: KeyObject; issuer: TLSIssuer }>();
 

@@ -3,8 +3,8 @@
 //
 // The refresh is spread over part of the heartbeat interval rather than sent all at once. Why: sessions that
 // started together (a deploy, a bench) stay in step, and 200 reports at one tick kept the auth server and the
-// node's event loop busy for ~130 ms, which every keystroke in that window waited for: the p99 keystroke echo
-// over 200 sessions was 16-35 ms against sshd's 1-2 ms (bench/interactive.ts, CPU profile of `ward start`).
+// node's event loop busy for ~130 ms, which every keystroke in that window waited for (bench/interactive.ts, a CPU
+// profile of `ward start`; the echo figures are in bench/README.md).
 //
 // Reports for one session go out in order, one at a time: a refresh still in flight when the session ends
 // cannot land after the removal and list the session again until it expires.

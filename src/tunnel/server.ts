@@ -78,7 +78,7 @@ const REFUSED_GRACE_MS = 2_000;
  * Load shedding for reconnect storms. When a proxy restarts, every agent dials it again within seconds. Each
  * handshake costs the proxy ~1-2 ms of CPU, so 10,000 at once queued work past the 10 s handshake timeout: many
  * timed out after the proxy had paid for them, their agents came back to do it again, and user connections waited
- * behind it all (bench/agents.ts --restart-proxy: 3,034 handshake timeouts for 10,000 agents, `wsh ssh` 4-12 s).
+ * behind it all (bench/agents.ts --restart-proxy; the figures are in docs/tunnel.md).
  * So while the proxy is busy (its event loop over BUSY_LAG_MS behind) and already has MAX_HANDSHAKES tunnel
  * handshakes in progress (TCP accepted, tunnel not yet up), a new connection is closed before TLS starts, which
  * costs next to nothing, and its agent backs off. Both conditions, not the count alone: a client that opens
