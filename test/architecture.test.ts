@@ -8,15 +8,33 @@ import { describe, it } from 'node:test';
 const root = resolve(import.meta.dirname, '..');
 const IMPORT = /(?:import|export)\s[^'"]*?from\s+['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|import\s+['"](\.[^'"]+)['"]/g;
 
+/** The relative paths a module's text imports or re-exports, type-only imports included. */
+function importSpecifiers(text: string): string[] {
+  return [...text.matchAll(IMPORT)].map((m) => (m[1] ?? m[2] ?? m[3])!);
+}
+
+/** The files a file imports by relative path, as absolute paths. */
+function importsOf(file: string): string[] {
+  return importSpecifiers(readFileSync(file, 'utf8')).map((spec) => resolve(dirname(file), spec));
+}
+
 function reachable(entry: string): Set<string> {
   const seen = new Set<string>();
   const visit = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
-    for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) visit(resolve(dirname(file), (m[1] ?? m[2] ?? m[3])!));
+    for (const target of importsOf(file)) visit(target);
   };
   visit(entry);
   return seen;
+}
+
+function sourceFiles(dir: string, pattern: RegExp): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) return sourceFiles(full, pattern);
+    return pattern.test(name) ? [full] : [];
+  });
 }
 
 const ALLOWED = ['src/api/', 'src/crypto/', 'src/cli/wsh/', 'src/cli/wctl/', 'src/cli/run.ts', 'src/cli/table.ts', 'src/cli/prompt.ts', 'src/cli/recordings.ts', 'src/events/asciicast.ts'];
@@ -54,5 +72,102 @@ describe('web UI separation', () => {
         .map((target) => `${relative(root, f)} -> ${relative(root, target)}`),
     );
     assert.deepEqual(bad, [], 'web/ imports from outside web/');
+  });
+});
+
+/** Import edges of src/ (paths relative to the repository), tests included: a test sits beside its module. */
+function srcGraph(): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const file of sourceFiles(join(root, 'src'), /\.ts$/)) {
+    graph.set(relative(root, file), importsOf(file).map((target) => relative(root, target)));
+  }
+  return graph;
+}
+
+/**
+ * Every import cycle, one per strongly connected set of modules (Tarjan), each shown as its shortest loop through
+ * the set's first module, `a.ts -> b.ts -> a.ts`, followed by the set's other modules if the loop misses some.
+ */
+function importCycles(graph: Map<string, string[]>): string[] {
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[] = [];
+  const visit = (v: string) => {
+    index.set(v, index.size);
+    low.set(v, index.get(v)!);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) {
+        low.set(v, Math.min(low.get(v)!, index.get(w)!));
+      }
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const members = new Set<string>();
+    for (let w = stack.pop()!; ; w = stack.pop()!) {
+      onStack.delete(w);
+      members.add(w);
+      if (w === v) break;
+    }
+    if (members.size === 1 && !graph.get(v)!.includes(v)) return;
+    const loop = loopThrough([...members].sort()[0]!, members, graph);
+    const rest = [...members].filter((m) => !loop.includes(m)).sort();
+    cycles.push(rest.length ? `${loop.join(' -> ')} (tangled with ${rest.join(', ')})` : loop.join(' -> '));
+  };
+  for (const v of [...graph.keys()].sort()) if (!index.has(v)) visit(v);
+  return cycles.sort();
+}
+
+/** The shortest path from `start` back to itself inside `members` (breadth first). */
+function loopThrough(start: string, members: Set<string>, graph: Map<string, string[]>): string[] {
+  const from = new Map<string, string>();
+  const queue = [start];
+  for (let i = 0; i < queue.length; i++) {
+    const v = queue[i]!;
+    for (const w of graph.get(v) ?? []) {
+      if (!members.has(w)) continue;
+      if (w === start) {
+        const path = [v];
+        while (path[0] !== start) path.unshift(from.get(path[0]!)!);
+        return [...path, start];
+      }
+      if (!from.has(w)) {
+        from.set(w, v);
+        queue.push(w);
+      }
+    }
+  }
+  return [start];
+}
+
+// A cycle makes a module's meaning depend on one that depends on it: neither can be read, tested or moved
+// alone, and a runtime cycle leaves one side seeing the other half-initialised. Type-only imports count too,
+// since a cycle of types is the same tangle for a reader; the shared piece goes below both instead.
+describe('import graph', () => {
+  it('finds a cycle and names it, type-only imports included', () => {
+    const graph = new Map([
+      ['a.ts', ['b.ts']],
+      ['b.ts', ['c.ts', 'd.ts']],
+      ['c.ts', ['a.ts', 'f.ts']],
+      ['d.ts', []],
+      ['e.ts', ['e.ts']],
+      ['f.ts', ['b.ts']],
+    ]);
+    assert.deepEqual(importCycles(graph), ['a.ts -> b.ts -> c.ts -> a.ts (tangled with f.ts)', 'e.ts -> e.ts']);
+    assert.deepEqual(importCycles(new Map([['a.ts', ['b.ts']], ['b.ts', []]])), []);
+    const text = "import type { ConnContext } from './connection.ts';\nexport { x } from '../y.ts';\nimport 'z';";
+    assert.deepEqual(importSpecifiers(text), ['./connection.ts', '../y.ts']);
+  });
+
+  it('has no import cycles in src/', () => {
+    const graph = srcGraph();
+    assert.ok(graph.size > 100, 'the walk found src/');
+    assert.deepEqual(importCycles(graph), [], 'import cycles in src/');
   });
 });

@@ -8,11 +8,6 @@ import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
 import { checkJoinNames } from './joinnames.ts';
 import type { AuthServer } from './server.ts';
 
-/**
- * Host certificates live this long unless auth_service.host_cert_ttl says otherwise (AuthServer.hostCertTTLMs).
- * Hosts renew both before they expire, and the SSH one at a host CA rotation (RenewHostCerts, renew.ts).
- */
-export const HOST_CERT_TTL_MS = 365 * 86_400_000;
 /** A node is listed for this long after its last heartbeat. */
 export const NODE_TTL_MS = 90_000;
 

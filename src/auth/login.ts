@@ -10,7 +10,8 @@ import type { User } from '../api/types.ts';
 import type { AuthServer, CertKeys, Certs } from './server.ts';
 import { failuresKey, passwordKey } from './server.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
-import { checkSecondFactor, requiresSecondFactor } from './mfa.ts';
+import { checkSecondFactor } from './mfa.ts';
+import { requiresSecondFactor } from './mfadevices.ts';
 import { createAuthenticateChallenge } from './webauthn.ts';
 
 /**

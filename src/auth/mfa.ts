@@ -8,60 +8,30 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { generateSecret, generateURI, verify } from 'otplib';
 import { AccessDenied, BadParameter, CompareFailed, NotFound } from '../api/errors.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
+import {
+  deviceKey,
+  devices,
+  devicesPrefix,
+  MAX_DEVICES,
+  pendingKey,
+  recoveryKey,
+  requiresSecondFactor,
+  takesTOTP,
+  takesWebAuthn,
+  type DeviceInfo,
+  type MFADevice,
+  type TOTPDevice,
+} from './mfadevices.ts';
 import type { AuthServer } from './server.ts';
-import { checkWebAuthnAssertion, type WebAuthnDevice } from './webauthn.ts';
-
-export const SECOND_FACTOR_MODES = ['off', 'otp', 'webauthn', 'on'] as const;
-export type SecondFactorMode = (typeof SECOND_FACTOR_MODES)[number];
+import { checkWebAuthnAssertion } from './webauthn.ts';
 
 /** One time step either side of now (30 s each), for clocks that drift, as RFC 6238 section 5.2 advises. */
 const TOLERANCE_SECONDS = 30;
 const PENDING_TTL_MS = 10 * 60_000;
 const RECOVERY_CODES = 3;
-export const MAX_DEVICES = 8;
-
-export interface TOTPDevice {
-  id: string;
-  type: 'totp';
-  name: string;
-  secret: string;
-  added: string;
-  /** The last time step a code was accepted for: only later ones are. */
-  last_time_step: number;
-}
-
-export type MFADevice = TOTPDevice | WebAuthnDevice;
-
-/** What a user or admin may see of a device: never the secret or the key. */
-export interface DeviceInfo {
-  id: string;
-  type: MFADevice['type'];
-  name: string;
-  added: string;
-}
-
-const deviceKey = (user: string, id: string) => `/mfa/devices/${user}/${id}`;
-export const devicesPrefix = (user: string) => `/mfa/devices/${user}/`;
-const pendingKey = (user: string) => `/mfa/pending/${user}`;
-const recoveryKey = (user: string) => `/mfa/recovery/${user}`;
-
-export function requiresSecondFactor(mode: SecondFactorMode): boolean {
-  return mode !== 'off';
-}
-/** Which kinds of device a login may use under a mode (with it off, any may be registered in advance). */
-export function takesTOTP(mode: SecondFactorMode): boolean {
-  return mode !== 'webauthn';
-}
-export function takesWebAuthn(mode: SecondFactorMode): boolean {
-  return mode !== 'otp';
-}
-
-export async function devices(auth: AuthServer, user: string): Promise<MFADevice[]> {
-  return (await auth.backend.getRange(devicesPrefix(user))).map((i) => JSON.parse(i.value) as MFADevice);
-}
 
 export async function listDevices(auth: AuthServer, user: string): Promise<DeviceInfo[]> {
-  return (await devices(auth, user)).map(({ id, type, name, added }) => ({ id, type, name, added }));
+  return (await devices(auth.backend, user)).map(({ id, type, name, added }) => ({ id, type, name, added }));
 }
 
 /**
@@ -70,7 +40,7 @@ export async function listDevices(auth: AuthServer, user: string): Promise<Devic
  */
 export async function beginTOTP(auth: AuthServer, user: string, viaLink = false): Promise<{ secret: string; uri: string }> {
   if (!takesTOTP(auth.secondFactor)) throw new BadParameter('this cluster takes security keys only (second_factor: webauthn): add one in the web UI');
-  if (!viaLink && (await devices(auth, user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
+  if (!viaLink && (await devices(auth.backend, user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
   const secret = generateSecret(); // 20 random bytes, base32, as authenticator apps expect
   await auth.backend.put({ key: pendingKey(user), value: secret, expires: new Date(auth.now().getTime() + PENDING_TTL_MS) });
   return { secret, uri: generateURI({ issuer: `Ward ${auth.clusterName}`, label: user, secret }) };
@@ -103,7 +73,7 @@ export function deviceName(text: string, fallback: string): string {
  * security key's assertion), so a stolen certificate or web session alone cannot add an attacker's.
  */
 export async function proveExistingDevice(auth: AuthServer, user: string, name: string, proof: string | undefined): Promise<void> {
-  const existing = await devices(auth, user);
+  const existing = await devices(auth.backend, user);
   if (existing.some((d) => d.name === name)) throw new BadParameter(`you already have a device named "${name}"`);
   if (existing.length === 0) return;
   if (!proof) throw new AccessDenied('adding another device needs a code from one you already have (or your security key)');
@@ -129,13 +99,13 @@ export async function verifyNewTOTP(auth: AuthServer, user: string, name: string
  */
 export async function storeDevice(auth: AuthServer, user: string, device: MFADevice, opts: { replace: boolean }): Promise<{ device: DeviceInfo; recoveryCodes: string[] }> {
   if (opts.replace) {
-    for (const old of await devices(auth, user)) {
+    for (const old of await devices(auth.backend, user)) {
       await auth.backend.delete(deviceKey(user, old.id)).catch(() => undefined);
       await auth.audit.emit('mfa.delete', { user, name: user, device: old.name, id: old.id, type: old.type, reason: 'replaced by a sign-up or reset link' });
     }
     await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
   }
-  const first = (await devices(auth, user)).length === 0;
+  const first = (await devices(auth.backend, user)).length === 0;
   await auth.backend.create({ key: deviceKey(user, device.id), value: JSON.stringify(device) });
   const recoveryCodes = first ? await newRecoveryCodes(auth, user) : [];
   await auth.audit.emit('mfa.add', { user, device: device.name, type: device.type, id: device.id });
@@ -143,7 +113,7 @@ export async function storeDevice(auth: AuthServer, user: string, device: MFADev
 }
 
 export async function deleteDevice(auth: AuthServer, user: string, id: string, by: string): Promise<void> {
-  const all = await devices(auth, user);
+  const all = await devices(auth.backend, user);
   const device = all.find((d) => d.id === id || d.name === id);
   if (!device) throw new NotFound(`no second-factor device "${id}"`);
   // Without this, a stolen session could remove every device and then add its own with no proof.
@@ -155,13 +125,6 @@ export async function deleteDevice(auth: AuthServer, user: string, id: string, b
   await auth.backend.delete(deviceKey(user, device.id));
   if (all.length === 1) await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
   await auth.audit.emit('mfa.delete', { user: by, name: user, device: device.name, id: device.id, type: device.type });
-}
-
-/** The user's devices, codes and pending registration go with the user. */
-export async function deleteAllFactors(auth: AuthServer, user: string): Promise<void> {
-  await auth.backend.deleteRange(devicesPrefix(user));
-  await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
-  await auth.backend.delete(pendingKey(user)).catch(() => undefined);
 }
 
 async function matchStep(secret: string, code: string, now: Date, afterTimeStep: number): Promise<number | undefined> {
@@ -233,7 +196,7 @@ export async function checkSecondFactor(auth: AuthServer, user: string, secondFa
     if (secondFactor) throw new BadParameter('this cluster does not use a second factor');
     return undefined;
   }
-  const usable = (await devices(auth, user)).filter((d) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode)));
+  const usable = (await devices(auth.backend, user)).filter((d) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode)));
   if (usable.length === 0) {
     throw new AccessDenied('this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ask an admin for a reset link');
   }

@@ -12,17 +12,22 @@ import type { Registry } from 'prom-client';
 import { fingerprintSPKI } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { describeLock, lockFor, type LockTarget } from '../rbac/locks.ts';
-import { deleteAllFactors, type SecondFactorMode } from './mfa.ts';
+import { deleteAllFactors, type SecondFactorMode } from './mfadevices.ts';
 import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
 import { ensureBuiltinRoles, ensureCAs } from './init.ts';
-import { HOST_CERT_TTL_MS } from './join.ts';
 import { presentedTLSCA, trustedTLSCAs, type RotationPhase } from '../api/rotation.ts';
 import { ROTATABLE, rotate } from './rotation.ts';
 import { SoftwareKeyStore } from './keystore.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
 
 export { VERSION } from '../api/version.ts';
+
+/**
+ * Host certificates live this long unless auth_service.host_cert_ttl says otherwise (AuthServer.hostCertTTLMs).
+ * Hosts renew both before they expire, and the SSH one at a host CA rotation (RenewHostCerts, renew.ts).
+ */
+export const HOST_CERT_TTL_MS = 365 * 86_400_000;
 
 export interface AuthServerConfig {
   clusterName: string;
@@ -186,7 +191,7 @@ export class AuthServer {
   async deleteUser(name: string, by: string): Promise<void> {
     await this.users.delete(name);
     await this.backend.delete(passwordKey(name)).catch(() => undefined);
-    await deleteAllFactors(this, name);
+    await deleteAllFactors(this.backend, name);
     await this.audit.emit('user.delete', { user: by, name });
   }
 

@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { BadParameter, NotFound } from '../api/errors.ts';
 import type { AuthServer } from './server.ts';
 import { checkPasswordPolicy } from './passwords.ts';
-import { deviceName, requiresSecondFactor, storeDevice, takesTOTP, takesWebAuthn, verifyNewTOTP, type MFADevice } from './mfa.ts';
+import { deviceName, storeDevice, verifyNewTOTP } from './mfa.ts';
+import { requiresSecondFactor, takesTOTP, takesWebAuthn, type MFADevice } from './mfadevices.ts';
 import { verifyNewWebAuthn } from './webauthn.ts';
 
 const PREFIX = '/user_tokens/';

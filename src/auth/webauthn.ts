@@ -13,22 +13,16 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { AccessDenied, BadParameter, CompareFailed } from '../api/errors.ts';
-import { MAX_DEVICES, devices, devicesPrefix, takesTOTP, takesWebAuthn, type MFADevice } from './mfa.ts';
+import {
+  MAX_DEVICES,
+  devices,
+  devicesPrefix,
+  takesTOTP,
+  takesWebAuthn,
+  type MFADevice,
+  type WebAuthnDevice,
+} from './mfadevices.ts';
 import type { AuthServer } from './server.ts';
-
-export interface WebAuthnDevice {
-  id: string;
-  type: 'webauthn';
-  name: string;
-  added: string;
-  /** base64url, as the browser names the credential. */
-  credential_id: string;
-  /** COSE public key, base64url. */
-  public_key: string;
-  /** The authenticator's signature counter at its last use: a later use must show a higher one. */
-  counter: number;
-  transports: string[];
-}
 
 const CHALLENGE_TTL_MS = 5 * 60_000;
 const TIMEOUT_MS = 60_000;
@@ -94,7 +88,7 @@ async function claimChallenge(auth: AuthServer, user: string, purpose: Purpose, 
 /** Step one of adding a security key: options for navigator.credentials.create, as JSON. */
 export async function beginWebAuthnRegistration(auth: AuthServer, user: string, viaLink = false): Promise<string> {
   if (!takesWebAuthn(auth.secondFactor)) throw new BadParameter('this cluster takes authenticator apps only (second_factor: otp)');
-  const all = viaLink ? [] : await devices(auth, user);
+  const all = viaLink ? [] : await devices(auth.backend, user);
   if (all.length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
   const options = await generateRegistrationOptions({
     rpName: `Ward ${auth.clusterName}`,
@@ -131,7 +125,7 @@ export async function verifyNewWebAuthn(auth: AuthServer, user: string, name: st
   });
   if (!result.verified) throw new AccessDenied('the security key registration could not be verified: try again');
   const { credential } = result.registrationInfo;
-  if ((await devices(auth, user)).some((d) => d.type === 'webauthn' && d.credential_id === credential.id)) {
+  if ((await devices(auth.backend, user)).some((d) => d.type === 'webauthn' && d.credential_id === credential.id)) {
     throw new BadParameter('this security key is already registered');
   }
   return {
@@ -152,7 +146,7 @@ export async function verifyNewWebAuthn(auth: AuthServer, user: string, name: st
  * device the user has (before adding another), whatever the login mode.
  */
 export async function createAuthenticateChallenge(auth: AuthServer, user: string, anyMode = false): Promise<{ webauthnOptions: string; totp: boolean }> {
-  const all: MFADevice[] = await devices(auth, user);
+  const all: MFADevice[] = await devices(auth.backend, user);
   const totp = all.some((d) => d.type === 'totp') && (anyMode || takesTOTP(auth.secondFactor));
   const keys = all.flatMap((d) => (d.type === 'webauthn' ? [d] : []));
   if (keys.length === 0 || !(anyMode || takesWebAuthn(auth.secondFactor))) return { webauthnOptions: '', totp };

@@ -6,7 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Channel } from 'ssh2';
-import type { ConnContext } from './server.ts';
+import type { ConnContext } from './connection.ts';
 
 // ssh2's own channel window and packet size (lib/Channel.js); the confirmation handler assumes them.
 const MAX_WINDOW = 2 * 1024 * 1024;

@@ -4,7 +4,7 @@
 // forwards listen on loopback only, as under sshd's default `GatewayPorts no`, unless a role allows more.
 import net from 'node:net';
 import type { AcceptConnection, Channel, RejectConnection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
-import type { ConnContext } from './server.ts';
+import type { ConnContext } from './connection.ts';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 

@@ -13,7 +13,7 @@ import { CERT_SUFFIX, verifySSHSignature } from '../crypto/sshkeys.ts';
 import { lookupUser, type OSUser } from './osuser.ts';
 import { handleSession } from './session.ts';
 import { handleDirectTcpip, RemoteForwards } from './forward.ts';
-import type { JoinMode, LiveSession, SessionRegistry } from './live.ts';
+import type { ConnContext, Identity, NodeSSHServerLimits, SessionHooks } from './connection.ts';
 import { routeByFirstByte } from './listener.ts';
 
 export type Authorization =
@@ -29,17 +29,6 @@ export interface UserAuthorizer {
   (req: { certBlob: Buffer; login: string; remoteAddr: string }): Promise<Authorization>;
 }
 
-export interface NodeSSHServerLimits {
-  /** Open channels (sessions, forwarded connections) per SSH connection. */
-  maxChannels: number;
-  /** Remote-forward listeners (`ssh -R`) per SSH connection. */
-  maxRemoteForwards: number;
-  /** From TCP accept to successful user authentication. */
-  handshakeTimeoutMs: number;
-  /** Disconnect after this long without channel data from the client; 0 = never (Teleport's client_idle_timeout). */
-  idleTimeoutMs: number;
-}
-
 export interface NodeSSHServerConfig {
   hostKeys: Array<string | Buffer | { key: string | Buffer; certificate: Buffer }>; // passed through to ssh2
   authorize: UserAuthorizer;
@@ -50,18 +39,6 @@ export interface NodeSSHServerConfig {
   limits?: Partial<NodeSSHServerLimits>;
   /** Interactive sessions: recording, the live-session registry and joining. None: not recorded. */
   sessions?: SessionHooks;
-}
-
-export interface SessionHooks {
-  registry: SessionRegistry;
-  /** The spool directory recordings are written to while they run. */
-  spoolDir: string;
-  serverId: string;
-  hostname: string;
-  /** A session started, changed participants (ended = false) or ended (ended = true). */
-  onChange(session: LiveSession, ended: boolean): void;
-  /** May this user join this session in this mode? (The owner too needs the session's login.) */
-  canJoin(identity: Identity, session: LiveSession, mode: JoinMode): boolean;
 }
 
 export interface NodeSSHServer {
@@ -80,39 +57,6 @@ export interface NodeSSHServer {
    */
   terminate(reasonFor: (identity: Identity) => string | undefined): number;
   close(): Promise<void>;
-}
-
-/** Who is on the other end of an authenticated connection; fixed at authentication. */
-export interface Identity {
-  user: string;
-  login: string;
-  cert: SSHCertificate;
-  osUser: OSUser;
-  permitPortForwarding: boolean;
-  /** `ssh -R` may bind the address the client names (GatewayPorts clientspecified), not only loopback. */
-  permitGatewayPorts: boolean;
-  permitAgentForwarding: boolean;
-  permitPty: boolean;
-}
-
-/** Per-connection state shared by the channel handlers. */
-export interface ConnContext {
-  id: string;
-  client: Connection;
-  identity: Identity;
-  remote: { addr: string; port: number };
-  local: { addr: string; port: number };
-  log: pino.Logger;
-  limits: NodeSSHServerLimits;
-  sessions?: SessionHooks;
-  /** Writes an audit event; false if it could not be written (the caller refuses what needed it). */
-  emit(event: string, fields: Record<string, unknown>): boolean;
-  /** Reserves a channel slot; null when the connection is at its limit. Call the result once on close. */
-  acquireChannel(): (() => void) | null;
-  /** Runs `fn` when the connection ends, however it ends (kills children, closes listeners). */
-  onClose(fn: () => void): void;
-  /** Ways to tell the user something on this connection's open sessions (one per session channel). */
-  notices: Set<(message: string) => void>;
 }
 
 const DEFAULT_LIMITS: NodeSSHServerLimits = { maxChannels: 10, maxRemoteForwards: 10, handshakeTimeoutMs: 30_000, idleTimeoutMs: 0 };

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import type { AcceptConnection, PseudoTtyInfo, RejectConnection, ServerChannel, Session } from 'ssh2';
-import type { ConnContext } from './server.ts';
+import type { ConnContext } from './connection.ts';
 import { commandAs, defaultPath } from './osuser.ts';
 import { spawnPiped, spawnPty, type ExitResult, type RunningProcess } from './process.ts';
 import { sftpServerPath } from './sftp.ts';

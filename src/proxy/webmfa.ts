@@ -6,7 +6,7 @@ import QRCode from 'qrcode';
 import { z } from 'zod';
 import { BadParameter } from '../api/errors.ts';
 import type { BeginMFARegistrationResponse } from '../api/gen/ward/auth/v1/auth_pb.ts';
-import type { Route } from './webroutes.ts';
+import type { Route } from './webroute.ts';
 
 /** The browser's WebAuthn JSON (a credential or an assertion), passed on as text; the auth server parses it. */
 export const webauthnJSON = z.record(z.string(), z.unknown()).transform((v) => JSON.stringify(v));

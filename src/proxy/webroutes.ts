@@ -7,27 +7,12 @@ import { BadParameter, LimitExceeded } from '../api/errors.ts';
 import { listAllResources } from '../api/list.ts';
 import { describeZodError, parseResource, type Kind, type Resource } from '../api/types.ts';
 import type { AuthClient } from '../api/client.ts';
-import type { ActiveWebSession } from './websession.ts';
 import { mfaRoutes } from './webmfa.ts';
+import type { Route } from './webroute.ts';
 
 /** A recording the browser plays is fetched whole; past this it is refused (the CLI streams big ones). */
 const MAX_RECORDING_BYTES = 64 * 1024 * 1024;
 const PAGE = 1024 * 1024;
-
-export interface RouteContext {
-  session: ActiveWebSession;
-  params: string[];
-  query: URLSearchParams;
-  body: () => Promise<unknown>;
-  /** host:port the browser reached this proxy by, for links the answer contains. */
-  publicAddr: string;
-}
-
-export interface Route {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  path: RegExp;
-  handle(ctx: RouteContext): Promise<unknown>;
-}
 
 function parseBody<T extends z.ZodType>(schema: T, data: unknown, what: string): z.infer<T> {
   const parsed = schema.safeParse(data);

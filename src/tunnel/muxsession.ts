@@ -17,7 +17,7 @@ import {
   type DialFields,
   type FrameHeader,
 } from './mux.ts';
-import { MuxStream } from './muxstream.ts';
+import { MuxStream, type StreamCarrier } from './muxstream.ts';
 
 export { MuxStream, StreamReset } from './muxstream.ts';
 
@@ -46,7 +46,7 @@ const MAX_WRITE_BACKLOG = 8 * 1024 * 1024;
 const END_GRACE_MS = 2_000;
 
 // Per-session state is paid once per idle tunnel at the proxy: plain fields, the stream map made on first use.
-export class MuxSession {
+export class MuxSession implements StreamCarrier {
   private readonly decoder: FrameDecoder;
   private streams: Map<number, MuxStream> | null = null;
   /** Opener: the next id to use. Acceptor: the highest id the peer has opened so far. */

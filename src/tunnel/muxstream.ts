@@ -2,9 +2,29 @@
 // writes spend the receiver's credit and whose reads return it, so existing callers pipe sockets through it.
 import { Duplex } from 'node:stream';
 import { FrameType, MAX_DATA_FRAME, MAX_WINDOW, MuxProtocolError, ResetCode } from './mux.ts';
-import type { MuxSession } from './muxsession.ts';
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * What a stream needs of the session that carries it (MuxSession in muxsession.ts): the stream window, frames
+ * out, and the session's shared send window and credit. Declared here, on the stream's side, so the stream does
+ * not depend on the session that creates it.
+ */
+export interface StreamCarrier {
+  readonly opts: { readonly streamWindow: number };
+  readonly isClosed: boolean;
+  /** Bytes a stream may send now under the session window. */
+  readonly sessionSendWindow: number;
+  readonly needsDrain: boolean;
+  send(type: FrameType, id: number, value: number): void;
+  sendFrame(type: FrameType, id: number, payload: Buffer): boolean;
+  takeSendWindow(n: number): void;
+  waitForSessionWindow(s: MuxStream): void;
+  /** Stream bytes the reader consumed, or that were dropped. */
+  consumed(n: number): void;
+  whenDrained(fn: () => void): void;
+  forget(s: MuxStream): void;
+}
 
 export class StreamReset extends Error {
   readonly code = 'ERR_TUNNEL_STREAM_RESET';
@@ -33,7 +53,7 @@ export class MuxStream extends Duplex {
   private acceptedFlag = false;
   private acceptWaiter: ((err?: Error) => void) | null = null;
 
-  constructor(private readonly session: MuxSession, readonly id: number) {
+  constructor(private readonly session: StreamCarrier, readonly id: number) {
     // The read high-water mark is below the window so _read runs, and credit flows back, as the reader drains.
     super({ readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024, allowHalfOpen: true });
     this.sendWindow = session.opts.streamWindow;

@@ -28,21 +28,13 @@ import { keepServiceCertFresh } from './servicecerts.ts';
 import { newRegistry, startDiagServer } from '../../diag/server.ts';
 import { watchDescriptors } from '../../diag/descriptors.ts';
 import { startAgentProcess, startConfiguredNode } from './agent.ts';
+import type { WardProcess } from './wardprocess.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
 
 /** The CA certificate a server sends after its own: the one that signed it (during a rotation there are two). */
 function chainCA(id: { certPem: string; caPems: string[] }): string {
   return issuerOf(id.certPem, id.caPems) ?? id.caPems[0]!;
-}
-
-export interface RunningProcess {
-  clusterName: string;
-  authAddr?: string;
-  proxyAddr?: string;
-  nodeAddr?: string;
-  caPin?: string;
-  close(): Promise<void>;
 }
 
 async function openBackend(cfg: WardConfig, dataDir: string): Promise<Backend & EventStore> {
@@ -63,7 +55,7 @@ function prepareDataDir(dir: string): void {
 }
 
 
-export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; log?: Logger }): Promise<RunningProcess> {
+export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; log?: Logger }): Promise<WardProcess> {
   const log = opts.log ?? pino({ level: cfg.ward.log.severity, base: { pid: process.pid } }, pino.destination(2));
   const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
   prepareDataDir(dataDir);
@@ -85,7 +77,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
   }
 }
 
-async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Promise<RunningProcess> {
+async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Promise<WardProcess> {
   const metrics = cfg.ward.diag_addr ? newRegistry() : undefined;
   if (!cfg.auth_service.enabled) return startAgentProcess(cfg, dataDir, log, metrics);
   const closers: Array<() => Promise<void>> = [];
