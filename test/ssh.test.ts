@@ -511,13 +511,22 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       assert.match(ok(await wsh(dave, ['status'])), /Logins: +\(none\)/);
     });
 
-    it('refuses an existing certificate of a user locked by failed logins', async () => {
+    it('keeps a certificate working through strangers\' failed sign-ins, and refuses it once the account is locked', async () => {
       const lou = users.lou!;
       ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
+      // Failed sign-ins lock the address they came from, never the account: a stranger cannot lock lou out.
       const stranger = main.newWshHome();
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 6; i++) {
         await main.wsh(stranger, ['login', '--proxy', main.proxyAddr, '--user', 'lou', '--password-stdin', '--ca-pin', main.caPin], { stdin: 'wrong password\n' });
       }
+      ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
+      ok(await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true']));
+      // An account lock (locked_until, written by an admin) ends every certificate lou holds, at nodes and proxies.
+      const doc = parseYAML(ok(await main.wctl(['get', 'users', 'lou']))) as { spec: Record<string, unknown> };
+      doc.spec.locked_until = new Date(Date.now() + 3_600_000).toISOString();
+      const file = join(work, 'lou-locked.yaml');
+      writeFileSync(file, JSON.stringify(doc));
+      ok(await main.wctl(['create', '--force', '-f', file]));
       await poll('the node to refuse locked lou', async () => ((await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined));
       await assertLogged(main, 'ssh access denied', /^user "lou" is locked$/);
       await poll('the proxy to refuse locked lou', async () => ((await ssh(lou, [...jump('lou'), 'root@tun1', 'true'])).code === 255 ? true : undefined));
