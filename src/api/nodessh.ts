@@ -3,17 +3,14 @@
 // name, the cluster TLS CAs they verify each other against, and the host identity each requires of the other.
 import type { PeerCertificate } from 'node:tls';
 import { identityFromPeerCert } from '../crypto/certinfo.ts';
+import { trustedTLSCAs } from './rotation.ts';
 import type { CertAuthority } from './types.ts';
 
 export const ALPN_NODE_SSH = 'ward-node-ssh';
 
-/**
- * The TLS CA certificates the cluster trusts now: every key of the CA, active and additional, so that certificates
- * from either side of a TLS CA rotation are accepted while it runs. Read at each handshake, never kept from a start.
- */
+/** The cluster's TLS CAs now, or none while the CA is not known yet (see trustedTLSCAs). Read at each handshake. */
 export function tlsTrustBundle(ca: CertAuthority | undefined): string[] {
-  if (!ca || ca.spec.type !== 'tls') return [];
-  return [...ca.spec.active_keys, ...ca.spec.additional_keys].map((k) => k.public);
+  return ca && ca.spec.type === 'tls' ? trustedTLSCAs(ca) : [];
 }
 
 /**

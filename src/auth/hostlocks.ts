@@ -6,10 +6,9 @@
 // A listing that merely expired (the host stopped heartbeating) leaves no lock: the host comes back.
 import { BadParameter, NotFound } from '../api/errors.ts';
 import type { Lock } from '../api/types.ts';
+import { HOST_ID } from '../rbac/locks.ts';
 import type { AuthServer } from './server.ts';
 
-/** Host ids Ward issues at join: a UUID, or `proxy-` and a UUID for a proxy that `ward start` runs next to auth. */
-const HOST_ID = /^(proxy-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * The lock as it is stored: a host lock's target is a host id. `target.node` may be the id of a listed node or

@@ -54,8 +54,8 @@ export class Router {
     if (visible.length === 0) throw new NotFound(`node "${host}" not found`);
     if (visible.length > 1) throw new AccessDenied(`"${host}" names ${visible.length} nodes: use the node id`);
     const node = visible[0]!;
-    // A node is locked by its host id (the name is the node's own claim: rbac/locks.ts).
-    const target = { user: grants.user, roles: grants.roles, node: { id: node.metadata.name } };
+    // A node is locked by its host id; its host name is the one its certificate names (auth checks each heartbeat).
+    const target = { user: grants.user, roles: grants.roles, node: { id: node.metadata.name, name: node.spec.hostname } };
     const lock = lockFor(this.cache.list('lock'), target, new Date());
     if (lock) throw new AccessDenied(describeLock(lock));
     if (node.spec.tunnel) {
