@@ -5,18 +5,8 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { Channel } from 'ssh2';
+import { openAgentChannel } from '../ssh/ssh2hooks.ts';
 import type { ConnContext } from './connection.ts';
-
-// ssh2's own channel window and packet size (lib/Channel.js); the confirmation handler assumes them.
-const MAX_WINDOW = 2 * 1024 * 1024;
-const PACKET_SIZE = 32 * 1024;
-
-/** ssh2 has no server-side call to open an auth-agent channel; its protocol layer has the message. */
-interface ClientInternals {
-  _chanMgr: { add(cb: unknown): number; remove(id: number): void };
-  _protocol: { openssh_authAgent(chan: number, window: number, packetSize: number): void };
-}
 
 const forwarders = new WeakMap<ConnContext, Promise<string>>();
 
@@ -66,7 +56,7 @@ function forward(ctx: ConnContext, sock: net.Socket, sockets: Set<net.Socket>): 
     sock.destroy();
     return;
   }
-  openAgentChannel(ctx, (err, channel) => {
+  openAgentChannel(ctx.client, (err, channel) => {
     if (err || !channel) {
       release();
       ctx.log.debug({ err: err?.message }, 'client refused the agent channel');
@@ -82,14 +72,4 @@ function forward(ctx: ConnContext, sock: net.Socket, sockets: Set<net.Socket>): 
     sock.pipe(channel);
     channel.pipe(sock);
   });
-}
-
-function openAgentChannel(ctx: ConnContext, cb: (err: Error | undefined, channel?: Channel) => void): void {
-  const internals = ctx.client as unknown as ClientInternals;
-  // The same callback shape as ssh2's openChannel(): CHANNEL_OPEN_CONFIRMATION / _FAILURE call it.
-  const wrapper = (err: Error | undefined, stream?: Channel): void => cb(err, stream);
-  wrapper.type = 'auth-agent@openssh.com';
-  const id = internals._chanMgr.add(wrapper);
-  if (id === -1) return cb(new Error('no free channels'));
-  internals._protocol.openssh_authAgent(id, MAX_WINDOW, PACKET_SIZE);
 }

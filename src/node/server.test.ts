@@ -13,7 +13,7 @@ import { Duplex } from 'node:stream';
 import pino from 'pino';
 import { parseCertificate, signCertificate, softwareSigner, verifyCertificate, type SSHSigner } from '../crypto/sshcert.ts';
 import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
-import { createNodeSSHServer, type NodeSSHServer } from './server.ts';
+import { createNodeSSHServer, type NodeSSHServer, type UserAuthorizer } from './server.ts';
 import { listeningOn } from '../../test/fixtures/listening.ts';
 
 interface Result {
@@ -127,6 +127,20 @@ async function httpGet(url: string, deadlineMs: number): Promise<string> {
 let web: http.Server;
 let webPort = 0;
 
+/** The test's authorizer: a certificate from `ca` naming the login, with the grants in `permits`. */
+const authorize: UserAuthorizer = async ({ certBlob, login }) => {
+  const cert = parseCertificate(certBlob);
+  try {
+    verifyCertificate(cert, { trustedCAs: [ca.publicKeyBlob], now: new Date(), certType: 'user', principal: login });
+  } catch (err) {
+    return { allowed: false, reason: (err as Error).message };
+  }
+  return {
+    allowed: true, user: 'alice', cert, permitPortForwarding: permits.port, permitGatewayPorts: permits.gateway,
+    permitAgentForwarding: permits.agent, permitPty: permits.pty,
+  };
+};
+
 before(async () => {
   ca = softwareSigner(crypto.generateKeyPairSync('ed25519').privateKey);
   await writeIdentity('key', ca, ['root', testUser, 'nosuchuserxyz']);
@@ -135,18 +149,7 @@ before(async () => {
     hostKeys: [formatOpenSSHPrivateKey(host.privateKey)],
     log: pino({ level: 'silent' }),
     onEvent: (event, fields) => events.push({ event, fields }),
-    authorize: async ({ certBlob, login }) => {
-      const cert = parseCertificate(certBlob);
-      try {
-        verifyCertificate(cert, { trustedCAs: [ca.publicKeyBlob], now: new Date(), certType: 'user', principal: login });
-      } catch (err) {
-        return { allowed: false, reason: (err as Error).message };
-      }
-      return {
-        allowed: true, user: 'alice', cert, permitPortForwarding: permits.port, permitGatewayPorts: permits.gateway,
-        permitAgentForwarding: permits.agent, permitPty: permits.pty,
-      };
-    },
+    authorize,
   });
   port = (await server.listen('127.0.0.1:0')).port;
   web = http.createServer((_req, res) => res.end('hello from the web server\n'));
@@ -427,6 +430,43 @@ describe('node SSH server with OpenSSH clients', () => {
       assert.match(r.stderr, /Permission denied/);
     } finally {
       await strict.close();
+    }
+  });
+
+  it('ends a connection after idleTimeoutMs without client input; keepalives do not count, input does', async () => {
+    const IDLE_MS = 1_500;
+    const idle = createNodeSSHServer({
+      hostKeys: [formatOpenSSHPrivateKey(crypto.generateKeyPairSync('ed25519').privateKey)],
+      log: pino({ level: 'silent' }),
+      onEvent: (event, fields) => events.push({ event, fields }),
+      authorize,
+      limits: { idleTimeoutMs: IDLE_MS },
+    });
+    const idlePort = (await idle.listen('127.0.0.1:0')).port;
+    try {
+      const t0 = Date.now();
+      const quiet = await ssh(['-o', 'ServerAliveInterval=1', 'sleep 10; echo survived'], { port: idlePort });
+      assert.equal(quiet.code, 255, 'the idle connection was ended');
+      assert.equal(quiet.stdout.toString(), '');
+      assert.ok(Date.now() - t0 < 6_000, `ended after ${Date.now() - t0} ms`);
+      assert.ok(events.some((e) => e.event === 'session.idle_timeout' && e.fields.login === 'root'));
+
+      // Input every 500 ms for twice the idle time keeps the connection, and `cat` echoes all of it.
+      const busy = spawn('ssh', [...clientOpts(), '-p', String(idlePort), 'root@127.0.0.1', 'cat'], { stdio: 'pipe' });
+      let out = '';
+      busy.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((resolve) => busy.once('close', resolve));
+      const killer = setTimeout(() => busy.kill('SIGKILL'), 20_000);
+      for (let i = 0; i < 6; i++) {
+        busy.stdin.write(`line ${i}\n`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      busy.stdin.end();
+      assert.equal(await exited, 0);
+      clearTimeout(killer);
+      assert.equal(out, [0, 1, 2, 3, 4, 5].map((i) => `line ${i}\n`).join(''));
+    } finally {
+      await idle.close();
     }
   });
 

@@ -15,6 +15,7 @@ import { handleSession } from './session.ts';
 import { handleDirectTcpip, RemoteForwards } from './forward.ts';
 import type { ConnContext, Identity, NodeSSHServerLimits, SessionHooks } from './connection.ts';
 import { routeByFirstByte } from './listener.ts';
+import { connectionSocket, onChannelData } from '../ssh/ssh2hooks.ts';
 
 export type Authorization =
   | {
@@ -68,13 +69,6 @@ const MAX_AUTH_ATTEMPTS = 6; // distinct (login, cert) pairs per connection, lik
  */
 export const SERVER_IDENT = 'OpenSSH_9.9 Ward_0.1';
 
-/** ssh2 internals we rely on (not in its typings): the socket, channel table and protocol handlers. */
-interface ClientInternals {
-  _sock?: { localAddress?: string; localPort?: number };
-  _chanMgr: { get(id: number): unknown };
-  _protocol: { _handlers: Record<string, (...args: unknown[]) => unknown> };
-}
-
 export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
   const limits: NodeSSHServerLimits = { ...DEFAULT_LIMITS, ...cfg.limits };
   const log = cfg.log;
@@ -111,7 +105,6 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
   const authenticated = new WeakSet<object>();
 
   function onConnection(client: Connection, remoteAddr: string, remotePort: number): void {
-    const internals = client as unknown as ClientInternals;
     const id = crypto.randomUUID();
     const clog = log.child({ conn: id, remote: remoteAddr });
     const cleanups: Array<() => void> = [];
@@ -204,7 +197,7 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
     }
 
     client.on('ready', () => {
-      const sock = internals._sock;
+      const sock = connectionSocket(client);
       if (sock) authenticated.add(sock);
       const ctx: ConnContext = {
         id,
@@ -232,7 +225,7 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
       };
       connections.add(ctx);
       ctx.onClose(() => connections.delete(ctx));
-      hookProtocol(ctx, internals);
+      if (limits.idleTimeoutMs > 0) startIdleTimer(ctx);
       const forwards = new RemoteForwards(ctx);
       client.on('session', (accept, reject) => handleSession(ctx, accept, reject));
       client.on('tcpip', (accept, reject, info) => handleDirectTcpip(ctx, accept, reject, info));
@@ -240,35 +233,15 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
     });
   }
 
-  /**
-   * Two protocol messages ssh2 does not surface: `eow@openssh.com` (OpenSSH PROTOCOL 2.1: the client
-   * can take no more output; sshd closes the child's stdout) is re-emitted as an 'eow' event on the
-   * session; and client channel data resets the idle timer.
-   */
-  function hookProtocol(ctx: ConnContext, internals: ClientInternals): void {
-    const handlers = internals._protocol._handlers;
-    const onRequest = handlers.CHANNEL_REQUEST!;
-    handlers.CHANNEL_REQUEST = (p, recipient, type, ...rest) => {
-      if (type === 'eow@openssh.com') {
-        const session = internals._chanMgr.get(recipient as number);
-        if (session && typeof (session as { emit?: unknown }).emit === 'function') (session as NodeJS.EventEmitter).emit('eow');
-        return;
-      }
-      return onRequest(p, recipient, type, ...rest);
-    };
-    if (ctx.limits.idleTimeoutMs > 0) {
-      const timer = setTimeout(() => {
-        ctx.log.info('idle timeout');
-        ctx.emit('session.idle_timeout', { user: ctx.identity.user, login: ctx.identity.login, conn: ctx.id });
-        ctx.client.end();
-      }, ctx.limits.idleTimeoutMs);
-      ctx.onClose(() => clearTimeout(timer));
-      const onData = handlers.CHANNEL_DATA!;
-      handlers.CHANNEL_DATA = (...args) => {
-        timer.refresh();
-        return onData(...args);
-      };
-    }
+  /** Ends the connection after idleTimeoutMs without channel data from the client (keepalives do not count). */
+  function startIdleTimer(ctx: ConnContext): void {
+    const timer = setTimeout(() => {
+      ctx.log.info('idle timeout');
+      ctx.emit('session.idle_timeout', { user: ctx.identity.user, login: ctx.identity.login, conn: ctx.id });
+      ctx.client.end();
+    }, ctx.limits.idleTimeoutMs);
+    ctx.onClose(() => clearTimeout(timer));
+    onChannelData(ctx.client, () => timer.refresh());
   }
 
   function serve(socket: Duplex): void {

@@ -113,10 +113,6 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     acc?.();
   });
   let outputClosed = false;
-  session.on('eow', () => {
-    outputClosed = true;
-    proc?.closeOutput();
-  });
   session.on('auth-agent', (acc: Accept, rej: Reject) => {
     if (started || !identity.permitAgentForwarding) {
       ctx.emit('agent', { ...base, success: false, reason: 'agent forwarding not permitted' });
@@ -193,6 +189,12 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     started = true;
     const channel = acc();
     if (!channel) return abandon();
+    // eow@openssh.com (OpenSSH PROTOCOL 2.1, surfaced by the ssh2 patch): the client takes no more output,
+    // so the program's output is closed, as sshd does.
+    channel.on('eow', () => {
+      outputClosed = true;
+      proc?.closeOutput();
+    });
     const cwd = homeOrRoot(user.home);
     if (kind === 'exec') {
       const scp = scpTransfer(command!);

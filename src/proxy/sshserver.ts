@@ -10,6 +10,7 @@ import type { Clock } from '../api/clock.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { verifySSHSignature } from '../crypto/sshkeys.ts';
 import { checkUserCert, sshCertGrants } from '../node/access.ts';
+import { connectionSocket } from '../ssh/ssh2hooks.ts';
 import type { Grants, Router } from './router.ts';
 import { splice } from './splice.ts';
 
@@ -39,11 +40,6 @@ export interface ProxySSHServer {
   close(): void;
 }
 
-/** ssh2 keeps the socket it serves here; the only way from its client object back to the socket. */
-interface ClientInternals {
-  _sock?: net.Socket;
-}
-
 export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_LOGIN_TIMEOUT_MS): ProxySSHServer {
   const { log } = cfg;
   const loginTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
@@ -71,7 +67,7 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
     });
     client.on('ready', () => {
       if (!grants || !certified) return client.end();
-      const sock = (client as unknown as ClientInternals)._sock;
+      const sock = connectionSocket(client);
       if (sock) clearTimeout(loginTimers.get(sock));
       const who = grants;
       const route = async (host: string, port: number, open: () => Duplex | undefined, refuse: (msg: string) => void) => {
