@@ -171,3 +171,36 @@ describe('import graph', () => {
     assert.deepEqual(importCycles(graph), [], 'import cycles in src/');
   });
 });
+
+// ssh2's underscore-prefixed fields are its internals and change between versions without notice. Ward reaches
+// them in one module, so upgrading ssh2 is one reviewed diff: patches/ssh2+<version>.patch plus that module.
+describe('ssh2 internals', () => {
+  const ADAPTER = 'src/ssh/ssh2hooks.ts';
+  /** The names of the fields ssh2 sets on its objects (`this._name = ...`), read from the installed ssh2. */
+  const ssh2Fields = (): Set<string> => {
+    const lib = join(root, 'node_modules/ssh2/lib');
+    const fields = sourceFiles(lib, /\.js$/).flatMap((f) =>
+      [...readFileSync(f, 'utf8').matchAll(/\bthis\.(_[A-Za-z]\w*)\s*=[^=]/g)].map((m) => m[1]!),
+    );
+    return new Set(fields);
+  };
+  /** `file:line name` for every token in `dirs` that is one of `fields`. */
+  const uses = (fields: Set<string>, dirs: string[]): string[] => {
+    const token = /(?<![\w$])_[A-Za-z]\w*/g;
+    return dirs.flatMap((dir) => sourceFiles(join(root, dir), /\.(ts|tsx|js|mjs)$/)).flatMap((file) =>
+      readFileSync(file, 'utf8').split('\n').flatMap((line, i) =>
+        [...line.matchAll(token)]
+          .filter((m) => fields.has(m[0]))
+          .map((m) => `${relative(root, file)}:${i + 1} ${m[0]}`),
+      ),
+    );
+  };
+
+  it('are touched by src/ssh/ssh2hooks.ts and no other file in src/, bench/, test/, scripts/ or web/src/', () => {
+    const fields = ssh2Fields();
+    assert.ok(fields.size > 50, 'read the field names from node_modules/ssh2/lib');
+    const found = uses(fields, ['src', 'bench', 'test', 'scripts', 'web/src']);
+    assert.ok(found.some((u) => u.startsWith(`${ADAPTER}:`)), 'the scan sees the adapter reach ssh2 internals');
+    assert.deepEqual(found.filter((u) => !u.startsWith(`${ADAPTER}:`)), [], 'ssh2 internals outside the adapter');
+  });
+});

@@ -50,7 +50,13 @@ function countAgentKeys(conn: Connection): Promise<number> {
 }
 
 /** The test server's commands: what each exec reports on the channel before it exits. */
-function exec(conn: Connection, accepted: net.Socket | undefined, taps: () => number, command: string, stream: ServerChannel) {
+function exec(
+  conn: Connection,
+  accepted: net.Socket | undefined,
+  taps: () => number,
+  command: string,
+  stream: ServerChannel,
+): void {
   const finish = (line: string): void => {
     stream.write(`${line}\n`);
     stream.exit(0);
@@ -122,8 +128,9 @@ after(async () => {
 });
 
 function ssh(args: string[], stdin?: string) {
-  const base = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'LogLevel=ERROR', '-o', `ConnectTimeout=${WAIT / 1000}`, '-p', String(port)];
+  const base = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no',
+    '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', `ConnectTimeout=${WAIT / 1000}`,
+    '-p', String(port)];
   return run('ssh', [...base, ...args], { stdin, env: { SSH_AUTH_SOCK: agentSock() }, timeoutMs: WAIT });
 }
 
