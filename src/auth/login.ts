@@ -12,7 +12,7 @@ import { failuresKey, passwordKey } from './server.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
 import { checkSecondFactor } from './mfa.ts';
 import { requiresSecondFactor } from './mfadevices.ts';
-import { createAuthenticateChallenge } from './webauthn.ts';
+import { signInChallenge } from './signindecoy.ts';
 
 /**
  * The one answer to every failed sign-in. It never says which part was wrong (a different answer for
@@ -63,18 +63,26 @@ export async function authenticateUser(
 }
 
 /**
- * Step one of a sign-in with a security key: the password is checked (and counted) as in a login, then
- * the user's WebAuthn challenge is made. Only someone with the password learns which kinds of device
- * the user has. A right password gives back the failure slot it took, never more: this step cannot
- * reset the count that wrong second factors build up.
+ * Step one of a sign-in with a security key: the password is checked (and counted, and a failure audited)
+ * as in a login, but the answer is the same whatever the verdict (signindecoy.ts): a wrong password, a
+ * made-up name or a locked source learn nothing here, and fail at the finish with the one answer. A right
+ * password gives back the failure slot it took, never more: this step cannot reset the count that wrong
+ * second factors build up.
  */
 export async function beginLoginChallenge(
   auth: AuthServer,
   req: SignInRequest,
 ): Promise<{ webauthnOptions: string; totp: boolean }> {
-  const { key } = await checkPassword(auth, req);
-  await releaseFailure(auth, key);
-  return createAuthenticateChallenge(auth, req.user);
+  let passwordChecked = false;
+  try {
+    const { key } = await checkPassword(auth, req);
+    await releaseFailure(auth, key);
+    passwordChecked = true;
+  } catch (err) {
+    // A verdict (the one answer, already counted and audited) is not sent; an internal error (backend down) is.
+    if (!(err instanceof AccessDenied)) throw err;
+  }
+  return signInChallenge(auth, req.user, passwordChecked);
 }
 
 /**

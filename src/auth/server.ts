@@ -15,7 +15,7 @@ import { describeLock, lockFor, type LockTarget } from '../rbac/locks.ts';
 import { deleteAllFactors, type SecondFactorMode } from './mfadevices.ts';
 import { ResourceService } from '../services/resources.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
-import { ensureBuiltinRoles, ensureCAs } from './init.ts';
+import { ensureBuiltinRoles, ensureCAs, ensureSignInSecret } from './init.ts';
 import { presentedTLSCA, trustedTLSCAs, type RotationPhase } from '../api/rotation.ts';
 import { ROTATABLE, rotate } from './rotation.ts';
 import { SoftwareKeyStore } from './keystore.ts';
@@ -75,6 +75,8 @@ export class AuthServer {
   readonly sessions: ResourceService<'session'>;
   readonly sessionTrackers: ResourceService<'session_tracker'>;
   readonly locks: ResourceService<'lock'>;
+  /** Keys the decoy challenges of a sign-in's step one (signindecoy.ts); set by create(), never logged. */
+  signInSecret!: Buffer;
 
   private constructor(readonly config: AuthServerConfig) {
     const { backend } = config;
@@ -95,6 +97,7 @@ export class AuthServer {
     const server = new AuthServer(config);
     await ensureCAs(server.cas, config.clusterName, server.keystore, config.clock.now(), config.log);
     await ensureBuiltinRoles(server.roles);
+    server.signInSecret = await ensureSignInSecret(config.backend);
     return server;
   }
 

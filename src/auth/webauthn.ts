@@ -150,14 +150,28 @@ export async function createAuthenticateChallenge(auth: AuthServer, user: string
   const totp = all.some((d) => d.type === 'totp') && (anyMode || takesTOTP(auth.secondFactor));
   const keys = all.flatMap((d) => (d.type === 'webauthn' ? [d] : []));
   if (keys.length === 0 || !(anyMode || takesWebAuthn(auth.secondFactor))) return { webauthnOptions: '', totp };
+  const credentials = keys.map((d) => ({ id: d.credential_id, transports: d.transports }));
+  return { webauthnOptions: await loginOptions(auth, user, credentials, true), totp };
+}
+
+/**
+ * Options for navigator.credentials.get naming `credentials`, with a fresh challenge that is stored (good
+ * once) when `store`. Real and decoy challenges (signindecoy.ts) are both made here, so they share one shape.
+ */
+export async function loginOptions(
+  auth: AuthServer,
+  user: string,
+  credentials: Array<{ id: string; transports: string[] }>,
+  store: boolean,
+): Promise<string> {
   const options = await generateAuthenticationOptions({
     rpID: rpID(auth),
-    allowCredentials: keys.map((d) => ({ id: d.credential_id, transports: d.transports })),
+    allowCredentials: credentials,
     userVerification: 'discouraged',
     timeout: TIMEOUT_MS,
   });
-  await storeChallenge(auth, user, 'login', options.challenge);
-  return { webauthnOptions: JSON.stringify(options), totp };
+  if (store) await storeChallenge(auth, user, 'login', options.challenge);
+  return JSON.stringify(options);
 }
 
 /** Accepts an assertion by one of the user's security keys, once; throws AccessDenied otherwise. */
