@@ -120,6 +120,8 @@ export interface ClusterOptions {
   lockout?: { max_attempts?: number; duration?: string };
   /** proxy_service.rate_limits, per kind (sign_in, link, auth_connect): `{burst, per_minute}`. */
   rateLimits?: Record<string, { burst: number; per_minute: number }>;
+  /** auth_service.rate_limits (join): `{burst, per_minute}`. */
+  authRateLimits?: Record<string, { burst: number; per_minute: number }>;
   /** Run the home lab's Node Service too (on a free loopback port). */
   node?: boolean;
   /** auth_service.host_cert_ttl: a short one makes every host renew its certificates within the test. */
@@ -350,6 +352,7 @@ function generatedConfig(o: ClusterOptions): string {
     '  listen_addr: 127.0.0.1:0',
     o.hostCertTTL ? `  host_cert_ttl: ${o.hostCertTTL}` : '',
     lockout.trimEnd(),
+    o.authRateLimits ? `  rate_limits: ${JSON.stringify(o.authRateLimits)}` : '',
     'proxy_service:',
     '  listen_addr: 127.0.0.1:0',
     o.rateLimits ? `  rate_limits: ${JSON.stringify(o.rateLimits)}` : '',

@@ -33,6 +33,9 @@ import { watchResources } from './watch.ts';
 import { webMethods } from './api-web.ts';
 import type { HeartbeatStreamOptions } from './heartbeatstream.ts';
 import { createUserToken, getUserToken } from './usertokens.ts';
+import { DEFAULT_JOIN_RULE, JoinLimits } from './joinlimits.ts';
+import type { BucketRule } from '../api/ratelimit.ts';
+import type { Registry } from 'prom-client';
 
 export const socketKey = createContextKey<TLSSocket | undefined>(undefined);
 
@@ -138,8 +141,20 @@ function agentEventStamp(uid: unknown, time: unknown, now: Date): { uid?: string
   return at;
 }
 
-export function authRoutes(auth: AuthServer, log: Logger) {
+/** The auth server's limit on joins (joinlimits.ts), from auth_service.rate_limits. */
+export interface AuthRouteOptions {
+  joinRule?: BucketRule;
+  metrics?: Registry;
+}
+
+export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions = {}) {
   const service = (kind: Kind) => new ResourceService(auth.backend, kind);
+  const joinLimits = new JoinLimits(opts.joinRule ?? DEFAULT_JOIN_RULE, {
+    clock: { now: () => auth.now() },
+    log,
+    audit: (fields) => auth.audit.emit('auth.rate_limited', fields),
+    metrics: opts.metrics,
+  });
   const listings = new ListingCache(present);
   const caller = async (ctx: HandlerContext): Promise<Caller> => {
     const socket = ctx.values.get(socketKey);
@@ -456,8 +471,11 @@ export function authRoutes(auth: AuthServer, log: Logger) {
       }),
 
       registerUsingToken: unary(async (req, _who, ctx) => {
-        // No certificate needed: the token is the credential. The peer address is the agent's, or the proxy's when
-        // it came through a proxy's pass-through: loopback names are issued only when it is this machine (joinnames.ts).
+        // No certificate needed: the token is the credential, so joins are rate limited before it is looked up.
+        // The peer address is the agent's, or the proxy's when it came through a proxy's pass-through: loopback
+        // names are issued only when it is this machine (joinnames.ts).
+        const socket = ctx.values.get(socketKey);
+        joinLimits.admitJoin(socket?.remoteAddress ?? '', socket ?? ctx);
         return registerUsingToken(auth, {
           token: req.token,
           systemRole: req.systemRole,

@@ -11,7 +11,7 @@ import { createContextValues } from '@connectrpc/connect';
 import { compressionGzip, connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Compression } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
-import { authRoutes, heartbeatStreamHandling, socketKey } from './api.ts';
+import { authRoutes, heartbeatStreamHandling, socketKey, type AuthRouteOptions } from './api.ts';
 import { isPlainHeartbeatStream, serveHeartbeatStream } from './heartbeatstream.ts';
 import type { AuthServer } from './server.ts';
 import { listenOn, type ListenAddress } from '../config/listen.ts';
@@ -66,9 +66,10 @@ export async function startAuthListener(
   tls: AuthListenerTLS,
   listen: string,
   log: Logger,
+  opts: AuthRouteOptions = {},
 ): Promise<AuthListener> {
   const handler = connectNodeAdapter({
-    routes: authRoutes(auth, log),
+    routes: authRoutes(auth, log, opts),
     readMaxBytes: MAX_REQUEST_BYTES,
     // Answers under 64 KiB go uncompressed: gzip of a login's certificates (~3 KiB that barely compress)
     // was 5% of the server's CPU per GenerateUserCerts (bench/profile-api.ts); large listings still compress.

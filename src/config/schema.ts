@@ -56,6 +56,8 @@ export const DEFAULT_RATE_LIMITS = {
   link: { burst: 10, per_minute: 30 },
   auth_connect: { burst: 100, per_minute: 600 },
 };
+/** A rack of hosts behind one NAT may join at once; the same as auth/joinlimits.ts DEFAULT_JOIN_RULE. */
+export const DEFAULT_AUTH_RATE_LIMITS = { join: { burst: 50, per_minute: 120 } };
 const rateLimitsSchema = z.strictObject({
   sign_in: bucketSchema.default(DEFAULT_RATE_LIMITS.sign_in),
   link: bucketSchema.default(DEFAULT_RATE_LIMITS.link),
@@ -96,8 +98,12 @@ export const configSchema = z.strictObject({
        * of it is left. Under a minute only makes sense in tests.
        */
       host_cert_ttl: hostCertTTL.default('365d'),
+      /** Per client address, at the auth server itself: joins (RegisterUsingToken), also those through a proxy. */
+      rate_limits: z
+        .strictObject({ join: bucketSchema.default(DEFAULT_AUTH_RATE_LIMITS.join) })
+        .default(DEFAULT_AUTH_RATE_LIMITS),
     })
-    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off', host_cert_ttl: '365d' }),
+    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off', host_cert_ttl: '365d', rate_limits: DEFAULT_AUTH_RATE_LIMITS }),
   proxy_service: z
     .strictObject({
       /**
@@ -201,6 +207,8 @@ auth_service:
   lockout:
     max_attempts: 5       # failed sign-ins in a row of one user from one address: then that address waits
     duration: 15m
+  rate_limits:            # per client address (through a proxy: the address it vouches for), at the auth server
+    join: {burst: 50, per_minute: 120}          # joins with a token (RegisterUsingToken); also 10 per connection
 
 proxy_service:
   enabled: true

@@ -19,6 +19,7 @@ export const EVENT_CODES = {
   'node.join': { success: 'WJ1001I', failure: 'WJ1001W' },
   'access.denied': 'WA1000W',
   'proxy.rate_limited': 'WA1001W',
+  'auth.rate_limited': 'WA1002W',
   // Reported by nodes (EmitAuditEvents):
   auth: { success: 'WT1000I', failure: 'WT1000W' },
   'session.start': 'WS2000I',

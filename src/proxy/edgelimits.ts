@@ -6,7 +6,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../api/clock.ts';
 import { sourceKey } from '../api/sourceaddr.ts';
-import { RateLimiter, type BucketRule, type Verdict } from './ratelimit.ts';
+import { RateLimiter, type BucketRule, type Verdict } from '../api/ratelimit.ts';
 
 export const LIMIT_KINDS = ['sign_in', 'link', 'auth_connect'] as const;
 export type LimitKind = (typeof LIMIT_KINDS)[number];

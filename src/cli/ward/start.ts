@@ -109,7 +109,9 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
     const withChain = (id: Awaited<ReturnType<typeof issueAuthTLS>>) => ({ ...id, certPem: id.certPem + chainCA(id) });
     let authTLS = await issueAuthTLS();
     const authLog = log.child({ component: 'auth' });
-    const listener = await startAuthListener(auth, withChain(authTLS), cfg.auth_service.listen_addr, authLog);
+    const joins = cfg.auth_service.rate_limits.join;
+    const joinRule = { burst: joins.burst, perMinute: joins.per_minute };
+    const listener = await startAuthListener(auth, withChain(authTLS), cfg.auth_service.listen_addr, authLog, { joinRule, metrics });
     closers.push(() => listener.close());
     const authAddr = loopbackDialable(listener.address);
     // Re-issued in process before it expires: a process may run for longer than the host certificate TTL.

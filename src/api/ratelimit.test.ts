@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeClock } from '../api/clock.ts';
+import { FakeClock } from './clock.ts';
 import { RateLimiter } from './ratelimit.ts';
 
 const takeN = (limiter: RateLimiter, key: string, n: number) =>

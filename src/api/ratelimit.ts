@@ -1,7 +1,8 @@
 // Token buckets keyed by source address: what the proxy uses to throttle anonymous work (sign-ins,
-// invite links, connections to the auth API) before it reaches the auth server. Pure: time comes from a
-// Clock, and the number of addresses remembered is bounded (the least recently seen is forgotten first).
-import type { Clock } from '../api/clock.ts';
+// invite links, connections to the auth API) before it reaches the auth server, and the auth server its
+// joins (auth/joinlimits.ts). Pure: time comes from a Clock, and the number of addresses remembered is
+// bounded (the least recently seen is forgotten first).
+import type { Clock } from './clock.ts';
 
 export interface BucketRule {
   /** Requests an address may make at once, after being quiet. */
