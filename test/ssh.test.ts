@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent, type RunResult } from './harness.ts';
 import { writeDirectSSHConfig } from './users.ts';
+import { SSH_LOGIN_TIMEOUT_MS } from '../src/proxy/sshserver.ts';
 
 // ---- command results ----
 
@@ -309,6 +310,17 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       }
       assert.equal(ranOn(ok(await ssh(alice, [...jump('alice'), `root@${home}`, WHERE]))), home);
       assert.equal(ok(await ssh(alice, [...jump('alice'), 'root@node2', 'sha256sum'], { stdin: 'piped' })).split(' ')[0], createHash('sha256').update('piped').digest('hex'));
+    });
+
+    it(`keeps a logged-in ssh -J session past the proxy's ${SSH_LOGIN_TIMEOUT_MS / 1000} s login deadline`, async () => {
+      // The deadline is for logging in: once the user is in, the proxy cancels it (found through the connection's
+      // socket, src/ssh/ssh2hooks.ts).
+      const seconds = SSH_LOGIN_TIMEOUT_MS / 1000 + 2;
+      const r = await ssh(alice, [...jump('alice'), 'root@node2', `sleep ${seconds}; echo still here`], {
+        timeoutMs: SSH_LOGIN_TIMEOUT_MS + 20_000,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'still here\n');
     });
 
     it('plain ssh with the proxy:HOST:PORT subsystem as ProxyCommand', async () => {
