@@ -77,15 +77,25 @@ describe('auth servers on PostgreSQL', () => {
     assert.match(users.stdout, /alice/);
   });
 
-  it('refuses to start with one clear line when the database is down', async () => {
-    const dir = makeTempDir();
-    const path = join(dir, 'ward.yaml');
-    writeFileSync(path, config('postgres://ward@127.0.0.1:1/ward'));
-    const r = await ward(['start', '-c', path, '-d', join(dir, 'data')], { timeoutMs: 30_000 });
-    assert.notEqual(r.code, 0);
-    const lines = errorLines(r);
-    assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0]!, /^ERROR: .*127\.0\.0\.1:1/);
-    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  it('refuses to start with one clear line when the database is down or refuses Ward\'s login', async () => {
+    const startOn = async (connString: string) => {
+      const dir = makeTempDir();
+      const path = join(dir, 'ward.yaml');
+      writeFileSync(path, config(connString));
+      const r = await ward(['start', '-c', path, '-d', join(dir, 'data')], { timeoutMs: 30_000 });
+      assert.notEqual(r.code, 0);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      const lines = errorLines(r);
+      assert.equal(lines.length, 1, r.stderr);
+      return lines[0]!;
+    };
+    const down = await startOn('postgres://ward@127.0.0.1:1/ward');
+    const unreachable = 'PostgreSQL 127.0.0.1:1/ward: connect ECONNREFUSED 127.0.0.1:1';
+    assert.equal(down, `ERROR: cannot reach the backend: ${unreachable}`);
+    // Up, but it will not let this role in (SQLSTATE 28000): to Ward, as unreachable as a closed port.
+    const url = new URL(pg.connString);
+    url.username = 'no_such_role';
+    const refused = await startOn(url.toString());
+    assert.match(refused, /^ERROR: cannot reach the backend: PostgreSQL .*: role "no_such_role" does not exist$/);
   });
 });

@@ -4,14 +4,21 @@
 // dies: no stale pid file to clean up after a crash, and no false "in use" when a pid is reused.
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { ConnectionProblem } from './errors.ts';
+import { ConnectionProblem, type WardError } from './errors.ts';
 
 export interface FileLock {
   release(): void;
 }
 
-/** Holds `lockPath` (created 0600 if missing) until release(); throws ConnectionProblem(`inUse`) while another process holds it. */
-export function holdExclusiveLock(lockPath: string, inUse: string): FileLock {
+/**
+ * Holds `lockPath` (created 0600 if missing) until release(); while another process holds it, throws `inUse` as
+ * a `held` (by default a ConnectionProblem).
+ */
+export function holdExclusiveLock(
+  lockPath: string,
+  inUse: string,
+  held: new (message: string) => WardError = ConnectionProblem,
+): FileLock {
   try {
     closeSync(openSync(lockPath, 'wx', 0o600));
   } catch (err) {
@@ -24,7 +31,7 @@ export function holdExclusiveLock(lockPath: string, inUse: string): FileLock {
     lock.exec('BEGIN EXCLUSIVE');
   } catch (err) {
     lock.close();
-    if ((err as { code?: unknown }).code === 'SQLITE_BUSY') throw new ConnectionProblem(inUse);
+    if ((err as { code?: unknown }).code === 'SQLITE_BUSY') throw new held(inUse);
     throw err;
   }
   return { release: () => lock.close() };

@@ -6,7 +6,7 @@ import { ConnectError, createContextKey, type ConnectRouter, type HandlerContext
 import type { Logger } from 'pino';
 import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import {
-  AccessDenied, BadParameter, LimitExceeded, NotFound, ERROR_CODE_HEADER, isWardError, rpcCode,
+  AccessDenied, BadParameter, Internal, LimitExceeded, NotFound, ERROR_CODE_HEADER, isWardError,
 } from '../api/errors.ts';
 import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { MAX_LIST_PAGE } from '../api/list.ts';
@@ -34,6 +34,7 @@ import { webMethods } from './api-web.ts';
 import type { HeartbeatStreamOptions } from './heartbeatstream.ts';
 import { createUserToken, getUserToken } from './usertokens.ts';
 import { DEFAULT_JOIN_RULE, JoinLimits } from './joinlimits.ts';
+import { clientAddressOf } from './connsource.ts';
 import type { BucketRule } from '../api/ratelimit.ts';
 import type { Registry } from 'prom-client';
 
@@ -45,9 +46,11 @@ const MAX_AGENT_EVENT_BYTES = 16 * 1024;
 
 function toRPCError(err: unknown, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (isWardError(err)) return new ConnectError(err.message, rpcCode[err.code], { [ERROR_CODE_HEADER]: err.code });
+  if (isWardError(err)) return new ConnectError(err.message, err.rpcCode, { [ERROR_CODE_HEADER]: err.code });
   log.error({ err }, 'internal error in auth API');
-  return new ConnectError('internal error in the auth server (see its log)', 13);
+  // Without the code header, as always: a client takes it as a server it cannot use, and may try another.
+  const internal = new Internal('internal error in the auth server (see its log)');
+  return new ConnectError(internal.message, internal.rpcCode);
 }
 
 function heartbeatJSON(json: string | undefined): unknown {
@@ -472,10 +475,11 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
 
       registerUsingToken: unary(async (req, _who, ctx) => {
         // No certificate needed: the token is the credential, so joins are rate limited before it is looked up.
-        // The peer address is the agent's, or the proxy's when it came through a proxy's pass-through: loopback
-        // names are issued only when it is this machine (joinnames.ts).
+        // The client's address is the TCP peer's, or the one a proxy vouched for (connsource.ts): loopback names
+        // are issued only when it is this machine (joinnames.ts).
         const socket = ctx.values.get(socketKey);
-        joinLimits.admitJoin(socket?.remoteAddress ?? '', socket ?? ctx);
+        const remoteAddr = clientAddressOf(socket);
+        joinLimits.admitJoin(remoteAddr, socket ?? ctx);
         return registerUsingToken(auth, {
           token: req.token,
           systemRole: req.systemRole,
@@ -483,7 +487,7 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
           addresses: req.addresses,
           sshPublicKey: req.sshPublicKey,
           tlsPublicKey: req.tlsPublicKey,
-          remoteAddr: ctx.values.get(socketKey)?.remoteAddress ?? '',
+          remoteAddr,
         });
       }, { anonymous: true }),
 

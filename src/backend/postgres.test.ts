@@ -1,7 +1,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { ConnectionProblem } from '../api/errors.ts';
+import { ConnectionProblem, StorageUnavailable } from '../api/errors.ts';
 import { startPostgres, type PostgresServer } from '../../test/fixtures/postgres.ts';
 import { PostgresBackend } from './postgres.ts';
 import { runBackendConformance, type Store } from './conformance.ts';
@@ -92,13 +92,26 @@ describe('PostgresBackend', () => {
     }
   });
 
-  it('reports an unreachable database as a one-line ConnectionProblem without the password', async () => {
+  it('reports an unreachable database as a one-line StorageUnavailable without the password', async () => {
     const connString = 'postgres://ward:s3cret@127.0.0.1:1/ward';
     await assert.rejects(PostgresBackend.open({ connString }), (err: Error) => {
-      assert.ok(err instanceof ConnectionProblem, String(err));
+      assert.ok(err instanceof StorageUnavailable && err instanceof ConnectionProblem, String(err));
+      assert.equal(err.code, 'ERR_STORAGE_UNAVAILABLE');
       assert.match(err.message, /127\.0\.0\.1:1\/ward/);
       assert.ok(!err.message.includes('s3cret') && !err.message.includes('\n'), err.message);
       return true;
     });
+  });
+
+  it('reports a database that refuses Ward\'s login, or a host that is not there, as StorageUnavailable', async () => {
+    const { connString } = await (server ??= startPostgres());
+    // The throwaway server trusts every local login; a role that does not exist is refused all the same (28000).
+    const noRole = new URL(connString);
+    noRole.username = 'no_such_role';
+    const unavailable = (err: Error) => err instanceof StorageUnavailable && !err.message.includes('\n');
+    await assert.rejects(PostgresBackend.open({ connString: noRole.toString() }), unavailable);
+    const noHost = new URL(connString);
+    noHost.hostname = 'no-such-host.invalid';
+    await assert.rejects(PostgresBackend.open({ connString: noHost.toString() }), unavailable);
   });
 });

@@ -3,7 +3,9 @@
 // (pgtail.ts) and fans the events out to its own watchers.
 
 import pg from 'pg';
-import { AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, isWardError } from '../api/errors.ts';
+import {
+  AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, StorageUnavailable, isWardError,
+} from '../api/errors.ts';
 import { systemClock, type Clock } from '../api/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
 import { CHANNEL, EventLogTail, itemFromRow as toItem, type ItemRow as Row } from './pgtail.ts';
@@ -74,6 +76,15 @@ const UPSERT = `INSERT INTO items (key, value, revision, expires) VALUES ($1, $2
 function likePrefix(prefix: string): string {
   if (typeof prefix !== 'string') throw new BadParameter('prefix must be a string');
   return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * Failures that mean the database cannot be reached or will not let Ward in: the address (refused, no such
+ * host, no route) or the credentials (SQLSTATE class 28, invalid authorization, e.g. a wrong password).
+ */
+const UNREACHABLE_ERRNOS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+function isUnreachable(code: string): boolean {
+  return UNREACHABLE_ERRNOS.has(code) || code.startsWith('28');
 }
 
 /** host:port/database from a connection string, never its password. */
@@ -334,15 +345,18 @@ export class PostgresBackend implements Backend, EventStore {
   }
 
   /**
-   * One-line errors for callers. Invalid data (SQLSTATE class 22) is the caller's fault; anything else
-   * from the driver or server (refused, reset, timed out, shutting down, auth) means the database is
-   * not usable right now.
+   * One-line errors for callers. Invalid data (SQLSTATE class 22) is the caller's fault; a database that
+   * cannot be reached or refuses Ward's credentials is StorageUnavailable; anything else from the driver or
+   * server (reset, timed out, shutting down) means the database is not usable right now.
    */
   private mapError(err: unknown): Error {
     if (isWardError(err)) return err;
     const e = err as { message?: string; code?: string };
     const reason = (e.message || e.code || 'connection failed').split('\n')[0];
     if (typeof e.code === 'string' && e.code.startsWith('22')) return new BadParameter(`PostgreSQL ${this.target}: ${reason}`);
+    if (typeof e.code === 'string' && isUnreachable(e.code)) {
+      return new StorageUnavailable(`PostgreSQL ${this.target}: ${reason}`);
+    }
     return new ConnectionProblem(`PostgreSQL ${this.target}: ${reason}`);
   }
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BadParameter, ConnectionProblem, NotFound } from '../api/errors.ts';
+import { BadParameter, ConnectionProblem, NotFound, StorageLocked } from '../api/errors.ts';
 import { FakeClock } from '../api/clock.ts';
 import Database from 'better-sqlite3';
 import { SqliteBackend } from './sqlite.ts';
@@ -51,7 +51,11 @@ describe('SqliteBackend', () => {
     await first.put({ key: '/k', value: 'v' });
     assert.throws(
       () => SqliteBackend.open({ path }),
-      (err: Error) => err instanceof ConnectionProblem && err.message === `${path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`,
+      (err: Error) =>
+        err instanceof StorageLocked &&
+        err instanceof ConnectionProblem &&
+        err.code === 'ERR_STORAGE_LOCKED' &&
+        err.message === `${path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`,
     );
     // A reader of the database itself (sqlite3, a backup) is not blocked by the hold.
     const reader = new Database(path, { readonly: true });

@@ -4,7 +4,9 @@
 
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, isWardError } from '../api/errors.ts';
+import {
+  AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, StorageLocked, isWardError,
+} from '../api/errors.ts';
 import { systemClock, type Clock } from '../api/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
 import { WatchFanout, type Change } from './fanout.ts';
@@ -153,7 +155,9 @@ export class SqliteBackend implements Backend, EventStore {
       if (opts.path !== ':memory:') {
         // One auth server per file: its watchers see only the writes made in this process, so a second one on
         // the same file would serve stale caches (a lock written through one would not reach the other's proxies).
-        ownerLock = holdExclusiveLock(`${opts.path}.lock`, `${opts.path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`);
+        const inUse =
+          `${opts.path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`;
+        ownerLock = holdExclusiveLock(`${opts.path}.lock`, inUse, StorageLocked);
         // Create the file 0600 ourselves: SQLite would use the umask, and it holds CA material.
         // The -wal and -shm files inherit the database file's mode.
         try {

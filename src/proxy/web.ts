@@ -1,7 +1,6 @@
 // The proxy's HTTPS front: the web UI's files, its API (/webapi/…, acting as the signed-in user) and
 // wsh's login. Bodies are size-limited and schema-checked; every error leaves as {error: {code, message}}
-// with the status from the one error catalogue (plus 401 for "no web session", the one status that
-// exists only in HTTP: the browser goes back to the sign-in page on it).
+// with the status from the one error catalogue (src/api/errors.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import { setTimeout } from 'node:timers/promises';
@@ -9,7 +8,9 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuthClient } from '../api/client.ts';
-import { AccessDenied, BadParameter, LimitExceeded, NotFound, httpStatus, isWardError } from '../api/errors.ts';
+import {
+  AccessDenied, BadParameter, BodyTooLarge, Internal, LimitExceeded, NotFound, NotSignedIn, isWardError, type WardError,
+} from '../api/errors.ts';
 import { describeZodError } from '../api/types.ts';
 import { WEBAPI_LOGIN, WEBAPI_PING, loginRequestSchema, type CertsResponse } from '../api/webapi.ts';
 import type { ResourceCache } from '../cache/resources.ts';
@@ -31,16 +32,6 @@ import {
 
 const MAX_BODY = 64 * 1024;
 const REFUSAL_DELAY_MS = 1_000;
-
-/** A request body over MAX_BODY: answered 413 Content Too Large (RFC 9110 §15.5.14), not the 429 of other limits. */
-class BodyTooLarge extends LimitExceeded {}
-
-/** An address over a rate limit: 429 with Retry-After (RFC 6585 §4), refused before the body is read. */
-class RateLimited extends LimitExceeded {
-  constructor(readonly retryAfterSeconds: number) {
-    super(`too many requests from your address: try again in ${retryAfterSeconds}s`);
-  }
-}
 
 /**
  * Which per-address limit a request counts against, if any: the calls anyone can make that cost the auth
@@ -125,9 +116,6 @@ const inviteSchema = z.strictObject({
   device_name: z.string().max(64).optional(),
 });
 const loginChallengeSchema = z.strictObject({ user: z.string().min(1).max(128), password: z.string().max(1024) });
-
-/** Not signed in (no cookie, or a session that ended): 401, so the browser shows the sign-in page. */
-class NoWebSession extends AccessDenied {}
 
 export interface WebDeps {
   /** The proxy's own Auth API client (wsh login, web sign-in, invites). */
@@ -287,7 +275,10 @@ export function webHandler(deps: WebDeps) {
           // sends one request per second per connection instead of hundreds (measured: 650/s of prompt 429s
           // from one attacker's 10 connections nearly tripled a real user's sign-in time).
           await setTimeout(REFUSAL_DELAY_MS);
-          throw new RateLimited(verdict.retryAfterSeconds);
+          // 429 with Retry-After (RFC 6585 §4), refused before the body is read.
+          const retryAfterSeconds = verdict.retryAfterSeconds;
+          const message = `too many requests from your address: try again in ${retryAfterSeconds}s`;
+          throw new LimitExceeded(message, { retryAfterSeconds });
         }
       }
       const o = openRoute(method, path);
@@ -303,7 +294,7 @@ export function webHandler(deps: WebDeps) {
       try {
         session = await sessions.authenticate(bearer);
       } catch (err) {
-        throw isWardError(err) && err.code === 'ERR_ACCESS_DENIED' ? new NoWebSession(err.message) : err;
+        throw isWardError(err) && err.code === 'ERR_ACCESS_DENIED' ? new NotSignedIn(err.message) : err;
       }
       if (STATE_CHANGING.has(method)) checkCSRF(session.bearer, headerValue(req.headers[CSRF_HEADER]));
       if (path === '/webapi/sessions/web/current') {
@@ -321,19 +312,22 @@ export function webHandler(deps: WebDeps) {
         return send(req, res, 200, body);
       }
       throw new NotFound(`no such endpoint: ${method} ${path}`);
-    } catch (err) {
-      if (err instanceof NoWebSession) {
-        return send(req, res, 401, { error: { code: err.code, message: err.message } }, { 'set-cookie': CLEAR_SESSION_COOKIE });
-      }
-      if (err instanceof RateLimited) {
-        const body = { error: { code: err.code, message: err.message } };
-        return send(req, res, 429, body, { 'retry-after': String(err.retryAfterSeconds) });
-      }
-      if (isWardError(err)) return send(req, res, err instanceof BodyTooLarge ? 413 : httpStatus[err.code], { error: { code: err.code, message: err.message } });
-      log.error({ err }, 'web API error');
-      send(req, res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error in the proxy (see its log)' } });
+    } catch (caught) {
+      if (!isWardError(caught)) log.error({ err: caught }, 'web API error');
+      const err = isWardError(caught) ? caught : new Internal('internal error in the proxy (see its log)');
+      send(req, res, err.httpStatus, { error: { code: err.code, message: err.message } }, errorHeaders(err));
     }
   };
+}
+
+/** What an error's answer carries besides its status and body. */
+function errorHeaders(err: WardError): Record<string, string> {
+  const headers: Record<string, string> = {};
+  // A 401 means the browser holds no live session: clear the cookie, and the page shows the sign-in form.
+  if (err.httpStatus === 401) headers['set-cookie'] = CLEAR_SESSION_COOKIE;
+  const retryAfter = err instanceof LimitExceeded ? err.retryAfterSeconds : undefined;
+  if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+  return headers;
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

@@ -5,12 +5,13 @@
 //
 // Frames: browser → proxy, binary = keystrokes, text = JSON control ({"type":"resize","cols","rows"});
 // proxy → browser, binary = terminal output, text = JSON status ({"type":"exit"|"error", …}).
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { NotSignedIn } from '../api/errors.ts';
 import { hostCertVerifier } from '../crypto/hosttrust.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { Router } from './router.ts';
@@ -88,7 +89,8 @@ export function createTerminalServer(opts: { sessions: WebSessions; router: Rout
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
 
   const refuse = (socket: Duplex, status: number, message: string) => {
-    socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\n${message}\n`);
+    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\n`;
+    socket.end(`${head}${message}\n`);
   };
 
   /** The HTTP/1.1 upgrade of a terminal URL: checked in full before the WebSocket is accepted. */
@@ -104,7 +106,9 @@ export function createTerminalServer(opts: { sessions: WebSessions; router: Rout
       session = await opts.sessions.authenticate(bearerFromCookie(req.headers.cookie));
       checkCSRF(session.bearer, url.searchParams.get('csrf') ?? undefined);
     } catch (err) {
-      return refuse(socket, 401, (err as Error).message);
+      // Any failure here (no session, an ended one, a wrong CSRF token) refuses the socket as not signed in.
+      const refusal = new NotSignedIn((err as Error).message);
+      return refuse(socket, refusal.httpStatus, refusal.message);
     }
     const parsed = parseTerminalQuery(url.searchParams);
     if (typeof parsed === 'string') return refuse(socket, 400, parsed);

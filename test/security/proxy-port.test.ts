@@ -4,11 +4,12 @@
 // the descriptors and memory the attack cost it.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import https from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
 import { cleanup, delay, makeTempDir, run, type Cluster } from '../harness.ts';
 import { startTarget, type Target } from './fixture.ts';
@@ -241,9 +242,41 @@ describe('the public proxy port under hostile input', () => {
       const body = join(work, 'over.json');
       writeFileSync(body, `{"user":"${'a'.repeat(64 * 1024)}"}`);
       for (const http of ['--http1.1', '--http2']) {
-        const r = await curl([http, '--resolve', `localhost:${port}:${host}`, '-H', 'content-type: application/json', '--data-binary', `@${body}`, url('/webapi/sessions/web')]);
+        const answer = join(work, 'over-answer.json');
+        const r = await run(
+          'curl',
+          ['-sS', '--max-time', '20', '--cacert', join(work, 'ca.pem'), '-o', answer, '-w', '%{http_code}', http,
+            '--resolve', `localhost:${port}:${host}`, '-H', 'content-type: application/json',
+            '--data-binary', `@${body}`, url('/webapi/sessions/web')],
+          { timeoutMs: 30_000 },
+        );
         assert.equal(r.stdout, '413', `${http}: ${r.stderr}`);
+        // Its own code, not the rate limits' ERR_LIMIT_EXCEEDED: a client can tell "smaller" from "later".
+        const { error } = JSON.parse(readFileSync(answer, 'utf8')) as { error: { code: string; message: string } };
+        assert.deepEqual(error, { code: 'ERR_BODY_TOO_LARGE', message: 'request body too large (at most 64 KiB)' });
       }
+    });
+
+    it('answers no live web session 401 ERR_NOT_SIGNED_IN, clearing the cookie; a bad CSRF token 403', async () => {
+      const forged = `__Host-ward_session=${'A'.repeat(43)}`;
+      const calls: Array<{ headers: Record<string, string>; message: string }> = [
+        { headers: {}, message: 'sign in first' },
+        { headers: { cookie: forged }, message: 'web session not found or expired: sign in again' },
+      ];
+      for (const { headers, message } of calls) {
+        const r = await webCall('GET', '/webapi/nodes', headers);
+        assert.equal(r.status, 401, JSON.stringify(r.body));
+        assert.deepEqual(r.body, { error: { code: 'ERR_NOT_SIGNED_IN', message } });
+        assert.match(r.headers['set-cookie']?.[0] ?? '', /^__Host-ward_session=;.*Max-Age=0/, 'the cookie is dropped');
+      }
+      // Signed in, the same call works; signed in without the CSRF token, a change is refused, and the session stays.
+      const signIn = await fetchJSON('POST', '/webapi/sessions/web', { user: target.user, password: target.password });
+      assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+      assert.equal((await webCall('GET', '/webapi/nodes', { cookie: signIn.cookie! })).status, 200);
+      const noCSRF = await webCall('DELETE', '/webapi/sessions/web/current', { cookie: signIn.cookie! });
+      assert.equal(noCSRF.status, 403, JSON.stringify(noCSRF.body));
+      assert.equal((noCSRF.body.error as { code: string }).code, 'ERR_ACCESS_DENIED');
+      assert.equal(noCSRF.headers['set-cookie'], undefined, 'a refused change does not sign the browser out');
     });
 
     it('refuses an over-long header and an over-long URL with a 4xx, over HTTP/1.1 and HTTP/2', async () => {
@@ -305,6 +338,29 @@ function localLookup(_host: string, _opts: unknown, cb: (err: Error | null, addr
 }
 
 /** A JSON call to the proxy's web API; returns the status, the body and the session cookie it set. */
+/** A web API call with no body, as the browser makes it (its cookie, this origin); the answer with its headers. */
+type WebAnswer = { status: number; body: Record<string, unknown>; headers: IncomingHttpHeaders };
+function webCall(method: string, path: string, headers: Record<string, string>): Promise<WebAnswer> {
+  return new Promise((resolve, reject) => {
+    const ca = cluster.adminIdentity().caPems;
+    const origin = `https://${cluster.proxyAddr}`;
+    const req = https.request(
+      { host, port, path, method, servername: 'localhost', ca, headers: { origin, ...headers }, timeout: 15_000 },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          const body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+          resolve({ status: res.statusCode ?? 0, body, headers: res.headers });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function fetchJSON(method: string, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown>; cookie?: string }> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { systemClock } from '../../api/clock.ts';
-import { BadParameter, ConnectionProblem } from '../../api/errors.ts';
+import { BadParameter, StorageUnavailable, isWardError } from '../../api/errors.ts';
 import { parseDuration } from '../../api/duration.ts';
 import { writeFileAtomic } from '../../api/atomic-write.ts';
 import { holdExclusiveLock } from '../../api/filelock.ts';
@@ -200,8 +200,9 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
     return { clusterName, authAddr: formatHostPort(authAddr), proxyAddr, nodeAddr, caPin, close };
   } catch (err) {
     await close();
-    if (err instanceof Error && /ECONNREFUSED|ENOTFOUND|password authentication/.test(err.message)) {
-      throw new ConnectionProblem(`cannot reach the backend: ${err.message}`);
+    // The backend's own message names the database; say which part of Ward it is.
+    if (isWardError(err) && err.code === 'ERR_STORAGE_UNAVAILABLE') {
+      throw new StorageUnavailable(`cannot reach the backend: ${err.message}`);
     }
     throw err;
   }
