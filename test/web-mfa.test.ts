@@ -3,10 +3,13 @@
 // code's secret (the test computes the codes, as the app would), shows the recovery codes once, and the
 // sign-in takes a fresh code and refuses a reused one. Under `on`, a virtual authenticator (Chrome
 // DevTools protocol, WebAuthn domain) registers a security key at sign-up, signs in with it (a replayed
-// answer is refused), and proves itself on the Account page to add an authenticator app. Under
-// `webauthn`, wsh login says it cannot help. Screenshots go to test-output/screenshots/.
+// answer is refused), and proves itself on the Account page to add an authenticator app. Step one of a
+// key sign-in, called over HTTPS from other addresses, answers every password and name alike, and its
+// guesses still lock the guesser's address. Under `webauthn`, wsh login says it cannot help. Screenshots go
+// to test-output/screenshots/.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'otplib';
@@ -68,6 +71,82 @@ async function events(types: string): Promise<Array<Record<string, unknown>>> {
 async function reconfigure(secondFactor: string): Promise<void> {
   writeFileSync(cluster.configPath, config(secondFactor));
   await cluster.restart();
+}
+
+const DENIED =
+  'access denied: invalid user name, password or second-factor code, or too many failed sign-ins from this address' +
+  ' (a user with no second factor registered finishes sign-up from the invite link)';
+
+interface Answer {
+  status: number;
+  text: string;
+  body: {
+    webauthn_options?: { challenge: string; allowCredentials: Array<{ id: string }> } | null;
+    totp?: boolean;
+    error?: { message: string };
+  };
+}
+
+/** A web API call from `from` (another address than the browser's), over HTTPS as any client makes it. */
+function post(from: string, path: string, body: unknown): Promise<Answer> {
+  const port = Number(cluster.proxyAddr.split(':').at(-1));
+  const agent = new https.Agent({ ca: cluster.adminIdentity().caPems, localAddress: from });
+  const headers = { 'content-type': 'application/json' };
+  const options = { host: '127.0.0.1', port, method: 'POST', path, agent, servername: 'localhost', headers };
+  return new Promise((resolve, reject) => {
+    const req = https.request({ ...options, timeout: 30_000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (s: string) => (text += s));
+      res.on('end', () => {
+        agent.destroy();
+        resolve({ status: res.statusCode ?? 0, text, body: JSON.parse(text) as Answer['body'] });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${path} timed out`)));
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** The JSON's structure, values replaced by their types and lists by their elements' shapes. */
+function shapeOf(value: unknown): unknown {
+  if (Array.isArray(value)) return [...new Set(value.map((v) => JSON.stringify(shapeOf(v))))];
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, shapeOf(v)]));
+  }
+  return typeof value;
+}
+
+/**
+ * The virtual key's answer to a challenge, made by the page (navigator.credentials.get, as the sign-in page
+ * does), as JSON. Plain JavaScript in a string: tsx's compiled functions call a helper the page does not have.
+ */
+function signInPage(options: unknown): Promise<string> {
+  return page.evaluate(`(async (o) => {
+    const bytes = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+    const text = (b) => btoa(String.fromCharCode(...new Uint8Array(b)))
+      .replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
+    const credential = await navigator.credentials.get({
+      publicKey: {
+        challenge: bytes(o.challenge),
+        rpId: o.rpId,
+        allowCredentials: o.allowCredentials.map((c) => ({ type: 'public-key', id: bytes(c.id) })),
+        userVerification: 'discouraged',
+      },
+    });
+    const r = credential.response;
+    return JSON.stringify({
+      id: credential.id,
+      rawId: text(credential.rawId),
+      type: credential.type,
+      response: {
+        clientDataJSON: text(r.clientDataJSON),
+        authenticatorData: text(r.authenticatorData),
+        signature: text(r.signature),
+      },
+      clientExtensionResults: {},
+    });
+  })(${JSON.stringify(options)})`);
 }
 
 let cspErrors: string[] = [];
@@ -187,6 +266,63 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     const reasons = (await events('user.login')).filter((e) => e.user === keyUser).map((e) => `${String(e.success)} ${String(e.method)} ${String(e.error ?? '')}`);
     assert.ok(reasons.some((r) => r === 'true password+webauthn '), reasons.join(' | '));
     assert.ok(reasons.some((r) => /^false .*challenge has expired or was already used/.test(r)), reasons.join(' | '));
+  });
+
+  it('answers step one of a key sign-in alike for every password and name; only a right password and the key finish', async () => {
+    const prober = '127.0.0.3';
+    const right = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
+    assert.equal(right.status, 200, right.text);
+    const wrong = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: 'not the password' });
+    assert.equal(wrong.status, 200, `a wrong password gets a challenge too: ${wrong.text}`);
+    assert.deepEqual(shapeOf(wrong.body), shapeOf(right.body));
+    const ids = (r: Answer) => r.body.webauthn_options!.allowCredentials.map((c) => c.id);
+    assert.deepEqual(ids(wrong), ids(right), 'the same keys, whatever the password');
+    assert.equal(wrong.body.totp, right.body.totp);
+    assert.notEqual(wrong.body.webauthn_options!.challenge, right.body.webauthn_options!.challenge);
+    // A made-up name: a decoy of the same shape, the same one each time.
+    const decoy = await post(prober, '/webapi/mfa/login/begin', { user: 'nobody-at-all', password: PASSWORD });
+    const decoyAgain = await post(prober, '/webapi/mfa/login/begin', { user: 'nobody-at-all', password: 'x' });
+    assert.equal(decoy.status, 200, decoy.text);
+    assert.deepEqual(shapeOf(decoy.body), shapeOf(right.body));
+    assert.deepEqual(ids(decoyAgain), ids(decoy));
+    assert.notDeepEqual(ids(decoy), ids(right));
+
+    // The key signs the wrong password's challenge (it names the real key), but no finish takes it.
+    const signed = await signInPage(wrong.body.webauthn_options!);
+    for (const [user, password] of [[keyUser, 'not the password'], [keyUser, PASSWORD], ['nobody-at-all', PASSWORD]]) {
+      const finish = await post(prober, '/webapi/sessions/web', { user, password, second_factor: signed });
+      assert.equal(finish.status, 403, finish.text);
+      assert.equal(finish.body.error?.message, DENIED);
+    }
+    // The right password and the key still sign in.
+    const again = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
+    const assertion = await signInPage(again.body.webauthn_options!);
+    const finish = { user: keyUser, password: PASSWORD, second_factor: assertion };
+    const signedIn = await post(prober, '/webapi/sessions/web', finish);
+    assert.equal(signedIn.status, 200, signedIn.text);
+  });
+
+  it('counts every password at step one: max_attempts lock the attacker\'s address, the key cannot help', async () => {
+    const attacker = '127.0.0.2';
+    const answers = [];
+    for (let i = 0; i < 5; i++) {
+      answers.push(await post(attacker, '/webapi/mfa/login/begin', { user: keyUser, password: `guess ${i}` }));
+    }
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
+    const locked = (await events('user.login_locked')).filter((e) => e.user === keyUser);
+    assert.deepEqual(locked.map((e) => e.remote_addr), [attacker], 'locked after the fifth guess at step one');
+    // Now even the right password and the real key are refused from there, with the one answer.
+    const begin = await post(attacker, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
+    assert.equal(begin.status, 200, begin.text);
+    const assertion = await signInPage(begin.body.webauthn_options!);
+    const refused = { user: keyUser, password: PASSWORD, second_factor: assertion };
+    const finish = await post(attacker, '/webapi/sessions/web', refused);
+    assert.equal(finish.status, 403, finish.text);
+    assert.equal(finish.body.error?.message, DENIED);
+    const fromAttacker = (await events('user.login')).filter((e) => e.user === keyUser && e.remote_addr === attacker);
+    const errors = fromAttacker.map((e) => String(e.error)).sort();
+    const lockedOut = 'too many failed sign-ins from this address';
+    assert.deepEqual(errors, [...Array(5).fill('bad password'), lockedOut, lockedOut], 'each password audited');
   });
 
   it('adds an authenticator app on the Account page (proved by the key), lists and removes devices, and keeps the last one', async () => {
