@@ -3,8 +3,8 @@ import { api, ApiError, type Me } from '../api.ts';
 import { secondFactorMode, signWithKey, takesTOTP, takesWebAuthn, type SecondFactorMode } from '../mfa.ts';
 
 // One form. With the cluster's second factor on, the code (authenticator app or recovery code) goes in
-// the same request as the password; a security key needs the password checked first (step one gives
-// the key's challenge), then the key's answer goes in that request's `second_factor`.
+// the same request as the password; a security key needs a challenge first (step one, the same answer for
+// any password), then the key's answer goes with the password in that request's `second_factor`.
 export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [user, setUser] = useState('');
   const [password, setPassword] = useState('');
@@ -36,10 +36,12 @@ export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
     setError('');
     try {
       const challenge = await api<{ webauthn_options: unknown; totp: boolean }>('POST', '/webapi/mfa/login/begin', { user, password });
-      if (!challenge.webauthn_options) {
-        throw new Error(challenge.totp ? 'you have no security key registered: give the code from your authenticator app' : 'you have no security key registered');
-      }
-      const assertion = await signWithKey(challenge.webauthn_options);
+      // Null only when the cluster takes no security keys. Step one answers any name and password alike (decoy
+      // keys for a name without any): a mistyped name shows up here, as the browser finding no key for it.
+      if (!challenge.webauthn_options) throw new Error('this cluster takes codes from an authenticator app only');
+      const assertion = await signWithKey(challenge.webauthn_options).catch((err: Error) => {
+        throw new Error(`${err.message} (only a key registered to this user name can answer: check the name)`);
+      });
       onSignedIn(await api<Me>('POST', '/webapi/sessions/web', { user, password, second_factor: JSON.stringify(assertion) }));
     } catch (err) {
       problem(err);
