@@ -1627,14 +1627,16 @@ export const CreateAuthenticateChallengeRequestSchema: GenMessage<CreateAuthenti
  */
 export type CreateAuthenticateChallengeResponse = Message<"ward.auth.v1.CreateAuthenticateChallengeResponse"> & {
   /**
-   * PublicKeyCredentialRequestOptionsJSON; empty when the user has no security key the cluster takes.
+   * PublicKeyCredentialRequestOptionsJSON; empty when the cluster takes no security keys, or (for a
+   * signed-in user) when the user has none.
    *
    * @generated from field: string webauthn_options = 1;
    */
   webauthnOptions: string;
 
   /**
-   * Whether the user has a TOTP device the cluster takes.
+   * Whether the user has a TOTP device the cluster takes (for a proxy's sign-in: a decoy for a name
+   * without devices).
    *
    * @generated from field: bool totp = 2;
    */
@@ -1842,8 +1844,9 @@ export const AuthService: GenService<{
   },
   /**
    * A WebAuthn challenge for a login's second factor. From a proxy with a user and password (checked
-   * and counted like a login attempt); from a signed-in user for their own devices (to prove one before
-   * adding another). Single use, five minutes.
+   * and counted like a login attempt, but answered alike whatever the verdict: the user's keys, or
+   * decoys for a name without any; only a right password's challenge is stored); from a signed-in user
+   * for their own devices (to prove one before adding another). Single use, five minutes.
    *
    * @generated from rpc ward.auth.v1.AuthService.CreateAuthenticateChallenge
    */
