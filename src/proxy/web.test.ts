@@ -1,12 +1,22 @@
 // The pure parts of the proxy's web front: the web session's secrets, cookies and CSRF token, the
-// terminal's query and control frames, the role editor's errors, and the static files' headers.
+// terminal's query and control frames, the role editor's errors, and the static files' headers; and the
+// web API's one mapping of errors to answers, over a local HTTP server.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import type { AuthClient } from '../api/client.ts';
+import { LimitExceeded, StorageUnavailable } from '../api/errors.ts';
 import { webSessionState, shouldRecordActivity } from '../auth/websessions.ts';
 import { parseControl, parseTerminalQuery } from './webterminal.ts';
 import { roleFromYAML } from './webroutes.ts';
 import { CONTENT_SECURITY_POLICY, WebAssets } from './webstatic.ts';
-import { bearerFromCookie, checkCSRF, csrfToken, newBearer, sealKeys, sessionCookie, sessionIdHash, unsealKeys } from './websession.ts';
+import { webHandler } from './web.ts';
+import {
+  bearerFromCookie, checkCSRF, csrfToken, newBearer, sealKeys, sessionCookie, sessionIdHash, unsealKeys,
+  type WebSessions,
+} from './websession.ts';
 
 describe('web session secrets', () => {
   const bearer = newBearer();
@@ -91,5 +101,45 @@ describe('web UI files', () => {
     const none = new WebAssets(undefined);
     assert.equal(none.built, false);
     assert.equal(none.lookup('/web/servers'), undefined);
+  });
+});
+
+describe('web API errors', () => {
+  // The auth server's answer to /webapi/ping, swapped per test: the one place that turns errors into answers
+  // is the handler's, whatever the route.
+  let pingFails: () => Error = () => new Error('unset');
+  let server: Server;
+  let base: string;
+  before(async () => {
+    const auth = { ping: async () => Promise.reject(pingFails()) } as unknown as AuthClient;
+    const log = pino({ level: 'silent' });
+    const handler = webHandler({ auth, sessions: {} as WebSessions, assets: new WebAssets(undefined), log });
+    server = createServer((req, res) => void handler(req, res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const ping = async () => {
+    const res = await fetch(`${base}/webapi/ping`);
+    return { status: res.status, body: (await res.json()) as unknown, retryAfter: res.headers.get('retry-after') };
+  };
+
+  it('answers a failure that is not a Ward error 500 ERR_INTERNAL, without its details', async () => {
+    pingFails = () => new TypeError('cannot read properties of undefined (at /work/src/secret.ts:12)');
+    const r = await ping();
+    assert.equal(r.status, 500);
+    assert.deepEqual(r.body, { error: { code: 'ERR_INTERNAL', message: 'internal error in the proxy (see its log)' } });
+  });
+
+  it('answers a typed error with its code\'s status, and a limit with no known wait without Retry-After', async () => {
+    pingFails = () => new StorageUnavailable('PostgreSQL db:5432/ward: connect ECONNREFUSED');
+    const down = await ping();
+    assert.equal(down.status, 503);
+    const message = 'PostgreSQL db:5432/ward: connect ECONNREFUSED';
+    assert.deepEqual(down.body, { error: { code: 'ERR_STORAGE_UNAVAILABLE', message } });
+    pingFails = () => new LimitExceeded('too many devices');
+    const limited = await ping();
+    assert.equal(limited.status, 429);
+    assert.equal(limited.retryAfter, null);
   });
 });
