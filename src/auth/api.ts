@@ -34,6 +34,7 @@ import { webMethods } from './api-web.ts';
 import type { HeartbeatStreamOptions } from './heartbeatstream.ts';
 import { createUserToken, getUserToken } from './usertokens.ts';
 import { DEFAULT_JOIN_RULE, JoinLimits } from './joinlimits.ts';
+import { clientAddressOf } from './connsource.ts';
 import type { BucketRule } from '../api/ratelimit.ts';
 import type { Registry } from 'prom-client';
 
@@ -474,10 +475,11 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
 
       registerUsingToken: unary(async (req, _who, ctx) => {
         // No certificate needed: the token is the credential, so joins are rate limited before it is looked up.
-        // The peer address is the agent's, or the proxy's when it came through a proxy's pass-through: loopback
-        // names are issued only when it is this machine (joinnames.ts).
+        // The client's address is the TCP peer's, or the one a proxy vouched for (connsource.ts): loopback names
+        // are issued only when it is this machine (joinnames.ts).
         const socket = ctx.values.get(socketKey);
-        joinLimits.admitJoin(socket?.remoteAddress ?? '', socket ?? ctx);
+        const remoteAddr = clientAddressOf(socket);
+        joinLimits.admitJoin(remoteAddr, socket ?? ctx);
         return registerUsingToken(auth, {
           token: req.token,
           systemRole: req.systemRole,
@@ -485,7 +487,7 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
           addresses: req.addresses,
           sshPublicKey: req.sshPublicKey,
           tlsPublicKey: req.tlsPublicKey,
-          remoteAddr: ctx.values.get(socketKey)?.remoteAddress ?? '',
+          remoteAddr,
         });
       }, { anonymous: true }),
 

@@ -24,7 +24,8 @@ function admitted(limits: JoinLimits, addr: string, connection: object, n: numbe
 
 describe("the auth server's join limits", () => {
   it('refuses joins past the burst of one connection, while a new connection of the address still joins', () => {
-    const limits = new JoinLimits({ burst: 50, perMinute: 120 }, { clock: new FakeClock(), log, audit: async () => {} });
+    const opts = { clock: new FakeClock(), log, audit: async () => {} };
+    const limits = new JoinLimits({ burst: 50, perMinute: 120 }, opts);
     const flood = {};
     assert.equal(admitted(limits, '10.0.0.7', flood, 30), 10);
     assert.equal(admitted(limits, '10.0.0.7', {}, 1), 1);

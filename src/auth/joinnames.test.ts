@@ -28,9 +28,15 @@ describe('the names a joining host is issued', () => {
   });
 
   it('issues loopback names to a host that joined from this machine (IPv4, IPv6, IPv4-mapped)', () => {
-    for (const remoteAddr of ['127.0.0.1', '127.0.0.2', '::1', '::ffff:127.0.0.1']) {
+    for (const remoteAddr of ['127.0.0.1', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) {
       const addresses = ['localhost', '127.0.0.1', '::1'];
       assert.deepEqual(join('localhost', addresses, { ...remote, remoteAddr }), addresses);
+    }
+  });
+
+  it('takes a join from another loopback source, one a client bound on purpose, for a remote one', () => {
+    for (const remoteAddr of ['127.0.0.2', '::ffff:127.0.0.2', 'localhost']) {
+      assert.deepEqual(join('web', ['localhost', '127.0.0.1', '10.1.2.3'], { ...remote, remoteAddr }), ['10.1.2.3']);
     }
   });
 

@@ -28,14 +28,20 @@ export function isLoopbackName(name: string): boolean {
   return false;
 }
 
-/** Whether the address a join came from (the peer of the Auth API connection) is on this machine. */
+/**
+ * Whether the address a join came from (connsource.ts: the TCP peer, or the client a proxy vouched for) is this
+ * machine's: 127.0.0.1 or ::1, the source the kernel gives every connection to a loopback address that binds none.
+ * Other 127.0.0.0/8 sources only come from a client that chose one, and get no loopback names.
+ */
 export function isLoopbackAddress(remoteAddr: string): boolean {
-  return remoteAddr !== '' && isLoopbackName(remoteAddr);
+  if (!isLoopbackName(remoteAddr) || isIP(remoteAddr) === 0) return false;
+  const canonical = isIP(remoteAddr) === 6 ? new URL(`http://[${remoteAddr}]`).hostname.slice(1, -1) : remoteAddr;
+  return canonical === '127.0.0.1' || canonical === '::1' || canonical === '::ffff:7f00:1';
 }
 
 export interface JoinNameContext {
   cluster: string;
-  /** The joining host's address as the auth server sees it (through a proxy's pass-through: the proxy's). */
+  /** The joining host's address: the auth server's TCP peer, or the client a proxy's signed header names. */
   remoteAddr: string;
   /** Host names and host ids of the nodes heartbeating now, lower case. Empty for a join that is not a node's. */
   liveNodeNames: ReadonlySet<string>;

@@ -1,9 +1,10 @@
 // The Auth API's network face: HTTP/2 over mutual TLS. The handshake asks every client for a
 // certificate but does not require one, because Ping must answer before a client has a certificate;
-// each handler then decides from the verified peer certificate (authz.ts).
+// each handler then decides from the verified peer certificate (authz.ts). Before TLS, a proxy's signed
+// header may say whose connection it passes through (connsource.ts).
 import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
@@ -15,6 +16,9 @@ import { authRoutes, heartbeatStreamHandling, socketKey, type AuthRouteOptions }
 import { isPlainHeartbeatStream, serveHeartbeatStream } from './heartbeatstream.ts';
 import type { AuthServer } from './server.ts';
 import { listenOn, type ListenAddress } from '../config/listen.ts';
+import { describeLock } from '../rbac/locks.ts';
+import { admitConnection, ProxyHeaderVerifier } from './connsource.ts';
+import { hostLock } from './hostlocks.ts';
 
 /**
  * gzip at level 1 for the answers that are compressed (listings over 64 KiB): 10,000 nodes (2.5 MB of JSON)
@@ -66,7 +70,7 @@ export async function startAuthListener(
   tls: AuthListenerTLS,
   listen: string,
   log: Logger,
-  opts: AuthRouteOptions = {},
+  opts: AuthRouteOptions & { peekTimeoutMs?: number } = {},
 ): Promise<AuthListener> {
   const handler = connectNodeAdapter({
     routes: authRoutes(auth, log, opts),
@@ -121,7 +125,25 @@ export async function startAuthListener(
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
   });
-  const address = await listenOn(server, listen, 'auth API');
+  const verifier = new ProxyHeaderVerifier({
+    clusterName: auth.clusterName,
+    clock: { now: () => auth.now() },
+    trustedCAs: () => trusted,
+    hostRefusal: async (hostId) => {
+      const lock = await hostLock(auth, hostId);
+      return lock && describeLock(lock);
+    },
+  });
+  // The TLS server listens through this one, which first learns each connection's client address.
+  const raw = new Set<Socket>();
+  const front = net.createServer((socket) => {
+    raw.add(socket);
+    socket.once('close', () => raw.delete(socket));
+    socket.on('error', (err) => log.debug({ err: err.message }, 'auth API connection error'));
+    const admit = { verifier, log, peekTimeoutMs: opts.peekTimeoutMs };
+    admitConnection(socket, (admitted) => server.emit('connection', admitted), admit);
+  });
+  const address = await listenOn(front, listen, 'auth API');
   log.info({ addr: `${address.host}:${address.port}` }, 'auth API listening');
   return {
     address,
@@ -143,9 +165,10 @@ export async function startAuthListener(
     },
     close: () =>
       new Promise((resolve) => {
-        server.close(() => resolve());
+        front.close(() => resolve());
         // Open sessions (watch streams above all) would keep the server up: end them too.
         for (const session of sessions) session.destroy();
+        for (const socket of raw) socket.destroy();
       }),
   };
 }

@@ -82,8 +82,15 @@ const lastGood = new WeakMap<object, number>();
  * Splices a client connection to a backend (the auth API pass-through), bounded by a dial deadline per
  * backend. Given several, a backend that refuses or does not answer in time is skipped for the next, so
  * with one auth server dead the client still reaches another; the first that answers is remembered.
+ * `prelude` is written to the backend first, once it answers (the proxy's signed header).
  */
-export function spliceTo(socket: net.Socket, host: string | Array<{ host: string; port: number }>, port: number, log: Logger): void {
+export function spliceTo(
+  socket: net.Socket,
+  host: string | Array<{ host: string; port: number }>,
+  port: number,
+  log: Logger,
+  prelude?: () => Buffer,
+): void {
   const backends = typeof host === 'string' ? [{ host, port }] : host;
   const start = lastGood.get(backends) ?? 0;
   let upstream: net.Socket | undefined;
@@ -121,6 +128,7 @@ export function spliceTo(socket: net.Socket, host: string | Array<{ host: string
       if (backends.length > 1) lastGood.set(backends, i);
       conn.once('error', done);
       conn.once('close', () => done());
+      if (prelude) conn.write(prelude());
       socket.pipe(conn);
       conn.pipe(socket);
       socket.resume();

@@ -1,12 +1,15 @@
 // The Proxy Service: one public port (mux.ts) in front of the HTTPS API, the auth API pass-through,
 // SSH (jump host, and SSH inside TLS for wsh) and the agents' reverse tunnels. It holds a proxy host
 // identity and reads nodes, users and roles from a watch-fed cache.
+import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { ALPN_AUTH, type AuthClient } from '../api/client.ts';
+import { encodeProxyHeader } from '../api/proxyheader.ts';
+import { certDer } from '../crypto/certinfo.ts';
 import type { ListenAddress } from '../config/listen.ts';
 import type { EdgeLimits } from './edgelimits.ts';
 import { startMux, spliceTo } from './mux.ts';
@@ -61,8 +64,20 @@ function webContextOptions(material: ProxyConfig['tls']): tls.SecureContextOptio
   return { key: material.keyPem, cert: material.certChainPem, minVersion: 'TLSv1.2' };
 }
 
+/** What the proxy signs its headers to the auth server with: its host key and certificate, as renewed. */
+function headerSigner(material: ProxyConfig['tls']): { key: KeyObject; certDer: Buffer } {
+  return { key: createPrivateKey(material.keyPem), certDer: certDer(material.certChainPem) };
+}
+
 export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   const { log } = cfg;
+  let signer = headerSigner(cfg.tls);
+  // TLS ends at the auth server, which would see this proxy as every client's peer: the header tells it the client's
+  // address, signed so that no one else can claim one (api/proxyheader.ts, auth/connsource.ts).
+  const authHeader = (clientAddr: string, clientPort: number) => () => {
+    const fields = { clientAddr, clientPort, timeMs: Date.now(), nonce: randomBytes(16), certDer: signer.certDer };
+    return encodeProxyHeader(fields, signer.key);
+  };
   const webSessions = new WebSessions(cfg.auth, formatHostPort(cfg.authAddr), cfg.webIdleTimeoutSeconds);
   const web = http2.createSecureServer(
     {
@@ -101,7 +116,10 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
           // RegisterUsingToken among them): it limits the connections each address opens. A refused one is
           // closed before a byte reaches auth.
           if (cfg.limits && !cfg.limits.admit('auth_connect', socket.remoteAddress ?? '').allowed) return socket.destroy();
-          return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log);
+          // A client gone before it is spliced has no address left to vouch for.
+          if (!socket.remoteAddress) return socket.destroy();
+          const header = authHeader(socket.remoteAddress, socket.remotePort ?? 0);
+          return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log, header);
         }
         if (hello.alpn.includes(ALPN_PROXY_SSH) && cfg.sshOverTLS) return cfg.sshOverTLS.emit('connection', socket);
         if (hello.alpn.includes(ALPN_TUNNEL) && cfg.tunnels) return cfg.tunnels.handle(socket);
@@ -118,7 +136,10 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   );
   return {
     address: mux.address,
-    setTLS: (material) => web.setSecureContext(webContextOptions(material)),
+    setTLS: (material) => {
+      web.setSecureContext(webContextOptions(material));
+      signer = headerSigner(material);
+    },
     close: async () => {
       await mux.close();
       terminals?.close();
