@@ -34,11 +34,12 @@ import { webMethods } from './api-web.ts';
 import type { HeartbeatStreamOptions } from './heartbeatstream.ts';
 import { createUserToken, getUserToken } from './usertokens.ts';
 import { DEFAULT_JOIN_RULE, JoinLimits } from './joinlimits.ts';
-import { clientAddressOf } from './connsource.ts';
 import type { BucketRule } from '../api/ratelimit.ts';
 import type { Registry } from 'prom-client';
 
 export const socketKey = createContextKey<TLSSocket | undefined>(undefined);
+/** The client's address: the TCP peer's, or the one a proxy vouched for in its signed header (connsource.ts). */
+export const clientAddrKey = createContextKey<string>('');
 
 const MAX_TTL_SECONDS = 30 * 86_400;
 const MAX_AGENT_EVENTS = 1000;
@@ -478,7 +479,7 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
         // The client's address is the TCP peer's, or the one a proxy vouched for (connsource.ts): loopback names
         // are issued only when it is this machine (joinnames.ts).
         const socket = ctx.values.get(socketKey);
-        const remoteAddr = clientAddressOf(socket);
+        const remoteAddr = ctx.values.get(clientAddrKey);
         joinLimits.admitJoin(remoteAddr, socket ?? ctx);
         return registerUsingToken(auth, {
           token: req.token,

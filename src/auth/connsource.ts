@@ -111,9 +111,6 @@ export class ProxyHeaderVerifier {
   }
 }
 
-/** Client addresses of the connections open now, by the connection's addresses (see clientAddressOf). */
-const clientAddrs = new Map<string, string>();
-
 /** What identifies one TCP connection of this server, on the raw socket and on the TLS socket over it alike. */
 interface ConnectionEnds {
   localAddress?: string;
@@ -126,16 +123,29 @@ function connectionKey(s: ConnectionEnds): string {
   return `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
 }
 
-/**
- * The client address of an Auth API connection (given its TLS socket, or the HTTP/2 session's view of it): what a
- * proxy vouched for, else the TCP peer. '' for a connection the listener did not admit (or one closed since), which
- * counts as no address: never a loopback one.
- */
-export function clientAddressOf(socket: ConnectionEnds | undefined): string {
-  return socket ? (clientAddrs.get(connectionKey(socket)) ?? '') : '';
+/** The client addresses of one listener's connections that are open now. */
+export class ClientAddresses {
+  private readonly byConnection = new Map<string, string>();
+
+  /** `clientAddr` is `socket`'s client address until it closes. */
+  record(socket: Socket, clientAddr: string): void {
+    const key = connectionKey(socket);
+    this.byConnection.set(key, clientAddr);
+    socket.once('close', () => this.byConnection.delete(key));
+  }
+
+  /**
+   * The client address of a connection (given its TLS socket, or the HTTP/2 session's view of it): what a proxy
+   * vouched for, else the TCP peer. '' for a connection not admitted (or closed since), which counts as no address:
+   * never a loopback one.
+   */
+  of(socket: ConnectionEnds | undefined): string {
+    return socket ? (this.byConnection.get(connectionKey(socket)) ?? '') : '';
+  }
 }
 
 export interface AdmitOptions {
+  addresses: ClientAddresses;
   verifier: ProxyHeaderVerifier;
   log: Logger;
   peekTimeoutMs?: number;
@@ -149,7 +159,6 @@ export function admitConnection(socket: Socket, tls: (socket: Socket) => void, o
   const { log } = opts;
   let head: Buffer = Buffer.alloc(0);
   let decided = false;
-  const key = connectionKey(socket);
   const deadline = opts.peekTimeoutMs ?? PEEK_TIMEOUT_MS;
   const timer = setTimeout(() => close('no TLS handshake or proxy header in time'), deadline);
   function close(why: string, forged = false): void {
@@ -162,8 +171,7 @@ export function admitConnection(socket: Socket, tls: (socket: Socket) => void, o
   }
   function handOver(clientAddr: string, rest: Buffer): void {
     clearTimeout(timer);
-    clientAddrs.set(key, clientAddr);
-    socket.once('close', () => clientAddrs.delete(key));
+    opts.addresses.record(socket, clientAddr);
     socket.pause();
     if (rest.length > 0) socket.unshift(rest);
     tls(socket);

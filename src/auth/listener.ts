@@ -12,12 +12,12 @@ import { createContextValues } from '@connectrpc/connect';
 import { compressionGzip, connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Compression } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
-import { authRoutes, heartbeatStreamHandling, socketKey, type AuthRouteOptions } from './api.ts';
+import { authRoutes, clientAddrKey, heartbeatStreamHandling, socketKey, type AuthRouteOptions } from './api.ts';
 import { isPlainHeartbeatStream, serveHeartbeatStream } from './heartbeatstream.ts';
 import type { AuthServer } from './server.ts';
 import { listenOn, type ListenAddress } from '../config/listen.ts';
 import { describeLock } from '../rbac/locks.ts';
-import { admitConnection, ProxyHeaderVerifier } from './connsource.ts';
+import { admitConnection, ClientAddresses, ProxyHeaderVerifier } from './connsource.ts';
 import { hostLock } from './hostlocks.ts';
 
 /**
@@ -72,6 +72,7 @@ export async function startAuthListener(
   log: Logger,
   opts: AuthRouteOptions & { peekTimeoutMs?: number } = {},
 ): Promise<AuthListener> {
+  const clientAddrs = new ClientAddresses();
   const handler = connectNodeAdapter({
     routes: authRoutes(auth, log, opts),
     readMaxBytes: MAX_REQUEST_BYTES,
@@ -81,8 +82,10 @@ export async function startAuthListener(
     acceptCompression: [fastGzip],
     // The session's socket, not req.socket: Node hands each HTTP/2 request a socket proxy of its own, while
     // the session's is one object per connection, so authz.ts can read the certificate once per connection.
-    contextValues: (req) =>
-      createContextValues().set(socketKey, ((req as http2.Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket),
+    contextValues: (req) => {
+      const socket = ((req as http2.Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket;
+      return createContextValues().set(socketKey, socket).set(clientAddrKey, clientAddrs.of(socket));
+    },
   });
   const heartbeats = heartbeatStreamHandling(auth, log);
   const server = http2.createSecureServer(
@@ -140,7 +143,7 @@ export async function startAuthListener(
     raw.add(socket);
     socket.once('close', () => raw.delete(socket));
     socket.on('error', (err) => log.debug({ err: err.message }, 'auth API connection error'));
-    const admit = { verifier, log, peekTimeoutMs: opts.peekTimeoutMs };
+    const admit = { addresses: clientAddrs, verifier, log, peekTimeoutMs: opts.peekTimeoutMs };
     admitConnection(socket, (admitted) => server.emit('connection', admitted), admit);
   });
   const address = await listenOn(front, listen, 'auth API');
