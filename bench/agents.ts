@@ -32,8 +32,8 @@ import { VERSION } from '../src/api/version.ts';
 import { AuthServer } from '../src/auth/server.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { generateTLSKey } from '../src/crypto/x509.ts';
-import { startTunnelAgent, type TunnelAgent } from '../src/tunnel/agent.ts';
-import { HEARTBEAT_INTERVAL_MS, startHeartbeats } from '../src/agent/heartbeats.ts';
+import { startTunnelClient, type TunnelClient } from '../src/tunnel/client.ts';
+import { HEARTBEAT_INTERVAL_MS, startHeartbeats } from '../src/host/heartbeats.ts';
 import type { Node } from '../src/api/types.ts';
 import { BENCH_LOGIN, ensureBenchLogin } from './ssh.ts';
 
@@ -153,7 +153,7 @@ interface SimStats { connected: number; sent: number; failed: number; latencies:
 if (process.env.BENCH_SIMS) {
   const { from, proxyAddr, authAddr } = JSON.parse(process.env.BENCH_SIMS) as { from: number; proxyAddr: string; authAddr: string };
   const certs = JSON.parse(readFileSync(join(DIR, 'agent-certs-v2.json'), 'utf8')) as CertCache;
-  const tunnels: TunnelAgent[] = [];
+  const tunnels: TunnelClient[] = [];
   const hb = { sent: 0, failed: 0, latencies: [] as number[] };
   const answered = new Set<number>();
   let errors: Record<string, number> = {};
@@ -168,8 +168,8 @@ if (process.env.BENCH_SIMS) {
   const startSim = (i: number) => {
     const { hostId, certPem } = certs.certs[i]!;
     const tls = { keyPem: certs.keyPem, certPem, caPems: [certs.caPem] };
-    // A node's own reconnect backoff (startTunnelAgent's defaults), so that --restart-proxy sees a real fleet's storm.
-    tunnels.push(startTunnelAgent({ proxyAddrs: () => [proxyAddr], tls, onConnection: (s) => s.destroy(), log }));
+    // A node's own reconnect backoff (startTunnelClient's defaults), so that --restart-proxy sees a real fleet's storm.
+    tunnels.push(startTunnelClient({ proxyAddrs: () => [proxyAddr], tls, onConnection: (s) => s.destroy(), log }));
     const client: AuthClient = createAuthClient({ addr: authAddr, identity: tls, timeoutMs: 30_000 });
     const node: Node = { kind: 'node', version: 'v1', metadata: { name: hostId, labels: { bench: 'agents' } }, spec: { hostname: `sim-${i}`, addr: '', tunnel: true, version: VERSION } };
     const onAnswer = (ms: number, err?: Error) => {

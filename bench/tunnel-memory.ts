@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { pino } from 'pino';
 import { createTLSCA } from '../src/crypto/x509.ts';
-import { startTunnelAgent } from '../src/tunnel/agent.ts';
+import { startTunnelClient } from '../src/tunnel/client.ts';
 import { createTunnelServer } from '../src/tunnel/server.ts';
 import { hostCert } from './hostcert.ts';
 
@@ -41,7 +41,7 @@ if (role === 'proxy') {
   const agents = [];
   for (let i = 0; i < n; i++) {
     const cert = await hostCert(ca, `node-${i}`, ['node']);
-    agents.push(startTunnelAgent({ proxyAddrs: () => [`127.0.0.1:${port}`], tls: { ...cert, caPems: [ca.certPem] }, onConnection: (s) => s.destroy(), log }));
+    agents.push(startTunnelClient({ proxyAddrs: () => [`127.0.0.1:${port}`], tls: { ...cert, caPems: [ca.certPem] }, onConnection: (s) => s.destroy(), log }));
     if (i % 200 === 199) await new Promise((r) => setTimeout(r, 50));
   }
   const deadline = Date.now() + 120_000;

@@ -1,5 +1,5 @@
 // The reverse tunnel's data path against what its bytes travelled in before: a Node TLS 1.3 connection.
-// - Ward: a real tunnel over loopback (createTunnelServer behind a net listener, startTunnelAgent dialling it:
+// - Ward: a real tunnel over loopback (createTunnelServer behind a net listener, startTunnelClient dialling it:
 //   TLS handshake, then records.ts and the multiplexer), one stream dialled through it.
 // - Reference: a mutual TLS 1.3 connection over loopback between the same certificates, no multiplexer.
 // Both ends run in this process, so CPU per GiB counts both. Also the two AEADs Node offers, per 64 KiB record,
@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { createTLSCA } from '../src/crypto/x509.ts';
-import { startTunnelAgent } from '../src/tunnel/agent.ts';
+import { startTunnelClient } from '../src/tunnel/client.ts';
 import { createTunnelServer } from '../src/tunnel/server.ts';
 import { hostCert } from './hostcert.ts';
 import { printTable, result, type BenchResult } from './result.ts';
@@ -99,7 +99,7 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
   const listener = net.createServer((s) => tunnels.handle(s.on('error', () => undefined)));
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');
-  const agent = startTunnelAgent({
+  const agent = startTunnelClient({
     proxyAddrs: () => [`127.0.0.1:${(listener.address() as net.AddressInfo).port}`],
     tls: { ...nodeCert, caPems: [ca.certPem] },
     onConnection: (stream, meta) => serve(stream, meta.target),

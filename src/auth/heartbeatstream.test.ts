@@ -1,6 +1,6 @@
 // The HeartbeatStream server's own reading and writing (heartbeatstream.ts) against hostile or broken hosts, on a
 // real HTTP/2 server and client: what a host that stops reading, stops mid-message or falls silent costs it. Who may
-// heartbeat, and what is stored, are agent/heartbeats.test.ts's, against the real listener.
+// heartbeat, and what is stored, are host/heartbeats.test.ts's, against the real listener.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http2 from 'node:http2';

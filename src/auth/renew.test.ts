@@ -1,6 +1,6 @@
 // Host certificate renewal (RenewHostCerts): a host gets its own certificate again from the host CA's signing key,
 // for exactly the names in its TLS certificate; another host's certificate, a user certificate, a name the TLS
-// certificate does not carry, or junk are refused. And when a host asks (agent/renewal.ts).
+// certificate does not carry, or junk are refused. And when a host asks (host/renewal.ts).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import pino from 'pino';
 import { systemClock } from '../api/clock.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { generateClientKeys } from '../api/keys.ts';
-import { needsRenewal } from '../agent/renewal.ts';
+import { needsRenewal } from '../host/renewal.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';

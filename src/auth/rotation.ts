@@ -7,7 +7,7 @@
 //   nodes and proxies through their watch-fed caches, clients through the known_hosts lines and CA bundle `wsh
 //   login` writes, outside tools through `wctl auth export`. Certificates are still signed with the old key.
 // - update_clients: the new key signs; the old one stays trusted, so certificates issued before keep working.
-// - update_servers: nodes and proxies move their host certificates to the signing key (agent/renewal.ts). For
+// - update_servers: nodes and proxies move their host certificates to the signing key (host/renewal.ts). For
 //   the user CA nothing changes; it is the last point to roll back with every old certificate still valid.
 // - standby: the old key is dropped and no longer trusted: certificates it signed stop working.
 // Rolling back from any phase before standby leaves the old key alone in the CA, as before the rotation (and

@@ -107,7 +107,7 @@ export class AuthServer {
   get secondFactor(): SecondFactorMode {
     return this.config.secondFactor ?? 'off';
   }
-  /** Hosts renew their certificates when a third of this is left (agent/renewal.ts). */
+  /** Hosts renew their certificates when a third of this is left (host/renewal.ts). */
   get hostCertTTLMs(): number {
     return this.config.hostCertTTLMs ?? HOST_CERT_TTL_MS;
   }

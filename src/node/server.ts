@@ -1,6 +1,6 @@
 // The Node Service's SSH server: the sshd replacement on every Ward node. It authenticates users by
 // their Ward user certificate only, then hands each connection's channels to sessions (session.ts),
-// SFTP (sftp.ts), port forwarding (forward.ts) and agent forwarding (agent.ts).
+// SFTP (sftp.ts), port forwarding (forward.ts) and agent forwarding (agentforward.ts).
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import crypto from 'node:crypto';

@@ -6,23 +6,23 @@ import type { AuthClient } from '../api/client.ts';
 import type { Clock } from '../api/clock.ts';
 import type { Node } from '../api/types.ts';
 import { VERSION } from '../api/version.ts';
-import type { HostIdentity } from '../agent/identity.ts';
+import type { HostIdentity } from '../host/identity.ts';
 import { ResourceCache } from '../cache/resources.ts';
-import { startTunnelAgent, type TunnelAgent } from '../tunnel/agent.ts';
+import { startTunnelClient, type TunnelClient } from '../tunnel/client.ts';
 import { splitAddrList } from '../api/failover.ts';
-import { AuditForwarder } from '../agent/audit.ts';
+import { AuditForwarder } from '../host/audit.ts';
 import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import type { Role, SessionTracker } from '../api/types.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { describeLock, lockFor } from '../rbac/locks.ts';
-import { checkUserCert, sshCertGrants } from './access.ts';
+import { checkUserCert, sshCertGrants } from '../rbac/sshaccess.ts';
 import type { SessionHooks } from './connection.ts';
 import { createNodeSSHServer } from './server.ts';
 import { SessionRegistry, type LiveSession } from './live.ts';
 import { SessionReporter } from './reporter.ts';
-import { HEARTBEAT_INTERVAL_MS, startHeartbeats, type Heartbeats } from '../agent/heartbeats.ts';
-import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../agent/renewal.ts';
+import { HEARTBEAT_INTERVAL_MS, startHeartbeats, type Heartbeats } from '../host/heartbeats.ts';
+import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../host/renewal.ts';
 import { RecordingUploader, type RecordingMode } from './uploader.ts';
 import { advertisedHost } from '../config/listen.ts';
 import { startDynamicLabels, type LabelCommand } from './labels.ts';
@@ -157,9 +157,9 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   });
 
   // The node renews its certificates before they expire, and its SSH one when a host CA rotation reaches it through
-  // the cache (agent/renewal.ts); it presents them to new connections and keeps them. Connections open now keep theirs.
+  // the cache (host/renewal.ts); it presents them to new connections and keeps them. Connections open now keep theirs.
   let current = identity;
-  let tunnel: TunnelAgent | undefined;
+  let tunnel: TunnelClient | undefined;
   const renewal = startHostCertRenewal({
     cache,
     auth: cfg.auth,
@@ -196,7 +196,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   let door: ReturnType<typeof createProxyDoor> | undefined;
   if (cfg.bootstrapProxy) {
     const bootstrap = splitAddrList(cfg.bootstrapProxy);
-    tunnel = startTunnelAgent({
+    tunnel = startTunnelClient({
       // One tunnel per proxy. The bootstrap address is used only while no proxy is known: it may be a
       // load balancer in front of them, and two tunnels to one proxy would replace each other.
       proxyAddrs: () => {

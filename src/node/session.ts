@@ -8,7 +8,7 @@ import type { ConnContext } from './connection.ts';
 import { commandAs, defaultPath } from './osuser.ts';
 import { spawnPiped, spawnPty, type ExitResult, type RunningProcess } from './process.ts';
 import { sftpServerPath } from './sftp.ts';
-import { agentForwarder } from './agent.ts';
+import { agentForwarder } from './agentforward.ts';
 import { LiveSession, type JoinMode, type Participant } from './live.ts';
 import { SessionRecorder } from './recorder.ts';
 import { SftpRequestReader } from './sftpaudit.ts';

@@ -9,7 +9,7 @@ import { AccessDenied, ConnectionProblem, NotFound } from '../api/errors.ts';
 import type { Node } from '../api/types.ts';
 import { ALPN_NODE_SSH, hostIdentityMismatch, tlsTrustBundle } from '../api/nodessh.ts';
 import type { ResourceCache } from '../cache/resources.ts';
-import { canReachNode } from '../node/access.ts';
+import { canReachNode } from '../rbac/sshaccess.ts';
 import { describeLock, lockFor } from '../rbac/locks.ts';
 
 export interface TunnelDialer {

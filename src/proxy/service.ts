@@ -1,4 +1,4 @@
-// The Proxy Service: one public port (mux.ts) in front of the HTTPS API, the auth API pass-through,
+// The Proxy Service: one public port (portmux.ts) in front of the HTTPS API, the auth API pass-through,
 // SSH (jump host, and SSH inside TLS for wsh) and the agents' reverse tunnels. It holds a proxy host
 // identity and reads nodes, users and roles from a watch-fed cache.
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
@@ -12,7 +12,7 @@ import { encodeProxyHeader } from '../api/proxyheader.ts';
 import { certDer } from '../crypto/certinfo.ts';
 import type { ListenAddress } from '../config/listen.ts';
 import type { EdgeLimits } from './edgelimits.ts';
-import { startMux, spliceTo } from './mux.ts';
+import { startPortMux, spliceTo } from './portmux.ts';
 import type { ProxySSHServer } from './sshserver.ts';
 import { ALPN_PROXY_SSH, TLS_HANDSHAKE_TIMEOUT_MS } from './sshtls.ts';
 import { webHandler } from './web.ts';
@@ -107,7 +107,7 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   });
   redirect.headersTimeout = 10_000;
   redirect.requestTimeout = 10_000;
-  const mux = await startMux(
+  const mux = await startPortMux(
     cfg.listen,
     {
       tls: (socket, hello) => {

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../api/clock.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { verifySSHSignature } from '../crypto/sshkeys.ts';
-import { checkUserCert, sshCertGrants } from '../node/access.ts';
+import { checkUserCert, sshCertGrants } from '../rbac/sshaccess.ts';
 import { connectionSocket } from '../ssh/ssh2hooks.ts';
 import type { Grants, Router } from './router.ts';
 import { splice } from './splice.ts';

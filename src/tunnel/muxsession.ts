@@ -1,4 +1,4 @@
-// The I/O half of the tunnel multiplexer (wire format in mux.ts): one MuxSession per tunnel socket, one
+// The I/O half of the tunnel multiplexer (wire format in streammux.ts): one MuxSession per tunnel socket, one
 // MuxStream (muxstream.ts, a Node Duplex) per user connection. The proxy is the opener, the agent the
 // acceptor. Every buffer is bounded: a stream buffers at most its window, a session at most its session
 // window, and a peer that breaks a rule or stops reading our control replies loses the whole connection.
@@ -16,7 +16,7 @@ import {
   encodeHeader,
   type DialFields,
   type FrameHeader,
-} from './mux.ts';
+} from './streammux.ts';
 import { MuxStream, type StreamCarrier } from './muxstream.ts';
 
 export { MuxStream, StreamReset } from './muxstream.ts';

@@ -1,7 +1,7 @@
 // One user connection through a reverse tunnel (muxsession.ts owns the connection): a Node Duplex whose
 // writes spend the receiver's credit and whose reads return it, so existing callers pipe sockets through it.
 import { Duplex } from 'node:stream';
-import { FrameType, MAX_DATA_FRAME, MAX_WINDOW, MuxProtocolError, ResetCode } from './mux.ts';
+import { FrameType, MAX_DATA_FRAME, MAX_WINDOW, MuxProtocolError, ResetCode } from './streammux.ts';
 
 const EMPTY = Buffer.alloc(0);
 

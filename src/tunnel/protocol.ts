@@ -1,5 +1,5 @@
-// The wire contract of a reverse tunnel, shared by the agent (agent.ts) and the proxy (server.ts): ALPN name,
-// the dial metadata and its checks, and the multiplexer limits both ends use (frames: mux.ts). Pure.
+// The wire contract of a reverse tunnel, shared by the client (client.ts) and the proxy (server.ts): ALPN name,
+// the dial metadata and its checks, and the multiplexer limits both ends use (frames: streammux.ts). Pure.
 import type { MuxLimits } from './muxsession.ts';
 
 export const ALPN_REVERSE_TUNNEL = 'ward-reversetunnel';

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { createTLSCA, generateTLSKey, issueTLSCert } from '../crypto/x509.ts';
-import { startTunnelAgent, type TunnelAgent } from './agent.ts';
+import { startTunnelClient, type TunnelClient } from './client.ts';
 import { createTunnelServer, type TunnelServer } from './server.ts';
 
 const now = new Date();
@@ -103,7 +103,7 @@ describe('reverse tunnel', () => {
   let proxyTLS: { keyPem: string; certChainPem: string; caPems: string[] };
   let agentTLS: { keyPem: string; certPem: string; caPems: string[] };
   let proxy: TinyProxy;
-  let agent: TunnelAgent;
+  let agent: TunnelClient;
   const opened: { target: string; clientAddr: string }[] = [];
 
   before(async () => {
@@ -113,7 +113,7 @@ describe('reverse tunnel', () => {
     const a = await hostCert(ca, 'node-1', ['node']);
     agentTLS = { ...a, caPems: [ca.certPem] };
     proxy = await startTinyProxy(proxyTLS);
-    agent = startTunnelAgent({
+    agent = startTunnelClient({
       proxyAddrs: () => [`127.0.0.1:${proxy.port}`],
       tls: agentTLS,
       onConnection: (stream, meta) => {
@@ -189,7 +189,7 @@ describe('reverse tunnel', () => {
   it("refuses a user's stream past their limit on one tunnel in one line, while another user still gets through", async () => {
     const limited = await startTinyProxy(proxyTLS, { maxStreamsPerUser: 3 });
     // Streams the agent takes and never answers on: SSH connections that never authenticate.
-    const silentAgent = startTunnelAgent({
+    const silentAgent = startTunnelClient({
       proxyAddrs: () => [`127.0.0.1:${limited.port}`],
       tls: agentTLS,
       onConnection: (stream) => void stream.resume(),
@@ -240,7 +240,7 @@ describe('reverse tunnel', () => {
     const p2 = await startTinyProxy(proxyTLS, { onAgent: (hostId, up) => events.push(`${hostId} ${up ? 'up' : 'down'}`) });
     const served: string[] = [];
     const start = (name: string) =>
-      startTunnelAgent({
+      startTunnelClient({
         proxyAddrs: () => [`127.0.0.1:${p2.port}`],
         tls: agentTLS,
         onConnection: (stream) => {
@@ -252,7 +252,7 @@ describe('reverse tunnel', () => {
         backoff: { minMs: 30_000, maxMs: 30_000 },
       });
     const first = start('first');
-    const second = { agent: undefined as TunnelAgent | undefined };
+    const second = { agent: undefined as TunnelClient | undefined };
     try {
       await waitFor('the first session', () => first.connected().length === 1);
       second.agent = start('second');
@@ -276,7 +276,7 @@ describe('reverse tunnel', () => {
     const { log, lines } = capturingLog();
     const p3 = await startTinyProxy(proxyTLS, { log });
     let mine = agentTLS;
-    const a = startTunnelAgent({ proxyAddrs: () => [`127.0.0.1:${p3.port}`], tls: () => mine, onConnection: echo, log: silent, backoff: { minMs: 50, maxMs: 500 } });
+    const a = startTunnelClient({ proxyAddrs: () => [`127.0.0.1:${p3.port}`], tls: () => mine, onConnection: echo, log: silent, backoff: { minMs: 50, maxMs: 500 } });
     const peerCert = async (maxVersion?: tls.SecureVersion) => {
       const t = tls.connect({
         host: '127.0.0.1', port: p3.port, ALPNProtocols: ['ward-reversetunnel'], maxVersion,
@@ -352,7 +352,7 @@ describe('reverse tunnel', () => {
     }));
     await waitFor('two handshakes in progress', () => limited.tunnels.handshakesInProgress() === 2);
     const other = await hostCert(ca, 'node-shed', ['node']);
-    const agent = startTunnelAgent({
+    const agent = startTunnelClient({
       proxyAddrs: () => [`127.0.0.1:${limited.port}`], tls: { ...other, caPems: [ca.certPem] }, onConnection: echo, log: silent,
       backoff: { minMs: 20, maxMs: 50 },
     });
@@ -394,7 +394,7 @@ describe('reverse tunnel', () => {
 
   it('ends the streams of an agent that closes', async () => {
     const other = await hostCert(ca, 'node-2', ['node']);
-    const a2 = startTunnelAgent({ proxyAddrs: () => [`127.0.0.1:${proxy.port}`], tls: { ...other, caPems: [ca.certPem] }, onConnection: echo, log: silent });
+    const a2 = startTunnelClient({ proxyAddrs: () => [`127.0.0.1:${proxy.port}`], tls: { ...other, caPems: [ca.certPem] }, onConnection: echo, log: silent });
     await waitFor('node-2', () => proxy.tunnels.agents().includes('node-2'));
     const stream = await proxy.tunnels.dial('node-2', { clientAddr: '1.2.3.4:5', target: 'x:22' });
     stream.on('error', () => {});
@@ -424,7 +424,7 @@ describe('reverse tunnel', () => {
     await once(relay, 'listening');
     const other = await hostCert(ca, 'node-3', ['node']);
     const { log, lines } = capturingLog();
-    const a = startTunnelAgent({
+    const a = startTunnelClient({
       proxyAddrs: () => [`127.0.0.1:${(relay.address() as net.AddressInfo).port}`],
       tls: { ...other, caPems: [ca.certPem] },
       onConnection: echo,
@@ -451,7 +451,7 @@ describe('reverse tunnel', () => {
     const proxyLog = capturingLog();
     const p2 = await startTinyProxy(proxyTLS, { log: proxyLog.log });
     const agentLog = capturingLog();
-    const bad = startTunnelAgent({
+    const bad = startTunnelClient({
       proxyAddrs: () => [`127.0.0.1:${p2.port}`],
       tls: { ...impostor, caPems: [ca.certPem] },
       onConnection: echo,
@@ -477,7 +477,7 @@ describe('reverse tunnel', () => {
     const fakeProxy = await startTinyProxy({ keyPem: fake.keyPem, certChainPem: fake.certPem + ca.certPem, caPems: [ca.certPem] });
     const { log, lines } = capturingLog();
     const reached: string[] = [];
-    const a = startTunnelAgent({
+    const a = startTunnelClient({
       proxyAddrs: () => [`127.0.0.1:${fakeProxy.port}`],
       tls: agentTLS,
       onConnection: (stream) => {
@@ -503,7 +503,7 @@ describe('reverse tunnel', () => {
     const other = await hostCert(ca, 'proxy-x', ['proxy'], 'elsewhere');
     const otherProxy = await startTinyProxy({ keyPem: other.keyPem, certChainPem: other.certPem + ca.certPem, caPems: [ca.certPem] });
     const { log, lines } = capturingLog();
-    const a = startTunnelAgent({ proxyAddrs: () => [`127.0.0.1:${otherProxy.port}`], tls: agentTLS, onConnection: echo, log, backoff: { minMs: 20, maxMs: 50 } });
+    const a = startTunnelClient({ proxyAddrs: () => [`127.0.0.1:${otherProxy.port}`], tls: agentTLS, onConnection: echo, log, backoff: { minMs: 20, maxMs: 50 } });
     try {
       await waitFor('the refusal', () => lines.some((l) => l.includes('proxy belongs to cluster elsewhere')));
       assert.deepEqual(a.connected(), []);

@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { newHostKeys } from '../../src/agent/identity.ts';
+import { newHostKeys } from '../../src/host/identity.ts';
 import { ALPN_AUTH, fromRPCError } from '../../src/api/client.ts';
 import { AuthService } from '../../src/api/gen/ward/auth/v1/auth_pb.ts';
 import { encodeProxyHeader } from '../../src/api/proxyheader.ts';

@@ -8,7 +8,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { newHostKeys } from '../../src/agent/identity.ts';
+import { newHostKeys } from '../../src/host/identity.ts';
 import type { TLSIdentity } from '../../src/api/client.ts';
 import { ALPN_NODE_SSH } from '../../src/api/nodessh.ts';
 import { cleanup, delay, makeTempDir, poll, run, type Cluster, type RunResult } from '../harness.ts';

@@ -1,5 +1,5 @@
 // Wiring of the Proxy Service. Next to its auth server in one process, its identity comes straight from
-// the auth server; a standalone proxy joins with a token (agent.ts) and keeps its identity in the data
+// the auth server; a standalone proxy joins with a token (hostprocess.ts) and keeps its identity in the data
 // dir. Either way everything else it learns through the Auth API, failing over between auth servers.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -14,9 +14,9 @@ import { edgeLimitRules, type WardConfig } from '../../config/schema.ts';
 import { EdgeLimits } from '../../proxy/edgelimits.ts';
 import type { AuthServer } from '../../auth/server.ts';
 import { issueHostIdentity } from '../../auth/join.ts';
-import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../../agent/renewal.ts';
+import { hostKeysOf, startHostCertRenewal, tlsIdentityOf } from '../../host/renewal.ts';
 import { issuerOf } from '../../api/rotation.ts';
-import { hostIdentity, newHostKeys, type HostIdentity } from '../../agent/identity.ts';
+import { hostIdentity, newHostKeys, type HostIdentity } from '../../host/identity.ts';
 import { generateTLSKey } from '../../crypto/x509.ts';
 import { ResourceCache } from '../../cache/resources.ts';
 import { describeLock, lockFor } from '../../rbac/locks.ts';
@@ -25,7 +25,7 @@ import { startProxy } from '../../proxy/service.ts';
 import { createProxySSHServer } from '../../proxy/sshserver.ts';
 import { createSSHOverTLSServer } from '../../proxy/sshtls.ts';
 import { createTunnelServer } from '../../tunnel/server.ts';
-import { startHeartbeats, type Heartbeats } from '../../agent/heartbeats.ts';
+import { startHeartbeats, type Heartbeats } from '../../host/heartbeats.ts';
 import type { Proxy } from '../../api/types.ts';
 import { VERSION } from '../../api/version.ts';
 
@@ -146,7 +146,7 @@ export async function startProxyService(
     throw err;
   });
   // The proxy renews its certificates before they expire, and its SSH one (for `ssh -J`) when a host CA rotation
-  // reaches it through the cache (agent/renewal.ts). Every server it runs takes them for the handshakes that follow.
+  // reaches it through the cache (host/renewal.ts). Every server it runs takes them for the handshakes that follow.
   let heartbeats: Heartbeats | undefined;
   const renewal = startHostCertRenewal({
     cache,

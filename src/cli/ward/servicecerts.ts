@@ -1,9 +1,9 @@
 // Certificates of the services `ward start` runs next to the auth server in one process (the auth API's own, the
 // local administrator's): issued at every start for the cluster's host certificate TTL, and issued again in process
-// when a third of it is left, as agents renew theirs (agent/renewal.ts), so a process that runs longer keeps working.
+// when a third of it is left, as agents renew theirs (host/renewal.ts), so a process that runs longer keeps working.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { nextCheckIn, recordCertExpiry, renewalDue, retryDelay } from '../../agent/renewal.ts';
+import { nextCheckIn, recordCertExpiry, renewalDue, retryDelay } from '../../host/renewal.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
 export function keepServiceCertFresh(opts: {

@@ -22,12 +22,12 @@ import { fingerprintSPKI } from '../../crypto/x509.ts';
 import { ResourceService } from '../../services/resources.ts';
 import { randomUUID } from 'node:crypto';
 import { issueHostIdentity } from '../../auth/join.ts';
-import { defaultHostname, hostIdentity, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../agent/identity.ts';
+import { defaultHostname, hostIdentity, loadHostIdentity, newHostKeys, saveHostIdentity } from '../../host/identity.ts';
 import { startLocalProxy, serviceIdentity } from './proxy.ts';
 import { keepServiceCertFresh } from './servicecerts.ts';
 import { newRegistry, startDiagServer } from '../../diag/server.ts';
 import { watchDescriptors } from '../../diag/descriptors.ts';
-import { startAgentProcess, startConfiguredNode } from './agent.ts';
+import { startHostProcess, startConfiguredNode } from './hostprocess.ts';
 import type { WardProcess } from './wardprocess.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
@@ -79,7 +79,7 @@ export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; lo
 
 async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Promise<WardProcess> {
   const metrics = cfg.ward.diag_addr ? newRegistry() : undefined;
-  if (!cfg.auth_service.enabled) return startAgentProcess(cfg, dataDir, log, metrics);
+  if (!cfg.auth_service.enabled) return startHostProcess(cfg, dataDir, log, metrics);
   const closers: Array<() => Promise<void>> = [];
   let nodeAddr: string | undefined;
   const close = async () => {
@@ -175,7 +175,7 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
       const hostname = cfg.ssh_service.hostname ?? defaultHostname();
       let identity = loadHostIdentity(dataDir, 'node');
       const sameCluster = identity?.cluster === clusterName;
-      // A node renews its own certificates while it runs (agent/renewal.ts); one that expired while the process was
+      // A node renews its own certificates while it runs (host/renewal.ts); one that expired while the process was
       // stopped cannot, so it gets new ones here, under the same host id.
       const expired = !!identity && Date.now() >= certValidity(identity.tlsCert).notAfter;
       if (!identity || !sameCluster || expired) {

@@ -11,14 +11,14 @@ import { createAuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
-import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type HostIdentity } from '../../agent/identity.ts';
+import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type HostIdentity } from '../../host/identity.ts';
 import { startNodeService } from '../../node/service.ts';
-import { expiredMessage, tlsIdentityOf } from '../../agent/renewal.ts';
+import { expiredMessage, tlsIdentityOf } from '../../host/renewal.ts';
 import type { WardProcess } from './wardprocess.ts';
 import { proxyAddresses, startProxyService } from './proxy.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
-export async function startAgentProcess(cfg: WardConfig, dataDir: string, log: Logger, metrics?: Registry): Promise<WardProcess> {
+export async function startHostProcess(cfg: WardConfig, dataDir: string, log: Logger, metrics?: Registry): Promise<WardProcess> {
   if (!cfg.ssh_service.enabled && !cfg.proxy_service.enabled) throw new BadParameter('nothing to run: enable auth_service, proxy_service or ssh_service');
   const authServer = cfg.ward.auth_server;
   if (!authServer) throw new BadParameter('a process without an auth server needs ward.auth_server (or --auth-server HOST:PORT[,HOST:PORT...])');

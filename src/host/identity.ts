@@ -1,6 +1,6 @@
-// An agent's host identity: joined once with a token (the CA pin checked before the token leaves the
+// A joined host's identity: joined once with a token (the CA pin checked before the token leaves the
 // host), then kept in the data dir so restarts reuse it. Holds the host key and certificate for SSH
-// and the key and certificate for TLS, plus the CAs the agent trusts.
+// and the key and certificate for TLS, plus the CAs the host trusts.
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';

@@ -9,8 +9,8 @@ import { parseCertificate, verifyCertificate, type SSHCertificate } from '../cry
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { ConnectionProblem } from '../api/errors.ts';
-import { AccessChecker } from '../rbac/checker.ts';
-import { describeLock, lockFor } from '../rbac/locks.ts';
+import { AccessChecker } from './checker.ts';
+import { describeLock, lockFor } from './locks.ts';
 
 export type AccessDecision =
   | {

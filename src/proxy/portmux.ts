@@ -6,13 +6,13 @@ import type { Logger } from 'pino';
 import { listenOn, type ListenAddress } from '../config/listen.ts';
 import { MAX_RECORD, peekClientHello, type ClientHelloInfo } from './clienthello.ts';
 
-export interface MuxRoutes {
+export interface PortMuxRoutes {
   tls(socket: net.Socket, hello: ClientHelloInfo): void;
   ssh?(socket: net.Socket): void;
   http(socket: net.Socket): void;
 }
 
-export interface Mux {
+export interface PortMux {
   address: ListenAddress;
   close(): Promise<void>;
 }
@@ -26,7 +26,7 @@ const HTTP_METHODS = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
  */
 const END_GRACE_MS = 2_000;
 
-export async function startMux(listen: string, routes: MuxRoutes, log: Logger, peekTimeoutMs = 10_000): Promise<Mux> {
+export async function startPortMux(listen: string, routes: PortMuxRoutes, log: Logger, peekTimeoutMs = 10_000): Promise<PortMux> {
   const sockets = new Set<net.Socket>();
   // noDelay: the proxy relays SSH and TLS handshakes, whose small back-to-back writes Nagle would hold
   // for a delayed ACK (the node listener and the proxy's dial to it already set it).

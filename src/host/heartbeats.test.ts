@@ -1,4 +1,4 @@
-// Heartbeats on one long-lived stream (agent/heartbeats.ts and the auth server's HeartbeatStream), in process against
+// Heartbeats on one long-lived stream (host/heartbeats.ts and the auth server's HeartbeatStream), in process against
 // the real mutual-TLS Auth API: what the auth server stores and refuses, and how a host keeps its stream when the
 // auth server restarts or its certificate is renewed.
 import assert from 'node:assert/strict';

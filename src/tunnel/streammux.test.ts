@@ -23,7 +23,7 @@ import {
   encodeHeader,
   parseHeader,
   type FrameHeader,
-} from './mux.ts';
+} from './streammux.ts';
 import { MuxSession, type MuxLimits, type MuxSessionOptions, type MuxStream } from './muxsession.ts';
 
 type Event = { frame: FrameHeader; payload?: Buffer } | { data: number; bytes: Buffer };

@@ -1,4 +1,4 @@
-// A host renewing its certificates before they expire (agent/renewal.ts): when it is due, how it retries, and, in
+// A host renewing its certificates before they expire (host/renewal.ts): when it is due, how it retries, and, in
 // process against a real auth listener with a 3-second host certificate TTL, that it renews both certificates for
 // the same keys, hands them over, and keeps calling the Auth API on new connections after the first one expired.
 import assert from 'node:assert/strict';

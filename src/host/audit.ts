@@ -1,4 +1,4 @@
-// What an agent saw, sent to the cluster's audit log. Each event is appended to a spool file on disk
+// What a joined host saw, sent to the cluster's audit log. Each event is appended to a spool file on disk
 // before the action it records goes ahead (a node killed with SIGKILL keeps it: the write is in the
 // page cache), and the spool is sent to the auth server in batches about once a second, then deleted.
 // Delivery is at least once: each event carries its uid from the start, so the rare resend after a

@@ -1,28 +1,28 @@
-// Agent side of reverse tunnels: a node (or db/app/kube agent) behind NAT keeps one outbound TLS connection
-// to every proxy and accepts multiplexed streams on it (muxsession.ts), so each proxy can open a stream per
-// user connection it routes to this agent. Connections are re-dialled with capped, jittered backoff and
+// Client side of reverse tunnels: a joined host (a node, or a db/app/kube service) behind NAT keeps one outbound
+// TLS connection to every proxy and accepts multiplexed streams on it (muxsession.ts), so each proxy can open a
+// stream per user connection it routes to this host. Connections are re-dialled with capped, jittered backoff and
 // kept alive with PINGs.
 import net, { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { identityFromPeerCert, readIdentity } from '../crypto/x509.ts';
-import type { DialFields } from './mux.ts';
+import type { DialFields } from './streammux.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
 import { RecordChannel } from './records.ts';
 import { ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, PING_TIMEOUT_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
 
-export interface AgentTLS {
+export interface TunnelClientTLS {
   keyPem: string;
   certPem: string;
   caPems: string[];
 }
 
-export interface TunnelAgentOptions {
+export interface TunnelClientOptions {
   /** `host:port` of every proxy; re-read before each (re)connect, so discovery can add and drop proxies. */
   proxyAddrs: () => string[];
   /** The agent's host certificate; a function is re-read on each (re)connect, so a renewed cert is picked up. */
-  tls: AgentTLS | (() => AgentTLS);
+  tls: TunnelClientTLS | (() => TunnelClientTLS);
   /** Called once per stream the proxy opens, after the agent has accepted it. The handler owns the stream. */
   onConnection(stream: Duplex, meta: DialMeta): void;
   log: Logger;
@@ -33,7 +33,7 @@ export interface TunnelAgentOptions {
   connectTimeoutMs?: number;
 }
 
-export interface TunnelAgent {
+export interface TunnelClient {
   close(): Promise<void>;
   /**
    * Dials every proxy again with the current certificate (`tls` is re-read: a renewed one) while the tunnels up now
@@ -53,7 +53,7 @@ interface ProxyLink {
   up: boolean;
 }
 
-export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
+export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
   const { log } = opts;
   const minMs = opts.backoff?.minMs ?? 200;
   const maxMs = opts.backoff?.maxMs ?? 10_000;
@@ -71,7 +71,7 @@ export function startTunnelAgent(opts: TunnelAgentOptions): TunnelAgent {
    * and a renewal hands new material, which gets a new context.
    */
   let context: { material: string; value: tls.SecureContext } | undefined;
-  function secureContextFor(cfg: AgentTLS): tls.SecureContext {
+  function secureContextFor(cfg: TunnelClientTLS): tls.SecureContext {
     const material = `${cfg.keyPem}\0${cfg.certPem}\0${cfg.caPems.join('\0')}`;
     if (context?.material !== material) {
       // The records take their keys from the TLS 1.3 exporter (records.ts).
