@@ -204,3 +204,36 @@ describe('ssh2 internals', () => {
     assert.deepEqual(found.filter((u) => !u.startsWith(`${ADAPTER}:`)), [], 'ssh2 internals outside the adapter');
   });
 });
+
+// Services share code through packages below them, never sideways (STYLE.md 21): the proxy and the node check a
+// user certificate with src/rbac, not with each other's code; only auth touches the backend; the tunnel knows no
+// auth; crypto and backend sit on src/api alone. Tests are exempt: a test may wire a real auth server to a proxy.
+const BOUNDARIES: Array<{ from: string; never?: string[]; only?: string[] }> = [
+  { from: 'src/proxy/', never: ['src/node/', 'src/auth/', 'src/backend/', 'src/services/'] },
+  { from: 'src/node/', never: ['src/proxy/', 'src/auth/', 'src/backend/', 'src/services/'] },
+  { from: 'src/tunnel/', never: ['src/auth/', 'src/backend/', 'src/node/', 'src/proxy/'] },
+  { from: 'src/host/', never: ['src/auth/', 'src/backend/', 'src/node/', 'src/proxy/'] },
+  { from: 'src/rbac/', never: ['src/auth/', 'src/backend/', 'src/node/', 'src/proxy/'] },
+  { from: 'src/crypto/', only: ['src/crypto/', 'src/api/'] },
+  { from: 'src/backend/', only: ['src/backend/', 'src/api/'] },
+];
+
+describe('package boundaries', () => {
+  const edges = [...srcGraph()]
+    .filter(([file]) => !file.endsWith('.test.ts'))
+    .flatMap(([file, targets]) => targets.map((target) => ({ file, target })));
+
+  for (const rule of BOUNDARIES) {
+    const what = rule.never ? `never imports ${rule.never.join(', ')}` : `imports only ${rule.only!.join(', ')}`;
+    it(`${rule.from} ${what}`, () => {
+      const mine = edges.filter(({ file }) => file.startsWith(rule.from));
+      assert.ok(mine.length > 0, `the walk found ${rule.from}`);
+      const bad = mine
+        .filter(({ target }) =>
+          rule.never ? rule.never.some((p) => target.startsWith(p)) : !rule.only!.some((p) => target.startsWith(p)),
+        )
+        .map(({ file, target }) => `${file} -> ${target}`);
+      assert.deepEqual(bad, [], `${rule.from} crosses a package boundary`);
+    });
+  }
+});
