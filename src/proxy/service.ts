@@ -74,9 +74,18 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
   let signer = headerSigner(cfg.tls);
   // TLS ends at the auth server, which would see this proxy as every client's peer: the header tells it the client's
   // address, signed so that no one else can claim one (api/proxyheader.ts, auth/connsource.ts).
-  const authHeader = (clientAddr: string, clientPort: number) => () => {
-    const fields = { clientAddr, clientPort, timeMs: Date.now(), nonce: randomBytes(16), certDer: signer.certDer };
-    return encodeProxyHeader(fields, signer.key);
+  // Written once per connection, when it is spliced: any dial that follows is well inside the header's minute.
+  const authHeader = (socket: net.Socket): Buffer | undefined => {
+    const clientAddr = socket.remoteAddress;
+    // A client gone before it is spliced has no address left to vouch for.
+    if (!clientAddr) return undefined;
+    const fields = { clientAddr, clientPort: socket.remotePort ?? 0, timeMs: Date.now(), nonce: randomBytes(16) };
+    try {
+      return encodeProxyHeader({ ...fields, certDer: signer.certDer }, signer.key);
+    } catch (err) {
+      log.warn({ err: (err as Error).message, remote_addr: clientAddr }, 'cannot vouch for a client address');
+      return undefined;
+    }
   };
   const webSessions = new WebSessions(cfg.auth, formatHostPort(cfg.authAddr), cfg.webIdleTimeoutSeconds);
   const web = http2.createSecureServer(
@@ -116,10 +125,9 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
           // RegisterUsingToken among them): it limits the connections each address opens. A refused one is
           // closed before a byte reaches auth.
           if (cfg.limits && !cfg.limits.admit('auth_connect', socket.remoteAddress ?? '').allowed) return socket.destroy();
-          // A client gone before it is spliced has no address left to vouch for.
-          if (!socket.remoteAddress) return socket.destroy();
-          const header = authHeader(socket.remoteAddress, socket.remotePort ?? 0);
-          return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log, header);
+          const header = authHeader(socket);
+          if (!header) return socket.destroy();
+          return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log, () => header);
         }
         if (hello.alpn.includes(ALPN_PROXY_SSH) && cfg.sshOverTLS) return cfg.sshOverTLS.emit('connection', socket);
         if (hello.alpn.includes(ALPN_TUNNEL) && cfg.tunnels) return cfg.tunnels.handle(socket);
