@@ -12,6 +12,7 @@ import { createContextValues } from '@connectrpc/connect';
 import { compressionGzip, connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Compression } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
+import { Gauge } from 'prom-client';
 import { authRoutes, clientAddrKey, heartbeatStreamHandling, socketKey, type AuthRouteOptions } from './api.ts';
 import { isPlainHeartbeatStream, serveHeartbeatStream } from './heartbeatstream.ts';
 import type { AuthServer } from './server.ts';
@@ -137,6 +138,16 @@ export async function startAuthListener(
       return lock && describeLock(lock);
     },
   });
+  if (opts.metrics && !opts.metrics.getSingleMetric('ward_auth_proxy_header_nonces')) {
+    new Gauge({
+      name: 'ward_auth_proxy_header_nonces',
+      help: 'Nonces of proxy headers the auth server remembers to refuse replays (bounded at 100,000)',
+      registers: [opts.metrics],
+      collect() {
+        this.set(verifier.nonceCount);
+      },
+    });
+  }
   // The TLS server listens through this one, which first learns each connection's client address.
   const raw = new Set<Socket>();
   const front = net.createServer((socket) => {
