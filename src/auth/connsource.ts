@@ -8,7 +8,7 @@ import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Clock } from '../api/clock.ts';
-import { AccessDenied } from '../api/errors.ts';
+import { AccessDenied, BadParameter } from '../api/errors.ts';
 import {
   MAX_PROXY_HEADER_BYTES, mayBeProxyHeader, parseProxyHeader, verifyProxyHeaderSignature, type ProxyHeader,
 } from '../api/proxyheader.ts';
@@ -161,12 +161,15 @@ export function admitConnection(socket: Socket, tls: (socket: Socket) => void, o
   let decided = false;
   const deadline = opts.peekTimeoutMs ?? PEEK_TIMEOUT_MS;
   const timer = setTimeout(() => close('no TLS handshake or proxy header in time'), deadline);
-  function close(why: string, forged = false): void {
+  function close(why: string, level: 'forged' | 'unchecked' | 'quiet' = 'quiet'): void {
     decided = true;
     clearTimeout(timer);
     socket.off('data', onData);
-    if (forged) log.warn({ remote_addr: socket.remoteAddress, reason: why }, 'refused a forged proxy header');
-    else log.debug({ remote_addr: socket.remoteAddress, reason: why }, 'auth API connection closed before TLS');
+    const fields = { remote_addr: socket.remoteAddress, reason: why };
+    if (level === 'forged') log.warn(fields, 'refused a forged proxy header');
+    // Fail closed: a header whose proxy could not be checked for locks (the backend away) is not taken.
+    else if (level === 'unchecked') log.warn(fields, 'could not check a proxy header; connection closed');
+    else log.debug(fields, 'auth API connection closed before TLS');
     socket.destroy();
   }
   function handOver(clientAddr: string, rest: Buffer): void {
@@ -187,10 +190,10 @@ export function admitConnection(socket: Socket, tls: (socket: Socket) => void, o
     if (!mayBeProxyHeader(head)) return close('neither TLS nor a proxy header');
     const parsed = parseProxyHeader(head);
     if (parsed.status === 'incomplete') {
-      if (head.length > MAX_PROXY_HEADER_BYTES) close('proxy header is too long', true);
+      if (head.length > MAX_PROXY_HEADER_BYTES) close('proxy header is too long', 'forged');
       return;
     }
-    if (parsed.status === 'invalid') return close(parsed.reason, true);
+    if (parsed.status === 'invalid') return close(parsed.reason, 'forged');
     decided = true;
     socket.off('data', onData);
     socket.pause();
@@ -200,7 +203,10 @@ export function admitConnection(socket: Socket, tls: (socket: Socket) => void, o
         if (socket.destroyed) return clearTimeout(timer);
         handOver(clientAddr, rest);
       },
-      (err: unknown) => close(err instanceof AccessDenied ? err.message : String(err), true),
+      (err: unknown) => {
+        if (err instanceof AccessDenied || err instanceof BadParameter) close(err.message, 'forged');
+        else close(String(err), 'unchecked');
+      },
     );
   }
   socket.on('data', onData);
