@@ -27,7 +27,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { createAuthClient, type AuthClient } from '../src/api/client.ts';
-import { systemClock } from '../src/api/clock.ts';
+import { systemClock } from '../src/time/clock.ts';
 import { VERSION } from '../src/api/version.ts';
 import { AuthServer } from '../src/auth/server.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';

@@ -13,7 +13,7 @@ import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import pino from 'pino';
 import { createAuthClient, type TLSIdentity } from '../src/api/client.ts';
-import { systemClock } from '../src/api/clock.ts';
+import { systemClock } from '../src/time/clock.ts';
 import { AuthService } from '../src/api/gen/ward/auth/v1/auth_pb.ts';
 import { startAuthListener } from '../src/auth/listener.ts';
 import { AuthServer } from '../src/auth/server.ts';

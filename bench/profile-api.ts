@@ -7,14 +7,14 @@ import pino from 'pino';
 import { AuthServer } from '../src/auth/server.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { createAuthClient } from '../src/api/client.ts';
-import { generateClientKeys } from '../src/api/keys.ts';
+import { generateClientKeys } from '../src/crypto/clientkeys.ts';
 import { generateTLSKey } from '../src/crypto/x509.ts';
 import { join } from 'node:path';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { startAuthListener } from '../src/auth/listener.ts';
-import { systemClock } from '../src/api/clock.ts';
+import { systemClock } from '../src/time/clock.ts';
 import { tmpdir } from 'node:os';
 
 async function client(): Promise<void> {

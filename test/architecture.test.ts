@@ -1,5 +1,5 @@
-// Clients never import servers (STYLE.md 12): wsh and wctl reach only src/api, src/crypto and src/cli,
-// so they stay small and cannot touch a backend or a CA key by accident.
+// Clients never import servers (STYLE.md 12): wsh and wctl reach only src/api, src/crypto, src/time, src/cli and
+// the atomic file writer, so they stay small and cannot touch a backend or a CA key by accident.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -37,7 +37,11 @@ function sourceFiles(dir: string, pattern: RegExp): string[] {
   });
 }
 
-const ALLOWED = ['src/api/', 'src/crypto/', 'src/cli/wsh/', 'src/cli/wctl/', 'src/cli/run.ts', 'src/cli/table.ts', 'src/cli/prompt.ts', 'src/cli/recordings.ts', 'src/events/asciicast.ts'];
+const ALLOWED = [
+  'src/api/', 'src/crypto/', 'src/time/', 'src/cli/wsh/', 'src/cli/wctl/', 'src/cli/run.ts', 'src/cli/table.ts',
+  'src/cli/prompt.ts', 'src/cli/recordings.ts', 'src/cli/identity-file.ts', 'src/files/atomic-write.ts',
+  'src/events/asciicast.ts',
+];
 
 describe('client/server separation', () => {
   for (const client of ['wsh', 'wctl']) {
@@ -207,15 +211,19 @@ describe('ssh2 internals', () => {
 
 // Services share code through packages below them, never sideways (STYLE.md 21): the proxy and the node check a
 // user certificate with src/rbac, not with each other's code; only auth touches the backend; the tunnel knows no
-// auth; crypto and backend sit on src/api alone. Tests are exempt: a test may wire a real auth server to a proxy.
+// auth; crypto and backend sit on src/api and the leaf modules (time, files) alone, which sit on the error catalogue.
+// Tests are exempt: a test may wire a real auth server to a proxy.
 const BOUNDARIES: Array<{ from: string; never?: string[]; only?: string[] }> = [
   { from: 'src/proxy/', never: ['src/node/', 'src/auth/', 'src/backend/', 'src/services/'] },
   { from: 'src/node/', never: ['src/proxy/', 'src/auth/', 'src/backend/', 'src/services/'] },
   { from: 'src/tunnel/', never: ['src/auth/', 'src/backend/', 'src/node/', 'src/proxy/'] },
   { from: 'src/host/', never: ['src/auth/', 'src/backend/', 'src/node/', 'src/proxy/'] },
   { from: 'src/rbac/', never: ['src/auth/', 'src/backend/', 'src/node/', 'src/proxy/'] },
-  { from: 'src/crypto/', only: ['src/crypto/', 'src/api/'] },
-  { from: 'src/backend/', only: ['src/backend/', 'src/api/'] },
+  { from: 'src/crypto/', only: ['src/crypto/', 'src/api/', 'src/time/'] },
+  { from: 'src/backend/', only: ['src/backend/', 'src/api/', 'src/time/', 'src/files/'] },
+  { from: 'src/time/', only: ['src/time/', 'src/api/errors.ts'] },
+  { from: 'src/files/', only: ['src/files/', 'src/api/errors.ts'] },
+  { from: 'src/ratelimit/', only: ['src/ratelimit/', 'src/time/'] },
 ];
 
 describe('package boundaries', () => {

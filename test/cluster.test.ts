@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import { AccessDenied } from '../src/api/errors.ts';
-import { readIdentityFile } from '../src/api/identity-file.ts';
+import { readIdentityFile } from '../src/cli/identity-file.ts';
 import type { TLSIdentity } from '../src/api/client.ts';
-import { generateClientKeys } from '../src/api/keys.ts';
+import { generateClientKeys } from '../src/crypto/clientkeys.ts';
 import { createTLSCA, generateTLSKey, issueTLSCert } from '../src/crypto/x509.ts';
 import {
   BIN,

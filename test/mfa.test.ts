@@ -9,7 +9,7 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'otplib';
-import { generateClientKeys } from '../src/api/keys.ts';
+import { generateClientKeys } from '../src/crypto/clientkeys.ts';
 import { BIN, cleanup, startCluster, type Cluster, type RunResult } from './harness.ts';
 
 function ok(r: RunResult): string {

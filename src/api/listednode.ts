@@ -3,7 +3,7 @@
 // accepts only nodes in the exact form the auth server writes them (every field within nodeSchema's limits,
 // `expires` as toISOString() writes it) and hands anything else to nodeSchema, so it never accepts what the
 // schema refuses (listednode.test.ts compares the two). It loads no zod: that alone was ~15 ms of `wsh ls`.
-import { isCalendarDate } from './clock.ts';
+import { isCalendarDate } from '../time/clock.ts';
 import { NAME } from './names.ts';
 import type { Node } from './types.ts';
 

@@ -2,7 +2,7 @@
 // stored in the backend, sent over the Auth API and read/printed as YAML by wctl. Every resource that
 // crosses a trust boundary is parsed with these zod schemas; inside, code works on the typed values.
 import { z } from 'zod';
-import { parseDuration } from './duration.ts';
+import { parseDuration } from '../time/duration.ts';
 import { BadParameter } from './errors.ts';
 import { NAME } from './names.ts';
 

@@ -8,7 +8,7 @@ import { createAuthClient, type AuthClient } from '../api/client.ts';
 import { AccessDenied, NotFound } from '../api/errors.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { serviceIdentity, startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 import type { AuthServer } from './server.ts';
 

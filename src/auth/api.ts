@@ -34,7 +34,7 @@ import { webMethods } from './api-web.ts';
 import type { HeartbeatStreamOptions } from './heartbeatstream.ts';
 import { createUserToken, getUserToken } from './usertokens.ts';
 import { DEFAULT_JOIN_RULE, JoinLimits } from './joinlimits.ts';
-import type { BucketRule } from '../api/ratelimit.ts';
+import type { BucketRule } from '../ratelimit/buckets.ts';
 import type { Registry } from 'prom-client';
 
 export const socketKey = createContextKey<TLSSocket | undefined>(undefined);

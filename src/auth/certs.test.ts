@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { describe, it } from 'node:test';
 import { BadParameter } from '../api/errors.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { softwareSigner } from '../crypto/sshcert.ts';
 import { formatAuthorizedKey } from '../crypto/sshkeys.ts';
 import { SSHWriter } from '../crypto/sshwire.ts';

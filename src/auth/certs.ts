@@ -8,7 +8,7 @@ import { formatAuthorizedKey } from '../crypto/sshkeys.ts';
 import { issueTLSCert, type Identity, type TLSIssuer } from '../crypto/x509.ts';
 
 import { EXT_CLUSTER, EXT_ROLES, EXT_TRAITS } from '../api/certext.ts';
-import { CLOCK_SKEW_MS } from '../api/clock.ts';
+import { CLOCK_SKEW_MS } from '../time/clock.ts';
 
 
 export interface UserCertRequest {

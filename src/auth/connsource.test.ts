@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { ALPN_AUTH, createAuthClient, type TLSIdentity } from '../api/client.ts';
 import { AccessDenied } from '../api/errors.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { encodeProxyHeader, parseProxyHeader, type ProxyHeader, type ProxyHeaderFields } from '../api/proxyheader.ts';
 import { certDer } from '../crypto/certinfo.ts';
 import { serviceIdentity, startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';

@@ -7,7 +7,7 @@
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import {
   MAX_PROXY_HEADER_BYTES, mayBeProxyHeader, parseProxyHeader, verifyProxyHeaderSignature, type ProxyHeader,

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createAuthClient, type AuthClient, type TLSIdentity } from '../api/client.ts';
-import { FakeClock } from '../api/clock.ts';
+import { FakeClock } from '../time/clock.ts';
 import { AccessDenied, BadParameter, NotFound } from '../api/errors.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
 import { serviceIdentity, startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 import { NODE_TTL_MS } from './join.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { FakeClock } from '../api/clock.ts';
+import { FakeClock } from '../time/clock.ts';
 import { LimitExceeded } from '../api/errors.ts';
 import { JoinLimits } from './joinlimits.ts';
 

@@ -6,10 +6,10 @@
 // audited once per burst and every refusal is counted.
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import { LimitExceeded } from '../api/errors.ts';
-import { RateLimiter, type BucketRule, type Verdict } from '../api/ratelimit.ts';
-import { sourceKey } from '../api/sourceaddr.ts';
+import { RateLimiter, type BucketRule, type Verdict } from '../ratelimit/buckets.ts';
+import { sourceKey } from '../ratelimit/sourceaddr.ts';
 
 /** Joins one address may make at once, then per minute: a rack behind one NAT joins 50 hosts at once. */
 export const DEFAULT_JOIN_RULE: BucketRule = { burst: 50, perMinute: 120 };

@@ -5,7 +5,7 @@
 // by guessing from their own address. Every failed sign-in gets the same answer and costs the same
 // password hash, whatever failed: the name, the password, the second factor or the source's lock.
 import { AccessDenied, isWardError } from '../api/errors.ts';
-import { sourceKey } from '../api/sourceaddr.ts';
+import { sourceKey } from '../ratelimit/sourceaddr.ts';
 import type { User } from '../api/types.ts';
 import type { AuthServer, CertKeys, Certs } from './server.ts';
 import { failuresKey, passwordKey } from './server.ts';

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createAuthClient, type AuthClient, type TLSIdentity } from '../api/client.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { generateTLSKey, readIdentity, verifyChain } from '../crypto/x509.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';

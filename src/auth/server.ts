@@ -3,22 +3,23 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Backend, EventStore } from '../backend/backend.ts';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import { AccessDenied, BadParameter, NotFound } from '../api/errors.ts';
 import type { CAType, CertAuthority, Lock, Role, Token, User } from '../api/types.ts';
-import { AuditLog } from '../events/audit.ts';
+import type { AuditLog } from '../events/audit.ts';
 import { RecordingStore } from '../events/recordings.ts';
 import type { Registry } from 'prom-client';
 import { fingerprintSPKI } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import { describeLock, lockFor, type LockTarget } from '../rbac/locks.ts';
-import { deleteAllFactors, type SecondFactorMode } from './mfadevices.ts';
-import { ResourceService } from '../services/resources.ts';
+import type { SecondFactorMode } from './mfadevices.ts';
+import type { ResourceService } from '../services/resources.ts';
+import { Stores } from '../services/stores.ts';
 import { issueHostTLSCert, issueUserSSHCert, issueUserTLSCert, type HostCertRequest } from './certs.ts';
-import { ensureBuiltinRoles, ensureCAs, ensureSignInSecret } from './init.ts';
+import { ensureBuiltinRoles, ensureCAs } from './init.ts';
 import { presentedTLSCA, trustedTLSCAs, type RotationPhase } from '../api/rotation.ts';
 import { ROTATABLE, rotate } from './rotation.ts';
-import { SoftwareKeyStore } from './keystore.ts';
+import type { SoftwareKeyStore } from './keystore.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
 
 export { VERSION } from '../api/version.ts';
@@ -29,10 +30,9 @@ export { VERSION } from '../api/version.ts';
  */
 export const HOST_CERT_TTL_MS = 365 * 86_400_000;
 
+/** The auth server's settings (from ward.yaml's auth_service); its collaborators are AuthServerParts. */
 export interface AuthServerConfig {
   clusterName: string;
-  backend: Backend & EventStore;
-  clock: Clock;
   log: Logger;
   /** Failed logins in a row before the user is locked, and for how long. */
   lockout: { maxAttempts: number; durationMs: number };
@@ -46,6 +46,20 @@ export interface AuthServerConfig {
   webauthnRPID?: string;
   /** How long host certificates live (auth_service.host_cert_ttl); default HOST_CERT_TTL_MS, a year. */
   hostCertTTLMs?: number;
+}
+
+/**
+ * What an auth server is built from (STYLE.md 6): `ward start` wires these, and tests wire the same parts. The
+ * stores are built from `backend` in one place (services/stores.ts); decisions read the time from `clock` alone.
+ */
+export interface AuthServerParts {
+  backend: Backend & EventStore;
+  /** Signs with the CA keys; code never reads a CA private key outside it. */
+  keystore: SoftwareKeyStore;
+  clock: Clock;
+  /** Where audit events go; a failed write fails the operation. */
+  audit: AuditLog;
+  config: AuthServerConfig;
 }
 
 export interface Certs {
@@ -69,8 +83,12 @@ export class AuthServer {
   readonly nodes: ResourceService<'node'>;
   readonly proxies: ResourceService<'proxy'>;
   readonly cas: ResourceService<'cert_authority'>;
+  readonly stores: Stores;
+  readonly backend: Backend & EventStore;
+  readonly keystore: SoftwareKeyStore;
+  readonly clock: Clock;
   readonly audit: AuditLog;
-  readonly keystore = new SoftwareKeyStore();
+  readonly config: AuthServerConfig;
   readonly recordings: RecordingStore | undefined;
   readonly sessions: ResourceService<'session'>;
   readonly sessionTrackers: ResourceService<'session_tracker'>;
@@ -78,26 +96,20 @@ export class AuthServer {
   /** Keys the decoy challenges of a sign-in's step one (signindecoy.ts); set by create(), never logged. */
   signInSecret!: Buffer;
 
-  private constructor(readonly config: AuthServerConfig) {
-    const { backend } = config;
-    this.users = new ResourceService(backend, 'user');
-    this.roles = new ResourceService(backend, 'role');
-    this.tokens = new ResourceService(backend, 'token');
-    this.nodes = new ResourceService(backend, 'node');
-    this.proxies = new ResourceService(backend, 'proxy');
-    this.cas = new ResourceService(backend, 'cert_authority');
-    this.audit = new AuditLog(backend, config.clusterName, config.clock, config.log, config.metrics);
-    this.sessions = new ResourceService(backend, 'session');
-    this.sessionTrackers = new ResourceService(backend, 'session_tracker');
-    this.locks = new ResourceService(backend, 'lock');
-    this.recordings = config.recordingsDir ? new RecordingStore(config.recordingsDir) : undefined;
+  private constructor(parts: AuthServerParts) {
+    ({ backend: this.backend, keystore: this.keystore, clock: this.clock, audit: this.audit, config: this.config } = parts);
+    this.stores = new Stores(this.backend);
+    ({ users: this.users, roles: this.roles, tokens: this.tokens, nodes: this.nodes, proxies: this.proxies } = this.stores);
+    ({ cas: this.cas, sessions: this.sessions, sessionTrackers: this.sessionTrackers, locks: this.locks } = this.stores);
+    this.recordings = this.config.recordingsDir ? new RecordingStore(this.config.recordingsDir) : undefined;
   }
 
-  static async create(config: AuthServerConfig): Promise<AuthServer> {
-    const server = new AuthServer(config);
-    await ensureCAs(server.cas, config.clusterName, server.keystore, config.clock.now(), config.log);
+  static async create(parts: AuthServerParts): Promise<AuthServer> {
+    const server = new AuthServer(parts);
+    const { config } = parts;
+    await ensureCAs(server.cas, config.clusterName, server.keystore, server.now(), config.log);
     await ensureBuiltinRoles(server.roles);
-    server.signInSecret = await ensureSignInSecret(config.backend);
+    server.signInSecret = await server.stores.signInSecret.ensure();
     return server;
   }
 
@@ -111,11 +123,8 @@ export class AuthServer {
   get hostCertTTLMs(): number {
     return this.config.hostCertTTLMs ?? HOST_CERT_TTL_MS;
   }
-  get backend(): Backend & EventStore {
-    return this.config.backend;
-  }
   now(): Date {
-    return this.config.clock.now();
+    return this.clock.now();
   }
 
   /** Every Ping answers with these: the certificate parse behind each pin runs once per revision of the TLS CA. */
@@ -174,7 +183,7 @@ export class AuthServer {
       metadata: { name: req.name },
       spec: { roles: req.roles, traits: { logins: req.logins }, created_by: req.createdBy, created: this.now().toISOString() },
     });
-    await this.backend.put({ key: passwordKey(req.name), value: await hashPassword(password) });
+    await this.stores.passwords.set(req.name, await hashPassword(password));
     await this.audit.emit('user.create', { user: req.createdBy, name: req.name, roles: req.roles });
     return { user, generatedPassword: req.password ? '' : password };
   }
@@ -183,18 +192,18 @@ export class AuthServer {
     await this.users.get(name);
     const next = password || generatePassword();
     checkPasswordPolicy(next);
-    await this.backend.put({ key: passwordKey(name), value: await hashPassword(next) });
+    await this.stores.passwords.set(name, await hashPassword(next));
     await this.users.modify(name, (u) => ({ ...u, spec: { ...u.spec, locked_until: undefined } }));
-    // The failure counts of every source (login.ts keeps one per source address under this prefix).
-    await this.backend.deleteRange(`${failuresKey(name)}/`).catch(() => undefined);
+    // The failure counts of every source (login.ts keeps one per source address).
+    await this.stores.loginFailures.forgetAll(name);
     await this.audit.emit('user.password_change', { user: by, name });
     return password ? '' : next;
   }
 
   async deleteUser(name: string, by: string): Promise<void> {
     await this.users.delete(name);
-    await this.backend.delete(passwordKey(name)).catch(() => undefined);
-    await deleteAllFactors(this.backend, name);
+    await this.stores.passwords.delete(name).catch(() => undefined);
+    await this.stores.mfa.removeAll(name);
     await this.audit.emit('user.delete', { user: by, name });
   }
 
@@ -311,6 +320,3 @@ export class AuthServer {
     return user;
   }
 }
-
-export const passwordKey = (name: string) => `/passwords/${name}`;
-export const failuresKey = (name: string) => `/login_failures/${name}`;

@@ -7,7 +7,7 @@ import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } fr
 import { before, describe, it } from 'node:test';
 import pino from 'pino';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
-import { systemClock } from '../api/clock.ts';
+import { systemClock } from '../time/clock.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
 import { checkSecondFactor, deleteDevice, listDevices, storeDevice } from './mfa.ts';
 import { AuthServer } from './server.ts';

@@ -6,7 +6,7 @@ import pg from 'pg';
 import {
   AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, StorageUnavailable, isWardError,
 } from '../api/errors.ts';
-import { systemClock, type Clock } from '../api/clock.ts';
+import { systemClock, type Clock } from '../time/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
 import { CHANNEL, EventLogTail, itemFromRow as toItem, type ItemRow as Row } from './pgtail.ts';
 import { auditFilter, auditRow, checkExpires, checkItem, checkKey, rangeLimit } from './validate.ts';

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BadParameter, ConnectionProblem, NotFound, StorageLocked } from '../api/errors.ts';
-import { FakeClock } from '../api/clock.ts';
+import { FakeClock } from '../time/clock.ts';
 import Database from 'better-sqlite3';
 import { SqliteBackend } from './sqlite.ts';
 import { runBackendConformance } from './conformance.ts';

@@ -7,10 +7,10 @@ import Database from 'better-sqlite3';
 import {
   AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, StorageLocked, isWardError,
 } from '../api/errors.ts';
-import { systemClock, type Clock } from '../api/clock.ts';
+import { systemClock, type Clock } from '../time/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
 import { WatchFanout, type Change } from './fanout.ts';
-import { holdExclusiveLock, type FileLock } from '../api/filelock.ts';
+import { holdExclusiveLock, type FileLock } from '../files/filelock.ts';
 import { auditFilter, auditRow, checkExpires, checkItem, checkKey, rangeLimit } from './validate.ts';
 
 export interface SqliteOptions {

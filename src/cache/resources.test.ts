@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { systemClock } from '../api/clock.ts';
+import { systemClock } from '../time/clock.ts';
 import { createAuthClient } from '../api/client.ts';
 import { ConnectionProblem } from '../api/errors.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';

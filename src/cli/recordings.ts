@@ -2,7 +2,7 @@
 // a recording from the auth server (through the proxy) in pages, and play it in the terminal.
 import type { AuthClient } from '../api/client.ts';
 import { BadParameter } from '../api/errors.ts';
-import { formatDuration } from '../api/duration.ts';
+import { formatDuration } from '../time/duration.ts';
 import { listAllResources } from '../api/list.ts';
 import type { SessionTracker } from '../api/types.ts';
 import { castOutput, parseCast, schedule, type Cast } from '../events/asciicast.ts';

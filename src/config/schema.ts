@@ -5,7 +5,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYAML } from 'yaml';
 import { z } from 'zod';
-import { parseDuration } from '../api/duration.ts';
+import { parseDuration } from '../time/duration.ts';
 import { BadParameter } from '../api/errors.ts';
 import { describeZodError, nameSchema } from '../api/types.ts';
 import { DEFAULT_MAX_STREAMS_PER_USER, muxLimits } from '../tunnel/protocol.ts';

@@ -4,7 +4,7 @@
 // of the auth server's CPU per API call. Nothing here decides trust: verifyChain or the TLS handshake does.
 import { createHash } from 'node:crypto';
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
-import { isCalendarDate } from '../api/clock.ts';
+import { isCalendarDate } from '../time/clock.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import * as der from './der.ts';
 

@@ -19,7 +19,7 @@ import { AccessDenied, BadParameter } from '../api/errors.ts';
 import * as der from './der.ts';
 import { P256_SPKI_PREFIX } from './sshkeys.ts';
 import { IDENTITY_OID, MAX_IDENTITY_BYTES, certDer, isIdentityName, parseIdentity, type Identity } from './certinfo.ts';
-import { CLOCK_SKEW_MS } from '../api/clock.ts';
+import { CLOCK_SKEW_MS } from '../time/clock.ts';
 
 // What clients read from certificates lives in certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
 // every connection); re-exported here for the server side.

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pino from 'pino';
-import { systemClock } from '../api/clock.ts';
+import { systemClock } from '../time/clock.ts';
 import type { AuditEvent, EventStore } from '../backend/backend.ts';
 import { AuditLog } from './audit.ts';
 

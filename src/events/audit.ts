@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuditEvent, EventStore } from '../backend/backend.ts';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import { eventCode, type EventName } from './catalog.ts';
 import { Counter, type Registry } from 'prom-client';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
-import { systemClock } from '../api/clock.ts';
+import { systemClock } from '../time/clock.ts';
 import type { AuthClient } from '../api/client.ts';
 import { AuditForwarder } from './audit.ts';
 

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { AuthClient } from '../api/client.ts';
 import { BadParameter, LimitExceeded } from '../api/errors.ts';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 
 const BATCH = 500;
 const FLUSH_INTERVAL_MS = 1000;

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { HeartbeatRequestSchema } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import { createAuthClient, type AuthClient, type TLSIdentity } from '../api/client.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import type { Node } from '../api/types.ts';
 import type { AuthServer } from '../auth/server.ts';
 import { startAuthListener } from '../auth/listener.ts';

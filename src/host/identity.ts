@@ -6,11 +6,11 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { writeFileAtomic } from '../api/atomic-write.ts';
+import { writeFileAtomic } from '../files/atomic-write.ts';
 import { createAuthClient } from '../api/client.ts';
 import { AccessDenied, BadParameter, ConnectionProblem } from '../api/errors.ts';
 import { splitAddrList } from '../api/failover.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { fetchProxyCA } from '../api/trust.ts';
 import { ALPN_AUTH } from '../api/client.ts';
 

@@ -14,7 +14,7 @@ import { createPublicKey } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import type { AuthClient } from '../api/client.ts';
-import { CLOCK_SKEW_MS, systemClock, type Clock } from '../api/clock.ts';
+import { CLOCK_SKEW_MS, systemClock, type Clock } from '../time/clock.ts';
 import type { CertAuthority } from '../api/types.ts';
 import { tlsCertOutdated, trustedTLSCAs } from '../api/rotation.ts';
 import type { ResourceCache } from '../cache/resources.ts';

@@ -1,7 +1,7 @@
 // Dynamic labels (as Teleport's `commands`): a label whose value is a command's trimmed output, run
 // again every period. A command that fails or hangs (10 s bound) gives the value "error".
 import { execFile } from 'node:child_process';
-import { parseDuration } from '../api/duration.ts';
+import { parseDuration } from '../time/duration.ts';
 
 export interface LabelCommand {
   name: string;

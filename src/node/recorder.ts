@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { writeFileAtomic } from '../api/atomic-write.ts';
+import { writeFileAtomic } from '../files/atomic-write.ts';
 import { encodeEvent, encodeHeader, OutputDecoder } from '../events/asciicast.ts';
 
 export interface RecordingMeta {

@@ -3,7 +3,7 @@
 // to every proxy, and a heartbeat that keeps it listed.
 import type { Logger } from 'pino';
 import type { AuthClient } from '../api/client.ts';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import type { Node } from '../api/types.ts';
 import { VERSION } from '../api/version.ts';
 import type { HostIdentity } from '../host/identity.ts';

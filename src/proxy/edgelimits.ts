@@ -4,9 +4,9 @@
 // (when it starts being refused), and every refusal is counted in a metric.
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Clock } from '../api/clock.ts';
-import { sourceKey } from '../api/sourceaddr.ts';
-import { RateLimiter, type BucketRule, type Verdict } from '../api/ratelimit.ts';
+import type { Clock } from '../time/clock.ts';
+import { sourceKey } from '../ratelimit/sourceaddr.ts';
+import { RateLimiter, type BucketRule, type Verdict } from '../ratelimit/buckets.ts';
 
 export const LIMIT_KINDS = ['sign_in', 'link', 'auth_connect'] as const;
 export type LimitKind = (typeof LIMIT_KINDS)[number];

@@ -6,7 +6,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { Logger } from 'pino';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { verifySSHSignature } from '../crypto/sshkeys.ts';
 import { checkUserCert, sshCertGrants } from '../rbac/sshaccess.ts';

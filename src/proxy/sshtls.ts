@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
 import type { Router } from './router.ts';

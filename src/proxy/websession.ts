@@ -9,7 +9,7 @@ import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, ran
 import type { AuthClient, TLSIdentity } from '../api/client.ts';
 import { createAuthClient } from '../api/client.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
-import { generateClientKeys } from '../api/keys.ts';
+import { generateClientKeys } from '../crypto/clientkeys.ts';
 import type { WebSession } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import { readIdentity, type Identity } from '../crypto/x509.ts';
 

@@ -1,6 +1,6 @@
 // The access decision for one identity: which logins its SSH certificate carries, how long its
 // certificates may live, which API calls it may make and which nodes it may reach. Deny always wins.
-import { parseDuration } from '../api/duration.ts';
+import { parseDuration } from '../time/duration.ts';
 import type { Role, Verb } from '../api/types.ts';
 import { expandTemplates, matchAnyLabel, matchLabels, matchValue } from './match.ts';
 

@@ -2,7 +2,7 @@
 // certificate itself, from its cached copy of the cluster's user CA, users and roles: validity, CA,
 // principal = login, source address, cluster, user not deleted or locked, roles still there, then
 // RBAC (login allowed, labels match, deny wins). The proxy runs the same check without the node part.
-import type { Clock } from '../api/clock.ts';
+import type { Clock } from '../time/clock.ts';
 import { EXT_CLUSTER, EXT_ROLES, EXT_TRAITS } from '../api/certext.ts';
 import type { Role } from '../api/types.ts';
 import { parseCertificate, verifyCertificate, type SSHCertificate } from '../crypto/sshcert.ts';

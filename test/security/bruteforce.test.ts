@@ -8,7 +8,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { generateClientKeys } from '../../src/api/keys.ts';
+import { generateClientKeys } from '../../src/crypto/clientkeys.ts';
 import { cleanup, delay, poll, type Cluster } from '../harness.ts';
 import { ok, startTarget, type Target } from './fixture.ts';
 import { assertSettled, readVitals, type Vitals } from './vitals.ts';

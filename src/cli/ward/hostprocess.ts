@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startDiagServer } from '../../diag/server.ts';
-import { systemClock } from '../../api/clock.ts';
+import { systemClock } from '../../time/clock.ts';
 import { createAuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
 import type { WardConfig } from '../../config/schema.ts';

@@ -3,10 +3,10 @@ import type { AuthClient } from '../../api/client.ts';
 import { nextPhase } from '../../api/rotation.ts';
 import { parseResource, type CertAuthority } from '../../api/types.ts';
 import { caFingerprint } from './resources.ts';
-import { writeFileAtomic } from '../../api/atomic-write.ts';
-import { formatIdentityFile } from '../../api/identity-file.ts';
-import { generateClientKeys } from '../../api/keys.ts';
-import { formatDuration } from '../../api/duration.ts';
+import { writeFileAtomic } from '../../files/atomic-write.ts';
+import { formatIdentityFile } from '../identity-file.ts';
+import { generateClientKeys } from '../../crypto/clientkeys.ts';
+import { formatDuration } from '../../time/duration.ts';
 
 export async function signUser(
   auth: AuthClient,

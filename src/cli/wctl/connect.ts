@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { homedir } from 'node:os';
 import { createAuthClient, type AuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
-import { readIdentityFile } from '../../api/identity-file.ts';
+import { readIdentityFile } from '../identity-file.ts';
 
 export interface GlobalOptions {
   authServer?: string;

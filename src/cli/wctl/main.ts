@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { parseDuration, formatDuration } from '../../api/duration.ts';
+import { parseDuration, formatDuration } from '../../time/duration.ts';
 import { BadParameter } from '../../api/errors.ts';
 import { parseResource } from '../../api/types.ts';
 import { runCLI } from '../run.ts';

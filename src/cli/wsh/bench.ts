@@ -8,7 +8,7 @@ import ssh2 from 'ssh2';
 import type { ConnectConfig } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { createAuthClient, type TLSIdentity } from '../../api/client.ts';
-import { parseDuration } from '../../api/duration.ts';
+import { parseDuration } from '../../time/duration.ts';
 import { BadParameter, NotFound } from '../../api/errors.ts';
 import { listAllResources } from '../../api/list.ts';
 import { hostCertVerifier } from '../../crypto/hosttrust.ts';

@@ -3,7 +3,7 @@
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { AccessDenied, BadParameter, ConnectionProblem, errorFromCode } from '../../api/errors.ts';
-import { generateClientKeys } from '../../api/keys.ts';
+import { generateClientKeys } from '../../crypto/clientkeys.ts';
 import { splitAddr } from '../../api/client.ts';
 import { WEBAPI_LOGIN, WEBAPI_PING, certsSchema, errorSchema, pingSchema, type CertsResponse, type LoginRequest } from '../../api/webapi.ts';
 import { confirm, isInteractive, readSecret, readStdinLine } from '../prompt.ts';

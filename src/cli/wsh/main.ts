@@ -1,6 +1,6 @@
 // `wsh`: the user's client. Log in once, then reach servers with short-lived certificates.
 import { Command, Option } from 'commander';
-import { formatDuration, parseDuration } from '../../api/duration.ts';
+import { formatDuration, parseDuration } from '../../time/duration.ts';
 import { resolve } from 'node:path';
 import { runCLI } from '../run.ts';
 import { VERSION } from '../../api/version.ts';

@@ -3,10 +3,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../api/atomic-write.ts';
+import { writeFileAtomic } from '../../files/atomic-write.ts';
 import { AccessDenied, BadParameter } from '../../api/errors.ts';
 import { certExpiry, readIdentity } from '../../crypto/certinfo.ts';
-import { readIdentityFile, type Credentials } from '../../api/identity-file.ts';
+import { readIdentityFile, type Credentials } from '../identity-file.ts';
 
 export function wshHome(): string {
   return process.env.WSH_HOME || join(homedir(), '.wsh');

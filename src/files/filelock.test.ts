@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ConnectionProblem } from './errors.ts';
+import { ConnectionProblem } from '../api/errors.ts';
 import { holdExclusiveLock } from './filelock.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ward-lock-'));

@@ -1,7 +1,7 @@
 // A client's fresh key pair for a login: Ed25519 for SSH, ECDSA P-256 for TLS (DESIGN.md: every TLS
 // stack and browser accepts P-256). The private halves never leave the client.
 import { generateKeyPairSync } from 'node:crypto';
-import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
+import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from './sshkeys.ts';
 
 export interface ClientKeys {
   sshPrivateKey: string;

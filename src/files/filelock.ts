@@ -4,7 +4,7 @@
 // dies: no stale pid file to clean up after a crash, and no false "in use" when a pid is reused.
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { ConnectionProblem, type WardError } from './errors.ts';
+import { ConnectionProblem, type WardError } from '../api/errors.ts';
 
 export interface FileLock {
   release(): void;

@@ -1,5 +1,5 @@
 // Durations as people write them in YAML and on the command line: "90s", "30m", "8h", "1h30m", "7d".
-import { BadParameter } from './errors.ts';
+import { BadParameter } from '../api/errors.ts';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const PART = /(\d+)(ms|s|m|h|d)/gy;

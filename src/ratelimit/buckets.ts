@@ -2,7 +2,7 @@
 // invite links, connections to the auth API) before it reaches the auth server, and the auth server its
 // joins (auth/joinlimits.ts). Pure: time comes from a Clock, and the number of addresses remembered is
 // bounded (the least recently seen is forgotten first).
-import type { Clock } from './clock.ts';
+import type { Clock } from '../time/clock.ts';
 
 export interface BucketRule {
   /** Requests an address may make at once, after being quiet. */

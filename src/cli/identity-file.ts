@@ -2,7 +2,7 @@
 // `wsh -i`, `wctl -i`, and by OpenSSH's `ssh -i` since it starts with the private key, as Teleport's
 // does), and the parts wsh keeps under its profile directory.
 import { readFileSync } from 'node:fs';
-import { BadParameter } from './errors.ts';
+import { BadParameter } from '../api/errors.ts';
 
 export interface Credentials {
   /** OpenSSH private key (openssh-key-v1 PEM). */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeClock } from './clock.ts';
-import { RateLimiter } from './ratelimit.ts';
+import { FakeClock } from '../time/clock.ts';
+import { RateLimiter } from './buckets.ts';
 
 const takeN = (limiter: RateLimiter, key: string, n: number) =>
   Array.from({ length: n }, () => limiter.take(key).allowed);
