@@ -30,6 +30,7 @@ import { createAuthClient, type AuthClient } from '../src/api/client.ts';
 import { systemClock } from '../src/time/clock.ts';
 import { VERSION } from '../src/api/version.ts';
 import { AuthServer } from '../src/auth/server.ts';
+import { authServerParts } from '../test/fixtures/authapi.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { generateTLSKey } from '../src/crypto/x509.ts';
 import { startTunnelClient, type TunnelClient } from '../src/tunnel/client.ts';
@@ -74,7 +75,7 @@ async function agentCerts(n: number): Promise<CertCache> {
   if (cached && cached.certs.length >= n) return cached;
   const backend = await SqliteBackend.open({ path: join(DIR, 'data', 'ward.db') });
   try {
-    const auth = await AuthServer.create({ clusterName: CLUSTER, backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 900_000 } });
+    const auth = await AuthServer.create(authServerParts({ clusterName: CLUSTER, backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 900_000 } }));
     const key = cached ? { privateKeyPem: cached.keyPem, publicKeyPem: '' } : await generateTLSKey();
     const publicKeyPem = cached ? (await import('node:crypto')).createPublicKey(cached.keyPem).export({ type: 'spki', format: 'pem' }).toString() : key.publicKeyPem;
     const certs = cached?.certs ?? [];

@@ -20,6 +20,7 @@ import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { generateTLSKey } from '../src/crypto/x509.ts';
 import { startAuthListener } from '../src/auth/listener.ts';
 import { AuthServer } from '../src/auth/server.ts';
+import { authServerParts } from '../test/fixtures/authapi.ts';
 import { percentile, result, type BenchResult } from './result.ts';
 
 const execFile = promisify(execFileCb);
@@ -151,13 +152,13 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
   const log = pino({ level: 'silent' });
   const backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
   try {
-    const auth = await AuthServer.create({
+    const auth = await AuthServer.create(authServerParts({
       clusterName: 'bench',
       backend,
       clock: systemClock,
       log,
       lockout: { maxAttempts: 5, durationMs: 60_000 },
-    });
+    }));
     await auth.createUser({ name: 'bench', roles: ['access'], logins: ['bench', 'ubuntu'], password: 'correct horse battery', createdBy: 'bench' });
     const serviceIdentity = async (hostId: string, systemRoles: string[]) => {
       const key = await generateTLSKey();

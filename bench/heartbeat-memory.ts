@@ -17,6 +17,7 @@ import { systemClock } from '../src/time/clock.ts';
 import { AuthService } from '../src/api/gen/ward/auth/v1/auth_pb.ts';
 import { startAuthListener } from '../src/auth/listener.ts';
 import { AuthServer } from '../src/auth/server.ts';
+import { authServerParts } from '../test/fixtures/authapi.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { generateTLSKey } from '../src/crypto/x509.ts';
 
@@ -61,7 +62,7 @@ const json = process.argv.includes('--json-codec');
 const log = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'ward-hbmem-'));
 const backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
-const auth = await AuthServer.create({ clusterName: 'bench', backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 60_000 } });
+const auth = await AuthServer.create(authServerParts({ clusterName: 'bench', backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 60_000 } }));
 const key = await generateTLSKey();
 const identity = async (hostId: string, systemRoles: string[]): Promise<TLSIdentity> => {
   // A node heartbeats only the host name its certificate names (with NAME.cluster), as a join issues it.

@@ -5,6 +5,7 @@
 // CLIENT_PROF_DIR=DIR profiles the client process too (NODE_OPTIONS may not carry --cpu-prof).
 import pino from 'pino';
 import { AuthServer } from '../src/auth/server.ts';
+import { authServerParts } from '../test/fixtures/authapi.ts';
 import { SqliteBackend } from '../src/backend/sqlite.ts';
 import { createAuthClient } from '../src/api/client.ts';
 import { generateClientKeys } from '../src/crypto/clientkeys.ts';
@@ -41,7 +42,7 @@ async function server(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'wapi-'));
   const log = pino({ level: 'silent' });
   const backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
-  const auth = await AuthServer.create({ clusterName: 'bench', backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 60_000 } });
+  const auth = await AuthServer.create(authServerParts({ clusterName: 'bench', backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 60_000 } }));
   await auth.createUser({ name: 'bench', roles: ['access'], logins: ['bench'], password: 'correct horse battery', createdBy: 'b' });
   const ident = async (hostId: string, roles: string[]) => { const key = await generateTLSKey(); const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles: roles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], expires: new Date(Date.now() + 3600e3) }); return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs }; };
   const listener = await startAuthListener(auth, await ident('auth.bench', ['auth']), '127.0.0.1:0', log);

@@ -1,10 +1,8 @@
 // First start of an auth server: create the cluster's CAs and built-in roles if the backend has none.
 // Several auth servers may start at once on one PostgreSQL: create() makes exactly one of them win,
 // and the others read what it wrote.
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AlreadyExists } from '../api/errors.ts';
-import type { Backend } from '../backend/backend.ts';
 import type { CAType, CertAuthority } from '../api/types.ts';
 import { BUILTIN_ROLES } from '../rbac/builtin.ts';
 import type { ResourceService } from '../services/resources.ts';
@@ -49,24 +47,6 @@ export async function ensureCAs(
       if (!(err instanceof AlreadyExists)) throw err; // another auth server created it first
     }
   }
-}
-
-/** The cluster's sign-in secret: outside the resource API, so no `wctl get`, watch or audit event returns it. */
-export const SIGN_IN_SECRET_KEY = '/cluster/sign_in_secret';
-
-/**
- * The key of the decoys a security key's sign-in step one answers for names with no keys (signindecoy.ts):
- * 32 random bytes made at the first start. Every auth server of the cluster must derive the same decoys, so
- * it lives in the backend; create() makes one of several auth servers starting at once win. Never logged.
- */
-export async function ensureSignInSecret(backend: Backend): Promise<Buffer> {
-  const fresh = randomBytes(32).toString('base64');
-  try {
-    await backend.create({ key: SIGN_IN_SECRET_KEY, value: fresh });
-  } catch (err) {
-    if (!(err instanceof AlreadyExists)) throw err;
-  }
-  return Buffer.from((await backend.get(SIGN_IN_SECRET_KEY)).value, 'base64');
 }
 
 export async function ensureBuiltinRoles(roles: ResourceService<'role'>): Promise<void> {

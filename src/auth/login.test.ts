@@ -11,7 +11,9 @@ import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
 import { authenticateUser, SIGN_IN_DENIED } from './login.ts';
 import { beginTOTP, storeDevice, verifyNewTOTP } from './mfa.ts';
-import { AuthServer, failuresKey } from './server.ts';
+import { authServerParts } from '../../test/fixtures/authapi.ts';
+import { AuthServer } from './server.ts';
+import { LoginFailureStore } from '../services/loginfailures.ts';
 
 const PASSWORD = 'correct horse battery';
 const ATTACKER = '::ffff:127.0.0.2';
@@ -37,7 +39,7 @@ async function failureEvents(user: string) {
 }
 
 before(async () => {
-  auth = await AuthServer.create({
+  auth = await AuthServer.create(authServerParts({
     clusterName: 'unit',
     backend: SqliteBackend.open({ path: ':memory:' }),
     clock: systemClock,
@@ -45,7 +47,7 @@ before(async () => {
     lockout: { maxAttempts: 5, durationMs: 60_000 },
     // 'on': a second factor starting with "{" goes to the security key path, as in the review's attack.
     secondFactor: 'on',
-  });
+  }));
   for (const name of ['alice', 'bob', 'carol']) {
     await auth.createUser({ name, roles: ['access'], logins: [], password: PASSWORD, createdBy: 'test' });
     const pending = await beginTOTP(auth, name);
@@ -110,13 +112,13 @@ describe('sign-in failures', () => {
     for (let i = 0; i < 7; i++) answers.push(await refusal(signIn('nobody-here', `wrong ${i}`, '123456', ATTACKER)));
     assert.equal(new Set(answers).size, 1);
     assert.equal(answers[0], await refusal(signIn('alice', 'wrong', undefined, '10.9.9.9')));
-    assert.deepEqual(await auth.backend.getRange(`${failuresKey('nobody-here')}/`), []);
+    assert.deepEqual(await auth.backend.getRange(LoginFailureStore.userPrefix('nobody-here')), []);
     assert.equal((await failureEvents('nobody-here')).length, 7, 'still audited');
   });
 
   it('clears every source of a user when an admin resets the password', async () => {
     await auth.resetPassword('carol', PASSWORD, 'admin');
-    assert.deepEqual(await auth.backend.getRange(`${failuresKey('carol')}/`), []);
+    assert.deepEqual(await auth.backend.getRange(LoginFailureStore.userPrefix('carol')), []);
   });
 });
 

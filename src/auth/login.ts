@@ -8,7 +8,6 @@ import { AccessDenied, isWardError } from '../api/errors.ts';
 import { sourceKey } from '../ratelimit/sourceaddr.ts';
 import type { User } from '../api/types.ts';
 import type { AuthServer, CertKeys, Certs } from './server.ts';
-import { failuresKey, passwordKey } from './server.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
 import { checkSecondFactor } from './mfa.ts';
 import { requiresSecondFactor } from './mfadevices.ts';
@@ -27,12 +26,6 @@ export function signInDenied(auth: AuthServer): AccessDenied {
   return new AccessDenied(SIGN_IN_DENIED + (requiresSecondFactor(auth.secondFactor) ? NO_DEVICE_HINT : ''));
 }
 
-const noCount = () => undefined;
-const dummyHash = () => DUMMY_HASH;
-
-/** Where a user's failures from one source are counted. */
-const sourceFailuresKey = (user: string, source: string) => `${failuresKey(user)}/${source}`;
-
 interface SignInRequest {
   user: string;
   password: string;
@@ -43,7 +36,7 @@ export async function authenticateUser(
   auth: AuthServer,
   req: SignInRequest & { secondFactor?: string; ttlMs: number } & CertKeys,
 ): Promise<Certs> {
-  const { user, refuse, key } = await checkPassword(auth, req);
+  const { user, refuse, source } = await checkPassword(auth, req);
   let used: Awaited<ReturnType<typeof checkSecondFactor>>;
   try {
     used = await checkSecondFactor(auth, req.user, req.secondFactor);
@@ -55,7 +48,7 @@ export async function authenticateUser(
     throw await refuse(`bad second factor: ${err.message}`);
   }
   // Only a sign-in that passed every factor forgets the failures of its source.
-  await auth.backend.delete(key).catch(() => undefined);
+  await auth.stores.loginFailures.forget(req.user, source);
   const certs = await auth.issueUserCerts(user, req, req.ttlMs, req.user);
   const method = used ? `password+${used}` : 'password';
   await auth.audit.emit('user.login', { user: req.user, success: true, method, remote_addr: req.clientAddr });
@@ -75,8 +68,8 @@ export async function beginLoginChallenge(
 ): Promise<{ webauthnOptions: string; totp: boolean }> {
   let passwordChecked = false;
   try {
-    const { key } = await checkPassword(auth, req);
-    await releaseFailure(auth, key);
+    const { source } = await checkPassword(auth, req);
+    await auth.stores.loginFailures.release(req.user, source);
     passwordChecked = true;
   } catch (err) {
     // A verdict (the one answer, already counted and audited) is not sent; an internal error (backend down) is.
@@ -87,23 +80,22 @@ export async function beginLoginChallenge(
 
 /**
  * The password phase of a sign-in: a counted attempt, the source's lock and the password. Throws the one
- * answer on any failure; else returns the user, the failure key of this user and source, and `refuse`
+ * answer on any failure; else returns the user, the source its failures are counted for, and `refuse`
  * for a later factor's failure.
  */
 async function checkPassword(
   auth: AuthServer,
   req: SignInRequest,
-): Promise<{ user: User; key: string; refuse: (reason: string) => Promise<AccessDenied> }> {
+): Promise<{ user: User; source: string; refuse: (reason: string) => Promise<AccessDenied> }> {
   const { maxAttempts } = auth.config.lockout;
   const user = await auth.users.tryGet(req.user);
   const source = sourceKey(req.clientAddr);
-  const key = sourceFailuresKey(req.user, source);
   // Every attempt by a real user takes a slot of its source's count BEFORE its password is checked (a
   // success gives it back). Counting after the check let concurrent guesses all pass the lock check while
   // the first ones were still hashing: now at most maxAttempts passwords per source and lock period are
   // checked, however many arrive together. A made-up name leaves no row behind (the read keeps its cost
   // close to a real user's; the answer and the password hash are the same).
-  const counted = user ? await countFailure(auth, key) : await auth.backend.get(key).then(noCount, noCount);
+  const counted = user ? await countFailure(auth, req.user, source) : await peekFailures(auth, req.user, source);
   const refuse = async (reason: string): Promise<AccessDenied> => {
     const { user: name, clientAddr: remote_addr } = req;
     await auth.audit.emit('user.login', { user: name, success: false, method: 'password', error: reason, remote_addr });
@@ -125,40 +117,29 @@ async function checkPassword(
     await verifyPassword(req.password, DUMMY_HASH);
     throw await refuse(blocked);
   }
-  const stored = user ? await auth.backend.get(passwordKey(req.user)).then((i) => i.value, dummyHash) : DUMMY_HASH;
+  const stored = user ? ((await auth.stores.passwords.get(req.user).catch(() => undefined)) ?? DUMMY_HASH) : DUMMY_HASH;
   const ok = (await verifyPassword(req.password, stored)) && !!user;
   if (!ok || !user) throw await refuse(user ? 'bad password' : 'unknown user');
-  return { user, key, refuse };
+  return { user, source, refuse };
 }
 
-/** Gives back one slot of the failure count (best effort: a lost race keeps it, the safe side). */
-async function releaseFailure(auth: AuthServer, key: string): Promise<void> {
-  const current = await auth.backend.get(key).catch(() => undefined);
-  if (!current) return;
-  const count = Math.max(0, Number(current.value) - 1);
-  const next = { key, value: String(count), expires: current.expires };
-  await auth.backend.compareAndSwap(current, next).catch(() => undefined);
+/** A made-up name's attempt reads the count as a real one's does, and counts nothing. */
+async function peekFailures(auth: AuthServer, user: string, source: string): Promise<undefined> {
+  await auth.stores.loginFailures.peek(user, source);
+  return undefined;
 }
 
 /**
  * Counts an attempt. The count forgets itself `durationMs` after the first failure, or after the one that
  * reached the limit; `until` is then the end of the source's lock.
  */
-async function countFailure(auth: AuthServer, key: string): Promise<{ count: number; until: string }> {
+async function countFailure(auth: AuthServer, user: string, source: string): Promise<{ count: number; until: string }> {
   const { maxAttempts, durationMs } = auth.config.lockout;
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const current = await auth.backend.get(key).catch(() => undefined);
-    const count = Number(current?.value ?? 0) + 1;
+  const counted = await auth.stores.loginFailures.add(user, source, (count, current) => {
     const fresh = new Date(auth.now().getTime() + durationMs);
-    const expires = count === maxAttempts || !current?.expires ? fresh : current.expires;
-    try {
-      if (current) await auth.backend.compareAndSwap(current, { key, value: String(count), expires });
-      else await auth.backend.create({ key, value: String(count), expires });
-      return { count, until: expires.toISOString() };
-    } catch {
-      // lost a race with a concurrent attempt: read again
-    }
-  }
+    return count === maxAttempts || !current ? fresh : current;
+  });
+  if (counted) return { count: counted.count, until: counted.expires.toISOString() };
   // Ten lost races in a row: many attempts at once from this source. Treat it as over the limit.
   return { count: maxAttempts + 1, until: new Date(auth.now().getTime() + durationMs).toISOString() };
 }

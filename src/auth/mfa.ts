@@ -9,12 +9,7 @@ import { generateSecret, generateURI, verify } from 'otplib';
 import { AccessDenied, BadParameter, CompareFailed, NotFound } from '../api/errors.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
 import {
-  deviceKey,
-  devices,
-  devicesPrefix,
   MAX_DEVICES,
-  pendingKey,
-  recoveryKey,
   requiresSecondFactor,
   takesTOTP,
   takesWebAuthn,
@@ -31,7 +26,7 @@ const PENDING_TTL_MS = 10 * 60_000;
 const RECOVERY_CODES = 3;
 
 export async function listDevices(auth: AuthServer, user: string): Promise<DeviceInfo[]> {
-  return (await devices(auth.backend, user)).map(({ id, type, name, added }) => ({ id, type, name, added }));
+  return (await auth.stores.mfa.list(user)).map(({ id, type, name, added }) => ({ id, type, name, added }));
 }
 
 /**
@@ -40,9 +35,9 @@ export async function listDevices(auth: AuthServer, user: string): Promise<Devic
  */
 export async function beginTOTP(auth: AuthServer, user: string, viaLink = false): Promise<{ secret: string; uri: string }> {
   if (!takesTOTP(auth.secondFactor)) throw new BadParameter('this cluster takes security keys only (second_factor: webauthn): add one in the web UI');
-  if (!viaLink && (await devices(auth.backend, user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
+  if (!viaLink && (await auth.stores.mfa.list(user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
   const secret = generateSecret(); // 20 random bytes, base32, as authenticator apps expect
-  await auth.backend.put({ key: pendingKey(user), value: secret, expires: new Date(auth.now().getTime() + PENDING_TTL_MS) });
+  await auth.stores.mfa.setPending(user, secret, new Date(auth.now().getTime() + PENDING_TTL_MS));
   return { secret, uri: generateURI({ issuer: `Ward ${auth.clusterName}`, label: user, secret }) };
 }
 
@@ -73,7 +68,7 @@ export function deviceName(text: string, fallback: string): string {
  * security key's assertion), so a stolen certificate or web session alone cannot add an attacker's.
  */
 export async function proveExistingDevice(auth: AuthServer, user: string, name: string, proof: string | undefined): Promise<void> {
-  const existing = await devices(auth.backend, user);
+  const existing = await auth.stores.mfa.list(user);
   if (existing.some((d) => d.name === name)) throw new BadParameter(`you already have a device named "${name}"`);
   if (existing.length === 0) return;
   if (!proof) throw new AccessDenied('adding another device needs a code from one you already have (or your security key)');
@@ -83,14 +78,14 @@ export async function proveExistingDevice(auth: AuthServer, user: string, name: 
 
 /** The pending secret confirmed by a code from the app: the device, not stored yet. */
 export async function verifyNewTOTP(auth: AuthServer, user: string, name: string, code: string): Promise<TOTPDevice> {
-  const pending = await auth.backend.get(pendingKey(user)).catch((err) => {
+  const secret = await auth.stores.mfa.getPending(user).catch((err) => {
     if (err instanceof NotFound) throw new BadParameter('no device registration in progress (it lasts 10 minutes): start again');
     throw err;
   });
-  const step = await matchStep(pending.value, code, auth.now(), -1);
+  const step = await matchStep(secret, code, auth.now(), -1);
   if (step === undefined) throw new AccessDenied('the code does not match: check the app and the time on this device');
-  await auth.backend.delete(pendingKey(user)).catch(() => undefined);
-  return { id: randomUUID(), type: 'totp', name, secret: pending.value, added: auth.now().toISOString(), last_time_step: step };
+  await auth.stores.mfa.clearPending(user);
+  return { id: randomUUID(), type: 'totp', name, secret, added: auth.now().toISOString(), last_time_step: step };
 }
 
 /**
@@ -99,21 +94,21 @@ export async function verifyNewTOTP(auth: AuthServer, user: string, name: string
  */
 export async function storeDevice(auth: AuthServer, user: string, device: MFADevice, opts: { replace: boolean }): Promise<{ device: DeviceInfo; recoveryCodes: string[] }> {
   if (opts.replace) {
-    for (const old of await devices(auth.backend, user)) {
-      await auth.backend.delete(deviceKey(user, old.id)).catch(() => undefined);
+    for (const old of await auth.stores.mfa.list(user)) {
+      await auth.stores.mfa.remove(user, old.id).catch(() => undefined);
       await auth.audit.emit('mfa.delete', { user, name: user, device: old.name, id: old.id, type: old.type, reason: 'replaced by a sign-up or reset link' });
     }
-    await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
+    await auth.stores.mfa.clearRecoveryHashes(user);
   }
-  const first = (await devices(auth.backend, user)).length === 0;
-  await auth.backend.create({ key: deviceKey(user, device.id), value: JSON.stringify(device) });
+  const first = (await auth.stores.mfa.list(user)).length === 0;
+  await auth.stores.mfa.add(user, device);
   const recoveryCodes = first ? await newRecoveryCodes(auth, user) : [];
   await auth.audit.emit('mfa.add', { user, device: device.name, type: device.type, id: device.id });
   return { device: { id: device.id, type: device.type, name: device.name, added: device.added }, recoveryCodes };
 }
 
 export async function deleteDevice(auth: AuthServer, user: string, id: string, by: string): Promise<void> {
-  const all = await devices(auth.backend, user);
+  const all = await auth.stores.mfa.list(user);
   const device = all.find((d) => d.id === id || d.name === id);
   if (!device) throw new NotFound(`no second-factor device "${id}"`);
   // Without this, a stolen session could remove every device and then add its own with no proof.
@@ -122,8 +117,8 @@ export async function deleteDevice(auth: AuthServer, user: string, id: string, b
   if (requiresSecondFactor(mode) && usable(device) && !all.some((d) => d.id !== device.id && usable(d))) {
     throw new BadParameter('this is your last second-factor device and the cluster requires one: add another before removing it');
   }
-  await auth.backend.delete(deviceKey(user, device.id));
-  if (all.length === 1) await auth.backend.delete(recoveryKey(user)).catch(() => undefined);
+  await auth.stores.mfa.remove(user, device.id);
+  if (all.length === 1) await auth.stores.mfa.clearRecoveryHashes(user);
   await auth.audit.emit('mfa.delete', { user: by, name: user, device: device.name, id: device.id, type: device.type });
 }
 
@@ -141,13 +136,13 @@ async function matchStep(secret: string, code: string, now: Date, afterTimeStep:
 
 /** Accepts a TOTP code from any of the user's devices, once; throws AccessDenied otherwise. */
 async function checkTOTP(auth: AuthServer, user: string, code: string): Promise<void> {
-  for (const item of await auth.backend.getRange(devicesPrefix(user))) {
-    const device = JSON.parse(item.value) as MFADevice;
+  for (const stored of await auth.stores.mfa.listStored(user)) {
+    const { device } = stored;
     if (device.type !== 'totp') continue;
     const step = await matchStep(device.secret, code, auth.now(), device.last_time_step);
     if (step === undefined) continue;
     try {
-      await auth.backend.compareAndSwap(item, { key: item.key, value: JSON.stringify({ ...device, last_time_step: step }) });
+      await auth.stores.mfa.replace(stored, { ...device, last_time_step: step });
     } catch (err) {
       if (err instanceof CompareFailed) break; // another login used a code of this device at the same moment
       throw err;
@@ -161,21 +156,19 @@ async function newRecoveryCodes(auth: AuthServer, user: string): Promise<string[
   // 12 random bytes each: 96 bits, written as three groups for reading aloud.
   const codes = Array.from({ length: RECOVERY_CODES }, () => randomBytes(12).toString('hex').replace(/(.{8})(.{8})(.{8})/, '$1-$2-$3'));
   const hashes = await Promise.all(codes.map((c) => hashPassword(c)));
-  await auth.backend.put({ key: recoveryKey(user), value: JSON.stringify(hashes) });
+  await auth.stores.mfa.setRecoveryHashes(user, hashes);
   return codes;
 }
 
 async function useRecoveryCode(auth: AuthServer, user: string, code: string): Promise<boolean> {
-  const item = await auth.backend.get(recoveryKey(user)).catch(() => undefined);
-  if (!item) return false;
-  const hashes = JSON.parse(item.value) as string[];
+  const stored = await auth.stores.mfa.recoveryHashes(user, 'invalid or already used second-factor code');
+  if (!stored) return false;
+  const { hashes } = stored;
   for (const [i, hash] of hashes.entries()) {
     if (!(await verifyPassword(code.trim().toLowerCase(), hash))) continue;
     const rest = hashes.filter((_, j) => j !== i);
     // Single use, even when two logins race with the same code.
-    await auth.backend.compareAndSwap(item, { key: item.key, value: JSON.stringify(rest) }).catch(() => {
-      throw new AccessDenied('invalid or already used second-factor code');
-    });
+    await stored.keep(rest);
     await auth.audit.emit('mfa.recovery_code_used', { user, remaining: rest.length });
     return true;
   }
@@ -196,7 +189,7 @@ export async function checkSecondFactor(auth: AuthServer, user: string, secondFa
     if (secondFactor) throw new BadParameter('this cluster does not use a second factor');
     return undefined;
   }
-  const usable = (await devices(auth.backend, user)).filter((d) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode)));
+  const usable = (await auth.stores.mfa.list(user)).filter((d) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode)));
   if (usable.length === 0) {
     throw new AccessDenied('this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ask an admin for a reset link');
   }

@@ -16,6 +16,7 @@ import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import { issueHostIdentity } from './join.ts';
 import { renewHostSSHCert, subjectAltNames } from './renew.ts';
+import { authServerParts } from '../../test/fixtures/authapi.ts';
 import { AuthServer } from './server.ts';
 
 let dir: string;
@@ -25,7 +26,7 @@ let auth: AuthServer;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ward-renew-'));
   backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
-  auth = await AuthServer.create({ clusterName: 'c', backend, clock: systemClock, log: pino({ level: 'silent' }), lockout: { maxAttempts: 5, durationMs: 60_000 } });
+  auth = await AuthServer.create(authServerParts({ clusterName: 'c', backend, clock: systemClock, log: pino({ level: 'silent' }), lockout: { maxAttempts: 5, durationMs: 60_000 } }));
 });
 
 after(async () => {

@@ -97,10 +97,22 @@ export class AuthServer {
   signInSecret!: Buffer;
 
   private constructor(parts: AuthServerParts) {
-    ({ backend: this.backend, keystore: this.keystore, clock: this.clock, audit: this.audit, config: this.config } = parts);
-    this.stores = new Stores(this.backend);
-    ({ users: this.users, roles: this.roles, tokens: this.tokens, nodes: this.nodes, proxies: this.proxies } = this.stores);
-    ({ cas: this.cas, sessions: this.sessions, sessionTrackers: this.sessionTrackers, locks: this.locks } = this.stores);
+    this.backend = parts.backend;
+    this.keystore = parts.keystore;
+    this.clock = parts.clock;
+    this.audit = parts.audit;
+    this.config = parts.config;
+    const stores = new Stores(parts.backend);
+    this.stores = stores;
+    this.users = stores.users;
+    this.roles = stores.roles;
+    this.tokens = stores.tokens;
+    this.nodes = stores.nodes;
+    this.proxies = stores.proxies;
+    this.cas = stores.cas;
+    this.sessions = stores.sessions;
+    this.sessionTrackers = stores.sessionTrackers;
+    this.locks = stores.locks;
     this.recordings = this.config.recordingsDir ? new RecordingStore(this.config.recordingsDir) : undefined;
   }
 

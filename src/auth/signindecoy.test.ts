@@ -8,10 +8,12 @@ import pino from 'pino';
 import { systemClock } from '../time/clock.ts';
 import { sourceKey } from '../ratelimit/sourceaddr.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
-import { SIGN_IN_SECRET_KEY } from './init.ts';
 import { beginLoginChallenge } from './login.ts';
 import { storeDevice } from './mfa.ts';
-import { AuthServer, failuresKey } from './server.ts';
+import { authServerParts } from '../../test/fixtures/authapi.ts';
+import { AuthServer } from './server.ts';
+import { LoginFailureStore } from '../services/loginfailures.ts';
+import { SignInSecretStore } from '../services/signinsecret.ts';
 import { decoyFactors } from './signindecoy.ts';
 
 const PASSWORD = 'correct horse battery';
@@ -46,14 +48,14 @@ function shapeOf(value: unknown): unknown {
 const storedChallenges = async (user: string) => (await backend.getRange(`/mfa/webauthn_challenges/${user}/`)).length;
 
 before(async () => {
-  auth = await AuthServer.create({
+  auth = await AuthServer.create(authServerParts({
     clusterName: 'unit',
     backend,
     clock: systemClock,
     log: pino({ level: 'silent' }),
     lockout: { maxAttempts: MAX_ATTEMPTS, durationMs: 60_000 },
     secondFactor: 'on',
-  });
+  }));
   for (const name of ['kim', 'lee']) {
     await auth.createUser({ name, roles: ['access'], logins: [], password: PASSWORD, createdBy: 'test' });
   }
@@ -132,13 +134,13 @@ describe('step one of a security key sign-in', () => {
       assert.equal(first.options.timeout, real.options.timeout);
       assert.equal(await storedChallenges(user), 0, `${user}: no challenge stored`);
     }
-    assert.deepEqual(await backend.getRange(`${failuresKey('nobody-here')}/`), [], 'a made-up name leaves no row');
+    assert.deepEqual(await backend.getRange(LoginFailureStore.userPrefix('nobody-here')), [], 'a made-up name leaves no row');
   });
 
   it('counts every wrong password against the source, and answers a locked source as any other', async () => {
     const before = await storedChallenges('kim');
     for (let i = 0; i < MAX_ATTEMPTS; i++) await begin('kim', `guess ${i}`, ATTACKER);
-    const row = await backend.get(`${failuresKey('kim')}/${sourceKey(ATTACKER)}`);
+    const row = await backend.get(LoginFailureStore.userPrefix('kim') + sourceKey(ATTACKER));
     assert.equal(row.value, String(MAX_ATTEMPTS));
     const locked = await begin('kim', PASSWORD, ATTACKER);
     assert.deepEqual(locked.options.allowCredentials.map((c) => c.id), [KEY_ID]);
@@ -152,10 +154,10 @@ describe('step one of a security key sign-in', () => {
   });
 
   it('keeps one sign-in secret per cluster, in the backend, out of every audit event', async () => {
-    const second = await AuthServer.create({ ...auth.config });
+    const second = await AuthServer.create(authServerParts({ ...auth.config, backend: auth.backend, clock: auth.clock }));
     assert.ok(second.signInSecret.equals(auth.signInSecret), 'a second auth server derives the same decoys');
     assert.equal(auth.signInSecret.length, 32);
-    assert.equal((await backend.get(SIGN_IN_SECRET_KEY)).value, auth.signInSecret.toString('base64'));
+    assert.equal((await backend.get(SignInSecretStore.KEY)).value, auth.signInSecret.toString('base64'));
     const events = JSON.stringify(await backend.search({ limit: 10_000, order: 'asc' }));
     assert.ok(!events.includes(auth.signInSecret.toString('base64')));
   });

@@ -6,7 +6,7 @@
 // WebAuthn §14.6.2 (username enumeration) advises. Answering a wrong password with decoys instead would
 // bring the oracle back: the one password whose answer differs from the others' would be the right one.
 import { createHmac } from 'node:crypto';
-import { devices, takesTOTP, takesWebAuthn, type SecondFactorMode } from './mfadevices.ts';
+import { takesTOTP, takesWebAuthn, type SecondFactorMode } from './mfadevices.ts';
 import type { AuthServer } from './server.ts';
 import { loginOptions } from './webauthn.ts';
 
@@ -54,7 +54,7 @@ export async function signInChallenge(
 ): Promise<{ webauthnOptions: string; totp: boolean }> {
   const mode = auth.secondFactor;
   // Read for every name, a made-up one too (it finds none), so a name costs the same whoever holds it.
-  const all = await devices(auth.backend, user);
+  const all = await auth.stores.mfa.list(user);
   const decoy = decoyFactors(auth.signInSecret, user, mode);
   const keys = all.flatMap((d) => (d.type === 'webauthn' ? [{ id: d.credential_id, transports: d.transports }] : []));
   const totp = all.length > 0 ? takesTOTP(mode) && all.some((d) => d.type === 'totp') : decoy.totp;

@@ -21,7 +21,7 @@ export function followTLSCA(
 ): { stop(): void } {
   const key = `${ResourceService.prefix('cert_authority')}tls`;
   let stopped = false;
-  let watcher: ReturnType<AuthServer['backend']['watch']> | undefined;
+  let watcher: ReturnType<AuthServer['stores']['watch']> | undefined;
   let running: Promise<void> | undefined;
   let again = false;
   let lastRevision: string | undefined;
@@ -48,7 +48,7 @@ export function followTLSCA(
   };
   const watch = async (): Promise<void> => {
     while (!stopped) {
-      watcher = auth.backend.watch([key]);
+      watcher = auth.stores.watch(['cert_authority']);
       try {
         for await (const event of watcher) {
           // 'init': subscribed, so reading now misses nothing; then every write of the CA.

@@ -29,11 +29,11 @@ export async function* watchResources(
   signal: AbortSignal,
   guard?: WatchGuard,
 ): AsyncGenerator<ResourceEvent> {
-  const services = new Map(kinds.map((k) => [ResourceService.prefix(k), new ResourceService(auth.backend, k)]));
+  const services = new Map(kinds.map((k) => [ResourceService.prefix(k), auth.stores.resources(k)]));
   const lockPrefix = ResourceService.prefix('lock');
   // Lock changes are watched for the recheck even when the caller does not ask for locks (they are few).
-  const prefixes = guard && !services.has(lockPrefix) ? [...services.keys(), lockPrefix] : [...services.keys()];
-  const watcher = auth.backend.watch(prefixes);
+  const watched = guard && !services.has(lockPrefix) ? [...kinds, 'lock' as const] : kinds;
+  const watcher = auth.stores.watch(watched);
   const stop = () => watcher.close();
   signal.addEventListener('abort', stop, { once: true });
   /** Keys of what the client may hold (visible when it listed, or sent since): only their deletes are sent. */

@@ -10,6 +10,7 @@ import { isoCBOR } from '@simplewebauthn/server/helpers';
 import { systemClock } from '../time/clock.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
 import { checkSecondFactor, deleteDevice, listDevices, storeDevice } from './mfa.ts';
+import { authServerParts } from '../../test/fixtures/authapi.ts';
 import { AuthServer } from './server.ts';
 import { createUserToken, getUserToken, useUserToken } from './usertokens.ts';
 import { beginWebAuthnRegistration, createAuthenticateChallenge, verifyNewWebAuthn } from './webauthn.ts';
@@ -75,7 +76,7 @@ async function loginChallenge(user: string): Promise<string> {
 }
 
 before(async () => {
-  auth = await AuthServer.create({
+  auth = await AuthServer.create(authServerParts({
     clusterName: 'unit',
     backend: SqliteBackend.open({ path: ':memory:' }),
     clock: systemClock,
@@ -83,7 +84,7 @@ before(async () => {
     lockout: { maxAttempts: 5, durationMs: 60_000 },
     secondFactor: 'on',
     webauthnRPID: 'localhost',
-  });
+  }));
   for (const name of ['alice', 'bob', 'carol']) {
     await auth.createUser({ name, roles: ['access'], logins: [], password: 'correct horse battery', createdBy: 'test' });
   }

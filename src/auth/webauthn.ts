@@ -3,7 +3,7 @@
 // The relying party is the proxy's host name (auth_service.webauthn.rp_id): a browser lets a page ask
 // only for its own site's credentials, and the server checks the RP ID hash, the origin, the signature
 // and that the sign count moved forward. Each challenge is good once (claimed by deleting it) for 5 min.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   generateAuthenticationOptions,
   generateRegistrationOptions,
@@ -13,10 +13,9 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { AccessDenied, BadParameter, CompareFailed } from '../api/errors.ts';
+import type { ChallengePurpose } from '../services/webauthnchallenges.ts';
 import {
   MAX_DEVICES,
-  devices,
-  devicesPrefix,
   takesTOTP,
   takesWebAuthn,
   type MFADevice,
@@ -31,9 +30,6 @@ export const MAX_WEBAUTHN_JSON = 16 * 1024;
 // ES256 (every security key), EdDSA, RS256 (Windows Hello).
 const ALGORITHMS = [-7, -8, -257];
 
-type Purpose = 'login' | 'register';
-const challengeKey = (user: string, purpose: Purpose, challenge: string) =>
-  `/mfa/webauthn_challenges/${user}/${purpose}/${createHash('sha256').update(challenge).digest('hex')}`;
 
 export function rpID(auth: AuthServer): string {
   return auth.config.webauthnRPID ?? 'localhost';
@@ -74,21 +70,22 @@ function signedClientData(response: { response?: { clientDataJSON?: unknown } },
   return { challenge: data.challenge, origin: data.origin };
 }
 
-async function storeChallenge(auth: AuthServer, user: string, purpose: Purpose, challenge: string): Promise<void> {
-  await auth.backend.put({ key: challengeKey(user, purpose, challenge), value: purpose, expires: new Date(auth.now().getTime() + CHALLENGE_TTL_MS) });
+async function storeChallenge(auth: AuthServer, user: string, purpose: ChallengePurpose, challenge: string) {
+  const expires = new Date(auth.now().getTime() + CHALLENGE_TTL_MS);
+  await auth.stores.webauthnChallenges.store(user, purpose, challenge, expires);
 }
 
 /** The delete is the claim: of two answers to one challenge (a replay, or a race), only the first goes on. */
-async function claimChallenge(auth: AuthServer, user: string, purpose: Purpose, challenge: string): Promise<void> {
-  // The backend deletes only live items: an expired challenge is not found either.
-  const claimed = await auth.backend.delete(challengeKey(user, purpose, challenge)).then(() => true, () => false);
+async function claimChallenge(auth: AuthServer, user: string, purpose: ChallengePurpose, challenge: string) {
+  // An expired challenge is not found either.
+  const claimed = await auth.stores.webauthnChallenges.claim(user, purpose, challenge);
   if (!claimed) throw new AccessDenied('the security key challenge has expired or was already used: try again');
 }
 
 /** Step one of adding a security key: options for navigator.credentials.create, as JSON. */
 export async function beginWebAuthnRegistration(auth: AuthServer, user: string, viaLink = false): Promise<string> {
   if (!takesWebAuthn(auth.secondFactor)) throw new BadParameter('this cluster takes authenticator apps only (second_factor: otp)');
-  const all = viaLink ? [] : await devices(auth.backend, user);
+  const all = viaLink ? [] : await auth.stores.mfa.list(user);
   if (all.length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
   const options = await generateRegistrationOptions({
     rpName: `Ward ${auth.clusterName}`,
@@ -125,7 +122,7 @@ export async function verifyNewWebAuthn(auth: AuthServer, user: string, name: st
   });
   if (!result.verified) throw new AccessDenied('the security key registration could not be verified: try again');
   const { credential } = result.registrationInfo;
-  if ((await devices(auth.backend, user)).some((d) => d.type === 'webauthn' && d.credential_id === credential.id)) {
+  if ((await auth.stores.mfa.list(user)).some((d) => d.type === 'webauthn' && d.credential_id === credential.id)) {
     throw new BadParameter('this security key is already registered');
   }
   return {
@@ -146,7 +143,7 @@ export async function verifyNewWebAuthn(auth: AuthServer, user: string, name: st
  * device the user has (before adding another), whatever the login mode.
  */
 export async function createAuthenticateChallenge(auth: AuthServer, user: string, anyMode = false): Promise<{ webauthnOptions: string; totp: boolean }> {
-  const all: MFADevice[] = await devices(auth.backend, user);
+  const all: MFADevice[] = await auth.stores.mfa.list(user);
   const totp = all.some((d) => d.type === 'totp') && (anyMode || takesTOTP(auth.secondFactor));
   const keys = all.flatMap((d) => (d.type === 'webauthn' ? [d] : []));
   if (keys.length === 0 || !(anyMode || takesWebAuthn(auth.secondFactor))) return { webauthnOptions: '', totp };
@@ -180,12 +177,11 @@ export async function checkWebAuthnAssertion(auth: AuthServer, user: string, ass
   const rp = rpID(auth);
   const { challenge, origin } = signedClientData(response, rp);
   await claimChallenge(auth, user, 'login', challenge);
-  const item = (await auth.backend.getRange(devicesPrefix(user))).find((i) => {
-    const d = JSON.parse(i.value) as MFADevice;
-    return d.type === 'webauthn' && d.credential_id === response.id;
-  });
-  if (!item) throw new AccessDenied('this security key is not registered to you');
-  const device = JSON.parse(item.value) as WebAuthnDevice;
+  const stored = (await auth.stores.mfa.listStored(user)).find(
+    ({ device: d }) => d.type === 'webauthn' && d.credential_id === response.id,
+  );
+  if (!stored || stored.device.type !== 'webauthn') throw new AccessDenied('this security key is not registered to you');
+  const device: WebAuthnDevice = stored.device;
   const result = await verifyAuthenticationResponse({
     response,
     expectedChallenge: challenge,
@@ -204,7 +200,7 @@ export async function checkWebAuthnAssertion(auth: AuthServer, user: string, ass
     throw new AccessDenied('the security key answer could not be verified (its signature counter did not increase)');
   }
   try {
-    await auth.backend.compareAndSwap(item, { key: item.key, value: JSON.stringify({ ...device, counter: newCounter }) });
+    await auth.stores.mfa.replace(stored, { ...device, counter: newCounter });
   } catch (err) {
     if (err instanceof CompareFailed) throw new AccessDenied('the security key was used by another login at the same moment: try again');
     throw err;

@@ -3,30 +3,19 @@
 // sealed by the proxy under a key only the bearer secret yields: a copy of the backend cannot act as
 // the user. A session ends with its certificates (the item expires then), after an idle period, or at
 // sign-out.
-import { z } from 'zod';
 import { BadParameter, NotFound } from '../api/errors.ts';
+import type { WebSessionRecord } from '../services/websessions.ts';
 import type { AuthServer, Certs } from './server.ts';
 import { authenticateUser } from './login.ts';
 
-const PREFIX = '/web_sessions/';
+export type { WebSessionRecord } from '../services/websessions.ts';
+
 const ID_HASH = /^[0-9a-f]{64}$/;
 const MAX_SEALED_KEYS = 16 * 1024;
 export const MIN_IDLE_TIMEOUT_MS = 10_000;
 export const MAX_IDLE_TIMEOUT_MS = 86_400_000;
 /** last_active is written at most this often: a busy session costs one backend write a minute, not one per request. */
 export const ACTIVITY_WRITE_INTERVAL_MS = 60_000;
-
-const recordSchema = z.strictObject({
-  user: z.string(),
-  ssh_cert: z.string(),
-  tls_cert: z.string(),
-  sealed_keys: z.string(),
-  created: z.string(),
-  last_active: z.string(),
-  idle_timeout_ms: z.number().int().positive(),
-  expires: z.string(),
-});
-export type WebSessionRecord = z.infer<typeof recordSchema>;
 
 export type WebSessionState = 'active' | 'idle' | 'expired';
 
@@ -44,7 +33,7 @@ export function shouldRecordActivity(s: Pick<WebSessionRecord, 'last_active'>, n
 
 function checkIdHash(idHash: string): string {
   if (!ID_HASH.test(idHash)) throw new BadParameter('invalid web session id');
-  return PREFIX + idHash;
+  return idHash;
 }
 
 export interface StoredWebSession {
@@ -80,9 +69,9 @@ export async function createWebSession(
   auth: AuthServer,
   req: WebSessionRequest & { user: string; password: string; secondFactor: string },
 ): Promise<StoredWebSession> {
-  const key = checkWebSessionRequest(req);
+  const idHash = checkWebSessionRequest(req);
   // The login itself is audited (user.login) by authenticateUser.
-  return storeWebSession(auth, key, req.user, req, await authenticateUser(auth, req));
+  return storeWebSession(auth, idHash, req.user, req, await authenticateUser(auth, req));
 }
 
 /**
@@ -90,13 +79,13 @@ export async function createWebSession(
  * and the second factor registered with it (usertokens.ts).
  */
 export async function createWebSessionAfterLink(auth: AuthServer, user: string, method: string, req: WebSessionRequest): Promise<StoredWebSession> {
-  const key = checkWebSessionRequest(req);
+  const idHash = checkWebSessionRequest(req);
   const certs = await auth.issueUserCerts(await auth.getUserOrDeny(user), req, req.ttlMs, user);
   await auth.audit.emit('user.login', { user, success: true, method, remote_addr: req.clientAddr });
-  return storeWebSession(auth, key, user, req, certs);
+  return storeWebSession(auth, idHash, user, req, certs);
 }
 
-async function storeWebSession(auth: AuthServer, key: string, user: string, req: WebSessionRequest, certs: Certs): Promise<StoredWebSession> {
+async function storeWebSession(auth: AuthServer, idHash: string, user: string, req: WebSessionRequest, certs: Certs): Promise<StoredWebSession> {
   const now = auth.now();
   const expires = new Date(now.getTime() + certs.ttlMs);
   const record: WebSessionRecord = {
@@ -109,39 +98,33 @@ async function storeWebSession(auth: AuthServer, key: string, user: string, req:
     idle_timeout_ms: req.idleTimeoutMs,
     expires: expires.toISOString(),
   };
-  await auth.backend.create({ key, value: JSON.stringify(record), expires });
+  await auth.stores.webSessions.create(idHash, record, expires);
   return { record, certs };
 }
 
 /** The session, if it is still usable; a request's activity is recorded on the way. */
 export async function getWebSession(auth: AuthServer, idHash: string): Promise<StoredWebSession> {
-  const key = checkIdHash(idHash);
+  checkIdHash(idHash);
   const gone = new NotFound('web session not found or expired: sign in again');
-  const item = await auth.backend.get(key).catch(() => {
-    throw gone;
-  });
-  const parsed = recordSchema.safeParse(JSON.parse(item.value));
-  if (!parsed.success) throw gone;
-  const record = parsed.data;
+  const stored = await auth.stores.webSessions.get(idHash);
+  if (!stored) throw gone;
+  const { record } = stored;
   const now = auth.now();
   const state = webSessionState(record, now);
   if (state !== 'active') {
-    await auth.backend.delete(key).catch(() => undefined);
+    await auth.stores.webSessions.delete(idHash);
     throw gone;
   }
   if (shouldRecordActivity(record, now)) {
     const next = { ...record, last_active: now.toISOString() };
     // Two proxies may record the same minute at once: the loser's write is not needed.
-    await auth.backend.compareAndSwap(item, { key, value: JSON.stringify(next), expires: item.expires }).then(
-      () => Object.assign(record, next),
-      () => undefined,
-    );
+    if (await auth.stores.webSessions.replace(stored, next)) Object.assign(record, next);
   }
   return present(auth, record);
 }
 
 export async function deleteWebSession(auth: AuthServer, idHash: string): Promise<void> {
-  const key = checkIdHash(idHash);
+  checkIdHash(idHash);
   // Signing out twice is not an error.
-  await auth.backend.delete(key).catch(() => undefined);
+  await auth.stores.webSessions.delete(idHash);
 }

@@ -8,7 +8,7 @@ import { systemClock } from '../time/clock.ts';
 import { createAuthClient } from '../api/client.ts';
 import { ConnectionProblem } from '../api/errors.ts';
 import { SqliteBackend } from '../backend/sqlite.ts';
-import { serviceIdentity } from '../../test/fixtures/authapi.ts';
+import { serviceIdentity, authServerParts } from '../../test/fixtures/authapi.ts';
 import { startAuthListener, type AuthListener } from '../auth/listener.ts';
 import { AuthServer } from '../auth/server.ts';
 import { ResourceCache } from './resources.ts';
@@ -37,10 +37,10 @@ const hasUser = (name: string) => () => {
 };
 
 before(async () => {
-  auth = await AuthServer.create({
+  auth = await AuthServer.create(authServerParts({
     clusterName: 'unit', backend: SqliteBackend.open({ path: ':memory:' }), clock: systemClock, log,
     lockout: { maxAttempts: 5, durationMs: 60_000 },
-  });
+  }));
   authTLS = await serviceIdentity(auth, 'auth.unit', ['auth']);
   listeners.push(await startAuthListener(auth, authTLS, '127.0.0.1:0', log), await startAuthListener(auth, authTLS, '127.0.0.1:0', log));
   const addrs = listeners.map((l) => `127.0.0.1:${l.address.port}`).join(',');

@@ -15,6 +15,8 @@ import type { Backend, EventStore } from '../../backend/backend.ts';
 import { SqliteBackend } from '../../backend/sqlite.ts';
 import { PostgresBackend } from '../../backend/postgres.ts';
 import { AuthServer } from '../../auth/server.ts';
+import { SoftwareKeyStore } from '../../auth/keystore.ts';
+import { AuditLog } from '../../events/audit.ts';
 import { startAuthListener } from '../../auth/listener.ts';
 import { followTLSCA } from '../../auth/tlstrust.ts';
 import { issuerOf, tlsCertOutdated, trustedTLSCAs } from '../../api/rotation.ts';
@@ -90,10 +92,8 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
     closers.push(() => backend.close());
     const existing = await new ResourceService(backend, 'cert_authority').tryGet('tls');
     const clusterName = cfg.auth_service.cluster_name ?? existing?.spec.cluster ?? defaultClusterName();
-    const auth = await AuthServer.create({
+    const authConfig = {
       clusterName,
-      backend,
-      clock: systemClock,
       log: log.child({ component: 'auth' }),
       lockout: { maxAttempts: cfg.auth_service.lockout.max_attempts, durationMs: parseDuration(cfg.auth_service.lockout.duration) },
       recordingsDir: join(dataDir, 'recordings'),
@@ -102,6 +102,14 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
       // Security keys are bound to the host name browsers use for the proxies.
       webauthnRPID: cfg.auth_service.webauthn?.rp_id ?? (cfg.proxy_service.public_addr[0] ? parseHostPort(cfg.proxy_service.public_addr[0]).host : 'localhost'),
       hostCertTTLMs: parseDuration(cfg.auth_service.host_cert_ttl),
+    };
+    // The auth server's collaborators (STYLE.md 6); tests build the same parts (test/fixtures/authapi.ts).
+    const auth = await AuthServer.create({
+      backend,
+      keystore: new SoftwareKeyStore(),
+      clock: systemClock,
+      audit: new AuditLog(backend, clusterName, systemClock, authConfig.log, metrics),
+      config: authConfig,
     });
     const host = hostname();
     const issueAuthTLS = () => serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
