@@ -2,7 +2,7 @@
 // the operation that caused it is reported as done: if the write fails, the caller fails closed.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AuditEvent, EventStore } from '../backend/backend.ts';
+import type { AuditEvent, EventQuery, EventStore } from '../backend/backend.ts';
 import type { Clock } from '../time/clock.ts';
 import { eventCode, type EventName } from './catalog.ts';
 import { Counter, type Registry } from 'prom-client';
@@ -67,6 +67,11 @@ export class AuditLog {
       throw err;
     }
     return record;
+  }
+
+  /** Stored events matching `query`, oldest first unless `query.order` is 'desc' (`wctl events`, the web UI). */
+  search(query: EventQuery): Promise<AuditEvent[]> {
+    return this.store.search(query);
   }
 
   /**
