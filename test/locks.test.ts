@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
-import { cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type RunResult } from './harness.ts';
+import {
+  cleanup, delay, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type RunResult,
+} from './harness.ts';
 import { addUser as addTestUser, ok, wshLogin, type TestUser as User } from './users.ts';
 import { killTerminals, Terminal } from './terminal.ts';
 
@@ -128,6 +130,36 @@ describe('locks', () => {
     ok(await main.wctl(['unlock', id]));
     await poll('other to be reachable again', async () => ((await ssh(users.alice!, 'other')).code === 0 ? true : undefined), 5_000, 100);
     assert.equal(await onHome.exit(), 0);
+  });
+
+  // An account lock (`locked_until`, written by an admin) is the same check as a lock, at the node, the proxy and the
+  // auth server alike (rbac/identity.ts): it ends the user's live sessions too, with the same one line everywhere.
+  it('ends a live session when an admin locks the account, and answers alike at node, proxy and API', async () => {
+    const carol = await addUser('carol', 'access');
+    const shell = await openShell(carol, home);
+    const aliceShell = await openShell(users.alice!, home);
+    const doc = parseYAML(ok(await main.wctl(['get', 'users', 'carol']))) as { spec: Record<string, unknown> };
+    const lockedUntil = (until: string | undefined) => {
+      const user = { ...doc, spec: { ...doc.spec, locked_until: until } };
+      return main.wctl(['create', '--force', '-f', '-'], { stdin: JSON.stringify(user) });
+    };
+    ok(await lockedUntil(new Date(Date.now() + 3_600_000).toISOString()));
+    const ended = await Promise.race([shell.exited.then(() => true), delay(5_000).then(() => false)]);
+    assert.ok(ended, 'the node ended the live session within 5 s of the account lock');
+    assert.match(shell.output.toString(), /user "carol" is locked; this session is ended/);
+    const again = await ssh(carol, home);
+    assert.equal(again.code, 255, 'a new connection is refused');
+    assert.match(again.stderr, /user "carol" is locked/, 'the proxy says why');
+    const ls = await main.wsh(carol.wshHome, ['ls']);
+    assert.equal(ls.code, 1, 'API calls with the certificate she still holds are refused');
+    assert.match(ls.stderr, /user "carol" is locked/);
+
+    aliceShell.type('echo alice-still-here\n');
+    await aliceShell.waitFor(/alice-still-here/, 'alice\'s session going on');
+    ok(await lockedUntil(undefined));
+    const back = async () => ((await ssh(carol, home)).code === 0 ? true : undefined);
+    await poll('carol to get in again', back, 5_000, 100);
+    assert.equal(await aliceShell.exit(), 0);
   });
 
   it('lifts itself after --ttl', async () => {

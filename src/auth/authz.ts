@@ -7,6 +7,7 @@ import { AccessDenied } from '../api/errors.ts';
 import type { Resource, Verb } from '../api/types.ts';
 import { identityFromPeerCert, type Identity } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
+import { identityRefusal } from '../rbac/identity.ts';
 import { describeLock } from '../rbac/locks.ts';
 import { hostLock } from './hostlocks.ts';
 import type { AuthServer } from './server.ts';
@@ -74,10 +75,9 @@ export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promi
     return { kind: 'service', name: hostId, systemRoles: (identity.systemRoles ?? []) as SystemRole[], identity };
   }
   const user = await auth.users.tryGetShared(identity.username);
-  if (!user) return { kind: 'anonymous', reason: 'access denied' };
-  if (auth.isLocked(user)) return { kind: 'anonymous', reason: `user "${user.metadata.name}" is locked` };
-  const lock = await auth.lockOn({ user: user.metadata.name, roles: identity.roles });
-  if (lock) return { kind: 'anonymous', reason: describeLock(lock) };
+  const target = { user: identity.username, roles: identity.roles };
+  const refusal = identityRefusal(user, await auth.locks.listShared(), target, auth.now());
+  if (refusal) return { kind: 'anonymous', reason: refusal };
   let roles;
   try {
     roles = await auth.loadRoles(identity.roles);

@@ -11,7 +11,8 @@ import { RecordingStore } from '../events/recordings.ts';
 import type { Registry } from 'prom-client';
 import { fingerprintSPKI } from '../crypto/x509.ts';
 import { AccessChecker } from '../rbac/checker.ts';
-import { describeLock, lockFor, type LockTarget } from '../rbac/locks.ts';
+import { identityRefusal, isUserLocked } from '../rbac/identity.ts';
+import { lockFor, type LockTarget } from '../rbac/locks.ts';
 import type { SecondFactorMode } from './mfadevices.ts';
 import type { ResourceService } from '../services/resources.ts';
 import { Stores } from '../services/stores.ts';
@@ -172,8 +173,7 @@ export class AuthServer {
   }
 
   isLocked(user: User): boolean {
-    const until = user.spec.locked_until;
-    return !!until && new Date(until) > this.now();
+    return isUserLocked(user, this.now());
   }
 
   /** The lock (wctl lock) in force on this user or one of these roles, if any. */
@@ -237,9 +237,9 @@ export class AuthServer {
 
   /** Certificates for a user, TTL capped by the roles' max_session_ttl. */
   async issueUserCerts(user: User, keys: CertKeys, ttlMs: number, issuedBy: string): Promise<Certs> {
-    if (this.isLocked(user)) throw new AccessDenied(`user "${user.metadata.name}" is locked`);
-    const lock = await this.lockOn({ user: user.metadata.name, roles: user.spec.roles });
-    if (lock) throw new AccessDenied(describeLock(lock));
+    const target = { user: user.metadata.name, roles: user.spec.roles };
+    const refusal = identityRefusal(user, await this.locks.listShared(), target, this.now());
+    if (refusal) throw new AccessDenied(refusal);
     const checker = await this.checkerFor(user);
     const granted = Math.min(ttlMs, checker.maxSessionTTL());
     if (!(granted > 0)) throw new BadParameter('certificate TTL must be positive');

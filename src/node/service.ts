@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import type { Role, SessionTracker } from '../api/types.ts';
 import { AccessChecker } from '../rbac/checker.ts';
-import { describeLock, lockFor } from '../rbac/locks.ts';
+import { identityRefusal } from '../rbac/identity.ts';
 import { checkUserCert, sshCertGrants } from '../rbac/sshaccess.ts';
 import type { SessionHooks } from './connection.ts';
 import { createNodeSSHServer } from './server.ts';
@@ -185,10 +185,8 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     if (kind !== 'lock' && kind !== 'user' && kind !== 'role') return;
     ssh.terminate((who) => {
       const { roles } = sshCertGrants(who.cert);
-      const lock = lockFor(cache.list('lock'), { user: who.user, roles, node: target.node() }, cfg.clock.now());
-      if (lock) return describeLock(lock);
-      if (!cache.get('user', who.user)) return `user "${who.user}" no longer exists`;
-      return undefined;
+      const identity = { user: who.user, roles, node: target.node() };
+      return identityRefusal(cache.get('user', who.user), cache.list('lock'), identity, cfg.clock.now());
     });
   });
 

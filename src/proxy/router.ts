@@ -10,7 +10,7 @@ import type { Node } from '../api/types.ts';
 import { ALPN_NODE_SSH, hostIdentityMismatch, tlsTrustBundle } from '../api/nodessh.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { canReachNode } from '../rbac/sshaccess.ts';
-import { describeLock, lockFor } from '../rbac/locks.ts';
+import { identityRefusal } from '../rbac/identity.ts';
 
 export interface TunnelDialer {
   /** `user` is counted against the tunnel's per-user stream limit; only clientAddr and target reach the agent. */
@@ -56,8 +56,8 @@ export class Router {
     const node = visible[0]!;
     // A node is locked by its host id; its host name is the one its certificate names (auth checks each heartbeat).
     const target = { user: grants.user, roles: grants.roles, node: { id: node.metadata.name, name: node.spec.hostname } };
-    const lock = lockFor(this.cache.list('lock'), target, new Date());
-    if (lock) throw new AccessDenied(describeLock(lock));
+    const refusal = identityRefusal(this.cache.get('user', grants.user), this.cache.list('lock'), target, new Date());
+    if (refusal) throw new AccessDenied(refusal);
     if (node.spec.tunnel) {
       if (!this.tunnels) throw new ConnectionProblem(`node "${host}" is reached by tunnel, and this proxy has none`);
       return this.tunnels.dial(node.metadata.name, { clientAddr, target: `${host}:${port}`, user: grants.user });

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../time/clock.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
+import { identityRefusal } from '../rbac/identity.ts';
 import type { Router } from './router.ts';
 import { splice } from './splice.ts';
 
@@ -64,8 +65,9 @@ export function createSSHOverTLSServer(opts: {
       try {
         const id = identityFromPeerCert(socket.getPeerCertificate());
         const user = id.kind === 'user' && id.cluster === opts.cluster ? opts.cache.get('user', id.username) : undefined;
-        if (!user) return refuse('access denied');
-        if (user.spec.locked_until && new Date(user.spec.locked_until) > opts.clock.now()) return refuse(`user "${id.username}" is locked`);
+        const target = { user: id.username, roles: id.roles };
+        const refusal = identityRefusal(user, opts.cache.list('lock'), target, opts.clock.now());
+        if (refusal) return refuse(refusal);
         grants = { user: id.username, roles: id.roles, traits: id.traits ?? {} };
       } catch {
         return refuse('access denied');

@@ -1,7 +1,8 @@
 // The target's own access decision (DESIGN: "the target is the authority"). A node checks every user
 // certificate itself, from its cached copy of the cluster's user CA, users and roles: validity, CA,
-// principal = login, source address, cluster, user not deleted or locked, roles still there, then
-// RBAC (login allowed, labels match, deny wins). The proxy runs the same check without the node part.
+// principal = login, source address, cluster, the identity usable now (identity.ts: user not deleted or locked, no
+// lock on it), roles still there, then RBAC (login allowed, labels match, deny wins). The proxy runs the same check
+// without the node part.
 import type { Clock } from '../time/clock.ts';
 import { EXT_CLUSTER, EXT_ROLES, EXT_TRAITS } from '../api/certext.ts';
 import type { Role } from '../api/types.ts';
@@ -10,7 +11,7 @@ import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { ConnectionProblem } from '../api/errors.ts';
 import { AccessChecker } from './checker.ts';
-import { describeLock, lockFor } from './locks.ts';
+import { identityRefusal } from './identity.ts';
 
 export type AccessDecision =
   | {
@@ -85,14 +86,12 @@ function decideUserCert(
     return { allowed: false, reason: (err as Error).message };
   }
   if (cert.extensions[EXT_CLUSTER] !== target.cluster) return { allowed: false, reason: 'certificate is for another cluster' };
-  const user = cache.get('user', cert.keyId);
-  if (!user) return { allowed: false, reason: `user "${cert.keyId}" does not exist` };
-  if (user.spec.locked_until && new Date(user.spec.locked_until) > clock.now()) return { allowed: false, reason: `user "${cert.keyId}" is locked` };
+  const node = target.node?.();
+  const identity = { user: cert.keyId, roles: sshCertGrants(cert).roles, node };
+  const refusal = identityRefusal(cache.get('user', cert.keyId), cache.list('lock'), identity, clock.now());
+  if (refusal) return { allowed: false, reason: refusal };
   const roles = rolesOf(cache, cert);
   if (typeof roles === 'string') return { allowed: false, reason: roles };
-  const node = target.node?.();
-  const lock = lockFor(cache.list('lock'), { user: cert.keyId, roles: roles.map((r) => r.metadata.name), node }, clock.now());
-  if (lock) return { allowed: false, reason: describeLock(lock) };
   if (target.node) {
     const checker = new AccessChecker(roles, jsonExtension<Record<string, string[]>>(cert, EXT_TRAITS, {}));
     const decision = checker.checkNodeLogin(node!, req.login);
