@@ -6,6 +6,7 @@ import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { nameSchema, type Node, type Proxy, type Token } from '../api/types.ts';
 import { issueHostSSHCert, issueHostTLSCert } from './certs.ts';
 import { checkJoinNames } from './joinnames.ts';
+import type { ResourceService } from '../services/resources.ts';
 import type { AuthServer } from './server.ts';
 
 /** A node is listed for this long after its last heartbeat. */
@@ -59,11 +60,11 @@ export async function issueHostIdentity(auth: AuthServer, req: HostIdentityReque
 }
 
 /** Host names and ids (lower case) of the nodes listed now, that is heartbeating within NODE_TTL_MS. */
-async function namesOfLiveNodes(auth: AuthServer): Promise<Set<string>> {
+async function namesOfLiveNodes(nodes: ResourceService<'node'>): Promise<Set<string>> {
   const names = new Set<string>();
   const PAGE = 10_000;
   for (let startAfter: string | undefined; ;) {
-    const page = await auth.nodes.list({ limit: PAGE, startAfter });
+    const page = await nodes.list({ limit: PAGE, startAfter });
     for (const n of page) names.add(n.metadata.name.toLowerCase()).add(n.spec.hostname.toLowerCase());
     if (page.length < PAGE) return names;
     startAfter = page.at(-1)!.metadata.name;
@@ -81,7 +82,7 @@ export async function registerUsingToken(
     throw new AccessDenied('access denied: the join token is invalid or expired');
   }
   if (!nameSchema.safeParse(req.hostname).success) throw new BadParameter(`invalid host name "${req.hostname}"`);
-  const liveNodeNames = req.systemRole === 'node' ? await namesOfLiveNodes(auth) : new Set<string>();
+  const liveNodeNames = req.systemRole === 'node' ? await namesOfLiveNodes(auth.nodes) : new Set<string>();
   const addresses = checkJoinNames(req, { cluster: auth.clusterName, remoteAddr: req.remoteAddr, liveNodeNames });
   const hostId = randomUUID();
   const identity = await issueHostIdentity(auth, { ...req, addresses, hostId });

@@ -17,6 +17,7 @@ import {
   type MFADevice,
   type TOTPDevice,
 } from './mfadevices.ts';
+import type { MFADeviceStore } from '../services/mfadevices.ts';
 import type { AuthServer } from './server.ts';
 import { checkWebAuthnAssertion } from './webauthn.ts';
 
@@ -73,7 +74,7 @@ export async function proveExistingDevice(auth: AuthServer, user: string, name: 
   if (existing.length === 0) return;
   if (!proof) throw new AccessDenied('adding another device needs a code from one you already have (or your security key)');
   if (proof.startsWith('{')) await checkWebAuthnAssertion(auth, user, proof);
-  else await checkTOTP(auth, user, proof);
+  else await checkTOTP(auth.stores.mfa, user, proof, auth.now());
 }
 
 /** The pending secret confirmed by a code from the app: the device, not stored yet. */
@@ -102,7 +103,7 @@ export async function storeDevice(auth: AuthServer, user: string, device: MFADev
   }
   const first = (await auth.stores.mfa.list(user)).length === 0;
   await auth.stores.mfa.add(user, device);
-  const recoveryCodes = first ? await newRecoveryCodes(auth, user) : [];
+  const recoveryCodes = first ? await newRecoveryCodes(auth.stores.mfa, user) : [];
   await auth.audit.emit('mfa.add', { user, device: device.name, type: device.type, id: device.id });
   return { device: { id: device.id, type: device.type, name: device.name, added: device.added }, recoveryCodes };
 }
@@ -135,14 +136,14 @@ async function matchStep(secret: string, code: string, now: Date, afterTimeStep:
 }
 
 /** Accepts a TOTP code from any of the user's devices, once; throws AccessDenied otherwise. */
-async function checkTOTP(auth: AuthServer, user: string, code: string): Promise<void> {
-  for (const stored of await auth.stores.mfa.listStored(user)) {
+async function checkTOTP(mfa: MFADeviceStore, user: string, code: string, now: Date): Promise<void> {
+  for (const stored of await mfa.listStored(user)) {
     const { device } = stored;
     if (device.type !== 'totp') continue;
-    const step = await matchStep(device.secret, code, auth.now(), device.last_time_step);
+    const step = await matchStep(device.secret, code, now, device.last_time_step);
     if (step === undefined) continue;
     try {
-      await auth.stores.mfa.replace(stored, { ...device, last_time_step: step });
+      await mfa.replace(stored, { ...device, last_time_step: step });
     } catch (err) {
       if (err instanceof CompareFailed) break; // another login used a code of this device at the same moment
       throw err;
@@ -152,11 +153,11 @@ async function checkTOTP(auth: AuthServer, user: string, code: string): Promise<
   throw new AccessDenied('invalid or already used second-factor code');
 }
 
-async function newRecoveryCodes(auth: AuthServer, user: string): Promise<string[]> {
+async function newRecoveryCodes(mfa: MFADeviceStore, user: string): Promise<string[]> {
   // 12 random bytes each: 96 bits, written as three groups for reading aloud.
   const codes = Array.from({ length: RECOVERY_CODES }, () => randomBytes(12).toString('hex').replace(/(.{8})(.{8})(.{8})/, '$1-$2-$3'));
   const hashes = await Promise.all(codes.map((c) => hashPassword(c)));
-  await auth.stores.mfa.setRecoveryHashes(user, hashes);
+  await mfa.setRecoveryHashes(user, hashes);
   return codes;
 }
 
@@ -201,7 +202,7 @@ export async function checkSecondFactor(auth: AuthServer, user: string, secondFa
   }
   if (/^\d{6}$/.test(secondFactor)) {
     if (!takesTOTP(mode)) throw new AccessDenied('this cluster takes security keys only (second_factor: webauthn)');
-    await checkTOTP(auth, user, secondFactor);
+    await checkTOTP(auth.stores.mfa, user, secondFactor, auth.now());
     return 'otp';
   }
   if (await useRecoveryCode(auth, user, secondFactor)) return 'recovery_code';
