@@ -1,24 +1,16 @@
 // The Auth API methods behind the proxies' web front: web sessions and invite/reset links. Only a
-// proxy may call them (it holds the browser's secret; the auth server never sees it).
-import type { HandlerContext } from '@connectrpc/connect';
-import type {
-  CreateAuthenticateChallengeRequest,
-  CreateWebSessionRequest,
-  DeleteWebSessionRequest,
-  GetUserTokenRequest,
-  GetWebSessionRequest,
-  UseUserTokenRequest,
-} from '../api/gen/ward/auth/v1/auth_pb.ts';
-import { AccessDenied, BadParameter } from '../api/errors.ts';
-import { requireAuthenticated, requireSystemRole, type Caller } from './authz.ts';
+// proxy may call them (it holds the browser's secret; the auth server never sees it): rpcauthz.ts says so.
+import type { CreateWebSessionRequest } from '../api/gen/ward/auth/v1/auth_pb.ts';
+import { BadParameter } from '../api/errors.ts';
+import type { UnaryHandlers } from './rpcauthz.ts';
 import { beginLoginChallenge } from './login.ts';
 import { certsMessage } from './wire.ts';
 import type { AuthServer } from './server.ts';
 import { getUserToken, useUserToken } from './usertokens.ts';
 import { createAuthenticateChallenge } from './webauthn.ts';
-import { createWebSession, createWebSessionAfterLink, deleteWebSession, getWebSession, type StoredWebSession } from './websessions.ts';
-
-type Unary = <Req, Res>(fn: (req: Req, who: Caller) => Promise<Res>) => (req: Req, ctx: HandlerContext) => Promise<Res>;
+import {
+  createWebSession, createWebSessionAfterLink, deleteWebSession, getWebSession, type StoredWebSession,
+} from './websessions.ts';
 
 const MAX_WEB_TTL_SECONDS = 30 * 3600;
 
@@ -47,32 +39,27 @@ function webSessionMessage(s: StoredWebSession) {
   };
 }
 
-export function webMethods(auth: AuthServer, unary: Unary) {
+type WebRPC = 'createWebSession' | 'getWebSession' | 'deleteWebSession' | 'getUserToken' | 'useUserToken'
+  | 'createAuthenticateChallenge';
+
+export function webHandlers(auth: AuthServer): Pick<UnaryHandlers, WebRPC> {
   return {
-    createWebSession: unary(async (req: CreateWebSessionRequest, who) => {
-      requireSystemRole(who, 'proxy');
-      const session = await createWebSession(auth, { ...webSessionFields(req), user: req.user, password: req.password, secondFactor: req.secondFactor });
+    createWebSession: async (req) => {
+      const { user, password, secondFactor } = req;
+      const session = await createWebSession(auth, { ...webSessionFields(req), user, password, secondFactor });
       return webSessionMessage(session);
-    }),
+    },
 
-    getWebSession: unary(async (req: GetWebSessionRequest, who) => {
-      requireSystemRole(who, 'proxy');
-      return webSessionMessage(await getWebSession(auth, req.idHash));
-    }),
+    getWebSession: async (req) => webSessionMessage(await getWebSession(auth, req.idHash)),
 
-    deleteWebSession: unary(async (req: DeleteWebSessionRequest, who) => {
-      requireSystemRole(who, 'proxy');
+    deleteWebSession: async (req) => {
       await deleteWebSession(auth, req.idHash);
       return {};
-    }),
+    },
 
-    getUserToken: unary(async (req: GetUserTokenRequest, who) => {
-      requireSystemRole(who, 'proxy');
-      return getUserToken(auth, req.token);
-    }),
+    getUserToken: async (req) => getUserToken(auth, req.token),
 
-    useUserToken: unary(async (req: UseUserTokenRequest, who) => {
-      requireSystemRole(who, 'proxy');
+    useUserToken: async (req) => {
       // Checked before the link is used, so a malformed request does not cost the user their link.
       const session = req.webSession ? webSessionFields(req.webSession) : undefined;
       const used = await useUserToken(auth, {
@@ -83,20 +70,17 @@ export function webMethods(auth: AuthServer, unary: Unary) {
         deviceName: req.deviceName,
       });
       const method = used.factor ? `link+${used.factor}` : 'link';
-      const webSession = session ? webSessionMessage(await createWebSessionAfterLink(auth, used.user, method, session)) : undefined;
+      const webSession = session
+        ? webSessionMessage(await createWebSessionAfterLink(auth, used.user, method, session))
+        : undefined;
       return { user: used.user, recoveryCodes: used.recoveryCodes, webSession };
-    }),
+    },
 
-    createAuthenticateChallenge: unary(async (req: CreateAuthenticateChallengeRequest, who) => {
-      const c = requireAuthenticated(who);
-      // A signed-in user asks for their own devices (to prove one before adding another); a proxy asks
-      // for a sign-in, with the password.
-      if (c.kind === 'user') {
-        if (req.user && req.user !== c.name) throw new AccessDenied('a user asks for challenges for their own devices only');
-        return createAuthenticateChallenge(auth, c.name, true);
-      }
-      requireSystemRole(who, 'proxy');
+    // A signed-in user asks for their own devices (to prove one before adding another); a proxy asks for a
+    // sign-in, with the password.
+    createAuthenticateChallenge: async (req, { on }) => {
+      if (on.ownDevicesOf) return createAuthenticateChallenge(auth, on.ownDevicesOf, true);
       return beginLoginChallenge(auth, { user: req.user, password: req.password, clientAddr: req.clientAddr });
-    }),
+    },
   };
 }

@@ -12,14 +12,17 @@ import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, 
 import { MAX_LIST_PAGE } from '../api/list.ts';
 import { ResourceService } from '../services/resources.ts';
 import { ListingCache } from '../services/listing.ts';
+import { identifyCaller, callerName, type Caller } from './authz.ts';
 import {
-  identifyCaller, isVisible, requireAuthenticated, requireRule, requireSystemRole, callerName, type Caller,
-} from './authz.ts';
+  admit, authorize, type RequestOf, type ResponseOf, type UnaryHandler, type UnaryHandlers, type UnaryRPC,
+} from './rpcauthz.ts';
 import { resolveHostLock, revokeHost } from './hostlocks.ts';
 import { withoutSecrets } from './keystore.ts';
 import { EVENTS_BY_SYSTEM_ROLE, reportableEvents, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
-import { beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice } from './mfa.ts';
+import {
+  beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice,
+} from './mfa.ts';
 import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
 import { heartbeat, NODE_TTL_MS, registerUsingToken } from './join.ts';
 import { holdsHostIdentity, renewHostSSHCert, renewHostTLSCert, subjectAltNames, tlsRenewalFor } from './renew.ts';
@@ -30,7 +33,7 @@ import { certsMessage } from './wire.ts';
 import { PHASES, type RotationPhase } from '../api/rotation.ts';
 import { VERSION } from './server.ts';
 import { watchResources } from './watch.ts';
-import { webMethods } from './api-web.ts';
+import { webHandlers } from './api-web.ts';
 import type { HeartbeatStreamOptions } from './heartbeatstream.ts';
 import { createUserToken, getUserToken } from './usertokens.ts';
 import { DEFAULT_JOIN_RULE, JoinLimits } from './joinlimits.ts';
@@ -54,15 +57,7 @@ function toRPCError(err: unknown, log: Logger): ConnectError {
   return new ConnectError(internal.message, internal.rpcCode);
 }
 
-function heartbeatJSON(json: string | undefined): unknown {
-  try {
-    return JSON.parse(json ?? '');
-  } catch {
-    throw new BadParameter('heartbeat resource is not valid JSON');
-  }
-}
-
-/** The names (SANs) of the certificate on a connection: read once per connection, which a host heartbeats on for hours. */
+/** The names (SANs) of a connection's certificate, read once per connection (a host heartbeats on it for hours). */
 const certNamesOf = new WeakMap<TLSSocket, ReadonlySet<string>>();
 function peerCertNames(socket: TLSSocket | undefined): ReadonlySet<string> {
   if (!socket) return new Set();
@@ -74,18 +69,8 @@ function peerCertNames(socket: TLSSocket | undefined): ReadonlySet<string> {
   return names;
 }
 
-/** A node heartbeats a node, a proxy a proxy: the kind follows from the certificate's role. */
-function hostHeartbeat(auth: AuthServer, c: Extract<Caller, { kind: 'service' }>, data: unknown, socket: TLSSocket | undefined) {
-  const kind = c.systemRoles.includes('node') ? 'node' : c.systemRoles.includes('proxy') ? 'proxy' : undefined;
-  if (!kind) throw new AccessDenied();
-  return heartbeat(auth, c.name, parseAs(kind, data), peerCertNames(socket));
-}
-
-/** Who may send heartbeats on a stream: a host (service) certificate, still valid. */
-async function heartbeatCaller(auth: AuthServer, socket: TLSSocket | undefined): Promise<Extract<Caller, { kind: 'service' }>> {
-  const c = requireAuthenticated(socket ? await identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' });
-  if (c.kind !== 'service') throw new AccessDenied();
-  return c;
+function socketCaller(auth: AuthServer, socket: TLSSocket | undefined): Promise<Caller> {
+  return socket ? identifyCaller(auth, socket) : Promise.resolve({ kind: 'anonymous', reason: 'no TLS connection' });
 }
 
 /**
@@ -93,10 +78,11 @@ async function heartbeatCaller(auth: AuthServer, socket: TLSSocket | undefined):
  * caller is read again at every message: a certificate that ended, or was replaced by a renewal, while the stream
  * stayed open is refused as a new call would be (identifyCaller checks the expiry).
  */
-async function heartbeatStreamMessage(auth: AuthServer, socket: TLSSocket | undefined, req: { resource?: { json: string }; remove: boolean }) {
-  const c = await heartbeatCaller(auth, socket);
-  if (req.remove) throw new BadParameter('a host does not remove itself: its listing ends when its heartbeats stop');
-  const stored = await hostHeartbeat(auth, c, heartbeatJSON(req.resource?.json), socket);
+async function heartbeatStreamMessage(
+  auth: AuthServer, socket: TLSSocket | undefined, req: RequestOf<'heartbeatStream'>,
+): Promise<{ expires: string }> {
+  const { who, on } = authorize('heartbeatStream', await socketCaller(auth, socket), req);
+  const stored = await heartbeat(auth, who.name, parseAs(on.kind, on.data), peerCertNames(socket));
   return { expires: stored.metadata.expires ?? '' };
 }
 
@@ -109,7 +95,7 @@ const MAX_HEARTBEAT_MESSAGE_BYTES = 256 * 1024;
 /** What the listener's own HeartbeatStream path (heartbeatstream.ts) calls: the same checks as Connect's handler. */
 export function heartbeatStreamHandling(auth: AuthServer, log: Logger): HeartbeatStreamOptions {
   return {
-    admit: async (socket) => void (await heartbeatCaller(auth, socket)),
+    admit: async (socket) => void admit('heartbeatStream', await socketCaller(auth, socket)),
     answer: (socket, req) => heartbeatStreamMessage(auth, socket, req),
     toRPCError: (err) => toRPCError(err, log),
     maxMessageBytes: MAX_HEARTBEAT_MESSAGE_BYTES,
@@ -160,23 +146,19 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
     metrics: opts.metrics,
   });
   const listings = new ListingCache(present);
-  const caller = async (ctx: HandlerContext): Promise<Caller> => {
-    const socket = ctx.values.get(socketKey);
-    return socket ? identifyCaller(auth, socket) : { kind: 'anonymous', reason: 'no TLS connection' };
-  };
-  // A caller without a (valid) certificate is refused before its request is looked at, so that
-  // nothing about the request (a kind, a name, a JSON document) is parsed or answered for it. Only the
-  // methods that say so may be called anonymously.
+  const caller = (ctx: HandlerContext): Promise<Caller> => socketCaller(auth, ctx.values.get(socketKey));
+  // Every unary call runs its entry in the authorization table (rpcauthz.ts) first; the handler gets the grant.
   const unary =
-    <Req, Res>(fn: (req: Req, who: Caller, ctx: HandlerContext) => Promise<Res>, opts: { anonymous?: boolean } = {}) =>
-    async (req: Req, ctx: HandlerContext): Promise<Res> => {
+    <M extends UnaryRPC>(method: M, handle: UnaryHandler<M>) =>
+    async (req: RequestOf<M>, ctx: HandlerContext): Promise<ResponseOf<M>> => {
       let who: Caller | undefined;
       try {
         who = await caller(ctx);
-        if (!opts.anonymous) requireAuthenticated(who);
-        return await fn(req, who, ctx);
+        return await handle(req, authorize(method, who, req), ctx);
       } catch (err) {
-        if (err instanceof AccessDenied && who?.kind === 'user') await auditDenial(who.name, ctx.method.name, err.message);
+        if (err instanceof AccessDenied && who?.kind === 'user') {
+          await auditDenial(who.name, ctx.method.name, err.message);
+        }
         throw toRPCError(err, log);
       }
     };
@@ -189,320 +171,314 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
       () => undefined, // the call is refused either way; the audit log's own failure is logged there
     );
 
-  return (router: ConnectRouter) =>
-    router.service(AuthService, {
-      ping: unary(async (_req, who) => ({
-        clusterName: auth.clusterName,
-        serverVersion: VERSION,
-        caPins: await auth.tlsCAPins(),
-        backend: who.kind === 'anonymous' ? '' : auth.backend.kind,
-        secondFactor: auth.secondFactor,
-      }), { anonymous: true }),
+  const handlers: UnaryHandlers = {
+    ping: async (_req, { on }) => ({
+      clusterName: auth.clusterName,
+      serverVersion: VERSION,
+      caPins: await auth.tlsCAPins(),
+      backend: on.signedIn ? auth.backend.kind : '',
+      secondFactor: auth.secondFactor,
+    }),
 
-      getResource: unary(async (req, who) => {
-        const kind = kindFromName(req.kind);
-        requireRule(who, kind, 'read');
-        const resource = await service(kind).get(req.name);
-        // Hidden as a missing one is: the answer never tells that a resource the caller may not see exists.
-        if (!isVisible(who, resource)) throw new NotFound(`${kind} "${req.name}" not found`);
-        return { json: present(resource) };
-      }),
+    getResource: async (req, { on: kind, visible }) => {
+      const resource = await service(kind).get(req.name);
+      // Hidden as a missing one is: the answer never tells that a resource the caller may not see exists.
+      if (visible && !visible(resource)) throw new NotFound(`${kind} "${req.name}" not found`);
+      return { json: present(resource) };
+    },
 
-      listResources: unary(async (req, who) => {
-        const kind = kindFromName(req.kind);
-        // Everyone sees the live sessions they are in; seeing all of them takes the session_tracker rule.
-        const ownSessionsOnly = kind === 'session_tracker' && who.kind === 'user' && !who.checker.checkRule(kind, 'list').allowed;
-        if (!ownSessionsOnly) requireRule(who, kind, 'list');
-        const limit = Math.min(req.limit || 1000, MAX_LIST_PAGE);
-        // The page goes to a client that checks each resource; only a filter on the spec needs it checked here.
-        // One more than asked for tells whether another page exists, so a full last page ends the listing
-        // instead of sending the client back for an empty one.
-        const page = { limit: limit + 1, startAfter: req.startAfter || undefined };
-        let listed = ownSessionsOnly
-          ? (await service(kind).list(page)).map((resource) => ({ resource, json: present(resource) }))
-          : await service(kind).listForClient(page, listings);
-        const more = listed.length > limit;
-        if (more) listed = listed.slice(0, limit);
-        const nextKey = more ? listed.at(-1)!.resource.metadata.name : '';
-        if (who.kind === 'user') listed = listed.filter(({ resource }) => isVisible(who, resource));
-        // Packed: the cached JSON of each resource joined into one array, for clients that list thousands.
-        if (req.packed) return { packedJson: `[${listed.map(({ json }) => json).join(',')}]`, nextKey };
-        return { resources: listed.map(({ json }) => ({ json })), nextKey };
-      }),
+    listResources: async (req, { on: { kind, ownSessionsOnly }, visible }) => {
+      const limit = Math.min(req.limit || 1000, MAX_LIST_PAGE);
+      // The page goes to a client that checks each resource; only a filter on the spec needs it checked here.
+      // One more than asked for tells whether another page exists, so a full last page ends the listing
+      // instead of sending the client back for an empty one.
+      const page = { limit: limit + 1, startAfter: req.startAfter || undefined };
+      let listed = ownSessionsOnly
+        ? (await service(kind).list(page)).map((resource) => ({ resource, json: present(resource) }))
+        : await service(kind).listForClient(page, listings);
+      const more = listed.length > limit;
+      if (more) listed = listed.slice(0, limit);
+      const nextKey = more ? listed.at(-1)!.resource.metadata.name : '';
+      if (visible) listed = listed.filter(({ resource }) => visible(resource));
+      // Packed: the cached JSON of each resource joined into one array, for clients that list thousands.
+      if (req.packed) return { packedJson: `[${listed.map(({ json }) => json).join(',')}]`, nextKey };
+      return { resources: listed.map(({ json }) => ({ json })), nextKey };
+    },
 
-      upsertResource: unary(async (req, who) => {
+    upsertResource: async (req, { who, on: resource }) => {
+      if (resource.kind === 'user') {
+        await auth.loadRoles(resource.spec.roles).catch(() => {
+          throw new BadParameter(
+            `user "${resource.metadata.name}" names a role that does not exist: create the role first`,
+          );
+        });
+      }
+      let stored: Resource = resource;
+      if (resource.kind === 'lock') {
+        resource.spec.created_by = callerName(who);
+        resource.spec.created = auth.now().toISOString();
+        stored = await resolveHostLock(auth, resource);
+      }
+      const store = service(stored.kind) as ResourceService<typeof stored.kind>;
+      const saved = req.overwrite ? await store.upsert(stored as never) : await store.create(stored as never);
+      const by = callerName(who);
+      if (saved.kind === 'lock') {
+        const { target, message } = saved.spec;
+        const { name, expires } = saved.metadata;
+        await auth.audit.emit('lock.created', { user: by, name, target, message, expires });
+      } else {
+        const { name } = resource.metadata;
+        if (resource.kind === 'role') await auth.audit.emit('role.created', { user: by, name });
+        else if (resource.kind === 'user') {
+          await auth.audit.emit(req.overwrite ? 'user.update' : 'user.create', { user: by, name });
+        } else await auth.audit.emit('resource.created', { user: by, kind: resource.kind, name });
+      }
+      return { json: present(saved) };
+    },
+
+    deleteResource: async (req, { who, on: kind }) => {
+      if (kind === 'role') {
+        const holders = (await auth.users.list())
+          .filter((u) => u.spec.roles.includes(req.name))
+          .map((u) => u.metadata.name);
+        if (holders.length) {
+          const named = `${holders.slice(0, 5).join(', ')}${holders.length > 5 ? '…' : ''}`;
+          throw new BadParameter(`role "${req.name}" is still assigned to ${named}: remove it from them first`);
+        }
+      }
+      const by = callerName(who);
+      if (kind === 'user') await auth.deleteUser(req.name, by);
+      else if (kind === 'node' || kind === 'proxy') await revokeHost(auth, kind, req.name, by);
+      else {
+        await service(kind).delete(req.name);
+        if (kind === 'lock') await auth.audit.emit('lock.deleted', { user: by, name: req.name });
+        else if (kind === 'role') await auth.audit.emit('role.deleted', { user: by, name: req.name });
+        else await auth.audit.emit('resource.deleted', { user: by, kind, name: req.name });
+      }
+      return {};
+    },
+
+    createUser: async (req, { who }) => {
+      const { user, generatedPassword } = await auth.createUser({
+        name: req.name,
+        roles: req.roles,
+        logins: req.logins,
+        password: req.password || undefined,
+        createdBy: callerName(who),
+      });
+      // An invited user's generated password is never shown: only the link lets them set one.
+      if (req.invite) {
+        const link = await createUserToken(auth, req.name, 'invite', callerName(who));
+        return { user: { json: present(user) }, inviteToken: link.token, inviteExpires: link.expires };
+      }
+      return { user: { json: present(user) }, generatedPassword };
+    },
+
+    resetPassword: async (req, { who }) => {
+      if (req.asLink) {
+        // The old password stops working now (replaced by one nobody sees); the link sets the next.
+        await auth.resetPassword(req.name, undefined, callerName(who));
+        const link = await createUserToken(auth, req.name, 'reset', callerName(who));
+        return { resetToken: link.token, resetExpires: link.expires };
+      }
+      return { generatedPassword: await auth.resetPassword(req.name, req.password || undefined, callerName(who)) };
+    },
+
+    createToken: async (req, { who }) => {
+      const roles = req.roles.map((r) => {
+        if (!(SYSTEM_ROLES as readonly string[]).includes(r)) {
+          throw new BadParameter(`unknown token type "${r}" (expected ${SYSTEM_ROLES.join(', ')})`);
+        }
+        return r as (typeof SYSTEM_ROLES)[number];
+      });
+      if (roles.length === 0) throw new BadParameter('a token needs at least one type');
+      const ttl = ttlMs(req.ttlSeconds, 30 * 60_000);
+      const token = await auth.createToken({ roles, ttlMs: ttl, labels: req.labels, by: callerName(who) });
+      return { json: present(token) };
+    },
+
+    authenticateUser: async (req) => {
+      const certs = await authenticateUser(auth, {
+        user: req.user,
+        password: req.password,
+        sshPublicKey: req.sshPublicKey,
+        tlsPublicKey: req.tlsPublicKey,
+        ttlMs: ttlMs(req.ttlSeconds, 12 * 3_600_000),
+        clientAddr: req.clientAddr,
+        secondFactor: req.secondFactor || undefined,
+      });
+      return certsMessage(certs);
+    },
+
+    generateUserCerts: async (req, { who, on }) => {
+      const maxMs = on.notAfterMs - auth.now().getTime();
+      const user = await auth.getUserOrDeny(req.user);
+      const keys = { sshPublicKey: req.sshPublicKey, tlsPublicKey: req.tlsPublicKey };
+      const ttl = Math.min(ttlMs(req.ttlSeconds, 3_600_000), maxMs);
+      return certsMessage(await auth.issueUserCerts(user, keys, ttl, callerName(who)));
+    },
+
+    exportCAs: async (req) => ({ entries: await auth.exportCAs(req.type) }),
+
+    // The caller's TLS certificate (verified by the handshake, its dates by authz.ts) says what may be renewed and
+    // for whom (renew.ts), so this reads it off the connection.
+    renewHostCerts: async (req, { who: c }, ctx) => {
+      if (!req.sshCert && !req.tlsPublicKey) {
+        throw new BadParameter('nothing to renew: give the SSH host certificate, the TLS public key or both');
+      }
+      const peer = ctx.values.get(socketKey)?.getPeerCertificate(false);
+      // Both requests are checked before either certificate is issued: a refused call gets nothing.
+      const tlsRenewal = req.tlsPublicKey ? tlsRenewalFor(peer?.raw, { tlsPublicKey: req.tlsPublicKey }) : undefined;
+      const ssh = req.sshCert
+        ? await renewHostSSHCert(auth, c.name, subjectAltNames(peer?.subjectaltname), { sshCert: req.sshCert })
+        : undefined;
+      const tls = tlsRenewal
+        ? await renewHostTLSCert(auth, { hostId: c.name, systemRoles: c.systemRoles }, tlsRenewal)
+        : undefined;
+      return {
+        sshCert: ssh?.sshCert ?? '',
+        sshHostCas: ssh?.sshHostCas ?? [],
+        tlsCert: tls?.tlsCert ?? '',
+        tlsCas: tls?.tlsCas ?? [],
+      };
+    },
+
+    rotateCertAuthority: async (req, { who }) => {
+      let move: { target: RotationPhase } | { rollback: true };
+      if (req.rollback) move = { rollback: true };
+      else if ((PHASES as readonly string[]).includes(req.phase)) move = { target: req.phase as RotationPhase };
+      else {
+        const expected = `${PHASES.slice(1).join(', ')} or standby`;
+        throw new BadParameter(`unknown rotation phase "${req.phase}" (expected ${expected})`);
+      }
+      return { json: present(await auth.rotateCA(req.type, move, callerName(who))) };
+    },
+
+    // Each event names its emitter, the host id of the caller's certificate, whatever the host wrote: the rest of
+    // the event (user, login, command...) is that host's own account.
+    emitAuditEvents: async (req, { who: c, on: { reportable, role } }) => {
+      if (req.events.length > MAX_AGENT_EVENTS) throw new LimitExceeded(`at most ${MAX_AGENT_EVENTS} events per call`);
+      const events = req.events.map((text) => {
+        if (text.length > MAX_AGENT_EVENT_BYTES) throw new LimitExceeded('audit event too large');
         let data: unknown;
         try {
-          data = JSON.parse(req.resource?.json ?? '');
+          data = JSON.parse(text);
         } catch {
-          throw new BadParameter('resource is not valid JSON');
+          throw new BadParameter('audit event is not valid JSON');
         }
-        const resource = parseResource(data);
-        if (resource.kind === 'cert_authority') throw new BadParameter('certificate authorities are created by the auth server, not uploaded');
-        // Rights first: a caller who may not create users must not learn which roles exist.
-        requireRule(who, resource.kind, req.overwrite ? 'update' : 'create');
-        if (req.overwrite) requireRule(who, resource.kind, 'create');
-        if (resource.kind === 'user') {
-          await auth.loadRoles(resource.spec.roles).catch(() => {
-            throw new BadParameter(`user "${resource.metadata.name}" names a role that does not exist: create the role first`);
-          });
+        if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+          throw new BadParameter('audit event is not a JSON object');
         }
-        let stored: Resource = resource;
-        if (resource.kind === 'lock') {
-          resource.spec.created_by = callerName(who);
-          resource.spec.created = auth.now().toISOString();
-          stored = await resolveHostLock(auth, resource);
+        // What the auth server sets is dropped, whatever the host wrote there.
+        const { event, code: _c, uid, cluster: _cl, time, server_id: _s, emitter: _e, emitter_role: _r, ...fields } =
+          data as Record<string, unknown>;
+        if (typeof event !== 'string' || !reportable.has(event)) {
+          throw new BadParameter(`a ${role} may not report "${String(event)}" events`);
         }
-        const store = service(stored.kind) as ResourceService<typeof stored.kind>;
-        const saved = req.overwrite ? await store.upsert(stored as never) : await store.create(stored as never);
-        const by = callerName(who);
-        if (saved.kind === 'lock') {
-          const { target, message } = saved.spec;
-          const { name, expires } = saved.metadata;
-          await auth.audit.emit('lock.created', { user: by, name, target, message, expires });
-        } else if (resource.kind === 'role') await auth.audit.emit('role.created', { user: by, name: resource.metadata.name });
-        else if (resource.kind === 'user') await auth.audit.emit(req.overwrite ? 'user.update' : 'user.create', { user: by, name: resource.metadata.name });
-        else await auth.audit.emit('resource.created', { user: by, kind: resource.kind, name: resource.metadata.name });
-        return { json: present(saved) };
-      }),
+        return { event: event as EventName, fields, at: agentEventStamp(uid, time, auth.now()) };
+      });
+      const emitter = { server_id: c.name, emitter: c.name, emitter_role: role };
+      for (const e of events) await auth.audit.emit(e.event, { ...e.fields, ...emitter }, e.at);
+      return {};
+    },
 
-      deleteResource: unary(async (req, who) => {
-        const kind = kindFromName(req.kind);
-        if (kind === 'cert_authority') throw new BadParameter('certificate authorities cannot be deleted');
-        requireRule(who, kind, 'delete');
-        if (kind === 'role') {
-          const holders = (await auth.users.list()).filter((u) => u.spec.roles.includes(req.name)).map((u) => u.metadata.name);
-          if (holders.length) {
-            throw new BadParameter(`role "${req.name}" is still assigned to ${holders.slice(0, 5).join(', ')}${holders.length > 5 ? '…' : ''}: remove it from them first`);
-          }
-        }
-        const by = callerName(who);
-        if (kind === 'user') await auth.deleteUser(req.name, by);
-        else if (kind === 'node' || kind === 'proxy') await revokeHost(auth, kind, req.name, by);
-        else {
-          await service(kind).delete(req.name);
-          if (kind === 'lock') await auth.audit.emit('lock.deleted', { user: by, name: req.name });
-          else if (kind === 'role') await auth.audit.emit('role.deleted', { user: by, name: req.name });
-          else await auth.audit.emit('resource.deleted', { user: by, kind, name: req.name });
-        }
-        return {};
-      }),
+    // UseUserToken finishes a registration a proxy began for the user of a link.
+    beginMFARegistration: async (req, { on }) => {
+      const user = on.user !== undefined ? on.user : (await getUserToken(auth, on.viaLink)).user;
+      if (req.type === 'totp') return beginTOTP(auth, user, !!req.userToken);
+      if (req.type === 'webauthn') {
+        return { webauthnOptions: await beginWebAuthnRegistration(auth, user, !!req.userToken) };
+      }
+      throw new BadParameter(`cannot register a "${req.type}" device (expected totp or webauthn)`);
+    },
 
-      createUser: unary(async (req, who) => {
-        requireRule(who, 'user', 'create');
-        const { user, generatedPassword } = await auth.createUser({
-          name: req.name,
-          roles: req.roles,
-          logins: req.logins,
-          password: req.password || undefined,
-          createdBy: callerName(who),
-        });
-        // An invited user's generated password is never shown: only the link lets them set one.
-        if (req.invite) {
-          const link = await createUserToken(auth, req.name, 'invite', callerName(who));
-          return { user: { json: present(user) }, inviteToken: link.token, inviteExpires: link.expires };
-        }
-        return { user: { json: present(user) }, generatedPassword };
-      }),
-
-      resetPassword: unary(async (req, who) => {
-        requireRule(who, 'user', 'update');
-        if (req.asLink) {
-          // The old password stops working now (replaced by one nobody sees); the link sets the next.
-          await auth.resetPassword(req.name, undefined, callerName(who));
-          const link = await createUserToken(auth, req.name, 'reset', callerName(who));
-          return { resetToken: link.token, resetExpires: link.expires };
-        }
-        return { generatedPassword: await auth.resetPassword(req.name, req.password || undefined, callerName(who)) };
-      }),
-
-      createToken: unary(async (req, who) => {
-        requireRule(who, 'token', 'create');
-        const roles = req.roles.map((r) => {
-          if (!(SYSTEM_ROLES as readonly string[]).includes(r)) throw new BadParameter(`unknown token type "${r}" (expected ${SYSTEM_ROLES.join(', ')})`);
-          return r as (typeof SYSTEM_ROLES)[number];
-        });
-        if (roles.length === 0) throw new BadParameter('a token needs at least one type');
-        const token = await auth.createToken({ roles, ttlMs: ttlMs(req.ttlSeconds, 30 * 60_000), labels: req.labels, by: callerName(who) });
-        return { json: present(token) };
-      }),
-
-      authenticateUser: unary(async (req, who) => {
-        requireSystemRole(who, 'proxy');
-        const certs = await authenticateUser(auth, {
-          user: req.user,
-          password: req.password,
-          sshPublicKey: req.sshPublicKey,
-          tlsPublicKey: req.tlsPublicKey,
-          ttlMs: ttlMs(req.ttlSeconds, 12 * 3_600_000),
-          clientAddr: req.clientAddr,
-          secondFactor: req.secondFactor || undefined,
-        });
-        return certsMessage(certs);
-      }),
-
-      generateUserCerts: unary(async (req, who) => {
-        const c = requireAuthenticated(who);
-        // Admins mint certificates for anyone (wctl auth sign); a user renews only their own, never
-        // past the expiry of the certificate they call with.
-        let maxMs = Infinity;
-        if (c.kind === 'user') {
-          if (c.name !== req.user) requireSystemRole(who, 'admin');
-          maxMs = new Date(c.identity.expires).getTime() - auth.now().getTime();
-        } else requireSystemRole(who, 'admin');
-        const user = await auth.getUserOrDeny(req.user);
-        const keys = { sshPublicKey: req.sshPublicKey, tlsPublicKey: req.tlsPublicKey };
-        return certsMessage(await auth.issueUserCerts(user, keys, Math.min(ttlMs(req.ttlSeconds, 3_600_000), maxMs), callerName(who)));
-      }),
-
-      exportCAs: unary(async (req, who) => {
-        requireAuthenticated(who);
-        return { entries: await auth.exportCAs(req.type) };
-      }),
-
-      // The caller's TLS certificate (verified by the handshake, its dates by authz.ts) says what may be renewed and
-      // for whom (renew.ts), so this reads it off the connection. Every host that joined with a token may renew.
-      renewHostCerts: unary(async (req, who, ctx) => {
-        const c = requireAuthenticated(who);
-        if (c.kind !== 'service' || !holdsHostIdentity(c.systemRoles)) throw new AccessDenied();
-        if (!req.sshCert && !req.tlsPublicKey) throw new BadParameter('nothing to renew: give the SSH host certificate, the TLS public key or both');
-        const peer = ctx.values.get(socketKey)?.getPeerCertificate(false);
-        // Both requests are checked before either certificate is issued: a refused call gets nothing.
-        const tlsRenewal = req.tlsPublicKey ? tlsRenewalFor(peer?.raw, { tlsPublicKey: req.tlsPublicKey }) : undefined;
-        const ssh = req.sshCert ? await renewHostSSHCert(auth, c.name, subjectAltNames(peer?.subjectaltname), { sshCert: req.sshCert }) : undefined;
-        const tls = tlsRenewal ? await renewHostTLSCert(auth, { hostId: c.name, systemRoles: c.systemRoles }, tlsRenewal) : undefined;
-        return { sshCert: ssh?.sshCert ?? '', sshHostCas: ssh?.sshHostCas ?? [], tlsCert: tls?.tlsCert ?? '', tlsCas: tls?.tlsCas ?? [] };
-      }),
-
-      rotateCertAuthority: unary(async (req, who) => {
-        requireRule(who, 'cert_authority', 'update');
-        let move: { target: RotationPhase } | { rollback: true };
-        if (req.rollback) move = { rollback: true };
-        else if ((PHASES as readonly string[]).includes(req.phase)) move = { target: req.phase as RotationPhase };
-        else throw new BadParameter(`unknown rotation phase "${req.phase}" (expected ${PHASES.slice(1).join(', ')} or standby)`);
-        return { json: present(await auth.rotateCA(req.type, move, callerName(who))) };
-      }),
-
-      // A host reports what it witnessed, and only the kinds of event a host of its role witnesses (catalog.ts): never
-      // what only the auth server writes. Each event names its emitter, the host id of the caller's certificate,
-      // whatever the host wrote: the rest of the event (user, login, command...) is that host's own account.
-      emitAuditEvents: unary(async (req, who) => {
-        const c = requireAuthenticated(who);
-        if (c.kind !== 'service') throw new AccessDenied();
-        const reportable = reportableEvents(c.systemRoles);
-        if (reportable.size === 0) {
-          throw new AccessDenied(`a ${c.systemRoles.join(',') || 'host'} reports no audit events`);
-        }
-        const role = c.systemRoles.find((r) => EVENTS_BY_SYSTEM_ROLE[r]) ?? '';
-        if (req.events.length > MAX_AGENT_EVENTS) throw new LimitExceeded(`at most ${MAX_AGENT_EVENTS} events per call`);
-        const events = req.events.map((text) => {
-          if (text.length > MAX_AGENT_EVENT_BYTES) throw new LimitExceeded('audit event too large');
-          let data: unknown;
-          try {
-            data = JSON.parse(text);
-          } catch {
-            throw new BadParameter('audit event is not valid JSON');
-          }
-          if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new BadParameter('audit event is not a JSON object');
-          // What the auth server sets is dropped, whatever the host wrote there.
-          const { event, code: _c, uid, cluster: _cl, time, server_id: _s, emitter: _e, emitter_role: _r, ...fields } =
-            data as Record<string, unknown>;
-          if (typeof event !== 'string' || !reportable.has(event)) {
-            throw new BadParameter(`a ${role} may not report "${String(event)}" events`);
-          }
-          return { event: event as EventName, fields, at: agentEventStamp(uid, time, auth.now()) };
-        });
-        const emitter = { server_id: c.name, emitter: c.name, emitter_role: role };
-        for (const e of events) await auth.audit.emit(e.event, { ...e.fields, ...emitter }, e.at);
-        return {};
-      }),
-
-      // A user's own second factors; never anyone else's, whatever their roles (an admin removes a
-      // user's devices by resetting the user). A proxy begins one for the user of an invite or reset
-      // link (sign-up); UseUserToken finishes it.
-      beginMFARegistration: unary(async (req, who) => {
-        const c = requireAuthenticated(who);
-        let user: string;
-        if (req.userToken) {
-          requireSystemRole(who, 'proxy');
-          user = (await getUserToken(auth, req.userToken)).user;
-        } else if (c.kind === 'user') user = c.name;
-        else throw new AccessDenied('only users have second factors');
-        if (req.type === 'totp') return beginTOTP(auth, user, !!req.userToken);
-        if (req.type === 'webauthn') return { webauthnOptions: await beginWebAuthnRegistration(auth, user, !!req.userToken) };
-        throw new BadParameter(`cannot register a "${req.type}" device (expected totp or webauthn)`);
-      }),
-
-      finishMFARegistration: unary(async (req, who) => {
-        const c = requireAuthenticated(who);
-        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
-        if (req.type === 'totp') {
-          const { device, recoveryCodes } = await finishTOTP(auth, c.name, { name: req.name, code: req.code, existingCode: req.existingCode || undefined });
-          return { deviceId: device.id, recoveryCodes };
-        }
-        if (req.type !== 'webauthn') throw new BadParameter(`cannot register a "${req.type}" device (expected totp or webauthn)`);
-        const name = deviceName(req.name, 'security key');
-        await proveExistingDevice(auth, c.name, name, req.existingCode || undefined);
-        const device = await verifyNewWebAuthn(auth, c.name, name, req.webauthnResponse);
-        const { recoveryCodes } = await storeDevice(auth, c.name, device, { replace: false });
+    finishMFARegistration: async (req, { who: c }) => {
+      if (req.type === 'totp') {
+        const existingCode = req.existingCode || undefined;
+        const totp = { name: req.name, code: req.code, existingCode };
+        const { device, recoveryCodes } = await finishTOTP(auth, c.name, totp);
         return { deviceId: device.id, recoveryCodes };
-      }),
+      }
+      if (req.type !== 'webauthn') {
+        throw new BadParameter(`cannot register a "${req.type}" device (expected totp or webauthn)`);
+      }
+      const name = deviceName(req.name, 'security key');
+      await proveExistingDevice(auth, c.name, name, req.existingCode || undefined);
+      const device = await verifyNewWebAuthn(auth, c.name, name, req.webauthnResponse);
+      const { recoveryCodes } = await storeDevice(auth, c.name, device, { replace: false });
+      return { deviceId: device.id, recoveryCodes };
+    },
 
-      listMFADevices: unary(async (_req, who) => {
-        const c = requireAuthenticated(who);
-        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
-        return { devices: await listDevices(auth, c.name) };
-      }),
+    listMFADevices: async (_req, { who: c }) => ({ devices: await listDevices(auth, c.name) }),
 
-      deleteMFADevice: unary(async (req, who) => {
-        const c = requireAuthenticated(who);
-        if (c.kind !== 'user') throw new AccessDenied('only users have second factors');
-        await deleteDevice(auth, c.name, req.device, c.name);
-        return {};
-      }),
+    deleteMFADevice: async (req, { who: c }) => {
+      await deleteDevice(auth, c.name, req.device, c.name);
+      return {};
+    },
 
-      uploadRecording: unary(async (req, who) => {
-        const c = requireAuthenticated(who);
-        if (c.kind !== 'service' || !c.systemRoles.includes('node')) throw new AccessDenied();
-        return uploadRecording(auth, c.name, req);
-      }),
+    uploadRecording: async (req, { who: c }) => uploadRecording(auth, c.name, req),
 
-      getRecording: unary(async (req, who) => {
-        requireRule(who, 'session', 'read');
-        const store = recordingStore(auth);
-        const r = store.read(req.sid, Number(req.offset), req.limit || MAX_CHUNK_BYTES);
-        return { data: r.data, size: BigInt(r.size), complete: r.complete };
-      }),
+    getRecording: async (req) => {
+      const store = recordingStore(auth);
+      const r = store.read(req.sid, Number(req.offset), req.limit || MAX_CHUNK_BYTES);
+      return { data: r.data, size: BigInt(r.size), complete: r.complete };
+    },
 
-      registerUsingToken: unary(async (req, _who, ctx) => {
-        // No certificate needed: the token is the credential, so joins are rate limited before it is looked up.
-        // The client's address is the TCP peer's, or the one a proxy vouched for (connsource.ts): loopback names
-        // are issued only when it is this machine (joinnames.ts).
-        const socket = ctx.values.get(socketKey);
-        const remoteAddr = ctx.values.get(clientAddrKey);
-        joinLimits.admitJoin(remoteAddr, socket ?? ctx);
-        return registerUsingToken(auth, {
-          token: req.token,
-          systemRole: req.systemRole,
-          hostname: req.hostname,
-          addresses: req.addresses,
-          sshPublicKey: req.sshPublicKey,
-          tlsPublicKey: req.tlsPublicKey,
-          remoteAddr,
-        });
-      }, { anonymous: true }),
+    registerUsingToken: async (req, _call, ctx) => {
+      // The token is the credential, so joins are rate limited before it is looked up.
+      // The client's address is the TCP peer's, or the one a proxy vouched for (connsource.ts): loopback names
+      // are issued only when it is this machine (joinnames.ts).
+      const socket = ctx.values.get(socketKey);
+      const remoteAddr = ctx.values.get(clientAddrKey);
+      joinLimits.admitJoin(remoteAddr, socket ?? ctx);
+      return registerUsingToken(auth, {
+        token: req.token,
+        systemRole: req.systemRole,
+        hostname: req.hostname,
+        addresses: req.addresses,
+        sshPublicKey: req.sshPublicKey,
+        tlsPublicKey: req.tlsPublicKey,
+        remoteAddr,
+      });
+    },
 
-      heartbeat: unary(async (req, who, ctx) => {
-        const c = requireAuthenticated(who);
-        if (c.kind !== 'service') throw new AccessDenied();
-        const data = heartbeatJSON(req.resource?.json);
-        if ((data as { kind?: unknown } | null)?.kind === 'session_tracker') {
-          if (!c.systemRoles.includes('node')) throw new AccessDenied();
-          const tracker = parseAs('session_tracker', data);
-          return { json: present(await heartbeatSession(auth, c.name, tracker, req.remove)) };
-        }
-        return { json: present(await hostHeartbeat(auth, c, data, ctx.values.get(socketKey))) };
-      }),
+    heartbeat: async (req, { who: c, on }, ctx) => {
+      if (on.kind === 'session_tracker') {
+        const tracker = parseAs('session_tracker', on.data);
+        return { json: present(await heartbeatSession(auth, c.name, tracker, req.remove)) };
+      }
+      const stored = await heartbeat(auth, c.name, parseAs(on.kind, on.data), peerCertNames(ctx.values.get(socketKey)));
+      return { json: present(stored) };
+    },
+
+    searchEvents: async (req) => {
+      const date = (s: string) => {
+        if (!s) return undefined;
+        const d = new Date(s);
+        if (Number.isNaN(d.getTime())) throw new BadParameter(`invalid time "${s}"`);
+        return d;
+      };
+      const events = await auth.backend.search({
+        from: date(req.from),
+        to: date(req.to),
+        types: req.types.length ? req.types : undefined,
+        user: req.user || undefined,
+        sid: req.sid || undefined,
+        limit: Math.min(req.limit || 1000, 10_000),
+        order: req.order === 'asc' ? 'asc' : 'desc',
+      });
+      return { events: events.map((e) => JSON.stringify(e)) };
+    },
+
+    ...webHandlers(auth),
+  };
+  const unaryMethods = Object.fromEntries(
+    Object.entries(handlers).map(([m, handle]) => [m, unary(m as UnaryRPC, handle as UnaryHandler<UnaryRPC>)]),
+  ) as { [M in UnaryRPC]: (req: RequestOf<M>, ctx: HandlerContext) => Promise<ResponseOf<M>> };
+
+  return (router: ConnectRouter) =>
+    router.service(AuthService, {
+      ...unaryMethods,
 
       // Ward's own clients are served by the listener's lean path (heartbeatstream.ts); this serves the rest (JSON,
       // compressed requests).
@@ -514,38 +490,11 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
         }
       },
 
-      searchEvents: unary(async (req, who) => {
-        requireRule(who, 'event', 'list');
-        const date = (s: string) => {
-          if (!s) return undefined;
-          const d = new Date(s);
-          if (Number.isNaN(d.getTime())) throw new BadParameter(`invalid time "${s}"`);
-          return d;
-        };
-        const events = await auth.backend.search({
-          from: date(req.from),
-          to: date(req.to),
-          types: req.types.length ? req.types : undefined,
-          user: req.user || undefined,
-          sid: req.sid || undefined,
-          limit: Math.min(req.limit || 1000, 10_000),
-          order: req.order === 'asc' ? 'asc' : 'desc',
-        });
-        return { events: events.map((e) => JSON.stringify(e)) };
-      }),
-
-      ...webMethods(auth, unary),
-
       async *watch(req, ctx) {
         try {
-          const who = await caller(ctx);
-          requireAuthenticated(who); // before the kinds are parsed, as for unary calls
-          const kinds = req.kinds.length ? req.kinds.map(kindFromName) : KINDS;
-          for (const kind of kinds) requireRule(who, kind, 'list');
-          const guard = {
-            visible: who.kind === 'user' ? (r: Resource) => isVisible(who, r) : undefined,
-            recheck: async () => void requireAuthenticated(await caller(ctx)),
-          };
+          const { on: kinds, visible } = authorize('watch', await caller(ctx), req);
+          // Still signed in (a certificate that ended, a user locked or deleted) while the stream stays open.
+          const guard = { visible, recheck: async () => void admit('watch', await caller(ctx)) };
           for await (const event of watchResources(auth, kinds, ctx.signal, guard)) {
             yield {
               type: event.type,
