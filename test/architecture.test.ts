@@ -40,7 +40,6 @@ function sourceFiles(dir: string, pattern: RegExp): string[] {
 const ALLOWED = [
   'src/api/', 'src/crypto/', 'src/time/', 'src/cli/wsh/', 'src/cli/wctl/', 'src/cli/run.ts', 'src/cli/table.ts',
   'src/cli/prompt.ts', 'src/cli/recordings.ts', 'src/cli/identity-file.ts', 'src/files/atomic-write.ts',
-  'src/events/asciicast.ts',
 ];
 
 describe('client/server separation', () => {
@@ -54,8 +53,17 @@ describe('client/server separation', () => {
   }
 });
 
-// The web UI runs in the browser and is built on its own: it shares no code with the servers (which
-// would drag node: modules into the bundle, or server internals into a page).
+// The web UI runs in the browser and is built on its own. It shares the wire contract with the servers (src/api:
+// resource types, the web API's bodies, the asciicast codec) and nothing else, which would drag server internals
+// into a page; and what a page runs from src/ (type-only imports are erased by the build) must load no Node module.
+const RUNTIME_IMPORT =
+  /(?:import|export)\s+(?!type\b)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g;
+
+/** Every module a file loads at run time, packages included; `import type` and `export type` left out. */
+function runtimeSpecifiers(text: string): string[] {
+  return [...text.matchAll(RUNTIME_IMPORT)].map((m) => (m[1] ?? m[2] ?? m[3])!);
+}
+
 describe('web UI separation', () => {
   const files: string[] = [];
   const walk = (dir: string) => {
@@ -66,16 +74,37 @@ describe('web UI separation', () => {
     }
   };
   walk(join(root, 'web/src'));
+  const inside = (dir: string, target: string) => !relative(join(root, dir), target).split('/').includes('..');
 
-  it('keeps web/ free of imports from src/', () => {
+  it('imports from src/ only the wire contract, src/api', () => {
     assert.ok(files.length > 5, 'the walk found the web UI');
     const bad = files.flatMap((f) =>
-      [...readFileSync(f, 'utf8').matchAll(IMPORT)]
-        .map((m) => resolve(dirname(f), (m[1] ?? m[2] ?? m[3])!))
-        .filter((target) => !relative(join(root, 'web'), target).split('/').every((part) => part !== '..'))
+      importsOf(f)
+        .filter((target) => !inside('web', target) && !inside('src/api', target))
         .map((target) => `${relative(root, f)} -> ${relative(root, target)}`),
     );
-    assert.deepEqual(bad, [], 'web/ imports from outside web/');
+    assert.deepEqual(bad, [], 'web/ imports from outside web/ and src/api/');
+  });
+
+  it('runs nothing from src/ that loads a Node module or a package other than zod', () => {
+    const reached = new Set<string>();
+    const visit = (file: string) => {
+      for (const spec of runtimeSpecifiers(readFileSync(file, 'utf8'))) {
+        if (!spec.startsWith('.')) continue;
+        const target = resolve(dirname(file), spec);
+        if (inside('web', target) || reached.has(target)) continue;
+        reached.add(target);
+        visit(target);
+      }
+    };
+    for (const f of files.filter((f) => !/\.test\.tsx?$/.test(f))) visit(f);
+    assert.ok(reached.has(join(root, 'src/api/asciicast.ts')), 'the walk sees the player run the asciicast codec');
+    const bad = [...reached].flatMap((f) =>
+      runtimeSpecifiers(readFileSync(f, 'utf8'))
+        .filter((spec) => !spec.startsWith('.') && spec !== 'zod')
+        .map((spec) => `${relative(root, f)} -> ${spec}`),
+    );
+    assert.deepEqual(bad, [], 'the browser bundle would load these');
   });
 });
 

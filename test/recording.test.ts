@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import type { RecordedSession, SessionTracker } from '../src/api/types.ts';
-import { parseCast } from '../src/events/asciicast.ts';
+import { parseCast } from '../src/api/asciicast.ts';
 import { Terminal, killTerminals } from './terminal.ts';
 import { freePort } from './fixtures/wardproc.ts';
 import { addUser as addTestUser, ok, type TestUser as User } from './users.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { castOutput, encodeEvent, encodeHeader, OutputDecoder, parseCast, parseSize, schedule } from './asciicast.ts';
+import { castOutput, encodeEvent, encodeHeader, parseCast, parseSize, schedule } from './asciicast.ts';
 
 const header = encodeHeader({ version: 2, width: 80, height: 24, timestamp: 1_700_000_000 });
 
@@ -12,14 +12,6 @@ describe('asciicast v2', () => {
     assert.deepEqual(cast.events.map((e) => e[1]), ['o', 'r', 'm', 'o']);
     assert.equal(castOutput(cast), 'hi\r\n\x1b[1mbold\x1b[0m');
     assert.deepEqual(parseSize(cast.events[1]![2]), { cols: 100, rows: 30 });
-  });
-
-  it('keeps a UTF-8 character split across two output chunks whole', () => {
-    const d = new OutputDecoder();
-    const bytes = Buffer.from('wörld ✓', 'utf8');
-    const parts = [d.write(bytes.subarray(0, 2)), d.write(bytes.subarray(2, 9)), d.write(bytes.subarray(9)), d.end()];
-    assert.equal(parts.join(''), 'wörld ✓');
-    assert.equal(parts[0], 'w', 'the half character waits for its other half');
   });
 
   it('reads a recording whose last line was torn by a crash, but not one corrupt in the middle', () => {

@@ -1,13 +1,12 @@
 // The session recording format: asciicast v2 (https://docs.asciinema.org/manual/asciicast/v2/), so
 // `asciinema play` and `asciinema cat` read a Ward recording as it is. A header line, then one JSON
 // array per event: [seconds since start, "o" | "r" | "m", data]. Pure functions: the node's recorder
-// writes with them, and `wsh play` / the web player read with them.
+// writes with them, and `wsh play` / the web player read with them. Part of the contract (the Auth API and the web
+// API serve recordings in it), and free of Node modules: the web UI's bundle includes this file.
 //
 // What is recorded: terminal output ("o"), resizes ("r", "COLSxROWS") and markers ("m") naming who
 // joined, left or typed. Keystrokes themselves are not: they include what was typed at prompts that
 // do not echo (passwords), and what the terminal showed is already in the output.
-import { StringDecoder } from 'node:string_decoder';
-
 export interface CastHeader {
   version: 2;
   width: number;
@@ -37,21 +36,6 @@ export function encodeHeader(h: CastHeader): string {
 export function encodeEvent(time: number, type: CastEventType, data: string): string {
   // Millisecond resolution as asciinema writes it; a fixed form keeps files diff-able.
   return JSON.stringify([Math.round(time * 1e6) / 1e6, type, data]) + '\n';
-}
-
-/**
- * Terminal output arrives in chunks that may split a UTF-8 sequence; asciicast stores text, so a
- * decoder carries the partial sequence into the next chunk. Bytes that are not UTF-8 at all become
- * U+FFFD (the format cannot hold them), as asciinema's own recorder does.
- */
-export class OutputDecoder {
-  private readonly decoder = new StringDecoder('utf8');
-  write(chunk: Buffer): string {
-    return this.decoder.write(chunk);
-  }
-  end(): string {
-    return this.decoder.end();
-  }
 }
 
 export class CastParseError extends Error {

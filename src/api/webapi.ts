@@ -1,5 +1,5 @@
-// The proxy's HTTPS API as both ends see it: paths and the zod schemas of bodies. wsh and (later) the
-// web UI speak it; the proxy validates every request body against these schemas.
+// The proxy's HTTPS API as both ends see it: paths, the zod schemas of bodies, and the shapes of the bodies the web
+// UI reads. wsh and the web UI speak it; the proxy validates every request body against these schemas.
 import { z } from 'zod';
 
 export const WEBAPI_PING = '/webapi/ping';
@@ -34,3 +34,40 @@ export const pingSchema = z.object({
 });
 
 export const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+
+// What the proxy answers the web UI (src/proxy/web.ts and webroutes.ts build these; web/src reads them). Resources
+// listed as stored (users, tokens, live and recorded sessions) are the types of types.ts.
+
+/** The signed-in user (`/webapi/sessions/web`), and which pages the user's roles open. */
+export interface WebMe {
+  user: string;
+  roles: string[];
+  logins: string[];
+  expires: string;
+  idle_timeout_seconds: number;
+  csrf_token: string;
+  acl: {
+    nodes: boolean;
+    sessions: boolean;
+    events: boolean;
+    recordings: boolean;
+    users: boolean;
+    roles: boolean;
+    tokens: boolean;
+  };
+}
+
+/** A node in `GET /webapi/nodes`: `addr` is "⟷ tunnel" for a node reached by its tunnel. */
+export interface WebNode {
+  id: string;
+  hostname: string;
+  addr: string;
+  labels: Record<string, string>;
+}
+
+/** A role in `GET /webapi/roles`, with its YAML as `wctl get` prints it. */
+export interface WebRole {
+  name: string;
+  description: string;
+  yaml: string;
+}

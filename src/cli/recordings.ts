@@ -5,7 +5,7 @@ import { BadParameter } from '../api/errors.ts';
 import { formatDuration } from '../time/duration.ts';
 import { listAllResources } from '../api/list.ts';
 import type { SessionTracker } from '../api/types.ts';
-import { castOutput, parseCast, schedule, type Cast } from '../events/asciicast.ts';
+import { castOutput, parseCast, schedule, type Cast } from '../api/asciicast.ts';
 import { table } from './table.ts';
 
 const PAGE = 1024 * 1024;

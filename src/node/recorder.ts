@@ -6,8 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { StringDecoder } from 'node:string_decoder';
 import { writeFileAtomic } from '../files/atomic-write.ts';
-import { encodeEvent, encodeHeader, OutputDecoder } from '../events/asciicast.ts';
+import { encodeEvent, encodeHeader } from '../api/asciicast.ts';
 
 export interface RecordingMeta {
   sid: string;
@@ -29,6 +30,21 @@ export function isSessionId(s: string): boolean {
 
 export const castPath = (dir: string, sid: string): string => path.join(dir, `${sid}.cast`);
 export const metaPath = (dir: string, sid: string): string => path.join(dir, `${sid}.json`);
+
+/**
+ * Terminal output arrives in chunks that may split a UTF-8 sequence; asciicast stores text, so a
+ * decoder carries the partial sequence into the next chunk. Bytes that are not UTF-8 at all become
+ * U+FFFD (the format cannot hold them), as asciinema's own recorder does.
+ */
+export class OutputDecoder {
+  private readonly decoder = new StringDecoder('utf8');
+  write(chunk: Buffer): string {
+    return this.decoder.write(chunk);
+  }
+  end(): string {
+    return this.decoder.end();
+  }
+}
 
 export class SessionRecorder {
   private fd: number | undefined;

@@ -12,7 +12,7 @@ import {
   AccessDenied, BadParameter, BodyTooLarge, Internal, LimitExceeded, NotFound, NotSignedIn, isWardError, type WardError,
 } from '../api/errors.ts';
 import { describeZodError } from '../api/types.ts';
-import { WEBAPI_LOGIN, WEBAPI_PING, loginRequestSchema, type CertsResponse } from '../api/webapi.ts';
+import { WEBAPI_LOGIN, WEBAPI_PING, loginRequestSchema, type CertsResponse, type WebMe } from '../api/webapi.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import type { EdgeLimits, LimitKind } from './edgelimits.ts';
@@ -147,7 +147,7 @@ function checkOrigin(req: Req): void {
   if (origin !== `https://${publicAddr(req)}`) throw new AccessDenied('cross-origin request refused');
 }
 
-function userView(session: ActiveWebSession, cache?: ResourceCache) {
+function userView(session: ActiveWebSession, cache?: ResourceCache): WebMe {
   const roles = session.identity.roles.flatMap((name) => {
     const role = cache?.get('role', name);
     return role ? [role] : [];

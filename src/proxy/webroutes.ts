@@ -7,6 +7,7 @@ import { BadParameter, LimitExceeded } from '../api/errors.ts';
 import { listAllResources } from '../api/list.ts';
 import { describeZodError, parseResource, type Kind, type Resource } from '../api/types.ts';
 import type { AuthClient } from '../api/client.ts';
+import type { WebNode, WebRole } from '../api/webapi.ts';
 import { mfaRoutes } from './webmfa.ts';
 import type { Route } from './webroute.ts';
 
@@ -67,7 +68,7 @@ export const routes: Route[] = [
       const nodes = await listAll(session.client, 'node');
       return {
         logins: session.identity.logins,
-        nodes: nodes.flatMap((n) =>
+        nodes: nodes.flatMap((n): WebNode[] =>
           n.kind === 'node' ? [{ id: n.metadata.name, hostname: n.spec.hostname, addr: n.spec.tunnel ? '⟷ tunnel' : n.spec.addr, labels: n.metadata.labels ?? {} }] : [],
         ),
       };
@@ -158,7 +159,7 @@ export const routes: Route[] = [
     path: /^\/webapi\/roles$/,
     handle: async ({ session }) => {
       const roles = await listAll(session.client, 'role');
-      return { roles: roles.map((r) => ({ name: r.metadata.name, description: r.metadata.description ?? '', yaml: stringifyYAML(r) })) };
+      return { roles: roles.map((r): WebRole => ({ name: r.metadata.name, description: r.metadata.description ?? '', yaml: stringifyYAML(r) })) };
     },
   },
   {

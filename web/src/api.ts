@@ -1,16 +1,9 @@
 // The browser's side of /webapi: JSON in and out, the CSRF token on every state-changing call, and
 // one error type whose message is the server's one line. The session cookie is HttpOnly: this code
 // never sees it.
+import type { WebMe as Me } from '../../src/api/webapi.ts';
 
-export interface Me {
-  user: string;
-  roles: string[];
-  logins: string[];
-  expires: string;
-  idle_timeout_seconds: number;
-  csrf_token: string;
-  acl: { nodes: boolean; sessions: boolean; events: boolean; recordings: boolean; users: boolean; roles: boolean; tokens: boolean };
-}
+export type { Me };
 
 export class ApiError extends Error {
   constructor(

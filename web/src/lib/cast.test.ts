@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildTimeline, formatClock, indexAt, parseCast, replay } from './cast.ts';
+import { parseCast } from '../../../src/api/asciicast.ts';
+import { buildTimeline, formatClock, indexAt, replay } from './cast.ts';
 
 const CAST = [
   '{"version":2,"width":80,"height":24,"timestamp":1700000000}',
@@ -14,7 +15,7 @@ const CAST = [
 ].join('\n');
 
 describe('web player: asciicast timeline', () => {
-  it('reads the header and the output, resize and marker events', () => {
+  it('reads the header and the output, resize and marker events with the one asciicast codec', () => {
     const cast = parseCast(CAST);
     assert.deepEqual(cast.header, { version: 2, width: 80, height: 24, timestamp: 1700000000 });
     assert.equal(cast.events.length, 6);

@@ -1,15 +1,8 @@
 // Playing an asciicast v2 recording in the browser (pure: no DOM, no clock). The player asks, for a
 // position on the timeline, which events are due; pauses longer than maxIdle are shortened as
-// `asciinema play -i` does, so the timeline shows the session as it will play.
-
-export interface CastHeader {
-  version: 2;
-  width: number;
-  height: number;
-  timestamp?: number;
-}
-
-export type CastEvent = [time: number, type: 'o' | 'r' | 'm', data: string];
+// `asciinema play -i` does, so the timeline shows the session as it will play. The format itself (reading,
+// checking, resize events) is the one codec in src/api/asciicast.ts that the node writes and wsh reads with.
+import { parseSize, type Cast, type CastEvent, type CastHeader } from '../../../src/api/asciicast.ts';
 
 export interface Timeline {
   header: CastHeader;
@@ -18,37 +11,7 @@ export interface Timeline {
   duration: number;
 }
 
-const MAX_TERM = 10_000;
-
-export function parseCast(text: string): { header: CastHeader; events: CastEvent[] } {
-  const lines = text.split('\n').filter((l) => l.trim() !== '');
-  const first = lines[0];
-  if (first === undefined) throw new Error('the recording is empty');
-  let header: CastHeader;
-  try {
-    header = JSON.parse(first) as CastHeader;
-  } catch {
-    throw new Error('the recording has no asciicast header');
-  }
-  if (header?.version !== 2 || !Number.isInteger(header.width) || !Number.isInteger(header.height) || header.width < 1 || header.height < 1 || header.width > MAX_TERM || header.height > MAX_TERM) {
-    throw new Error('not an asciicast v2 recording');
-  }
-  const events: CastEvent[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    let v: unknown;
-    try {
-      v = JSON.parse(lines[i]!);
-    } catch {
-      if (i === lines.length - 1) break; // a torn last line (the node died mid-write)
-      throw new Error(`line ${i + 1} of the recording is not JSON`);
-    }
-    if (!Array.isArray(v) || v.length !== 3 || typeof v[0] !== 'number' || !Number.isFinite(v[0]) || typeof v[2] !== 'string') continue;
-    if (v[1] === 'o' || v[1] === 'r' || v[1] === 'm') events.push([v[0], v[1], v[2]]);
-  }
-  return { header, events };
-}
-
-export function buildTimeline(cast: { header: CastHeader; events: CastEvent[] }, maxIdle = 2): Timeline {
+export function buildTimeline(cast: Cast, maxIdle = 2): Timeline {
   let last = 0;
   let at = 0;
   const events = cast.events.map(([time, type, data]): CastEvent => {
@@ -78,10 +41,7 @@ export function replay(tl: Timeline, from: number, to: number): { output: string
   for (let i = from; i < to; i++) {
     const [, type, data] = tl.events[i]!;
     if (type === 'o') output += data;
-    else if (type === 'r') {
-      const m = /^(\d{1,5})x(\d{1,5})$/.exec(data);
-      if (m) size = { cols: Number(m[1]), rows: Number(m[2]) };
-    }
+    else if (type === 'r') size = parseSize(data) ?? size;
   }
   return { output, size };
 }

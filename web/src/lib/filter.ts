@@ -1,12 +1,8 @@
 // Searching and filtering the server list (pure). Search matches the host name, the id and any
 // label key or value; label filters ("env=prod") must all match.
+import type { WebNode as ServerRow } from '../../../src/api/webapi.ts';
 
-export interface ServerRow {
-  id: string;
-  hostname: string;
-  addr: string;
-  labels: Record<string, string>;
-}
+export type { ServerRow };
 
 export function parseLabelFilter(text: string): [string, string] | undefined {
   const eq = text.indexOf('=');

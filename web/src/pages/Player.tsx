@@ -2,7 +2,8 @@
 // output up to that point into a cleared terminal (fast: no delays), then play goes on from there.
 import { useEffect, useRef, useState } from 'react';
 import { Terminal } from '@xterm/xterm';
-import { buildTimeline, formatClock, indexAt, parseCast, replay, type Timeline } from '../lib/cast.ts';
+import { parseCast } from '../../../src/api/asciicast.ts';
+import { buildTimeline, formatClock, indexAt, replay, type Timeline } from '../lib/cast.ts';
 import { api } from '../api.ts';
 import { navigate } from '../router.ts';
 import { terminalTheme, type Theme } from '../theme.ts';

@@ -1,10 +1,6 @@
 import { navigate } from '../router.ts';
 import { useLoad } from '../useLoad.ts';
-
-interface Recording {
-  metadata: { name: string };
-  spec: { hostname: string; user: string; login: string; started: string; ended: string; participants: string[]; size: number; interrupted: boolean };
-}
+import type { RecordedSession as Recording } from '../../../src/api/types.ts';
 
 function duration(a: string, b: string): string {
   const s = Math.max(0, Math.round((new Date(b).getTime() - new Date(a).getTime()) / 1000));

@@ -1,8 +1,7 @@
 import { useState } from 'react';
 import { api, ApiError } from '../api.ts';
 import { useLoad } from '../useLoad.ts';
-
-interface RoleRow { name: string; description: string; yaml: string }
+import type { WebRole as RoleRow } from '../../../src/api/webapi.ts';
 
 const TEMPLATE = `kind: role
 version: v1

@@ -1,12 +1,8 @@
 import { useEffect } from 'react';
 import type { Me } from '../api.ts';
 import { useLoad } from '../useLoad.ts';
+import type { SessionTracker as Tracker } from '../../../src/api/types.ts';
 import { terminalURL } from './Servers.tsx';
-
-interface Tracker {
-  metadata: { name: string };
-  spec: { server_id: string; hostname: string; user: string; login: string; started: string; participants: Array<{ user: string; mode: string }> };
-}
 
 export function Sessions({ me }: { me: Me }) {
   const { data, error, reload } = useLoad<{ sessions: Tracker[] }>('/webapi/sessions/live');

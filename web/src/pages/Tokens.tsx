@@ -1,8 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, ApiError } from '../api.ts';
 import { useLoad } from '../useLoad.ts';
-
-interface Token { metadata: { name: string; expires?: string }; spec: { roles: string[]; labels?: Record<string, string> } }
+import type { Token } from '../../../src/api/types.ts';
 
 export function Tokens() {
   const { data, error, reload } = useLoad<{ tokens: Token[] }>('/webapi/tokens');

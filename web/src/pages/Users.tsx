@@ -1,11 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, ApiError } from '../api.ts';
 import { useLoad } from '../useLoad.ts';
-
-interface User {
-  metadata: { name: string };
-  spec: { roles: string[]; traits: { logins?: string[] }; created?: string; locked_until?: string };
-}
+import type { User } from '../../../src/api/types.ts';
 
 const split = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 
