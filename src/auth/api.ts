@@ -10,7 +10,7 @@ import {
 } from '../api/errors.ts';
 import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { MAX_LIST_PAGE } from '../api/list.ts';
-import { ResourceService } from '../services/resources.ts';
+import type { ResourceService } from '../services/resources.ts';
 import { ListingCache } from '../services/listing.ts';
 import { identifyCaller, callerName, type Caller } from './authz.ts';
 import {
@@ -138,7 +138,7 @@ export interface AuthRouteOptions {
 }
 
 export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions = {}) {
-  const service = (kind: Kind) => new ResourceService(auth.backend, kind);
+  const service = (kind: Kind) => auth.stores.resources(kind);
   const joinLimits = new JoinLimits(opts.joinRule ?? DEFAULT_JOIN_RULE, {
     clock: { now: () => auth.now() },
     log,
@@ -458,7 +458,7 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
         if (Number.isNaN(d.getTime())) throw new BadParameter(`invalid time "${s}"`);
         return d;
       };
-      const events = await auth.backend.search({
+      const events = await auth.audit.search({
         from: date(req.from),
         to: date(req.to),
         types: req.types.length ? req.types : undefined,
