@@ -64,8 +64,15 @@ const log = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (s: string) => process.stderr.write(s + '\n');
 
-interface AgentCert { hostId: string; certPem: string }
-interface CertCache { caPem: string; keyPem: string; certs: AgentCert[] }
+interface AgentCert {
+  hostId: string;
+  certPem: string;
+}
+interface CertCache {
+  caPem: string;
+  keyPem: string;
+  certs: AgentCert[];
+}
 
 /** Mints (or loads) `n` host certificates with the cluster CA, before the auth process opens the database. */
 async function agentCerts(n: number): Promise<CertCache> {
@@ -75,9 +82,19 @@ async function agentCerts(n: number): Promise<CertCache> {
   if (cached && cached.certs.length >= n) return cached;
   const backend = await SqliteBackend.open({ path: join(DIR, 'data', 'ward.db') });
   try {
-    const auth = await AuthServer.create(authServerParts({ clusterName: CLUSTER, backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 900_000 } }));
+    const auth = await AuthServer.create(
+      authServerParts({
+        clusterName: CLUSTER,
+        backend,
+        clock: systemClock,
+        log,
+        lockout: { maxAttempts: 5, durationMs: 900_000 },
+      }),
+    );
     const key = cached ? { privateKeyPem: cached.keyPem, publicKeyPem: '' } : await generateTLSKey();
-    const publicKeyPem = cached ? (await import('node:crypto')).createPublicKey(cached.keyPem).export({ type: 'spki', format: 'pem' }).toString() : key.publicKeyPem;
+    const publicKeyPem = cached
+      ? (await import('node:crypto')).createPublicKey(cached.keyPem).export({ type: 'spki', format: 'pem' }).toString()
+      : key.publicKeyPem;
     const certs = cached?.certs ?? [];
     const expires = new Date(Date.now() + 7 * 86_400_000);
     let caPem = cached?.caPem ?? '';
@@ -86,11 +103,20 @@ async function agentCerts(n: number): Promise<CertCache> {
       const hostId = randomUUID();
       // Simulator i heartbeats host name sim-i: a node may heartbeat only the host name its certificate names.
       const dnsNames = [`sim-${i}`, `sim-${i}.${CLUSTER}`];
-      const issued = await auth.issueHostCerts({ hostId, systemRoles: ['node'], tlsPublicKey: publicKeyPem, dnsNames, ipAddresses: [], expires });
+      const issued = await auth.issueHostCerts({
+        hostId,
+        systemRoles: ['node'],
+        tlsPublicKey: publicKeyPem,
+        dnsNames,
+        ipAddresses: [],
+        expires,
+      });
       caPem = issued.tlsCAs.join('');
       certs.push({ hostId, certPem: issued.tlsCert });
     }
-    say(`minted ${n - (cached?.certs.length ?? 0)} host certificates in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    say(
+      `minted ${n - (cached?.certs.length ?? 0)} host certificates in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
     const out = { caPem, keyPem: key.privateKeyPem, certs };
     writeFileSync(file, JSON.stringify(out));
     return out;
@@ -100,16 +126,35 @@ async function agentCerts(n: number): Promise<CertCache> {
 }
 
 /** A `ward start` child; resolves once stdout matches `ready`. */
-async function startWard(name: string, config: string, extra: string[], ready: RegExp, nodeFlags: string[] = []): Promise<{ proc: ChildProcess; out: () => string }> {
+async function startWard(
+  name: string,
+  config: string,
+  extra: string[],
+  ready: RegExp,
+  nodeFlags: string[] = [],
+): Promise<{ proc: ChildProcess; out: () => string }> {
   const dir = join(DIR, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'ward.yaml'), config);
   let out = '';
   let err = '';
-  const proc = spawn(process.execPath, [...nodeFlags, join(BIN, 'ward'), 'start', '-c', join(dir, 'ward.yaml'), '-d', name === 'auth' ? join(DIR, 'data') : join(dir, 'data'), ...extra], {
-    env: { ...process.env, HOME: dir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [
+      ...nodeFlags,
+      join(BIN, 'ward'),
+      'start',
+      '-c',
+      join(dir, 'ward.yaml'),
+      '-d',
+      name === 'auth' ? join(DIR, 'data') : join(dir, 'data'),
+      ...extra,
+    ],
+    {
+      env: { ...process.env, HOME: dir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   proc.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => (err = (err + s).slice(-4000)));
   proc.stderr!.pipe(createWriteStream(join(dir, 'ward.log')));
@@ -132,10 +177,22 @@ const cpuSeconds = (pid: number) => {
   return (Number(f[11]) + Number(f[12])) / 100;
 };
 
-function run(cmd: string, argv: string[], env: Record<string, string>, stdin?: string): { ms: number; out: string; code: number } {
+function run(
+  cmd: string,
+  argv: string[],
+  env: Record<string, string>,
+  stdin?: string,
+): { ms: number; out: string; code: number } {
   const t0 = performance.now();
   try {
-    const out = execFileSync(cmd, argv, { env: { ...process.env, ...env }, input: stdin, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 60_000, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out = execFileSync(cmd, argv, {
+      env: { ...process.env, ...env },
+      input: stdin,
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+      timeout: 60_000,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     return { ms: performance.now() - t0, out, code: 0 };
   } catch (err) {
     const e = err as { status?: number; stderr?: string };
@@ -145,34 +202,54 @@ function run(cmd: string, argv: string[], env: Record<string, string>, stdin?: s
 /** `wsh ls` runs per measurement: its wall time on two shared cores moves by ±50 ms from run to run. */
 const LS_RUNS = 9;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
 // --- simulated agents (in worker processes: 10,000 agents hold 20,000 sockets, past one process's fd limit) ---
 const PER_WORKER = 4000;
 /** `answered`: simulated agents with a heartbeat answered since the last reset; `errors`: failures by message. */
-interface SimStats { connected: number; sent: number; failed: number; latencies: number[]; answered: number; errors: Record<string, number> }
+interface SimStats {
+  connected: number;
+  sent: number;
+  failed: number;
+  latencies: number[];
+  answered: number;
+  errors: Record<string, number>;
+}
 if (process.env.BENCH_SIMS) {
-  const { from, proxyAddr, authAddr } = JSON.parse(process.env.BENCH_SIMS) as { from: number; proxyAddr: string; authAddr: string };
+  const { from, proxyAddr, authAddr } = JSON.parse(process.env.BENCH_SIMS) as {
+    from: number;
+    proxyAddr: string;
+    authAddr: string;
+  };
   const certs = JSON.parse(readFileSync(join(DIR, 'agent-certs-v2.json'), 'utf8')) as CertCache;
   const tunnels: TunnelClient[] = [];
   const hb = { sent: 0, failed: 0, latencies: [] as number[] };
   const answered = new Set<number>();
   let errors: Record<string, number> = {};
   // Why streams break: the heartbeat client logs the cause (its answers' errors only say the stream ended).
-  const hbLog = pino({ level: 'warn' }, {
-    write(line: string) {
-      const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
-      const what = `${msg ?? ''}: ${String(err ?? '').slice(0, 100)}`;
-      errors[what] = (errors[what] ?? 0) + 1;
+  const hbLog = pino(
+    { level: 'warn' },
+    {
+      write(line: string) {
+        const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
+        const what = `${msg ?? ''}: ${String(err ?? '').slice(0, 100)}`;
+        errors[what] = (errors[what] ?? 0) + 1;
+      },
     },
-  });
+  );
   const startSim = (i: number) => {
     const { hostId, certPem } = certs.certs[i]!;
     const tls = { keyPem: certs.keyPem, certPem, caPems: [certs.caPem] };
     // A node's own reconnect backoff (startTunnelClient's defaults), so that --restart-proxy sees a real fleet's storm.
     tunnels.push(startTunnelClient({ proxyAddrs: () => [proxyAddr], tls, onConnection: (s) => s.destroy(), log }));
     const client: AuthClient = createAuthClient({ addr: authAddr, identity: tls, timeoutMs: 30_000 });
-    const node: Node = { kind: 'node', version: 'v1', metadata: { name: hostId, labels: { bench: 'agents' } }, spec: { hostname: `sim-${i}`, addr: '', tunnel: true, version: VERSION } };
+    const node: Node = {
+      kind: 'node',
+      version: 'v1',
+      metadata: { name: hostId, labels: { bench: 'agents' } },
+      spec: { hostname: `sim-${i}`, addr: '', tunnel: true, version: VERSION },
+    };
     const onAnswer = (ms: number, err?: Error) => {
       hb.sent++;
       if (err) {
@@ -185,7 +262,10 @@ if (process.env.BENCH_SIMS) {
       }
     };
     // Spread over the interval, as a fleet that started at different times; each keeps one stream, as a node does.
-    setTimeout(() => void startHeartbeats({ auth: client, presence: () => node, log: hbLog, onAnswer }), Math.random() * HEARTBEAT_INTERVAL_MS);
+    setTimeout(
+      () => void startHeartbeats({ auth: client, presence: () => node, log: hbLog, onAnswer }),
+      Math.random() * HEARTBEAT_INTERVAL_MS,
+    );
   };
   process.on('message', async (m: { count?: number; stats?: boolean; reset?: boolean }) => {
     if (m.count !== undefined) {
@@ -196,7 +276,12 @@ if (process.env.BENCH_SIMS) {
       }
     }
     if (m.stats) {
-      const stats: SimStats = { connected: tunnels.filter((t) => t.connected().length > 0).length, ...hb, answered: answered.size, errors };
+      const stats: SimStats = {
+        connected: tunnels.filter((t) => t.connected().length > 0).length,
+        ...hb,
+        answered: answered.size,
+        errors,
+      };
       process.send!(stats);
     }
     // After the answer: the window that follows starts from zero.
@@ -215,25 +300,41 @@ if (process.env.BENCH_SIMS) {
 mkdirSync(join(DIR, 'data'), { recursive: true });
 const certs = await agentCerts(maxCount);
 const startAuth = (listen: string) =>
-  startWard('auth', `version: v1\nauth_service:\n  cluster_name: ${CLUSTER}\n  listen_addr: ${listen}\nproxy_service: {enabled: false}\nssh_service: {enabled: false}\n`, [], /Next:/);
+  startWard(
+    'auth',
+    `version: v1\nauth_service:\n  cluster_name: ${CLUSTER}\n  listen_addr: ${listen}\nproxy_service: {enabled: false}\nssh_service: {enabled: false}\n`,
+    [],
+    /Next:/,
+  );
 let auth = await startAuth('127.0.0.1:0');
 const authAddr = /auth API: +(\S+)/.exec(auth.out())![1]!;
 const caPin = /CA pin: +(\S+)/.exec(auth.out())![1]!;
-const wctl = (argv: string[], stdin?: string) => run(join(BIN, 'wctl'), ['-d', join(DIR, 'data'), ...argv], { HOME: DIR }, stdin);
+const wctl = (argv: string[], stdin?: string) =>
+  run(join(BIN, 'wctl'), ['-d', join(DIR, 'data'), ...argv], { HOME: DIR }, stdin);
 const token = (type: string) => /--token (\S+)/.exec(wctl(['tokens', 'add', '--type', type]).out)![1]!;
 const proxyToken = token('proxy');
 // The simulated hosts all come from 127.0.0.1, where a real fleet has many addresses: the per-address limit on
 // connections to the auth API (proxy_service.rate_limits) would otherwise pace their reconnections.
 const PROXY_LIMITS = '  rate_limits: {auth_connect: {burst: 1000000, per_minute: 6000000}}\n';
 const startProxy = (listen: string) =>
-  startWard('proxy', `version: v1\nproxy_service:\n  listen_addr: ${listen}\n${PROXY_LIMITS}`, ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin], /Ward proxy is running/,
-    args['proxy-node-flags']!.split(' ').filter(Boolean));
+  startWard(
+    'proxy',
+    `version: v1\nproxy_service:\n  listen_addr: ${listen}\n${PROXY_LIMITS}`,
+    ['--roles', 'proxy', '--token', proxyToken, '--auth-server', authAddr, '--ca-pin', caPin],
+    /Ward proxy is running/,
+    args['proxy-node-flags']!.split(' ').filter(Boolean),
+  );
 let proxy = await startProxy('127.0.0.1:0');
 const proxyAddr = /https:\/\/(\S+)/.exec(proxy.out())![1]!;
 // The real node joins afresh every run (its data dir would otherwise keep an identity and name from before).
 const realNode = `real-${Date.now().toString(36)}`;
 rmSync(join(DIR, 'node'), { recursive: true, force: true });
-await startWard('node', `version: v1\nssh_service:\n  hostname: ${realNode}\n`, ['--roles', 'node', '--tunnel', '--token', token('node'), '--auth-server', proxyAddr, '--ca-pin', caPin], /Ward node is running/);
+await startWard(
+  'node',
+  `version: v1\nssh_service:\n  hostname: ${realNode}\n`,
+  ['--roles', 'node', '--tunnel', '--token', token('node'), '--auth-server', proxyAddr, '--ca-pin', caPin],
+  /Ward node is running/,
+);
 wctl(['users', 'rm', 'bench']);
 // The login the SSH benches use: a shell that reads no dotfiles, so `wsh ssh ... true` times Ward, not ~/.bashrc.
 await ensureBenchLogin();
@@ -246,7 +347,10 @@ const REPO = resolve(import.meta.dirname, '..');
 execFileSync(process.execPath, [join(REPO, 'scripts/bundle.mjs'), join(REPO, 'dist/bench-agents'), 'wsh']);
 const WSH = join(REPO, 'dist/bench-agents/wsh/main.mjs');
 const wsh = (argv: string[], stdin?: string) => run(process.execPath, [WSH, ...argv], wshEnv, stdin);
-const login = wsh(['login', '--proxy', proxyAddr, '--user', 'bench', '--password-stdin', '--ca-pin', caPin], 'a long password\n');
+const login = wsh(
+  ['login', '--proxy', proxyAddr, '--user', 'bench', '--password-stdin', '--ca-pin', caPin],
+  'a long password\n',
+);
 if (login.code !== 0) throw new Error(`wsh login failed: ${login.out}`);
 for (let i = 0; wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']).code !== 0; i++) {
   if (i === 50) throw new Error('wsh ssh to the real node never succeeded');
@@ -257,7 +361,11 @@ for (let i = 0; wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']).code !== 0; i
 wctl(['auth', 'sign', '--user', 'bench', '--format', 'tls', '--out', join(DIR, 'bench-user')]);
 const userClient = createAuthClient({
   addr: proxyAddr,
-  identity: { keyPem: readFileSync(join(DIR, 'bench-user.key'), 'utf8'), certPem: readFileSync(join(DIR, 'bench-user.crt'), 'utf8'), caPems: [readFileSync(join(DIR, 'bench-user.cas'), 'utf8')] },
+  identity: {
+    keyPem: readFileSync(join(DIR, 'bench-user.key'), 'utf8'),
+    certPem: readFileSync(join(DIR, 'bench-user.crt'), 'utf8'),
+    caPems: [readFileSync(join(DIR, 'bench-user.cas'), 'utf8')],
+  },
   timeoutMs: 60_000,
 });
 async function listNodesMs(): Promise<number> {
@@ -276,7 +384,14 @@ async function startSims(n: number): Promise<void> {
   while (workers.length * PER_WORKER < n) {
     const w = fork(new URL(import.meta.url).pathname, process.argv.slice(2), {
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, BENCH_SIMS: JSON.stringify({ from: workers.length * PER_WORKER, proxyAddr, authAddr: args['auth-via-proxy'] ? proxyAddr : authAddr }) },
+      env: {
+        ...process.env,
+        BENCH_SIMS: JSON.stringify({
+          from: workers.length * PER_WORKER,
+          proxyAddr,
+          authAddr: args['auth-via-proxy'] ? proxyAddr : authAddr,
+        }),
+      },
     });
     children.push(w);
     await once(w, 'message');
@@ -291,16 +406,26 @@ function mergeCounts(a: Record<string, number>, b: Record<string, number>): Reco
 }
 /** The most frequent errors, as `count x message`. */
 const topErrors = (errors: Record<string, number>) =>
-  Object.entries(errors).sort((x, y) => y[1] - x[1]).slice(0, 5).map(([m, c]) => `${c} x ${m}`).join('; ');
+  Object.entries(errors)
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 5)
+    .map(([m, c]) => `${c} x ${m}`)
+    .join('; ');
 async function simStats(reset = false): Promise<SimStats> {
-  const all = await Promise.all(workers.map(async (w) => {
-    w.send({ stats: true, reset });
-    return (await once(w, 'message'))[0] as SimStats;
-  }));
+  const all = await Promise.all(
+    workers.map(async (w) => {
+      w.send({ stats: true, reset });
+      return (await once(w, 'message'))[0] as SimStats;
+    }),
+  );
   return all.reduce(
     (a, b) => ({
-      connected: a.connected + b.connected, sent: a.sent + b.sent, failed: a.failed + b.failed, latencies: a.latencies.concat(b.latencies),
-      answered: a.answered + b.answered, errors: mergeCounts(a.errors, b.errors),
+      connected: a.connected + b.connected,
+      sent: a.sent + b.sent,
+      failed: a.failed + b.failed,
+      latencies: a.latencies.concat(b.latencies),
+      answered: a.answered + b.answered,
+      errors: mergeCounts(a.errors, b.errors),
     }),
     { connected: 0, sent: 0, failed: 0, latencies: [], answered: 0, errors: {} },
   );
@@ -317,14 +442,30 @@ async function measure(label: number) {
   const ls = Array.from({ length: LS_RUNS }, () => wsh(['ls']).ms);
   const sshRuns = Number(args['ssh-runs']);
   const ssh = Array.from({ length: sshRuns }, () => wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']));
-  return { label, apiListMs: median(api), lsMs: median(ls), lsRuns: ls.map(Math.round), sshMs: median(ssh.map((s) => s.ms)), sshFailures: ssh.filter((s) => s.code !== 0).length };
+  return {
+    label,
+    apiListMs: median(api),
+    lsMs: median(ls),
+    lsRuns: ls.map(Math.round),
+    sshMs: median(ssh.map((s) => s.ms)),
+    sshFailures: ssh.filter((s) => s.code !== 0).length,
+  };
 }
 
 const results: Array<Record<string, number | string>> = [];
 await sleep(10_000);
 const base = { rss: rssKiB(proxy.proc.pid!), ...(await measure(1)) };
-say(`baseline (1 real node): proxy RSS ${(base.rss / 1024).toFixed(1)} MiB, wsh ls ${base.lsMs.toFixed(0)} ms, wsh ssh ${base.sshMs.toFixed(0)} ms`);
-results.push({ agents: 1, proxy_rss_mib: +(base.rss / 1024).toFixed(1), kib_per_tunnel: '-', list_api_ms: Math.round(base.apiListMs), wsh_ls_ms: Math.round(base.lsMs), wsh_ssh_ms: Math.round(base.sshMs) });
+say(
+  `baseline (1 real node): proxy RSS ${(base.rss / 1024).toFixed(1)} MiB, wsh ls ${base.lsMs.toFixed(0)} ms, wsh ssh ${base.sshMs.toFixed(0)} ms`,
+);
+results.push({
+  agents: 1,
+  proxy_rss_mib: +(base.rss / 1024).toFixed(1),
+  kib_per_tunnel: '-',
+  list_api_ms: Math.round(base.apiListMs),
+  wsh_ls_ms: Math.round(base.lsMs),
+  wsh_ssh_ms: Math.round(base.sshMs),
+});
 
 let prev = { rss: base.rss, n: 1 };
 for (const n of counts) {
@@ -343,7 +484,11 @@ for (const n of counts) {
   // Heartbeat load over one steady interval.
   await simStats(true);
   // What each part costs while the cluster idles: the load `wsh ls` and `wsh ssh` then share the cores with.
-  const cpuOf = () => ({ auth: cpuSeconds(auth.proc.pid!), proxy: cpuSeconds(proxy.proc.pid!), sims: workers.reduce((sum, w) => sum + cpuSeconds(w.pid!), 0) });
+  const cpuOf = () => ({
+    auth: cpuSeconds(auth.proc.pid!),
+    proxy: cpuSeconds(proxy.proc.pid!),
+    sims: workers.reduce((sum, w) => sum + cpuSeconds(w.pid!), 0),
+  });
   const cpu0 = cpuOf();
   const w0 = performance.now();
   await sleep(HEARTBEAT_INTERVAL_MS);
@@ -397,7 +542,13 @@ type Ward = Awaited<ReturnType<typeof startWard>>;
  * `back()`, running `during()` (a user's command, timed) between polls. Returns the times at which 50/90/99/100% were
  * back, the new server's CPU meanwhile in cores, and the polls' command timings.
  */
-async function restartAndTime(old: Ward, start: () => Promise<Ward>, n: number, back: () => Promise<number>, during: () => { ms: number; code: number }) {
+async function restartAndTime(
+  old: Ward,
+  start: () => Promise<Ward>,
+  n: number,
+  back: () => Promise<number>,
+  during: () => { ms: number; code: number },
+) {
   const stopped = performance.now();
   old.proc.kill('SIGTERM');
   await once(old.proc, 'exit');
@@ -440,8 +591,12 @@ async function restartAndTime(old: Ward, start: () => Promise<Ward>, n: number, 
 
 if (args['restart-proxy']) {
   // Every agent has lost its tunnel and dials again with its own backoff; back = tunnels up.
-  const r = await restartAndTime(proxy, () => startProxy(proxyAddr), maxCount, async () => (await simStats()).connected, () =>
-    wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']),
+  const r = await restartAndTime(
+    proxy,
+    () => startProxy(proxyAddr),
+    maxCount,
+    async () => (await simStats()).connected,
+    () => wsh(['ssh', `${BENCH_LOGIN}@${realNode}`, 'true']),
   );
   proxy = r.server;
   const row = { event: 'proxy restart', ...r.fields, wsh_ssh_during: r.timings };
@@ -454,18 +609,41 @@ if (args['restart-auth']) {
   // heartbeat answered since the restart.
   await simStats(true);
   let last: SimStats | undefined;
-  const r = await restartAndTime(auth, () => startAuth(authAddr), maxCount, async () => (last = await simStats()).answered, () => wsh(['ls']));
+  const r = await restartAndTime(
+    auth,
+    () => startAuth(authAddr),
+    maxCount,
+    async () => (last = await simStats()).answered,
+    () => wsh(['ls']),
+  );
   auth = r.server;
   const row = {
-    event: 'auth restart', ...r.fields, heartbeat_failures: last?.failed ?? 0, heartbeat_errors: topErrors(last?.errors ?? {}), wsh_ls_during: r.timings,
+    event: 'auth restart',
+    ...r.fields,
+    heartbeat_failures: last?.failed ?? 0,
+    heartbeat_errors: topErrors(last?.errors ?? {}),
+    wsh_ls_during: r.timings,
   };
   say(JSON.stringify(row));
   results.push(row);
 }
 
-console.log(JSON.stringify({ machine: `${(await import('node:os')).cpus().length} cores`, node: process.version, date: new Date().toISOString(), results }, null, 1));
+console.log(
+  JSON.stringify(
+    {
+      machine: `${(await import('node:os')).cpus().length} cores`,
+      node: process.version,
+      date: new Date().toISOString(),
+      results,
+    },
+    null,
+    1,
+  ),
+);
 if (args.hold) {
-  say(`holding the cluster (Ctrl-C ends it): WSH_HOME=${wshEnv.WSH_HOME} HOME=${wshEnv.HOME} node ${WSH} ls; auth pid ${auth.proc.pid}, proxy pid ${proxy.proc.pid}`);
+  say(
+    `holding the cluster (Ctrl-C ends it): WSH_HOME=${wshEnv.WSH_HOME} HOME=${wshEnv.HOME} node ${WSH} ls; auth pid ${auth.proc.pid}, proxy pid ${proxy.proc.pid}`,
+  );
   await new Promise(() => {});
 }
 for (const c of children) c.kill('SIGTERM');

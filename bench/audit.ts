@@ -57,14 +57,22 @@ interface Row {
   json: string;
 }
 
-const toRow = (e: AuditEvent): Row => ({ time: Date.parse(e.time), event: e.event, user: e.user ?? null, sid: (e.sid as string) ?? null, json: JSON.stringify(e) });
+const toRow = (e: AuditEvent): Row => ({
+  time: Date.parse(e.time),
+  event: e.event,
+  user: e.user ?? null,
+  sid: (e.sid as string) ?? null,
+  json: JSON.stringify(e),
+});
 
 /**
  * Calls `write(batch)` over consecutive batches of `size` (wrapping around `items`, so rows repeat; the
  * tables have no unique column besides the generated id) until `seconds` pass; returns items/s.
  */
 async function rate<T>(items: T[], size: number, seconds: number, write: (batch: T[]) => unknown): Promise<number> {
-  const batches = Array.from({ length: Math.floor(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
+  const batches = Array.from({ length: Math.floor(items.length / size) }, (_, i) =>
+    items.slice(i * size, (i + 1) * size),
+  );
   let done = 0;
   const start = performance.now();
   const deadline = start + seconds * 1000;
@@ -87,8 +95,14 @@ async function benchStore(
   await rate(rows.slice(-500), 1, 0.2, reference);
   const half = events.length / 2;
   return {
-    single: [await rate(events.slice(0, half), 1, seconds, (b) => store.append(b)), await rate(rows.slice(0, half), 1, seconds, reference)],
-    batch: [await rate(events.slice(half), BATCH, seconds, (b) => store.append(b)), await rate(rows.slice(half), BATCH, seconds, reference)],
+    single: [
+      await rate(events.slice(0, half), 1, seconds, (b) => store.append(b)),
+      await rate(rows.slice(0, half), 1, seconds, reference),
+    ],
+    batch: [
+      await rate(events.slice(half), BATCH, seconds, (b) => store.append(b)),
+      await rate(rows.slice(half), BATCH, seconds, reference),
+    ],
   };
 }
 
@@ -114,12 +128,18 @@ export async function benchAudit(opts: AuditOptions): Promise<BenchResult[]> {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.exec(`CREATE TABLE audit_events ${TABLE}; ${INDEXES('audit_events')}`);
-    const insert = db.prepare(`INSERT INTO audit_events (time, event, "user", sid, json) VALUES (@time, @event, @user, @sid, @json)`);
+    const insert = db.prepare(
+      `INSERT INTO audit_events (time, event, "user", sid, json) VALUES (@time, @event, @user, @sid, @json)`,
+    );
     const insertAll = db.transaction((batch: Row[]) => {
       for (const r of batch) insert.run(r);
     });
     try {
-      record('SQLite', await benchStore(ward, (b) => insertAll.immediate(b), events, opts.seconds), 'better-sqlite3 prepared INSERT of pre-serialised rows, one transaction per call');
+      record(
+        'SQLite',
+        await benchStore(ward, (b) => insertAll.immediate(b), events, opts.seconds),
+        'better-sqlite3 prepared INSERT of pre-serialised rows, one transaction per call',
+      );
     } finally {
       await ward.close();
       db.close();
@@ -146,14 +166,20 @@ export async function benchAudit(opts: AuditOptions): Promise<BenchResult[]> {
        ${INDEXES('audit_events')}`,
     );
     const insert = (batch: Row[]) => {
-      const values = batch.map((_, i) => `($${i * 5 + 1}, $${i * 5 + 2}, $${i * 5 + 3}, $${i * 5 + 4}, $${i * 5 + 5})`).join(', ');
+      const values = batch
+        .map((_, i) => `($${i * 5 + 1}, $${i * 5 + 2}, $${i * 5 + 3}, $${i * 5 + 4}, $${i * 5 + 5})`)
+        .join(', ');
       return client.query(
         `INSERT INTO audit_events (time, event, "user", sid, json) VALUES ${values}`,
         batch.flatMap((r) => [r.time, r.event, r.user, r.sid, r.json]),
       );
     };
     try {
-      record('PostgreSQL', await benchStore(ward, insert, events, opts.seconds), 'pg multi-row INSERT ... VALUES of pre-serialised rows, one statement per call');
+      record(
+        'PostgreSQL',
+        await benchStore(ward, insert, events, opts.seconds),
+        'pg multi-row INSERT ... VALUES of pre-serialised rows, one statement per call',
+      );
     } finally {
       await ward.close();
       await client.end();

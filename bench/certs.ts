@@ -82,8 +82,15 @@ async function runClients(job: ClientJob): Promise<ClientReport> {
   const t = performance.now();
   const keys = job.method === 'login' ? keyPool(job.keys) : new Array<ClientKeys>(job.keys);
   const keygenMs = performance.now() - t;
-  const clients = Array.from({ length: job.clients }, () => createAuthClient({ addr: job.addr, identity: job.identity }));
-  const req = (k: ClientKeys) => ({ user: 'bench', sshPublicKey: k.sshPublicKey, tlsPublicKey: k.tlsPublicKey, ttlSeconds: 3600 });
+  const clients = Array.from({ length: job.clients }, () =>
+    createAuthClient({ addr: job.addr, identity: job.identity }),
+  );
+  const req = (k: ClientKeys) => ({
+    user: 'bench',
+    sshPublicKey: k.sshPublicKey,
+    tlsPublicKey: k.tlsPublicKey,
+    ttlSeconds: 3600,
+  });
   // Warm-up: one call per client opens its TLS session and HTTP/2 connection outside the timed loop.
   await Promise.all(clients.map((c) => c.generateUserCerts(req(generateClientKeys('warmup')))));
   process.stderr.write(TIMING);
@@ -108,10 +115,14 @@ async function inChild(job: ClientJob, onStart: () => void): Promise<ClientRepor
   try {
     const jobFile = join(dir, 'job.json');
     writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
-    const run = execFile(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-job', jobFile], {
-      timeout: limitMs,
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    const run = execFile(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-job', jobFile],
+      {
+        timeout: limitMs,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
     let stderr = '';
     run.child.stderr?.on('data', (d: Buffer) => {
       if (!stderr.includes(TIMING) && (stderr += d).includes(TIMING)) onStart();
@@ -152,18 +163,30 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
   const log = pino({ level: 'silent' });
   const backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
   try {
-    const auth = await AuthServer.create(authServerParts({
-      clusterName: 'bench',
-      backend,
-      clock: systemClock,
-      log,
-      lockout: { maxAttempts: 5, durationMs: 60_000 },
-    }));
-    await auth.createUser({ name: 'bench', roles: ['access'], logins: ['bench', 'ubuntu'], password: 'correct horse battery', createdBy: 'bench' });
+    const auth = await AuthServer.create(
+      authServerParts({
+        clusterName: 'bench',
+        backend,
+        clock: systemClock,
+        log,
+        lockout: { maxAttempts: 5, durationMs: 60_000 },
+      }),
+    );
+    await auth.createUser({
+      name: 'bench',
+      roles: ['access'],
+      logins: ['bench', 'ubuntu'],
+      password: 'correct horse battery',
+      createdBy: 'bench',
+    });
     const serviceIdentity = async (hostId: string, systemRoles: string[]) => {
       const key = await generateTLSKey();
       const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-        hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'],
+        hostId,
+        systemRoles,
+        tlsPublicKey: key.publicKeyPem,
+        dnsNames: ['localhost'],
+        ipAddresses: ['127.0.0.1'],
         expires: new Date(Date.now() + TTL_MS),
       });
       return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
@@ -189,11 +212,18 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
     const identity = await serviceIdentity('admin.bench', ['admin']);
     const overAPI = async (method: ClientJob['method'], keys: number) => {
       let cpu = process.cpuUsage();
-      const report = await inChild({ addr, identity, clients: opts.clients, seconds: opts.seconds, keys, method }, () => {
-        cpu = process.cpuUsage();
-      });
+      const report = await inChild(
+        { addr, identity, clients: opts.clients, seconds: opts.seconds, keys, method },
+        () => {
+          cpu = process.cpuUsage();
+        },
+      );
       const used = process.cpuUsage(cpu);
-      return { ...report, rate: report.done / (report.elapsedMs / 1000), serverCpuMs: (used.user + used.system) / 1000 / report.done };
+      return {
+        ...report,
+        rate: report.done / (report.elapsedMs / 1000),
+        serverCpuMs: (used.user + used.system) / 1000 / report.done,
+      };
     };
     const remote = await overAPI('login', Math.ceil(localRate * opts.seconds * 1.3) + 100);
     const ping = await overAPI('ping', Math.ceil(localRate * opts.seconds * 3) + 1000);
@@ -215,15 +245,48 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
     const what = 'a login = SSH cert + X.509 cert + audit event; reference = ssh-keygen -s (one SSH cert per process)';
     await backend.close();
     return [
-      result(`certificates signed over the Auth API, ${opts.clients} clients`, 2 * apiRate, sshRate, 'certs/s',
-        `${what}; 2 x ${apiRate.toFixed(0)} logins/s`),
-      result(`logins over the Auth API (GenerateUserCerts), ${opts.clients} clients`, apiRate, null, 'logins/s',
-        `API p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; no reference`),
-      result('certificates signed in process (AuthServer.issueUserCerts)', 2 * localRate, sshRate, 'certs/s', `${what}; 2 x ${localRate.toFixed(0)} logins/s`),
-      result('login CPU, in process', cpuMs, null, 'ms', 'process CPU (user+system) per login (two certificates); no reference'),
-      result('login server CPU, Auth API', remote.serverCpuMs, null, 'ms', 'the auth process (TLS, HTTP/2, Connect, issuing, audit) per login; no reference'),
-      result(`Ping over the Auth API, ${opts.clients} clients`, ping.rate, null, 'calls/s',
-        `an empty call by the same clients: the API stack's own ceiling on this machine; server CPU ${ping.serverCpuMs.toFixed(2)} ms per call`),
+      result(
+        `certificates signed over the Auth API, ${opts.clients} clients`,
+        2 * apiRate,
+        sshRate,
+        'certs/s',
+        `${what}; 2 x ${apiRate.toFixed(0)} logins/s`,
+      ),
+      result(
+        `logins over the Auth API (GenerateUserCerts), ${opts.clients} clients`,
+        apiRate,
+        null,
+        'logins/s',
+        `API p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; no reference`,
+      ),
+      result(
+        'certificates signed in process (AuthServer.issueUserCerts)',
+        2 * localRate,
+        sshRate,
+        'certs/s',
+        `${what}; 2 x ${localRate.toFixed(0)} logins/s`,
+      ),
+      result(
+        'login CPU, in process',
+        cpuMs,
+        null,
+        'ms',
+        'process CPU (user+system) per login (two certificates); no reference',
+      ),
+      result(
+        'login server CPU, Auth API',
+        remote.serverCpuMs,
+        null,
+        'ms',
+        'the auth process (TLS, HTTP/2, Connect, issuing, audit) per login; no reference',
+      ),
+      result(
+        `Ping over the Auth API, ${opts.clients} clients`,
+        ping.rate,
+        null,
+        'calls/s',
+        `an empty call by the same clients: the API stack's own ceiling on this machine; server CPU ${ping.serverCpuMs.toFixed(2)} ms per call`,
+      ),
       result(`login latency p50, Auth API`, p50, null, 'ms', 'no reference'),
       result(`login latency p99, Auth API`, p99, null, 'ms', 'no reference'),
     ];
@@ -247,7 +310,11 @@ export function certsOptions(argv: string[]): CertsOptions {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { values } = parseArgs({ args: process.argv.slice(2), strict: false, options: { 'client-job': { type: 'string' } } });
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    strict: false,
+    options: { 'client-job': { type: 'string' } },
+  });
   const jobFile = values['client-job'];
   if (typeof jobFile === 'string') {
     const report = JSON.stringify(await runClients(JSON.parse(readFileSync(jobFile, 'utf8')) as ClientJob));

@@ -17,7 +17,8 @@ export function ratiosSVG(results: BenchResult[], title: string): string {
   const height = top + rows.length * ROW + 40;
   const width = LABEL_W + BAR_W + 2 * PAD + 60;
   const x0 = PAD + LABEL_W;
-  const xOf = (ratio: number) => x0 + ((Math.max(-MAX_LOG2, Math.min(MAX_LOG2, Math.log2(ratio))) + MAX_LOG2) / (2 * MAX_LOG2)) * BAR_W;
+  const xOf = (ratio: number) =>
+    x0 + ((Math.max(-MAX_LOG2, Math.min(MAX_LOG2, Math.log2(ratio))) + MAX_LOG2) / (2 * MAX_LOG2)) * BAR_W;
   const one = xOf(1);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
@@ -28,16 +29,24 @@ export function ratiosSVG(results: BenchResult[], title: string): string {
   // Grid lines at powers of two.
   for (let e = -MAX_LOG2; e <= MAX_LOG2; e++) {
     const x = xOf(2 ** e);
-    out.push(`<line x1="${x}" y1="${top - 4}" x2="${x}" y2="${top + rows.length * ROW}" stroke="${e === 0 ? '#000' : '#ddd'}" stroke-width="${e === 0 ? 1.5 : 1}"/>`);
-    out.push(`<text x="${x}" y="${top + rows.length * ROW + 16}" text-anchor="middle" fill="#555">${e < 0 ? `1/${2 ** -e}` : 2 ** e}x</text>`);
+    out.push(
+      `<line x1="${x}" y1="${top - 4}" x2="${x}" y2="${top + rows.length * ROW}" stroke="${e === 0 ? '#000' : '#ddd'}" stroke-width="${e === 0 ? 1.5 : 1}"/>`,
+    );
+    out.push(
+      `<text x="${x}" y="${top + rows.length * ROW + 16}" text-anchor="middle" fill="#555">${e < 0 ? `1/${2 ** -e}` : 2 ** e}x</text>`,
+    );
   }
   rows.forEach((r, i) => {
     const y = top + i * ROW;
     const x = xOf(r.ratio!);
     const better = r.ratio! >= 1;
     out.push(`<text x="${x0 - 8}" y="${y + 15}" text-anchor="end">${esc(r.name)}</text>`);
-    out.push(`<rect x="${Math.min(x, one)}" y="${y + 4}" width="${Math.max(1, Math.abs(x - one))}" height="${ROW - 8}" fill="${better ? '#3a8f4b' : '#d9822b'}"/>`);
-    out.push(`<text x="${better ? x + 4 : x - 4}" y="${y + 15}" text-anchor="${better ? 'start' : 'end'}" fill="#222">${r.ratio}x</text>`);
+    out.push(
+      `<rect x="${Math.min(x, one)}" y="${y + 4}" width="${Math.max(1, Math.abs(x - one))}" height="${ROW - 8}" fill="${better ? '#3a8f4b' : '#d9822b'}"/>`,
+    );
+    out.push(
+      `<text x="${better ? x + 4 : x - 4}" y="${y + 15}" text-anchor="${better ? 'start' : 'end'}" fill="#222">${r.ratio}x</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

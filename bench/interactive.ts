@@ -98,7 +98,11 @@ async function openAll(t: SessionTarget, n: number, all: Typist[]): Promise<{ ty
 }
 
 /** Every session types for `seconds`; returns the echo latencies (ms, sorted) and the number of lost keys. */
-async function typeAll(typists: Typist[], keystrokeMs: number, seconds: number): Promise<{ ms: number[]; lost: number }> {
+async function typeAll(
+  typists: Typist[],
+  keystrokeMs: number,
+  seconds: number,
+): Promise<{ ms: number[]; lost: number }> {
   const ms: number[] = [];
   let lost = 0;
   const end = performance.now() + seconds * 1000;
@@ -152,7 +156,11 @@ interface SideResult {
 /** Typing goes in this many rounds per side, alternating ABBA, so a change in the machine's load hits both. */
 const ROUNDS = 4;
 
-async function measureBoth(targets: { ward: SessionTarget; sshd: SessionTarget }, pids: { ward: number; sshd: number }, opts: InteractiveOptions): Promise<{ ward: SideResult; sshd: SideResult }> {
+async function measureBoth(
+  targets: { ward: SessionTarget; sshd: SessionTarget },
+  pids: { ward: number; sshd: number },
+  opts: InteractiveOptions,
+): Promise<{ ward: SideResult; sshd: SideResult }> {
   const open: Partial<Record<'ward' | 'sshd', { typists: Typist[]; openMs: number }>> = {};
   const opened: Typist[] = [];
   try {
@@ -175,7 +183,11 @@ async function measureBoth(targets: { ward: SessionTarget; sshd: SessionTarget }
     const side = (name: 'ward' | 'sshd'): SideResult => {
       const ms = samples[name].sort((a, b) => a - b);
       const r = {
-        p50: percentile(ms, 50), p99: percentile(ms, 99), samples: ms.length, lost: lost[name], openMs: open[name]!.openMs,
+        p50: percentile(ms, 50),
+        p99: percentile(ms, 99),
+        samples: ms.length,
+        lost: lost[name],
+        openMs: open[name]!.openMs,
         cpuMsPerKey: (cpu[name] * 1000) / Math.max(1, ms.length),
       };
       console.log(
@@ -202,7 +214,11 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
     const w = ward;
     const s = sshd;
     const read = (name: string) => readFileSync(join(w.keys, name), 'utf8');
-    const identity = { keyPem: read('tls.key'), certPem: read('tls.crt'), caPems: read('cas.pem').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [] };
+    const identity = {
+      keyPem: read('tls.key'),
+      certPem: read('tls.crt'),
+      caPems: read('cas.pem').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [],
+    };
     const wardTarget: SessionTarget = {
       dial: (signal) => dialNode(w.proxy, identity, w.nodeName, 22, signal),
       login: BENCH_LOGIN,
@@ -223,20 +239,32 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
       privateKey: readFileSync(s.keyPath, 'utf8'),
       hostVerifier: (key) => key.toString('base64') === s.hostKey,
     };
-    const { ward: wr, sshd: rr } = await measureBoth({ ward: wardTarget, sshd: sshdTarget }, { ward: w.target.serverPid, sshd: s.target.serverPid }, opts);
+    const { ward: wr, sshd: rr } = await measureBoth(
+      { ward: wardTarget, sshd: sshdTarget },
+      { ward: w.target.serverPid, sshd: s.target.serverPid },
+      opts,
+    );
     const note =
       `${opts.sessions} concurrent PTY sessions (ssh2 client in the bench process, remote "${REMOTE}"), one key per session every ` +
       `~${opts.keystrokeMs} ms for ${opts.seconds} s per side in ${ROUNDS} alternating rounds (both sets of sessions open throughout); ward: ${wr.samples} keystrokes, ${wr.lost} lost, sessions opened in ${(wr.openMs / 1000).toFixed(1)} s ` +
       `through one proxy; sshd: ${rr.samples} keystrokes, ${rr.lost} lost, opened in ${(rr.openMs / 1000).toFixed(1)} s`;
     // A latency: the ratio is reference / ward, so above 1 still means Ward is faster.
-    const lat = (name: string, wv: number, rv: number): BenchResult => ({ ...result(name, wv, rv, 'ms', note), ratio: Math.round((rv / wv) * 100) / 100 });
+    const lat = (name: string, wv: number, rv: number): BenchResult => ({
+      ...result(name, wv, rv, 'ms', note),
+      ratio: Math.round((rv / wv) * 100) / 100,
+    });
     return [
       lat(`interactive echo p50, ${opts.sessions} sessions`, wr.p50, rr.p50),
       lat(`interactive echo p99, ${opts.sessions} sessions`, wr.p99, rr.p99),
       // A cost, like a latency: reference / ward.
       {
-        ...result(`interactive server CPU per keystroke, ${opts.sessions} sessions`, wr.cpuMsPerKey * 1000, rr.cpuMsPerKey * 1000, 'us',
-          'user+system CPU of the ward process tree (proxy + node + PTY children) vs the sshd tree (listener, per-connection sshd, cat), during typing, per keystroke echoed; ratio = sshd / ward'),
+        ...result(
+          `interactive server CPU per keystroke, ${opts.sessions} sessions`,
+          wr.cpuMsPerKey * 1000,
+          rr.cpuMsPerKey * 1000,
+          'us',
+          'user+system CPU of the ward process tree (proxy + node + PTY children) vs the sshd tree (listener, per-connection sshd, cat), during typing, per keystroke echoed; ratio = sshd / ward',
+        ),
         ratio: Math.round((rr.cpuMsPerKey / wr.cpuMsPerKey) * 100) / 100,
       },
     ];
@@ -251,13 +279,20 @@ export function interactiveOptions(argv: string[]): InteractiveOptions {
   const { values } = parseArgs({
     args: argv,
     strict: false,
-    options: { sessions: { type: 'string' }, 'keystroke-ms': { type: 'string' }, seconds: { type: 'string' }, 'ward-node-flags': { type: 'string' } },
+    options: {
+      sessions: { type: 'string' },
+      'keystroke-ms': { type: 'string' },
+      seconds: { type: 'string' },
+      'ward-node-flags': { type: 'string' },
+    },
   });
   return {
     sessions: Number(values.sessions ?? 200),
     keystrokeMs: Number(values['keystroke-ms'] ?? 200),
     seconds: Number(values.seconds ?? 10),
-    wardNodeFlags: String(values['ward-node-flags'] ?? '').split(' ').filter(Boolean),
+    wardNodeFlags: String(values['ward-node-flags'] ?? '')
+      .split(' ')
+      .filter(Boolean),
   };
 }
 

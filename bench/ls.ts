@@ -35,7 +35,8 @@ async function writeNodes(cluster: Cluster, n: number): Promise<void> {
       Array.from({ length: Math.min(100, n - i) }, (_, k) => {
         const at = i + k;
         const node = {
-          kind: 'node', version: 'v1',
+          kind: 'node',
+          version: 'v1',
           metadata: { name: randomUUID(), labels: { env: at % 3 ? 'prod' : 'staging', rack: `r${at % 40}` }, expires },
           spec: { hostname: `host-${String(at).padStart(5, '0')}`, addr: '', tunnel: true, version: '0.1.0' },
         };
@@ -52,7 +53,10 @@ export async function benchLs(opts: LsOptions): Promise<BenchResult[]> {
     await writeNodes(cluster, opts.nodes);
     const user = await addUser(cluster, makeTempDir('ward-bench-ls-'), 'lister', 'access');
     const wsh = (args: string[], execArgv: string[] = []) =>
-      run(process.execPath, [...execArgv, program('wsh'), ...args], { env: { WSH_HOME: user.wshHome }, home: cluster.root });
+      run(process.execPath, [...execArgv, program('wsh'), ...args], {
+        env: { WSH_HOME: user.wshHome },
+        home: cluster.root,
+      });
     const timed = async (args: string[]) => {
       const t = performance.now();
       const r = await wsh(args);
@@ -71,7 +75,11 @@ export async function benchLs(opts: LsOptions): Promise<BenchResult[]> {
     // The listing alone, from this (warm) process with the user's credentials, through the proxy as wsh does.
     process.env.WSH_HOME = user.wshHome;
     const { profile, creds } = loadProfile();
-    const client = createAuthClient({ addr: profile.proxy, identity: { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs }, timeoutMs: 60_000 });
+    const client = createAuthClient({
+      addr: profile.proxy,
+      identity: { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs },
+      timeoutMs: 60_000,
+    });
     const apiMs: number[] = [];
     for (let i = 0; i < opts.runs; i++) {
       const t = performance.now();
@@ -88,8 +96,20 @@ export async function benchLs(opts: LsOptions): Promise<BenchResult[]> {
     const note = `target < 300 ms; ${opts.nodes} nodes, ${opts.runs} runs after a first one (${first.ms.toFixed(0)} ms) that fills the auth server's listing cache`;
     return [
       result(`wsh ls over ${opts.nodes} nodes, p50`, p50, null, 'ms', note),
-      result('wsh start-up alone (wsh --version), p50', median(startMs), null, 'ms', 'the fixed part of every wsh command'),
-      result(`listing ${opts.nodes} nodes from a warm process, p50`, median(apiMs), null, 'ms', 'ListResources through the proxy, with the schema check of each node'),
+      result(
+        'wsh start-up alone (wsh --version), p50',
+        median(startMs),
+        null,
+        'ms',
+        'the fixed part of every wsh command',
+      ),
+      result(
+        `listing ${opts.nodes} nodes from a warm process, p50`,
+        median(apiMs),
+        null,
+        'ms',
+        'ListResources through the proxy, with the schema check of each node',
+      ),
     ];
   } finally {
     await cleanup();
@@ -97,7 +117,11 @@ export async function benchLs(opts: LsOptions): Promise<BenchResult[]> {
 }
 
 export function lsOptions(argv: string[]): LsOptions {
-  const { values } = parseArgs({ args: argv, strict: false, options: { nodes: { type: 'string' }, 'ls-runs': { type: 'string' }, 'cpu-prof-dir': { type: 'string' } } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: false,
+    options: { nodes: { type: 'string' }, 'ls-runs': { type: 'string' }, 'cpu-prof-dir': { type: 'string' } },
+  });
   const cpuProfDir = values['cpu-prof-dir'];
   return {
     nodes: Number(values.nodes ?? 10_000),

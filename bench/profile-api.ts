@@ -20,16 +20,36 @@ import { tmpdir } from 'node:os';
 
 async function client(): Promise<void> {
   const job = JSON.parse(readFileSync(process.argv[3]!, 'utf8'));
-  const N = 8, SECONDS = Number(process.env.SECS ?? 4);
+  const N = 8,
+    SECONDS = Number(process.env.SECS ?? 4);
   const keys = Array.from({ length: Number(process.env.KEYS ?? 4000) }, () => generateClientKeys('b'));
   const clients = Array.from({ length: N }, () => createAuthClient({ addr: job.addr, identity: job.identity }));
-  const req = (k: any) => ({ user: 'bench', sshPublicKey: k.sshPublicKey, tlsPublicKey: k.tlsPublicKey, ttlSeconds: 3600 });
+  const req = (k: any) => ({
+    user: 'bench',
+    sshPublicKey: k.sshPublicKey,
+    tlsPublicKey: k.tlsPublicKey,
+    ttlSeconds: 3600,
+  });
   await Promise.all(clients.map((c) => c.generateUserCerts(req(generateClientKeys('w')))));
   process.stdout.write('START');
-  let next = 0; const t = performance.now(); const end = t + SECONDS * 1000; const cpu = process.cpuUsage();
-  await Promise.all(clients.map(async (c) => { while (performance.now() < end && next < keys.length) { if (process.env.METHOD === "ping") { next++; await c.ping({}); } else await c.generateUserCerts(req(keys[next++])); } }));
+  let next = 0;
+  const t = performance.now();
+  const end = t + SECONDS * 1000;
+  const cpu = process.cpuUsage();
+  await Promise.all(
+    clients.map(async (c) => {
+      while (performance.now() < end && next < keys.length) {
+        if (process.env.METHOD === 'ping') {
+          next++;
+          await c.ping({});
+        } else await c.generateUserCerts(req(keys[next++]));
+      }
+    }),
+  );
   const used = process.cpuUsage(cpu);
-  console.log(`done ${next} rate ${(next / ((performance.now() - t) / 1000)).toFixed(0)}/s client CPU ${((used.user + used.system) / 1000 / next).toFixed(3)} ms per call`);
+  console.log(
+    `done ${next} rate ${(next / ((performance.now() - t) / 1000)).toFixed(0)}/s client CPU ${((used.user + used.system) / 1000 / next).toFixed(3)} ms per call`,
+  );
   process.exit(0);
 }
 
@@ -42,19 +62,59 @@ async function server(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'wapi-'));
   const log = pino({ level: 'silent' });
   const backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
-  const auth = await AuthServer.create(authServerParts({ clusterName: 'bench', backend, clock: systemClock, log, lockout: { maxAttempts: 5, durationMs: 60_000 } }));
-  await auth.createUser({ name: 'bench', roles: ['access'], logins: ['bench'], password: 'correct horse battery', createdBy: 'b' });
-  const ident = async (hostId: string, roles: string[]) => { const key = await generateTLSKey(); const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles: roles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], expires: new Date(Date.now() + 3600e3) }); return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs }; };
+  const auth = await AuthServer.create(
+    authServerParts({
+      clusterName: 'bench',
+      backend,
+      clock: systemClock,
+      log,
+      lockout: { maxAttempts: 5, durationMs: 60_000 },
+    }),
+  );
+  await auth.createUser({
+    name: 'bench',
+    roles: ['access'],
+    logins: ['bench'],
+    password: 'correct horse battery',
+    createdBy: 'b',
+  });
+  const ident = async (hostId: string, roles: string[]) => {
+    const key = await generateTLSKey();
+    const { tlsCert, tlsCAs } = await auth.issueHostCerts({
+      hostId,
+      systemRoles: roles,
+      tlsPublicKey: key.publicKeyPem,
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+      expires: new Date(Date.now() + 3600e3),
+    });
+    return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
+  };
   const listener = await startAuthListener(auth, await ident('auth.bench', ['auth']), '127.0.0.1:0', log);
-  writeFileSync(join(dir, 'job.json'), JSON.stringify({ addr: `127.0.0.1:${listener.address.port}`, identity: await ident('admin.bench', ['admin']) }));
-  const child = spawn(process.execPath, [...clientProfFlags(), '--import', 'tsx', import.meta.filename, 'client', join(dir, 'job.json')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = ''; child.stdout.on('data', (d) => { out += d; if (out.includes('START')) { out = out.replace('START', ''); cpu = process.cpuUsage(); } });
+  writeFileSync(
+    join(dir, 'job.json'),
+    JSON.stringify({ addr: `127.0.0.1:${listener.address.port}`, identity: await ident('admin.bench', ['admin']) }),
+  );
+  const child = spawn(
+    process.execPath,
+    [...clientProfFlags(), '--import', 'tsx', import.meta.filename, 'client', join(dir, 'job.json')],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+    if (out.includes('START')) {
+      out = out.replace('START', '');
+      cpu = process.cpuUsage();
+    }
+  });
   let cpu = process.cpuUsage();
   await new Promise((r) => child.once('close', r));
   const used = process.cpuUsage(cpu);
   const n = Number(/done (\d+)/.exec(out)![1]);
   console.log(out.trim(), `| server CPU ${((used.user + used.system) / 1000 / n).toFixed(3)} ms per call`);
-  await listener.close(); await backend.close();
+  await listener.close();
+  await backend.close();
 }
 
 await (process.argv[2] === 'client' ? client() : server());

@@ -50,10 +50,20 @@ export async function benchRecording(opts: { mb: number }): Promise<BenchResult[
       `recording: ${opts.mb} MB of terminal output: ward (recorded) ${w.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(w.mbps / r.mbps).toFixed(2)}x); ` +
         `recording ${(size / 1e6).toFixed(1)} MB for ${(w.bytes / 1e6).toFixed(1)} MB of output (${overhead.toFixed(2)}x)`,
     );
-    const note = 'ssh -tt, base64 text printed on the PTY; ward = proxy + node with the session recorded (asciicast, spooled then uploaded); reference = sshd, not recorded';
+    const note =
+      'ssh -tt, base64 text printed on the PTY; ward = proxy + node with the session recorded (asciicast, spooled then uploaded); reference = sshd, not recorded';
     return [
       result(`interactive output through a PTY, ${opts.mb} MB, recorded`, w.mbps, r.mbps, 'MB/s', note),
-      { ...result('recording size / terminal output', overhead, null, 'x', 'asciicast v2 JSON lines of the same session, as stored by the auth server'), ratio: null },
+      {
+        ...result(
+          'recording size / terminal output',
+          overhead,
+          null,
+          'x',
+          'asciicast v2 JSON lines of the same session, as stored by the auth server',
+        ),
+        ratio: null,
+      },
     ];
   } finally {
     sshd.stop();

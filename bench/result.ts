@@ -18,7 +18,10 @@ export interface BenchResult {
 }
 
 export function machine(): string {
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   return `${os.cpus()[0]?.model ?? 'unknown CPU'} x${os.availableParallelism()} (load avg at start ${load})`;
 }
 
@@ -42,10 +45,17 @@ function round(n: number): number {
 }
 
 export function printTable(results: BenchResult[]): void {
-  const rows = results.map((r) => [r.name, `${r.ward}`, r.reference === null ? '-' : `${r.reference}`, r.unit, r.ratio === null ? '-' : `${r.ratio}x`]);
+  const rows = results.map((r) => [
+    r.name,
+    `${r.ward}`,
+    r.reference === null ? '-' : `${r.reference}`,
+    r.unit,
+    r.ratio === null ? '-' : `${r.ratio}x`,
+  ]);
   const head = ['benchmark', 'ward', 'reference', 'unit', 'ward/ref'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 || i === 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(line(head));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) console.log(line(r));

@@ -18,10 +18,14 @@ import { benchSSH, sshOptions } from './ssh.ts';
  * figures 0.35-0.53x of TLS where the same code alone does 0.73-0.78x.
  */
 function inChild(script: string, argv: string[]): BenchResult[] {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', new URL(script, import.meta.url).pathname, ...argv, '--json'], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', new URL(script, import.meta.url).pathname, ...argv, '--json'],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const lines = out.trim().split('\n');
   for (const line of lines.slice(0, -1)) console.error(line);
   return JSON.parse(lines.at(-1)!) as BenchResult[];
@@ -42,7 +46,12 @@ const results: BenchResult[] = [
   ...(await benchLs(lsOptions(argv))),
 ];
 writeFileSync(new URL('./results.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
-writeFileSync(new URL('./ratios.svg', import.meta.url), ratiosSVG(results, `Ward vs reference, ${new Date().toISOString().slice(0, 10)}, ${where}, node ${process.version}`));
+writeFileSync(
+  new URL('./ratios.svg', import.meta.url),
+  ratiosSVG(results, `Ward vs reference, ${new Date().toISOString().slice(0, 10)}, ${where}, node ${process.version}`),
+);
 console.log('');
 printTable(results);
-console.log(`(whole run ${((performance.now() - start) / 1000).toFixed(0)} s; written to bench/results.json and bench/ratios.svg)`);
+console.log(
+  `(whole run ${((performance.now() - start) / 1000).toFixed(0)} s; written to bench/results.json and bench/ratios.svg)`,
+);

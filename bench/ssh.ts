@@ -29,7 +29,9 @@ export function program(name: 'ward' | 'wsh' | 'wctl'): string {
   return join(REPO, 'dist', 'bench', name, 'main.mjs');
 }
 export function buildPrograms(): Promise<void> {
-  built ??= execFile(process.execPath, [join(REPO, 'scripts', 'bundle.mjs'), join(REPO, 'dist', 'bench')], { timeout: 120_000 }).then(() => undefined);
+  built ??= execFile(process.execPath, [join(REPO, 'scripts', 'bundle.mjs'), join(REPO, 'dist', 'bench')], {
+    timeout: 120_000,
+  }).then(() => undefined);
   return built;
 }
 
@@ -52,7 +54,10 @@ export function ensureBenchLogin(): Promise<void> {
     );
     // Password '*': no password opens it, and unlike useradd's default '!' sshd does not take it for locked.
     if (shell === undefined) await execFile('useradd', ['-m', '-s', '/bin/sh', '-p', '*', BENCH_LOGIN]);
-    else if (shell !== '/bin/sh') throw new Error(`the bench's OS user "${BENCH_LOGIN}" exists with shell ${shell}; it needs /bin/sh (usermod -s /bin/sh ${BENCH_LOGIN})`);
+    else if (shell !== '/bin/sh')
+      throw new Error(
+        `the bench's OS user "${BENCH_LOGIN}" exists with shell ${shell}; it needs /bin/sh (usermod -s /bin/sh ${BENCH_LOGIN})`,
+      );
   })();
   return loginReady;
 }
@@ -165,19 +170,47 @@ export async function startWard(dir: string, nodeFlags: string[], opts: { tunnel
   const proxy = /proxy: +https:\/\/(\S+)/.exec(out)?.[1];
   const pin = /CA pin: +(sha256:[0-9a-f]{64})/.exec(out)?.[1];
   // A tunnelled node has no address of its own to print.
-  if (!proxy || !pin || (!opts.tunnel && !/^ +node: +\S+$/m.test(out))) throw new Error(`unexpected ward start banner:\n${out}`);
+  if (!proxy || !pin || (!opts.tunnel && !/^ +node: +\S+$/m.test(out)))
+    throw new Error(`unexpected ward start banner:\n${out}`);
 
   const wshHome = join(dir, 'wsh');
   mkdirSync(wshHome, { mode: 0o700 });
   const env = { ...process.env, HOME: dir, WSH_HOME: wshHome };
   const password = 'bench password for ssh';
-  await sh(process.execPath, [program('wctl'), '-d', data, 'users', 'add', 'bench', '--roles', 'access', '--logins', BENCH_LOGIN, '--password-stdin'], { env, input: password + '\n' });
-  await sh(process.execPath, [program('wsh'), 'login', '--proxy', proxy, '--user', 'bench', '--password-stdin', '--ca-pin', pin], { env, input: password + '\n' });
+  await sh(
+    process.execPath,
+    [
+      program('wctl'),
+      '-d',
+      data,
+      'users',
+      'add',
+      'bench',
+      '--roles',
+      'access',
+      '--logins',
+      BENCH_LOGIN,
+      '--password-stdin',
+    ],
+    { env, input: password + '\n' },
+  );
+  await sh(
+    process.execPath,
+    [program('wsh'), 'login', '--proxy', proxy, '--user', 'bench', '--password-stdin', '--ca-pin', pin],
+    { env, input: password + '\n' },
+  );
   const keys = join(wshHome, 'keys', proxy.replace(/[^A-Za-z0-9.-]/g, '_'), 'bench');
   const sshConfig = writeSSHConfig(join(dir, 'ssh_config'), keys, program('wsh'));
   const proxyCommand = proxyCommandFor(program('wsh'));
   const nodeName = hostname().split('.')[0]!;
-  return { target: { args: ['-F', sshConfig, `${BENCH_LOGIN}@${nodeName}`], env, serverPid: proc.pid!, proxyCommand }, proc, proxy, keys, nodeName, stop };
+  return {
+    target: { args: ['-F', sshConfig, `${BENCH_LOGIN}@${nodeName}`], env, serverPid: proc.pid!, proxyCommand },
+    proc,
+    proxy,
+    keys,
+    nodeName,
+    stop,
+  };
 }
 
 /** OpenSSH's sshd on a free loopback port, in `dir`, trusting one fresh key for BENCH_LOGIN. */
@@ -250,7 +283,11 @@ export async function startSshd(dir: string): Promise<Sshd> {
     ].join('\n'),
   );
   return {
-    target: { args: ['-F', sshConfig, '-p', String(port), `${BENCH_LOGIN}@127.0.0.1`], env: process.env, serverPid: proc.pid! },
+    target: {
+      args: ['-F', sshConfig, '-p', String(port), `${BENCH_LOGIN}@127.0.0.1`],
+      env: process.env,
+      serverPid: proc.pid!,
+    },
     port,
     keyPath: join(dir, 'id'),
     hostKey: hostPub.split(' ')[1]!,
@@ -289,7 +326,12 @@ async function throughput(t: Target, mb: number, dir: string): Promise<Transfer>
   // ProxyCommand SIGHUP when it is done: ignored here (inherited by wsh, which exits on EOF anyway) so
   // that time lives to write its line.
   const wrapper = join(dir, 'timed-proxycommand');
-  if (t.proxyCommand) writeFileSync(wrapper, `#!/bin/sh\ntrap '' HUP\nexec /usr/bin/time -o ${timing} -f '%U %S' ${t.proxyCommand.replace(/%r@%h:%p$/, '"$1"')}\n`, { mode: 0o755 });
+  if (t.proxyCommand)
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\ntrap '' HUP\nexec /usr/bin/time -o ${timing} -f '%U %S' ${t.proxyCommand.replace(/%r@%h:%p$/, '"$1"')}\n`,
+      { mode: 0o755 },
+    );
   const args = t.proxyCommand ? ['-o', `ProxyCommand=${wrapper} %r@%h:%p`, ...t.args] : t.args;
   const cmd = `ssh ${args.map(q).join(' ')} 'cat /dev/zero' | head -c ${bytes} | wc -c`;
   const cpu = sampleTreeCpu(t.serverPid);
@@ -325,7 +367,10 @@ async function connectOnce(t: Target): Promise<number> {
  * `runs` connections to each target, interleaved (ward, sshd, sshd with ward's key exchange, ward, ...), so that
  * a change in the machine's load during the minutes this takes hits every side alike. Sorted milliseconds each.
  */
-async function connectLatency<K extends string>(targets: Record<K, Target>, runs: number): Promise<Record<K, number[]>> {
+async function connectLatency<K extends string>(
+  targets: Record<K, Target>,
+  runs: number,
+): Promise<Record<K, number[]>> {
   const names = Object.keys(targets) as K[];
   const out = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
   for (let i = 0; i < runs; i++) for (const n of names) out[n].push(await connectOnce(targets[n]));
@@ -360,16 +405,31 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
       const cpu =
         `CPU s per GB: ward start (proxy + node + cat) ${w.serverCpuPerGB.toFixed(2)}, wsh proxy ssh ${w.wshCpuPerGB!.toFixed(2)}; ` +
         `sshd (+ cat) ${r.serverCpuPerGB.toFixed(2)}`;
-      console.log(`ssh: cat /dev/zero | head -c ${mb} MB: ward ${w.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(w.mbps / r.mbps).toFixed(2)}x); ${cpu}`);
+      console.log(
+        `ssh: cat /dev/zero | head -c ${mb} MB: ward ${w.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(w.mbps / r.mbps).toFixed(2)}x); ${cpu}`,
+      );
       out.push(result(`ssh throughput, ${mb} MB cat /dev/zero`, w.mbps, r.mbps, 'MB/s', `${note}; ${cpu}`));
       // CPU per GB is a cost, so the ratio is reference / ward (above 1: Ward spends less).
       const cost = (name: string, wv: number, rv: number | null, what: string): BenchResult => {
         const r0 = result(name, wv, rv, 's/GB', what);
         return rv === null ? r0 : { ...r0, ratio: Math.round((rv / wv) * 100) / 100 };
       };
-      out.push(cost(`ssh server CPU per GB, ${mb} MB`, w.serverCpuPerGB, r.serverCpuPerGB,
-        'user+system CPU of ward start (proxy + node) vs sshd, each with the cat it ran, per 10^9 bytes; ratio = sshd / ward'));
-      out.push(cost(`ssh client-side wsh proxy ssh CPU per GB, ${mb} MB`, w.wshCpuPerGB!, null, 'the ProxyCommand (TLS to the proxy), which the direct path does not have; no reference'));
+      out.push(
+        cost(
+          `ssh server CPU per GB, ${mb} MB`,
+          w.serverCpuPerGB,
+          r.serverCpuPerGB,
+          'user+system CPU of ward start (proxy + node) vs sshd, each with the cat it ran, per 10^9 bytes; ratio = sshd / ward',
+        ),
+      );
+      out.push(
+        cost(
+          `ssh client-side wsh proxy ssh CPU per GB, ${mb} MB`,
+          w.wshCpuPerGB!,
+          null,
+          'the ProxyCommand (TLS to the proxy), which the direct path does not have; no reference',
+        ),
+      );
     }
 
     // OpenSSH pairs pick a post-quantum hybrid key exchange (sntrup761x25519) that Ward's node does not offer and
@@ -383,12 +443,25 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
     {
       const t = await throughput(tunnelled.target, opts.mb, dir);
       const r = await throughput(sshd.target, opts.mb, dir);
-      console.log(`ssh: through a reverse tunnel, ${opts.mb} MB: ward ${t.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(t.mbps / r.mbps).toFixed(2)}x)`);
-      out.push(result(`ssh throughput through a reverse tunnel, ${opts.mb} MB`, t.mbps, r.mbps, 'MB/s', `${note}, with the node behind its reverse tunnel; server CPU ${t.serverCpuPerGB.toFixed(2)} s/GB vs sshd ${r.serverCpuPerGB.toFixed(2)}`));
+      console.log(
+        `ssh: through a reverse tunnel, ${opts.mb} MB: ward ${t.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(t.mbps / r.mbps).toFixed(2)}x)`,
+      );
+      out.push(
+        result(
+          `ssh throughput through a reverse tunnel, ${opts.mb} MB`,
+          t.mbps,
+          r.mbps,
+          'MB/s',
+          `${note}, with the node behind its reverse tunnel; server CPU ${t.serverCpuPerGB.toFixed(2)} s/GB vs sshd ${r.serverCpuPerGB.toFixed(2)}`,
+        ),
+      );
     }
 
     const sameKex = { ...sshd.target, args: ['-o', `KexAlgorithms=${wardAlgs.kex}`, ...sshd.target.args] };
-    const lat = await connectLatency({ ward: ward.target, sshd: sshd.target, sameKex, tunnel: tunnelled.target }, opts.runs);
+    const lat = await connectLatency(
+      { ward: ward.target, sshd: sshd.target, sameKex, tunnel: tunnelled.target },
+      opts.runs,
+    );
     const p = (ms: number[]) => ({ p50: percentile(ms, 50), p99: percentile(ms, 99) });
     const [w, r, k] = [p(lat.ward), p(lat.sshd), p(lat.sameKex)];
     console.log(
@@ -397,7 +470,10 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
         `sshd (${wardAlgs.kex}) p50 ${k.p50.toFixed(1)} ms, p99 ${k.p99.toFixed(1)} ms`,
     );
     // For a latency the ratio is reference / ward, so that above 1 still means Ward is faster.
-    const latency = (name: string, wv: number, rv: number, what: string): BenchResult => ({ ...result(name, wv, rv, 'ms', `${note}; ${what}`), ratio: Math.round((rv / wv) * 100) / 100 });
+    const latency = (name: string, wv: number, rv: number, what: string): BenchResult => ({
+      ...result(name, wv, rv, 'ms', `${note}; ${what}`),
+      ratio: Math.round((rv / wv) * 100) / 100,
+    });
     const defaults = `OpenSSH's default key exchange on the sshd side (${sshdAlgs.kex}), Ward's node ${wardAlgs.kex}`;
     const same = `both sides ${wardAlgs.kex}`;
     out.push(latency(`ssh connect + true p50, ${opts.runs} runs`, w.p50, r.p50, defaults));
@@ -405,8 +481,17 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
     out.push(latency(`ssh connect + true p50, same key exchange, ${opts.runs} runs`, w.p50, k.p50, same));
     out.push(latency(`ssh connect + true p99, same key exchange, ${opts.runs} runs`, w.p99, k.p99, same));
     const tl = p(lat.tunnel);
-    console.log(`ssh: connect + true through a reverse tunnel: p50 ${tl.p50.toFixed(1)} ms, p99 ${tl.p99.toFixed(1)} ms`);
-    out.push(latency(`ssh connect + true p50 through a reverse tunnel, same key exchange, ${opts.runs} runs`, tl.p50, k.p50, same));
+    console.log(
+      `ssh: connect + true through a reverse tunnel: p50 ${tl.p50.toFixed(1)} ms, p99 ${tl.p99.toFixed(1)} ms`,
+    );
+    out.push(
+      latency(
+        `ssh connect + true p50 through a reverse tunnel, same key exchange, ${opts.runs} runs`,
+        tl.p50,
+        k.p50,
+        same,
+      ),
+    );
     return out;
   } finally {
     sshd?.stop();
@@ -420,13 +505,20 @@ export function sshOptions(argv: string[]): SSHOptions {
   const { values } = parseArgs({
     args: argv,
     strict: false,
-    options: { mb: { type: 'string' }, 'mb-small': { type: 'string' }, runs: { type: 'string' }, 'ward-node-flags': { type: 'string' } },
+    options: {
+      mb: { type: 'string' },
+      'mb-small': { type: 'string' },
+      runs: { type: 'string' },
+      'ward-node-flags': { type: 'string' },
+    },
   });
   return {
     mb: Number(values.mb ?? 1000),
     mbSmall: Number(values['mb-small'] ?? 500),
     runs: Number(values.runs ?? 50),
-    wardNodeFlags: String(values['ward-node-flags'] ?? '').split(' ').filter(Boolean),
+    wardNodeFlags: String(values['ward-node-flags'] ?? '')
+      .split(' ')
+      .filter(Boolean),
   };
 }
 

@@ -20,7 +20,9 @@ function parents(): Map<number, number> {
     if (!/^\d+$/.test(name)) continue;
     try {
       // The command name is in parentheses and may hold spaces and ')': the fields start after the last ') '.
-      const f = readFileSync(`/proc/${name}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+      const f = readFileSync(`/proc/${name}/stat`, 'utf8')
+        .replace(/^.*\) /s, '')
+        .split(' ');
       ppid.set(Number(name), Number(f[1]));
     } catch {
       // the process ended while we looked
@@ -35,7 +37,10 @@ function runNs(pid: number): number | undefined {
     return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
   } catch {
     try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ').map(Number);
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
+        .replace(/^.*\) /s, '')
+        .split(' ')
+        .map(Number);
       return (f[11]! + f[12]!) * TICK_NS;
     } catch {
       return undefined;

@@ -80,7 +80,10 @@ function seal(cipher: 'aes-256-gcm' | 'chacha20-poly1305', size: number, n: numb
   for (let i = 0; i < n; i++) {
     const nonce = Buffer.alloc(12);
     nonce.writeUInt32BE(i, 8);
-    const c = cipher === 'aes-256-gcm' ? createCipheriv(cipher, key, nonce, { authTagLength: 16 }) : createCipheriv(cipher, key, nonce, { authTagLength: 16 });
+    const c =
+      cipher === 'aes-256-gcm'
+        ? createCipheriv(cipher, key, nonce, { authTagLength: 16 })
+        : createCipheriv(cipher, key, nonce, { authTagLength: 16 });
     c.setAAD(Buffer.alloc(4));
     c.update(record);
     c.final();
@@ -95,7 +98,10 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
   const [proxyCert, nodeCert] = [await hostCert(ca, 'proxy', ['proxy']), await hostCert(ca, 'node-1', ['node'])];
 
   // Ward: the tunnel as a proxy and an agent run it.
-  const tunnels = createTunnelServer({ tls: { keyPem: proxyCert.keyPem, certChainPem: proxyCert.certPem + ca.certPem, caPems: [ca.certPem] }, log });
+  const tunnels = createTunnelServer({
+    tls: { keyPem: proxyCert.keyPem, certChainPem: proxyCert.certPem + ca.certPem, caPems: [ca.certPem] },
+    log,
+  });
   const listener = net.createServer((s) => tunnels.handle(s.on('error', () => undefined)));
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');
@@ -110,7 +116,14 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
 
   // Reference: mutual TLS 1.3 between the same certificates.
   const tlsServer = tls.createServer(
-    { key: proxyCert.keyPem, cert: proxyCert.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' },
+    {
+      key: proxyCert.keyPem,
+      cert: proxyCert.certPem,
+      ca: [ca.certPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+    },
     (s) =>
       s.once('data', (first: Buffer) => {
         const mode = first.toString('latin1', 0, 4) === 'sink' ? 'sink' : 'echo';
@@ -122,8 +135,13 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
   await once(tlsServer, 'listening');
   const tlsStream = async (mode: string): Promise<Duplex> => {
     const s = tls.connect({
-      host: '127.0.0.1', port: (tlsServer.address() as net.AddressInfo).port, key: nodeCert.keyPem, cert: nodeCert.certPem,
-      ca: [ca.certPem], minVersion: 'TLSv1.3', checkServerIdentity: () => undefined,
+      host: '127.0.0.1',
+      port: (tlsServer.address() as net.AddressInfo).port,
+      key: nodeCert.keyPem,
+      cert: nodeCert.certPem,
+      ca: [ca.certPem],
+      minVersion: 'TLSv1.3',
+      checkServerIdentity: () => undefined,
     });
     s.setNoDelay(true);
     await once(s, 'secureConnect');
@@ -147,22 +165,54 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
     wardEcho.destroy();
     tlsEcho.destroy();
     const big = 64 * 1024;
-    const [aes, chacha] = (['aes-256-gcm', 'chacha20-poly1305'] as const).map((c) => (2000 * big) / MiB / seal(c, big, 2000));
-    const [aesSmall, chachaSmall] = (['aes-256-gcm', 'chacha20-poly1305'] as const).map((c) => (seal(c, MESSAGE, 20_000) * 1e6) / 20_000);
+    const [aes, chacha] = (['aes-256-gcm', 'chacha20-poly1305'] as const).map(
+      (c) => (2000 * big) / MiB / seal(c, big, 2000),
+    );
+    const [aesSmall, chachaSmall] = (['aes-256-gcm', 'chacha20-poly1305'] as const).map(
+      (c) => (seal(c, MESSAGE, 20_000) * 1e6) / 20_000,
+    );
     console.log(
       `tunnel: ${opts.mib} MiB one way: ward ${w.mibps.toFixed(0)} MiB/s (${w.cpuPerGiB.toFixed(2)} CPU s/GiB), TLS ${r.mibps.toFixed(0)} MiB/s ` +
         `(${r.cpuPerGiB.toFixed(2)}); ${MESSAGE}-byte round trip: ward ${wRtt.toFixed(0)} µs, TLS ${rRtt.toFixed(0)} µs; ` +
         `AEAD, 64 KiB records: AES-256-GCM ${aes!.toFixed(0)} MiB/s, ChaCha20-Poly1305 ${chacha!.toFixed(0)} MiB/s; ` +
         `per ${MESSAGE}-byte record: ${aesSmall!.toFixed(1)} vs ${chachaSmall!.toFixed(1)} µs`,
     );
-    const what = 'reference = the same bytes over a mutual TLS 1.3 connection (what a tunnel carried them in before), no multiplexer; both ends in one process';
-    const cost = (name: string, wv: number, rv: number, unit: string, note: string): BenchResult => ({ ...result(name, wv, rv, unit, note), ratio: Math.round((rv / wv) * 100) / 100 });
+    const what =
+      'reference = the same bytes over a mutual TLS 1.3 connection (what a tunnel carried them in before), no multiplexer; both ends in one process';
+    const cost = (name: string, wv: number, rv: number, unit: string, note: string): BenchResult => ({
+      ...result(name, wv, rv, unit, note),
+      ratio: Math.round((rv / wv) * 100) / 100,
+    });
     return [
-      result(`tunnel throughput, ${opts.mib} MiB one way`, w.mibps, r.mibps, 'MiB/s', `${what}; ward = records.ts + the multiplexer over loopback TCP`),
+      result(
+        `tunnel throughput, ${opts.mib} MiB one way`,
+        w.mibps,
+        r.mibps,
+        'MiB/s',
+        `${what}; ward = records.ts + the multiplexer over loopback TCP`,
+      ),
       cost('tunnel CPU per GiB, both ends', w.cpuPerGiB, r.cpuPerGiB, 's/GiB', `${what}; ratio = TLS / ward`),
-      cost(`tunnel round trip, ${MESSAGE}-byte messages`, wRtt, rRtt, 'µs', `${what}; ${opts.roundTrips} round trips; ratio = TLS / ward`),
-      result('record AEAD, 64 KiB records', aes!, chacha!, 'MiB/s', 'AES-256-GCM (what the records use) vs ChaCha20-Poly1305, Node crypto, one core'),
-      cost(`record AEAD, ${MESSAGE}-byte records`, aesSmall!, chachaSmall!, 'µs', 'time to seal one record, a cipher object each as records.ts makes; AES-256-GCM vs ChaCha20-Poly1305; ratio = ChaCha / AES'),
+      cost(
+        `tunnel round trip, ${MESSAGE}-byte messages`,
+        wRtt,
+        rRtt,
+        'µs',
+        `${what}; ${opts.roundTrips} round trips; ratio = TLS / ward`,
+      ),
+      result(
+        'record AEAD, 64 KiB records',
+        aes!,
+        chacha!,
+        'MiB/s',
+        'AES-256-GCM (what the records use) vs ChaCha20-Poly1305, Node crypto, one core',
+      ),
+      cost(
+        `record AEAD, ${MESSAGE}-byte records`,
+        aesSmall!,
+        chachaSmall!,
+        'µs',
+        'time to seal one record, a cipher object each as records.ts makes; AES-256-GCM vs ChaCha20-Poly1305; ratio = ChaCha / AES',
+      ),
     ];
   } finally {
     await agent.close();
@@ -173,7 +223,11 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
 }
 
 export function tunnelOptions(argv: string[]): TunnelOptions {
-  const { values } = parseArgs({ args: argv, strict: false, options: { mib: { type: 'string' }, 'round-trips': { type: 'string' } } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: false,
+    options: { mib: { type: 'string' }, 'round-trips': { type: 'string' } },
+  });
   return { mib: Number(values.mib ?? 512), roundTrips: Number(values['round-trips'] ?? 5000) };
 }
 

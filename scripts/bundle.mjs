@@ -33,7 +33,9 @@ function options(name) {
     external: ['ssh2', 'cpu-features'],
     plugins: [zodEnglishOnly],
     // Bundled CommonJS packages call require() for Node's built-ins; ESM output has none of its own.
-    banner: { js: "import { createRequire as __wardRequire } from 'node:module'; const require = __wardRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __wardRequire } from 'node:module'; const require = __wardRequire(import.meta.url);",
+    },
   };
 }
 

@@ -6,7 +6,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
 const root = resolve(import.meta.dirname, '..');
-const IMPORT = /(?:import|export)\s[^'"]*?from\s+['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|import\s+['"](\.[^'"]+)['"]/g;
+const IMPORT =
+  /(?:import|export)\s[^'"]*?from\s+['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|import\s+['"](\.[^'"]+)['"]/g;
 
 /** The relative paths a module's text imports or re-exports, type-only imports included. */
 function importSpecifiers(text: string): string[] {
@@ -38,8 +39,17 @@ function sourceFiles(dir: string, pattern: RegExp): string[] {
 }
 
 const ALLOWED = [
-  'src/api/', 'src/crypto/', 'src/time/', 'src/cli/wsh/', 'src/cli/wctl/', 'src/cli/run.ts', 'src/cli/table.ts',
-  'src/cli/prompt.ts', 'src/cli/recordings.ts', 'src/cli/identity-file.ts', 'src/files/atomic-write.ts',
+  'src/api/',
+  'src/crypto/',
+  'src/time/',
+  'src/cli/wsh/',
+  'src/cli/wctl/',
+  'src/cli/run.ts',
+  'src/cli/table.ts',
+  'src/cli/prompt.ts',
+  'src/cli/recordings.ts',
+  'src/cli/identity-file.ts',
+  'src/files/atomic-write.ts',
 ];
 
 describe('client/server separation', () => {
@@ -112,7 +122,10 @@ describe('web UI separation', () => {
 function srcGraph(): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const file of sourceFiles(join(root, 'src'), /\.ts$/)) {
-    graph.set(relative(root, file), importsOf(file).map((target) => relative(root, target)));
+    graph.set(
+      relative(root, file),
+      importsOf(file).map((target) => relative(root, target)),
+    );
   }
   return graph;
 }
@@ -193,7 +206,15 @@ describe('import graph', () => {
       ['f.ts', ['b.ts']],
     ]);
     assert.deepEqual(importCycles(graph), ['a.ts -> b.ts -> c.ts -> a.ts (tangled with f.ts)', 'e.ts -> e.ts']);
-    assert.deepEqual(importCycles(new Map([['a.ts', ['b.ts']], ['b.ts', []]])), []);
+    assert.deepEqual(
+      importCycles(
+        new Map([
+          ['a.ts', ['b.ts']],
+          ['b.ts', []],
+        ]),
+      ),
+      [],
+    );
     const text = "import type { ConnContext } from './connection.ts';\nexport { x } from '../y.ts';\nimport 'z';";
     assert.deepEqual(importSpecifiers(text), ['./connection.ts', '../y.ts']);
   });
@@ -220,21 +241,32 @@ describe('ssh2 internals', () => {
   /** `file:line name` for every token in `dirs` that is one of `fields`. */
   const uses = (fields: Set<string>, dirs: string[]): string[] => {
     const token = /(?<![\w$])_[A-Za-z]\w*/g;
-    return dirs.flatMap((dir) => sourceFiles(join(root, dir), /\.(ts|tsx|js|mjs)$/)).flatMap((file) =>
-      readFileSync(file, 'utf8').split('\n').flatMap((line, i) =>
-        [...line.matchAll(token)]
-          .filter((m) => fields.has(m[0]))
-          .map((m) => `${relative(root, file)}:${i + 1} ${m[0]}`),
-      ),
-    );
+    return dirs
+      .flatMap((dir) => sourceFiles(join(root, dir), /\.(ts|tsx|js|mjs)$/))
+      .flatMap((file) =>
+        readFileSync(file, 'utf8')
+          .split('\n')
+          .flatMap((line, i) =>
+            [...line.matchAll(token)]
+              .filter((m) => fields.has(m[0]))
+              .map((m) => `${relative(root, file)}:${i + 1} ${m[0]}`),
+          ),
+      );
   };
 
   it('are touched by src/ssh/ssh2hooks.ts and no other file in src/, bench/, test/, scripts/ or web/src/', () => {
     const fields = ssh2Fields();
     assert.ok(fields.size > 50, 'read the field names from node_modules/ssh2/lib');
     const found = uses(fields, ['src', 'bench', 'test', 'scripts', 'web/src']);
-    assert.ok(found.some((u) => u.startsWith(`${ADAPTER}:`)), 'the scan sees the adapter reach ssh2 internals');
-    assert.deepEqual(found.filter((u) => !u.startsWith(`${ADAPTER}:`)), [], 'ssh2 internals outside the adapter');
+    assert.ok(
+      found.some((u) => u.startsWith(`${ADAPTER}:`)),
+      'the scan sees the adapter reach ssh2 internals',
+    );
+    assert.deepEqual(
+      found.filter((u) => !u.startsWith(`${ADAPTER}:`)),
+      [],
+      'ssh2 internals outside the adapter',
+    );
   });
 });
 
@@ -281,7 +313,8 @@ describe('package boundaries', () => {
 // Audit events are the EventStore's (append, search), reached through src/events/audit.ts's AuditLog, the one
 // caller of those two outside the backend.
 describe('backend access', () => {
-  const CALL = /\bbackend\??\.(get|getRange|create|put|update|compareAndSwap|delete|deleteRange|keepAlive|watch|search|append)\(/g;
+  const CALL =
+    /\bbackend\??\.(get|getRange|create|put|update|compareAndSwap|delete|deleteRange|keepAlive|watch|search|append)\(/g;
   /** `file:line` of every Backend state call in the non-test sources under `dir`. */
   const backendCalls = (dir: string): string[] =>
     sourceFiles(join(root, dir), /(?<!\.test)\.ts$/).flatMap((file) =>

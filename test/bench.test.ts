@@ -15,10 +15,17 @@ const node = hostname().split('.')[0]!;
 before(async () => {
   cluster = await startCluster({ node: true });
   const password = 'bench-test password 1';
-  const added = await cluster.wctl(['users', 'add', 'bencher', '--roles', 'access', '--logins', 'root', '--password-stdin'], { stdin: `${password}\n` });
+  const added = await cluster.wctl(
+    ['users', 'add', 'bencher', '--roles', 'access', '--logins', 'root', '--password-stdin'],
+    { stdin: `${password}\n` },
+  );
   assert.equal(added.code, 0, added.stderr);
   wshHome = cluster.newWshHome();
-  const login = await cluster.wsh(wshHome, ['login', '--proxy', cluster.proxyAddr, '--user', 'bencher', '--password-stdin', '--ca-pin', cluster.caPin], { stdin: `${password}\n` });
+  const login = await cluster.wsh(
+    wshHome,
+    ['login', '--proxy', cluster.proxyAddr, '--user', 'bencher', '--password-stdin', '--ca-pin', cluster.caPin],
+    { stdin: `${password}\n` },
+  );
   assert.equal(login.code, 0, login.stderr);
 });
 after(cleanup);

@@ -32,14 +32,21 @@ import {
 // ---- small assertions on command results ----
 
 function ok(r: RunResult): string {
-  assert.equal(r.code, 0, `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.equal(
+    r.code,
+    0,
+    `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+  );
   return r.stdout;
 }
 
 /** A refusal as a user should see it: non-zero exit, exactly one line of explanation, no stack trace. */
 function fails(r: RunResult, pattern: RegExp): string {
   assert.equal(r.timedOut, false, `command hung\nstderr: ${r.stderr}`);
-  assert.ok(r.code !== 0 && r.code !== null, `expected failure, got exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.ok(
+    r.code !== 0 && r.code !== null,
+    `expected failure, got exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+  );
   assert.ok(!r.stderr.includes('    at '), `stack trace on stderr:\n${r.stderr}`);
   const lines = errorLines(r);
   assert.equal(lines.length, 1, `expected one line of explanation, got:\n${lines.join('\n')}`);
@@ -53,7 +60,9 @@ function fileMode(path: string): number {
 
 /** The signing key column of the "Authority  Signing key  Rotation" table `wctl status` prints (columns: 2+ spaces). */
 function statusFingerprints(status: string): Record<string, string> {
-  return Object.fromEntries([...status.matchAll(/^(user|host|tls|db|jwt) CA +(.+?)\s*$/gm)].map((m) => [m[1]!, m[2]!.split(/ {2,}/)[0]!]));
+  return Object.fromEntries(
+    [...status.matchAll(/^(user|host|tls|db|jwt) CA +(.+?)\s*$/gm)].map((m) => [m[1]!, m[2]!.split(/ {2,}/)[0]!]),
+  );
 }
 
 async function sshKeygenFingerprint(file: string): Promise<string> {
@@ -77,7 +86,11 @@ async function sshKeygenL(certFile: string): Promise<SSHCertInfo> {
   const valid = /Valid: from (\S+) to (\S+)/.exec(text);
   assert.ok(valid, text);
   const section = (start: string, end: string) =>
-    (text.split(start)[1] ?? '').split(end)[0]!.split('\n').map((l) => l.trim().split(' ')[0]!).filter(Boolean);
+    (text.split(start)[1] ?? '')
+      .split(end)[0]!
+      .split('\n')
+      .map((l) => l.trim().split(' ')[0]!)
+      .filter(Boolean);
   return {
     text,
     keyId: /Key ID: "([^"]*)"/.exec(text)?.[1] ?? '',
@@ -90,7 +103,10 @@ async function sshKeygenL(certFile: string): Promise<SSHCertInfo> {
 }
 
 function assertNear(actual: Date, expected: number, slackMs: number, what: string): void {
-  assert.ok(Math.abs(actual.getTime() - expected) <= slackMs, `${what}: ${actual.toISOString()} is not within ${slackMs}ms of ${new Date(expected).toISOString()}`);
+  assert.ok(
+    Math.abs(actual.getTime() - expected) <= slackMs,
+    `${what}: ${actual.toISOString()} is not within ${slackMs}ms of ${new Date(expected).toISOString()}`,
+  );
 }
 
 function httpsGet(addr: string, path: string, ca: string[]): Promise<{ status: number; body: string }> {
@@ -126,7 +142,12 @@ function sendAndAwaitClose(addr: string, bytes: Buffer, timeoutMs: number): Prom
 }
 
 async function waitForClockPast(when: Date): Promise<void> {
-  await poll(`the clock to pass ${when.toISOString()}`, async () => (Date.now() > when.getTime() + 1000 ? true : undefined), 10_000, 100);
+  await poll(
+    `the clock to pass ${when.toISOString()}`,
+    async () => (Date.now() > when.getTime() + 1000 ? true : undefined),
+    10_000,
+    100,
+  );
 }
 
 // ---- the cluster and its users ----
@@ -153,7 +174,9 @@ async function addUser(name: string, roles: string, logins: string): Promise<str
 /** A user's TLS identity, minted by the admin in-process (as `wctl auth sign --format tls` does, without its ~0.6s start). */
 async function issueTLSIdentity(user: string): Promise<TLSIdentity> {
   const keys = generateClientKeys(user);
-  const certs = await main.adminClient().generateUserCerts({ user, sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 3600 });
+  const certs = await main
+    .adminClient()
+    .generateUserCerts({ user, sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 3600 });
   return { keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCas };
 }
 
@@ -161,8 +184,15 @@ async function createRole(yaml: string): Promise<void> {
   await main.adminClient().upsertResource({ resource: { json: JSON.stringify(parseYAML(yaml)) }, overwrite: false });
 }
 
-async function login(home: string, user: string, password: string, extra: string[] = ['--ca-pin', main.caPin]): Promise<RunResult> {
-  return main.wsh(home, ['login', '--proxy', main.proxyAddr, '--user', user, '--password-stdin', ...extra], { stdin: `${password}\n` });
+async function login(
+  home: string,
+  user: string,
+  password: string,
+  extra: string[] = ['--ca-pin', main.caPin],
+): Promise<RunResult> {
+  return main.wsh(home, ['login', '--proxy', main.proxyAddr, '--user', user, '--password-stdin', ...extra], {
+    stdin: `${password}\n`,
+  });
 }
 
 /** The one answer to every failed sign-in (src/auth/login.ts), as wsh prints it. */
@@ -183,7 +213,10 @@ before(async () => {
   fingerprints = statusFingerprints(main.statusAtStart);
   work = makeTempDir('ward-e2e-work-');
   alicePassword = newPassword();
-  const added = await main.wctl(['users', 'add', 'alice', '--roles', 'access,editor', '--logins', 'root,alice', '--password-stdin'], { stdin: `${alicePassword}\n` });
+  const added = await main.wctl(
+    ['users', 'add', 'alice', '--roles', 'access,editor', '--logins', 'root,alice', '--password-stdin'],
+    { stdin: `${alicePassword}\n` },
+  );
   assert.match(ok(added), /^User "alice" has been created\.\n$/, 'no one-time password when one is given');
   await addUser('bob', 'access', 'bob');
 });
@@ -237,14 +270,19 @@ describe('a Ward cluster', () => {
         writeFileSync(config, yaml);
         return ward(['start', '-c', config, '-d', dataDir ?? join(dir, 'data')], { timeoutMs: 15_000 });
       }
-      const loopback = 'auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: 127.0.0.1:0\nssh_service:\n  enabled: false\n';
+      const loopback =
+        'auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: 127.0.0.1:0\nssh_service:\n  enabled: false\n';
 
       it('prints a sample ward.yaml that ward start accepts', async () => {
         const sample = ok(await ward(['configure']));
         assert.match(sample, /^auth_service:$/m);
         // Only the listen addresses change, so the test can run next to anything else on this host.
         const yaml = sample.replace(/^(\s+)listen_addr: \S+$/gm, '$1listen_addr: 127.0.0.1:0');
-        assert.equal(yaml.match(/^\s+listen_addr: 127\.0\.0\.1:0$/gm)?.length, 3, 'the three services\' listen addresses (comments aside)');
+        assert.equal(
+          yaml.match(/^\s+listen_addr: 127\.0\.0\.1:0$/gm)?.length,
+          3,
+          "the three services' listen addresses (comments aside)",
+        );
         const home = await startCluster({ config: yaml });
         assert.equal(home.clusterName, 'home');
         assert.match(home.statusAtStart, /^Cluster: +home$/m);
@@ -256,14 +294,23 @@ describe('a Ward cluster', () => {
       it('refuses a value of the wrong type, naming its path in one line', async () => {
         const line = fails(await startWith('auth_service:\n  listen_addr: 3025\n'), /auth_service\.listen_addr/);
         assert.match(line, /expected string/);
-        fails(await startWith('auth_service:\n  lockout:\n    max_attempts: three\n'), /auth_service\.lockout\.max_attempts/);
+        fails(
+          await startWith('auth_service:\n  lockout:\n    max_attempts: three\n'),
+          /auth_service\.lockout\.max_attempts/,
+        );
         for (const ttl of ['5s', '400d', 'forever']) {
-          fails(await startWith(`auth_service:\n  host_cert_ttl: ${ttl}\n`), /auth_service\.host_cert_ttl: must be a duration from 20s to 365d/);
+          fails(
+            await startWith(`auth_service:\n  host_cert_ttl: ${ttl}\n`),
+            /auth_service\.host_cert_ttl: must be a duration from 20s to 365d/,
+          );
         }
       });
 
       it('refuses an unknown key, naming it', async () => {
-        fails(await startWith('proxy_service:\n  listen_adress: 127.0.0.1:0\n'), /proxy_service\.listen_adress: unknown key/);
+        fails(
+          await startWith('proxy_service:\n  listen_adress: 127.0.0.1:0\n'),
+          /proxy_service\.listen_adress: unknown key/,
+        );
         fails(await startWith('colour: blue\n'), /colour: unknown key/);
       });
 
@@ -286,11 +333,19 @@ describe('a Ward cluster', () => {
       });
 
       it('refuses a second process on a data dir in use, and a second auth server on a ward.db in use, before touching either', async () => {
-        fails(await startWith(loopback, main.dataDir), new RegExp(`^ERROR: data dir ${main.dataDir} is in use by another ward process$`));
+        fails(
+          await startWith(loopback, main.dataDir),
+          new RegExp(`^ERROR: data dir ${main.dataDir} is in use by another ward process$`),
+        );
         // Another data dir, the same database (auth_service.storage.path).
         const db = join(main.dataDir, 'ward.db');
         const sameDB = loopback.replace('auth_service:\n', `auth_service:\n  storage: {type: sqlite, path: ${db}}\n`);
-        fails(await startWith(sameDB), new RegExp(`^ERROR: ${db} is in use by another Ward auth server \\(SQLite serves one; run several on PostgreSQL\\)$`));
+        fails(
+          await startWith(sameDB),
+          new RegExp(
+            `^ERROR: ${db} is in use by another Ward auth server \\(SQLite serves one; run several on PostgreSQL\\)$`,
+          ),
+        );
         ok(await main.wctl(['status']));
       });
 
@@ -304,9 +359,12 @@ describe('a Ward cluster', () => {
 
     describe('users and roles with wctl', { concurrency: 1 }, () => {
       it('ships the built-in roles access, editor and auditor', async () => {
-        const roles = JSON.parse(ok(await main.wctl(['get', 'roles', '--format', 'json']))) as Array<{ metadata: { name: string } }>;
+        const roles = JSON.parse(ok(await main.wctl(['get', 'roles', '--format', 'json']))) as Array<{
+          metadata: { name: string };
+        }>;
         const names = roles.map((r) => r.metadata.name);
-        for (const builtin of ['access', 'editor', 'auditor']) assert.ok(names.includes(builtin), `${builtin} in ${names.join(',')}`);
+        for (const builtin of ['access', 'editor', 'auditor'])
+          assert.ok(names.includes(builtin), `${builtin} in ${names.join(',')}`);
         assert.match(ok(await main.wctl(['get', 'roles', '--format', 'text'])), /^access +\{\{internal\.logins\}\}/m);
       });
 
@@ -318,21 +376,33 @@ describe('a Ward cluster', () => {
         assert.ok(invite, `an invite link is printed:\n${added}`);
         secrets.push(invite);
         assert.match(ok(await main.wctl(['users', 'ls'])), /^uma +access +uma,ops/m);
-        const users = JSON.parse(ok(await main.wctl(['users', 'ls', '--format', 'json']))) as Array<{ metadata: { name: string }; spec: { traits: { logins: string[] } } }>;
+        const users = JSON.parse(ok(await main.wctl(['users', 'ls', '--format', 'json']))) as Array<{
+          metadata: { name: string };
+          spec: { traits: { logins: string[] } };
+        }>;
         assert.deepEqual(users.find((u) => u.metadata.name === 'uma')?.spec.traits.logins, ['uma', 'ops']);
-        assert.equal(parseYAML(ok(await main.wctl(['get', 'users', 'uma', '--format', 'yaml']))).spec.roles[0], 'access');
+        assert.equal(
+          parseYAML(ok(await main.wctl(['get', 'users', 'uma', '--format', 'yaml']))).spec.roles[0],
+          'access',
+        );
         assert.match(ok(await main.wctl(['users', 'rm', 'uma'])), /User "uma" has been deleted\./);
         fails(await main.wctl(['get', 'users', 'uma']), /user "uma" not found/);
         fails(await main.wctl(['users', 'rm', 'uma']), /user "uma" not found/);
       });
 
       it('refuses a user name it cannot store, and keeps listing users', async () => {
-        fails(await main.wctl(['users', 'add', 'bad name!', '--roles', 'access']), /invalid user: metadata\.name: must be 1-128 letters/);
+        fails(
+          await main.wctl(['users', 'add', 'bad name!', '--roles', 'access']),
+          /invalid user: metadata\.name: must be 1-128 letters/,
+        );
         assert.match(ok(await main.wctl(['users', 'ls'])), /^alice +access,editor/m);
       });
 
       it('refuses a user whose role does not exist', async () => {
-        fails(await main.wctl(['users', 'add', 'vera', '--roles', 'no-such-role'], { stdin: '' }), /unknown role .*no-such-role/);
+        fails(
+          await main.wctl(['users', 'add', 'vera', '--roles', 'no-such-role'], { stdin: '' }),
+          /unknown role .*no-such-role/,
+        );
         const file = join(work, 'vera.yaml');
         writeFileSync(file, 'kind: user\nversion: v1\nmetadata: {name: vera}\nspec: {roles: [no-such-role]}\n');
         fails(await main.wctl(['create', '-f', file]), /user "vera" names a role that does not exist/);
@@ -349,7 +419,10 @@ describe('a Ward cluster', () => {
         assert.match(created, /user "dora" has been created\./);
         fails(await main.wctl(['create', '-f', file]), /role "dev" already exists/);
         writeFileSync(file, doc('2h'));
-        assert.match(ok(await main.wctl(['create', '-f', file, '--force'])), /role "dev" has been created or updated\./);
+        assert.match(
+          ok(await main.wctl(['create', '-f', file, '--force'])),
+          /role "dev" has been created or updated\./,
+        );
         const yaml = parseYAML(ok(await main.wctl(['get', 'roles', 'dev', '--format', 'yaml'])));
         assert.equal(yaml.spec.options.max_session_ttl, '2h');
         const json = JSON.parse(ok(await main.wctl(['get', 'role', 'dev', '--format', 'json'])));
@@ -365,7 +438,6 @@ describe('a Ward cluster', () => {
         fails(await main.wctl(['rm', 'role/gone']), /role "gone" not found/);
         fails(await main.wctl(['rm', 'gone']), /expected KIND\/NAME/);
       });
-
     });
 
     describe('wctl input and output', { concurrency: 1 }, () => {
@@ -375,9 +447,15 @@ describe('a Ward cluster', () => {
         writeFileSync(notYAML, `${good}---\nkind: role\n  metadata: [\n`);
         fails(await main.wctl(['create', '-f', notYAML]), /document 2 is not valid YAML/);
         const badShape = join(work, 'bad-shape.yaml');
-        writeFileSync(badShape, `${good}---\nkind: role\nversion: v1\nmetadata: {name: second}\nspec: {allow: {logins: 5}}\n`);
+        writeFileSync(
+          badShape,
+          `${good}---\nkind: role\nversion: v1\nmetadata: {name: second}\nspec: {allow: {logins: 5}}\n`,
+        );
         fails(await main.wctl(['create', '-f', badShape]), /document 2: invalid role: spec\.allow\.logins/);
-        writeFileSync(badShape, `${good}---\nkind: role\nversion: v1\nmetadata: {name: second}\nspec: {allow: {login: [x]}}\n`);
+        writeFileSync(
+          badShape,
+          `${good}---\nkind: role\nversion: v1\nmetadata: {name: second}\nspec: {allow: {login: [x]}}\n`,
+        );
         fails(await main.wctl(['create', '-f', badShape]), /document 2: invalid role: spec\.allow\.login: unknown key/);
         fails(await main.wctl(['get', 'roles', 'first-ok']), /role "first-ok" not found/);
       });
@@ -394,7 +472,10 @@ describe('a Ward cluster', () => {
 
       it('tells someone without a local admin identity how to connect', async () => {
         const r = await run(join(BIN, 'wctl'), ['-d', makeTempDir(), 'status']);
-        fails(r, /no local admin identity at .*: run wctl on the auth host .*or pass -i IDENTITY --auth-server HOST:PORT/);
+        fails(
+          r,
+          /no local admin identity at .*: run wctl on the auth host .*or pass -i IDENTITY --auth-server HOST:PORT/,
+        );
       });
 
       it('starts a usage error with ERROR: and follows it with the usage, in subcommands too', async () => {
@@ -402,12 +483,18 @@ describe('a Ward cluster', () => {
         assert.equal(r.code, 1);
         assert.match(r.stderr, /^ERROR: required option '--roles <r1,r2>' not specified\n/);
         assert.match(r.stderr, /Usage: wctl users add \[options\] <name>/);
-        assert.match((await main.wsh(main.newWshHome(), ['login', '--pasword-stdin'])).stderr, /^ERROR: unknown option '--pasword-stdin'/);
+        assert.match(
+          (await main.wsh(main.newWshHome(), ['login', '--pasword-stdin'])).stderr,
+          /^ERROR: unknown option '--pasword-stdin'/,
+        );
       });
 
       it('rejects unknown kinds and formats with the accepted ones', async () => {
         fails(await main.wctl(['get', 'frobs']), /unknown resource kind "frobs" \(expected one of: roles, users/);
-        fails(await main.wctl(['get', 'roles', '--format', 'xml']), /unknown format "xml" \(expected text, yaml or json\)/);
+        fails(
+          await main.wctl(['get', 'roles', '--format', 'xml']),
+          /unknown format "xml" \(expected text, yaml or json\)/,
+        );
       });
     });
 
@@ -430,16 +517,22 @@ describe('a Ward cluster', () => {
 
       it('refuses an unknown token type, and a lifetime over 7 days', async () => {
         fails(await main.wctl(['tokens', 'add', '--type', 'toaster']), /unknown token type "toaster"/);
-        fails(await main.wctl(['tokens', 'add', '--type', 'node', '--ttl', '8d']), /token TTL must be between 1s and 7 days/);
+        fails(
+          await main.wctl(['tokens', 'add', '--type', 'node', '--ttl', '8d']),
+          /token TTL must be between 1s and 7 days/,
+        );
         // Past 2^32 seconds it could not even be sent: refused on reading, not as an encoding error.
         fails(await main.wctl(['tokens', 'add', '--type', 'node', '--ttl', '99999d']), /duration "99999d" is too long/);
       });
     });
 
     describe('wctl auth sign', { concurrency: 1 }, () => {
-      it('mints an OpenSSH certificate that ssh-keygen reads as the user\'s', async () => {
+      it("mints an OpenSSH certificate that ssh-keygen reads as the user's", async () => {
         const out = join(work, 'alice-ssh');
-        assert.match(ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'openssh', '--ttl', '1h', '--out', out])), /valid for 1h/);
+        assert.match(
+          ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'openssh', '--ttl', '1h', '--out', out])),
+          /valid for 1h/,
+        );
         const issued = Date.now();
         assert.equal(fileMode(out), 0o600, 'private key is 0600');
         const cert = await sshKeygenL(`${out}-cert.pub`);
@@ -469,7 +562,12 @@ describe('a Ward cluster', () => {
         assert.deepEqual(identity.logins, ['root', 'alice']);
         assert.equal(identity.cluster, 'e2e');
         assert.equal(identity.kind, 'user');
-        assertNear(new Date(new X509Certificate(readFileSync(`${out}.crt`)).validTo), issued + 3_600_000, 60_000, 'notAfter');
+        assertNear(
+          new Date(new X509Certificate(readFileSync(`${out}.crt`)).validTo),
+          issued + 3_600_000,
+          60_000,
+          'notAfter',
+        );
       });
 
       it('mints an identity file that wsh, wctl and ssh-keygen all accept', async () => {
@@ -492,12 +590,18 @@ describe('a Ward cluster', () => {
         const id = join(work, 'bob.id');
         ok(await main.wctl(['auth', 'sign', '--user', 'bob', '--out', id]));
         fails(await main.wctlAs(id, ['get', 'users']), /access denied: no role allows list on user/);
-        fails(await main.wctlAs(id, ['users', 'add', 'mallory', '--roles', 'editor']), /access denied: no role allows create on user/);
+        fails(
+          await main.wctlAs(id, ['users', 'add', 'mallory', '--roles', 'editor']),
+          /access denied: no role allows create on user/,
+        );
         fails(await main.wctl(['get', 'users', 'mallory']), /not found/);
       });
 
       it('refuses to sign for a user that does not exist', async () => {
-        fails(await main.wctl(['auth', 'sign', '--user', 'nobody', '--out', join(work, 'nobody.id')]), /user "nobody" not found/);
+        fails(
+          await main.wctl(['auth', 'sign', '--user', 'nobody', '--out', join(work, 'nobody.id')]),
+          /user "nobody" not found/,
+        );
         assert.equal(existsSync(join(work, 'nobody.id')), false);
       });
     });
@@ -507,7 +611,9 @@ describe('a Ward cluster', () => {
       let addr: string;
       const held = new Set<net.Socket>();
       before(async () => {
-        silent = net.createServer((socket) => void held.add(socket.on('error', () => undefined))).listen(0, '127.0.0.1');
+        silent = net
+          .createServer((socket) => void held.add(socket.on('error', () => undefined)))
+          .listen(0, '127.0.0.1');
         await new Promise((r) => silent.once('listening', r));
         addr = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
       });
@@ -523,15 +629,26 @@ describe('a Ward cluster', () => {
         };
         const [pin, insecure, admin] = await Promise.all([
           timed(main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice'], { timeoutMs: 60_000 })),
-          timed(main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice', '--insecure'], { timeoutMs: 60_000 })),
+          timed(
+            main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice', '--insecure'], {
+              timeoutMs: 60_000,
+            }),
+          ),
           timed(main.wctl(['--auth-server', addr, 'status'], { timeoutMs: 60_000 })),
         ]);
         fails(pin.r, new RegExp(`^ERROR: the proxy at ${addr} did not answer in 10s$`));
         // --insecure warns first, as it always does.
-        fails({ ...insecure.r, stderr: insecure.r.stderr.replace(/^WARNING: --insecure: .*\n/, '') }, new RegExp(`^ERROR: the proxy at ${addr} did not answer in 30s$`));
+        fails(
+          { ...insecure.r, stderr: insecure.r.stderr.replace(/^WARNING: --insecure: .*\n/, '') },
+          new RegExp(`^ERROR: the proxy at ${addr} did not answer in 30s$`),
+        );
         fails(admin.r, /^ERROR: cannot reach the auth server: the operation timed out$/);
         // Each bound, plus a process start-up on a loaded box; before, wctl and --insecure stayed up another 30-45 s.
-        for (const [name, { s }, bound] of [['pin', pin, 10], ['insecure', insecure, 30], ['wctl', admin, 15]] as const) {
+        for (const [name, { s }, bound] of [
+          ['pin', pin, 10],
+          ['insecure', insecure, 30],
+          ['wctl', admin, 15],
+        ] as const) {
           assert.ok(s < bound + 8, `${name} took ${s}s`);
         }
       });
@@ -540,7 +657,9 @@ describe('a Ward cluster', () => {
     describe('wsh login', { concurrency: 1 }, () => {
       let ginaPassword: string;
       before(async () => {
-        await createRole('kind: role\nversion: v1\nmetadata: {name: half-hour}\nspec:\n  options: {max_session_ttl: 30m}\n  allow: {logins: [deploy]}\n');
+        await createRole(
+          'kind: role\nversion: v1\nmetadata: {name: half-hour}\nspec:\n  options: {max_session_ttl: 30m}\n  allow: {logins: [deploy]}\n',
+        );
         ginaPassword = await addUser('gina', 'half-hour', '');
       });
 
@@ -549,7 +668,10 @@ describe('a Ward cluster', () => {
         const out = ok(await login(home, 'alice', alicePassword));
         const issued = Date.now();
         // alice's editor role caps the default 12h at 8h.
-        assert.match(out, new RegExp(`Logged in as alice to cluster "e2e" via ${main.proxyAddr}; certificates valid for 8h\\.`));
+        assert.match(
+          out,
+          new RegExp(`Logged in as alice to cluster "e2e" via ${main.proxyAddr}; certificates valid for 8h\\.`),
+        );
         const keys = /Keys: (\S+)/.exec(out)?.[1];
         assert.ok(keys && keys.startsWith(home), out);
         assert.equal(fileMode(join(keys, 'id')), 0o600);
@@ -572,15 +694,35 @@ describe('a Ward cluster', () => {
         ok(await login(home, 'alice', alicePassword, []));
       });
 
-      it('caps --ttl 1h at the 30m max_session_ttl of the user\'s role', async () => {
+      it("caps --ttl 1h at the 30m max_session_ttl of the user's role", async () => {
         const home = main.newWshHome();
-        const out = ok(await main.wsh(home, ['login', '--proxy', main.proxyAddr, '--user', 'gina', '--password-stdin', '--ca-pin', main.caPin, '--ttl', '1h'], { stdin: ginaPassword }));
+        const out = ok(
+          await main.wsh(
+            home,
+            [
+              'login',
+              '--proxy',
+              main.proxyAddr,
+              '--user',
+              'gina',
+              '--password-stdin',
+              '--ca-pin',
+              main.caPin,
+              '--ttl',
+              '1h',
+            ],
+            { stdin: ginaPassword },
+          ),
+        );
         const issued = Date.now();
         assert.match(out, /certificates valid for 30m\./);
         const until = /Valid until: (\S+)/.exec(ok(await main.wsh(home, ['status'])))?.[1];
         assert.ok(until);
         assert.ok(new Date(until).getTime() <= issued + 30 * 60_000 + 1_000, `${until} is more than 30m away`);
-        assert.match(ok(await main.wctl(['auth', 'sign', '--user', 'gina', '--ttl', '1h', '--out', join(work, 'gina.id')])), /valid for 30m/);
+        assert.match(
+          ok(await main.wctl(['auth', 'sign', '--user', 'gina', '--ttl', '1h', '--out', join(work, 'gina.id')])),
+          /valid for 30m/,
+        );
       });
 
       it('refuses an unpinned proxy when it cannot ask (no TTY), pointing at --ca-pin', async () => {
@@ -622,10 +764,17 @@ describe('a Ward cluster', () => {
         assert.equal(walt[0]!.error, 'bad password');
         const nobody = await loginEvents('nobody-here');
         assert.equal(nobody[0]?.error, 'unknown user');
-        assert.ok(![...walt, ...nobody].some((e) => JSON.stringify(e).includes(wrong)), 'the password is not in the audit log');
+        assert.ok(
+          ![...walt, ...nobody].some((e) => JSON.stringify(e).includes(wrong)),
+          'the password is not in the audit log',
+        );
 
         ok(await login(home, 'walt', password));
-        assert.equal((await loginEvents('walt')).filter((e) => e.success === true).length, 1, 'a success is audited too');
+        assert.equal(
+          (await loginEvents('walt')).filter((e) => e.success === true).length,
+          1,
+          'a success is audited too',
+        );
       });
 
       it('answers a made-up user name exactly as a real one, past the lockout too', async () => {
@@ -671,9 +820,18 @@ describe('a Ward cluster', () => {
         const home = main.newWshHome();
         fails(await login(home, 'evie', 'not her password'), SIGNIN_DENIED);
         ok(await login(home, 'evie', password));
-        const lines = ok(await main.wctl(['events', '--type', 'user.login', '--user', 'evie', '--format', 'json'])).trim().split('\n');
+        const lines = ok(await main.wctl(['events', '--type', 'user.login', '--user', 'evie', '--format', 'json']))
+          .trim()
+          .split('\n');
         const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-        assert.deepEqual(events.map((e) => [e.event, e.success]), [['user.login', true], ['user.login', false]], 'newest first');
+        assert.deepEqual(
+          events.map((e) => [e.event, e.success]),
+          [
+            ['user.login', true],
+            ['user.login', false],
+          ],
+          'newest first',
+        );
         assert.ok(events.every((e) => e.user === 'evie' && typeof e.uid === 'string' && e.cluster === 'e2e'));
         const text = ok(await main.wctl(['events', '--type', 'user.login', '--user', 'evie', '--from', '1h']));
         assert.match(text, /^Time +Event +Code +User +Details$/m);
@@ -682,7 +840,10 @@ describe('a Ward cluster', () => {
         fails(await main.wctl(['events', '--limit', '0']), /--limit must be a whole number/);
         fails(await main.wctl(['events', '--from', 'yesterday']), /invalid time "yesterday"/);
         // A user without the auditor's rule may not read the log.
-        await assert.rejects(main.client(await issueTLSIdentity('evie')).searchEvents({}), (e: Error) => e instanceof AccessDenied && /no role allows list on event/.test(e.message));
+        await assert.rejects(
+          main.client(await issueTLSIdentity('evie')).searchEvents({}),
+          (e: Error) => e instanceof AccessDenied && /no role allows list on event/.test(e.message),
+        );
       });
     });
 
@@ -693,18 +854,25 @@ describe('a Ward cluster', () => {
         ok(await main.wctl(['auth', 'sign', '--user', 'bob', '--format', 'tls', '--out', prefix]));
         bob = main.client(readTLSIdentity(prefix));
       });
-      const denied = (pattern: RegExp) => (err: Error) => err instanceof AccessDenied && err.code === 'ERR_ACCESS_DENIED' && pattern.test(err.message);
+      const denied = (pattern: RegExp) => (err: Error) =>
+        err instanceof AccessDenied && err.code === 'ERR_ACCESS_DENIED' && pattern.test(err.message);
 
       it('lets an access-only user list nodes but not create or list users', async () => {
         await bob.listResources({ kind: 'node' });
-        await assert.rejects(bob.createUser({ name: 'mallory', roles: ['editor'], logins: [] }), denied(/no role allows create on user/));
+        await assert.rejects(
+          bob.createUser({ name: 'mallory', roles: ['editor'], logins: [] }),
+          denied(/no role allows create on user/),
+        );
         await assert.rejects(bob.listResources({ kind: 'user' }), denied(/no role allows list on user/));
         await assert.rejects(bob.searchEvents({}), denied(/no role allows list on event/));
         await assert.rejects(main.adminClient().getResource({ kind: 'user', name: 'mallory' }), /not found/);
       });
 
       it('keeps password login for proxies: a user certificate may not call it, even with the right password', async () => {
-        await assert.rejects(bob.authenticateUser({ user: 'alice', password: alicePassword }), denied(/^access denied$/));
+        await assert.rejects(
+          bob.authenticateUser({ user: 'alice', password: alicePassword }),
+          denied(/^access denied$/),
+        );
       });
 
       it('answers only ping to a caller without a certificate', async () => {
@@ -712,7 +880,10 @@ describe('a Ward cluster', () => {
         assert.equal((await anonymous.ping({})).clusterName, 'e2e');
         await assert.rejects(anonymous.listResources({ kind: 'role' }), denied(/log in first/));
         await assert.rejects(anonymous.exportCAs({ type: 'user' }), denied(/log in first/));
-        await assert.rejects(anonymous.authenticateUser({ user: 'alice', password: alicePassword }), denied(/log in first/));
+        await assert.rejects(
+          anonymous.authenticateUser({ user: 'alice', password: alicePassword }),
+          denied(/log in first/),
+        );
       });
 
       it('refuses a certificate signed by another CA, even one naming this cluster', async () => {
@@ -729,7 +900,10 @@ describe('a Ward cluster', () => {
           usage: 'client',
         });
         const forged = main.client({ keyPem: key.privateKeyPem, certPem, caPems: main.adminIdentity().caPems });
-        await assert.rejects(forged.listResources({ kind: 'role' }), denied(/not from this cluster's certificate authority/));
+        await assert.rejects(
+          forged.listResources({ kind: 'role' }),
+          denied(/not from this cluster's certificate authority/),
+        );
       });
 
       it('refuses an expired certificate, in the API and in the CLIs', async () => {
@@ -739,10 +913,16 @@ describe('a Ward cluster', () => {
         ok(await main.wctl(['auth', 'sign', '--user', 'bob', '--format', 'tls', '--ttl', '1s', '--out', prefix]));
         ok(await main.wctl(['auth', 'sign', '--user', 'bob', '--ttl', '1s', '--out', id]));
         const notAfter = new Date(new X509Certificate(readFileSync(`${prefix}.crt`)).validTo);
-        assert.ok(notAfter.getTime() >= started - 1_000 && notAfter.getTime() <= Date.now() + 1_000, `a 1s certificate ends ${notAfter.toISOString()}`);
+        assert.ok(
+          notAfter.getTime() >= started - 1_000 && notAfter.getTime() <= Date.now() + 1_000,
+          `a 1s certificate ends ${notAfter.toISOString()}`,
+        );
         const idNotAfter = new Date(new X509Certificate(readIdentityFile(id).tlsCert).validTo);
         await waitForClockPast(new Date(Math.max(notAfter.getTime(), idNotAfter.getTime())));
-        await assert.rejects(main.client(readTLSIdentity(prefix)).listResources({ kind: 'node' }), denied(/your certificate has expired/));
+        await assert.rejects(
+          main.client(readTLSIdentity(prefix)).listResources({ kind: 'node' }),
+          denied(/your certificate has expired/),
+        );
         fails(await main.wctlAs(id, ['get', 'nodes']), /your certificate has expired: log in again/);
         assert.match(ok(await main.wsh(main.newWshHome(), ['-i', id, 'status'])), /\[EXPIRED\]/);
       });
@@ -756,7 +936,9 @@ describe('a Ward cluster', () => {
       });
 
       it('refuses a certificate whose role was deleted since it was issued', async () => {
-        await createRole('kind: role\nversion: v1\nmetadata: {name: node-reader}\nspec:\n  allow:\n    rules: [{resources: [node], verbs: [list]}]\n');
+        await createRole(
+          'kind: role\nversion: v1\nmetadata: {name: node-reader}\nspec:\n  allow:\n    rules: [{resources: [node], verbs: [list]}]\n',
+        );
         await addUser('frank', 'node-reader', 'frank');
         const frank = main.client(await issueTLSIdentity('frank'));
         await frank.listResources({ kind: 'node' });
@@ -770,11 +952,14 @@ describe('a Ward cluster', () => {
         await assert.rejects(frank.listResources({ kind: 'node' }), denied(/role "node-reader" no longer exists/));
       });
 
-      it('applies the same checks through the proxy\'s auth pass-through', async () => {
+      it("applies the same checks through the proxy's auth pass-through", async () => {
         const viaProxy = main.client(readTLSIdentity(join(work, 'bob-tls')), main.proxyAddr);
         await viaProxy.listResources({ kind: 'node' });
         await assert.rejects(viaProxy.listResources({ kind: 'user' }), denied(/no role allows list on user/));
-        await assert.rejects(main.client(undefined, main.proxyAddr).listResources({ kind: 'role' }), denied(/log in first/));
+        await assert.rejects(
+          main.client(undefined, main.proxyAddr).listResources({ kind: 'role' }),
+          denied(/log in first/),
+        );
       });
 
       it('lets a user renew their own certificate, no longer than it has left, but not mint one for someone else', async () => {
@@ -782,7 +967,10 @@ describe('a Ward cluster', () => {
         const req = { sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 10 * 3600 };
         await assert.rejects(bob.generateUserCerts({ ...req, user: 'alice' }), denied(/^access denied$/));
         const renewed = await bob.generateUserCerts({ ...req, user: 'bob' });
-        assert.ok(renewed.ttlSeconds <= 3600, `renewed for ${renewed.ttlSeconds}s, past the 1h of the calling certificate`);
+        assert.ok(
+          renewed.ttlSeconds <= 3600,
+          `renewed for ${renewed.ttlSeconds}s, past the 1h of the calling certificate`,
+        );
       });
     });
 
@@ -790,7 +978,10 @@ describe('a Ward cluster', () => {
       it('redirects plain HTTP to HTTPS with a 308', async () => {
         const [host, port] = main.proxyAddr.split(':');
         const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-          const req = http.get({ host, port: Number(port), path: '/webapi/ping?x=1', agent: false, timeout: 5_000 }, resolve);
+          const req = http.get(
+            { host, port: Number(port), path: '/webapi/ping?x=1', agent: false, timeout: 5_000 },
+            resolve,
+          );
           req.on('timeout', () => req.destroy(new Error('no answer to plain HTTP in 5s')));
           req.on('error', reject);
         });
@@ -809,7 +1000,9 @@ describe('a Ward cluster', () => {
 
       it('keeps serving HTTPS while silent and garbage connections come and go', async () => {
         const [host, port] = main.proxyAddr.split(':');
-        const silent = Array.from({ length: 5 }, () => net.connect({ host, port: Number(port) }).on('error', () => undefined));
+        const silent = Array.from({ length: 5 }, () =>
+          net.connect({ host, port: Number(port) }).on('error', () => undefined),
+        );
         try {
           // A fixed first byte: random bytes could look like the start of a TLS record and wait for more.
           const garbage = () => Buffer.concat([Buffer.from('garbage:'), randomBytes(56)]);

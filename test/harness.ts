@@ -75,7 +75,11 @@ function baseEnv(home: string, extra?: Record<string, string>): NodeJS.ProcessEn
 export function run(cmd: string, args: string[], opts: RunOptions & { home?: string } = {}): Promise<RunResult> {
   const home = opts.home ?? sharedHome();
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? home, env: baseEnv(home, opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd ?? home,
+      env: baseEnv(home, opts.env),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     children.add(child);
     let stdout = '';
     let stderr = '';
@@ -257,7 +261,9 @@ export class Cluster extends WardProcess {
     while (Date.now() < deadline) {
       if (this.exitCode !== undefined) {
         this.proc = undefined;
-        throw new Error(`ward start exited with ${this.exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
+        throw new Error(
+          `ward start exited with ${this.exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`,
+        );
       }
       const banner = parseBanner(this.stdoutText.slice(startOffset));
       if (banner) {
@@ -297,7 +303,10 @@ export class Cluster extends WardProcess {
 
   /** wctl with an identity file, through this cluster's proxy (or another address). */
   wctlAs(identityFile: string, args: string[], opts: RunOptions & { addr?: string } = {}): Promise<RunResult> {
-    return run(join(BIN, 'wctl'), ['-i', identityFile, '--auth-server', opts.addr ?? this.proxyAddr, ...args], { ...opts, home: this.root });
+    return run(join(BIN, 'wctl'), ['-i', identityFile, '--auth-server', opts.addr ?? this.proxyAddr, ...args], {
+      ...opts,
+      home: this.root,
+    });
   }
 
   /** wsh with its state under `wshHome` (one per simulated user machine). */
@@ -325,7 +334,10 @@ export class Cluster extends WardProcess {
   /** An Auth API client as the local admin, dialing the auth server directly (one per start). */
   adminClient(): AuthClient {
     if (this.admin?.addr !== this.authAddr) {
-      this.admin = { addr: this.authAddr, client: createAuthClient({ addr: this.authAddr, identity: this.adminIdentity(), timeoutMs: 10_000 }) };
+      this.admin = {
+        addr: this.authAddr,
+        client: createAuthClient({ addr: this.authAddr, identity: this.adminIdentity(), timeoutMs: 10_000 }),
+      };
     }
     return this.admin.client;
   }
@@ -334,7 +346,13 @@ export class Cluster extends WardProcess {
   client(identity?: TLSIdentity, addr = this.authAddr): AuthClient {
     // Idle connections close within a second: a test's throwaway clients must not hold descriptors in
     // the ward process, where the hostile-input suite counts them.
-    return createAuthClient({ addr, identity, caPems: this.adminIdentity().caPems, timeoutMs: 10_000, idleTimeoutMs: 1_000 });
+    return createAuthClient({
+      addr,
+      identity,
+      caPems: this.adminIdentity().caPems,
+      timeoutMs: 10_000,
+      idleTimeoutMs: 1_000,
+    });
   }
 }
 
@@ -342,27 +360,29 @@ function generatedConfig(o: ClusterOptions): string {
   const lockout = o.lockout
     ? `  lockout:\n${o.lockout.max_attempts ? `    max_attempts: ${o.lockout.max_attempts}\n` : ''}${o.lockout.duration ? `    duration: ${o.lockout.duration}\n` : ''}`
     : '';
-  return [
-    'version: v1',
-    'ward:',
-    '  log:',
-    '    severity: info',
-    'auth_service:',
-    `  cluster_name: ${o.clusterName ?? 'e2e'}`,
-    '  listen_addr: 127.0.0.1:0',
-    o.hostCertTTL ? `  host_cert_ttl: ${o.hostCertTTL}` : '',
-    lockout.trimEnd(),
-    o.authRateLimits ? `  rate_limits: ${JSON.stringify(o.authRateLimits)}` : '',
-    'proxy_service:',
-    '  listen_addr: 127.0.0.1:0',
-    o.rateLimits ? `  rate_limits: ${JSON.stringify(o.rateLimits)}` : '',
-    'ssh_service:',
-    `  enabled: ${o.node ?? false}`,
-    '  listen_addr: 127.0.0.1:0',
-    '',
-  ]
-    .filter((l) => l !== '')
-    .join('\n') + '\n';
+  return (
+    [
+      'version: v1',
+      'ward:',
+      '  log:',
+      '    severity: info',
+      'auth_service:',
+      `  cluster_name: ${o.clusterName ?? 'e2e'}`,
+      '  listen_addr: 127.0.0.1:0',
+      o.hostCertTTL ? `  host_cert_ttl: ${o.hostCertTTL}` : '',
+      lockout.trimEnd(),
+      o.authRateLimits ? `  rate_limits: ${JSON.stringify(o.authRateLimits)}` : '',
+      'proxy_service:',
+      '  listen_addr: 127.0.0.1:0',
+      o.rateLimits ? `  rate_limits: ${JSON.stringify(o.rateLimits)}` : '',
+      'ssh_service:',
+      `  enabled: ${o.node ?? false}`,
+      '  listen_addr: 127.0.0.1:0',
+      '',
+    ]
+      .filter((l) => l !== '')
+      .join('\n') + '\n'
+  );
 }
 
 function parseBanner(text: string): Banner | undefined {
@@ -394,7 +414,10 @@ export class NodeAgent extends WardProcess {
   }
 
   /** Starts `ward start` with `args` (after -c/-d) and waits for "Ward node is running". */
-  async start(args: string[], config = `ssh_service:\n  hostname: ${this.name}\n  listen_addr: 127.0.0.1:0\n`): Promise<void> {
+  async start(
+    args: string[],
+    config = `ssh_service:\n  hostname: ${this.name}\n  listen_addr: 127.0.0.1:0\n`,
+  ): Promise<void> {
     if (this.proc) throw new Error('agent already running');
     const configPath = join(this.root, 'ward.yaml');
     writeFileSync(configPath, config);
@@ -404,26 +427,37 @@ export class NodeAgent extends WardProcess {
     while (!/Ward node is running/.test(this.stdoutText.slice(from))) {
       if (this.exitCode !== undefined) {
         this.proc = undefined;
-        throw new Error(`agent ${this.name} exited with ${this.exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`);
+        throw new Error(
+          `agent ${this.name} exited with ${this.exitCode} before it was ready:\n${this.stderrText.slice(-2000)}`,
+        );
       }
       if (Date.now() > deadline) {
         await this.stop();
-        throw new Error(`agent ${this.name} was not ready within ${READY_TIMEOUT_MS / 1000}s:\n${this.stderrText.slice(-2000)}`);
+        throw new Error(
+          `agent ${this.name} was not ready within ${READY_TIMEOUT_MS / 1000}s:\n${this.stderrText.slice(-2000)}`,
+        );
       }
       await delay(50);
     }
   }
-
 }
 
 /** Joins a node agent named `name` to `cluster` with a fresh node token; `args` e.g. --tunnel, --labels. */
-export async function startAgent(cluster: Cluster, name: string, args: string[] = [], config?: string): Promise<NodeAgent> {
+export async function startAgent(
+  cluster: Cluster,
+  name: string,
+  args: string[] = [],
+  config?: string,
+): Promise<NodeAgent> {
   const added = await cluster.wctl(['tokens', 'add', '--type', 'node']);
   const token = /--token (\S+)/.exec(added.stdout)?.[1];
   if (added.code !== 0 || !token) throw new Error(`wctl tokens add failed:\n${added.stdout}${added.stderr}`);
   const agent = new NodeAgent(name);
   agents.add(agent);
-  await agent.start(['--roles', 'node', '--token', token, '--auth-server', cluster.proxyAddr, '--ca-pin', cluster.caPin, ...args], config);
+  await agent.start(
+    ['--roles', 'node', '--token', token, '--auth-server', cluster.proxyAddr, '--ca-pin', cluster.caPin, ...args],
+    config,
+  );
   return agent;
 }
 
@@ -450,7 +484,12 @@ export function delay(ms: number): Promise<void> {
 }
 
 /** Polls `check` until it returns a value (not undefined), bounded by `timeoutMs`. */
-export async function poll<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 10_000, everyMs = 100): Promise<T> {
+export async function poll<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 10_000,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

@@ -7,7 +7,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import {
-  cleanup, delay, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type RunResult,
+  cleanup,
+  delay,
+  makeTempDir,
+  poll,
+  run,
+  startAgent,
+  startCluster,
+  type Cluster,
+  type RunResult,
 } from './harness.ts';
 import { addUser as addTestUser, ok, wshLogin, type TestUser as User } from './users.ts';
 import { killTerminals, Terminal } from './terminal.ts';
@@ -26,8 +34,10 @@ function login(wshHome: string, name: string, password: string): Promise<RunResu
   return wshLogin(main, { wshHome, name, password });
 }
 
-const ssh = (u: User, node: string, command = 'true') => run('ssh', ['-F', u.cfg, `root@${node}`, command], { env: { WSH_HOME: u.wshHome } });
-const terminal = (u: User, node: string) => new Terminal('ssh', ['-F', u.cfg, '-tt', `root@${node}`], { WSH_HOME: u.wshHome });
+const ssh = (u: User, node: string, command = 'true') =>
+  run('ssh', ['-F', u.cfg, `root@${node}`, command], { env: { WSH_HOME: u.wshHome } });
+const terminal = (u: User, node: string) =>
+  new Terminal('ssh', ['-F', u.cfg, '-tt', `root@${node}`], { WSH_HOME: u.wshHome });
 
 async function lock(args: string[]): Promise<string> {
   const out = ok(await main.wctl(['lock', ...args]));
@@ -44,7 +54,10 @@ async function openShell(u: User, node: string): Promise<Terminal> {
 
 async function events(type: string): Promise<Array<Record<string, unknown>>> {
   const out = ok(await main.wctl(['events', '--format', 'json', '--type', type, '--limit', '1000']));
-  return out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 before(async () => {
@@ -52,12 +65,24 @@ before(async () => {
   main = await startCluster({ node: true });
   home = JSON.parse(readFileSync(join(main.dataDir, 'node', 'identity.json'), 'utf8')).hostname as string;
   await main.adminClient().upsertResource({
-    resource: { json: JSON.stringify(parseYAML('kind: role\nversion: v1\nmetadata: {name: ops}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {"*": "*"}\n')) },
+    resource: {
+      json: JSON.stringify(
+        parseYAML(
+          'kind: role\nversion: v1\nmetadata: {name: ops}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {"*": "*"}\n',
+        ),
+      ),
+    },
     overwrite: false,
   });
   await Promise.all([addUser('alice', 'access'), addUser('bob', 'access,ops')]);
   await startAgent(main, 'other', ['--tunnel']);
-  for (const node of [home, 'other']) await poll(`the proxy to reach ${node}`, async () => ((await ssh(users.alice!, node)).code === 0 ? true : undefined), 20_000, 200);
+  for (const node of [home, 'other'])
+    await poll(
+      `the proxy to reach ${node}`,
+      async () => ((await ssh(users.alice!, node)).code === 0 ? true : undefined),
+      20_000,
+      200,
+    );
 });
 
 after(async () => {
@@ -66,7 +91,7 @@ after(async () => {
 });
 
 describe('locks', () => {
-  it('ends a locked user\'s live session within 5 s with the message, and refuses them everything new until unlocked', async () => {
+  it("ends a locked user's live session within 5 s with the message, and refuses them everything new until unlocked", async () => {
     const alice = users.alice!;
     const shell = await openShell(alice, home);
     const bobShell = await openShell(users.bob!, home);
@@ -89,20 +114,27 @@ describe('locks', () => {
     assert.match(ls.stderr, /user "alice" is locked/);
 
     bobShell.type('echo bob-still-here\n');
-    await bobShell.waitFor(/bob-still-here/, 'bob\'s session going on');
+    await bobShell.waitFor(/bob-still-here/, "bob's session going on");
     assert.equal((await ssh(users.bob!, home)).code, 0, 'others are not affected');
 
     const listed = ok(await main.wctl(['locks', 'ls']));
     assert.match(listed, new RegExp(`${id}.*user=alice.*incident 42`));
     ok(await main.wctl(['unlock', id]));
-    await poll('alice to get in again', async () => ((await ssh(alice, home)).code === 0 ? true : undefined), 5_000, 100);
+    await poll(
+      'alice to get in again',
+      async () => ((await ssh(alice, home)).code === 0 ? true : undefined),
+      5_000,
+      100,
+    );
     ok(await login(alice.wshHome, 'alice', alice.password));
     assert.equal(await bobShell.exit(), 0);
 
     const created = (await events('lock.created')).find((e) => e.name === id);
     assert.deepEqual(created?.target, { user: 'alice' });
     assert.ok((await events('lock.deleted')).some((e) => e.name === id));
-    assert.ok((await events('session.terminated')).some((e) => e.user === 'alice' && /incident 42/.test(String(e.reason))));
+    assert.ok(
+      (await events('session.terminated')).some((e) => e.user === 'alice' && /incident 42/.test(String(e.reason))),
+    );
   });
 
   it('locks everyone holding a role, and nobody else', async () => {
@@ -113,7 +145,12 @@ describe('locks', () => {
     assert.equal((await ssh(users.bob!, home)).code, 255);
     assert.equal((await ssh(users.alice!, home)).code, 0);
     ok(await main.wctl(['unlock', id]));
-    await poll('bob to get in again', async () => ((await ssh(users.bob!, home)).code === 0 ? true : undefined), 5_000, 100);
+    await poll(
+      'bob to get in again',
+      async () => ((await ssh(users.bob!, home)).code === 0 ? true : undefined),
+      5_000,
+      100,
+    );
   });
 
   it('locks a node: its sessions end and the proxy routes nobody to it; other nodes go on', async () => {
@@ -128,7 +165,12 @@ describe('locks', () => {
     onHome.type('echo home-fine\n');
     await onHome.waitFor(/home-fine/);
     ok(await main.wctl(['unlock', id]));
-    await poll('other to be reachable again', async () => ((await ssh(users.alice!, 'other')).code === 0 ? true : undefined), 5_000, 100);
+    await poll(
+      'other to be reachable again',
+      async () => ((await ssh(users.alice!, 'other')).code === 0 ? true : undefined),
+      5_000,
+      100,
+    );
     assert.equal(await onHome.exit(), 0);
   });
 
@@ -155,7 +197,7 @@ describe('locks', () => {
     assert.match(ls.stderr, /user "carol" is locked/);
 
     aliceShell.type('echo alice-still-here\n');
-    await aliceShell.waitFor(/alice-still-here/, 'alice\'s session going on');
+    await aliceShell.waitFor(/alice-still-here/, "alice's session going on");
     ok(await lockedUntil(undefined));
     const back = async () => ((await ssh(carol, home)).code === 0 ? true : undefined);
     await poll('carol to get in again', back, 5_000, 100);
@@ -166,9 +208,19 @@ describe('locks', () => {
     const t0 = Date.now();
     await lock(['--user', 'alice', '--ttl', '8s']);
     // The lock reaches the node through the watch stream: refused as soon as it is there...
-    await poll('the lock to reach the node', async () => ((await ssh(users.alice!, home)).code === 255 ? true : undefined), 5_000, 100);
+    await poll(
+      'the lock to reach the node',
+      async () => ((await ssh(users.alice!, home)).code === 255 ? true : undefined),
+      5_000,
+      100,
+    );
     // ...and let in again once it expires, with nobody lifting it.
-    await poll('the lock to expire', async () => ((await ssh(users.alice!, home)).code === 0 ? true : undefined), 20_000, 200);
+    await poll(
+      'the lock to expire',
+      async () => ((await ssh(users.alice!, home)).code === 0 ? true : undefined),
+      20_000,
+      200,
+    );
     assert.ok(Date.now() - t0 >= 7_000, 'not before its time');
     assert.match(ok(await main.wctl(['locks', 'ls'])), /no locks/);
   });

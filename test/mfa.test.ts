@@ -55,7 +55,11 @@ function signIn(secondFactor: string, from: string): Promise<{ status: number; m
 }
 
 function login(stdin: string, extra: string[] = []): Promise<RunResult> {
-  return main.wsh(home, ['login', '--proxy', main.proxyAddr, '--user', 'alice', '--password-stdin', '--ca-pin', main.caPin, ...extra], { stdin });
+  return main.wsh(
+    home,
+    ['login', '--proxy', main.proxyAddr, '--user', 'alice', '--password-stdin', '--ca-pin', main.caPin, ...extra],
+    { stdin },
+  );
 }
 
 function config(secondFactor: string): string {
@@ -72,7 +76,11 @@ function config(secondFactor: string): string {
 
 before(async () => {
   main = await startCluster({ config: config('off') });
-  ok(await main.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'root', '--password-stdin'], { stdin: `${PASSWORD}\n` }));
+  ok(
+    await main.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'root', '--password-stdin'], {
+      stdin: `${PASSWORD}\n`,
+    }),
+  );
   home = main.newWshHome();
   ok(await login(`${PASSWORD}\n`));
 });
@@ -128,10 +136,18 @@ describe('TOTP second factor', () => {
   });
 
   it('refuses a user with no device registered, whatever code they send', async () => {
-    ok(await main.wctl(['users', 'add', 'bob', '--roles', 'access', '--logins', 'root', '--password-stdin'], { stdin: `${PASSWORD}\n` }));
-    const r = await main.wsh(main.newWshHome(), ['login', '--proxy', main.proxyAddr, '--user', 'bob', '--password-stdin', '--otp-stdin', '--ca-pin', main.caPin], {
-      stdin: `${PASSWORD}\n123456\n`,
-    });
+    ok(
+      await main.wctl(['users', 'add', 'bob', '--roles', 'access', '--logins', 'root', '--password-stdin'], {
+        stdin: `${PASSWORD}\n`,
+      }),
+    );
+    const r = await main.wsh(
+      main.newWshHome(),
+      ['login', '--proxy', main.proxyAddr, '--user', 'bob', '--password-stdin', '--otp-stdin', '--ca-pin', main.caPin],
+      {
+        stdin: `${PASSWORD}\n123456\n`,
+      },
+    );
     assert.equal(r.code, 1);
     assert.match(r.stderr, /invite link/);
   });
@@ -143,12 +159,27 @@ describe('TOTP second factor', () => {
   });
 
   it('audits every second-factor failure with its reason', async () => {
-    const events = ok(await main.wctl(['events', '--format', 'json', '--type', 'user.login,mfa.add,mfa.recovery_code_used', '--user', 'alice', '--limit', '100']))
+    const events = ok(
+      await main.wctl([
+        'events',
+        '--format',
+        'json',
+        '--type',
+        'user.login,mfa.add,mfa.recovery_code_used',
+        '--user',
+        'alice',
+        '--limit',
+        '100',
+      ]),
+    )
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     const reasons = events.filter((e) => e.event === 'user.login' && e.success === false).map((e) => String(e.error));
-    assert.ok(reasons.some((r) => /bad second factor/.test(r)), reasons.join('|'));
+    assert.ok(
+      reasons.some((r) => /bad second factor/.test(r)),
+      reasons.join('|'),
+    );
     assert.ok(events.some((e) => e.event === 'mfa.add'));
     assert.ok(events.some((e) => e.event === 'mfa.recovery_code_used'));
     assert.ok(events.some((e) => e.event === 'user.login' && e.success === true && e.method === 'password+otp'));

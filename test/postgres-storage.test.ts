@@ -22,7 +22,6 @@ ssh_service:
   enabled: false
 `;
 
-
 before(async () => {
   pg = await startPostgres();
 });
@@ -42,10 +41,16 @@ describe('auth servers on PostgreSQL', () => {
     assert.equal(statusA.stdout, statusB.stdout);
     assert.match(statusA.stdout, /Backend: +postgres/);
 
-    const add = await a.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'root', '--password-stdin'], { stdin: 'a long password\n' });
+    const add = await a.wctl(['users', 'add', 'alice', '--roles', 'access', '--logins', 'root', '--password-stdin'], {
+      stdin: 'a long password\n',
+    });
     assert.equal(add.code, 0, add.stderr);
     const home = b.newWshHome();
-    const login = await b.wsh(home, ['login', '--proxy', b.proxyAddr, '--user', 'alice', '--password-stdin', '--ca-pin', b.caPin], { stdin: 'a long password\n' });
+    const login = await b.wsh(
+      home,
+      ['login', '--proxy', b.proxyAddr, '--user', 'alice', '--password-stdin', '--ca-pin', b.caPin],
+      { stdin: 'a long password\n' },
+    );
     assert.equal(login.code, 0, login.stderr);
     assert.match(login.stdout, /cluster "pg-e2e"/);
 
@@ -60,11 +65,16 @@ describe('auth servers on PostgreSQL', () => {
     assert.equal(JSON.parse(proxies.stdout).length, 2, proxies.stdout);
     const agent = await startAgent(a, 'tunnelled', ['--tunnel']);
     let last = '';
-    const viaB = await poll('the node to be reachable through proxy b', async () => {
-      const r = await b.wsh(home, ['ssh', 'root@tunnelled', 'echo reached']);
-      last = r.stderr;
-      return r.code === 0 ? r.stdout : undefined;
-    }, 20_000, 250).catch((err: Error) => {
+    const viaB = await poll(
+      'the node to be reachable through proxy b',
+      async () => {
+        const r = await b.wsh(home, ['ssh', 'root@tunnelled', 'echo reached']);
+        last = r.stderr;
+        return r.code === 0 ? r.stdout : undefined;
+      },
+      20_000,
+      250,
+    ).catch((err: Error) => {
       throw new Error(`${err.message}\nlast wsh stderr: ${last}\nagent log: ${agent.log.slice(-3000)}`);
     });
     assert.equal(viaB, 'reached\n');
@@ -77,7 +87,7 @@ describe('auth servers on PostgreSQL', () => {
     assert.match(users.stdout, /alice/);
   });
 
-  it('refuses to start with one clear line when the database is down or refuses Ward\'s login', async () => {
+  it("refuses to start with one clear line when the database is down or refuses Ward's login", async () => {
     const startOn = async (connString: string) => {
       const dir = makeTempDir();
       const path = join(dir, 'ward.yaml');

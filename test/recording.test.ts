@@ -13,7 +13,17 @@ import { parseCast } from '../src/api/asciicast.ts';
 import { Terminal, killTerminals } from './terminal.ts';
 import { freePort } from './fixtures/wardproc.ts';
 import { addUser as addTestUser, ok, type TestUser as User } from './users.ts';
-import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent } from './harness.ts';
+import {
+  BIN,
+  cleanup,
+  makeTempDir,
+  poll,
+  run,
+  startAgent,
+  startCluster,
+  type Cluster,
+  type NodeAgent,
+} from './harness.ts';
 
 const WSH = join(BIN, 'wsh');
 
@@ -38,7 +48,11 @@ async function recordings(u: User): Promise<RecordedSession[]> {
   return JSON.parse(ok(await wsh(u, ['recordings', 'ls', '--format', 'json']))) as RecordedSession[];
 }
 
-async function waitForRecording(u: User, match: (s: RecordedSession) => boolean, timeoutMs = 20_000): Promise<RecordedSession> {
+async function waitForRecording(
+  u: User,
+  match: (s: RecordedSession) => boolean,
+  timeoutMs = 20_000,
+): Promise<RecordedSession> {
   return poll('the recording to be uploaded', async () => (await recordings(u)).find(match), timeoutMs, 200);
 }
 
@@ -76,15 +90,36 @@ before(async () => {
   });
   await main.adminClient().upsertResource({
     resource: {
-      json: JSON.stringify(parseYAML('kind: role\nversion: v1\nmetadata: {name: joiner}\nspec:\n  allow:\n    rules: [{resources: [session_tracker], verbs: [list, read, update]}]\n')),
+      json: JSON.stringify(
+        parseYAML(
+          'kind: role\nversion: v1\nmetadata: {name: joiner}\nspec:\n  allow:\n    rules: [{resources: [session_tracker], verbs: [list, read, update]}]\n',
+        ),
+      ),
     },
     overwrite: false,
   });
-  await Promise.all([addUser('alice', 'access'), addUser('audrey', 'access,auditor'), addUser('bob', 'access,joiner'), addUser('carol', 'access')]);
+  await Promise.all([
+    addUser('alice', 'access'),
+    addUser('audrey', 'access,auditor'),
+    addUser('bob', 'access,joiner'),
+    addUser('carol', 'access'),
+  ]);
   // crashy streams its recordings while they run (node-sync), and is killed mid-session below.
   crashy = await startAgent(main, 'crashy', ['--tunnel'], CRASHY_CONFIG);
   for (const node of [homeNode(), 'crashy']) {
-    await poll(`the proxy to route to ${node}`, async () => ((await run('ssh', ['-F', users.alice!.cfg, `root@${node}`, 'true'], { env: { WSH_HOME: users.alice!.wshHome } })).code === 0 ? true : undefined), 20_000, 200);
+    await poll(
+      `the proxy to route to ${node}`,
+      async () =>
+        (
+          await run('ssh', ['-F', users.alice!.cfg, `root@${node}`, 'true'], {
+            env: { WSH_HOME: users.alice!.wshHome },
+          })
+        ).code === 0
+          ? true
+          : undefined,
+      20_000,
+      200,
+    );
   }
 });
 
@@ -129,7 +164,11 @@ describe('session recording', () => {
     assert.equal(cast.header.version, 2);
     assert.ok(cast.header.width > 0 && cast.header.height > 0);
     const times = cast.events.map((e) => e[0]);
-    assert.deepEqual(times, [...times].sort((a, b) => a - b), 'event times never go back');
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => a - b),
+      'event times never go back',
+    );
     // asciinema cat writes the output to its terminal: give it one with script(1).
     const cat = await run('script', ['-qec', `asciinema cat ${file}`, '/dev/null']);
     assert.equal(cat.code, 0, cat.stderr);
@@ -167,17 +206,35 @@ describe('session recording', () => {
     assert.equal(end.exit_code, 0);
     assert.ok((end.bytes_out as number) > 50 && (end.bytes_in as number) > 10, JSON.stringify(end));
     assert.ok((end.duration_ms as number) > 0);
-    assert.ok(all.some((e) => e.event === 'auth' && e.success === true && e.login === 'root'), 'the node reported the login');
+    assert.ok(
+      all.some((e) => e.event === 'auth' && e.success === true && e.login === 'root'),
+      'the node reported the login',
+    );
   });
 
   it('audits exec and scp with the command and path', async () => {
-    ok(await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'echo audited'], { env: { WSH_HOME: users.alice!.wshHome } }));
+    ok(
+      await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'echo audited'], {
+        env: { WSH_HOME: users.alice!.wshHome },
+      }),
+    );
     const src = join(work, 'upload.txt');
     writeFileSync(src, 'scp me\n');
-    ok(await run('scp', ['-O', '-F', users.alice!.cfg, src, `root@${homeNode()}:/tmp/ward-rec-upload.txt`], { env: { WSH_HOME: users.alice!.wshHome } }));
+    ok(
+      await run('scp', ['-O', '-F', users.alice!.cfg, src, `root@${homeNode()}:/tmp/ward-rec-upload.txt`], {
+        env: { WSH_HOME: users.alice!.wshHome },
+      }),
+    );
     const batch = join(work, 'sftp.batch');
-    writeFileSync(batch, `put ${src} /tmp/ward-rec-sftp.txt\nrename /tmp/ward-rec-sftp.txt /tmp/ward-rec-sftp2.txt\nrm /tmp/ward-rec-sftp2.txt\n`);
-    ok(await run('sftp', ['-F', users.alice!.cfg, '-b', batch, `root@${homeNode()}`], { env: { WSH_HOME: users.alice!.wshHome } }));
+    writeFileSync(
+      batch,
+      `put ${src} /tmp/ward-rec-sftp.txt\nrename /tmp/ward-rec-sftp.txt /tmp/ward-rec-sftp2.txt\nrm /tmp/ward-rec-sftp2.txt\n`,
+    );
+    ok(
+      await run('sftp', ['-F', users.alice!.cfg, '-b', batch, `root@${homeNode()}`], {
+        env: { WSH_HOME: users.alice!.wshHome },
+      }),
+    );
     const found = await poll('exec, scp and sftp events', async () => {
       const all = await events(['--user', 'alice', '--type', 'exec,scp,sftp']);
       const exec = all.find((e) => e.event === 'exec' && e.command === 'echo audited');
@@ -208,13 +265,19 @@ describe('session recording', () => {
     assert.doesNotMatch(play.stdout + play.stderr, /hello-42/);
     const keys = users.alice!.keys;
     const client = main.client(
-      { keyPem: readFileSync(join(keys, 'tls.key'), 'utf8'), certPem: readFileSync(join(keys, 'tls.crt'), 'utf8'), caPems: [readFileSync(join(keys, 'cas.pem'), 'utf8')] },
+      {
+        keyPem: readFileSync(join(keys, 'tls.key'), 'utf8'),
+        certPem: readFileSync(join(keys, 'tls.crt'), 'utf8'),
+        caPems: [readFileSync(join(keys, 'cas.pem'), 'utf8')],
+      },
       main.proxyAddr,
     );
     await assert.rejects(client.searchEvents({ limit: 10 }), /access denied.*list on event/);
     await assert.rejects(client.getRecording({ sid, offset: 0n, limit: 100 }), /access denied/);
     const denials = await poll('the refusals in the audit log', async () => {
-      const all = (await events(['--type', 'access.denied', '--user', 'alice'])).filter((e) => e.action === 'SearchEvents' || e.action === 'GetRecording');
+      const all = (await events(['--type', 'access.denied', '--user', 'alice'])).filter(
+        (e) => e.action === 'SearchEvents' || e.action === 'GetRecording',
+      );
       return all.length >= 2 ? all : undefined;
     });
     assert.match(String(denials.find((e) => e.action === 'SearchEvents')?.reason), /no role allows list on event/);
@@ -226,45 +289,79 @@ describe('live sessions', () => {
     const t = terminal(users.alice!, homeNode());
     t.type('echo live-$((3*3))\n');
     await t.waitFor(/live-9/);
-    const mine = await poll('alice to see her live session', async () => (await liveSessions(users.alice!)).find((s) => s.spec.user === 'alice'));
+    const mine = await poll('alice to see her live session', async () =>
+      (await liveSessions(users.alice!)).find((s) => s.spec.user === 'alice'),
+    );
     assert.equal(mine.spec.login, 'root');
-    assert.deepEqual(mine.spec.participants.map((p) => [p.user, p.mode]), [['alice', 'peer']]);
-    assert.ok((await liveSessions(users.bob!)).some((s) => s.metadata.name === mine.metadata.name), 'bob (session_tracker list) sees it');
-    assert.ok(!(await liveSessions(users.carol!)).some((s) => s.metadata.name === mine.metadata.name), 'carol does not');
+    assert.deepEqual(
+      mine.spec.participants.map((p) => [p.user, p.mode]),
+      [['alice', 'peer']],
+    );
+    assert.ok(
+      (await liveSessions(users.bob!)).some((s) => s.metadata.name === mine.metadata.name),
+      'bob (session_tracker list) sees it',
+    );
+    assert.ok(
+      !(await liveSessions(users.carol!)).some((s) => s.metadata.name === mine.metadata.name),
+      'carol does not',
+    );
     const text = ok(await wsh(users.alice!, ['sessions', 'ls']));
     assert.match(text, new RegExp(mine.metadata.name));
     assert.equal(await t.exit(), 0);
-    await poll('the ended session to leave the list', async () => ((await liveSessions(users.alice!)).some((s) => s.metadata.name === mine.metadata.name) ? undefined : true));
+    await poll('the ended session to leave the list', async () =>
+      (await liveSessions(users.alice!)).some((s) => s.metadata.name === mine.metadata.name) ? undefined : true,
+    );
   });
 
   it('lets an observer watch and a peer type; both are in the recording and the session.join events', async () => {
     const t = terminal(users.alice!, homeNode());
     t.type('echo start-$((1+1))\n');
     await t.waitFor(/start-2/);
-    const live = await poll('the live session', async () => (await liveSessions(users.alice!)).find((s) => s.spec.user === 'alice'));
+    const live = await poll('the live session', async () =>
+      (await liveSessions(users.alice!)).find((s) => s.spec.user === 'alice'),
+    );
     const sid = live.metadata.name;
 
     const observer = new Terminal(WSH, ['join', sid, '--mode', 'observer'], { WSH_HOME: users.bob!.wshHome });
-    await poll('bob to join as observer', async () => ((await liveSessions(users.alice!)).find((s) => s.metadata.name === sid)?.spec.participants.length === 2 ? true : undefined));
+    await poll('bob to join as observer', async () =>
+      (await liveSessions(users.alice!)).find((s) => s.metadata.name === sid)?.spec.participants.length === 2
+        ? true
+        : undefined,
+    );
     t.type('echo seen-by-observer-$((4*4))\n');
-    await observer.waitFor(/seen-by-observer-16/, 'the owner\'s output at the observer');
+    await observer.waitFor(/seen-by-observer-16/, "the owner's output at the observer");
     observer.type('echo observer-typed-$((5*5))\n');
     await new Promise((r) => setTimeout(r, 500));
-    assert.doesNotMatch(t.output.toString(), /observer-typed-25/, 'an observer\'s keys never reach the session');
+    assert.doesNotMatch(t.output.toString(), /observer-typed-25/, "an observer's keys never reach the session");
 
     const peer = new Terminal(WSH, ['join', sid, '--mode', 'peer'], { WSH_HOME: users.bob!.wshHome });
-    await poll('bob to join as peer', async () => ((await liveSessions(users.alice!)).find((s) => s.metadata.name === sid)?.spec.participants.length === 3 ? true : undefined));
+    await poll('bob to join as peer', async () =>
+      (await liveSessions(users.alice!)).find((s) => s.metadata.name === sid)?.spec.participants.length === 3
+        ? true
+        : undefined,
+    );
     peer.type('echo peer-typed-$((6*6))\n');
-    await t.waitFor(/peer-typed-36/, 'the peer\'s command running in alice\'s session');
+    await t.waitFor(/peer-typed-36/, "the peer's command running in alice's session");
 
     const hidden = await wsh(users.carol!, ['join', sid]);
     assert.equal(hidden.code, 1, 'carol cannot even find it');
     assert.match(hidden.stderr, /no live session/);
     // Asking the node itself, with the session id in hand, is refused there too.
-    const refused = await run('ssh', ['-F', users.carol!.cfg, '-tt', '-o', `SetEnv=WARD_JOIN_SESSION=${sid} WARD_JOIN_MODE=peer`, `root@${homeNode()}`], {
-      env: { WSH_HOME: users.carol!.wshHome },
-      stdin: 'echo carol-got-in\n',
-    });
+    const refused = await run(
+      'ssh',
+      [
+        '-F',
+        users.carol!.cfg,
+        '-tt',
+        '-o',
+        `SetEnv=WARD_JOIN_SESSION=${sid} WARD_JOIN_MODE=peer`,
+        `root@${homeNode()}`,
+      ],
+      {
+        env: { WSH_HOME: users.carol!.wshHome },
+        stdin: 'echo carol-got-in\n',
+      },
+    );
     assert.equal(refused.code, 1);
     assert.match(refused.stdout + refused.stderr, /no live session .* that you may join here/);
     assert.doesNotMatch(t.output.toString(), /carol-got-in/);
@@ -284,7 +381,13 @@ describe('live sessions', () => {
       const all = (await events(['--type', 'session.join'])).filter((e) => e.sid === sid);
       return all.length === 2 ? all : undefined;
     });
-    assert.deepEqual(joins.map((e) => [e.user, e.mode]), [['bob', 'observer'], ['bob', 'peer']]);
+    assert.deepEqual(
+      joins.map((e) => [e.user, e.mode]),
+      [
+        ['bob', 'observer'],
+        ['bob', 'peer'],
+      ],
+    );
     assert.ok((await events(['--type', 'access.denied', '--user', 'carol'])).some((e) => e.action === 'session.join'));
   });
 });
@@ -294,7 +397,9 @@ describe('a node killed with SIGKILL', () => {
     const t = terminal(users.alice!, 'crashy');
     t.type('echo before-kill-$((20+22))\n');
     await t.waitFor(/before-kill-42/);
-    const live = await poll('the live session on crashy', async () => (await liveSessions(users.alice!)).find((s) => s.spec.hostname === 'crashy'));
+    const live = await poll('the live session on crashy', async () =>
+      (await liveSessions(users.alice!)).find((s) => s.spec.hostname === 'crashy'),
+    );
     // node-sync: the recording reaches the store while the session runs.
     await poll('the live recording in the store', async () => {
       const r = await wsh(users.audrey!, ['play', live.metadata.name, '--format', 'text']);
@@ -311,10 +416,16 @@ describe('a node killed with SIGKILL', () => {
     assert.match(text, /before-kill-42/);
     assert.match(text, /after-sync-100/, 'what was not streamed before the kill was uploaded after the restart');
     // Streamed while it ran, then resumed after the restart: exactly what the terminal got, no byte twice.
-    assert.ok(text.startsWith(t.output.toString('utf8')), `recording:\n${JSON.stringify(text)}\nterminal:\n${JSON.stringify(t.output.toString('utf8'))}`);
+    assert.ok(
+      text.startsWith(t.output.toString('utf8')),
+      `recording:\n${JSON.stringify(text)}\nterminal:\n${JSON.stringify(t.output.toString('utf8'))}`,
+    );
     assert.ok(text.length - t.output.length < 200, 'at most what was in flight when the node died is extra');
     const started = await events(['--type', 'session.start']);
-    assert.ok(started.some((e) => e.sid === rec.metadata.name), 'its session.start is in the log');
+    assert.ok(
+      started.some((e) => e.sid === rec.metadata.name),
+      'its session.start is in the log',
+    );
   });
 
   it('loses no audit event or recording when the auth server and then the node are killed mid-session', async () => {
@@ -326,12 +437,16 @@ describe('a node killed with SIGKILL', () => {
     const port = crashy.addr?.split(':').at(-1);
     assert.ok(port, crashy.stdout);
     const direct = ['-o', 'ProxyCommand=none', '-o', 'HostKeyAlias=crashy', '-p', port];
-    const t = new Terminal('ssh', ['-F', users.alice!.cfg, '-tt', ...direct, 'root@127.0.0.1'], { WSH_HOME: users.alice!.wshHome });
+    const t = new Terminal('ssh', ['-F', users.alice!.cfg, '-tt', ...direct, 'root@127.0.0.1'], {
+      WSH_HOME: users.alice!.wshHome,
+    });
     t.type('echo before-outage\n');
     await t.waitFor(/before-outage/);
     await main.kill(); // auth, proxy and home node, mid-session
     const marker = `spooled-${randomBytes(4).toString('hex')}`;
-    const r = await run('ssh', ['-F', users.alice!.cfg, ...direct, 'root@127.0.0.1', `echo ${marker}`], { env: { WSH_HOME: users.alice!.wshHome } });
+    const r = await run('ssh', ['-F', users.alice!.cfg, ...direct, 'root@127.0.0.1', `echo ${marker}`], {
+      env: { WSH_HOME: users.alice!.wshHome },
+    });
     assert.equal(r.stdout.trim(), marker, r.stderr);
     t.type('echo during-outage-$((7*6))\n');
     await t.waitFor(/during-outage-42/);
@@ -339,18 +454,33 @@ describe('a node killed with SIGKILL', () => {
     await t.exited;
     await main.start();
     await crashy.start(listening);
-    const exec = await poll('the spooled exec event', async () => (await events(['--type', 'exec'])).find((e) => e.command === `echo ${marker}`), 20_000, 200);
+    const exec = await poll(
+      'the spooled exec event',
+      async () => (await events(['--type', 'exec'])).find((e) => e.command === `echo ${marker}`),
+      20_000,
+      200,
+    );
     assert.equal(exec.server_id, crashy.hostId);
     const all = await events(['--user', 'alice']);
-    assert.ok(all.find((e) => e.event === 'session.end' && e.sid === exec.sid), 'session.end of that exec was spooled too');
+    assert.ok(
+      all.find((e) => e.event === 'session.end' && e.sid === exec.sid),
+      'session.end of that exec was spooled too',
+    );
     // The interactive session was cut by the node's death: its recording arrives, marked interrupted.
-    await poll('the recording of the session the outage cut short', async () => {
-      for (const rec of (await recordings(users.audrey!)).filter((s) => s.spec.hostname === 'crashy' && s.spec.interrupted)) {
-        const text = ok(await wsh(users.audrey!, ['play', rec.metadata.name, '--format', 'text']));
-        if (/during-outage-42/.test(text)) return true;
-      }
-      return undefined;
-    }, 30_000, 500);
+    await poll(
+      'the recording of the session the outage cut short',
+      async () => {
+        for (const rec of (await recordings(users.audrey!)).filter(
+          (s) => s.spec.hostname === 'crashy' && s.spec.interrupted,
+        )) {
+          const text = ok(await wsh(users.audrey!, ['play', rec.metadata.name, '--format', 'text']));
+          if (/during-outage-42/.test(text)) return true;
+        }
+        return undefined;
+      },
+      30_000,
+      500,
+    );
   });
 });
 
@@ -362,12 +492,23 @@ async function metrics(): Promise<string> {
 
 describe('fail closed', () => {
   it('serves metrics for the audit log, the spool and live sessions on the diagnostics address', async () => {
-    ok(await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'true'], { env: { WSH_HOME: users.alice!.wshHome } }));
+    ok(
+      await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'true'], {
+        env: { WSH_HOME: users.alice!.wshHome },
+      }),
+    );
     const text = await poll('the node to send its events', async () => {
       const t = await metrics();
       return Number(/^ward_audit_events_sent_total (\d+)/m.exec(t)?.[1]) > 0 ? t : undefined;
     });
-    for (const name of ['ward_audit_events_written_total', 'ward_audit_write_failures_total', 'ward_audit_spool_bytes', 'ward_audit_events_sent_total', 'ward_sessions_live', 'ward_recordings_spooled']) {
+    for (const name of [
+      'ward_audit_events_written_total',
+      'ward_audit_write_failures_total',
+      'ward_audit_spool_bytes',
+      'ward_audit_events_sent_total',
+      'ward_sessions_live',
+      'ward_recordings_spooled',
+    ]) {
       assert.match(text, new RegExp(`^${name} \\d+`, 'm'), name);
     }
     assert.equal((await fetch(`http://127.0.0.1:${diagPort}/healthz`)).status, 200);
@@ -376,8 +517,18 @@ describe('fail closed', () => {
   it('publishes when each certificate of the process expires, for alerts on renewals that keep failing', async () => {
     const text = await metrics();
     const now = Date.now() / 1000;
-    for (const [role, cert] of [['node', 'tls'], ['node', 'ssh'], ['proxy', 'tls'], ['proxy', 'ssh'], ['auth', 'tls'], ['admin', 'tls']]) {
-      const m = new RegExp(`^ward_host_cert_expiry_timestamp_seconds\\{role="${role}",cert="${cert}"\\} (\\d+)$`, 'm').exec(text);
+    for (const [role, cert] of [
+      ['node', 'tls'],
+      ['node', 'ssh'],
+      ['proxy', 'tls'],
+      ['proxy', 'ssh'],
+      ['auth', 'tls'],
+      ['admin', 'tls'],
+    ]) {
+      const m = new RegExp(
+        `^ward_host_cert_expiry_timestamp_seconds\\{role="${role}",cert="${cert}"\\} (\\d+)$`,
+        'm',
+      ).exec(text);
       assert.ok(m, `no expiry for the ${role}'s ${cert} certificate`);
       // The default host certificate TTL: a year from issue (the node's may be from an earlier start of this data dir).
       const expires = Number(m[1]);
@@ -393,7 +544,9 @@ describe('fail closed', () => {
     try {
       // The segment open before the break still takes writes until the next flush seals it (1 s).
       await new Promise((r) => setTimeout(r, 1500));
-      const r = await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'echo should-not-run'], { env: { WSH_HOME: users.alice!.wshHome } });
+      const r = await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'echo should-not-run'], {
+        env: { WSH_HOME: users.alice!.wshHome },
+      });
       assert.notEqual(r.code, 0);
       assert.doesNotMatch(r.stdout, /should-not-run/);
       assert.match(main.log, /cannot write the audit event: refusing what needed it/);
@@ -404,7 +557,9 @@ describe('fail closed', () => {
       renameSync(aside, spool);
     }
     const again = await poll('sessions to work again once the spool is back', async () => {
-      const r = await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'echo back'], { env: { WSH_HOME: users.alice!.wshHome } });
+      const r = await run('ssh', ['-F', users.alice!.cfg, `root@${homeNode()}`, 'echo back'], {
+        env: { WSH_HOME: users.alice!.wshHome },
+      });
       return r.code === 0 ? r.stdout : undefined;
     });
     assert.equal(again.trim(), 'back');

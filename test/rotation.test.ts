@@ -15,7 +15,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
 import {
-  cleanup, delay, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent,
+  cleanup,
+  delay,
+  makeTempDir,
+  poll,
+  run,
+  startAgent,
+  startCluster,
+  type Cluster,
+  type NodeAgent,
 } from './harness.ts';
 import { AccessDenied } from '../src/api/errors.ts';
 import { issuerOf } from '../src/api/rotation.ts';
@@ -27,7 +35,8 @@ let main: Cluster;
 let work: string;
 let node: string;
 
-const canSSH = async (u: TestUser) => (await sshAs(u, [`root@${node}`, 'echo rotated-ok'])).stdout.includes('rotated-ok');
+const canSSH = async (u: TestUser) =>
+  (await sshAs(u, [`root@${node}`, 'echo rotated-ok'])).stdout.includes('rotated-ok');
 
 /** The fingerprint of the CA that signed a certificate, as `ssh-keygen -L` reads it. */
 async function signingCA(u: TestUser): Promise<string> {
@@ -50,13 +59,19 @@ async function rotate(args: string[], type = 'user'): Promise<string> {
 }
 
 async function phase(type = 'user'): Promise<string> {
-  const ca = parseYAML(ok(await main.wctl(['get', 'cert_authority', type, '--format', 'yaml']))) as { spec: { rotation: { phase: string } } };
+  const ca = parseYAML(ok(await main.wctl(['get', 'cert_authority', type, '--format', 'yaml']))) as {
+    spec: { rotation: { phase: string } };
+  };
   return ca.spec.rotation.phase;
 }
 
 /** `ssh -J user@proxy root@node` with the user's keys and known_hosts, the proxy's SSH server as the jump host. */
 async function canJump(u: TestUser): Promise<boolean> {
-  const cfg = writeDirectSSHConfig(join(work, `${u.name}-${u.wshHome.split('/').pop()}.jump_config`), join(u.keys, 'id'), join(u.keys, 'known_hosts'));
+  const cfg = writeDirectSSHConfig(
+    join(work, `${u.name}-${u.wshHome.split('/').pop()}.jump_config`),
+    join(u.keys, 'id'),
+    join(u.keys, 'known_hosts'),
+  );
   const r = await run('ssh', ['-F', cfg, '-J', `${u.name}@${main.proxyAddr}`, `root@${node}`, 'echo jumped-ok']);
   return r.stdout.includes('jumped-ok');
 }
@@ -106,7 +121,12 @@ describe('user CA rotation', () => {
     const done = await rotate([]);
     assert.match(done, /phase standby;.*1 key trusted/);
     assert.doesNotMatch(done, /Next:/);
-    await poll('the node to stop trusting the old key', async () => ((await canSSH(old)) ? undefined : true), 10_000, 200);
+    await poll(
+      'the node to stop trusting the old key',
+      async () => ((await canSSH(old)) ? undefined : true),
+      10_000,
+      200,
+    );
     assert.ok(await canSSH(fresh), 'standby: the new certificate works');
     const refused = await sshAs(old, [`root@${node}`, 'true']);
     assert.notEqual(refused.code, 0);
@@ -115,7 +135,11 @@ describe('user CA rotation', () => {
     assert.equal(exported.trim().split('\n').length, 1, `one key left in the export: ${exported}`);
     const events = ok(await main.wctl(['events', '--format', 'json', '--type', 'ca.rotated', '--limit', '100']));
     assert.deepEqual(
-      events.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { to: string }).to).reverse(), // newest first
+      events
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { to: string }).to)
+        .reverse(), // newest first
       ['init', 'update_clients', 'update_servers', 'standby'],
     );
   });
@@ -139,7 +163,12 @@ describe('user CA rotation', () => {
     assert.equal(await phase(), 'standby');
     const after = await loginAgain(bob, 'after');
     assert.equal(await signingCA(after), before, 'new certificates come from the old key again');
-    await poll('the node to drop the abandoned key', async () => ((await canSSH(during)) ? undefined : true), 10_000, 200);
+    await poll(
+      'the node to drop the abandoned key',
+      async () => ((await canSSH(during)) ? undefined : true),
+      10_000,
+      200,
+    );
     assert.ok(await canSSH(bob), 'certificates from the old key work throughout');
   });
 
@@ -179,16 +208,38 @@ describe('host CA rotation', () => {
     assert.equal(await nodeCertSigner(), before);
 
     assert.match(await rotate([], 'host'), /phase update_servers/);
-    await poll('the node to take a certificate from the new key', async () => ((await nodeCertSigner()) === newKey ? true : undefined), 10_000, 200);
-    await poll('clients that only know the old key to stop trusting the node', async () => ((await canSSH(early)) ? undefined : true), 10_000, 200);
+    await poll(
+      'the node to take a certificate from the new key',
+      async () => ((await nodeCertSigner()) === newKey ? true : undefined),
+      10_000,
+      200,
+    );
+    await poll(
+      'clients that only know the old key to stop trusting the node',
+      async () => ((await canSSH(early)) ? undefined : true),
+      10_000,
+      200,
+    );
     const refused = await sshAs(early, [`root@${node}`, 'true']);
     assert.match(refused.stderr, /Host key verification failed|certificate/i);
     const viaWsh = await main.wsh(early.wshHome, ['ssh', `root@${node}`, 'true']);
     assert.equal(viaWsh.code, 255);
-    assert.match(viaWsh.stderr, /host CA has a key this login does not know .*run `wsh login` again/, 'wsh ssh says what to do');
+    assert.match(
+      viaWsh.stderr,
+      /host CA has a key this login does not know .*run `wsh login` again/,
+      'wsh ssh says what to do',
+    );
     assert.ok(await canSSH(late), 'update_servers: a client that knows both keys connects');
-    await poll('the proxy to present a certificate from the new key', async () => ((await canJump(early)) ? undefined : true), 10_000, 200);
-    assert.ok(await canJump(late), 'ssh -J: the proxy\'s new host certificate is trusted by a client that knows both keys');
+    await poll(
+      'the proxy to present a certificate from the new key',
+      async () => ((await canJump(early)) ? undefined : true),
+      10_000,
+      200,
+    );
+    assert.ok(
+      await canJump(late),
+      "ssh -J: the proxy's new host certificate is trusted by a client that knows both keys",
+    );
 
     assert.match(await rotate([], 'host'), /phase standby;.*1 key trusted/);
     assert.ok((await canSSH(late)) && (await canJump(late)), 'standby: still trusted');
@@ -205,13 +256,28 @@ describe('host CA rotation', () => {
     await rotate(['--phase', 'init'], 'host');
     await rotate([], 'host');
     await rotate([], 'host');
-    await poll('the node to switch to the new key', async () => ((await nodeCertSigner()) !== before ? true : undefined), 10_000, 200);
+    await poll(
+      'the node to switch to the new key',
+      async () => ((await nodeCertSigner()) !== before ? true : undefined),
+      10_000,
+      200,
+    );
     assert.equal(await canSSH(erin), false, 'erin knows only the old key');
     assert.match(await rotate(['--rollback'], 'host'), /rolled back/);
     assert.equal(await phase('host'), 'standby');
-    await poll('the node to go back to the old key', async () => ((await nodeCertSigner()) === before ? true : undefined), 10_000, 200);
+    await poll(
+      'the node to go back to the old key',
+      async () => ((await nodeCertSigner()) === before ? true : undefined),
+      10_000,
+      200,
+    );
     await poll('erin to reach the node again', async () => ((await canSSH(erin)) ? true : undefined), 10_000, 200);
-    await poll('erin to jump through the proxy again', async () => ((await canJump(erin)) ? true : undefined), 10_000, 200);
+    await poll(
+      'erin to jump through the proxy again',
+      async () => ((await canJump(erin)) ? true : undefined),
+      10_000,
+      200,
+    );
   });
 });
 
@@ -252,18 +318,23 @@ describe('TLS CA rotation', () => {
   });
   const step = async (args: string[] = []) => ok(await main.wctl(['auth', 'rotate', '--type', 'tls', ...args]));
   const waitForHosts = (to: 'old' | 'new') =>
-    poll(`both nodes and the proxy to present certificates from the ${to} TLS CA`, async () => {
-      const nodes = agents().every((a) => signer(keptIdentity(a).tlsCert) === to);
-      if (!nodes || (await presentedBy(main.proxyAddr)) !== to) return undefined;
-      return (await presentedBy(main.authAddr, [ALPN_AUTH, 'h2'])) === to ? true : undefined;
-    }, 15_000, 250);
+    poll(
+      `both nodes and the proxy to present certificates from the ${to} TLS CA`,
+      async () => {
+        const nodes = agents().every((a) => signer(keptIdentity(a).tlsCert) === to);
+        if (!nodes || (await presentedBy(main.proxyAddr)) !== to) return undefined;
+        return (await presentedBy(main.authAddr, [ALPN_AUTH, 'h2'])) === to ? true : undefined;
+      },
+      15_000,
+      250,
+    );
 
   before(async () => {
     [tunnelled, listening] = await Promise.all([
       startAgent(main, 'tlstun', ['--tunnel']),
       startAgent(main, 'tlsdirect'),
     ]);
-    [oldCA] = await exportedTLS() as [string];
+    [oldCA] = (await exportedTLS()) as [string];
   });
 
   it('moves every host to a new key; users who log in again keep working; a stolen identity dies', async () => {
@@ -333,23 +404,33 @@ describe('TLS CA rotation', () => {
     assert.ok(Date.now() - sessionStart < 30_000, 'the session on an old-key certificate was cut at standby');
     assert.match(ended.stdout, /session-up/);
     assert.equal(await reaches(inInit, 'tlstun'), false, 'and the certificate is refused from then on');
-    await poll('the connection opened with the stolen identity to be closed', async () => {
-      try {
-        await held.getResource({ kind: 'cert_authority', name: 'tls' });
-        return undefined;
-      } catch {
-        return true;
-      }
-    }, 10_000, 250);
+    await poll(
+      'the connection opened with the stolen identity to be closed',
+      async () => {
+        try {
+          await held.getResource({ kind: 'cert_authority', name: 'tls' });
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      10_000,
+      250,
+    );
     assert.equal((await exportedTLS()).length, 1);
-    await poll('the stolen node identity to be refused', async () => {
-      try {
-        await main.client(stolen, main.authAddr).getResource({ kind: 'cert_authority', name: 'tls' });
-        return undefined;
-      } catch (err) {
-        return err instanceof AccessDenied || /certificate/.test((err as Error).message) ? true : undefined;
-      }
-    }, 10_000, 250);
+    await poll(
+      'the stolen node identity to be refused',
+      async () => {
+        try {
+          await main.client(stolen, main.authAddr).getResource({ kind: 'cert_authority', name: 'tls' });
+          return undefined;
+        } catch (err) {
+          return err instanceof AccessDenied || /certificate/.test((err as Error).message) ? true : undefined;
+        }
+      },
+      10_000,
+      250,
+    );
     const viaProxy = (id: TLSIdentity) => main.client(id, main.proxyAddr);
     await assert.rejects(viaProxy(stolen).renewHostCerts({ tlsPublicKey: '' }), /certificate/);
     await assert.rejects(viaProxy(earlyTLS).getResource({ kind: 'cert_authority', name: 'tls' }), /certificate/);
@@ -402,10 +483,15 @@ describe('TLS CA rotation', () => {
     assert.match(await step(), /phase standby;.*1 key trusted/);
     assert.deepEqual(await exportedTLS(), [oldCA], 'the old key alone again');
     assert.ok(await reachesAll(before), 'standby: a login from before the rotation still works');
-    await poll('a login from the abandoned key to be refused', async () => {
-      const r = await main.wsh(during.wshHome, ['ls']);
-      return r.code !== 0 ? r : undefined;
-    }, 10_000, 250);
+    await poll(
+      'a login from the abandoned key to be refused',
+      async () => {
+        const r = await main.wsh(during.wshHome, ['ls']);
+        return r.code !== 0 ? r : undefined;
+      },
+      10_000,
+      250,
+    );
     newCA = '';
   });
 });

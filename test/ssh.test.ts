@@ -12,14 +12,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYAML } from 'yaml';
-import { BIN, cleanup, makeTempDir, poll, run, startAgent, startCluster, type Cluster, type NodeAgent, type RunResult } from './harness.ts';
+import {
+  BIN,
+  cleanup,
+  makeTempDir,
+  poll,
+  run,
+  startAgent,
+  startCluster,
+  type Cluster,
+  type NodeAgent,
+  type RunResult,
+} from './harness.ts';
 import { writeDirectSSHConfig } from './users.ts';
 import { SSH_LOGIN_TIMEOUT_MS } from '../src/proxy/sshserver.ts';
 
 // ---- command results ----
 
 function ok(r: RunResult): string {
-  assert.equal(r.code, 0, `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.equal(
+    r.code,
+    0,
+    `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+  );
   return r.stdout;
 }
 
@@ -87,14 +102,22 @@ async function createRole(yaml: string, overwrite = false): Promise<void> {
 }
 
 async function login(user: string, password: string): Promise<RunResult> {
-  return main.wsh(users[user]?.wshHome ?? main.newWshHome(), ['login', '--proxy', main.proxyAddr, '--user', user, '--password-stdin', '--ca-pin', main.caPin], {
-    stdin: `${password}\n`,
-  });
+  return main.wsh(
+    users[user]?.wshHome ?? main.newWshHome(),
+    ['login', '--proxy', main.proxyAddr, '--user', user, '--password-stdin', '--ca-pin', main.caPin],
+    {
+      stdin: `${password}\n`,
+    },
+  );
 }
 
 async function addUser(name: string, roles: string, logins: string): Promise<Login> {
   const password = `pw-${randomBytes(12).toString('base64url')}`;
-  ok(await main.wctl(['users', 'add', name, '--roles', roles, '--logins', logins, '--password-stdin'], { stdin: `${password}\n` }));
+  ok(
+    await main.wctl(['users', 'add', name, '--roles', roles, '--logins', logins, '--password-stdin'], {
+      stdin: `${password}\n`,
+    }),
+  );
   const wshHome = main.newWshHome();
   users[name] = { wshHome, keys: '', cfg: '', password };
   const out = ok(await login(name, password));
@@ -102,7 +125,11 @@ async function addUser(name: string, roles: string, logins: string): Promise<Log
   assert.ok(keys, out);
   assert.equal(keys, join(wshHome, 'keys', main.proxyAddr.replace(':', '_'), name));
   users[name]!.keys = keys;
-  users[name]!.cfg = writeDirectSSHConfig(join(work, `${name}.ssh_config`), join(keys, 'id'), join(keys, 'known_hosts'));
+  users[name]!.cfg = writeDirectSSHConfig(
+    join(work, `${name}.ssh_config`),
+    join(keys, 'id'),
+    join(keys, 'known_hosts'),
+  );
   return users[name]!;
 }
 
@@ -177,7 +204,9 @@ before(async () => {
   // The proxy routes from its watch-fed node cache: wait until it can reach every node.
   await Promise.all(
     [hostname().split('.')[0]!, 'tun1', 'node2'].map((name) =>
-      poll(`the proxy to route to ${name}`, async () => ((await ssh(alice, [...jump('alice'), `root@${name}`, 'true'])).code === 0 ? true : undefined)),
+      poll(`the proxy to route to ${name}`, async () =>
+        (await ssh(alice, [...jump('alice'), `root@${name}`, 'true'])).code === 0 ? true : undefined,
+      ),
     ),
   );
   // A certificate that lives one second; the tests that need it run long after it expired.
@@ -206,37 +235,64 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       assert.equal(rows.length, 3, out);
       assert.match(out, new RegExp(`^${home} +${main.nodeAddr.replace(/\./g, '\\.')} +[0-9a-f-]{36}$`, 'm'));
       assert.match(out, /^tun1 +⟵ Tunnel +env=prod +[0-9a-f-]{36}$/m);
-      assert.match(out, new RegExp(`^node2 +${node2.addr!.replace(/\./g, '\\.')} +env=staging,team=db +[0-9a-f-]{36}$`, 'm'));
+      assert.match(
+        out,
+        new RegExp(`^node2 +${node2.addr!.replace(/\./g, '\\.')} +env=staging,team=db +[0-9a-f-]{36}$`, 'm'),
+      );
     });
 
     it('filters by label, and prints JSON that parses', async () => {
-      const names = (out: string) => out.trim().split('\n').slice(2).map((l) => l.split(/ +/)[0]);
+      const names = (out: string) =>
+        out
+          .trim()
+          .split('\n')
+          .slice(2)
+          .map((l) => l.split(/ +/)[0]);
       assert.deepEqual(names(ok(await wsh(alice, ['ls', 'env=prod']))), ['tun1']);
       assert.deepEqual(names(ok(await wsh(alice, ['ls', 'team=db', 'env=staging']))), ['node2']);
       assert.deepEqual(names(ok(await wsh(alice, ['ls', 'env=nowhere']))), []);
-      const nodes = JSON.parse(ok(await wsh(alice, ['ls', '--format', 'json']))) as Array<{ kind: string; metadata: { name: string; labels?: Record<string, string> }; spec: { hostname: string; tunnel: boolean; addr: string } }>;
-      assert.deepEqual(nodes.map((n) => [n.kind, n.spec.hostname, n.spec.tunnel, n.metadata.labels ?? {}]), [
-        ['node', 'node2', false, { env: 'staging', team: 'db' }],
-        ['node', 'tun1', true, { env: 'prod' }],
-        ['node', home, false, {}],
-      ].sort((a, b) => String(a[1]).localeCompare(String(b[1]))));
+      const nodes = JSON.parse(ok(await wsh(alice, ['ls', '--format', 'json']))) as Array<{
+        kind: string;
+        metadata: { name: string; labels?: Record<string, string> };
+        spec: { hostname: string; tunnel: boolean; addr: string };
+      }>;
+      assert.deepEqual(
+        nodes.map((n) => [n.kind, n.spec.hostname, n.spec.tunnel, n.metadata.labels ?? {}]),
+        [
+          ['node', 'node2', false, { env: 'staging', team: 'db' }],
+          ['node', 'tun1', true, { env: 'prod' }],
+          ['node', home, false, {}],
+        ].sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
+      );
       assert.ok(nodes.every((n) => /^[0-9a-f-]{36}$/.test(n.metadata.name)));
     });
 
-    it('shows a user only the nodes their roles\' node_labels match', async () => {
+    it("shows a user only the nodes their roles' node_labels match", async () => {
       const out = ok(await wsh(users.carol!, ['ls']));
-      assert.deepEqual(out.trim().split('\n').slice(2).map((l) => l.split(/ +/)[0]), ['node2']);
+      assert.deepEqual(
+        out
+          .trim()
+          .split('\n')
+          .slice(2)
+          .map((l) => l.split(/ +/)[0]),
+        ['node2'],
+      );
     });
 
     // Not tested here: a stopped agent's node leaving the list. Nodes live 90 s after their last
     // heartbeat (node/service.ts), longer than this whole file may take.
     it('wctl get nodes shows all three', async () => {
-      const docs = ok(await main.wctl(['get', 'nodes'])).split(/^---$/m).map((d) => parseYAML(d) as { kind: string; spec: { hostname: string; tunnel: boolean } });
-      assert.deepEqual(docs.map((d) => [d.kind, d.spec.hostname, d.spec.tunnel]).sort(), [
-        ['node', 'node2', false],
-        ['node', 'tun1', true],
-        ['node', home, false],
-      ].sort());
+      const docs = ok(await main.wctl(['get', 'nodes']))
+        .split(/^---$/m)
+        .map((d) => parseYAML(d) as { kind: string; spec: { hostname: string; tunnel: boolean } });
+      assert.deepEqual(
+        docs.map((d) => [d.kind, d.spec.hostname, d.spec.tunnel]).sort(),
+        [
+          ['node', 'node2', false],
+          ['node', 'tun1', true],
+          ['node', home, false],
+        ].sort(),
+      );
     });
 
     it('wctl get nodes NAME takes a host name as well as a node id', async () => {
@@ -244,7 +300,9 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       type NodeDoc = { metadata: { name: string }; spec: { hostname: string } };
       const byName = JSON.parse(ok(await main.wctl(['get', 'nodes', 'tun1', '--format', 'json']))) as NodeDoc;
       assert.equal(byName.spec.hostname, 'tun1');
-      const byId = JSON.parse(ok(await main.wctl(['get', 'nodes', byName.metadata.name, '--format', 'json']))) as NodeDoc;
+      const byId = JSON.parse(
+        ok(await main.wctl(['get', 'nodes', byName.metadata.name, '--format', 'json'])),
+      ) as NodeDoc;
       assert.equal(byId.spec.hostname, 'tun1');
       const r = await main.wctl(['get', 'nodes', 'no-such-node']);
       assert.equal(r.code, 1);
@@ -263,7 +321,10 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
     });
 
     it('wsh ssh pipes stdin through, and root@env=prod runs on the labelled node only', async () => {
-      assert.equal(ok(await wsh(alice, ['ssh', 'root@tun1', 'tr a-z A-Z'], { stdin: 'hello\nworld\n' })), 'HELLO\nWORLD\n');
+      assert.equal(
+        ok(await wsh(alice, ['ssh', 'root@tun1', 'tr a-z A-Z'], { stdin: 'hello\nworld\n' })),
+        'HELLO\nWORLD\n',
+      );
       const r = await wsh(alice, ['ssh', 'root@env=prod', `${WHERE}; echo; hostname`]);
       assert.equal(ranOn(ok(r)), 'tun1');
     });
@@ -309,7 +370,10 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
         assert.equal(ranOn(r.stdout), name);
       }
       assert.equal(ranOn(ok(await ssh(alice, [...jump('alice'), `root@${home}`, WHERE]))), home);
-      assert.equal(ok(await ssh(alice, [...jump('alice'), 'root@node2', 'sha256sum'], { stdin: 'piped' })).split(' ')[0], createHash('sha256').update('piped').digest('hex'));
+      assert.equal(
+        ok(await ssh(alice, [...jump('alice'), 'root@node2', 'sha256sum'], { stdin: 'piped' })).split(' ')[0],
+        createHash('sha256').update('piped').digest('hex'),
+      );
     });
 
     it(`keeps a logged-in ssh -J session past the proxy's ${SSH_LOGIN_TIMEOUT_MS / 1000} s login deadline`, async () => {
@@ -343,13 +407,15 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       const cfg = join(work, 'wsh-config');
       writeFileSync(cfg, block);
       for (const name of [home, 'tun1']) {
-        const r = await run('ssh', ['-F', cfg, `root@${name}.${main.clusterName}`, `${WHERE}; exit 7`], { env: { WSH_HOME: alice.wshHome } });
+        const r = await run('ssh', ['-F', cfg, `root@${name}.${main.clusterName}`, `${WHERE}; exit 7`], {
+          env: { WSH_HOME: alice.wshHome },
+        });
         assert.equal(r.code, 7, r.stderr);
         assert.equal(ranOn(r.stdout), name);
       }
     });
 
-    it('plain ssh straight to a listening node\'s port (break-glass)', async () => {
+    it("plain ssh straight to a listening node's port (break-glass)", async () => {
       assert.equal(ranOn(ok(await ssh(alice, ['-p', nodePort, 'root@127.0.0.1', WHERE]))), home);
       const r = await ssh(alice, ['-p', node2.addr!.split(':')[1]!, 'root@127.0.0.1', `${WHERE}; exit 7`]);
       assert.equal(r.code, 7);
@@ -359,11 +425,14 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
 
   describe('terminals', { concurrency: 2 }, () => {
     const rootEnv = () => {
-      const [, , , , , dir, shell] = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('root:'))!.split(':');
+      const [, , , , , dir, shell] = readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith('root:'))!
+        .split(':');
       return `${dir} root ${shell}`;
     };
 
-    it('ssh -tt gets a PTY with root\'s environment', async () => {
+    it("ssh -tt gets a PTY with root's environment", async () => {
       const out = ok(await ssh(alice, ['-tt', ...jump('alice'), 'root@tun1', 'tty; echo $HOME $USER $SHELL']));
       assert.match(out, /^\/dev\/pts\/\d+\r\n/);
       assert.ok(out.includes(`\r\n${rootEnv()}\r\n`), JSON.stringify(out));
@@ -394,9 +463,17 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
 
     it('plain scp -J copies 100 MB through a reverse tunnel and back byte for byte', async () => {
       ok(await run('mkdir', ['-p', remote()]));
-      ok(await run('scp', ['-F', alice.cfg, ...jump('alice'), big, `root@tun1:${remote()}/scp.bin`], { timeoutMs: 60_000 }));
+      ok(
+        await run('scp', ['-F', alice.cfg, ...jump('alice'), big, `root@tun1:${remote()}/scp.bin`], {
+          timeoutMs: 60_000,
+        }),
+      );
       const back = join(work, 'back', 'scp.bin');
-      ok(await run('scp', ['-F', alice.cfg, ...jump('alice'), `root@tun1:${remote()}/scp.bin`, back], { timeoutMs: 60_000 }));
+      ok(
+        await run('scp', ['-F', alice.cfg, ...jump('alice'), `root@tun1:${remote()}/scp.bin`, back], {
+          timeoutMs: 60_000,
+        }),
+      );
       assert.equal(await sha256File(`${remote()}/scp.bin`), bigHash);
       assert.equal(await sha256File(back), bigHash);
     });
@@ -407,8 +484,13 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       writeFileSync(small, randomBytes(3 * 1024 * 1024 + 17));
       const back = join(work, 'back', 'sftp.bin');
       const batch = join(work, 'sftp.batch');
-      writeFileSync(batch, `put ${small} ${remote()}/sftp.bin\nget ${remote()}/sftp.bin ${back}\nls -l ${remote()}/sftp.bin\n`);
-      const out = ok(await run('sftp', ['-F', alice.cfg, ...jump('alice'), '-b', batch, 'root@node2'], { timeoutMs: 30_000 }));
+      writeFileSync(
+        batch,
+        `put ${small} ${remote()}/sftp.bin\nget ${remote()}/sftp.bin ${back}\nls -l ${remote()}/sftp.bin\n`,
+      );
+      const out = ok(
+        await run('sftp', ['-F', alice.cfg, ...jump('alice'), '-b', batch, 'root@node2'], { timeoutMs: 30_000 }),
+      );
       assert.match(out, new RegExp(`${3 * 1024 * 1024 + 17} .*sftp\\.bin`));
       assert.equal(await sha256File(back), await sha256File(small));
     });
@@ -421,7 +503,21 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       try {
         const httpPort = (server.address() as net.AddressInfo).port;
         const local = await freePort();
-        const child = spawnBackground('ssh', ['-F', alice.cfg, ...jump('alice'), '-o', 'ExitOnForwardFailure=yes', '-N', '-L', `${local}:127.0.0.1:${httpPort}`, 'root@tun1'], { WSH_HOME: alice.wshHome });
+        const child = spawnBackground(
+          'ssh',
+          [
+            '-F',
+            alice.cfg,
+            ...jump('alice'),
+            '-o',
+            'ExitOnForwardFailure=yes',
+            '-N',
+            '-L',
+            `${local}:127.0.0.1:${httpPort}`,
+            'root@tun1',
+          ],
+          { WSH_HOME: alice.wshHome },
+        );
         let stderr = '';
         child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
         const body = await poll(`the forward on port ${local} (${stderr})`, async () => {
@@ -441,14 +537,19 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
 
   describe('what is refused', { concurrency: 1 }, () => {
     it('refuses an expired certificate at the node and at the proxy', async () => {
-      await poll('the 1s certificate to expire', async () => (Date.now() > expired.until.getTime() + 1_000 ? true : undefined));
+      await poll('the 1s certificate to expire', async () =>
+        Date.now() > expired.until.getTime() + 1_000 ? true : undefined,
+      );
       const cfg = writeDirectSSHConfig(join(work, 'expired.ssh_config'), expired.key, join(alice.keys, 'known_hosts'));
       const u = { ...alice, cfg };
       refused(await ssh(u, ['-p', nodePort, 'root@127.0.0.1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'ssh access denied', /^certificate refused: expired$/);
       refused(await ssh(u, [...jump('alice'), 'root@node2', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'proxy ssh: certificate refused', /^certificate refused: expired$/);
-      refused(await ssh(u, ['-p', node2.addr!.split(':')[1]!, 'root@127.0.0.1', 'true']), /Permission denied \(publickey\)/);
+      refused(
+        await ssh(u, ['-p', node2.addr!.split(':')[1]!, 'root@127.0.0.1', 'true']),
+        /Permission denied \(publickey\)/,
+      );
       await assertLogged(node2, 'ssh access denied', /^certificate refused: expired$/);
     });
 
@@ -457,25 +558,47 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       mkdirSync(dir);
       ok(await run('ssh-keygen', ['-q', '-t', 'ed25519', '-f', join(dir, 'ca'), '-N', '']));
       ok(await run('ssh-keygen', ['-q', '-t', 'ed25519', '-f', join(dir, 'key'), '-N', '']));
-      ok(await run('ssh-keygen', ['-q', '-s', join(dir, 'ca'), '-I', 'alice', '-n', 'root,alice', '-V', '-5m:+1h', join(dir, 'key.pub')]));
-      const u = { ...alice, cfg: writeDirectSSHConfig(join(dir, 'ssh_config'), join(dir, 'key'), join(alice.keys, 'known_hosts')) };
+      ok(
+        await run('ssh-keygen', [
+          '-q',
+          '-s',
+          join(dir, 'ca'),
+          '-I',
+          'alice',
+          '-n',
+          'root,alice',
+          '-V',
+          '-5m:+1h',
+          join(dir, 'key.pub'),
+        ]),
+      );
+      const u = {
+        ...alice,
+        cfg: writeDirectSSHConfig(join(dir, 'ssh_config'), join(dir, 'key'), join(alice.keys, 'known_hosts')),
+      };
       refused(await ssh(u, ['-p', nodePort, 'root@127.0.0.1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'ssh access denied', /not signed by a trusted certificate authority/);
       refused(await ssh(u, [...jump('alice'), 'root@node2', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'proxy ssh: certificate refused', /not signed by a trusted certificate authority/);
     });
 
-    it('refuses a login that is not among the certificate\'s principals', async () => {
+    it("refuses a login that is not among the certificate's principals", async () => {
       refused(await ssh(alice, [...jump('alice'), 'nobody@tun1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(tun1, 'ssh access denied', /principal "nobody" is not listed/);
       refused(await ssh(alice, ['-p', nodePort, 'nobody@127.0.0.1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'ssh access denied', /principal "nobody" is not listed/);
       // The refusal is in the cluster's audit log, reported by the node that refused it.
-      const tun1Refusal = await poll('the node\'s refusal in the audit log', async () => {
+      const tun1Refusal = await poll("the node's refusal in the audit log", async () => {
         const res = await main.adminClient().searchEvents({ types: ['auth'], limit: 1000 });
         const events = res.events.map((e) => JSON.parse(e));
         // (OpenSSH also offers the plain key after the certificate: that is a second, separate refusal.)
-        return events.find((e) => e.success === false && e.login === 'nobody' && e.server_id === tun1.hostId && /principal "nobody" is not listed/.test(e.reason));
+        return events.find(
+          (e) =>
+            e.success === false &&
+            e.login === 'nobody' &&
+            e.server_id === tun1.hostId &&
+            /principal "nobody" is not listed/.test(e.reason),
+        );
       });
       assert.equal(tun1Refusal.code, 'WT1000W');
     });
@@ -493,7 +616,7 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       assert.equal(exec.server_id, node2.hostId);
     });
 
-    it('refuses a node the user\'s roles\' node_labels do not match, as if it did not exist', async () => {
+    it("refuses a node the user's roles' node_labels do not match, as if it did not exist", async () => {
       const carol = users.carol!;
       ok(await ssh(carol, [...jump('carol'), 'root@node2', 'true']));
       const viaJump = await ssh(carol, [...jump('carol'), `root@${home}`, 'true']);
@@ -511,11 +634,18 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
     it('refuses a login a role denies, even when another role allows it, as soon as the deny is added', async () => {
       const dave = users.dave!;
       ok(await ssh(dave, [...jump('dave'), 'root@node2', 'true']));
-      await createRole('kind: role\nversion: v1\nmetadata: {name: no-root}\nspec:\n  allow: {}\n  deny: {logins: [root]}\n', true);
+      await createRole(
+        'kind: role\nversion: v1\nmetadata: {name: no-root}\nspec:\n  allow: {}\n  deny: {logins: [root]}\n',
+        true,
+      );
       // The node's role cache is watch-fed: the existing certificate stops working within moments.
-      await poll('the node to refuse root to dave', async () => ((await ssh(dave, ['-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined));
+      await poll('the node to refuse root to dave', async () =>
+        (await ssh(dave, ['-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined,
+      );
       await assertLogged(main, 'ssh access denied', /^role "no-root" denies login "root"$/);
-      await poll('node2 to refuse root to dave', async () => ((await ssh(dave, [...jump('dave'), 'root@node2', 'true'])).code === 255 ? true : undefined));
+      await poll('node2 to refuse root to dave', async () =>
+        (await ssh(dave, [...jump('dave'), 'root@node2', 'true'])).code === 255 ? true : undefined,
+      );
       refused(await ssh(dave, [...jump('dave'), 'root@node2', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(node2, 'ssh access denied', /^role "no-root" denies login "root"$/);
       // A new login no longer carries root at all.
@@ -523,13 +653,17 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       assert.match(ok(await wsh(dave, ['status'])), /Logins: +\(none\)/);
     });
 
-    it('keeps a certificate working through strangers\' failed sign-ins, and refuses it once the account is locked', async () => {
+    it("keeps a certificate working through strangers' failed sign-ins, and refuses it once the account is locked", async () => {
       const lou = users.lou!;
       ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
       // Failed sign-ins lock the address they came from, never the account: a stranger cannot lock lou out.
       const stranger = main.newWshHome();
       for (let i = 0; i < 6; i++) {
-        await main.wsh(stranger, ['login', '--proxy', main.proxyAddr, '--user', 'lou', '--password-stdin', '--ca-pin', main.caPin], { stdin: 'wrong password\n' });
+        await main.wsh(
+          stranger,
+          ['login', '--proxy', main.proxyAddr, '--user', 'lou', '--password-stdin', '--ca-pin', main.caPin],
+          { stdin: 'wrong password\n' },
+        );
       }
       ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
       ok(await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true']));
@@ -539,9 +673,13 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       const file = join(work, 'lou-locked.yaml');
       writeFileSync(file, JSON.stringify(doc));
       ok(await main.wctl(['create', '--force', '-f', file]));
-      await poll('the node to refuse locked lou', async () => ((await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined));
+      await poll('the node to refuse locked lou', async () =>
+        (await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined,
+      );
       await assertLogged(main, 'ssh access denied', /^user "lou" is locked$/);
-      await poll('the proxy to refuse locked lou', async () => ((await ssh(lou, [...jump('lou'), 'root@tun1', 'true'])).code === 255 ? true : undefined));
+      await poll('the proxy to refuse locked lou', async () =>
+        (await ssh(lou, [...jump('lou'), 'root@tun1', 'true'])).code === 255 ? true : undefined,
+      );
       refused(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']), /Permission denied \(publickey\)/);
       await assertLogged(main, 'proxy ssh: certificate refused', /^user "lou" is locked$/);
       const viaTLS = await wsh(lou, ['ssh', 'root@node2', 'true']);
@@ -554,7 +692,10 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       ok(await run('ssh-keygen', ['-q', '-t', 'ed25519', '-f', foreign, '-N', '']));
       const knownHosts = join(work, 'foreign_known_hosts');
       writeFileSync(knownHosts, `@cert-authority * ${readFileSync(`${foreign}.pub`, 'utf8')}`);
-      const u = { ...alice, cfg: writeDirectSSHConfig(join(work, 'foreign-host.ssh_config'), join(alice.keys, 'id'), knownHosts) };
+      const u = {
+        ...alice,
+        cfg: writeDirectSSHConfig(join(work, 'foreign-host.ssh_config'), join(alice.keys, 'id'), knownHosts),
+      };
       refused(await ssh(u, ['-p', nodePort, 'root@127.0.0.1', 'true']), /Host key verification failed/);
       refused(await ssh(u, [...jump('alice'), 'root@tun1', 'true']), /Host key verification failed/);
     });

@@ -25,7 +25,12 @@ export class Terminal {
   }
 
   async waitFor(pattern: RegExp, what = String(pattern)): Promise<void> {
-    await poll(`${what} on the terminal`, async () => (pattern.test(this.output.toString('utf8')) ? true : undefined), 15_000, 50);
+    await poll(
+      `${what} on the terminal`,
+      async () => (pattern.test(this.output.toString('utf8')) ? true : undefined),
+      15_000,
+      50,
+    );
   }
 
   async exit(): Promise<number | null> {

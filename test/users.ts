@@ -18,7 +18,11 @@ export interface TestUser {
 }
 
 export function ok(r: RunResult): string {
-  assert.equal(r.code, 0, `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.equal(
+    r.code,
+    0,
+    `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+  );
   return r.stdout;
 }
 
@@ -59,15 +63,23 @@ export function proxyCommandFor(wsh: string): string {
 }
 
 export function wshLogin(cluster: Cluster, u: Pick<TestUser, 'name' | 'password' | 'wshHome'>): Promise<RunResult> {
-  return cluster.wsh(u.wshHome, ['login', '--proxy', cluster.proxyAddr, '--user', u.name, '--password-stdin', '--ca-pin', cluster.caPin], {
-    stdin: `${u.password}\n`,
-  });
+  return cluster.wsh(
+    u.wshHome,
+    ['login', '--proxy', cluster.proxyAddr, '--user', u.name, '--password-stdin', '--ca-pin', cluster.caPin],
+    {
+      stdin: `${u.password}\n`,
+    },
+  );
 }
 
 /** `wctl users add` with these roles and the root login, then `wsh login` as them. */
 export async function addUser(cluster: Cluster, workDir: string, name: string, roles: string): Promise<TestUser> {
   const password = `pw-${randomBytes(12).toString('base64url')}`;
-  ok(await cluster.wctl(['users', 'add', name, '--roles', roles, '--logins', 'root', '--password-stdin'], { stdin: `${password}\n` }));
+  ok(
+    await cluster.wctl(['users', 'add', name, '--roles', roles, '--logins', 'root', '--password-stdin'], {
+      stdin: `${password}\n`,
+    }),
+  );
   const wshHome = cluster.newWshHome();
   const keys = /Keys: (\S+)/.exec(ok(await wshLogin(cluster, { name, password, wshHome })))?.[1];
   assert.ok(keys, `wsh login printed no key directory for ${name}`);
@@ -75,6 +87,10 @@ export async function addUser(cluster: Cluster, workDir: string, name: string, r
 }
 
 /** Plain OpenSSH `ssh -F` as the user (WSH_HOME set for the ProxyCommand). */
-export function sshAs(u: TestUser, args: string[], opts: { stdin?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function sshAs(
+  u: TestUser,
+  args: string[],
+  opts: { stdin?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return run('ssh', ['-F', u.cfg, ...args], { ...opts, env: { WSH_HOME: u.wshHome } });
 }

@@ -173,7 +173,11 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     await page.getByLabel('Confirm password').fill(PASSWORD);
     const qr = page.getByTestId('totp-qr');
     await qr.waitFor();
-    assert.match((await qr.getAttribute('src')) ?? '', /^data:image\/png;base64,/, 'the QR code is an image drawn by the proxy');
+    assert.match(
+      (await qr.getAttribute('src')) ?? '',
+      /^data:image\/png;base64,/,
+      'the QR code is an image drawn by the proxy',
+    );
     secret = (await page.getByTestId('totp-secret').innerText()).trim();
     assert.match(secret, /^[A-Z2-7]{16,}$/);
     const uri = new URL((await qr.getAttribute('data-uri')) ?? '');
@@ -184,10 +188,16 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     await shot('20-invite-totp');
     // A wrong code does not cost the link.
     await page.getByRole('button', { name: /add the app and sign in/ }).click();
-    await page.getByRole('alert').getByText(/does not match/).waitFor();
+    await page
+      .getByRole('alert')
+      .getByText(/does not match/)
+      .waitFor();
     await page.getByLabel('Code from the app').fill(await generate({ secret }));
     await page.getByRole('button', { name: /add the app and sign in/ }).click();
-    const codes = (await page.getByTestId('recovery-codes').innerText()).split('\n').map((s) => s.trim()).filter(Boolean);
+    const codes = (await page.getByTestId('recovery-codes').innerText())
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean);
     assert.equal(codes.length, 3);
     for (const c of codes) assert.match(c, /^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$/);
     await shot('21-invite-recovery-codes');
@@ -213,10 +223,16 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     await page.getByLabel('Password').fill(PASSWORD);
     await page.getByLabel('Authenticator code').fill(next);
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-    await page.getByRole('alert').getByText(/invalid user name, password or second-factor code/).waitFor();
+    await page
+      .getByRole('alert')
+      .getByText(/invalid user name, password or second-factor code/)
+      .waitFor();
     await shot('23-sign-in-otp-reused');
     const failures = (await events('user.login')).filter((e) => e.user === 'tess' && e.success === false);
-    assert.ok(failures.some((e) => /bad second factor/.test(String(e.error))), 'the reused code is audited');
+    assert.ok(
+      failures.some((e) => /bad second factor/.test(String(e.error))),
+      'the reused code is audited',
+    );
   });
 
   let keyUser = '';
@@ -225,7 +241,14 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
     ({ authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: false, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+      options: {
+        protocol: 'ctap2',
+        transport: 'usb',
+        hasResidentKey: false,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: true,
+      },
     }));
     keyUser = 'kim';
     await page.goto(await invite(keyUser));
@@ -258,14 +281,26 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     const body = signInRequest.postData()!;
     assert.match(JSON.parse(body).second_factor, /^\{.*"clientDataJSON"/);
     const replay = await page.evaluate(async (b) => {
-      const r = await fetch('/webapi/sessions/web', { method: 'POST', headers: { 'content-type': 'application/json' }, body: b });
+      const r = await fetch('/webapi/sessions/web', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: b,
+      });
       return { status: r.status, text: await r.text() };
     }, body);
     assert.equal(replay.status, 403, replay.text);
     assert.match(replay.text, /invalid user name, password or second-factor code/);
-    const reasons = (await events('user.login')).filter((e) => e.user === keyUser).map((e) => `${String(e.success)} ${String(e.method)} ${String(e.error ?? '')}`);
-    assert.ok(reasons.some((r) => r === 'true password+webauthn '), reasons.join(' | '));
-    assert.ok(reasons.some((r) => /^false .*challenge has expired or was already used/.test(r)), reasons.join(' | '));
+    const reasons = (await events('user.login'))
+      .filter((e) => e.user === keyUser)
+      .map((e) => `${String(e.success)} ${String(e.method)} ${String(e.error ?? '')}`);
+    assert.ok(
+      reasons.some((r) => r === 'true password+webauthn '),
+      reasons.join(' | '),
+    );
+    assert.ok(
+      reasons.some((r) => /^false .*challenge has expired or was already used/.test(r)),
+      reasons.join(' | '),
+    );
   });
 
   it('answers step one of a key sign-in alike for every password and name; only a right password and the key finish', async () => {
@@ -289,7 +324,11 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
 
     // The key signs the wrong password's challenge (it names the real key), but no finish takes it.
     const signed = await signInPage(wrong.body.webauthn_options!);
-    for (const [user, password] of [[keyUser, 'not the password'], [keyUser, PASSWORD], ['nobody-at-all', PASSWORD]]) {
+    for (const [user, password] of [
+      [keyUser, 'not the password'],
+      [keyUser, PASSWORD],
+      ['nobody-at-all', PASSWORD],
+    ]) {
       const finish = await post(prober, '/webapi/sessions/web', { user, password, second_factor: signed });
       assert.equal(finish.status, 403, finish.text);
       assert.equal(finish.body.error?.message, DENIED);
@@ -302,15 +341,22 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     assert.equal(signedIn.status, 200, signedIn.text);
   });
 
-  it('counts every password at step one: max_attempts lock the attacker\'s address, the key cannot help', async () => {
+  it("counts every password at step one: max_attempts lock the attacker's address, the key cannot help", async () => {
     const attacker = '127.0.0.2';
     const answers = [];
     for (let i = 0; i < 5; i++) {
       answers.push(await post(attacker, '/webapi/mfa/login/begin', { user: keyUser, password: `guess ${i}` }));
     }
-    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [200, 200, 200, 200, 200],
+    );
     const locked = (await events('user.login_locked')).filter((e) => e.user === keyUser);
-    assert.deepEqual(locked.map((e) => e.remote_addr), [attacker], 'locked after the fifth guess at step one');
+    assert.deepEqual(
+      locked.map((e) => e.remote_addr),
+      [attacker],
+      'locked after the fifth guess at step one',
+    );
     // Now even the right password and the real key are refused from there, with the one answer.
     const begin = await post(attacker, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
     assert.equal(begin.status, 200, begin.text);
@@ -345,15 +391,24 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     // The message comes first, the reloaded list a moment later: wait for the row to go.
     await page.locator('tr[data-device="tablet"]').waitFor({ state: 'detached', timeout: 10_000 });
     await page.locator('tr[data-device="yubikey"]').getByRole('button', { name: 'Remove' }).click();
-    await page.getByRole('alert').getByText(/last second-factor device/).waitFor();
+    await page
+      .getByRole('alert')
+      .getByText(/last second-factor device/)
+      .waitFor();
     await shot('28-account-last-device');
     const deleted = (await events('mfa.delete')).filter((e) => e.name === keyUser);
-    assert.deepEqual(deleted.map((e) => e.type), ['totp']);
+    assert.deepEqual(
+      deleted.map((e) => e.type),
+      ['totp'],
+    );
 
     // The same key cannot be registered twice.
     await page.getByRole('button', { name: 'Add security key' }).click();
     await page.getByRole('button', { name: 'Register key' }).click();
-    await page.getByRole('alert').getByText(/already registered/).waitFor();
+    await page
+      .getByRole('alert')
+      .getByText(/already registered/)
+      .waitFor();
   });
 
   it('never shows a TOTP secret or a key in the API, the resources or the audit log', async () => {
@@ -368,7 +423,11 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
 
   it('has wsh login refuse at once, in one line, when the cluster takes security keys only (second_factor: webauthn)', async () => {
     await reconfigure('webauthn');
-    const r = await cluster.wsh(cluster.newWshHome(), ['login', '--proxy', cluster.proxyAddr, '--user', keyUser, '--password-stdin', '--ca-pin', cluster.caPin], { stdin: `${PASSWORD}\n` });
+    const r = await cluster.wsh(
+      cluster.newWshHome(),
+      ['login', '--proxy', cluster.proxyAddr, '--user', keyUser, '--password-stdin', '--ca-pin', cluster.caPin],
+      { stdin: `${PASSWORD}\n` },
+    );
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /security keys only .* wsh login takes TOTP codes only: sign in with the web UI/);
@@ -383,6 +442,9 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
   });
 
   it('ran every page under the CSP without a violation', () => {
-    assert.deepEqual(cspErrors.filter((e) => /Content Security Policy/i.test(e)), []);
+    assert.deepEqual(
+      cspErrors.filter((e) => /Content Security Policy/i.test(e)),
+      [],
+    );
   });
 });

@@ -40,14 +40,18 @@ function call(
     if (opts.cookie) headers.cookie = opts.cookie;
     if (opts.csrf) headers['x-csrf-token'] = opts.csrf;
     if (opts.origin) headers.origin = opts.origin;
-    const req = https.request(url, { method, headers, ca: cluster.adminIdentity().caPems, servername: 'localhost' }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (s: string) => (text += s));
-      res.on('end', () => {
-        const set = res.headers['set-cookie']?.[0];
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {}, cookie: set?.split(';')[0] });
-      });
-    });
+    const req = https.request(
+      url,
+      { method, headers, ca: cluster.adminIdentity().caPems, servername: 'localhost' },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (s: string) => (text += s));
+        res.on('end', () => {
+          const set = res.headers['set-cookie']?.[0];
+          resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {}, cookie: set?.split(';')[0] });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(opts.body === undefined ? undefined : JSON.stringify(opts.body));
   });
@@ -69,10 +73,15 @@ async function screenText(p: Page, testId: string): Promise<string> {
 }
 
 async function waitForScreen(p: Page, testId: string, pattern: RegExp): Promise<string> {
-  return poll(`${pattern} on the ${testId}`, async () => {
-    const text = await screenText(p, testId).catch(() => '');
-    return pattern.test(text) ? text : undefined;
-  }, 20_000, 100);
+  return poll(
+    `${pattern} on the ${testId}`,
+    async () => {
+      const text = await screenText(p, testId).catch(() => '');
+      return pattern.test(text) ? text : undefined;
+    },
+    20_000,
+    100,
+  );
 }
 
 async function openTerminal(from: Page, click: () => Promise<void>): Promise<Page> {
@@ -90,10 +99,22 @@ before(async () => {
   const work = makeTempDir('ward-e2e-web-');
   const role = join(work, 'no-nodes.yaml');
   // Sees nodes labelled env=nowhere only (there are none), and may read nothing else.
-  writeFileSync(role, 'kind: role\nversion: v1\nmetadata: {name: no-nodes}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {env: nowhere}\n    rules: [{resources: [node], verbs: [list, read]}]\n');
+  writeFileSync(
+    role,
+    'kind: role\nversion: v1\nmetadata: {name: no-nodes}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {env: nowhere}\n    rules: [{resources: [node], verbs: [list, read]}]\n',
+  );
   ok(await cluster.wctl(['create', '-f', role]));
-  ok(await cluster.wctl(['users', 'add', 'ada', '--roles', 'access,editor,auditor', '--logins', 'root', '--password-stdin'], { stdin: `${PASSWORD}\n` }));
-  ok(await cluster.wctl(['users', 'add', 'nell', '--roles', 'no-nodes', '--logins', 'root', '--password-stdin'], { stdin: `${PASSWORD}\n` }));
+  ok(
+    await cluster.wctl(
+      ['users', 'add', 'ada', '--roles', 'access,editor,auditor', '--logins', 'root', '--password-stdin'],
+      { stdin: `${PASSWORD}\n` },
+    ),
+  );
+  ok(
+    await cluster.wctl(['users', 'add', 'nell', '--roles', 'no-nodes', '--logins', 'root', '--password-stdin'], {
+      stdin: `${PASSWORD}\n`,
+    }),
+  );
   ({ context, page, consoleErrors: cspErrors } = await openBrowser({ width: 1280, height: 800 }));
 });
 
@@ -115,13 +136,18 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
     await page.locator(`tr[data-node="${nodeName}"]`).waitFor();
     assert.equal(new URL(page.url()).pathname, '/web/servers');
     const cookie = (await context.cookies(base)).find((c) => c.name === '__Host-ward_session');
-    assert.ok(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict', 'the session cookie is HttpOnly, Secure, SameSite=Strict');
+    assert.ok(
+      cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict',
+      'the session cookie is HttpOnly, Secure, SameSite=Strict',
+    );
     await shot(page, '02-servers');
   });
 
   let sidOfTerminal = '';
   it('opens a terminal on the node, runs a command and sees its output', async () => {
-    const term = await openTerminal(page, () => page.locator(`tr[data-node="${nodeName}"]`).getByRole('link', { name: 'Connect' }).click());
+    const term = await openTerminal(page, () =>
+      page.locator(`tr[data-node="${nodeName}"]`).getByRole('link', { name: 'Connect' }).click(),
+    );
     await term.getByTestId('terminal').click();
     await term.keyboard.type('echo $((6*7))\n');
     const text = await waitForScreen(term, 'terminal', /^42\s*$/m);
@@ -143,20 +169,31 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
     await observer.close();
 
     await term.keyboard.type('exit\n');
-    await term.getByTestId('terminal-status').getByText(/session ended \(exit status 0\)/).waitFor({ timeout: 15_000 });
+    await term
+      .getByTestId('terminal-status')
+      .getByText(/session ended \(exit status 0\)/)
+      .waitFor({ timeout: 15_000 });
     await term.close();
   });
 
   it('plays the recording of that session', async () => {
     await page.getByRole('link', { name: 'Recordings' }).click();
-    const play = page.locator('tr', { hasText: `root@${nodeName}` }).getByRole('link', { name: 'Play' }).first();
+    const play = page
+      .locator('tr', { hasText: `root@${nodeName}` })
+      .getByRole('link', { name: 'Play' })
+      .first();
     // The node uploads the recording when the session ends.
-    await poll('the recording in the list', async () => {
-      if (await play.isVisible()) return true;
-      await page.reload();
-      await page.locator('h1', { hasText: 'Session recordings' }).waitFor();
-      return undefined;
-    }, 20_000, 500);
+    await poll(
+      'the recording in the list',
+      async () => {
+        if (await play.isVisible()) return true;
+        await page.reload();
+        await page.locator('h1', { hasText: 'Session recordings' }).waitFor();
+        return undefined;
+      },
+      20_000,
+      500,
+    );
     await shot(page, '06-recordings');
     await play.click();
     assert.ok(page.url().endsWith(sidOfTerminal), 'the recording is the terminal session');
@@ -178,7 +215,9 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
     const row = page.locator('tbody tr', { hasText: 'session.start' }).first();
     await row.waitFor();
     // The unfiltered list (shown first) is replaced by the filtered one.
-    await poll('the type filter to apply', async () => ((await page.locator('tbody tr', { hasText: 'user.login' }).count()) === 0 ? true : undefined));
+    await poll('the type filter to apply', async () =>
+      (await page.locator('tbody tr', { hasText: 'user.login' }).count()) === 0 ? true : undefined,
+    );
     await row.click();
     const json = JSON.parse(await page.getByTestId('event-json').innerText()) as Record<string, unknown>;
     assert.equal(json.event, 'session.start');
@@ -201,7 +240,9 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
     await page.getByRole('link', { name: 'Roles' }).click();
     await page.getByRole('button', { name: 'New role' }).click();
     const editor = page.getByLabel('Role YAML');
-    await editor.fill('kind: role\nversion: v1\nmetadata: {name: web-made}\nspec:\n  allow:\n    logins: [root]\n    rulez: []\n');
+    await editor.fill(
+      'kind: role\nversion: v1\nmetadata: {name: web-made}\nspec:\n  allow:\n    logins: [root]\n    rulez: []\n',
+    );
     await page.getByRole('button', { name: 'Save' }).click();
     assert.match(await page.getByTestId('role-error').innerText(), /spec\.allow\.rulez: unknown key/);
     await shot(page, '10-roles-error');
@@ -215,7 +256,10 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
     await page.getByLabel('Labels').fill('env=lab');
     await page.getByRole('button', { name: 'Add token' }).click();
     const command = await page.locator('.notice input').inputValue();
-    assert.match(command, /^ward start --roles node --token [0-9a-f]{32} --auth-server \S+ --ca-pin sha256:[0-9a-f]{64} --labels env=lab$/);
+    assert.match(
+      command,
+      /^ward start --roles node --token [0-9a-f]{32} --auth-server \S+ --ca-pin sha256:[0-9a-f]{64} --labels env=lab$/,
+    );
     await shot(page, '12-join-tokens');
   });
 
@@ -253,7 +297,10 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
   });
 
   it('ran every page under the CSP without a violation', () => {
-    assert.deepEqual(cspErrors.filter((e) => /Content Security Policy/i.test(e)), []);
+    assert.deepEqual(
+      cspErrors.filter((e) => /Content Security Policy/i.test(e)),
+      [],
+    );
   });
 });
 
@@ -266,7 +313,11 @@ describe('web API refusals', () => {
     const events = await call('GET', '/webapi/events', { cookie: nell.cookie });
     assert.equal(events.status, 403);
     assert.match(events.body.error!.message, /no role allows list on event/);
-    const add = await call('POST', '/webapi/users', { cookie: nell.cookie, csrf: nell.csrf, body: { name: 'x', roles: ['access'], logins: [] } });
+    const add = await call('POST', '/webapi/users', {
+      cookie: nell.cookie,
+      csrf: nell.csrf,
+      body: { name: 'x', roles: ['access'], logins: [] },
+    });
     assert.equal(add.status, 403);
   });
 
@@ -277,8 +328,22 @@ describe('web API refusals', () => {
     assert.equal(none.status, 403);
     assert.match(none.body.error!.message, /CSRF/);
     assert.equal((await call('POST', '/webapi/users', { cookie: ada.cookie, csrf: 'x'.repeat(43), body })).status, 403);
-    assert.equal((await call('POST', '/webapi/users', { cookie: ada.cookie, csrf: ada.csrf, body, origin: 'https://evil.example' })).status, 403);
-    assert.equal((await call('DELETE', '/webapi/sessions/web/current', { cookie: ada.cookie })).status, 403, 'sign-out needs it too');
+    assert.equal(
+      (
+        await call('POST', '/webapi/users', {
+          cookie: ada.cookie,
+          csrf: ada.csrf,
+          body,
+          origin: 'https://evil.example',
+        })
+      ).status,
+      403,
+    );
+    assert.equal(
+      (await call('DELETE', '/webapi/sessions/web/current', { cookie: ada.cookie })).status,
+      403,
+      'sign-out needs it too',
+    );
     assert.match(ok(await cluster.wctl(['users', 'ls'])), /^ada /m);
     assert.doesNotMatch(ok(await cluster.wctl(['users', 'ls'])), /mallory/);
   });
@@ -288,7 +353,11 @@ describe('web API refusals', () => {
     const node = (await call('GET', '/webapi/nodes', { cookie: ada.cookie })).body.nodes as Array<{ id: string }>;
     const url = `wss://${cluster.proxyAddr}/webapi/terminal?node=${node[0]!.id}&login=root&cols=80&rows=24&csrf=${ada.csrf}`;
     const open = (origin: string) =>
-      new WebSocket(url, { headers: { cookie: ada.cookie, origin }, ca: cluster.adminIdentity().caPems, servername: 'localhost' } as WebSocket.ClientOptions);
+      new WebSocket(url, {
+        headers: { cookie: ada.cookie, origin },
+        ca: cluster.adminIdentity().caPems,
+        servername: 'localhost',
+      } as WebSocket.ClientOptions);
     const refused = await new Promise<number>((resolve) => {
       const ws = open('https://evil.example');
       ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));

@@ -6,10 +6,18 @@ const header = encodeHeader({ version: 2, width: 80, height: 24, timestamp: 1_70
 
 describe('asciicast v2', () => {
   it('round-trips output, resizes and markers', () => {
-    const text = header + encodeEvent(0.5, 'o', 'hi\r\n') + encodeEvent(1.25, 'r', '100x30') + encodeEvent(2, 'm', 'bob joined as peer') + encodeEvent(2.5, 'o', '\x1b[1mbold\x1b[0m');
+    const text =
+      header +
+      encodeEvent(0.5, 'o', 'hi\r\n') +
+      encodeEvent(1.25, 'r', '100x30') +
+      encodeEvent(2, 'm', 'bob joined as peer') +
+      encodeEvent(2.5, 'o', '\x1b[1mbold\x1b[0m');
     const cast = parseCast(text);
     assert.deepEqual(cast.header, { version: 2, width: 80, height: 24, timestamp: 1_700_000_000 });
-    assert.deepEqual(cast.events.map((e) => e[1]), ['o', 'r', 'm', 'o']);
+    assert.deepEqual(
+      cast.events.map((e) => e[1]),
+      ['o', 'r', 'm', 'o'],
+    );
     assert.equal(castOutput(cast), 'hi\r\n\x1b[1mbold\x1b[0m');
     assert.deepEqual(parseSize(cast.events[1]![2]), { cols: 100, rows: 30 });
   });
@@ -35,7 +43,13 @@ describe('asciicast v2', () => {
 
   it('schedules playback at the given speed with long pauses capped', () => {
     const cast = parseCast(header + encodeEvent(1, 'o', 'a') + encodeEvent(61, 'o', 'b') + encodeEvent(61.5, 'o', 'c'));
-    assert.deepEqual([...schedule(cast, 1, 2)].map((s) => s.delayMs), [1000, 2000, 500]);
-    assert.deepEqual([...schedule(cast, 2, 2)].map((s) => s.delayMs), [500, 1000, 250]);
+    assert.deepEqual(
+      [...schedule(cast, 1, 2)].map((s) => s.delayMs),
+      [1000, 2000, 500],
+    );
+    assert.deepEqual(
+      [...schedule(cast, 2, 2)].map((s) => s.delayMs),
+      [500, 1000, 250],
+    );
   });
 });

@@ -67,7 +67,9 @@ function withTypedErrors<T extends object>(client: T, server: string | undefined
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
         const result = value.apply(target, args);
-        return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(fromRPCError(err, server))) : result;
+        return result instanceof Promise
+          ? result.catch((err: unknown) => Promise.reject(fromRPCError(err, server)))
+          : result;
       };
     },
   });
@@ -89,7 +91,11 @@ export function createAuthClient(opts: AuthClientOptions): AuthClient {
   if (addrs.length === 0) throw new ConnectionProblem(`invalid address "${opts.addr}" (expected host:port)`);
   const { identity } = opts;
   // Failover sits below the typed errors: it decides on connect's own codes, before they are mapped.
-  const build = (id: TLSIdentity | undefined) => withTypedErrors(failoverClient(addrs.map((addr) => connectClient({ ...opts, identity: id, addr }))), opts.describedAs);
+  const build = (id: TLSIdentity | undefined) =>
+    withTypedErrors(
+      failoverClient(addrs.map((addr) => connectClient({ ...opts, identity: id, addr }))),
+      opts.describedAs,
+    );
   if (typeof identity !== 'function') return build(identity);
   // A client per identity: connect-node keeps an HTTP/2 connection open and reuses it, and the auth server reads the
   // certificate once per connection, so a renewed certificate needs connections of its own. The previous client's

@@ -69,7 +69,10 @@ describe('error catalogue', () => {
     for (const code of codes) {
       const err = new ERROR_CLASSES[code]('x');
       const row = `| \`${code}\` | \`${err.name}\` | ${err.httpStatus} | \`${rpcName(err.rpcCode)}\` |`;
-      assert.ok(rows.some((r) => r.startsWith(row)), `docs/auth-api.md lacks ${row}`);
+      assert.ok(
+        rows.some((r) => r.startsWith(row)),
+        `docs/auth-api.md lacks ${row}`,
+      );
     }
   });
 });

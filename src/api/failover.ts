@@ -21,7 +21,10 @@ function isTimeout(err: unknown): boolean {
 
 /** Splits `a:1,b:2` into its addresses (empty entries dropped). */
 export function splitAddrList(list: string): string[] {
-  return list.split(',').map((a) => a.trim()).filter(Boolean);
+  return list
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
 }
 
 export interface FailoverState {
@@ -34,47 +37,52 @@ export interface FailoverState {
  * unreachable. Every method of a connect client is either unary (returns a Promise) or server-streaming
  * (returns an AsyncIterable); both are handled, anything else passes through.
  */
-export function failoverClient<T extends object>(clients: T[], state: FailoverState = { current: Math.floor(Math.random() * clients.length) }): T {
+export function failoverClient<T extends object>(
+  clients: T[],
+  state: FailoverState = { current: Math.floor(Math.random() * clients.length) },
+): T {
   if (clients.length === 1) return clients[0]!;
   const advanceFrom = (i: number) => {
     // Only the first caller to see address i fail moves the pointer; concurrent failures do not skip past
     // a healthy address.
     if (state.current === i) state.current = (i + 1) % clients.length;
   };
-  const method = (prop: string | symbol) => (...args: unknown[]) => {
-    const first = state.current;
-    const probe = Reflect.get(clients[first]!, prop) as (...a: unknown[]) => unknown;
-    const result = probe.apply(clients[first], args);
-    if (result instanceof Promise) {
-      return (async () => {
-        let i = first;
-        let pending = result;
-        for (let attempt = 1; ; attempt++) {
-          try {
-            return await pending;
-          } catch (err) {
-            if (isTimeout(err)) advanceFrom(i);
-            if (!isUnreachable(err) || attempt >= clients.length) throw err;
-            advanceFrom(i);
-            i = state.current;
-            const fn = Reflect.get(clients[i]!, prop) as (...a: unknown[]) => Promise<unknown>;
-            pending = fn.apply(clients[i], args);
+  const method =
+    (prop: string | symbol) =>
+    (...args: unknown[]) => {
+      const first = state.current;
+      const probe = Reflect.get(clients[first]!, prop) as (...a: unknown[]) => unknown;
+      const result = probe.apply(clients[first], args);
+      if (result instanceof Promise) {
+        return (async () => {
+          let i = first;
+          let pending = result;
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await pending;
+            } catch (err) {
+              if (isTimeout(err)) advanceFrom(i);
+              if (!isUnreachable(err) || attempt >= clients.length) throw err;
+              advanceFrom(i);
+              i = state.current;
+              const fn = Reflect.get(clients[i]!, prop) as (...a: unknown[]) => Promise<unknown>;
+              pending = fn.apply(clients[i], args);
+            }
           }
-        }
-      })();
-    }
-    if (result && typeof result === 'object' && Symbol.asyncIterator in result) {
-      return (async function* () {
-        try {
-          yield* result as AsyncIterable<unknown>;
-        } catch (err) {
-          if (isUnreachable(err) || isTimeout(err)) advanceFrom(first);
-          throw err;
-        }
-      })();
-    }
-    return result;
-  };
+        })();
+      }
+      if (result && typeof result === 'object' && Symbol.asyncIterator in result) {
+        return (async function* () {
+          try {
+            yield* result as AsyncIterable<unknown>;
+          } catch (err) {
+            if (isUnreachable(err) || isTimeout(err)) advanceFrom(first);
+            throw err;
+          }
+        })();
+      }
+      return result;
+    };
   return new Proxy(clients[0]!, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);

@@ -34,7 +34,10 @@ before(async () => {
     const upstream = net.connect(serverPort, '127.0.0.1');
     client.pipe(upstream);
     upstream.on('data', (d: Buffer) => held.has(n) || client.write(d));
-    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
       a.on('error', () => b.destroy());
       a.on('close', () => b.destroy());
     }
@@ -81,7 +84,10 @@ describe('Auth API client keep-alive (connect-node, patched)', () => {
       await new Promise((r) => setTimeout(r, 200));
       stream.close();
       manager.abort();
-      assert.deepEqual(uncaught.map((e) => e.message), []);
+      assert.deepEqual(
+        uncaught.map((e) => e.message),
+        [],
+      );
     } finally {
       process.off('uncaughtException', onUncaught);
     }

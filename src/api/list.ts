@@ -27,7 +27,11 @@ function pageItems(page: { resources: Array<{ json: string }>; packedJson: strin
   throw new BadParameter('the auth server sent a listing that is not valid JSON');
 }
 
-export async function listAllResources<K extends Kind>(auth: AuthClient, kind: K, max = Infinity): Promise<Array<Extract<Resource, { kind: K }>>> {
+export async function listAllResources<K extends Kind>(
+  auth: AuthClient,
+  kind: K,
+  max = Infinity,
+): Promise<Array<Extract<Resource, { kind: K }>>> {
   const out: Array<Extract<Resource, { kind: K }>> = [];
   let startAfter = '';
   let schemas: typeof import('./types.ts') | undefined;
@@ -36,7 +40,9 @@ export async function listAllResources<K extends Kind>(auth: AuthClient, kind: K
     for (const data of pageItems(page)) {
       // Nodes in the auth server's own form skip the schemas, and zod with them (listednode.ts).
       const node = kind === 'node' ? fastListedNode(data) : undefined;
-      out.push((node ?? (schemas ??= await import('./types.ts')).parseAs(kind, data)) as Extract<Resource, { kind: K }>);
+      out.push(
+        (node ?? (schemas ??= await import('./types.ts')).parseAs(kind, data)) as Extract<Resource, { kind: K }>,
+      );
     }
     startAfter = page.nextKey;
   } while (startAfter && out.length < max);

@@ -34,7 +34,14 @@ export function fastListedNode(data: unknown): Node | undefined {
   if (m.labels !== undefined && !isLabels(m.labels)) return undefined;
   if (m.revision !== undefined && typeof m.revision !== 'string') return undefined;
   if (m.expires !== undefined && !(typeof m.expires === 'string' && isCanonicalDate(m.expires))) return undefined;
-  if (!isObject(s) || !onlyKeys(s, SPEC_KEYS) || !isString(s.hostname, 256) || !isString(s.addr, 256) || !isString(s.version, 64)) return undefined;
+  if (
+    !isObject(s) ||
+    !onlyKeys(s, SPEC_KEYS) ||
+    !isString(s.hostname, 256) ||
+    !isString(s.addr, 256) ||
+    !isString(s.version, 64)
+  )
+    return undefined;
   if (s.tunnel === undefined) s.tunnel = false;
   else if (typeof s.tunnel !== 'boolean') return undefined;
   return data as unknown as Node;

@@ -2,8 +2,13 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import {
-  MAX_PROXY_HEADER_BYTES, PROXY_HEADER_MAGIC, encodeProxyHeader, mayBeProxyHeader, parseProxyHeader,
-  verifyProxyHeaderSignature, type ProxyHeaderFields,
+  MAX_PROXY_HEADER_BYTES,
+  PROXY_HEADER_MAGIC,
+  encodeProxyHeader,
+  mayBeProxyHeader,
+  parseProxyHeader,
+  verifyProxyHeaderSignature,
+  type ProxyHeaderFields,
 } from './proxyheader.ts';
 
 const proxyKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });

@@ -19,8 +19,14 @@ async function leafFrom(ca: { certPem: string; keyPem: string }): Promise<string
     caCertPem: ca.certPem,
     caKeyPem: ca.keyPem,
     identity: {
-      username: 'n1', roles: [], logins: [], cluster: 'c', expires: notAfter.toISOString(),
-      kind: 'host', hostId: 'n1', systemRoles: ['node'],
+      username: 'n1',
+      roles: [],
+      logins: [],
+      cluster: 'c',
+      expires: notAfter.toISOString(),
+      kind: 'host',
+      hostId: 'n1',
+      systemRoles: ['node'],
     },
     publicKeyPem: key.publicKeyPem,
     notAfter,
@@ -34,9 +40,12 @@ function caIn(phase: RotationPhase): CertAuthority {
   const old = { public: oldCA.certPem };
   const made = { public: newCA.certPem };
   const [active, additional] =
-    phase === 'standby' ? [[made], []]
-      : phase === 'init' ? [[old], [made]]
-        : phase === 'rollback' ? [[old], [made]]
+    phase === 'standby'
+      ? [[made], []]
+      : phase === 'init'
+        ? [[old], [made]]
+        : phase === 'rollback'
+          ? [[old], [made]]
           : [[made], [old]];
   return {
     kind: 'cert_authority',
@@ -69,7 +78,7 @@ describe('TLS CA rotation, as hosts and clients read it', () => {
     assert.equal(presentedTLSCA(caIn('rollback')), oldCA.certPem);
   });
 
-  it('moves a server\'s certificate in update_servers and at a rollback, a client-only one from update_clients', () => {
+  it("moves a server's certificate in update_servers and at a rollback, a client-only one from update_clients", () => {
     const due = (phase: RotationPhase, cert: string, holder: 'server' | 'client') =>
       tlsCertOutdated(caIn(phase), cert, holder);
     assert.equal(due('init', fromOld, 'server'), false, 'init: the old key still signs');

@@ -20,25 +20,45 @@ function toPem(der: Buffer): string {
  * Connects without verifying, to read the CA certificate the server presents at the top of its chain
  * (and whether public CAs trust it). `alpn` picks the service behind a proxy (ward-auth + h2: the auth server).
  */
-export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = ['http/1.1']): Promise<ProxyCA & { publiclyTrusted: boolean }> {
+export function fetchProxyCA(
+  addr: string,
+  timeoutMs = 10_000,
+  alpn = ['http/1.1'],
+): Promise<ProxyCA & { publiclyTrusted: boolean }> {
   const [host, port] = splitAddr(addr);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: alpn });
-    const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`the proxy at ${addr} did not answer in ${timeoutMs / 1000}s`)), timeoutMs);
+    const socket = tls.connect({
+      host,
+      port,
+      servername: /^[\d.:]+$/.test(host) ? undefined : host,
+      rejectUnauthorized: false,
+      ALPNProtocols: alpn,
+    });
+    const timer = setTimeout(
+      () => socket.destroy(new ConnectionProblem(`the proxy at ${addr} did not answer in ${timeoutMs / 1000}s`)),
+      timeoutMs,
+    );
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       const leaf = socket.getPeerCertificate(true);
       let ca: tls.DetailedPeerCertificate | undefined = leaf;
       while (ca?.issuerCertificate && ca.issuerCertificate !== ca) ca = ca.issuerCertificate;
       socket.end();
-      if (!ca?.raw || ca === leaf) return reject(new ConnectionProblem(`the proxy at ${addr} did not present its certificate authority`));
+      if (!ca?.raw || ca === leaf)
+        return reject(new ConnectionProblem(`the proxy at ${addr} did not present its certificate authority`));
       const caPem = toPem(ca.raw);
       resolve({ caPem, pin: fingerprintSPKI(caPem), publiclyTrusted: socket.authorized });
     });
     socket.once('error', (err) => {
       clearTimeout(timer);
       // Our own timeout says what happened already; a socket error gets the address.
-      reject(isWardError(err) ? err : new ConnectionProblem(`cannot reach the proxy at ${addr}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      reject(
+        isWardError(err)
+          ? err
+          : new ConnectionProblem(
+              `cannot reach the proxy at ${addr}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+            ),
+      );
     });
   });
 }
@@ -46,8 +66,12 @@ export function fetchProxyCA(addr: string, timeoutMs = 10_000, alpn = ['http/1.1
 // OpenSSL's verdicts that mean "this server's certificate does not chain to a CA you trust", by code and by text
 // (an RPC error keeps only the text).
 const UNTRUSTED_CODES = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_SIGNATURE_FAILURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_SIGNATURE_FAILURE',
 ]);
 const UNTRUSTED_TEXT = new RegExp(
   [

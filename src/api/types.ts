@@ -30,7 +30,10 @@ const durationSchema = z.string().refine((s) => {
 }, 'must be a duration such as 30m, 8h, 1h30m');
 
 /** label name → one value or a list; values may be '*' or '^regex$'. */
-const labelSelectorSchema = z.record(z.string().max(256), z.union([z.string().max(1024), z.array(z.string().max(1024)).max(64)]));
+const labelSelectorSchema = z.record(
+  z.string().max(256),
+  z.union([z.string().max(1024), z.array(z.string().max(1024)).max(64)]),
+);
 
 export const VERBS = ['list', 'read', 'create', 'update', 'delete'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -188,8 +191,15 @@ export const lockSchema = z.strictObject({
   metadata: metadataSchema,
   spec: z.strictObject({
     target: z
-      .strictObject({ user: z.string().max(256).optional(), role: z.string().max(256).optional(), node: z.string().max(256).optional() })
-      .refine((t) => [t.user, t.role, t.node].filter((v) => v !== undefined).length === 1, 'a lock names exactly one of user, role, node'),
+      .strictObject({
+        user: z.string().max(256).optional(),
+        role: z.string().max(256).optional(),
+        node: z.string().max(256).optional(),
+      })
+      .refine(
+        (t) => [t.user, t.role, t.node].filter((v) => v !== undefined).length === 1,
+        'a lock names exactly one of user, role, node',
+      ),
     /** Shown to the users it stops. */
     message: z.string().max(1024).optional(),
     /** A host lock's `target.node` is a host id; this is the host's name when it was locked, for messages only. */
@@ -242,13 +252,33 @@ export const KINDS = Object.keys(resourceSchemas) as Kind[];
 /** The plural and short names wctl accepts ("roles", "cas") → kind. */
 export function kindFromName(name: string): Kind {
   const aliases: Record<string, Kind> = {
-    role: 'role', roles: 'role', user: 'user', users: 'user', token: 'token', tokens: 'token',
-    node: 'node', nodes: 'node', proxy: 'proxy', proxies: 'proxy', cert_authority: 'cert_authority', ca: 'cert_authority', cas: 'cert_authority',
-    session_tracker: 'session_tracker', session_trackers: 'session_tracker', session: 'session', sessions: 'session',
-    recording: 'session', recordings: 'session', lock: 'lock', locks: 'lock',
+    role: 'role',
+    roles: 'role',
+    user: 'user',
+    users: 'user',
+    token: 'token',
+    tokens: 'token',
+    node: 'node',
+    nodes: 'node',
+    proxy: 'proxy',
+    proxies: 'proxy',
+    cert_authority: 'cert_authority',
+    ca: 'cert_authority',
+    cas: 'cert_authority',
+    session_tracker: 'session_tracker',
+    session_trackers: 'session_tracker',
+    session: 'session',
+    sessions: 'session',
+    recording: 'session',
+    recordings: 'session',
+    lock: 'lock',
+    locks: 'lock',
   };
   const kind = aliases[name];
-  if (!kind) throw new BadParameter(`unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas, sessions, session_trackers, locks)`);
+  if (!kind)
+    throw new BadParameter(
+      `unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas, sessions, session_trackers, locks)`,
+    );
   return kind;
 }
 
@@ -268,10 +298,14 @@ export function parseAs<K extends Kind>(kind: K, data: unknown): z.infer<(typeof
 }
 
 export function describeZodError(error: z.ZodError): string {
-  return error.issues
-    // zod reports an unknown key at its parent's path; name the key itself (auth_service.listen_adr).
-    .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ path: [...i.path, k], message: 'unknown key' })) : [i]))
-    .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
+  return (
+    error.issues
+      // zod reports an unknown key at its parent's path; name the key itself (auth_service.listen_adr).
+      .flatMap((i) =>
+        i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ path: [...i.path, k], message: 'unknown key' })) : [i],
+      )
+      .slice(0, 5)
+      .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+      .join('; ')
+  );
 }

@@ -10,7 +10,12 @@ export const loginRequestSchema = z.strictObject({
   password: z.string().max(1024),
   ssh_public_key: z.string().max(8192),
   tls_public_key: z.string().max(8192),
-  ttl_seconds: z.number().int().min(0).max(30 * 86_400).default(0),
+  ttl_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86_400)
+    .default(0),
   /** A TOTP code or a recovery code, when the cluster's second_factor is not off. */
   second_factor: z.string().max(256).optional(),
 });

@@ -9,7 +9,11 @@ import type { AuthServer } from './server.ts';
 import { getUserToken, useUserToken } from './usertokens.ts';
 import { createAuthenticateChallenge } from './webauthn.ts';
 import {
-  createWebSession, createWebSessionAfterLink, deleteWebSession, getWebSession, type StoredWebSession,
+  createWebSession,
+  createWebSessionAfterLink,
+  deleteWebSession,
+  getWebSession,
+  type StoredWebSession,
 } from './websessions.ts';
 
 const MAX_WEB_TTL_SECONDS = 30 * 3600;
@@ -39,7 +43,12 @@ function webSessionMessage(s: StoredWebSession) {
   };
 }
 
-type WebRPC = 'createWebSession' | 'getWebSession' | 'deleteWebSession' | 'getUserToken' | 'useUserToken'
+type WebRPC =
+  | 'createWebSession'
+  | 'getWebSession'
+  | 'deleteWebSession'
+  | 'getUserToken'
+  | 'useUserToken'
   | 'createAuthenticateChallenge';
 
 export function webHandlers(auth: AuthServer): Pick<UnaryHandlers, WebRPC> {

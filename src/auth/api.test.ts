@@ -29,7 +29,13 @@ async function userClient(name: string): Promise<AuthClient> {
 before(async () => {
   api = await startTestAuthAPI();
   ({ auth, addr } = api);
-  await auth.createUser({ name: 'alice', roles: ['access'], logins: ['alice'], password: 'correct horse', createdBy: 'test' });
+  await auth.createUser({
+    name: 'alice',
+    roles: ['access'],
+    logins: ['alice'],
+    password: 'correct horse',
+    createdBy: 'test',
+  });
   await auth.createUser({ name: 'ed', roles: ['editor'], logins: [], password: 'correct horse', createdBy: 'test' });
 });
 
@@ -47,7 +53,12 @@ describe('Auth API watch stream', () => {
           events.push(`${e.type}:${e.name}`);
           if (e.type === 'init') {
             const admin = await serviceClient('admin', ['admin']);
-            const role = { kind: 'role', version: 'v1', metadata: { name: 'dev' }, spec: { allow: { logins: ['dev'] } } };
+            const role = {
+              kind: 'role',
+              version: 'v1',
+              metadata: { name: 'dev' },
+              spec: { allow: { logins: ['dev'] } },
+            };
             await admin.upsertResource({ resource: { json: JSON.stringify(role) }, overwrite: false });
             await admin.deleteResource({ kind: 'role', name: 'dev' });
           }
@@ -74,10 +85,17 @@ describe('Auth API listings', () => {
     const admin = await serviceClient('admin.paging', ['admin']);
     const names = ['page-a', 'page-b', 'page-c'];
     for (const name of names) {
-      const node = { kind: 'node', version: 'v1', metadata: { name, labels: { paging: 'yes' } }, spec: { hostname: name, addr: '', tunnel: true, version: 'test' } };
+      const node = {
+        kind: 'node',
+        version: 'v1',
+        metadata: { name, labels: { paging: 'yes' } },
+        spec: { hostname: name, addr: '', tunnel: true, version: 'test' },
+      };
       await admin.upsertResource({ resource: { json: JSON.stringify(node) }, overwrite: true });
     }
-    const all = (await admin.listResources({ kind: 'node', limit: 10_000 })).resources.map((r) => JSON.parse(r.json).metadata.name as string);
+    const all = (await admin.listResources({ kind: 'node', limit: 10_000 })).resources.map(
+      (r) => JSON.parse(r.json).metadata.name as string,
+    );
     const ours = all.filter((n) => names.includes(n));
     assert.deepEqual(ours, names);
     const first = await admin.listResources({ kind: 'node', limit: all.length - 1 });
@@ -93,14 +111,26 @@ describe('Auth API listings', () => {
 
   it('packs a page into one JSON array holding what the unpacked page holds, paged and filtered alike', async () => {
     const admin = await serviceClient('admin.packing', ['admin']);
-    for (const [name, rack] of [['pack-a', 'a'], ['pack-b', 'b'], ['pack-c', 'a']]) {
-      const node = { kind: 'node', version: 'v1', metadata: { name, labels: { rack } }, spec: { hostname: name, addr: '', tunnel: true, version: 'test' } };
+    for (const [name, rack] of [
+      ['pack-a', 'a'],
+      ['pack-b', 'b'],
+      ['pack-c', 'a'],
+    ]) {
+      const node = {
+        kind: 'node',
+        version: 'v1',
+        metadata: { name, labels: { rack } },
+        spec: { hostname: name, addr: '', tunnel: true, version: 'test' },
+      };
       await admin.upsertResource({ resource: { json: JSON.stringify(node) }, overwrite: true });
     }
     const unpacked = async (client: AuthClient, limit: number, startAfter = '') => {
       const page = await client.listResources({ kind: 'node', limit, startAfter });
       assert.equal(page.packedJson, '');
-      return { items: page.resources.map((r) => JSON.parse(r.json) as { metadata: { name: string } }), nextKey: page.nextKey };
+      return {
+        items: page.resources.map((r) => JSON.parse(r.json) as { metadata: { name: string } }),
+        nextKey: page.nextKey,
+      };
     };
     const packed = async (client: AuthClient, limit: number, startAfter = '') => {
       const page = await client.listResources({ kind: 'node', limit, startAfter, packed: true });
@@ -111,12 +141,29 @@ describe('Auth API listings', () => {
     assert.deepEqual(await packed(admin, 10_000), all);
     assert.deepEqual(await packed(admin, 2), await unpacked(admin, 2));
     assert.deepEqual(await packed(admin, 2, 'pack-a'), await unpacked(admin, 2, 'pack-a'));
-    const rackA = { kind: 'role', version: 'v1', metadata: { name: 'rack-a' }, spec: { allow: { logins: ['x'], node_labels: { rack: ['a'] }, rules: [{ resources: ['node'], verbs: ['list'] }] } } };
+    const rackA = {
+      kind: 'role',
+      version: 'v1',
+      metadata: { name: 'rack-a' },
+      spec: {
+        allow: { logins: ['x'], node_labels: { rack: ['a'] }, rules: [{ resources: ['node'], verbs: ['list'] }] },
+      },
+    };
     await admin.upsertResource({ resource: { json: JSON.stringify(rackA) }, overwrite: true });
-    await auth.createUser({ name: 'rita', roles: ['rack-a'], logins: [], password: 'long enough pw', createdBy: 'test' });
+    await auth.createUser({
+      name: 'rita',
+      roles: ['rack-a'],
+      logins: [],
+      password: 'long enough pw',
+      createdBy: 'test',
+    });
     const rita = await userClient('rita');
     const seen = await packed(rita, 10_000);
-    assert.deepEqual(seen.items.map((n) => n.metadata.name), ['pack-a', 'pack-c'], 'the role filter applies to a packed page');
+    assert.deepEqual(
+      seen.items.map((n) => n.metadata.name),
+      ['pack-a', 'pack-c'],
+      'the role filter applies to a packed page',
+    );
     assert.deepEqual(seen, await unpacked(rita, 10_000));
     assert.deepEqual(await packed(rita, 10_000, 'pack-c'), { items: [], nextKey: '' });
   });
@@ -126,31 +173,56 @@ describe('Auth API authorisation', () => {
   it('answers Ping without a certificate and nothing else', async () => {
     const anonymous = createAuthClient({ addr, caPems: (await auth.trustBundle()).tlsCAs });
     assert.equal((await anonymous.ping({})).clusterName, 'unit');
-    await assert.rejects(anonymous.listResources({ kind: 'role' }), (e) => e instanceof AccessDenied && /log in first/.test(e.message));
+    await assert.rejects(
+      anonymous.listResources({ kind: 'role' }),
+      (e) => e instanceof AccessDenied && /log in first/.test(e.message),
+    );
   });
   it('lets an editor create users but not an access-only user', async () => {
     const ed = await userClient('ed');
     await ed.createUser({ name: 'bob', roles: ['access'], logins: ['bob'], password: 'long enough pw' });
     const alice = await userClient('alice');
-    await assert.rejects(alice.createUser({ name: 'eve', roles: ['editor'], logins: [], password: 'long enough pw' }), AccessDenied);
+    await assert.rejects(
+      alice.createUser({ name: 'eve', roles: ['editor'], logins: [], password: 'long enough pw' }),
+      AccessDenied,
+    );
     await assert.rejects(alice.listResources({ kind: 'user' }), AccessDenied);
   });
   it('keeps password login for proxies: a user certificate may not submit passwords', async () => {
     const alice = await userClient('alice');
     const keys = generateClientKeys('alice');
     await assert.rejects(
-      alice.authenticateUser({ user: 'alice', password: 'correct horse', sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey }),
+      alice.authenticateUser({
+        user: 'alice',
+        password: 'correct horse',
+        sshPublicKey: keys.sshPublicKey,
+        tlsPublicKey: keys.tlsPublicKey,
+      }),
       AccessDenied,
     );
     const proxy = await serviceClient('proxy.unit', ['proxy']);
-    const certs = await proxy.authenticateUser({ user: 'alice', password: 'correct horse', sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 600 });
+    const certs = await proxy.authenticateUser({
+      user: 'alice',
+      password: 'correct horse',
+      sshPublicKey: keys.sshPublicKey,
+      tlsPublicKey: keys.tlsPublicKey,
+      ttlSeconds: 600,
+    });
     assert.equal(certs.ttlSeconds, 600);
   });
   it('refuses a node service that tries to create users, and a user whose role was deleted', async () => {
     const node = await serviceClient('node-1', ['node']);
-    await assert.rejects(node.createUser({ name: 'x', roles: ['access'], logins: [], password: 'long enough pw' }), AccessDenied);
+    await assert.rejects(
+      node.createUser({ name: 'x', roles: ['access'], logins: [], password: 'long enough pw' }),
+      AccessDenied,
+    );
     const admin = await serviceClient('admin', ['admin']);
-    const temp = { kind: 'role', version: 'v1', metadata: { name: 'temp' }, spec: { allow: { rules: [{ resources: ['role'], verbs: ['list'] }] } } };
+    const temp = {
+      kind: 'role',
+      version: 'v1',
+      metadata: { name: 'temp' },
+      spec: { allow: { rules: [{ resources: ['role'], verbs: ['list'] }] } },
+    };
     await admin.upsertResource({ resource: { json: JSON.stringify(temp) }, overwrite: false });
     await auth.createUser({ name: 'tina', roles: ['temp'], logins: [], password: 'long enough pw', createdBy: 'test' });
     const tina = await userClient('tina');
@@ -158,7 +230,10 @@ describe('Auth API authorisation', () => {
     await assert.rejects(admin.deleteResource({ kind: 'role', name: 'temp' }), /still assigned to tina/);
     await auth.users.modify('tina', (u) => ({ ...u, spec: { ...u.spec, roles: ['access'] } })); // her certificate still names temp
     await admin.deleteResource({ kind: 'role', name: 'temp' });
-    await assert.rejects(tina.listResources({ kind: 'role' }), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
+    await assert.rejects(
+      tina.listResources({ kind: 'role' }),
+      (e) => e instanceof AccessDenied && /no longer exists/.test(e.message),
+    );
   });
   it('refuses calls on a connection kept open past the end of its certificate', async () => {
     // A TCP relay in front of the listener counts connections, so the refusal is shown to come on the
@@ -181,7 +256,13 @@ describe('Auth API authorisation', () => {
         addr: `127.0.0.1:${(relay.address() as net.AddressInfo).port}`,
         identity: { keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCAs },
       });
-      const renew = () => alice.generateUserCerts({ user: 'alice', sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 60 });
+      const renew = () =>
+        alice.generateUserCerts({
+          user: 'alice',
+          sshPublicKey: keys.sshPublicKey,
+          tlsPublicKey: keys.tlsPublicKey,
+          ttlSeconds: 60,
+        });
       while (Date.now() < issued + 1_000) {
         await renew();
         await setTimeout(100);
@@ -200,25 +281,51 @@ describe('GenerateUserCerts', () => {
   // every change must still reach the very next call.
   it('sees a role edited, a user locked, a lock placed or lifted, a role removed and a user deleted on the very next call', async () => {
     const admin = await serviceClient('admin', ['admin']);
-    const role = (logins: string[]) => ({ kind: 'role', version: 'v1', metadata: { name: 'shifts' }, spec: { allow: { logins } } });
+    const role = (logins: string[]) => ({
+      kind: 'role',
+      version: 'v1',
+      metadata: { name: 'shifts' },
+      spec: { allow: { logins } },
+    });
     await admin.upsertResource({ resource: { json: JSON.stringify(role(['early'])) }, overwrite: false });
-    await auth.createUser({ name: 'sam', roles: ['shifts'], logins: [], password: 'long enough pw', createdBy: 'test' });
+    await auth.createUser({
+      name: 'sam',
+      roles: ['shifts'],
+      logins: [],
+      password: 'long enough pw',
+      createdBy: 'test',
+    });
     const keys = generateClientKeys('sam');
-    const sign = (c: AuthClient) => c.generateUserCerts({ user: 'sam', sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 600 });
-    const principals = async (c: AuthClient) => parseCertificate(parseAuthorizedKey((await sign(c)).sshCert).blob).principals;
+    const sign = (c: AuthClient) =>
+      c.generateUserCerts({
+        user: 'sam',
+        sshPublicKey: keys.sshPublicKey,
+        tlsPublicKey: keys.tlsPublicKey,
+        ttlSeconds: 600,
+      });
+    const principals = async (c: AuthClient) =>
+      parseCertificate(parseAuthorizedKey((await sign(c)).sshCert).blob).principals;
     const sam = await userClient('sam');
     assert.deepEqual(await principals(admin), ['early']);
     assert.deepEqual(await principals(sam), ['early']);
     await admin.upsertResource({ resource: { json: JSON.stringify(role(['late'])) }, overwrite: true });
     assert.deepEqual(await principals(admin), ['late']);
     assert.deepEqual(await principals(sam), ['late']);
-    await auth.users.modify('sam', (u) => ({ ...u, spec: { ...u.spec, locked_until: new Date(Date.now() + 60_000).toISOString() } }));
+    await auth.users.modify('sam', (u) => ({
+      ...u,
+      spec: { ...u.spec, locked_until: new Date(Date.now() + 60_000).toISOString() },
+    }));
     await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /locked/.test(e.message));
     await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /locked/.test(e.message));
     await auth.users.modify('sam', (u) => ({ ...u, spec: { ...u.spec, locked_until: undefined } }));
     assert.deepEqual(await principals(admin), ['late']);
     for (const target of [{ user: 'sam' }, { role: 'shifts' }]) {
-      const lock = { kind: 'lock', version: 'v1', metadata: { name: 'stop-sam' }, spec: { target, message: 'incident' } };
+      const lock = {
+        kind: 'lock',
+        version: 'v1',
+        metadata: { name: 'stop-sam' },
+        spec: { target, message: 'incident' },
+      };
       await admin.upsertResource({ resource: { json: JSON.stringify(lock) }, overwrite: false });
       await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /is locked: incident/.test(e.message));
       await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /is locked: incident/.test(e.message));
@@ -237,9 +344,13 @@ describe('GenerateUserCerts', () => {
 });
 
 describe('agent audit events', () => {
-  it('stores what a node reports, under the node\'s own id whatever the event claims', async () => {
+  it("stores what a node reports, under the node's own id whatever the event claims", async () => {
     const node = await serviceClient('node-7', ['node']);
-    await node.emitAuditEvents({ events: [JSON.stringify({ event: 'exec', user: 'alice', command: 'uptime', server_id: 'someone-else', code: 'X' })] });
+    await node.emitAuditEvents({
+      events: [
+        JSON.stringify({ event: 'exec', user: 'alice', command: 'uptime', server_id: 'someone-else', code: 'X' }),
+      ],
+    });
     const [stored] = await auth.backend.search({ types: ['exec'], limit: 1 });
     assert.equal(stored?.server_id, 'node-7');
     assert.equal(stored?.emitter, 'node-7');
@@ -251,7 +362,10 @@ describe('agent audit events', () => {
     const alice = await userClient('alice');
     await assert.rejects(alice.emitAuditEvents({ events: [JSON.stringify({ event: 'exec' })] }), AccessDenied);
     const node = await serviceClient('node-7', ['node']);
-    await assert.rejects(node.emitAuditEvents({ events: [JSON.stringify({ event: 'user.create', name: 'x' })] }), /may not report "user.create"/);
+    await assert.rejects(
+      node.emitAuditEvents({ events: [JSON.stringify({ event: 'user.create', name: 'x' })] }),
+      /may not report "user.create"/,
+    );
     await assert.rejects(node.emitAuditEvents({ events: ['not json'] }), /not valid JSON/);
     await assert.rejects(node.emitAuditEvents({ events: Array(1001).fill('{"event":"exec"}') }), /at most 1000/);
   });
@@ -259,7 +373,10 @@ describe('agent audit events', () => {
     const session = JSON.stringify({ event: 'session.start', user: 'alice', login: 'root' });
     const proxy = await serviceClient('proxy-7', ['proxy']);
     await assert.rejects(proxy.emitAuditEvents({ events: [session] }), /a proxy may not report "session.start"/);
-    for (const [id, roles] of [['admin', ['admin']], ['db-7', ['db']]] as const) {
+    for (const [id, roles] of [
+      ['admin', ['admin']],
+      ['db-7', ['db']],
+    ] as const) {
       const host = await serviceClient(id, [...roles]);
       await assert.rejects(host.emitAuditEvents({ events: [session] }), AccessDenied);
     }

@@ -6,7 +6,13 @@ import { ConnectError, createContextKey, type ConnectRouter, type HandlerContext
 import type { Logger } from 'pino';
 import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import {
-  AccessDenied, BadParameter, Internal, LimitExceeded, NotFound, ERROR_CODE_HEADER, isWardError,
+  AccessDenied,
+  BadParameter,
+  Internal,
+  LimitExceeded,
+  NotFound,
+  ERROR_CODE_HEADER,
+  isWardError,
 } from '../api/errors.ts';
 import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { MAX_LIST_PAGE } from '../api/list.ts';
@@ -14,14 +20,26 @@ import type { ResourceService } from '../services/resources.ts';
 import { ListingCache } from '../services/listing.ts';
 import { identifyCaller, callerName, type Caller } from './authz.ts';
 import {
-  admit, authorize, type RequestOf, type ResponseOf, type UnaryHandler, type UnaryHandlers, type UnaryRPC,
+  admit,
+  authorize,
+  type RequestOf,
+  type ResponseOf,
+  type UnaryHandler,
+  type UnaryHandlers,
+  type UnaryRPC,
 } from './rpcauthz.ts';
 import { resolveHostLock, revokeHost } from './hostlocks.ts';
 import { withoutSecrets } from './keystore.ts';
 import { EVENTS_BY_SYSTEM_ROLE, reportableEvents, type EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import {
-  beginTOTP, deleteDevice, deviceName, finishTOTP, listDevices, proveExistingDevice, storeDevice,
+  beginTOTP,
+  deleteDevice,
+  deviceName,
+  finishTOTP,
+  listDevices,
+  proveExistingDevice,
+  storeDevice,
 } from './mfa.ts';
 import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
 import { heartbeat, NODE_TTL_MS, registerUsingToken } from './join.ts';
@@ -79,7 +97,9 @@ function socketCaller(auth: AuthServer, socket: TLSSocket | undefined): Promise<
  * stayed open is refused as a new call would be (identifyCaller checks the expiry).
  */
 async function heartbeatStreamMessage(
-  auth: AuthServer, socket: TLSSocket | undefined, req: RequestOf<'heartbeatStream'>,
+  auth: AuthServer,
+  socket: TLSSocket | undefined,
+  req: RequestOf<'heartbeatStream'>,
 ): Promise<{ expires: string }> {
   const { who, on } = authorize('heartbeatStream', await socketCaller(auth, socket), req);
   const stored = await heartbeat(auth, who.name, parseAs(on.kind, on.data), peerCertNames(socket));
@@ -370,8 +390,17 @@ export function authRoutes(auth: AuthServer, log: Logger, opts: AuthRouteOptions
           throw new BadParameter('audit event is not a JSON object');
         }
         // What the auth server sets is dropped, whatever the host wrote there.
-        const { event, code: _c, uid, cluster: _cl, time, server_id: _s, emitter: _e, emitter_role: _r, ...fields } =
-          data as Record<string, unknown>;
+        const {
+          event,
+          code: _c,
+          uid,
+          cluster: _cl,
+          time,
+          server_id: _s,
+          emitter: _e,
+          emitter_role: _r,
+          ...fields
+        } = data as Record<string, unknown>;
         if (typeof event !== 'string' || !reportable.has(event)) {
           throw new BadParameter(`a ${role} may not report "${String(event)}" events`);
         }

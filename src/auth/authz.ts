@@ -32,7 +32,7 @@ function describeTLSError(code: string | undefined): string {
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
     case 'CERT_SIGNATURE_FAILURE':
-      return 'your certificate is not from this cluster\'s certificate authority';
+      return "your certificate is not from this cluster's certificate authority";
     default:
       return `your certificate was refused (${code ?? 'no certificate'})`;
   }
@@ -64,7 +64,8 @@ export async function identifyCaller(auth: AuthServer, socket: TLSSocket): Promi
   }
   if ('reason' in verdict) return { kind: 'anonymous', reason: verdict.reason };
   // The handshake checked the dates once; a connection kept open past the certificate's end is refused too.
-  if (!(auth.now().getTime() < verdict.expiresMs)) return { kind: 'anonymous', reason: describeTLSError('CERT_HAS_EXPIRED') };
+  if (!(auth.now().getTime() < verdict.expiresMs))
+    return { kind: 'anonymous', reason: describeTLSError('CERT_HAS_EXPIRED') };
   const { identity } = verdict;
   if (identity.kind === 'host') {
     const hostId = identity.hostId ?? identity.username;
@@ -133,5 +134,9 @@ export function isVisible(caller: Caller, resource: Resource): boolean {
 }
 
 export function callerName(caller: Caller): string {
-  return caller.kind === 'anonymous' ? '(anonymous)' : caller.kind === 'service' ? `service:${caller.name}` : caller.name;
+  return caller.kind === 'anonymous'
+    ? '(anonymous)'
+    : caller.kind === 'service'
+      ? `service:${caller.name}`
+      : caller.name;
 }

@@ -27,11 +27,21 @@ const request = (sshPublicKey: string): UserCertRequest => ({
 
 describe('issueUserSSHCert', () => {
   it('certifies a well-formed client key', async () => {
-    assert.match(await issueUserSSHCert(request(generateClientKeys('alice').sshPublicKey), ca), /^ssh-ed25519-cert-v01@openssh.com /);
+    assert.match(
+      await issueUserSSHCert(request(generateClientKeys('alice').sshPublicKey), ca),
+      /^ssh-ed25519-cert-v01@openssh.com /,
+    );
   });
 
   it('refuses a client key that is not a point on its curve', async () => {
-    const offCurve = new SSHWriter().string('ecdsa-sha2-nistp256').string('nistp256').string(Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)])).toBuffer();
-    await assert.rejects(issueUserSSHCert(request(formatAuthorizedKey(offCurve, 'alice')), ca), (e) => e instanceof BadParameter && /not a valid point/.test(e.message));
+    const offCurve = new SSHWriter()
+      .string('ecdsa-sha2-nistp256')
+      .string('nistp256')
+      .string(Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]))
+      .toBuffer();
+    await assert.rejects(
+      issueUserSSHCert(request(formatAuthorizedKey(offCurve, 'alice')), ca),
+      (e) => e instanceof BadParameter && /not a valid point/.test(e.message),
+    );
   });
 });

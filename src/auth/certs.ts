@@ -10,7 +10,6 @@ import { issueTLSCert, type Identity, type TLSIssuer } from '../crypto/x509.ts';
 import { EXT_CLUSTER, EXT_ROLES, EXT_TRAITS } from '../api/certext.ts';
 import { CLOCK_SKEW_MS } from '../time/clock.ts';
 
-
 export interface UserCertRequest {
   username: string;
   roles: string[];

@@ -10,7 +10,11 @@ import type { Logger } from 'pino';
 import type { Clock } from '../time/clock.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import {
-  MAX_PROXY_HEADER_BYTES, mayBeProxyHeader, parseProxyHeader, verifyProxyHeaderSignature, type ProxyHeader,
+  MAX_PROXY_HEADER_BYTES,
+  mayBeProxyHeader,
+  parseProxyHeader,
+  verifyProxyHeaderSignature,
+  type ProxyHeader,
 } from '../api/proxyheader.ts';
 import { certValidity, readIdentity } from '../crypto/certinfo.ts';
 import { verifyChain } from '../crypto/x509.ts';

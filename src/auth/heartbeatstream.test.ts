@@ -40,7 +40,9 @@ async function serve(opts: Partial<HeartbeatStreamOptions> = {}): Promise<{ url:
 }
 
 const message = () => {
-  const body = Buffer.from(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, { resource: { json: '{"kind":"node"}' } })));
+  const body = Buffer.from(
+    toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, { resource: { json: '{"kind":"node"}' } })),
+  );
   const head = Buffer.alloc(5);
   head.writeUInt32BE(body.length, 1);
   return Buffer.concat([head, body]);
@@ -69,7 +71,11 @@ describe('HeartbeatStream server, against hostile hosts', () => {
     // the server holds at most its stream's write buffer (16 KiB, ~500 answers) and MAX_PENDING more.
     const session = http2.connect(url, { settings: { initialWindowSize: 512 } });
     try {
-      const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
+        'content-type': 'application/connect+proto',
+      });
       stream.pause();
       const one = message();
       for (let i = 0; i < 5_000; i++) stream.write(one);
@@ -89,8 +95,16 @@ describe('HeartbeatStream server, against hostile hosts', () => {
     const { url } = await serve();
     const session = http2.connect(url);
     try {
-      for (const [head, code] of [[[0, 0, 1, 0, 1], 'resource_exhausted'], [[1, 0, 0, 0, 200], 'invalid_argument'], [[2, 0, 0, 0, 3], 'invalid_argument']] as const) {
-        const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
+      for (const [head, code] of [
+        [[0, 0, 1, 0, 1], 'resource_exhausted'],
+        [[1, 0, 0, 0, 200], 'invalid_argument'],
+        [[2, 0, 0, 0, 3], 'invalid_argument'],
+      ] as const) {
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
+          'content-type': 'application/connect+proto',
+        });
         stream.write(Buffer.from(head)); // the request stays open, with none of the body sent
         assert.equal(endOf(await answerOf(stream)).error?.code, code, JSON.stringify(head));
       }
@@ -103,7 +117,11 @@ describe('HeartbeatStream server, against hostile hosts', () => {
     const { url, answered } = await serve({ idleMs: 300 });
     const session = http2.connect(url);
     try {
-      const slow = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
+      const slow = session.request({
+        ':method': 'POST',
+        ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
+        'content-type': 'application/connect+proto',
+      });
       for (const byte of message()) slow.write(Buffer.from([byte]));
       const half = message().subarray(0, 9);
       slow.write(half); // and then nothing more
@@ -112,7 +130,11 @@ describe('HeartbeatStream server, against hostile hosts', () => {
       assert.equal(answered(), 1);
       assert.equal(end.error?.code, 'deadline_exceeded');
       assert.ok(Date.now() - started < 3_000);
-      const silent = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': 'application/connect+proto' });
+      const silent = session.request({
+        ':method': 'POST',
+        ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
+        'content-type': 'application/connect+proto',
+      });
       assert.match(String(endOf(await answerOf(silent)).error?.message), /no heartbeat for 0.3 s/);
     } finally {
       session.close();

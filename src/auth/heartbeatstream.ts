@@ -14,7 +14,12 @@ import type { TLSSocket } from 'node:tls';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { contentTypeStreamProto, endStreamFlag, endStreamToJson } from '@connectrpc/connect/protocol-connect';
-import { AuthService, HeartbeatAckSchema, HeartbeatRequestSchema, type HeartbeatRequest } from '../api/gen/ward/auth/v1/auth_pb.ts';
+import {
+  AuthService,
+  HeartbeatAckSchema,
+  HeartbeatRequestSchema,
+  type HeartbeatRequest,
+} from '../api/gen/ward/auth/v1/auth_pb.ts';
 
 const PATH = `/${AuthService.typeName}/${AuthService.method.heartbeatStream.name}`;
 const ENVELOPE_HEADER = 5;
@@ -24,7 +29,12 @@ const MAX_PENDING = 8;
 /** True for the requests serveHeartbeatStream takes: HeartbeatStream, binary, uncompressed. */
 export function isPlainHeartbeatStream(req: Http2ServerRequest): boolean {
   const encoding = req.headers['connect-content-encoding'];
-  return req.method === 'POST' && req.url === PATH && req.headers['content-type'] === contentTypeStreamProto && (!encoding || encoding === 'identity');
+  return (
+    req.method === 'POST' &&
+    req.url === PATH &&
+    req.headers['content-type'] === contentTypeStreamProto &&
+    (!encoding || encoding === 'identity')
+  );
 }
 
 export interface HeartbeatStreamOptions {
@@ -51,7 +61,12 @@ function envelope(flags: number, data: Uint8Array): Buffer {
   return out;
 }
 
-export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerResponse, socket: TLSSocket, opts: HeartbeatStreamOptions): void {
+export function serveHeartbeatStream(
+  req: Http2ServerRequest,
+  res: Http2ServerResponse,
+  socket: TLSSocket,
+  opts: HeartbeatStreamOptions,
+): void {
   res.writeHead(200, { 'content-type': contentTypeStreamProto });
   let ended = false;
   let pending = 0;
@@ -63,7 +78,10 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
   let have = 0;
   let need = -1; // the body length once the header is read
   // One timer for the stream's life, pushed back at every message.
-  const idle = setTimeout(() => end(new ConnectError(`no heartbeat for ${opts.idleMs / 1000} s`, Code.DeadlineExceeded)), opts.idleMs);
+  const idle = setTimeout(
+    () => end(new ConnectError(`no heartbeat for ${opts.idleMs / 1000} s`, Code.DeadlineExceeded)),
+    opts.idleMs,
+  );
   idle.unref();
 
   const end = (err?: ConnectError) => {
@@ -75,15 +93,16 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
   };
   // Resolves once the answers written so far have left (or the stream is gone): a host that stops reading them
   // holds at most MAX_PENDING answers here, as its messages are no longer read.
-  const drained = () => new Promise<void>((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
+  const drained = () =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        res.off('drain', done);
+        res.off('close', done);
+        resolve();
+      };
+      res.on('drain', done);
+      res.on('close', done);
+    });
   const handle = (message: HeartbeatRequest) => {
     pending++;
     if (pending >= MAX_PENDING) req.pause();
@@ -91,7 +110,11 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
       if (ended) return;
       try {
         const ack = await opts.answer(socket, message);
-        if (!ended && !res.write(envelope(0, toBinary(HeartbeatAckSchema, create(HeartbeatAckSchema, { expires: ack.expires }))))) await drained();
+        if (
+          !ended &&
+          !res.write(envelope(0, toBinary(HeartbeatAckSchema, create(HeartbeatAckSchema, { expires: ack.expires }))))
+        )
+          await drained();
       } catch (err) {
         end(opts.toRPCError(err));
       }
@@ -111,7 +134,13 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
         const flags = head[0]!;
         const length = head.readUInt32BE(1);
         if (flags !== 0) return end(new ConnectError(`unexpected envelope flags ${flags}`, Code.InvalidArgument));
-        if (length > opts.maxMessageBytes) return end(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${opts.maxMessageBytes}`, Code.ResourceExhausted));
+        if (length > opts.maxMessageBytes)
+          return end(
+            new ConnectError(
+              `message size ${length} is larger than configured readMaxBytes ${opts.maxMessageBytes}`,
+              Code.ResourceExhausted,
+            ),
+          );
         need = length;
       }
       const take = Math.min(need - have, chunk.length);
@@ -134,15 +163,26 @@ export function serveHeartbeatStream(req: Http2ServerRequest, res: Http2ServerRe
       handle(message);
     }
   };
-  opts.admit(socket).then(
-    () => {
-      if (!ended) req.on('data', read);
-    },
-    (err: unknown) => end(opts.toRPCError(err)),
-  ).catch(() => req.stream.close());
+  opts
+    .admit(socket)
+    .then(
+      () => {
+        if (!ended) req.on('data', read);
+      },
+      (err: unknown) => end(opts.toRPCError(err)),
+    )
+    .catch(() => req.stream.close());
   // The host closed its side: answer what is queued, then end the stream.
   req.on('end', () => {
-    void queue.then(() => end(need >= 0 || head.length > 0 ? new ConnectError('the request ended inside a message', Code.InvalidArgument) : undefined)).catch(() => req.stream.close());
+    void queue
+      .then(() =>
+        end(
+          need >= 0 || head.length > 0
+            ? new ConnectError('the request ended inside a message', Code.InvalidArgument)
+            : undefined,
+        ),
+      )
+      .catch(() => req.stream.close());
   });
   // The host went away (reset, connection lost): nothing more is written.
   req.on('close', () => {

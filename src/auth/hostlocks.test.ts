@@ -23,8 +23,12 @@ async function join(hostname: string, role: 'node' | 'proxy'): Promise<{ client:
   const keys = generateClientKeys(hostname);
   const anonymous = createAuthClient({ addr: api.addr, caPems: api.tls.caPems });
   const joined = await anonymous.registerUsingToken({
-    token: token.metadata.name, systemRole: role, hostname, addresses: ['127.0.0.1'],
-    sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+    token: token.metadata.name,
+    systemRole: role,
+    hostname,
+    addresses: ['127.0.0.1'],
+    sshPublicKey: keys.sshPublicKey,
+    tlsPublicKey: keys.tlsPublicKey,
   });
   const identity: TLSIdentity = { keyPem: keys.tlsKey, certPem: joined.tlsCert, caPems: joined.tlsCas };
   return { client: createAuthClient({ addr: api.addr, identity }), hostId: joined.hostId };
@@ -81,7 +85,7 @@ describe('host locks', () => {
     await admin.deleteResource({ kind: 'lock', name: 'offline' });
   });
 
-  it('ends a locked host\'s watch stream at the lock', async () => {
+  it("ends a locked host's watch stream at the lock", async () => {
     const host = await join('watcher', 'node');
     const abort = new AbortController();
     const ended = (async () => {

@@ -9,7 +9,6 @@ import type { Lock } from '../api/types.ts';
 import { HOST_ID } from '../rbac/locks.ts';
 import type { AuthServer } from './server.ts';
 
-
 /**
  * The lock as it is stored: a host lock's target is a host id. `target.node` may be the id of a listed node or
  * proxy, the host name of exactly one listed node, or a host id of a host not listed now (stopped, or its listing

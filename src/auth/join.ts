@@ -28,11 +28,15 @@ export async function issueHostIdentity(auth: AuthServer, req: HostIdentityReque
   const names = [req.hostId, req.hostname, `${req.hostname}.${auth.clusterName}`, ...req.addresses];
   if (req.addresses.some((a) => LOOPBACK.includes(a))) names.push(...LOOPBACK);
   const principals = [...new Set(names.filter(Boolean))];
-  if (principals.length > 64 || principals.some((p) => p.length > 255)) throw new BadParameter('too many or too long host names');
+  if (principals.length > 64 || principals.some((p) => p.length > 255))
+    throw new BadParameter('too many or too long host names');
   const now = auth.now();
   const expires = new Date(now.getTime() + auth.hostCertTTLMs);
   const [hostCA, userCA] = [await auth.cas.get('host'), await auth.cas.get('user')];
-  const sshCert = await issueHostSSHCert({ hostId: req.hostId, principals, sshPublicKey: req.sshPublicKey, now, expires }, auth.keystore.sshSigner(hostCA));
+  const sshCert = await issueHostSSHCert(
+    { hostId: req.hostId, principals, sshPublicKey: req.sshPublicKey, now, expires },
+    auth.keystore.sshSigner(hostCA),
+  );
   const isIP = (a: string) => /^[\d.]+$|:/.test(a);
   const tlsCert = await issueHostTLSCert(
     {
@@ -63,7 +67,7 @@ export async function issueHostIdentity(auth: AuthServer, req: HostIdentityReque
 async function namesOfLiveNodes(nodes: ResourceService<'node'>): Promise<Set<string>> {
   const names = new Set<string>();
   const PAGE = 10_000;
-  for (let startAfter: string | undefined; ;) {
+  for (let startAfter: string | undefined; ; ) {
     const page = await nodes.list({ limit: PAGE, startAfter });
     for (const n of page) names.add(n.metadata.name.toLowerCase()).add(n.spec.hostname.toLowerCase());
     if (page.length < PAGE) return names;
@@ -78,7 +82,13 @@ export async function registerUsingToken(
   // The same answer for a missing, expired or wrong-role token: a token is a secret.
   const token: Token | undefined = /^[0-9a-f]{32}$/.test(req.token) ? await auth.tokens.tryGet(req.token) : undefined;
   if (!token || !(token.spec.roles as string[]).includes(req.systemRole)) {
-    await auth.audit.emit('node.join', { success: false, role: req.systemRole, hostname: req.hostname, ...(req.remoteAddr ? { remote_addr: req.remoteAddr } : {}), error: 'invalid token' });
+    await auth.audit.emit('node.join', {
+      success: false,
+      role: req.systemRole,
+      hostname: req.hostname,
+      ...(req.remoteAddr ? { remote_addr: req.remoteAddr } : {}),
+      error: 'invalid token',
+    });
     throw new AccessDenied('access denied: the join token is invalid or expired');
   }
   if (!nameSchema.safeParse(req.hostname).success) throw new BadParameter(`invalid host name "${req.hostname}"`);
@@ -86,7 +96,13 @@ export async function registerUsingToken(
   const addresses = checkJoinNames(req, { cluster: auth.clusterName, remoteAddr: req.remoteAddr, liveNodeNames });
   const hostId = randomUUID();
   const identity = await issueHostIdentity(auth, { ...req, addresses, hostId });
-  await auth.audit.emit('node.join', { success: true, role: req.systemRole, host_id: hostId, hostname: req.hostname, ...(req.remoteAddr ? { remote_addr: req.remoteAddr } : {}) });
+  await auth.audit.emit('node.join', {
+    success: true,
+    role: req.systemRole,
+    host_id: hostId,
+    hostname: req.hostname,
+    ...(req.remoteAddr ? { remote_addr: req.remoteAddr } : {}),
+  });
   return { ...identity, labels: token.spec.labels ?? {} };
 }
 
@@ -103,9 +119,18 @@ export function issuedHostnames(names: ReadonlySet<string>, cluster: string): st
  * A heartbeat: a host's own node (or proxy) resource, named by its host id, expiring soon. A node's host name must be
  * the one its certificate (`certNames`: the caller's SANs) was issued for: a node cannot rename itself into another's.
  */
-export async function heartbeat(auth: AuthServer, hostId: string, resource: Node | Proxy, certNames?: ReadonlySet<string>): Promise<Node | Proxy> {
+export async function heartbeat(
+  auth: AuthServer,
+  hostId: string,
+  resource: Node | Proxy,
+  certNames?: ReadonlySet<string>,
+): Promise<Node | Proxy> {
   if (resource.metadata.name !== hostId) throw new AccessDenied('a host may only heartbeat itself');
-  if (resource.kind === 'node' && certNames && !issuedHostnames(certNames, auth.clusterName).includes(resource.spec.hostname)) {
+  if (
+    resource.kind === 'node' &&
+    certNames &&
+    !issuedHostnames(certNames, auth.clusterName).includes(resource.spec.hostname)
+  ) {
     throw new AccessDenied(`a node may only heartbeat the host name it joined with, not "${resource.spec.hostname}"`);
   }
   const expires = new Date(auth.now().getTime() + NODE_TTL_MS).toISOString();

@@ -34,7 +34,10 @@ export class JoinLimits {
   private nextConnectionId = 0;
   private readonly refused?: Counter<'limit'>;
 
-  constructor(rule: BucketRule, private readonly opts: JoinLimitsOptions) {
+  constructor(
+    rule: BucketRule,
+    private readonly opts: JoinLimitsOptions,
+  ) {
     this.byAddress = new RateLimiter(rule, opts.clock);
     const perConnection = {
       burst: Math.min(rule.burst, CONNECTION_RULE.burst),

@@ -23,7 +23,15 @@ describe('the names a joining host is issued', () => {
     for (const hostname of ['localhost', 'LocalHost', 'db.localhost']) {
       assert.throws(() => join(hostname, []), /loopback name is only for a host on the auth server's machine/);
     }
-    const addresses = ['localhost', '127.0.0.1', '127.8.9.10', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '10.1.2.3'];
+    const addresses = [
+      'localhost',
+      '127.0.0.1',
+      '127.8.9.10',
+      '::1',
+      '0:0:0:0:0:0:0:1',
+      '::ffff:127.0.0.1',
+      '10.1.2.3',
+    ];
     assert.deepEqual(join('web', addresses), ['10.1.2.3']);
   });
 
@@ -52,7 +60,7 @@ describe('the names a joining host is issued', () => {
     assert.throws(() => join('web', [id], ctx), AlreadyExists);
   });
 
-  it('refuses names in the cluster\'s domain other than the host\'s own', () => {
+  it("refuses names in the cluster's domain other than the host's own", () => {
     assert.throws(() => join('web', ['db-1.lab']), /names under \.lab are the cluster's own/);
     assert.throws(() => join('web', ['DB-1.LAB']), /cluster's own/);
   });

@@ -59,7 +59,7 @@ export function checkJoinNames(req: { hostname: string; addresses: string[] }, c
   if (hostname.includes('*')) throw badName('wildcard names are not issued');
   if (!isDNSName(hostname) || isIP(hostname) !== 0) throw badName('not a DNS name');
   if (!local && isLoopbackName(hostname)) {
-    throw badName('a loopback name is only for a host on the auth server\'s machine');
+    throw badName("a loopback name is only for a host on the auth server's machine");
   }
   if (ctx.liveNodeNames.has(hostname.toLowerCase())) {
     throw new AlreadyExists(

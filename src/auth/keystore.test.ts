@@ -33,7 +33,14 @@ describe('SoftwareKeyStore', () => {
       issueTLSCert({
         ...ks.tlsSigner(authority),
         publicKeyPem: subject.publicKeyPem,
-        identity: { username: 'alice', roles: [], logins: [], cluster: 'unit', expires: now.toISOString(), kind: 'user' },
+        identity: {
+          username: 'alice',
+          roles: [],
+          logins: [],
+          cluster: 'unit',
+          expires: now.toISOString(),
+          kind: 'user',
+        },
         notAfter: new Date(now.getTime() + 3_600_000),
         now,
         usage: 'client',

@@ -67,5 +67,8 @@ export class SoftwareKeyStore {
 /** A CA as it may leave the auth server: public halves only. */
 export function withoutSecrets(ca: CertAuthority): CertAuthority {
   const strip = (keys: CAKey[]) => keys.map((k) => ({ public: k.public }));
-  return { ...ca, spec: { ...ca.spec, active_keys: strip(ca.spec.active_keys), additional_keys: strip(ca.spec.additional_keys) } };
+  return {
+    ...ca,
+    spec: { ...ca.spec, active_keys: strip(ca.spec.active_keys), additional_keys: strip(ca.spec.additional_keys) },
+  };
 }

@@ -110,7 +110,8 @@ export async function startAuthListener(
         if (!req.complete) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
         return ended;
       }) as typeof res.end;
-      if (isPlainHeartbeatStream(req)) serveHeartbeatStream(req, res, req.stream.session!.socket as TLSSocket, heartbeats);
+      if (isPlainHeartbeatStream(req))
+        serveHeartbeatStream(req, res, req.stream.session!.socket as TLSSocket, heartbeats);
       else handler(req, res);
     },
   );

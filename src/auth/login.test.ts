@@ -27,7 +27,10 @@ const signIn = (user: string, password: string, secondFactor: string | undefined
   authenticateUser(auth, { user, password, secondFactor, clientAddr, ttlMs: 60_000, ...publicKeys });
 
 async function refusal(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(() => assert.fail('signed in'), (e: unknown) => e);
+  const err = await p.then(
+    () => assert.fail('signed in'),
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof AccessDenied, String(err));
   return err.message;
 }
@@ -39,15 +42,17 @@ async function failureEvents(user: string) {
 }
 
 before(async () => {
-  auth = await AuthServer.create(authServerParts({
-    clusterName: 'unit',
-    backend: SqliteBackend.open({ path: ':memory:' }),
-    clock: systemClock,
-    log: pino({ level: 'silent' }),
-    lockout: { maxAttempts: 5, durationMs: 60_000 },
-    // 'on': a second factor starting with "{" goes to the security key path, as in the review's attack.
-    secondFactor: 'on',
-  }));
+  auth = await AuthServer.create(
+    authServerParts({
+      clusterName: 'unit',
+      backend: SqliteBackend.open({ path: ':memory:' }),
+      clock: systemClock,
+      log: pino({ level: 'silent' }),
+      lockout: { maxAttempts: 5, durationMs: 60_000 },
+      // 'on': a second factor starting with "{" goes to the security key path, as in the review's attack.
+      secondFactor: 'on',
+    }),
+  );
   for (const name of ['alice', 'bob', 'carol']) {
     await auth.createUser({ name, roles: ['access'], logins: [], password: PASSWORD, createdBy: 'test' });
     const pending = await beginTOTP(auth, name);
@@ -68,12 +73,18 @@ describe('sign-in failures', () => {
         answers.push(await refusal(signIn('carol', PASSWORD, guess, ATTACKER)));
       }
     }
-    assert.ok(answers.every((a) => a.startsWith(SIGN_IN_DENIED)), answers.join('\n'));
+    assert.ok(
+      answers.every((a) => a.startsWith(SIGN_IN_DENIED)),
+      answers.join('\n'),
+    );
     const events = await failureEvents('carol');
     const failed = events.filter((e) => e.event === 'user.login' && e.success === false);
     assert.equal(failed.length, 15, 'every failure is audited');
     const malformed = 'bad second factor: the security key answer is not valid JSON';
-    assert.ok(events.some((e) => e.error?.startsWith(malformed)), 'the malformed one too');
+    assert.ok(
+      events.some((e) => e.error?.startsWith(malformed)),
+      'the malformed one too',
+    );
     assert.equal(events.filter((e) => e.event === 'user.login_locked').length, 1);
     const wrong = 'bad second factor: invalid or already used second-factor code';
     const wrongCodes = events.filter((e) => e.error === wrong);

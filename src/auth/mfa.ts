@@ -34,9 +34,15 @@ export async function listDevices(auth: AuthServer, user: string): Promise<Devic
  * Step one of adding a TOTP device: a fresh secret, held for 10 minutes until a code proves the app has it.
  * `viaLink`: sign-up or reset with a link, which starts the user's devices afresh (no count limit).
  */
-export async function beginTOTP(auth: AuthServer, user: string, viaLink = false): Promise<{ secret: string; uri: string }> {
-  if (!takesTOTP(auth.secondFactor)) throw new BadParameter('this cluster takes security keys only (second_factor: webauthn): add one in the web UI');
-  if (!viaLink && (await auth.stores.mfa.list(user)).length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
+export async function beginTOTP(
+  auth: AuthServer,
+  user: string,
+  viaLink = false,
+): Promise<{ secret: string; uri: string }> {
+  if (!takesTOTP(auth.secondFactor))
+    throw new BadParameter('this cluster takes security keys only (second_factor: webauthn): add one in the web UI');
+  if (!viaLink && (await auth.stores.mfa.list(user)).length >= MAX_DEVICES)
+    throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
   const secret = generateSecret(); // 20 random bytes, base32, as authenticator apps expect
   await auth.stores.mfa.setPending(user, secret, new Date(auth.now().getTime() + PENDING_TTL_MS));
   return { secret, uri: generateURI({ issuer: `Ward ${auth.clusterName}`, label: user, secret }) };
@@ -60,7 +66,8 @@ export async function finishTOTP(
 
 export function deviceName(text: string, fallback: string): string {
   const name = text.trim() || fallback;
-  if (!/^[\w .@-]{1,64}$/.test(name)) throw new BadParameter('a device name is 1-64 letters, digits, spaces, ".", "@", "_" or "-"');
+  if (!/^[\w .@-]{1,64}$/.test(name))
+    throw new BadParameter('a device name is 1-64 letters, digits, spaces, ".", "@", "_" or "-"');
   return name;
 }
 
@@ -68,11 +75,17 @@ export function deviceName(text: string, fallback: string): string {
  * A signed-in user adding a device when they have one already proves one of them (a TOTP code or a
  * security key's assertion), so a stolen certificate or web session alone cannot add an attacker's.
  */
-export async function proveExistingDevice(auth: AuthServer, user: string, name: string, proof: string | undefined): Promise<void> {
+export async function proveExistingDevice(
+  auth: AuthServer,
+  user: string,
+  name: string,
+  proof: string | undefined,
+): Promise<void> {
   const existing = await auth.stores.mfa.list(user);
   if (existing.some((d) => d.name === name)) throw new BadParameter(`you already have a device named "${name}"`);
   if (existing.length === 0) return;
-  if (!proof) throw new AccessDenied('adding another device needs a code from one you already have (or your security key)');
+  if (!proof)
+    throw new AccessDenied('adding another device needs a code from one you already have (or your security key)');
   if (proof.startsWith('{')) await checkWebAuthnAssertion(auth, user, proof);
   else await checkTOTP(auth.stores.mfa, user, proof, auth.now());
 }
@@ -80,7 +93,8 @@ export async function proveExistingDevice(auth: AuthServer, user: string, name: 
 /** The pending secret confirmed by a code from the app: the device, not stored yet. */
 export async function verifyNewTOTP(auth: AuthServer, user: string, name: string, code: string): Promise<TOTPDevice> {
   const secret = await auth.stores.mfa.getPending(user).catch((err) => {
-    if (err instanceof NotFound) throw new BadParameter('no device registration in progress (it lasts 10 minutes): start again');
+    if (err instanceof NotFound)
+      throw new BadParameter('no device registration in progress (it lasts 10 minutes): start again');
     throw err;
   });
   const step = await matchStep(secret, code, auth.now(), -1);
@@ -93,11 +107,23 @@ export async function verifyNewTOTP(auth: AuthServer, user: string, name: string
  * Stores a verified device. The user's first device comes with recovery codes (shown once);
  * `replace` (a sign-up or reset link) removes the devices and codes the user had before.
  */
-export async function storeDevice(auth: AuthServer, user: string, device: MFADevice, opts: { replace: boolean }): Promise<{ device: DeviceInfo; recoveryCodes: string[] }> {
+export async function storeDevice(
+  auth: AuthServer,
+  user: string,
+  device: MFADevice,
+  opts: { replace: boolean },
+): Promise<{ device: DeviceInfo; recoveryCodes: string[] }> {
   if (opts.replace) {
     for (const old of await auth.stores.mfa.list(user)) {
       await auth.stores.mfa.remove(user, old.id).catch(() => undefined);
-      await auth.audit.emit('mfa.delete', { user, name: user, device: old.name, id: old.id, type: old.type, reason: 'replaced by a sign-up or reset link' });
+      await auth.audit.emit('mfa.delete', {
+        user,
+        name: user,
+        device: old.name,
+        id: old.id,
+        type: old.type,
+        reason: 'replaced by a sign-up or reset link',
+      });
     }
     await auth.stores.mfa.clearRecoveryHashes(user);
   }
@@ -116,7 +142,9 @@ export async function deleteDevice(auth: AuthServer, user: string, id: string, b
   const mode = auth.secondFactor;
   const usable = (d: MFADevice) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode));
   if (requiresSecondFactor(mode) && usable(device) && !all.some((d) => d.id !== device.id && usable(d))) {
-    throw new BadParameter('this is your last second-factor device and the cluster requires one: add another before removing it');
+    throw new BadParameter(
+      'this is your last second-factor device and the cluster requires one: add another before removing it',
+    );
   }
   await auth.stores.mfa.remove(user, device.id);
   if (all.length === 1) await auth.stores.mfa.clearRecoveryHashes(user);
@@ -155,7 +183,11 @@ async function checkTOTP(mfa: MFADeviceStore, user: string, code: string, now: D
 
 async function newRecoveryCodes(mfa: MFADeviceStore, user: string): Promise<string[]> {
   // 12 random bytes each: 96 bits, written as three groups for reading aloud.
-  const codes = Array.from({ length: RECOVERY_CODES }, () => randomBytes(12).toString('hex').replace(/(.{8})(.{8})(.{8})/, '$1-$2-$3'));
+  const codes = Array.from({ length: RECOVERY_CODES }, () =>
+    randomBytes(12)
+      .toString('hex')
+      .replace(/(.{8})(.{8})(.{8})/, '$1-$2-$3'),
+  );
   const hashes = await Promise.all(codes.map((c) => hashPassword(c)));
   await mfa.setRecoveryHashes(user, hashes);
   return codes;
@@ -184,17 +216,28 @@ export type FactorUsed = 'otp' | 'webauthn' | 'recovery_code';
  * as the cluster's mode allows. With the mode off, nothing is needed and anything sent is refused (a
  * client that believes it proved more than a password must learn it did not).
  */
-export async function checkSecondFactor(auth: AuthServer, user: string, secondFactor: string | undefined): Promise<FactorUsed | undefined> {
+export async function checkSecondFactor(
+  auth: AuthServer,
+  user: string,
+  secondFactor: string | undefined,
+): Promise<FactorUsed | undefined> {
   const mode = auth.secondFactor;
   if (!requiresSecondFactor(mode)) {
     if (secondFactor) throw new BadParameter('this cluster does not use a second factor');
     return undefined;
   }
-  const usable = (await auth.stores.mfa.list(user)).filter((d) => (d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode)));
+  const usable = (await auth.stores.mfa.list(user)).filter((d) =>
+    d.type === 'totp' ? takesTOTP(mode) : takesWebAuthn(mode),
+  );
   if (usable.length === 0) {
-    throw new AccessDenied('this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ask an admin for a reset link');
+    throw new AccessDenied(
+      'this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ask an admin for a reset link',
+    );
   }
-  if (!secondFactor) throw new AccessDenied('second factor required: give the code from your authenticator app or use your security key');
+  if (!secondFactor)
+    throw new AccessDenied(
+      'second factor required: give the code from your authenticator app or use your security key',
+    );
   if (secondFactor.startsWith('{')) {
     if (!takesWebAuthn(mode)) throw new AccessDenied('this cluster does not take security keys (second_factor: otp)');
     await checkWebAuthnAssertion(auth, user, secondFactor);

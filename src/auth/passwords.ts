@@ -19,8 +19,10 @@ function derive(password: string, salt: Buffer, n: number, r: number, p: number)
 }
 
 export function checkPasswordPolicy(password: string): void {
-  if (password.length < MIN_PASSWORD_LENGTH) throw new BadParameter(`password must be at least ${MIN_PASSWORD_LENGTH} characters`);
-  if (password.length > MAX_PASSWORD_LENGTH) throw new BadParameter(`password must be at most ${MAX_PASSWORD_LENGTH} characters`);
+  if (password.length < MIN_PASSWORD_LENGTH)
+    throw new BadParameter(`password must be at least ${MIN_PASSWORD_LENGTH} characters`);
+  if (password.length > MAX_PASSWORD_LENGTH)
+    throw new BadParameter(`password must be at most ${MAX_PASSWORD_LENGTH} characters`);
 }
 
 export async function hashPassword(password: string): Promise<string> {

@@ -35,7 +35,14 @@ const client = (identity: TLSIdentity) => createAuthClient({ addr, identity, idl
 /** A host as a join makes it: both certificates from issueHostIdentity, its keys, and a client with its TLS identity. */
 async function joinedHost(hostId: string, systemRole: string, addresses: string[] = ['10.0.0.7']) {
   const keys = generateClientKeys(hostId);
-  const issued = await issueHostIdentity(auth, { hostId, hostname: `h-${hostId}`, systemRole, addresses, sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey });
+  const issued = await issueHostIdentity(auth, {
+    hostId,
+    hostname: `h-${hostId}`,
+    systemRole,
+    addresses,
+    sshPublicKey: keys.sshPublicKey,
+    tlsPublicKey: keys.tlsPublicKey,
+  });
   const identity = { keyPem: keys.tlsKey, certPem: issued.tlsCert, caPems: issued.tlsCas };
   return { keys, issued, identity, api: client(identity) };
 }
@@ -60,7 +67,10 @@ describe('TLS host certificate renewal (RenewHostCerts)', () => {
     assert.deepEqual(id.systemRoles, ['node']);
     assert.equal(id.cluster, 'unit');
     const notAfter = Date.parse(renewed.validTo);
-    assert.ok(notAfter >= before + TTL_MS - 2_000 && notAfter <= Date.now() + TTL_MS, `fresh validity of the TTL: ${renewed.validTo}`);
+    assert.ok(
+      notAfter >= before + TTL_MS - 2_000 && notAfter <= Date.now() + TTL_MS,
+      `fresh validity of the TTL: ${renewed.validTo}`,
+    );
     assert.deepEqual(res.tlsCas, (await auth.trustBundle()).tlsCAs);
     verifyChain(res.tlsCert, res.tlsCas, new Date());
     // The renewed certificate is a working identity for the same host.
@@ -92,9 +102,14 @@ describe('TLS host certificate renewal (RenewHostCerts)', () => {
     const host = await joinedHost('n3', 'node', ['10.0.0.8', '10.0.0.9']);
     const other = await joinedHost('n4', 'node', ['10.0.0.10']);
     const issuedFor = async (hostId: string) =>
-      (await auth.backend.search({ types: ['cert.create'], limit: 1000, order: 'desc' })).filter((e) => (e as Record<string, unknown>).host_id === hostId).length;
+      (await auth.backend.search({ types: ['cert.create'], limit: 1000, order: 'desc' })).filter(
+        (e) => (e as Record<string, unknown>).host_id === hostId,
+      ).length;
     // Another host's SSH certificate (its id, its names) beside our own key: refused, and nothing is issued at all.
-    await assert.rejects(host.api.renewHostCerts({ sshCert: other.issued.sshCert, tlsPublicKey: host.keys.tlsPublicKey }), AccessDenied);
+    await assert.rejects(
+      host.api.renewHostCerts({ sshCert: other.issued.sshCert, tlsPublicKey: host.keys.tlsPublicKey }),
+      AccessDenied,
+    );
     assert.equal(await issuedFor('n3'), 0);
     assert.equal(await issuedFor('n4'), 0);
     const res = await host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
@@ -102,21 +117,37 @@ describe('TLS host certificate renewal (RenewHostCerts)', () => {
     assert.equal(sans(res.tlsCert), sans(host.issued.tlsCert));
     assert.equal(readIdentity(res.tlsCert).hostId, 'n3');
     // A request for a key that is not the presented certificate's: refused, whoever's key it is.
-    await assert.rejects(host.api.renewHostCerts({ tlsPublicKey: other.keys.tlsPublicKey }), (e) => e instanceof AccessDenied && /not the key of the certificate/.test(e.message));
+    await assert.rejects(
+      host.api.renewHostCerts({ tlsPublicKey: other.keys.tlsPublicKey }),
+      (e) => e instanceof AccessDenied && /not the key of the certificate/.test(e.message),
+    );
     await assert.rejects(host.api.renewHostCerts({ tlsPublicKey: generateClientKeys('x').tlsPublicKey }), AccessDenied);
     await assert.rejects(host.api.renewHostCerts({ tlsPublicKey: 'not a key' }), BadParameter);
     assert.equal(await issuedFor('n3'), 1);
   });
 
   it('refuses user certificates, and the in-process services that are not joined hosts', async () => {
-    await auth.createUser({ name: 'n5', roles: ['access'], logins: ['n5'], password: 'correct horse battery', createdBy: 't' });
+    await auth.createUser({
+      name: 'n5',
+      roles: ['access'],
+      logins: ['n5'],
+      password: 'correct horse battery',
+      createdBy: 't',
+    });
     const keys = generateClientKeys('n5');
     const certs = await auth.issueUserCerts(await auth.users.get('n5'), keys, 600_000, 't');
     const user = client({ keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCAs });
     await assert.rejects(user.renewHostCerts({ tlsPublicKey: keys.tlsPublicKey }), AccessDenied);
     for (const roles of [['admin'], ['auth'], ['node', 'admin']]) {
       const key = await generateTLSKey();
-      const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId: 'svc', systemRoles: roles, tlsPublicKey: key.publicKeyPem, dnsNames: ['localhost'], ipAddresses: [], expires: new Date(Date.now() + 600_000) });
+      const { tlsCert, tlsCAs } = await auth.issueHostCerts({
+        hostId: 'svc',
+        systemRoles: roles,
+        tlsPublicKey: key.publicKeyPem,
+        dnsNames: ['localhost'],
+        ipAddresses: [],
+        expires: new Date(Date.now() + 600_000),
+      });
       const svc = client({ keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs });
       await assert.rejects(svc.renewHostCerts({ tlsPublicKey: key.publicKeyPem }), AccessDenied, roles.join(','));
     }
@@ -125,8 +156,16 @@ describe('TLS host certificate renewal (RenewHostCerts)', () => {
   it('refuses a locked host, named by host name or by id, and audits each renewal with the host id', async () => {
     const host = await joinedHost('n6', 'node');
     for (const target of ['h-n6', 'n6']) {
-      await auth.locks.create({ kind: 'lock', version: 'v1', metadata: { name: `lock-${target}` }, spec: { target: { node: target }, message: 'compromised' } });
-      await assert.rejects(host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey }), (e) => e instanceof AccessDenied && /is locked: compromised/.test(e.message));
+      await auth.locks.create({
+        kind: 'lock',
+        version: 'v1',
+        metadata: { name: `lock-${target}` },
+        spec: { target: { node: target }, message: 'compromised' },
+      });
+      await assert.rejects(
+        host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey }),
+        (e) => e instanceof AccessDenied && /is locked: compromised/.test(e.message),
+      );
       await auth.locks.delete(`lock-${target}`);
     }
     const res = await host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
@@ -141,9 +180,19 @@ describe('TLS host certificate renewal (RenewHostCerts)', () => {
 
   it('refuses a certificate that has expired: only a new join helps then', async () => {
     const keys = generateClientKeys('n7');
-    const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId: 'n7', systemRoles: ['node'], tlsPublicKey: keys.tlsPublicKey, dnsNames: ['n7'], ipAddresses: [], expires: new Date(Date.now() + 1_500) });
+    const { tlsCert, tlsCAs } = await auth.issueHostCerts({
+      hostId: 'n7',
+      systemRoles: ['node'],
+      tlsPublicKey: keys.tlsPublicKey,
+      dnsNames: ['n7'],
+      ipAddresses: [],
+      expires: new Date(Date.now() + 1_500),
+    });
     await sleep(2_100);
     const late = client({ keyPem: keys.tlsKey, certPem: tlsCert, caPems: tlsCAs });
-    await assert.rejects(late.renewHostCerts({ tlsPublicKey: keys.tlsPublicKey }), (e) => e instanceof AccessDenied && /expired/.test(e.message));
+    await assert.rejects(
+      late.renewHostCerts({ tlsPublicKey: keys.tlsPublicKey }),
+      (e) => e instanceof AccessDenied && /expired/.test(e.message),
+    );
   });
 });

@@ -26,7 +26,15 @@ let auth: AuthServer;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ward-renew-'));
   backend = SqliteBackend.open({ path: join(dir, 'ward.db') });
-  auth = await AuthServer.create(authServerParts({ clusterName: 'c', backend, clock: systemClock, log: pino({ level: 'silent' }), lockout: { maxAttempts: 5, durationMs: 60_000 } }));
+  auth = await AuthServer.create(
+    authServerParts({
+      clusterName: 'c',
+      backend,
+      clock: systemClock,
+      log: pino({ level: 'silent' }),
+      lockout: { maxAttempts: 5, durationMs: 60_000 },
+    }),
+  );
 });
 
 after(async () => {
@@ -36,7 +44,14 @@ after(async () => {
 
 async function host(hostId: string, addresses: string[]) {
   const keys = generateClientKeys('h');
-  return issueHostIdentity(auth, { hostId, hostname: 'web', systemRole: 'node', addresses, sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey });
+  return issueHostIdentity(auth, {
+    hostId,
+    hostname: 'web',
+    systemRole: 'node',
+    addresses,
+    sshPublicKey: keys.sshPublicKey,
+    tlsPublicKey: keys.tlsPublicKey,
+  });
 }
 
 const signer = (sshCert: string) => parseCertificate(parseAuthorizedKey(sshCert).blob).signatureKey;
@@ -44,14 +59,18 @@ const activeHostKey = async () => parseAuthorizedKey((await auth.cas.get('host')
 
 describe('host certificate renewal', () => {
   it('reads the names of a TLS certificate as Node spells them, IPv6 in either form', () => {
-    const names = subjectAltNames('DNS:h1, DNS:web.c, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, IP Address:FD00:0:0:0:0:0:0:2, DNS:"a, b"');
+    const names = subjectAltNames(
+      'DNS:h1, DNS:web.c, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, IP Address:FD00:0:0:0:0:0:0:2, DNS:"a, b"',
+    );
     assert.deepEqual([...names].sort(), ['127.0.0.1', '::1', 'fd00::2', 'h1', 'web.c']);
     assert.equal(subjectAltNames(undefined).size, 0);
   });
 
   it('re-issues the same key and principals from the signing key, with a fresh validity', async () => {
     const id = await host('h1', ['10.0.0.5', '::1']);
-    const names = subjectAltNames('DNS:h1, DNS:web, DNS:web.c, DNS:localhost, IP Address:10.0.0.5, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1');
+    const names = subjectAltNames(
+      'DNS:h1, DNS:web, DNS:web.c, DNS:localhost, IP Address:10.0.0.5, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+    );
     const old = parseCertificate(parseAuthorizedKey(id.sshCert).blob);
     await auth.rotateCA('host', { target: 'init' }, 'test');
     await auth.rotateCA('host', { target: 'update_clients' }, 'test');
@@ -70,11 +89,30 @@ describe('host certificate renewal', () => {
     const id = await host('h2', ['10.0.0.6']);
     const all = subjectAltNames('DNS:h2, DNS:web, DNS:web.c, IP Address:10.0.0.6');
     await assert.rejects(renewHostSSHCert(auth, 'h3', all, { sshCert: id.sshCert }), AccessDenied, 'another host id');
-    await assert.rejects(renewHostSSHCert(auth, 'h2', subjectAltNames('DNS:h2, DNS:web, DNS:web.c'), { sshCert: id.sshCert }), AccessDenied, 'an address not in the TLS certificate');
+    await assert.rejects(
+      renewHostSSHCert(auth, 'h2', subjectAltNames('DNS:h2, DNS:web, DNS:web.c'), { sshCert: id.sshCert }),
+      AccessDenied,
+      'an address not in the TLS certificate',
+    );
     const keys = generateClientKeys('u');
-    const user = await auth.createUser({ name: 'h2', roles: ['access'], logins: ['web'], password: 'correct horse battery', createdBy: 't' });
-    const userCerts = await auth.issueUserCerts(user.user, { sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey }, 60_000, 't');
-    await assert.rejects(renewHostSSHCert(auth, 'h2', subjectAltNames('DNS:h2, DNS:web'), { sshCert: userCerts.sshCert }), AccessDenied, 'a user certificate');
+    const user = await auth.createUser({
+      name: 'h2',
+      roles: ['access'],
+      logins: ['web'],
+      password: 'correct horse battery',
+      createdBy: 't',
+    });
+    const userCerts = await auth.issueUserCerts(
+      user.user,
+      { sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey },
+      60_000,
+      't',
+    );
+    await assert.rejects(
+      renewHostSSHCert(auth, 'h2', subjectAltNames('DNS:h2, DNS:web'), { sshCert: userCerts.sshCert }),
+      AccessDenied,
+      'a user certificate',
+    );
     await assert.rejects(renewHostSSHCert(auth, 'h2', all, { sshCert: 'ssh-ed25519 AAAA' }), BadParameter);
   });
 
@@ -82,7 +120,12 @@ describe('host certificate renewal', () => {
     const id = await host('h5', []);
     const names = subjectAltNames('DNS:h5, DNS:web, DNS:web.c');
     for (const target of ['web', 'h5']) {
-      await auth.locks.create({ kind: 'lock', version: 'v1', metadata: { name: `lock-${target}` }, spec: { target: { node: target }, message: 'compromised' } });
+      await auth.locks.create({
+        kind: 'lock',
+        version: 'v1',
+        metadata: { name: `lock-${target}` },
+        spec: { target: { node: target }, message: 'compromised' },
+      });
       await assert.rejects(renewHostSSHCert(auth, 'h5', names, { sshCert: id.sshCert }), /is locked: compromised/);
       await auth.locks.delete(`lock-${target}`);
     }

@@ -54,14 +54,20 @@ async function refuseLocked(auth: AuthServer, hostId: string, names: Iterable<st
  * it holds is not checked against the host CA: after a rotation its signer may be one the CA no longer trusts. So
  * the key it certifies is the caller's word; that gives a host nothing it lacks, a certificate for its own names.
  */
-export async function renewHostSSHCert(auth: AuthServer, hostId: string, tlsNames: Set<string>, current: { sshCert: string }) {
+export async function renewHostSSHCert(
+  auth: AuthServer,
+  hostId: string,
+  tlsNames: Set<string>,
+  current: { sshCert: string },
+) {
   let cert;
   try {
     cert = parseCertificate(parseAuthorizedKey(current.sshCert).blob);
   } catch {
     throw new BadParameter('the host certificate to renew is not an OpenSSH certificate');
   }
-  if (cert.certType !== 'host' || cert.keyId !== hostId) throw new AccessDenied('a host may only renew its own host certificate');
+  if (cert.certType !== 'host' || cert.keyId !== hostId)
+    throw new AccessDenied('a host may only renew its own host certificate');
   if (cert.principals.length === 0 || cert.principals.some((p) => !tlsNames.has(canonicalName(p)))) {
     throw new AccessDenied('the host certificate names a host this identity was not issued for');
   }
@@ -73,7 +79,13 @@ export async function renewHostSSHCert(auth: AuthServer, hostId: string, tlsName
     { hostId, principals: cert.principals, sshPublicKey: formatAuthorizedKey(cert.publicKey), now, expires },
     auth.keystore.sshSigner(hostCA),
   );
-  await auth.audit.emit('cert.create', { host_id: hostId, issued_by: `service:${hostId}`, cert_type: 'ssh', principals: cert.principals, expires: expires.toISOString() });
+  await auth.audit.emit('cert.create', {
+    host_id: hostId,
+    issued_by: `service:${hostId}`,
+    cert_type: 'ssh',
+    principals: cert.principals,
+    expires: expires.toISOString(),
+  });
   return { sshCert, sshHostCas: (await auth.trustBundle()).sshHostCAs };
 }
 
@@ -104,16 +116,25 @@ export function tlsRenewalFor(presented: Buffer | undefined, req: { tlsPublicKey
     if (err instanceof BadParameter) throw err;
     throw new BadParameter('the TLS public key to renew is not a PEM public key');
   }
-  if (!asked.equals(cert.publicKey)) throw new AccessDenied('the TLS public key is not the key of the certificate this host calls with');
-  return { publicKeyPem: cert.publicKey.export({ type: 'spki', format: 'pem' }).toString(), names: [...subjectAltNames(cert.subjectAltName)] };
+  if (!asked.equals(cert.publicKey))
+    throw new AccessDenied('the TLS public key is not the key of the certificate this host calls with');
+  return {
+    publicKeyPem: cert.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    names: [...subjectAltNames(cert.subjectAltName)],
+  };
 }
 
 /**
  * A host's TLS certificate again (`renewal` from tlsRenewalFor), from the TLS CA, valid for the cluster's host
  * certificate TTL from now, for the host id and system roles authz.ts read from the same certificate (`caller`).
  */
-export async function renewHostTLSCert(auth: AuthServer, caller: { hostId: string; systemRoles: readonly string[] }, renewal: TLSRenewal) {
-  if (!holdsHostIdentity(caller.systemRoles)) throw new AccessDenied('only hosts that joined the cluster renew their certificates');
+export async function renewHostTLSCert(
+  auth: AuthServer,
+  caller: { hostId: string; systemRoles: readonly string[] },
+  renewal: TLSRenewal,
+) {
+  if (!holdsHostIdentity(caller.systemRoles))
+    throw new AccessDenied('only hosts that joined the cluster renew their certificates');
   const { names } = renewal;
   await refuseLocked(auth, caller.hostId, names);
   const now = auth.now();
@@ -132,6 +153,12 @@ export async function renewHostTLSCert(auth: AuthServer, caller: { hostId: strin
     },
     auth.keystore.tlsSigner(await auth.cas.get('tls')),
   );
-  await auth.audit.emit('cert.create', { host_id: caller.hostId, issued_by: `service:${caller.hostId}`, cert_type: 'tls', principals: names, expires: expires.toISOString() });
+  await auth.audit.emit('cert.create', {
+    host_id: caller.hostId,
+    issued_by: `service:${caller.hostId}`,
+    cert_type: 'tls',
+    principals: names,
+    expires: expires.toISOString(),
+  });
   return { tlsCert, tlsCas: (await auth.trustBundle()).tlsCAs };
 }

@@ -32,20 +32,39 @@ function stepTo(phase: RotationPhase): CertAuthority {
 describe('CA rotation phases', () => {
   it('trusts both keys from init to update_servers, signs with the new one from update_clients, ends with it alone', () => {
     assert.deepEqual(names(stepTo('init')), { phase: 'init', signs: ['old'], alsoTrusted: ['new'] });
-    assert.deepEqual(names(stepTo('update_clients')), { phase: 'update_clients', signs: ['new'], alsoTrusted: ['old'] });
-    assert.deepEqual(names(stepTo('update_servers')), { phase: 'update_servers', signs: ['new'], alsoTrusted: ['old'] });
-    assert.deepEqual(names(rotate(stepTo('update_servers'), { target: 'standby' }, () => key('unused'))), { phase: 'standby', signs: ['new'], alsoTrusted: [] });
+    assert.deepEqual(names(stepTo('update_clients')), {
+      phase: 'update_clients',
+      signs: ['new'],
+      alsoTrusted: ['old'],
+    });
+    assert.deepEqual(names(stepTo('update_servers')), {
+      phase: 'update_servers',
+      signs: ['new'],
+      alsoTrusted: ['old'],
+    });
+    assert.deepEqual(names(rotate(stepTo('update_servers'), { target: 'standby' }, () => key('unused'))), {
+      phase: 'standby',
+      signs: ['new'],
+      alsoTrusted: [],
+    });
   });
 
   it('rolls back from every phase before standby to the old key alone', () => {
     for (const phase of ['init', 'update_clients', 'update_servers'] as const) {
-      assert.deepEqual(names(rotate(stepTo(phase), { rollback: true }, () => key('unused'))), { phase: 'standby', signs: ['old'], alsoTrusted: [] }, phase);
+      assert.deepEqual(
+        names(rotate(stepTo(phase), { rollback: true }, () => key('unused'))),
+        { phase: 'standby', signs: ['old'], alsoTrusted: [] },
+        phase,
+      );
     }
   });
 
   it('refuses a skipped phase, a repeated step and a rollback with nothing to undo', () => {
     assert.throws(() => rotate(ca, { target: 'update_clients' }, () => key('new')), BadParameter);
-    assert.throws(() => rotate(stepTo('init'), { target: 'init' }, () => key('new')), /in phase init: the next phase is update_clients, or roll back/);
+    assert.throws(
+      () => rotate(stepTo('init'), { target: 'init' }, () => key('new')),
+      /in phase init: the next phase is update_clients, or roll back/,
+    );
     assert.throws(() => rotate(ca, { target: 'standby' }, () => key('new')), BadParameter);
     assert.throws(() => rotate(ca, { rollback: true }, () => key('new')), /not being rotated/);
   });

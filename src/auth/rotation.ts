@@ -30,14 +30,19 @@ export const ROTATABLE = new Set<string>(['user', 'host', 'tls']);
  * The CA after moving it to `target`, or after a rollback. `newKey` makes the key a rotation starts with (init).
  * Throws BadParameter for a move that skips a phase or goes backwards.
  */
-export function rotate(ca: CertAuthority, move: { target: RotationPhase } | { rollback: true }, newKey: () => CAKey): CertAuthority {
+export function rotate(
+  ca: CertAuthority,
+  move: { target: RotationPhase } | { rollback: true },
+  newKey: () => CAKey,
+): CertAuthority {
   const { phase } = ca.spec.rotation;
   const withKeys = (active: CAKey[], additional: CAKey[], to: RotationPhase): CertAuthority => ({
     ...ca,
     spec: { ...ca.spec, active_keys: active, additional_keys: additional, rotation: { phase: to } },
   });
   if ('rollback' in move) {
-    if (phase === 'standby') throw new BadParameter(`the ${ca.spec.type} CA is not being rotated: nothing to roll back`);
+    if (phase === 'standby')
+      throw new BadParameter(`the ${ca.spec.type} CA is not being rotated: nothing to roll back`);
     if (phase === 'rollback') {
       throw new BadParameter(`the ${ca.spec.type} CA is already rolling back: the next phase is standby`);
     }

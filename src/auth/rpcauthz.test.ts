@@ -36,7 +36,9 @@ const CALLERS = {
   lockedHost: { kind: 'anonymous', reason: 'host "n1" is locked: stolen' },
   otherCluster: { kind: 'anonymous', reason: 'your certificate is for another cluster' },
   alice: userCaller('alice', {
-    logins: ['alice'], node_labels: { env: ['dev'] }, rules: [{ resources: ['node'], verbs: ['read', 'list'] }],
+    logins: ['alice'],
+    node_labels: { env: ['dev'] },
+    rules: [{ resources: ['node'], verbs: ['read', 'list'] }],
   }),
   editor: userCaller('ed', { rules: [{ resources: ['user'], verbs: ['create', 'update', 'read', 'list'] }] }),
   superuser: userCaller('root', { rules: [{ resources: ['*'], verbs: ['*'] }], node_labels: { '*': ['*'] } }),
@@ -102,7 +104,10 @@ describe('the Auth API authorization table', () => {
   });
 
   it('refuses a caller without a valid certificate (none, locked, another cluster) before reading the request', () => {
-    const anonymousOK = Object.entries(RPC_AUTHZ).filter(([, e]) => 'anonymous' in e).map(([m]) => m).sort();
+    const anonymousOK = Object.entries(RPC_AUTHZ)
+      .filter(([, e]) => 'anonymous' in e)
+      .map(([m]) => m)
+      .sort();
     assert.deepEqual(anonymousOK, ['ping', 'registerUsingToken']);
     for (const m of AuthService.methods.map((d) => d.localName as RPC)) {
       if (anonymousOK.includes(m)) continue;
@@ -138,7 +143,7 @@ describe('the Auth API authorization table', () => {
     assertAllowed('watch', request('watch'), ['superuser', 'admin']); // every kind, tokens too
   });
 
-  it('says why a user is refused, in the role checker\'s words', () => {
+  it("says why a user is refused, in the role checker's words", () => {
     const got = outcomes('deleteResource', request('deleteResource', { kind: 'role', name: 'dev' }));
     assert.equal(got.alice, 'denied: access denied: no role allows delete on role');
     assert.equal(got.node, 'denied: access denied');
@@ -165,10 +170,13 @@ describe('the Auth API authorization table', () => {
   });
 
   it('hides from a user what its roles do not show, and filters nothing for a service', () => {
-    const node = (env: string): Resource => parseAs('node', {
-      kind: 'node', version: 'v1', metadata: { name: `n-${env}`, labels: { env } },
-      spec: { hostname: 'h', addr: '', tunnel: true, version: 't' },
-    });
+    const node = (env: string): Resource =>
+      parseAs('node', {
+        kind: 'node',
+        version: 'v1',
+        metadata: { name: `n-${env}`, labels: { env } },
+        spec: { hostname: 'h', addr: '', tunnel: true, version: 't' },
+      });
     for (const method of ['getResource', 'listResources'] as const) {
       const req = request(method, { kind: 'node', name: 'n-prod' });
       const { visible } = authorize(method, CALLERS.alice, req);
@@ -177,9 +185,17 @@ describe('the Auth API authorization table', () => {
       assert.equal(authorize(method, CALLERS.proxy, req).visible, undefined);
     }
     const tracker = parseAs('session_tracker', {
-      kind: 'session_tracker', version: 'v1', metadata: { name: 's1' },
-      spec: { server_id: 'n1', hostname: 'h', user: 'bob', login: 'bob', started: new Date().toISOString(),
-        participants: [{ user: 'bob', mode: 'peer', joined: new Date().toISOString() }] },
+      kind: 'session_tracker',
+      version: 'v1',
+      metadata: { name: 's1' },
+      spec: {
+        server_id: 'n1',
+        hostname: 'h',
+        user: 'bob',
+        login: 'bob',
+        started: new Date().toISOString(),
+        participants: [{ user: 'bob', mode: 'peer', joined: new Date().toISOString() }],
+      },
     });
     const call = authorize('listResources', CALLERS.alice, request('listResources', { kind: 'session_tracker' }));
     assert.equal(call.visible?.(tracker), false);
@@ -196,7 +212,12 @@ describe('the Auth API authorization table', () => {
 
   it('lets only a proxy (or the local admin) submit passwords or act for the web front', () => {
     const proxyOnly = [
-      'authenticateUser', 'createWebSession', 'getWebSession', 'deleteWebSession', 'getUserToken', 'useUserToken',
+      'authenticateUser',
+      'createWebSession',
+      'getWebSession',
+      'deleteWebSession',
+      'getUserToken',
+      'useUserToken',
     ] as const;
     for (const m of proxyOnly) {
       assertAllowed(m, request(m), ['proxy', 'admin']);

@@ -11,7 +11,12 @@ import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { kindFromName, parseResource, KINDS, type Kind, type Resource, type Verb } from '../api/types.ts';
 import { EVENTS_BY_SYSTEM_ROLE, reportableEvents } from '../events/catalog.ts';
 import {
-  isVisible, requireAuthenticated, requireRule, requireSystemRole, type Caller, type SystemRole,
+  isVisible,
+  requireAuthenticated,
+  requireRule,
+  requireSystemRole,
+  type Caller,
+  type SystemRole,
 } from './authz.ts';
 import { holdsHostIdentity } from './renew.ts';
 
@@ -251,8 +256,11 @@ export type GrantOf<M extends RPC> = ReturnType<Table[M]['allow']>;
 /** What a handler is given: the grant, and the entry's visibility check bound to the caller (none: sees all). */
 export type Call<M extends RPC> = GrantOf<M> & { visible?: (resource: Resource) => boolean };
 
-export type UnaryHandler<M extends UnaryRPC> =
-  (req: RequestOf<M>, call: Call<M>, ctx: HandlerContext) => Promise<ResponseOf<M>>;
+export type UnaryHandler<M extends UnaryRPC> = (
+  req: RequestOf<M>,
+  call: Call<M>,
+  ctx: HandlerContext,
+) => Promise<ResponseOf<M>>;
 export type UnaryHandlers = { [M in UnaryRPC]: UnaryHandler<M> };
 
 /**

@@ -193,7 +193,12 @@ export class AuthServer {
       kind: 'user',
       version: 'v1',
       metadata: { name: req.name },
-      spec: { roles: req.roles, traits: { logins: req.logins }, created_by: req.createdBy, created: this.now().toISOString() },
+      spec: {
+        roles: req.roles,
+        traits: { logins: req.logins },
+        created_by: req.createdBy,
+        created: this.now().toISOString(),
+      },
     });
     await this.stores.passwords.set(req.name, await hashPassword(password));
     await this.audit.emit('user.create', { user: req.createdBy, name: req.name, roles: req.roles });
@@ -221,12 +226,20 @@ export class AuthServer {
 
   // ---- join tokens ----
 
-  async createToken(req: { roles: Token['spec']['roles']; ttlMs: number; labels?: Record<string, string>; by: string }) {
+  async createToken(req: {
+    roles: Token['spec']['roles'];
+    ttlMs: number;
+    labels?: Record<string, string>;
+    by: string;
+  }) {
     if (req.ttlMs <= 0 || req.ttlMs > 7 * 86_400_000) throw new BadParameter('token TTL must be between 1s and 7 days');
     const token = await this.tokens.create({
       kind: 'token',
       version: 'v1',
-      metadata: { name: randomBytes(16).toString('hex'), expires: new Date(this.now().getTime() + req.ttlMs).toISOString() },
+      metadata: {
+        name: randomBytes(16).toString('hex'),
+        expires: new Date(this.now().getTime() + req.ttlMs).toISOString(),
+      },
       spec: { roles: req.roles, labels: req.labels },
     });
     await this.audit.emit('join_token.create', { user: req.by, roles: req.roles, expires: token.metadata.expires });
@@ -256,7 +269,11 @@ export class AuthServer {
       now,
       expires: new Date(now.getTime() + granted),
     };
-    const [userCA, tlsCA, hostCA] = [await this.cas.getShared('user'), await this.cas.getShared('tls'), await this.cas.getShared('host')];
+    const [userCA, tlsCA, hostCA] = [
+      await this.cas.getShared('user'),
+      await this.cas.getShared('tls'),
+      await this.cas.getShared('host'),
+    ];
     const sshCert = await issueUserSSHCert(req, this.keystore.sshSigner(userCA));
     const tlsCert = await issueUserTLSCert(req, this.keystore.tlsSigner(tlsCA));
     await this.audit.emit('cert.create', {
@@ -271,14 +288,22 @@ export class AuthServer {
   /** A service's TLS identity (proxy, local admin). */
   async issueHostCerts(req: Omit<HostCertRequest, 'cluster' | 'now'>): Promise<{ tlsCert: string; tlsCAs: string[] }> {
     const tlsCA = await this.cas.getShared('tls');
-    const tlsCert = await issueHostTLSCert({ ...req, cluster: this.clusterName, now: this.now() }, this.keystore.tlsSigner(tlsCA));
+    const tlsCert = await issueHostTLSCert(
+      { ...req, cluster: this.clusterName, now: this.now() },
+      this.keystore.tlsSigner(tlsCA),
+    );
     return { tlsCert, tlsCAs: (await this.trustBundle()).tlsCAs };
   }
 
   /** What clients need to trust the cluster: TLS CA certs and known_hosts lines for the host CA. */
-  async trustBundle(read?: { tls: CertAuthority; host: CertAuthority }): Promise<{ tlsCAs: string[]; sshHostCAs: string[]; clusterName: string }> {
+  async trustBundle(read?: {
+    tls: CertAuthority;
+    host: CertAuthority;
+  }): Promise<{ tlsCAs: string[]; sshHostCAs: string[]; clusterName: string }> {
     // A caller that has just read the CAs passes them: a login read the TLS CA twice before.
-    const [tls, host] = read ? [read.tls, read.host] : [await this.cas.getShared('tls'), await this.cas.getShared('host')];
+    const [tls, host] = read
+      ? [read.tls, read.host]
+      : [await this.cas.getShared('tls'), await this.cas.getShared('host')];
     return {
       tlsCAs: [...tls.spec.active_keys, ...tls.spec.additional_keys].map((k) => k.public),
       sshHostCAs: [...host.spec.active_keys, ...host.spec.additional_keys].map((k) => `@cert-authority * ${k.public}`),
@@ -291,7 +316,11 @@ export class AuthServer {
    * The target phase is explicit, so a request repeated by mistake (or two admins at once) is refused rather
    * than taken for a second step.
    */
-  async rotateCA(type: string, move: { target: RotationPhase } | { rollback: true }, by: string): Promise<CertAuthority> {
+  async rotateCA(
+    type: string,
+    move: { target: RotationPhase } | { rollback: true },
+    by: string,
+  ): Promise<CertAuthority> {
     if (!ROTATABLE.has(type)) {
       throw new BadParameter(
         `the ${type} CA cannot be rotated yet: only the user, host and tls CAs rotate (docs/rotation.md says why)`,
@@ -301,15 +330,22 @@ export class AuthServer {
     // this step starts a rotation. Its name differs from the old CA's, so no TLS stack can mistake one for the other.
     const now = this.now();
     const caName = `${this.clusterName} Ward TLS CA ${now.toISOString().slice(0, 19)}Z`;
-    const tlsKey = type === 'tls' && 'target' in move && move.target === 'init'
-      ? await this.keystore.newTLSKey(this.clusterName, caName, now)
-      : undefined;
+    const tlsKey =
+      type === 'tls' && 'target' in move && move.target === 'init'
+        ? await this.keystore.newTLSKey(this.clusterName, caName, now)
+        : undefined;
     let from: RotationPhase | undefined;
     const ca = await this.cas.modify(type, (current) => {
       from = current.spec.rotation.phase;
       return rotate(current, move, () => tlsKey ?? this.keystore.newSSHKey(`ward-${type}-ca@${this.clusterName}`));
     });
-    await this.audit.emit('ca.rotated', { user: by, type, from, to: ca.spec.rotation.phase, rollback: 'rollback' in move });
+    await this.audit.emit('ca.rotated', {
+      user: by,
+      type,
+      from,
+      to: ca.spec.rotation.phase,
+      rollback: 'rollback' in move,
+    });
     return ca;
   }
 

@@ -12,14 +12,21 @@ import type { AuthServer } from './server.ts';
 /** A live session stays listed this long after the node last reported it (a node that died). */
 export const SESSION_TRACKER_TTL_MS = NODE_TTL_MS;
 
-export async function heartbeatSession(auth: AuthServer, serverId: string, tracker: SessionTracker, remove: boolean): Promise<SessionTracker> {
+export async function heartbeatSession(
+  auth: AuthServer,
+  serverId: string,
+  tracker: SessionTracker,
+  remove: boolean,
+): Promise<SessionTracker> {
   if (tracker.spec.server_id !== serverId) throw new AccessDenied('a node may only report its own sessions');
   const existing = await auth.sessionTrackers.tryGet(tracker.metadata.name);
-  if (existing && existing.spec.server_id !== serverId) throw new AccessDenied('a node may only report its own sessions');
+  if (existing && existing.spec.server_id !== serverId)
+    throw new AccessDenied('a node may only report its own sessions');
   if (remove) {
-    if (existing) await auth.sessionTrackers.delete(tracker.metadata.name).catch((err) => {
-      if (!(err instanceof NotFound)) throw err;
-    });
+    if (existing)
+      await auth.sessionTrackers.delete(tracker.metadata.name).catch((err) => {
+        if (!(err instanceof NotFound)) throw err;
+      });
     return tracker;
   }
   const expires = new Date(auth.now().getTime() + SESSION_TRACKER_TTL_MS).toISOString();
@@ -53,7 +60,9 @@ export async function uploadRecording(
   try {
     meta = uploadMetaSchema.parse(JSON.parse(req.meta));
   } catch (err) {
-    throw new BadParameter(`invalid recording metadata: ${err instanceof z.ZodError ? describeZodError(err) : 'not JSON'}`);
+    throw new BadParameter(
+      `invalid recording metadata: ${err instanceof z.ZodError ? describeZodError(err) : 'not JSON'}`,
+    );
   }
   state = store.complete(req.sid, serverId);
   const session: RecordedSession = {
@@ -74,6 +83,12 @@ export async function uploadRecording(
     },
   };
   await auth.sessions.upsert(session);
-  await auth.audit.emit('session.upload', { user: meta.user, sid: req.sid, server_id: serverId, size: state.size, interrupted: session.spec.interrupted });
+  await auth.audit.emit('session.upload', {
+    user: meta.user,
+    sid: req.sid,
+    server_id: serverId,
+    size: state.size,
+    interrupted: session.spec.interrupted,
+  });
   return { size: BigInt(state.size) };
 }

@@ -48,14 +48,16 @@ function shapeOf(value: unknown): unknown {
 const storedChallenges = async (user: string) => (await backend.getRange(`/mfa/webauthn_challenges/${user}/`)).length;
 
 before(async () => {
-  auth = await AuthServer.create(authServerParts({
-    clusterName: 'unit',
-    backend,
-    clock: systemClock,
-    log: pino({ level: 'silent' }),
-    lockout: { maxAttempts: MAX_ATTEMPTS, durationMs: 60_000 },
-    secondFactor: 'on',
-  }));
+  auth = await AuthServer.create(
+    authServerParts({
+      clusterName: 'unit',
+      backend,
+      clock: systemClock,
+      log: pino({ level: 'silent' }),
+      lockout: { maxAttempts: MAX_ATTEMPTS, durationMs: 60_000 },
+      secondFactor: 'on',
+    }),
+  );
   for (const name of ['kim', 'lee']) {
     await auth.createUser({ name, roles: ['access'], logins: [], password: PASSWORD, createdBy: 'test' });
   }
@@ -108,21 +110,28 @@ describe('decoy factors', () => {
 });
 
 describe('step one of a security key sign-in', () => {
-  it('answers a wrong password exactly as the right one, but stores only the right one\'s challenge', async () => {
+  it("answers a wrong password exactly as the right one, but stores only the right one's challenge", async () => {
     const right = await begin('kim', PASSWORD);
     assert.equal(await storedChallenges('kim'), 1);
     const wrong = await begin('kim', 'guess');
     assert.equal(await storedChallenges('kim'), 1, 'a wrong password leaves no challenge to finish');
     assert.deepEqual(shapeOf(wrong), shapeOf(right));
     assert.deepEqual(wrong.options.allowCredentials, right.options.allowCredentials);
-    assert.deepEqual(right.options.allowCredentials.map((c) => c.id), [KEY_ID]);
+    assert.deepEqual(
+      right.options.allowCredentials.map((c) => c.id),
+      [KEY_ID],
+    );
     assert.equal(wrong.totp, right.totp);
     assert.notEqual(wrong.options.challenge, right.options.challenge);
   });
 
   it('answers a made-up name and a user without keys with stable decoys of the same shape', async () => {
     const real = await begin('kim', PASSWORD);
-    for (const [user, password] of [['nobody-here', PASSWORD], ['lee', PASSWORD], ['lee', 'guess']] as const) {
+    for (const [user, password] of [
+      ['nobody-here', PASSWORD],
+      ['lee', PASSWORD],
+      ['lee', 'guess'],
+    ] as const) {
       const first = await begin(user, password);
       const again = await begin(user, 'other guess');
       assert.deepEqual(shapeOf(first.options.allowCredentials[0]), shapeOf(real.options.allowCredentials[0]));
@@ -134,7 +143,11 @@ describe('step one of a security key sign-in', () => {
       assert.equal(first.options.timeout, real.options.timeout);
       assert.equal(await storedChallenges(user), 0, `${user}: no challenge stored`);
     }
-    assert.deepEqual(await backend.getRange(LoginFailureStore.userPrefix('nobody-here')), [], 'a made-up name leaves no row');
+    assert.deepEqual(
+      await backend.getRange(LoginFailureStore.userPrefix('nobody-here')),
+      [],
+      'a made-up name leaves no row',
+    );
   });
 
   it('counts every wrong password against the source, and answers a locked source as any other', async () => {
@@ -143,7 +156,10 @@ describe('step one of a security key sign-in', () => {
     const row = await backend.get(LoginFailureStore.userPrefix('kim') + sourceKey(ATTACKER));
     assert.equal(row.value, String(MAX_ATTEMPTS));
     const locked = await begin('kim', PASSWORD, ATTACKER);
-    assert.deepEqual(locked.options.allowCredentials.map((c) => c.id), [KEY_ID]);
+    assert.deepEqual(
+      locked.options.allowCredentials.map((c) => c.id),
+      [KEY_ID],
+    );
     assert.equal(await storedChallenges('kim'), before, 'the right password from a locked source stores nothing');
     const types = ['user.login', 'user.login_locked'];
     const events = await backend.search({ types, user: 'kim', limit: 100, order: 'asc' });
@@ -154,7 +170,9 @@ describe('step one of a security key sign-in', () => {
   });
 
   it('keeps one sign-in secret per cluster, in the backend, out of every audit event', async () => {
-    const second = await AuthServer.create(authServerParts({ ...auth.config, backend: auth.backend, clock: auth.clock }));
+    const second = await AuthServer.create(
+      authServerParts({ ...auth.config, backend: auth.backend, clock: auth.clock }),
+    );
     assert.ok(second.signInSecret.equals(auth.signInSecret), 'a second auth server derives the same decoys');
     assert.equal(auth.signInSecret.length, 32);
     assert.equal((await backend.get(SignInSecretStore.KEY)).value, auth.signInSecret.toString('base64'));

@@ -35,7 +35,9 @@ export function decoyFactors(secret: Buffer, user: string, mode: SecondFactorMod
   const shape = derive('shape');
   const count = shape[0]! < 192 ? 1 : 2;
   const credentials = Array.from({ length: count }, (_, i) => ({
-    id: derive(`credential ${i}`).subarray(0, ID_LENGTHS[shape[1 + i]! % ID_LENGTHS.length]).toString('base64url'),
+    id: derive(`credential ${i}`)
+      .subarray(0, ID_LENGTHS[shape[1 + i]! % ID_LENGTHS.length])
+      .toString('base64url'),
     transports: [...TRANSPORTS[shape[3 + i]! % TRANSPORTS.length]!],
   }));
   // Under `otp` every signed-up user has an app; under `on` some do; otherwise a code does not count.

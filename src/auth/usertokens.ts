@@ -21,7 +21,12 @@ function checkToken(token: string): string {
   return token;
 }
 
-export async function createUserToken(auth: AuthServer, user: string, type: UserTokenType, by: string): Promise<{ token: string; expires: string }> {
+export async function createUserToken(
+  auth: AuthServer,
+  user: string,
+  type: UserTokenType,
+  by: string,
+): Promise<{ token: string; expires: string }> {
   const token = randomBytes(32).toString('hex');
   const expires = new Date(auth.now().getTime() + USER_TOKEN_TTL_MS);
   const record = { user, type, created: auth.now().toISOString(), created_by: by };
@@ -29,7 +34,10 @@ export async function createUserToken(auth: AuthServer, user: string, type: User
   return { token, expires: expires.toISOString() };
 }
 
-export async function getUserToken(auth: AuthServer, token: string): Promise<{ user: string; type: UserTokenType; expires: string }> {
+export async function getUserToken(
+  auth: AuthServer,
+  token: string,
+): Promise<{ user: string; type: UserTokenType; expires: string }> {
   const stored = await auth.stores.userTokens.get(checkToken(token));
   if (!stored) throw new NotFound(LINK_GONE);
   const { record, expires } = stored;
@@ -54,12 +62,16 @@ export async function useUserToken(
   if (!requiresSecondFactor(auth.secondFactor)) {
     if (registering) throw new BadParameter('this cluster has no second factor configured');
   } else if (!registering) {
-    throw new BadParameter('this cluster needs a second factor: register an authenticator app or a security key with your password');
+    throw new BadParameter(
+      'this cluster needs a second factor: register an authenticator app or a security key with your password',
+    );
   } else if (req.webauthnResponse) {
-    if (!takesWebAuthn(auth.secondFactor)) throw new BadParameter('this cluster takes authenticator apps only (second_factor: otp)');
+    if (!takesWebAuthn(auth.secondFactor))
+      throw new BadParameter('this cluster takes authenticator apps only (second_factor: otp)');
     device = await verifyNewWebAuthn(auth, user, deviceName(req.deviceName, 'security key'), req.webauthnResponse);
   } else {
-    if (!takesTOTP(auth.secondFactor)) throw new BadParameter('this cluster takes security keys only (second_factor: webauthn)');
+    if (!takesTOTP(auth.secondFactor))
+      throw new BadParameter('this cluster takes security keys only (second_factor: webauthn)');
     device = await verifyNewTOTP(auth, user, deviceName(req.deviceName, 'authenticator'), req.totpCode);
   }
   // The delete is the claim: of two concurrent uses, only the one whose delete succeeds goes on.

@@ -43,24 +43,58 @@ class SoftKey {
   }
   register(options: string, origin = ORIGIN): string {
     // COSE_Key (RFC 9053): kty EC2, alg ES256, crv P-256, x, y.
-    const cose = new Map<number, number | Uint8Array>([[1, 2], [3, -7], [-1, 1], [-2, Buffer.from(this.publicJWK.x, 'base64url')], [-3, Buffer.from(this.publicJWK.y, 'base64url')]]);
+    const cose = new Map<number, number | Uint8Array>([
+      [1, 2],
+      [3, -7],
+      [-1, 1],
+      [-2, Buffer.from(this.publicJWK.x, 'base64url')],
+      [-3, Buffer.from(this.publicJWK.y, 'base64url')],
+    ]);
     const idLen = Buffer.alloc(2);
     idLen.writeUInt16BE(this.id.length);
     // flags 0x41: user present, attested credential data included.
-    const authData = Buffer.concat([this.rpHash(), Buffer.from([0x41]), this.counterBytes(), Buffer.alloc(16), idLen, this.id, Buffer.from(isoCBOR.encode(cose))]);
-    const attestation = isoCBOR.encode(new Map<string, unknown>([['fmt', 'none'], ['attStmt', new Map()], ['authData', authData]]) as never);
+    const authData = Buffer.concat([
+      this.rpHash(),
+      Buffer.from([0x41]),
+      this.counterBytes(),
+      Buffer.alloc(16),
+      idLen,
+      this.id,
+      Buffer.from(isoCBOR.encode(cose)),
+    ]);
+    const attestation = isoCBOR.encode(
+      new Map<string, unknown>([
+        ['fmt', 'none'],
+        ['attStmt', new Map()],
+        ['authData', authData],
+      ]) as never,
+    );
     return JSON.stringify({
-      id: b64u(this.id), rawId: b64u(this.id), type: 'public-key', clientExtensionResults: {},
-      response: { clientDataJSON: b64u(this.clientData('webauthn.create', options, origin)), attestationObject: b64u(attestation), transports: ['usb'] },
+      id: b64u(this.id),
+      rawId: b64u(this.id),
+      type: 'public-key',
+      clientExtensionResults: {},
+      response: {
+        clientDataJSON: b64u(this.clientData('webauthn.create', options, origin)),
+        attestationObject: b64u(attestation),
+        transports: ['usb'],
+      },
     });
   }
   assert(options: string, origin = ORIGIN, bump = 1): string {
     this.counter += bump;
     const authData = Buffer.concat([this.rpHash(), Buffer.from([0x01]), this.counterBytes()]);
     const clientData = this.clientData('webauthn.get', options, origin);
-    const signature = sign('sha256', Buffer.concat([authData, createHash('sha256').update(clientData).digest()]), this.key);
+    const signature = sign(
+      'sha256',
+      Buffer.concat([authData, createHash('sha256').update(clientData).digest()]),
+      this.key,
+    );
     return JSON.stringify({
-      id: b64u(this.id), rawId: b64u(this.id), type: 'public-key', clientExtensionResults: {},
+      id: b64u(this.id),
+      rawId: b64u(this.id),
+      type: 'public-key',
+      clientExtensionResults: {},
       response: { clientDataJSON: b64u(clientData), authenticatorData: b64u(authData), signature: b64u(signature) },
     });
   }
@@ -76,19 +110,32 @@ async function loginChallenge(user: string): Promise<string> {
 }
 
 before(async () => {
-  auth = await AuthServer.create(authServerParts({
-    clusterName: 'unit',
-    backend: SqliteBackend.open({ path: ':memory:' }),
-    clock: systemClock,
-    log: pino({ level: 'silent' }),
-    lockout: { maxAttempts: 5, durationMs: 60_000 },
-    secondFactor: 'on',
-    webauthnRPID: 'localhost',
-  }));
+  auth = await AuthServer.create(
+    authServerParts({
+      clusterName: 'unit',
+      backend: SqliteBackend.open({ path: ':memory:' }),
+      clock: systemClock,
+      log: pino({ level: 'silent' }),
+      lockout: { maxAttempts: 5, durationMs: 60_000 },
+      secondFactor: 'on',
+      webauthnRPID: 'localhost',
+    }),
+  );
   for (const name of ['alice', 'bob', 'carol']) {
-    await auth.createUser({ name, roles: ['access'], logins: [], password: 'correct horse battery', createdBy: 'test' });
+    await auth.createUser({
+      name,
+      roles: ['access'],
+      logins: [],
+      password: 'correct horse battery',
+      createdBy: 'test',
+    });
   }
-  const device = await verifyNewWebAuthn(auth, 'alice', 'yubikey', key.register(await beginWebAuthnRegistration(auth, 'alice')));
+  const device = await verifyNewWebAuthn(
+    auth,
+    'alice',
+    'yubikey',
+    key.register(await beginWebAuthnRegistration(auth, 'alice')),
+  );
   await storeDevice(auth, 'alice', device, { replace: false });
 });
 
@@ -107,21 +154,41 @@ describe('WebAuthn second factor', () => {
   });
 
   it('refuses an answer signed on another site, and a key bound to another RP ID', async () => {
-    await assert.rejects(checkSecondFactor(auth, 'alice', key.assert(await loginChallenge('alice'), 'https://evil.example')), /registered for localhost/);
+    await assert.rejects(
+      checkSecondFactor(auth, 'alice', key.assert(await loginChallenge('alice'), 'https://evil.example')),
+      /registered for localhost/,
+    );
     const phished = new SoftKey('evil.example');
-    await assert.rejects(verifyNewWebAuthn(auth, 'bob', 'k', phished.register(await beginWebAuthnRegistration(auth, 'bob'))), /could not be verified/);
+    await assert.rejects(
+      verifyNewWebAuthn(auth, 'bob', 'k', phished.register(await beginWebAuthnRegistration(auth, 'bob'))),
+      /could not be verified/,
+    );
   });
 
   it("refuses alice's key answering a challenge made for bob, and a challenge made up by the client", async () => {
     const bobKey = new SoftKey();
-    await storeDevice(auth, 'bob', await verifyNewWebAuthn(auth, 'bob', 'key', bobKey.register(await beginWebAuthnRegistration(auth, 'bob'))), { replace: false });
+    await storeDevice(
+      auth,
+      'bob',
+      await verifyNewWebAuthn(auth, 'bob', 'key', bobKey.register(await beginWebAuthnRegistration(auth, 'bob'))),
+      { replace: false },
+    );
     const forBob = await loginChallenge('bob');
-    await assert.rejects(checkSecondFactor(auth, 'alice', key.assert(forBob)), /challenge has expired or was already used/);
-    await assert.rejects(checkSecondFactor(auth, 'bob', key.assert(JSON.stringify({ challenge: b64u(randomBytes(32)) }))), /challenge has expired/);
+    await assert.rejects(
+      checkSecondFactor(auth, 'alice', key.assert(forBob)),
+      /challenge has expired or was already used/,
+    );
+    await assert.rejects(
+      checkSecondFactor(auth, 'bob', key.assert(JSON.stringify({ challenge: b64u(randomBytes(32)) }))),
+      /challenge has expired/,
+    );
   });
 
   it('refuses registering the same key twice', async () => {
-    await assert.rejects(verifyNewWebAuthn(auth, 'alice', 'again', key.register(await beginWebAuthnRegistration(auth, 'alice'))), /already registered/);
+    await assert.rejects(
+      verifyNewWebAuthn(auth, 'alice', 'again', key.register(await beginWebAuthnRegistration(auth, 'alice'))),
+      /already registered/,
+    );
   });
 
   it('keeps the last device the cluster takes while a second factor is required', async () => {
@@ -135,7 +202,10 @@ describe('WebAuthn second factor', () => {
     await assert.rejects(useUserToken(auth, base), /needs a second factor/);
     assert.equal((await getUserToken(auth, token)).user, 'carol', 'the link still works');
     const carolKey = new SoftKey();
-    const used = await useUserToken(auth, { ...base, webauthnResponse: carolKey.register(await beginWebAuthnRegistration(auth, 'carol', true)) });
+    const used = await useUserToken(auth, {
+      ...base,
+      webauthnResponse: carolKey.register(await beginWebAuthnRegistration(auth, 'carol', true)),
+    });
     assert.equal(used.factor, 'webauthn');
     assert.equal(used.recoveryCodes.length, 3);
     await assert.rejects(getUserToken(auth, token), /invalid or has expired/);

@@ -14,13 +14,7 @@ import {
 } from '@simplewebauthn/server';
 import { AccessDenied, BadParameter, CompareFailed } from '../api/errors.ts';
 import type { ChallengePurpose } from '../services/webauthnchallenges.ts';
-import {
-  MAX_DEVICES,
-  takesTOTP,
-  takesWebAuthn,
-  type MFADevice,
-  type WebAuthnDevice,
-} from './mfadevices.ts';
+import { MAX_DEVICES, takesTOTP, takesWebAuthn, type MFADevice, type WebAuthnDevice } from './mfadevices.ts';
 import type { AuthServer } from './server.ts';
 
 const CHALLENGE_TTL_MS = 5 * 60_000;
@@ -29,7 +23,6 @@ const TIMEOUT_MS = 60_000;
 export const MAX_WEBAUTHN_JSON = 16 * 1024;
 // ES256 (every security key), EdDSA, RS256 (Windows Hello).
 const ALGORITHMS = [-7, -8, -257];
-
 
 export function rpID(auth: AuthServer): string {
   return auth.config.webauthnRPID ?? 'localhost';
@@ -50,14 +43,20 @@ function parseJSON<T>(text: string, what: string): T {
  * The challenge and origin the browser signed (from clientDataJSON), to find the stored challenge and
  * to check the page was on the relying party's site: https, and its host the RP ID or a name under it.
  */
-function signedClientData(response: { response?: { clientDataJSON?: unknown } }, rp: string): { challenge: string; origin: string } {
+function signedClientData(
+  response: { response?: { clientDataJSON?: unknown } },
+  rp: string,
+): { challenge: string; origin: string } {
   let data: { challenge?: unknown; origin?: unknown };
   try {
-    data = JSON.parse(Buffer.from(String(response.response?.clientDataJSON ?? ''), 'base64url').toString('utf8')) as typeof data;
+    data = JSON.parse(
+      Buffer.from(String(response.response?.clientDataJSON ?? ''), 'base64url').toString('utf8'),
+    ) as typeof data;
   } catch {
     throw new AccessDenied('the security key answer is malformed');
   }
-  if (typeof data.challenge !== 'string' || typeof data.origin !== 'string') throw new AccessDenied('the security key answer is malformed');
+  if (typeof data.challenge !== 'string' || typeof data.origin !== 'string')
+    throw new AccessDenied('the security key answer is malformed');
   let url: URL;
   try {
     url = new URL(data.origin);
@@ -84,7 +83,8 @@ async function claimChallenge(auth: AuthServer, user: string, purpose: Challenge
 
 /** Step one of adding a security key: options for navigator.credentials.create, as JSON. */
 export async function beginWebAuthnRegistration(auth: AuthServer, user: string, viaLink = false): Promise<string> {
-  if (!takesWebAuthn(auth.secondFactor)) throw new BadParameter('this cluster takes authenticator apps only (second_factor: otp)');
+  if (!takesWebAuthn(auth.secondFactor))
+    throw new BadParameter('this cluster takes authenticator apps only (second_factor: otp)');
   const all = viaLink ? [] : await auth.stores.mfa.list(user);
   if (all.length >= MAX_DEVICES) throw new BadParameter(`at most ${MAX_DEVICES} second-factor devices per user`);
   const options = await generateRegistrationOptions({
@@ -94,7 +94,9 @@ export async function beginWebAuthnRegistration(auth: AuthServer, user: string, 
     userID: new Uint8Array(randomBytes(16)),
     timeout: TIMEOUT_MS,
     attestationType: 'none',
-    excludeCredentials: all.flatMap((d) => (d.type === 'webauthn' ? [{ id: d.credential_id, transports: d.transports }] : [])),
+    excludeCredentials: all.flatMap((d) =>
+      d.type === 'webauthn' ? [{ id: d.credential_id, transports: d.transports }] : [],
+    ),
     // A second factor after the password: no resident key, and a touch is enough (no PIN).
     authenticatorSelection: { residentKey: 'discouraged', userVerification: 'discouraged' },
     supportedAlgorithmIDs: ALGORITHMS,
@@ -104,7 +106,12 @@ export async function beginWebAuthnRegistration(auth: AuthServer, user: string, 
 }
 
 /** Step two: the browser's registration response checked against the challenge; the device, not stored yet. */
-export async function verifyNewWebAuthn(auth: AuthServer, user: string, name: string, responseJSON: string): Promise<WebAuthnDevice> {
+export async function verifyNewWebAuthn(
+  auth: AuthServer,
+  user: string,
+  name: string,
+  responseJSON: string,
+): Promise<WebAuthnDevice> {
   const response = parseJSON<RegistrationResponseJSON>(responseJSON, 'the security key registration');
   const rp = rpID(auth);
   const { challenge, origin } = signedClientData(response, rp);
@@ -142,7 +149,11 @@ export async function verifyNewWebAuthn(auth: AuthServer, user: string, name: st
  * have none the cluster takes; `totp` says whether a code would do instead. `anyMode`: for proving a
  * device the user has (before adding another), whatever the login mode.
  */
-export async function createAuthenticateChallenge(auth: AuthServer, user: string, anyMode = false): Promise<{ webauthnOptions: string; totp: boolean }> {
+export async function createAuthenticateChallenge(
+  auth: AuthServer,
+  user: string,
+  anyMode = false,
+): Promise<{ webauthnOptions: string; totp: boolean }> {
   const all: MFADevice[] = await auth.stores.mfa.list(user);
   const totp = all.some((d) => d.type === 'totp') && (anyMode || takesTOTP(auth.secondFactor));
   const keys = all.flatMap((d) => (d.type === 'webauthn' ? [d] : []));
@@ -180,14 +191,19 @@ export async function checkWebAuthnAssertion(auth: AuthServer, user: string, ass
   const stored = (await auth.stores.mfa.listStored(user)).find(
     ({ device: d }) => d.type === 'webauthn' && d.credential_id === response.id,
   );
-  if (!stored || stored.device.type !== 'webauthn') throw new AccessDenied('this security key is not registered to you');
+  if (!stored || stored.device.type !== 'webauthn')
+    throw new AccessDenied('this security key is not registered to you');
   const device: WebAuthnDevice = stored.device;
   const result = await verifyAuthenticationResponse({
     response,
     expectedChallenge: challenge,
     expectedOrigin: origin,
     expectedRPID: rp,
-    credential: { id: device.credential_id, publicKey: new Uint8Array(Buffer.from(device.public_key, 'base64url')), counter: device.counter },
+    credential: {
+      id: device.credential_id,
+      publicKey: new Uint8Array(Buffer.from(device.public_key, 'base64url')),
+      counter: device.counter,
+    },
     requireUserVerification: false,
   }).catch((err: Error) => {
     auth.config.log.debug({ err: err.message, user }, 'security key assertion refused');
@@ -202,7 +218,8 @@ export async function checkWebAuthnAssertion(auth: AuthServer, user: string, ass
   try {
     await auth.stores.mfa.replace(stored, { ...device, counter: newCounter });
   } catch (err) {
-    if (err instanceof CompareFailed) throw new AccessDenied('the security key was used by another login at the same moment: try again');
+    if (err instanceof CompareFailed)
+      throw new AccessDenied('the security key was used by another login at the same moment: try again');
     throw err;
   }
 }

@@ -20,7 +20,10 @@ export const ACTIVITY_WRITE_INTERVAL_MS = 60_000;
 export type WebSessionState = 'active' | 'idle' | 'expired';
 
 /** Whether a session may still be used at `now` (pure: the rule the auth server applies). */
-export function webSessionState(s: Pick<WebSessionRecord, 'last_active' | 'idle_timeout_ms' | 'expires'>, now: Date): WebSessionState {
+export function webSessionState(
+  s: Pick<WebSessionRecord, 'last_active' | 'idle_timeout_ms' | 'expires'>,
+  now: Date,
+): WebSessionState {
   if (now.getTime() >= new Date(s.expires).getTime()) return 'expired';
   if (now.getTime() - new Date(s.last_active).getTime() > s.idle_timeout_ms) return 'idle';
   return 'active';
@@ -43,7 +46,10 @@ export interface StoredWebSession {
 
 async function present(auth: AuthServer, record: WebSessionRecord): Promise<StoredWebSession> {
   const ttlMs = Math.max(0, new Date(record.expires).getTime() - auth.now().getTime());
-  return { record, certs: { sshCert: record.ssh_cert, tlsCert: record.tls_cert, ...(await auth.trustBundle()), ttlMs } };
+  return {
+    record,
+    certs: { sshCert: record.ssh_cert, tlsCert: record.tls_cert, ...(await auth.trustBundle()), ttlMs },
+  };
 }
 
 export interface WebSessionRequest {
@@ -58,7 +64,8 @@ export interface WebSessionRequest {
 
 function checkWebSessionRequest(req: WebSessionRequest): string {
   const key = checkIdHash(req.idHash);
-  if (req.sealedKeys.length === 0 || req.sealedKeys.length > MAX_SEALED_KEYS) throw new BadParameter('invalid sealed keys');
+  if (req.sealedKeys.length === 0 || req.sealedKeys.length > MAX_SEALED_KEYS)
+    throw new BadParameter('invalid sealed keys');
   if (!(req.idleTimeoutMs >= MIN_IDLE_TIMEOUT_MS && req.idleTimeoutMs <= MAX_IDLE_TIMEOUT_MS)) {
     throw new BadParameter('idle timeout must be between 10s and 24h');
   }
@@ -78,14 +85,25 @@ export async function createWebSession(
  * A web session for a user who has just proved who they are another way: with an invite or reset link
  * and the second factor registered with it (usertokens.ts).
  */
-export async function createWebSessionAfterLink(auth: AuthServer, user: string, method: string, req: WebSessionRequest): Promise<StoredWebSession> {
+export async function createWebSessionAfterLink(
+  auth: AuthServer,
+  user: string,
+  method: string,
+  req: WebSessionRequest,
+): Promise<StoredWebSession> {
   const idHash = checkWebSessionRequest(req);
   const certs = await auth.issueUserCerts(await auth.getUserOrDeny(user), req, req.ttlMs, user);
   await auth.audit.emit('user.login', { user, success: true, method, remote_addr: req.clientAddr });
   return storeWebSession(auth, idHash, user, req, certs);
 }
 
-async function storeWebSession(auth: AuthServer, idHash: string, user: string, req: WebSessionRequest, certs: Certs): Promise<StoredWebSession> {
+async function storeWebSession(
+  auth: AuthServer,
+  idHash: string,
+  user: string,
+  req: WebSessionRequest,
+  certs: Certs,
+): Promise<StoredWebSession> {
   const now = auth.now();
   const expires = new Date(now.getTime() + certs.ttlMs);
   const record: WebSessionRecord = {

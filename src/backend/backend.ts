@@ -17,9 +17,7 @@ export type ItemInput = Omit<Item, 'revision'>;
 
 export type BackendEvent =
   /** First event of every watch: the watcher is subscribed, so reading current state now misses nothing. */
-  | { type: 'init' }
-  | { type: 'put'; item: Item }
-  | { type: 'delete'; key: string };
+  { type: 'init' } | { type: 'put'; item: Item } | { type: 'delete'; key: string };
 
 export interface Watcher extends AsyncIterable<BackendEvent> {
   /** Stops the watch; the iterator then ends. */

@@ -133,7 +133,10 @@ export function runBackendConformance(
       it('compareAndSwap replaces only when the stored value matches', () =>
         withStore(async (b) => {
           await b.create({ key: '/k', value: 'one' });
-          await assert.rejects(b.compareAndSwap({ key: '/k', value: 'nope' }, { key: '/k', value: 'x' }), CompareFailed);
+          await assert.rejects(
+            b.compareAndSwap({ key: '/k', value: 'nope' }, { key: '/k', value: 'x' }),
+            CompareFailed,
+          );
           const swapped = await b.compareAndSwap({ key: '/k', value: 'one' }, { key: '/k', value: 'two' });
           assert.deepEqual(await b.get('/k'), swapped);
           await assert.rejects(b.compareAndSwap({ key: '/none', value: 'a' }, { key: '/none', value: 'b' }), NotFound);
@@ -151,7 +154,10 @@ export function runBackendConformance(
         withStore(async (b) => {
           for (const key of ['/a/1', '/a/2', '/a/sub/3', '/ab', '/b/1']) await b.put({ key, value: 'v' });
           await b.deleteRange('/a/');
-          assert.deepEqual((await b.getRange('')).map((i) => i.key), ['/ab', '/b/1']);
+          assert.deepEqual(
+            (await b.getRange('')).map((i) => i.key),
+            ['/ab', '/b/1'],
+          );
           await b.deleteRange('/nothing/');
         }));
 
@@ -161,16 +167,37 @@ export function runBackendConformance(
           for (const key of keys) await b.put({ key, value: `v${key}` });
           const all = ['/n/0', '/n/A', '/n/a', '/n/a/x', '/n/b', '/n/é'];
           const items = await b.getRange('/n/');
-          assert.deepEqual(items.map((i) => i.key), all);
-          assert.deepEqual(items.map((i) => i.value), all.map((k) => `v${k}`));
-          assert.deepEqual((await b.getRange('/n/', 2)).map((i) => i.key), all.slice(0, 2));
+          assert.deepEqual(
+            items.map((i) => i.key),
+            all,
+          );
+          assert.deepEqual(
+            items.map((i) => i.value),
+            all.map((k) => `v${k}`),
+          );
+          assert.deepEqual(
+            (await b.getRange('/n/', 2)).map((i) => i.key),
+            all.slice(0, 2),
+          );
           assert.equal((await b.getRange('')).length, keys.length);
           await assert.rejects(b.getRange('/n/', 0), BadParameter);
           // Pages: each continues after the last key of the one before, and never leaves the prefix.
-          assert.deepEqual((await b.getRange('/n/', 2, '/n/A')).map((i) => i.key), ['/n/a', '/n/a/x']);
-          assert.deepEqual((await b.getRange('/n/', 10, '/n/b')).map((i) => i.key), ['/n/é']);
-          assert.deepEqual((await b.getRange('/n/', 10, '/n/é')).map((i) => i.key), []);
-          assert.deepEqual((await b.getRange('/n/', 10, '/m')).map((i) => i.key), all);
+          assert.deepEqual(
+            (await b.getRange('/n/', 2, '/n/A')).map((i) => i.key),
+            ['/n/a', '/n/a/x'],
+          );
+          assert.deepEqual(
+            (await b.getRange('/n/', 10, '/n/b')).map((i) => i.key),
+            ['/n/é'],
+          );
+          assert.deepEqual(
+            (await b.getRange('/n/', 10, '/n/é')).map((i) => i.key),
+            [],
+          );
+          assert.deepEqual(
+            (await b.getRange('/n/', 10, '/m')).map((i) => i.key),
+            all,
+          );
         }));
 
       it('treats SQL wildcard characters in a prefix literally', () =>
@@ -179,7 +206,11 @@ export function runBackendConformance(
             await b.put({ key, value: 'v' });
           }
           for (const p of ['/p%/', '/p_/', '/p*/', '/p[/', '/p\\/']) {
-            assert.deepEqual((await b.getRange(p)).map((i) => i.key), [`${p}1`], p);
+            assert.deepEqual(
+              (await b.getRange(p)).map((i) => i.key),
+              [`${p}1`],
+              p,
+            );
           }
           await b.deleteRange('/p_/');
           assert.equal((await b.getRange('/p')).length, 6);
@@ -199,7 +230,10 @@ export function runBackendConformance(
           assert.equal(item.expires?.getTime(), (await b.get('/t/a')).expires?.getTime());
           await b.put({ key: '/t/gone', value: 'v', expires: new Date(Date.now() - 1_000) });
           await assert.rejects(b.get('/t/gone'), NotFound);
-          assert.deepEqual((await b.getRange('/t/')).map((i) => i.key), ['/t/a']);
+          assert.deepEqual(
+            (await b.getRange('/t/')).map((i) => i.key),
+            ['/t/a'],
+          );
           await sleep(TTL_MS + 100);
           await assert.rejects(b.get('/t/a'), NotFound);
           assert.deepEqual(await b.getRange('/t/'), []);
@@ -255,8 +289,15 @@ export function runBackendConformance(
           await b.put({ key: '/w/c', value: '1' });
           await peer.deleteRange('/w/');
           await expectEvents(it, [
-            'put /w/a=1', 'put /w/b=1', 'put /w/a=2', 'put /w/a=3', 'put /w/b=1',
-            'delete /w/a', 'put /w/c=1', 'delete /w/b', 'delete /w/c',
+            'put /w/a=1',
+            'put /w/b=1',
+            'put /w/a=2',
+            'put /w/a=3',
+            'put /w/b=1',
+            'delete /w/a',
+            'put /w/c=1',
+            'delete /w/b',
+            'delete /w/c',
           ]);
           w.close();
         }));
@@ -357,7 +398,8 @@ export function runBackendConformance(
           const writes = 40;
           await Promise.all(
             Array.from({ length: writers }, async (_, w) => {
-              for (let i = 1; i <= writes; i++) await clients[w % clients.length]!.put({ key: `/cw/${w}`, value: `${i}` });
+              for (let i = 1; i <= writes; i++)
+                await clients[w % clients.length]!.put({ key: `/cw/${w}`, value: `${i}` });
             }),
           );
           const lastSeen = new Map<string, number>();

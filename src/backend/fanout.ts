@@ -134,6 +134,6 @@ export class WatchFanout {
 
   /** Ends every watcher: with `err` when the backend lost its source of events, else cleanly. */
   closeAll(err?: Error): void {
-    for (const w of [...this.active]) (err ? w.fail(err) : w.close());
+    for (const w of [...this.active]) err ? w.fail(err) : w.close();
   }
 }

@@ -35,7 +35,12 @@ export function itemFromRow(row: ItemRow): Item {
 
 function changeFromRow(row: EventRow): Change {
   if (row.type === 'delete') return { type: 'delete', key: row.key };
-  const item = itemFromRow({ key: row.key, value: row.value ?? '', revision: row.revision ?? '', expires: row.expires });
+  const item = itemFromRow({
+    key: row.key,
+    value: row.value ?? '',
+    revision: row.revision ?? '',
+    expires: row.expires,
+  });
   return { type: 'put', item };
 }
 
@@ -142,7 +147,11 @@ export class EventLogTail {
   /** Keeps one dedicated LISTEN connection; reconnects after a loss, polling covers the gap. */
   private async listen(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client({ connectionString: this.connString, connectionTimeoutMillis: 5_000, keepAlive: true });
+    const client = new pg.Client({
+      connectionString: this.connString,
+      connectionTimeoutMillis: 5_000,
+      keepAlive: true,
+    });
     let lost = false;
     const onLost = () => {
       if (lost) return;

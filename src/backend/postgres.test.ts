@@ -85,7 +85,10 @@ describe('PostgresBackend', () => {
       await own.stop();
       stopped = true;
       await assert.rejects(it.next(), ConnectionProblem);
-      await assert.rejects(b.get('/k'), (err: Error) => err instanceof ConnectionProblem && !err.message.includes('\n'));
+      await assert.rejects(
+        b.get('/k'),
+        (err: Error) => err instanceof ConnectionProblem && !err.message.includes('\n'),
+      );
     } finally {
       await b.close();
       if (!stopped) await own.stop();
@@ -103,7 +106,7 @@ describe('PostgresBackend', () => {
     });
   });
 
-  it('reports a database that refuses Ward\'s login, or a host that is not there, as StorageUnavailable', async () => {
+  it("reports a database that refuses Ward's login, or a host that is not there, as StorageUnavailable", async () => {
     const { connString } = await (server ??= startPostgres());
     // The throwaway server trusts every local login; a role that does not exist is refused all the same (28000).
     const noRole = new URL(connString);

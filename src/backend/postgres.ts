@@ -4,7 +4,13 @@
 
 import pg from 'pg';
 import {
-  AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, StorageUnavailable, isWardError,
+  AlreadyExists,
+  BadParameter,
+  CompareFailed,
+  ConnectionProblem,
+  NotFound,
+  StorageUnavailable,
+  isWardError,
 } from '../api/errors.ts';
 import { systemClock, type Clock } from '../time/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
@@ -201,7 +207,9 @@ export class PostgresBackend implements Backend, EventStore {
       const rows = await this.run<Row>(c, sql, [replaceWith.key, replaceWith.value, expires, now, expected.value]);
       if (rows[0]) return rows[0];
       const found = await this.run(c, `SELECT 1 FROM items WHERE key = $1 AND ${live(2)}`, [expected.key, now]);
-      throw found.length > 0 ? new CompareFailed(`${expected.key} has changed`) : new NotFound(`${expected.key} not found`);
+      throw found.length > 0
+        ? new CompareFailed(`${expected.key} has changed`)
+        : new NotFound(`${expected.key} not found`);
     });
     return toItem(row);
   }
@@ -223,7 +231,9 @@ export class PostgresBackend implements Backend, EventStore {
     checkKey(key);
     const ms = checkExpires(key, expires);
     // A put event, so caches move the expiry too instead of dropping a live heartbeat.
-    const sql = LOG_PUTS(`UPDATE items SET expires = $2, revision = nextval('item_revisions') WHERE key = $1 AND ${live(3)}`);
+    const sql = LOG_PUTS(
+      `UPDATE items SET expires = $2, revision = nextval('item_revisions') WHERE key = $1 AND ${live(3)}`,
+    );
     const rows = await this.write((c) => this.run(c, sql, [key, ms, this.now()]));
     if (rows.length === 0) throw new NotFound(`${key} not found`);
   }
@@ -242,7 +252,13 @@ export class PostgresBackend implements Backend, EventStore {
     await this.query(
       `INSERT INTO audit_events (time, event, "user", sid, json)
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])`,
-      [rows.map((r) => r.time), rows.map((r) => r.event), rows.map((r) => r.user), rows.map((r) => r.sid), rows.map((r) => r.json)],
+      [
+        rows.map((r) => r.time),
+        rows.map((r) => r.event),
+        rows.map((r) => r.user),
+        rows.map((r) => r.sid),
+        rows.map((r) => r.json),
+      ],
     );
   }
 
@@ -250,7 +266,9 @@ export class PostgresBackend implements Backend, EventStore {
     const f = auditFilter(query);
     const where: string[] = [];
     const params: unknown[] = [];
-    const add = (cond: string, value: unknown) => (params.push(value), where.push(cond.replace('?', `$${params.length}`)));
+    const add = (cond: string, value: unknown) => (
+      params.push(value), where.push(cond.replace('?', `$${params.length}`))
+    );
     if (f.from !== null) add('time >= ?', f.from);
     if (f.to !== null) add('time < ?', f.to);
     if (f.user !== null) add('"user" = ?', f.user);
@@ -353,7 +371,8 @@ export class PostgresBackend implements Backend, EventStore {
     if (isWardError(err)) return err;
     const e = err as { message?: string; code?: string };
     const reason = (e.message || e.code || 'connection failed').split('\n')[0];
-    if (typeof e.code === 'string' && e.code.startsWith('22')) return new BadParameter(`PostgreSQL ${this.target}: ${reason}`);
+    if (typeof e.code === 'string' && e.code.startsWith('22'))
+      return new BadParameter(`PostgreSQL ${this.target}: ${reason}`);
     if (typeof e.code === 'string' && isUnreachable(e.code)) {
       return new StorageUnavailable(`PostgreSQL ${this.target}: ${reason}`);
     }

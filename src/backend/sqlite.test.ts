@@ -34,7 +34,10 @@ describe('SqliteBackend', () => {
 
   it('reports an unopenable path as a connection problem', () => {
     const path = join(dir, 'no-such-dir', 'x.db');
-    assert.throws(() => SqliteBackend.open({ path }), (err: Error) => err instanceof ConnectionProblem && err.message.includes(path));
+    assert.throws(
+      () => SqliteBackend.open({ path }),
+      (err: Error) => err instanceof ConnectionProblem && err.message.includes(path),
+    );
   });
 
   it('creates the database readable by its owner only', async () => {

@@ -5,7 +5,13 @@
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import {
-  AlreadyExists, BadParameter, CompareFailed, ConnectionProblem, NotFound, StorageLocked, isWardError,
+  AlreadyExists,
+  BadParameter,
+  CompareFailed,
+  ConnectionProblem,
+  NotFound,
+  StorageLocked,
+  isWardError,
 } from '../api/errors.ts';
 import { systemClock, type Clock } from '../time/clock.ts';
 import type { AuditEvent, Backend, EventQuery, EventStore, Item, ItemInput, Watcher } from './backend.ts';
@@ -155,8 +161,7 @@ export class SqliteBackend implements Backend, EventStore {
       if (opts.path !== ':memory:') {
         // One auth server per file: its watchers see only the writes made in this process, so a second one on
         // the same file would serve stale caches (a lock written through one would not reach the other's proxies).
-        const inUse =
-          `${opts.path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`;
+        const inUse = `${opts.path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`;
         ownerLock = holdExclusiveLock(`${opts.path}.lock`, inUse, StorageLocked);
         // Create the file 0600 ourselves: SQLite would use the umask, and it holds CA material.
         // The -wal and -shm files inherit the database file's mode.
@@ -181,7 +186,14 @@ export class SqliteBackend implements Backend, EventStore {
       if (isWardError(err)) throw err;
       throw openError(opts.path, err);
     }
-    return new SqliteBackend(db, ownerLock, opts.path, opts.clock ?? systemClock, opts.sweepIntervalMs ?? 1000, opts.watchBufferSize);
+    return new SqliteBackend(
+      db,
+      ownerLock,
+      opts.path,
+      opts.clock ?? systemClock,
+      opts.sweepIntervalMs ?? 1000,
+      opts.watchBufferSize,
+    );
   }
 
   async get(key: string): Promise<Item> {
@@ -194,10 +206,11 @@ export class SqliteBackend implements Backend, EventStore {
   async getRange(prefix: string, limit?: number, after?: string): Promise<Item[]> {
     const n = rangeLimit(limit);
     if (after !== undefined && typeof after !== 'string') throw new BadParameter('after must be a string');
-    const rows = this.run(() =>
-      (after === undefined
-        ? this.s.range.all({ ...range(prefix), now: this.now(), limit: n })
-        : this.s.rangeAfter.all({ ...range(prefix), after, now: this.now(), limit: n })) as Row[],
+    const rows = this.run(
+      () =>
+        (after === undefined
+          ? this.s.range.all({ ...range(prefix), now: this.now(), limit: n })
+          : this.s.rangeAfter.all({ ...range(prefix), after, now: this.now(), limit: n })) as Row[],
     );
     return rows.map(toItem);
   }
@@ -289,10 +302,10 @@ export class SqliteBackend implements Backend, EventStore {
     const f = auditFilter(query);
     const where: string[] = [];
     const params: Record<string, unknown> = { limit: f.limit };
-    if (f.from !== null) (where.push('time >= @from'), (params.from = f.from));
-    if (f.to !== null) (where.push('time < @to'), (params.to = f.to));
-    if (f.user !== null) (where.push('"user" = @user'), (params.user = f.user));
-    if (f.sid !== null) (where.push('sid = @sid'), (params.sid = f.sid));
+    if (f.from !== null) where.push('time >= @from'), (params.from = f.from);
+    if (f.to !== null) where.push('time < @to'), (params.to = f.to);
+    if (f.user !== null) where.push('"user" = @user'), (params.user = f.user);
+    if (f.sid !== null) where.push('sid = @sid'), (params.sid = f.sid);
     if (f.types !== null) {
       where.push(`event IN (${f.types.map((_, i) => `@t${i}`).join(', ')})`);
       f.types.forEach((t, i) => (params[`t${i}`] = t));

@@ -37,15 +37,32 @@ const hasUser = (name: string) => () => {
 };
 
 before(async () => {
-  auth = await AuthServer.create(authServerParts({
-    clusterName: 'unit', backend: SqliteBackend.open({ path: ':memory:' }), clock: systemClock, log,
-    lockout: { maxAttempts: 5, durationMs: 60_000 },
-  }));
+  auth = await AuthServer.create(
+    authServerParts({
+      clusterName: 'unit',
+      backend: SqliteBackend.open({ path: ':memory:' }),
+      clock: systemClock,
+      log,
+      lockout: { maxAttempts: 5, durationMs: 60_000 },
+    }),
+  );
   authTLS = await serviceIdentity(auth, 'auth.unit', ['auth']);
-  listeners.push(await startAuthListener(auth, authTLS, '127.0.0.1:0', log), await startAuthListener(auth, authTLS, '127.0.0.1:0', log));
+  listeners.push(
+    await startAuthListener(auth, authTLS, '127.0.0.1:0', log),
+    await startAuthListener(auth, authTLS, '127.0.0.1:0', log),
+  );
   const addrs = listeners.map((l) => `127.0.0.1:${l.address.port}`).join(',');
-  const client = createAuthClient({ addr: addrs, identity: await serviceIdentity(auth, 'proxy-unit', ['proxy']), timeoutMs: 2_000 });
-  cache = new ResourceCache(client, { kinds: ['user', 'role', 'lock'], log, backoff: { minMs: 20, maxMs: 200 }, maxStaleMs: MAX_STALE_MS }).start();
+  const client = createAuthClient({
+    addr: addrs,
+    identity: await serviceIdentity(auth, 'proxy-unit', ['proxy']),
+    timeoutMs: 2_000,
+  });
+  cache = new ResourceCache(client, {
+    kinds: ['user', 'role', 'lock'],
+    log,
+    backoff: { minMs: 20, maxMs: 200 },
+    maxStaleMs: MAX_STALE_MS,
+  }).start();
   await cache.ready();
 });
 
@@ -57,10 +74,19 @@ after(async () => {
 
 describe('ResourceCache', () => {
   it('fails over to another auth server and re-syncs when the one it watched stops', async () => {
-    await auth.createUser({ name: 'before', roles: ['access'], logins: [], password: 'correct horse', createdBy: 'test' });
+    await auth.createUser({
+      name: 'before',
+      roles: ['access'],
+      logins: [],
+      password: 'correct horse',
+      createdBy: 'test',
+    });
     await waitFor('the first user', hasUser('before'));
     // Each auth server stops in turn while a user is created: whichever the watch was on, it moves once.
-    for (const [i, name] of [[0, 'while-0-down'], [1, 'while-1-down']] as const) {
+    for (const [i, name] of [
+      [0, 'while-0-down'],
+      [1, 'while-1-down'],
+    ] as const) {
       const port = listeners[i]!.address.port;
       await listeners[i]!.close();
       await auth.createUser({ name, roles: ['access'], logins: [], password: 'correct horse', createdBy: 'test' });

@@ -54,7 +54,10 @@ export class ResourceCache {
   ready(timeoutMs = 15_000): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the cache did not sync with the auth server in time')), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error('the cache did not sync with the auth server in time')),
+        timeoutMs,
+      );
       this.readyWaiters.push(() => {
         clearTimeout(timer);
         resolve();
@@ -83,7 +86,9 @@ export class ResourceCache {
     if (!since || !this.synced) return;
     const bound = this.opts.maxStaleMs ?? MAX_STALENESS_MS;
     if (now - since.getTime() > bound) {
-      throw new ConnectionProblem(`no auth server has answered for ${Math.round((now - since.getTime()) / 1000)} s; cached cluster state is too old to use`);
+      throw new ConnectionProblem(
+        `no auth server has answered for ${Math.round((now - since.getTime()) / 1000)} s; cached cluster state is too old to use`,
+      );
     }
   }
 
@@ -125,7 +130,10 @@ export class ResourceCache {
         if (this.closed) return;
         if (this.synced) this.stale ??= new Date();
         failures++;
-        this.opts.log.warn({ err: fromRPCError(err).message }, 'resource watch broken; serving cached data and retrying');
+        this.opts.log.warn(
+          { err: fromRPCError(err).message },
+          'resource watch broken; serving cached data and retrying',
+        );
       }
       const delay = Math.random() * Math.min(maxMs, minMs * 2 ** Math.min(failures, 16));
       await new Promise((r) => setTimeout(r, delay));

@@ -34,7 +34,11 @@ export function formatIdentityFile(c: Credentials): string {
 export function parseIdentityFile(text: string, path = 'identity file'): Credentials {
   if (text.length > 1024 * 1024) throw new BadParameter(`${path} is too large to be an identity file`);
   const blocks = [...text.matchAll(PEM_BLOCK)].map((m) => ({ type: m[1]!, text: m[0].trimEnd() + '\n' }));
-  const rest = text.replace(PEM_BLOCK, '').split('\n').map((l) => l.trim()).filter(Boolean);
+  const rest = text
+    .replace(PEM_BLOCK, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const sshPrivateKey = blocks.find((b) => b.type === 'OPENSSH PRIVATE KEY')?.text;
   const tlsKey = blocks.find((b) => b.type === 'PRIVATE KEY' || b.type === 'EC PRIVATE KEY')?.text;
   const certs = blocks.filter((b) => b.type === 'CERTIFICATE').map((b) => b.text);
@@ -51,7 +55,9 @@ export function readIdentityFile(path: string): Credentials {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new BadParameter(`cannot read identity file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new BadParameter(
+      `cannot read identity file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   return parseIdentityFile(text, path);
 }

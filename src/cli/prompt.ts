@@ -15,7 +15,8 @@ export async function confirm(question: string): Promise<boolean> {
 
 /** Reads a line from the terminal without echoing it. */
 export async function readSecret(prompt: string): Promise<string> {
-  if (!process.stdin.isTTY) throw new BadParameter(`${prompt.replace(/:\s*$/, '')} needed: run in a terminal or use --password-stdin`);
+  if (!process.stdin.isTTY)
+    throw new BadParameter(`${prompt.replace(/:\s*$/, '')} needed: run in a terminal or use --password-stdin`);
   process.stderr.write(prompt);
   const stdin = process.stdin;
   stdin.setRawMode(true);

@@ -12,7 +12,9 @@ const PAGE = 1024 * 1024;
 const MAX_DOWNLOAD = 1024 ** 3;
 
 export async function listRecordings(auth: AuthClient, format: string): Promise<string> {
-  const sessions = (await listAllResources(auth, 'session')).sort((a, b) => b.spec.started.localeCompare(a.spec.started));
+  const sessions = (await listAllResources(auth, 'session')).sort((a, b) =>
+    b.spec.started.localeCompare(a.spec.started),
+  );
   if (format === 'json') return JSON.stringify(sessions, null, 2) + '\n';
   if (format !== 'text') throw new BadParameter(`unknown format "${format}" (expected text or json)`);
   if (sessions.length === 0) return 'no recordings\n';
@@ -24,20 +26,30 @@ export async function listRecordings(auth: AuthClient, format: string): Promise<
       s.spec.login,
       s.spec.hostname,
       s.spec.started,
-      formatDuration(new Date(s.spec.ended).getTime() - new Date(s.spec.started).getTime()) + (s.spec.interrupted ? ' (cut short)' : ''),
+      formatDuration(new Date(s.spec.ended).getTime() - new Date(s.spec.started).getTime()) +
+        (s.spec.interrupted ? ' (cut short)' : ''),
       s.spec.participants.join(', '),
     ]),
   );
 }
 
 export async function listLiveSessions(auth: AuthClient, format: string): Promise<string> {
-  const sessions = (await listAllResources(auth, 'session_tracker')).sort((a, b) => b.spec.started.localeCompare(a.spec.started));
+  const sessions = (await listAllResources(auth, 'session_tracker')).sort((a, b) =>
+    b.spec.started.localeCompare(a.spec.started),
+  );
   if (format === 'json') return JSON.stringify(sessions, null, 2) + '\n';
   if (format !== 'text') throw new BadParameter(`unknown format "${format}" (expected text or json)`);
   if (sessions.length === 0) return 'no live sessions\n';
   return table(
     ['Session ID', 'User', 'Login', 'Node', 'Started', 'Participants'],
-    sessions.map((s) => [s.metadata.name, s.spec.user, s.spec.login, s.spec.hostname, s.spec.started, s.spec.participants.map((p) => `${p.user} (${p.mode})`).join(', ')]),
+    sessions.map((s) => [
+      s.metadata.name,
+      s.spec.user,
+      s.spec.login,
+      s.spec.hostname,
+      s.spec.started,
+      s.spec.participants.map((p) => `${p.user} (${p.mode})`).join(', '),
+    ]),
   );
 }
 
@@ -49,7 +61,8 @@ export async function findLiveSession(auth: AuthClient, sid: string): Promise<Se
 
 /** The whole recording, page by page. */
 export async function fetchRecording(auth: AuthClient, sid: string): Promise<Buffer> {
-  if (!/^[0-9a-f-]{36}$/.test(sid)) throw new BadParameter(`"${sid}" is not a session id (wsh recordings ls lists them)`);
+  if (!/^[0-9a-f-]{36}$/.test(sid))
+    throw new BadParameter(`"${sid}" is not a session id (wsh recordings ls lists them)`);
   const parts: Buffer[] = [];
   let offset = 0;
   for (;;) {

@@ -6,7 +6,8 @@ import { isWardError } from '../api/errors.ts';
 export function failLine(err: unknown): string {
   if (isWardError(err)) return `ERROR: ${err.message}`;
   const e = err as NodeJS.ErrnoException;
-  if (e?.code === 'ECONNREFUSED') return `ERROR: connection refused (${(e as { address?: string }).address ?? 'server'} is not running?)`;
+  if (e?.code === 'ECONNREFUSED')
+    return `ERROR: connection refused (${(e as { address?: string }).address ?? 'server'} is not running?)`;
   return `ERROR: ${e?.message ?? String(err)}`;
 }
 
@@ -20,7 +21,9 @@ export async function runCLI(program: Command, argv = process.argv): Promise<voi
   // theirs first: set them on every command, so `wctl users add` (no --roles) also says ERROR:.
   const configure = (cmd: Command) => {
     cmd.exitOverride();
-    cmd.configureOutput({ outputError: (str, write) => write(str.startsWith('error:') ? `ERROR: ${str.slice(7)}` : str) });
+    cmd.configureOutput({
+      outputError: (str, write) => write(str.startsWith('error:') ? `ERROR: ${str.slice(7)}` : str),
+    });
     cmd.commands.forEach(configure);
   };
   configure(program);

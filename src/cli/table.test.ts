@@ -5,8 +5,19 @@ import { table } from './table.ts';
 describe('CLI tables', () => {
   it('pads every column but the last to its widest cell, two spaces apart, with a rule under the headers', () => {
     assert.equal(
-      table(['Name', 'Address', 'Labels'], [['db-1', '10.0.0.5:3022', 'env=prod'], ['web-10', '⟵ Tunnel', '']]),
-      ['Name    Address        Labels', '------  -------------  --------', 'db-1    10.0.0.5:3022  env=prod', 'web-10  ⟵ Tunnel'].join('\n') + '\n',
+      table(
+        ['Name', 'Address', 'Labels'],
+        [
+          ['db-1', '10.0.0.5:3022', 'env=prod'],
+          ['web-10', '⟵ Tunnel', ''],
+        ],
+      ),
+      [
+        'Name    Address        Labels',
+        '------  -------------  --------',
+        'db-1    10.0.0.5:3022  env=prod',
+        'web-10  ⟵ Tunnel',
+      ].join('\n') + '\n',
     );
   });
 

@@ -12,7 +12,8 @@ export interface ListenAddress {
 export function parseHostPort(text: string, defaultPort?: number): ListenAddress {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*))(?::(\d{1,5}))?$/.exec(text.trim());
   const port = m?.[3] !== undefined ? Number(m[3]) : defaultPort;
-  if (!m || port === undefined || port > 65535) throw new BadParameter(`invalid address "${text}" (expected host:port)`);
+  if (!m || port === undefined || port > 65535)
+    throw new BadParameter(`invalid address "${text}" (expected host:port)`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
@@ -22,9 +23,12 @@ export function listenOn(server: Server, listen: string, what: string): Promise<
   const { host, port } = parseHostPort(listen);
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new BadParameter(`cannot start the ${what}: ${host}:${port} is already in use`));
-      else if (err.code === 'EACCES') reject(new BadParameter(`cannot start the ${what}: no permission to listen on ${host}:${port}`));
-      else if (err.code === 'EADDRNOTAVAIL') reject(new BadParameter(`cannot start the ${what}: ${host} is not an address of this machine`));
+      if (err.code === 'EADDRINUSE')
+        reject(new BadParameter(`cannot start the ${what}: ${host}:${port} is already in use`));
+      else if (err.code === 'EACCES')
+        reject(new BadParameter(`cannot start the ${what}: no permission to listen on ${host}:${port}`));
+      else if (err.code === 'EADDRNOTAVAIL')
+        reject(new BadParameter(`cannot start the ${what}: ${host} is not an address of this machine`));
       else reject(err);
     };
     server.once('error', onError);
@@ -57,7 +61,9 @@ export function formatHostPort(addr: ListenAddress): string {
 export function machineAddresses(): string[] {
   const all = Object.values(networkInterfaces()).flatMap((list) => list ?? []);
   const external = all.filter((i) => !i.internal && !(i.family === 'IPv6' && i.address.startsWith('fe80')));
-  return [...external.filter((i) => i.family === 'IPv4'), ...external.filter((i) => i.family === 'IPv6')].map((i) => i.address);
+  return [...external.filter((i) => i.family === 'IPv4'), ...external.filter((i) => i.family === 'IPv6')].map(
+    (i) => i.address,
+  );
 }
 
 /**

@@ -15,7 +15,7 @@ function load(yaml: string) {
 }
 
 describe('proxy_service.tunnel_streams_per_user', () => {
-  it('defaults to 256 with or without a proxy_service section, and takes a value up to a tunnel\'s 4,096', () => {
+  it("defaults to 256 with or without a proxy_service section, and takes a value up to a tunnel's 4,096", () => {
     assert.equal(loadConfig().proxy_service.tunnel_streams_per_user, 256);
     assert.equal(load('proxy_service: {enabled: true}\n').proxy_service.tunnel_streams_per_user, 256);
     assert.equal(load('proxy_service: {tunnel_streams_per_user: 4096}\n').proxy_service.tunnel_streams_per_user, 4096);

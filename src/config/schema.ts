@@ -34,8 +34,17 @@ const hostCertTTL = z.string().refine((s) => {
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'must be host:port');
 /** Several addresses to fail over between: `a:3025,b:3025` or a YAML list; kept as the comma-joined text. */
 const hostPortList = z.union([
-  z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}(,(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5})*$/, 'must be host:port[,host:port...]'),
-  z.array(hostPort).min(1).max(16).transform((list) => list.join(',')),
+  z
+    .string()
+    .regex(
+      /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}(,(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5})*$/,
+      'must be host:port[,host:port...]',
+    ),
+  z
+    .array(hostPort)
+    .min(1)
+    .max(16)
+    .transform((list) => list.join(',')),
 ]);
 
 const storageSchema = z.discriminatedUnion('type', [
@@ -74,8 +83,13 @@ export const configSchema = z.strictObject({
       /** Join token for the first start of an agent; the identity it gets is kept in the data dir. */
       join_token: z.string().max(256).optional(),
       /** The cluster's CA pin (wctl status), checked before the token is sent. */
-      ca_pin: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(),
-      log: z.strictObject({ severity: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ severity: 'info' }),
+      ca_pin: z
+        .string()
+        .regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>')
+        .optional(),
+      log: z
+        .strictObject({ severity: z.enum(['debug', 'info', 'warn', 'error']).default('info') })
+        .default({ severity: 'info' }),
       /** Prometheus metrics (/metrics) and /healthz on this address; off when unset. Keep it private. */
       diag_addr: hostPort.optional(),
     })
@@ -103,7 +117,15 @@ export const configSchema = z.strictObject({
         .strictObject({ join: bucketSchema.default(DEFAULT_AUTH_RATE_LIMITS.join) })
         .default(DEFAULT_AUTH_RATE_LIMITS),
     })
-    .default({ enabled: true, listen_addr: '127.0.0.1:3025', storage: { type: 'sqlite' }, lockout: { max_attempts: 5, duration: '15m' }, second_factor: 'off', host_cert_ttl: '365d', rate_limits: DEFAULT_AUTH_RATE_LIMITS }),
+    .default({
+      enabled: true,
+      listen_addr: '127.0.0.1:3025',
+      storage: { type: 'sqlite' },
+      lockout: { max_attempts: 5, duration: '15m' },
+      second_factor: 'off',
+      host_cert_ttl: '365d',
+      rate_limits: DEFAULT_AUTH_RATE_LIMITS,
+    }),
   proxy_service: z
     .strictObject({
       /**
@@ -142,11 +164,24 @@ export const configSchema = z.strictObject({
       labels: z.record(z.string().max(256), z.string().max(1024)).default({}),
       /** Dynamic labels: the trimmed output of a command, re-run every `period`. */
       commands: z
-        .array(z.strictObject({ name: z.string().min(1).max(256), command: z.array(z.string()).min(1), period: duration.default('1m') }))
+        .array(
+          z.strictObject({
+            name: z.string().min(1).max(256),
+            command: z.array(z.string()).min(1),
+            period: duration.default('1m'),
+          }),
+        )
         .max(32)
         .default([]),
     })
-    .default({ enabled: true, listen_addr: '0.0.0.0:3022', tunnel: false, recording: 'node', labels: {}, commands: [] }),
+    .default({
+      enabled: true,
+      listen_addr: '0.0.0.0:3022',
+      tunnel: false,
+      recording: 'node',
+      labels: {},
+      commands: [],
+    }),
 });
 
 export type WardConfig = z.infer<typeof configSchema>;
@@ -172,7 +207,9 @@ export function loadConfig(path?: string): WardConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new BadParameter(`cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new BadParameter(
+      `cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   let data: unknown;
   try {

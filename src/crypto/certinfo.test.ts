@@ -50,51 +50,304 @@ const mutations: Array<[string, () => Doc, (d: Doc) => void]> = [
   ['a user as issued', user, () => {}],
   ['a host as issued', host, () => {}],
   ['a host without hostId', host, (d) => delete d.hostId],
-  ['a user without traits or routeToCluster', user, (d) => { delete d.traits; delete d.routeToCluster; }],
-  ['an unknown field', user, (d) => { d.admin = true; }],
-  ['roles as a string', user, (d) => { d.roles = 'dev'; }],
+  [
+    'a user without traits or routeToCluster',
+    user,
+    (d) => {
+      delete d.traits;
+      delete d.routeToCluster;
+    },
+  ],
+  [
+    'an unknown field',
+    user,
+    (d) => {
+      d.admin = true;
+    },
+  ],
+  [
+    'roles as a string',
+    user,
+    (d) => {
+      d.roles = 'dev';
+    },
+  ],
   ['no roles', user, (d) => delete d.roles],
   ['no logins', user, (d) => delete d.logins],
-  ['an empty username', user, (d) => { d.username = ''; }],
-  ['a username of 255 characters', user, (d) => { d.username = 'u'.repeat(255); }],
-  ['a username of 256 characters', user, (d) => { d.username = 'u'.repeat(256); }],
-  ['1,000 roles', user, (d) => { d.roles = Array.from({ length: 1000 }, (_, i) => `r${i}`); }],
-  ['1,001 roles', user, (d) => { d.roles = Array.from({ length: 1001 }, (_, i) => `r${i}`); }],
-  ['an empty role', user, (d) => { d.roles = ['']; }],
-  ['a numeric login', user, (d) => { d.logins = [0]; }],
-  ['100 system roles', host, (d) => { d.systemRoles = Array.from({ length: 100 }, () => 'node'); }],
-  ['101 system roles', host, (d) => { d.systemRoles = Array.from({ length: 101 }, () => 'node'); }],
-  ['traits as an array', user, (d) => { d.traits = ['a']; }],
-  ['traits as null', user, (d) => { d.traits = null; }],
-  ['a trait value of 4,096 characters', user, (d) => { d.traits = { t: ['v'.repeat(4096)] }; }],
-  ['a trait value of 4,097 characters', user, (d) => { d.traits = { t: ['v'.repeat(4097)] }; }],
-  ['1,001 trait values', user, (d) => { d.traits = { t: Array.from({ length: 1001 }, () => 'v') }; }],
-  ['a trait name of 256 characters', user, (d) => { d.traits = { ['t'.repeat(256)]: [] }; }],
-  ['an empty trait name', user, (d) => { d.traits = { '': ['v'] }; }],
-  ['a trait as a string', user, (d) => { d.traits = { t: 'v' }; }],
-  ['kind "admin"', user, (d) => { d.kind = 'admin'; }],
+  [
+    'an empty username',
+    user,
+    (d) => {
+      d.username = '';
+    },
+  ],
+  [
+    'a username of 255 characters',
+    user,
+    (d) => {
+      d.username = 'u'.repeat(255);
+    },
+  ],
+  [
+    'a username of 256 characters',
+    user,
+    (d) => {
+      d.username = 'u'.repeat(256);
+    },
+  ],
+  [
+    '1,000 roles',
+    user,
+    (d) => {
+      d.roles = Array.from({ length: 1000 }, (_, i) => `r${i}`);
+    },
+  ],
+  [
+    '1,001 roles',
+    user,
+    (d) => {
+      d.roles = Array.from({ length: 1001 }, (_, i) => `r${i}`);
+    },
+  ],
+  [
+    'an empty role',
+    user,
+    (d) => {
+      d.roles = [''];
+    },
+  ],
+  [
+    'a numeric login',
+    user,
+    (d) => {
+      d.logins = [0];
+    },
+  ],
+  [
+    '100 system roles',
+    host,
+    (d) => {
+      d.systemRoles = Array.from({ length: 100 }, () => 'node');
+    },
+  ],
+  [
+    '101 system roles',
+    host,
+    (d) => {
+      d.systemRoles = Array.from({ length: 101 }, () => 'node');
+    },
+  ],
+  [
+    'traits as an array',
+    user,
+    (d) => {
+      d.traits = ['a'];
+    },
+  ],
+  [
+    'traits as null',
+    user,
+    (d) => {
+      d.traits = null;
+    },
+  ],
+  [
+    'a trait value of 4,096 characters',
+    user,
+    (d) => {
+      d.traits = { t: ['v'.repeat(4096)] };
+    },
+  ],
+  [
+    'a trait value of 4,097 characters',
+    user,
+    (d) => {
+      d.traits = { t: ['v'.repeat(4097)] };
+    },
+  ],
+  [
+    '1,001 trait values',
+    user,
+    (d) => {
+      d.traits = { t: Array.from({ length: 1001 }, () => 'v') };
+    },
+  ],
+  [
+    'a trait name of 256 characters',
+    user,
+    (d) => {
+      d.traits = { ['t'.repeat(256)]: [] };
+    },
+  ],
+  [
+    'an empty trait name',
+    user,
+    (d) => {
+      d.traits = { '': ['v'] };
+    },
+  ],
+  [
+    'a trait as a string',
+    user,
+    (d) => {
+      d.traits = { t: 'v' };
+    },
+  ],
+  [
+    'kind "admin"',
+    user,
+    (d) => {
+      d.kind = 'admin';
+    },
+  ],
   ['no kind', user, (d) => delete d.kind],
-  ['an empty cluster', user, (d) => { d.cluster = ''; }],
-  ['an empty routeToCluster', user, (d) => { d.routeToCluster = ''; }],
-  ['an empty hostId', host, (d) => { d.hostId = ''; }],
-  ['expires without a fraction', user, (d) => { d.expires = '2026-11-27T21:00:00Z'; }],
-  ['expires with microseconds', user, (d) => { d.expires = '2026-11-27T21:00:00.123456Z'; }],
-  ['expires without seconds', user, (d) => { d.expires = '2026-11-27T21:00Z'; }],
-  ['expires with an offset', user, (d) => { d.expires = '2026-11-27T22:00:00+01:00'; }],
-  ['expires without a zone', user, (d) => { d.expires = '2026-11-27T21:00:00'; }],
-  ['expires on 30 February', user, (d) => { d.expires = '2026-02-30T00:00:00Z'; }],
-  ['expires on 29 February 2028', user, (d) => { d.expires = '2028-02-29T00:00:00Z'; }],
-  ['expires on 29 February 2100', user, (d) => { d.expires = '2100-02-29T00:00:00Z'; }],
-  ['expires on 29 February 2000', user, (d) => { d.expires = '2000-02-29T00:00:00Z'; }],
-  ['expires on 31 April', user, (d) => { d.expires = '2026-04-31T00:00:00Z'; }],
-  ['expires in month 13', user, (d) => { d.expires = '2026-13-01T00:00:00Z'; }],
-  ['expires on day 0', user, (d) => { d.expires = '2026-01-00T00:00:00Z'; }],
-  ['expires at hour 24', user, (d) => { d.expires = '2026-11-27T24:00:00Z'; }],
-  ['expires at second 60', user, (d) => { d.expires = '2026-11-27T23:59:60Z'; }],
-  ['expires in year 0000', user, (d) => { d.expires = '0000-02-29T00:00:00Z'; }],
-  ['expires as a number', user, (d) => { d.expires = 1_800_000_000_000; }],
-  ['expires with a lowercase z', user, (d) => { d.expires = '2026-11-27T21:00:00z'; }],
-  ['expires with a trailing newline', user, (d) => { d.expires = '2026-11-27T21:00:00Z\n'; }],
+  [
+    'an empty cluster',
+    user,
+    (d) => {
+      d.cluster = '';
+    },
+  ],
+  [
+    'an empty routeToCluster',
+    user,
+    (d) => {
+      d.routeToCluster = '';
+    },
+  ],
+  [
+    'an empty hostId',
+    host,
+    (d) => {
+      d.hostId = '';
+    },
+  ],
+  [
+    'expires without a fraction',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T21:00:00Z';
+    },
+  ],
+  [
+    'expires with microseconds',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T21:00:00.123456Z';
+    },
+  ],
+  [
+    'expires without seconds',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T21:00Z';
+    },
+  ],
+  [
+    'expires with an offset',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T22:00:00+01:00';
+    },
+  ],
+  [
+    'expires without a zone',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T21:00:00';
+    },
+  ],
+  [
+    'expires on 30 February',
+    user,
+    (d) => {
+      d.expires = '2026-02-30T00:00:00Z';
+    },
+  ],
+  [
+    'expires on 29 February 2028',
+    user,
+    (d) => {
+      d.expires = '2028-02-29T00:00:00Z';
+    },
+  ],
+  [
+    'expires on 29 February 2100',
+    user,
+    (d) => {
+      d.expires = '2100-02-29T00:00:00Z';
+    },
+  ],
+  [
+    'expires on 29 February 2000',
+    user,
+    (d) => {
+      d.expires = '2000-02-29T00:00:00Z';
+    },
+  ],
+  [
+    'expires on 31 April',
+    user,
+    (d) => {
+      d.expires = '2026-04-31T00:00:00Z';
+    },
+  ],
+  [
+    'expires in month 13',
+    user,
+    (d) => {
+      d.expires = '2026-13-01T00:00:00Z';
+    },
+  ],
+  [
+    'expires on day 0',
+    user,
+    (d) => {
+      d.expires = '2026-01-00T00:00:00Z';
+    },
+  ],
+  [
+    'expires at hour 24',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T24:00:00Z';
+    },
+  ],
+  [
+    'expires at second 60',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T23:59:60Z';
+    },
+  ],
+  [
+    'expires in year 0000',
+    user,
+    (d) => {
+      d.expires = '0000-02-29T00:00:00Z';
+    },
+  ],
+  [
+    'expires as a number',
+    user,
+    (d) => {
+      d.expires = 1_800_000_000_000;
+    },
+  ],
+  [
+    'expires with a lowercase z',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T21:00:00z';
+    },
+  ],
+  [
+    'expires with a trailing newline',
+    user,
+    (d) => {
+      d.expires = '2026-11-27T21:00:00Z\n';
+    },
+  ],
   ['the identity as an array', user, () => {}],
 ];
 
@@ -150,6 +403,9 @@ describe('the certificate identity check', () => {
         else refused++;
       }
     }
-    assert.ok(accepted > 100 && refused > 100, `the corpus exercised both outcomes (${accepted} accepted, ${refused} refused)`);
+    assert.ok(
+      accepted > 100 && refused > 100,
+      `the corpus exercised both outcomes (${accepted} accepted, ${refused} refused)`,
+    );
   });
 });

@@ -34,7 +34,18 @@ export interface Identity {
 // holds the zod schema this replaced and checks that the two agree.
 const MAX_NAME = 255;
 const MAX_TRAIT_VALUE = 4096;
-const IDENTITY_KEYS = new Set(['username', 'roles', 'logins', 'traits', 'cluster', 'expires', 'kind', 'hostId', 'systemRoles', 'routeToCluster']);
+const IDENTITY_KEYS = new Set([
+  'username',
+  'roles',
+  'logins',
+  'traits',
+  'cluster',
+  'expires',
+  'kind',
+  'hostId',
+  'systemRoles',
+  'routeToCluster',
+]);
 /** RFC 3339 in UTC with seconds and any fraction: what zod's `z.iso.datetime()` accepts (the date is checked apart). */
 const ISO_UTC = /^(\d{4})-(\d{2})-(\d{2})T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?Z$/;
 
@@ -68,8 +79,11 @@ function checkTraits(v: unknown): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const [key, values] of Object.entries(v)) {
     if (!isIdentityName(key) || key === '__proto__') invalid('traits', `invalid trait name ${JSON.stringify(key)}`);
-    if (!Array.isArray(values) || values.length > 1000) invalid(`traits.${key}`, 'expected an array of at most 1000 values');
-    for (const x of values) if (typeof x !== 'string' || x.length > MAX_TRAIT_VALUE) invalid(`traits.${key}`, `expected strings of at most ${MAX_TRAIT_VALUE} characters`);
+    if (!Array.isArray(values) || values.length > 1000)
+      invalid(`traits.${key}`, 'expected an array of at most 1000 values');
+    for (const x of values)
+      if (typeof x !== 'string' || x.length > MAX_TRAIT_VALUE)
+        invalid(`traits.${key}`, `expected strings of at most ${MAX_TRAIT_VALUE} characters`);
     out[key] = [...(values as string[])];
   }
   return out;
@@ -77,7 +91,8 @@ function checkTraits(v: unknown): Record<string, string[]> {
 
 function checkExpires(v: unknown): string {
   const m = typeof v === 'string' ? ISO_UTC.exec(v) : null;
-  if (!m || !isCalendarDate(Number(m[1]), Number(m[2]), Number(m[3]))) invalid('expires', 'expected an RFC 3339 time in UTC');
+  if (!m || !isCalendarDate(Number(m[1]), Number(m[2]), Number(m[3])))
+    invalid('expires', 'expected an RFC 3339 time in UTC');
   return v as string;
 }
 
@@ -85,7 +100,8 @@ function checkExpires(v: unknown): string {
 export function parseIdentity(value: unknown): Identity {
   if (!isRecord(value)) invalid('(root)', 'expected an object');
   // Strict: a certificate whose identity has fields this build does not know is refused rather than half-read.
-  for (const key of Object.keys(value)) if (!IDENTITY_KEYS.has(key)) invalid('(root)', `unknown field ${JSON.stringify(key)}`);
+  for (const key of Object.keys(value))
+    if (!IDENTITY_KEYS.has(key)) invalid('(root)', `unknown field ${JSON.stringify(key)}`);
   const { traits, hostId, systemRoles, routeToCluster, kind } = value;
   if (kind !== 'user' && kind !== 'host') invalid('kind', 'expected "user" or "host"');
   const identity: Identity = {
@@ -113,7 +129,8 @@ export function readIdentity(cert: string | Buffer): Identity {
   // where @peculiar/x509's parse was ~7% of the server's CPU. It is as strict as DER about what it reads.
   const exts = identityExtensions(certDer(cert));
   // Two identity extensions would let the reader and the auditor disagree about who this is.
-  if (exts.length !== 1) throw new BadParameter(exts.length === 0 ? 'certificate carries no Ward identity' : 'duplicate identity extension');
+  if (exts.length !== 1)
+    throw new BadParameter(exts.length === 0 ? 'certificate carries no Ward identity' : 'duplicate identity extension');
   const value = exts[0]!;
   if (value.length > MAX_IDENTITY_BYTES) throw new BadParameter('identity extension is too large');
   let json: unknown;
@@ -167,7 +184,12 @@ export function certValidity(certPem: string | Buffer): { notBefore: number; not
 
 function certTime(buf: Buffer, field: der.Element): number {
   const text = buf.subarray(field.start, field.end).toString('latin1');
-  const m = field.tag === 0x17 ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : field.tag === 0x18 ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text) : null;
+  const m =
+    field.tag === 0x17
+      ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text)
+      : field.tag === 0x18
+        ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text)
+        : null;
   if (!m) throw new BadParameter('certificate is malformed');
   let year = Number(m[1]);
   if (field.tag === 0x17) year += year < 50 ? 2000 : 1900;
@@ -193,7 +215,6 @@ export function certDer(input: string | Buffer): Buffer {
   if (der.length === 0 || der.length > MAX_CERT_BYTES) throw new BadParameter('certificate is empty or too large');
   return der;
 }
-
 
 interface Field extends der.Element {
   /** Where the element's tag is: the SPKI pin hashes the whole element. */
@@ -245,7 +266,15 @@ function identityExtensions(buf: Buffer): Buffer[] {
       const parts = der.children(buf, e);
       const id = parts[0];
       const value = parts.at(-1);
-      if (!id || id.tag !== 0x06 || !value || value.tag !== 0x04 || parts.length > 3 || (parts.length === 3 && parts[1]!.tag !== 0x01)) throw malformed();
+      if (
+        !id ||
+        id.tag !== 0x06 ||
+        !value ||
+        value.tag !== 0x04 ||
+        parts.length > 3 ||
+        (parts.length === 3 && parts[1]!.tag !== 0x01)
+      )
+        throw malformed();
       if (buf.subarray(id.start, id.end).equals(IDENTITY_OID_CONTENTS)) out.push(buf.subarray(value.start, value.end));
     }
     return out;
@@ -262,7 +291,8 @@ function decodeUTF8String(der: Uint8Array): string {
   if (len & 0x80) {
     const n = len & 0x7f;
     // DER: definite, minimal length of at most 3 octets (64 KiB bound); no indefinite form.
-    if (n === 0 || n > 3 || der.length < 2 + n || der[2] === 0) throw new BadParameter('identity extension has a bad length');
+    if (n === 0 || n > 3 || der.length < 2 + n || der[2] === 0)
+      throw new BadParameter('identity extension has a bad length');
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + der[2 + i]!;
     if (len < 0x80) throw new BadParameter('identity extension has a bad length');

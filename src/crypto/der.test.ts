@@ -35,7 +35,10 @@ describe('DER reader', () => {
     const buf = der.sequence(der.smallInteger(1), der.octetString(Buffer.from('hi')));
     const top = der.readElement(buf, 0);
     assert.deepEqual([top.tag, top.start, top.end], [0x30, 2, buf.length]);
-    assert.deepEqual(der.children(buf, top).map((e) => e.tag), [0x02, 0x04]);
+    assert.deepEqual(
+      der.children(buf, top).map((e) => e.tag),
+      [0x02, 0x04],
+    );
   });
 
   for (const [what, bytes] of [
@@ -48,7 +51,10 @@ describe('DER reader', () => {
   ] as const) {
     it(`refuses ${what}`, () => {
       const buf = Buffer.from(bytes.replace(/ /g, ''), 'hex');
-      assert.throws(() => der.readElement(buf, 0), (err: unknown) => err instanceof BadParameter && /malformed DER/.test(err.message));
+      assert.throws(
+        () => der.readElement(buf, 0),
+        (err: unknown) => err instanceof BadParameter && /malformed DER/.test(err.message),
+      );
     });
   }
 

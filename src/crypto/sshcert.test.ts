@@ -9,8 +9,23 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { matchCIDRList } from './cidr.ts';
-import { FOREVER, parseCertificate, signCertificate, softwareSigner, verifyCertificate, type CertificateFields, type SSHCertificate } from './sshcert.ts';
-import { fingerprintSHA256, formatAuthorizedKey, formatOpenSSHPrivateKey, parseAuthorizedKey, signSSH, sshPublicKeyBlob } from './sshkeys.ts';
+import {
+  FOREVER,
+  parseCertificate,
+  signCertificate,
+  softwareSigner,
+  verifyCertificate,
+  type CertificateFields,
+  type SSHCertificate,
+} from './sshcert.ts';
+import {
+  fingerprintSHA256,
+  formatAuthorizedKey,
+  formatOpenSSHPrivateKey,
+  parseAuthorizedKey,
+  signSSH,
+  sshPublicKeyBlob,
+} from './sshkeys.ts';
 import { SSHWriter } from './sshwire.ts';
 
 let dir = '';
@@ -20,7 +35,10 @@ before(() => {
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function sshKeygen(args: string[]): string {
-  return execFileSync('/usr/bin/ssh-keygen', args, { env: { PATH: '/usr/bin:/bin', TZ: 'UTC' }, stdio: 'pipe' }).toString();
+  return execFileSync('/usr/bin/ssh-keygen', args, {
+    env: { PATH: '/usr/bin:/bin', TZ: 'UTC' },
+    stdio: 'pipe',
+  }).toString();
 }
 function file(name: string, content: string): string {
   const p = path.join(dir, name);
@@ -65,17 +83,27 @@ for (const caKind of ['ed25519', 'ecdsa'] as const) {
         const keyBlob = sshPublicKeyBlob(gen[keyKind]());
         const blob = await signCertificate(userFields(keyBlob), ca);
         const out = sshKeygen(['-L', '-f', file(`u-${caKind}-${keyKind}-cert.pub`, formatAuthorizedKey(blob) + '\n')]);
-        const type = keyKind === 'ed25519' ? 'ssh-ed25519-cert-v01@openssh.com' : 'ecdsa-sha2-nistp256-cert-v01@openssh.com';
+        const type =
+          keyKind === 'ed25519' ? 'ssh-ed25519-cert-v01@openssh.com' : 'ecdsa-sha2-nistp256-cert-v01@openssh.com';
         const lines = out.split('\n').map((l) => l.trim());
         assert.ok(lines.includes(`Type: ${type} user certificate`), out);
-        assert.ok(lines.some((l) => l.startsWith('Public key: ') && l.endsWith(fingerprintSHA256(keyBlob))), out);
-        assert.ok(lines.some((l) => l.startsWith('Signing CA: ') && l.includes(fingerprintSHA256(caBlob))), out);
+        assert.ok(
+          lines.some((l) => l.startsWith('Public key: ') && l.endsWith(fingerprintSHA256(keyBlob))),
+          out,
+        );
+        assert.ok(
+          lines.some((l) => l.startsWith('Signing CA: ') && l.includes(fingerprintSHA256(caBlob))),
+          out,
+        );
         assert.ok(lines.includes('Key ID: "alice"'), out);
         assert.ok(lines.includes('Serial: 42'), out);
         assert.ok(lines.includes('Valid: from 2026-01-01T00:00:00 to 2026-01-01T01:00:00'), out);
         const block = (title: string) => lines.slice(lines.indexOf(title) + 1, lines.indexOf(title) + 4);
         assert.deepEqual(block('Principals:').slice(0, 2), ['root', 'ubuntu']);
-        assert.deepEqual(block('Critical Options:').slice(0, 2), ['force-command uptime', 'source-address 10.0.0.0/8,2001:db8::/32']);
+        assert.deepEqual(block('Critical Options:').slice(0, 2), [
+          'force-command uptime',
+          'source-address 10.0.0.0/8,2001:db8::/32',
+        ]);
         // Flags must show bare: non-empty data would print as UNKNOWN or make ssh-keygen fail.
         assert.deepEqual(block('Extensions:'), [
           'permit-port-forwarding',
@@ -86,7 +114,15 @@ for (const caKind of ['ed25519', 'ecdsa'] as const) {
     }
 
     it('ssh-keygen -L shows a host certificate valid forever with no options', async () => {
-      const fields = { publicKey: sshPublicKeyBlob(gen.ed25519()), serial: 0n, certType: 'host', keyId: 'node-1', principals: ['node-1.example.com'], validAfter: new Date(0), validBefore: FOREVER } as const;
+      const fields = {
+        publicKey: sshPublicKeyBlob(gen.ed25519()),
+        serial: 0n,
+        certType: 'host',
+        keyId: 'node-1',
+        principals: ['node-1.example.com'],
+        validAfter: new Date(0),
+        validBefore: FOREVER,
+      } as const;
       const blob = await signCertificate(fields, ca);
       const out = sshKeygen(['-L', '-f', file(`h-${caKind}-cert.pub`, formatAuthorizedKey(blob) + '\n')]);
       assert.match(out, /Type: ssh-ed25519-cert-v01@openssh.com host certificate/);
@@ -95,7 +131,12 @@ for (const caKind of ['ed25519', 'ecdsa'] as const) {
       const cert = parseCertificate(blob);
       assert.equal(cert.validBefore.getTime(), FOREVER.getTime());
       assert.equal(cert.validAfter.getTime(), 0);
-      verifyCertificate(cert, { trustedCAs: [caBlob], now: new Date(), certType: 'host', principal: 'node-1.example.com' });
+      verifyCertificate(cert, {
+        trustedCAs: [caBlob],
+        now: new Date(),
+        certType: 'host',
+        principal: 'node-1.example.com',
+      });
     });
 
     it('ssh-keygen refuses our certificate once a signed byte is flipped', async () => {
@@ -104,7 +145,10 @@ for (const caKind of ['ed25519', 'ecdsa'] as const) {
       assert.throws(() => sshKeygen(['-L', '-f', file(`bad-${caKind}-cert.pub`, formatAuthorizedKey(blob) + '\n')]));
       const cert = parseCertificate(blob);
       assert.deepEqual(cert.principals, ['root', 'Ubuntu']);
-      assert.throws(() => verifyCertificate(cert, { trustedCAs: [caBlob], now: inside, certType: 'user', principal: 'Ubuntu' }), denied(/invalid CA signature/));
+      assert.throws(
+        () => verifyCertificate(cert, { trustedCAs: [caBlob], now: inside, certType: 'user', principal: 'Ubuntu' }),
+        denied(/invalid CA signature/),
+      );
     });
 
     for (const keyKind of ['ed25519', 'ecdsa'] as const) {
@@ -112,7 +156,16 @@ for (const caKind of ['ed25519', 'ecdsa'] as const) {
         const keyFile = path.join(dir, `k-${caKind}-${keyKind}`);
         sshKeygen(['-q', '-t', keyKind, ...(keyKind === 'ecdsa' ? ['-b', '256'] : []), '-N', '', '-f', keyFile]);
         const args = ['-q', '-s', caFile(), '-I', 'bob@corp', '-n', 'a,b', '-V', '+1h', '-z', '77'];
-        sshKeygen([...args, '-O', 'force-command=id', '-O', 'source-address=192.168.0.0/16', '-O', 'extension:ward-cluster@ward.dev=lab', `${keyFile}.pub`]);
+        sshKeygen([
+          ...args,
+          '-O',
+          'force-command=id',
+          '-O',
+          'source-address=192.168.0.0/16',
+          '-O',
+          'extension:ward-cluster@ward.dev=lab',
+          `${keyFile}.pub`,
+        ]);
         const cert = parseCertificate(parseAuthorizedKey(fs.readFileSync(`${keyFile}-cert.pub`, 'utf8')).blob);
         assert.equal(cert.keyId, 'bob@corp');
         assert.equal(cert.serial, 77n);
@@ -129,13 +182,31 @@ for (const caKind of ['ed25519', 'ecdsa'] as const) {
           'ward-cluster@ward.dev',
         ]);
         assert.equal(cert.extensions['ward-cluster@ward.dev'], 'lab');
-        const opts = { trustedCAs: [caBlob], now: new Date(), certType: 'user', principal: 'b', sourceAddress: '192.168.7.9' } as const;
+        const opts = {
+          trustedCAs: [caBlob],
+          now: new Date(),
+          certType: 'user',
+          principal: 'b',
+          sourceAddress: '192.168.7.9',
+        } as const;
         verifyCertificate(cert, opts);
         verifyCertificate(cert, { ...opts, sourceAddress: '::ffff:192.168.1.1' });
-        assert.throws(() => verifyCertificate(cert, { ...opts, trustedCAs: [sshPublicKeyBlob(gen[caKind]())] }), denied(/trusted certificate authority/));
-        assert.throws(() => verifyCertificate(cert, { ...opts, sourceAddress: '10.1.2.3' }), denied(/source address 10.1.2.3 is not allowed/));
-        assert.throws(() => verifyCertificate(cert, { ...opts, sourceAddress: undefined }), denied(/client address is unknown/));
-        assert.throws(() => verifyCertificate(cert, { ...opts, certType: 'host' }), denied(/expected a host certificate, got a user/));
+        assert.throws(
+          () => verifyCertificate(cert, { ...opts, trustedCAs: [sshPublicKeyBlob(gen[caKind]())] }),
+          denied(/trusted certificate authority/),
+        );
+        assert.throws(
+          () => verifyCertificate(cert, { ...opts, sourceAddress: '10.1.2.3' }),
+          denied(/source address 10.1.2.3 is not allowed/),
+        );
+        assert.throws(
+          () => verifyCertificate(cert, { ...opts, sourceAddress: undefined }),
+          denied(/client address is unknown/),
+        );
+        assert.throws(
+          () => verifyCertificate(cert, { ...opts, certType: 'host' }),
+          denied(/expected a host certificate, got a user/),
+        );
       });
     }
 
@@ -147,16 +218,38 @@ for (const caKind of ['ed25519', 'ecdsa'] as const) {
       assert.equal(cert.certType, 'host');
       const opts = { trustedCAs: [caBlob], now: new Date(), certType: 'host', principal: 'node.lab' } as const;
       verifyCertificate(cert, opts);
-      assert.throws(() => verifyCertificate(cert, { ...opts, certType: 'user' }), denied(/expected a user certificate, got a host/));
-      assert.throws(() => verifyCertificate(cert, { ...opts, principal: 'other.lab' }), denied(/"other.lab" is not listed/));
+      assert.throws(
+        () => verifyCertificate(cert, { ...opts, certType: 'user' }),
+        denied(/expected a user certificate, got a host/),
+      );
+      assert.throws(
+        () => verifyCertificate(cert, { ...opts, principal: 'other.lab' }),
+        denied(/"other.lab" is not listed/),
+      );
     });
 
     it('refuses an ssh-keygen certificate carrying an unknown critical option', () => {
       const keyFile = path.join(dir, `crit-${caKind}`);
       sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
-      sshKeygen(['-q', '-s', caFile(), '-I', 'x', '-n', 'a', '-V', '+1h', '-O', 'critical:restrict-foo@example.com=1', `${keyFile}.pub`]);
+      sshKeygen([
+        '-q',
+        '-s',
+        caFile(),
+        '-I',
+        'x',
+        '-n',
+        'a',
+        '-V',
+        '+1h',
+        '-O',
+        'critical:restrict-foo@example.com=1',
+        `${keyFile}.pub`,
+      ]);
       const cert = parseCertificate(parseAuthorizedKey(fs.readFileSync(`${keyFile}-cert.pub`, 'utf8')).blob);
-      assert.throws(() => verifyCertificate(cert, { trustedCAs: [caBlob], now: new Date(), certType: 'user', principal: 'a' }), denied(/unsupported critical option "restrict-foo@example.com"/));
+      assert.throws(
+        () => verifyCertificate(cert, { trustedCAs: [caBlob], now: new Date(), certType: 'user', principal: 'a' }),
+        denied(/unsupported critical option "restrict-foo@example.com"/),
+      );
     });
   });
 }
@@ -166,7 +259,8 @@ describe('verifyCertificate refusals', () => {
   const ca = softwareSigner(caKey);
   const trustedCAs = [sshPublicKeyBlob(caKey)];
   const keyBlob = sshPublicKeyBlob(gen.ecdsa());
-  const sign = async (extra: Partial<CertificateFields> = {}) => parseCertificate(await signCertificate(userFields(keyBlob, extra), ca));
+  const sign = async (extra: Partial<CertificateFields> = {}) =>
+    parseCertificate(await signCertificate(userFields(keyBlob, extra), ca));
   const opts = { trustedCAs, now: inside, certType: 'user', principal: 'root', sourceAddress: '10.9.8.7' } as const;
 
   it('accepts a valid certificate at both ends of its window', async () => {
@@ -192,24 +286,42 @@ describe('verifyCertificate refusals', () => {
   });
 
   it('refuses a principal the certificate does not list, and a certificate listing none', async () => {
-    await assert.rejects(async () => verifyCertificate(await sign(), { ...opts, principal: 'admin' }), denied(/"admin" is not listed/));
-    await assert.rejects(async () => verifyCertificate(await sign({ principals: [] }), opts), denied(/lists no principals/));
+    await assert.rejects(
+      async () => verifyCertificate(await sign(), { ...opts, principal: 'admin' }),
+      denied(/"admin" is not listed/),
+    );
+    await assert.rejects(
+      async () => verifyCertificate(await sign({ principals: [] }), opts),
+      denied(/lists no principals/),
+    );
   });
 
   it('refuses a user certificate where a host certificate is expected', async () => {
-    await assert.rejects(async () => verifyCertificate(await sign(), { ...opts, certType: 'host' }), denied(/expected a host certificate/));
+    await assert.rejects(
+      async () => verifyCertificate(await sign(), { ...opts, certType: 'host' }),
+      denied(/expected a host certificate/),
+    );
   });
 
   it('refuses unknown and unenforceable critical options', async () => {
-    await assert.rejects(async () => verifyCertificate(await sign({ criticalOptions: { 'no-such-option@example.com': 'x' } }), opts), denied(/unsupported critical option/));
-    await assert.rejects(async () => verifyCertificate(await sign({ criticalOptions: { 'verify-required': '' } }), opts), denied(/"verify-required"/));
+    await assert.rejects(
+      async () => verifyCertificate(await sign({ criticalOptions: { 'no-such-option@example.com': 'x' } }), opts),
+      denied(/unsupported critical option/),
+    );
+    await assert.rejects(
+      async () => verifyCertificate(await sign({ criticalOptions: { 'verify-required': '' } }), opts),
+      denied(/"verify-required"/),
+    );
   });
 
   it('refuses a certificate whose parsed fields were edited after parsing', async () => {
     const cert = await sign();
     const edited: SSHCertificate = { ...cert, principals: [...cert.principals, 'admin'] };
     assert.throws(() => verifyCertificate(edited, { ...opts, principal: 'admin' }), denied(/do not match/));
-    assert.throws(() => verifyCertificate({ ...cert, validBefore: FOREVER }, { ...opts, now: T1 }), denied(/do not match/));
+    assert.throws(
+      () => verifyCertificate({ ...cert, validBefore: FOREVER }, { ...opts, now: T1 }),
+      denied(/do not match/),
+    );
   });
 
   it('refuses a certificate whose principal list was modified after signing', async () => {
@@ -227,7 +339,11 @@ describe('signCertificate', () => {
   const keyBlob = sshPublicKeyBlob(gen.ed25519());
 
   it('refuses fields it cannot encode faithfully', async () => {
-    const rsaBlob = new SSHWriter().string('ssh-rsa').mpint(Buffer.from([1, 0, 1])).mpint(crypto.randomBytes(256)).toBuffer();
+    const rsaBlob = new SSHWriter()
+      .string('ssh-rsa')
+      .mpint(Buffer.from([1, 0, 1]))
+      .mpint(crypto.randomBytes(256))
+      .toBuffer();
     const bad: Array<Partial<CertificateFields>> = [
       { publicKey: rsaBlob },
       { validAfter: T1, validBefore: T0 },
@@ -244,12 +360,21 @@ describe('signCertificate', () => {
       { certType: 'host' },
       { nonce: Buffer.alloc(4) },
     ];
-    for (const extra of bad) await assert.rejects(signCertificate(userFields(keyBlob, extra), ca), isBadParameter, JSON.stringify(extra, (_, v) => (typeof v === 'bigint' ? String(v) : v)));
+    for (const extra of bad)
+      await assert.rejects(
+        signCertificate(userFields(keyBlob, extra), ca),
+        isBadParameter,
+        JSON.stringify(extra, (_, v) => (typeof v === 'bigint' ? String(v) : v)),
+      );
     await assert.rejects(signCertificate(userFields(rsaBlob), ca), /unsupported key type/);
   });
 
   it('refuses a subject key that is not a point on its curve, and an outside signer whose CA key is malformed', async () => {
-    const offCurve = new SSHWriter().string('ecdsa-sha2-nistp256').string('nistp256').string(Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)])).toBuffer();
+    const offCurve = new SSHWriter()
+      .string('ecdsa-sha2-nistp256')
+      .string('nistp256')
+      .string(Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]))
+      .toBuffer();
     await assert.rejects(signCertificate(userFields(offCurve), ca), /not a valid point/);
     const outside = { publicKeyBlob: offCurve, sign: ca.sign };
     await assert.rejects(signCertificate(userFields(keyBlob), outside), /not a valid point/);
@@ -329,7 +454,10 @@ describe('parseCertificate on hostile input', () => {
     const cert = parseCertificate(handmade({ extensions: ext }));
     assert.deepEqual({ ...cert.extensions }, { 'a@x': '', 'permit-pty': '' });
     verifyCertificate(cert, { trustedCAs: trustedCAs(), now: inside, certType: 'user', principal: 'root' });
-    assert.match(sshKeygen(['-L', '-f', file('handmade-cert.pub', formatAuthorizedKey(cert.blob) + '\n')]), /Valid: forever/);
+    assert.match(
+      sshKeygen(['-L', '-f', file('handmade-cert.pub', formatAuthorizedKey(cert.blob) + '\n')]),
+      /Valid: forever/,
+    );
   });
 
   it('refuses unordered or duplicate names, and flags encoded as a nested empty string', () => {
@@ -342,13 +470,19 @@ describe('parseCertificate on hostile input', () => {
       tuple('x@y', Buffer.from('raw')),
       tuple('', empty),
     ];
-    for (const ext of cases) assert.throws(() => parseCertificate(handmade({ extensions: ext })), isBadParameter, ext.toString('hex'));
-    assert.throws(() => parseCertificate(handmade({ critical: tuple('force-command', Buffer.alloc(0)) })), /needs a value/);
+    for (const ext of cases)
+      assert.throws(() => parseCertificate(handmade({ extensions: ext })), isBadParameter, ext.toString('hex'));
+    assert.throws(
+      () => parseCertificate(handmade({ critical: tuple('force-command', Buffer.alloc(0)) })),
+      /needs a value/,
+    );
     assert.throws(() => parseCertificate(handmade({ typeCode: 3 })), /unknown certificate type 3/);
   });
 
   it('refuses a host certificate that carries critical options', () => {
-    const cert = parseCertificate(handmade({ typeCode: 2, critical: tuple('force-command', new SSHWriter().string('id').toBuffer()) }));
+    const cert = parseCertificate(
+      handmade({ typeCode: 2, critical: tuple('force-command', new SSHWriter().string('id').toBuffer()) }),
+    );
     const opts = { trustedCAs: trustedCAs(), now: inside, certType: 'host', principal: 'root' } as const;
     assert.throws(() => verifyCertificate(cert, opts), denied(/host certificate carries critical options/));
   });
@@ -370,7 +504,17 @@ describe('source-address lists', () => {
   });
 
   it('refuses malformed lists as OpenSSH does', () => {
-    for (const list of ['', '10.0.0.0/8,', '10.0.0.1/8', '10.0.0.0/33', '*', '!10.0.0.0/8', 'host.example.com', '10.0.0.0/8/1', 'fe80::1%eth0']) {
+    for (const list of [
+      '',
+      '10.0.0.0/8,',
+      '10.0.0.1/8',
+      '10.0.0.0/33',
+      '*',
+      '!10.0.0.0/8',
+      'host.example.com',
+      '10.0.0.0/8/1',
+      'fe80::1%eth0',
+    ]) {
       assert.throws(() => matchCIDRList('10.0.0.1', list), isBadParameter, list);
     }
   });

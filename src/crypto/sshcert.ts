@@ -5,7 +5,16 @@ import crypto from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { matchCIDRList, parseCIDRList } from './cidr.ts';
-import { CERT_SUFFIX, blobType, isKeyType, publicKeyFromBlob, readPublicKeyFields, signSSH, sshPublicKeyBlob, verifySSHSignature } from './sshkeys.ts';
+import {
+  CERT_SUFFIX,
+  blobType,
+  isKeyType,
+  publicKeyFromBlob,
+  readPublicKeyFields,
+  signSSH,
+  sshPublicKeyBlob,
+  verifySSHSignature,
+} from './sshkeys.ts';
 import { SSHReader, SSHWriter } from './sshwire.ts';
 
 export type CertType = 'user' | 'host';
@@ -315,7 +324,8 @@ export function verifyCertificate(cert: SSHCertificate, opts: VerifyOptions): vo
     deny('not signed by a trusted certificate authority');
   }
   if (!verifySSHSignature(parsed.signatureKey, parsed.signed, parsed.signature)) deny('invalid CA signature');
-  if (parsed.certType !== opts.certType) deny(`expected a ${opts.certType} certificate, got a ${parsed.certType} certificate`);
+  if (parsed.certType !== opts.certType)
+    deny(`expected a ${opts.certType} certificate, got a ${parsed.certType} certificate`);
 
   // PROTOCOL.certkeys: valid after <= current time < valid before, in whole seconds.
   const now = Math.floor(opts.now.getTime() / 1000);

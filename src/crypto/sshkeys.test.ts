@@ -41,17 +41,37 @@ function isBadParameter(err: unknown): boolean {
 
 const kinds = {
   ed25519: { gen: () => crypto.generateKeyPairSync('ed25519').privateKey, keygen: ['-t', 'ed25519'] },
-  ecdsa: { gen: () => crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, keygen: ['-t', 'ecdsa', '-b', '256'] },
+  ecdsa: {
+    gen: () => crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+    keygen: ['-t', 'ecdsa', '-b', '256'],
+  },
 };
 
 // PROTOCOL.sshsig: what `ssh-keygen -Y sign` signs, and the armored file it writes.
 function sshsigData(namespace: string, message: Buffer): Buffer {
   const hash = crypto.createHash('sha512').update(message).digest();
-  return new SSHWriter().raw(Buffer.from('SSHSIG')).string(namespace).string('').string('sha512').string(hash).toBuffer();
+  return new SSHWriter()
+    .raw(Buffer.from('SSHSIG'))
+    .string(namespace)
+    .string('')
+    .string('sha512')
+    .string(hash)
+    .toBuffer();
 }
 function armorSSHSIG(publicBlob: Buffer, namespace: string, signature: Buffer): string {
-  const body = new SSHWriter().raw(Buffer.from('SSHSIG')).uint32(1).string(publicBlob).string(namespace).string('').string('sha512').string(signature);
-  const b64 = body.toBuffer().toString('base64').match(/.{1,76}/g)!.join('\n');
+  const body = new SSHWriter()
+    .raw(Buffer.from('SSHSIG'))
+    .uint32(1)
+    .string(publicBlob)
+    .string(namespace)
+    .string('')
+    .string('sha512')
+    .string(signature);
+  const b64 = body
+    .toBuffer()
+    .toString('base64')
+    .match(/.{1,76}/g)!
+    .join('\n');
   return `-----BEGIN SSH SIGNATURE-----\n${b64}\n-----END SSH SIGNATURE-----\n`;
 }
 function parseSSHSIG(armored: string): { publicKey: Buffer; signature: Buffer } {
@@ -123,7 +143,10 @@ for (const [kind, { gen, keygen }] of Object.entries(kinds)) {
         sig = signSSH(key, sshsigData('file', message));
       }
       const sigFile = file(`ours-${kind}.sig`, armorSSHSIG(blob, 'file', sig));
-      assert.match(sshKeygen(['-Y', 'check-novalidate', '-n', 'file', '-s', sigFile], message.toString()), /Good "file" signature/);
+      assert.match(
+        sshKeygen(['-Y', 'check-novalidate', '-n', 'file', '-s', sigFile], message.toString()),
+        /Good "file" signature/,
+      );
       assert.throws(() => sshKeygen(['-Y', 'check-novalidate', '-n', 'file', '-s', sigFile], 'other message'));
     });
 
@@ -159,7 +182,10 @@ describe('private key files', () => {
   it('refuses a passphrase-protected key', () => {
     const p = file('encrypted');
     sshKeygen(['-t', 'ed25519', '-q', '-N', 'secret', '-f', p]);
-    assert.throws(() => parseOpenSSHPrivateKey(fs.readFileSync(p, 'utf8')), /encrypted OpenSSH private keys are not supported/);
+    assert.throws(
+      () => parseOpenSSHPrivateKey(fs.readFileSync(p, 'utf8')),
+      /encrypted OpenSSH private keys are not supported/,
+    );
   });
 
   it('refuses an RSA key as an unsupported key type', () => {
@@ -178,7 +204,8 @@ describe('private key files', () => {
     const key = kinds.ed25519.gen();
     const pem = formatOpenSSHPrivateKey(key);
     const raw = Buffer.from(pem.split('\n').slice(1, -2).join(''), 'base64');
-    const rewrap = (b: Buffer) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${b.toString('base64')}\n-----END OPENSSH PRIVATE KEY-----\n`;
+    const rewrap = (b: Buffer) =>
+      `-----BEGIN OPENSSH PRIVATE KEY-----\n${b.toString('base64')}\n-----END OPENSSH PRIVATE KEY-----\n`;
     // Header: magic(15) + "none"(8) + "none"(8) + ""(4) + N(4) + public key (4+51) + section length (4).
     const section = 15 + 8 + 8 + 4 + 4 + 4 + 51 + 4;
     for (const offset of [section, section + 4 + 20, raw.length - 1, 15 + 8 + 8 + 4 + 4 + 4 + 30]) {
@@ -186,8 +213,14 @@ describe('private key files', () => {
       bad[offset] = bad[offset]! ^ 1;
       assert.throws(() => parseOpenSSHPrivateKey(rewrap(bad)), isBadParameter, `byte ${offset}`);
     }
-    assert.throws(() => parseOpenSSHPrivateKey('-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n-----END OPENSSH PRIVATE KEY-----'), isBadParameter);
-    assert.throws(() => parseOpenSSHPrivateKey(key.export({ format: 'pem', type: 'pkcs8' }).toString()), isBadParameter);
+    assert.throws(
+      () => parseOpenSSHPrivateKey('-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n-----END OPENSSH PRIVATE KEY-----'),
+      isBadParameter,
+    );
+    assert.throws(
+      () => parseOpenSSHPrivateKey(key.export({ format: 'pem', type: 'pkcs8' }).toString()),
+      isBadParameter,
+    );
     assert.throws(() => formatOpenSSHPrivateKey(crypto.createPublicKey(key)), isBadParameter);
   });
 });
@@ -197,7 +230,11 @@ describe('authorized key lines', () => {
     const blob = sshPublicKeyBlob(kinds.ecdsa.gen());
     const line = formatAuthorizedKey(blob, 'alice at laptop');
     assert.match(line, /^ecdsa-sha2-nistp256 AAAA\S+ alice at laptop$/);
-    assert.deepEqual(parseAuthorizedKey(`${line}\n`), { type: 'ecdsa-sha2-nistp256', blob, comment: 'alice at laptop' });
+    assert.deepEqual(parseAuthorizedKey(`${line}\n`), {
+      type: 'ecdsa-sha2-nistp256',
+      blob,
+      comment: 'alice at laptop',
+    });
     assert.deepEqual(parseAuthorizedKey(formatAuthorizedKey(blob)).comment, '');
   });
 
@@ -215,7 +252,8 @@ describe('authorized key lines', () => {
       'ssh-ed25519 AAAA',
       `ssh-dss ${b64}`,
     ];
-    for (const line of bad) assert.throws(() => parseAuthorizedKey(line), isBadParameter, JSON.stringify(line.slice(0, 40)));
+    for (const line of bad)
+      assert.throws(() => parseAuthorizedKey(line), isBadParameter, JSON.stringify(line.slice(0, 40)));
     assert.throws(() => formatAuthorizedKey(blob, 'two\nlines'), isBadParameter);
     assert.throws(() => formatAuthorizedKey(Buffer.from('garbage')), isBadParameter);
   });
@@ -229,8 +267,20 @@ describe('authorized key lines', () => {
 
 describe('wire encoding (RFC 4251)', () => {
   it('encodes mpints minimally with a 0x00 prefix when the top bit is set', () => {
-    assert.equal(new SSHWriter().mpint(Buffer.from([0x80])).toBuffer().toString('hex'), '000000020080');
-    assert.equal(new SSHWriter().mpint(Buffer.from([0, 0, 0x7f])).toBuffer().toString('hex'), '000000017f');
+    assert.equal(
+      new SSHWriter()
+        .mpint(Buffer.from([0x80]))
+        .toBuffer()
+        .toString('hex'),
+      '000000020080',
+    );
+    assert.equal(
+      new SSHWriter()
+        .mpint(Buffer.from([0, 0, 0x7f]))
+        .toBuffer()
+        .toString('hex'),
+      '000000017f',
+    );
     assert.equal(new SSHWriter().mpint(Buffer.alloc(3)).toBuffer().toString('hex'), '00000000');
   });
 

@@ -68,9 +68,14 @@ function publicPoint(key: crypto.KeyObject, type: SSHKeyType): Buffer {
 
 /** The private half: the 32-byte Ed25519 seed, or the 32-byte P-256 scalar d. */
 function privateScalar(key: crypto.KeyObject, type: SSHKeyType): Buffer {
-  if (type === ED25519) return afterPrefix(key.export({ type: 'pkcs8', format: 'der' }), ED25519_PKCS8_PREFIX, 32, 'Ed25519 private key');
+  if (type === ED25519)
+    return afterPrefix(key.export({ type: 'pkcs8', format: 'der' }), ED25519_PKCS8_PREFIX, 32, 'Ed25519 private key');
   const sec1 = key.export({ type: 'sec1', format: 'der' });
-  if (sec1[0] !== 0x30 || sec1[1]! >= 0x80 || !sec1.subarray(2, 2 + P256_SEC1_D_PREFIX.length).equals(P256_SEC1_D_PREFIX)) {
+  if (
+    sec1[0] !== 0x30 ||
+    sec1[1]! >= 0x80 ||
+    !sec1.subarray(2, 2 + P256_SEC1_D_PREFIX.length).equals(P256_SEC1_D_PREFIX)
+  ) {
     throw new BadParameter('unexpected P-256 private key encoding');
   }
   const start = 2 + P256_SEC1_D_PREFIX.length;
@@ -117,7 +122,10 @@ export function publicKeyFromBlob(blob: Buffer): crypto.KeyObject {
   r.end();
   try {
     if (type === ED25519) {
-      return crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: point.toString('base64url') }, format: 'jwk' });
+      return crypto.createPublicKey({
+        key: { kty: 'OKP', crv: 'Ed25519', x: point.toString('base64url') },
+        format: 'jwk',
+      });
     }
     const [x, y] = [point.subarray(1, 33), point.subarray(33)].map((b) => b.toString('base64url'));
     return crypto.createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: x!, y: y! }, format: 'jwk' });
@@ -194,7 +202,9 @@ export function formatOpenSSHPrivateKey(key: crypto.KeyObject, comment = ''): st
   const w = new SSHWriter().raw(check).raw(check);
   if (type === ED25519) {
     // Private key encoding as for the SSH agent (draft-miller-ssh-agent): pk, then seed || pk.
-    w.string(ED25519).string(point).string(Buffer.concat([secret, point]));
+    w.string(ED25519)
+      .string(point)
+      .string(Buffer.concat([secret, point]));
   } else {
     w.string(ECDSA_P256).string(NISTP256).string(point).mpint(secret);
   }
@@ -289,7 +299,10 @@ export function signSSH(key: crypto.KeyObject, data: Buffer): Buffer {
   requirePrivate(key);
   const type = sshKeyType(key);
   if (type === ED25519) {
-    return new SSHWriter().string(ED25519).string(crypto.sign(null, data, key)).toBuffer();
+    return new SSHWriter()
+      .string(ED25519)
+      .string(crypto.sign(null, data, key))
+      .toBuffer();
   }
   const rs = crypto.sign('sha256', data, { key, dsaEncoding: 'ieee-p1363' });
   const inner = new SSHWriter().mpint(rs.subarray(0, 32)).mpint(rs.subarray(32)).toBuffer();

@@ -4,7 +4,14 @@ import 'reflect-metadata';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { X509Certificate as NodeX509, createECDH, createHash, createPublicKey, generateKeyPairSync, webcrypto } from 'node:crypto';
+import {
+  X509Certificate as NodeX509,
+  createECDH,
+  createHash,
+  createPublicKey,
+  generateKeyPairSync,
+  webcrypto,
+} from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,7 +88,11 @@ function openssl(args: string[], input = ''): Promise<{ code: number; out: strin
   });
 }
 
-async function issue(identity: Identity, usage: 'client' | 'server' | 'both', extra: Partial<Parameters<typeof issueTLSCert>[0]> = {}) {
+async function issue(
+  identity: Identity,
+  usage: 'client' | 'server' | 'both',
+  extra: Partial<Parameters<typeof issueTLSCert>[0]> = {},
+) {
   const key = await generateTLSKey();
   const certPem = await issueTLSCert({
     caCertPem: ca.certPem,
@@ -97,8 +108,17 @@ async function issue(identity: Identity, usage: 'client' | 'server' | 'both', ex
 }
 
 /** Signs an arbitrary certificate with the test CA's key, to build what issueTLSCert refuses to build. */
-async function craft(extensions: x509.Extension[], params: Partial<x509.X509CertificateCreateWithKeyParams> = {}): Promise<string> {
-  const key = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decode(ca.keyPem)[0]!, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+async function craft(
+  extensions: x509.Extension[],
+  params: Partial<x509.X509CertificateCreateWithKeyParams> = {},
+): Promise<string> {
+  const key = await webcrypto.subtle.importKey(
+    'pkcs8',
+    x509.PemConverter.decode(ca.keyPem)[0]!,
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    false,
+    ['sign'],
+  );
   const cert = await x509.X509CertificateGenerator.create({
     subject: 'O=lab, CN=mallory',
     issuer: new x509.X509Certificate(ca.certPem).subjectName,
@@ -115,7 +135,14 @@ async function craft(extensions: x509.Extension[], params: Partial<x509.X509Cert
 
 function utf8String(text: string): Uint8Array<ArrayBuffer> {
   const body = Buffer.from(text);
-  const len = body.length < 0x80 ? [body.length] : body.length < 0x100 ? [0x81, body.length] : body.length < 0x10000 ? [0x82, body.length >> 8, body.length & 0xff] : [0x83, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff];
+  const len =
+    body.length < 0x80
+      ? [body.length]
+      : body.length < 0x100
+        ? [0x81, body.length]
+        : body.length < 0x10000
+          ? [0x82, body.length >> 8, body.length & 0xff]
+          : [0x83, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff];
   return new Uint8Array(Buffer.concat([Buffer.from([0x0c, ...len]), body]));
 }
 
@@ -129,14 +156,25 @@ before(async () => {
   foreignCA = await createTLSCA({ clusterName: 'lab', now });
   userKey = await generateTLSKey();
   userCert = await issueTLSCert({
-    caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKeyPem: userKey.publicKeyPem, identity: alice,
-    now, notAfter: new Date(now.getTime() + 8 * HOUR), usage: 'client',
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    publicKeyPem: userKey.publicKeyPem,
+    identity: alice,
+    now,
+    notAfter: new Date(now.getTime() + 8 * HOUR),
+    usage: 'client',
   });
   hostKey = await generateTLSKey();
   hostCert = await issueTLSCert({
-    caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKeyPem: hostKey.publicKeyPem, identity: node1,
-    now, notAfter: new Date(now.getTime() + 24 * HOUR), usage: 'both',
-    dnsNames: ['localhost', 'node-1.lab.test', '*.apps.lab.test'], ipAddresses: ['127.0.0.1', '::1'],
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    publicKeyPem: hostKey.publicKeyPem,
+    identity: node1,
+    now,
+    notAfter: new Date(now.getTime() + 24 * HOUR),
+    usage: 'both',
+    dnsNames: ['localhost', 'node-1.lab.test', '*.apps.lab.test'],
+    ipAddresses: ['127.0.0.1', '::1'],
   });
   file('ca.pem', ca.certPem);
   file('foreign-ca.pem', foreignCA.certPem);
@@ -169,7 +207,9 @@ describe('keys and CA', () => {
 
   it('backdates notBefore by a minute, lasts ten years by default and takes a common name', async () => {
     const fixed = new Date('2026-03-01T12:00:00Z');
-    const c = new x509.X509Certificate((await createTLSCA({ clusterName: 'lab', commonName: 'lab TLS CA', now: fixed })).certPem);
+    const c = new x509.X509Certificate(
+      (await createTLSCA({ clusterName: 'lab', commonName: 'lab TLS CA', now: fixed })).certPem,
+    );
     assert.equal(c.notBefore.toISOString(), '2026-03-01T11:59:00.000Z');
     assert.equal(c.notAfter.toISOString(), '2036-02-27T12:00:00.000Z');
     assert.equal(c.subject, 'O=lab, CN=lab TLS CA');
@@ -203,35 +243,79 @@ describe('issued certificates', () => {
     assert.match(out, /Basic Constraints: critical\s+CA:FALSE/);
     assert.match(out, /Key Usage: critical\s+Digital Signature\n/);
     assert.match(out, /Extended Key Usage: \s+TLS Web Client Authentication\n/);
-    const ski = /Subject Key Identifier: \s+([0-9A-F:]+)/.exec((await openssl(['x509', '-in', join(dir, 'ca.pem'), '-noout', '-text'])).out)![1]!;
+    const ski = /Subject Key Identifier: \s+([0-9A-F:]+)/.exec(
+      (await openssl(['x509', '-in', join(dir, 'ca.pem'), '-noout', '-text'])).out,
+    )![1]!;
     assert.match(out, new RegExp(`Authority Key Identifier: \\s+(keyid:)?${ski}`));
     assert.equal(IDENTITY_OID, '1.3.9999.7.1');
   });
 
   it('puts DNS and IP SANs and the host id in a host cert', async () => {
     const { out } = await openssl(['x509', '-in', join(dir, 'host.pem'), '-noout', '-text']);
-    assert.match(out, /DNS:localhost, DNS:node-1\.lab\.test, DNS:\*\.apps\.lab\.test, IP Address:127\.0\.0\.1, IP Address:0:0:0:0:0:0:0:1/);
+    assert.match(
+      out,
+      /DNS:localhost, DNS:node-1\.lab\.test, DNS:\*\.apps\.lab\.test, IP Address:127\.0\.0\.1, IP Address:0:0:0:0:0:0:0:1/,
+    );
     assert.match(out, /Subject: O = lab, CN = 5f0c7c2e-node-1/);
     assert.match(out, /TLS Web Client Authentication, TLS Web Server Authentication/);
-    const byName = await openssl(['verify', '-CAfile', join(dir, 'ca.pem'), '-verify_hostname', 'node-1.lab.test', join(dir, 'host.pem')]);
+    const byName = await openssl([
+      'verify',
+      '-CAfile',
+      join(dir, 'ca.pem'),
+      '-verify_hostname',
+      'node-1.lab.test',
+      join(dir, 'host.pem'),
+    ]);
     assert.equal(byName.code, 0, byName.out);
-    const byIP = await openssl(['verify', '-CAfile', join(dir, 'ca.pem'), '-verify_ip', '127.0.0.1', join(dir, 'host.pem')]);
+    const byIP = await openssl([
+      'verify',
+      '-CAfile',
+      join(dir, 'ca.pem'),
+      '-verify_ip',
+      '127.0.0.1',
+      join(dir, 'host.pem'),
+    ]);
     assert.equal(byIP.code, 0, byIP.out);
-    const wrong = await openssl(['verify', '-CAfile', join(dir, 'ca.pem'), '-verify_hostname', 'node-2.lab.test', join(dir, 'host.pem')]);
+    const wrong = await openssl([
+      'verify',
+      '-CAfile',
+      join(dir, 'ca.pem'),
+      '-verify_hostname',
+      'node-2.lab.test',
+      join(dir, 'host.pem'),
+    ]);
     assert.notEqual(wrong.code, 0);
   });
 
   it('refuses bad issuance parameters', async () => {
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    const p384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' })
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
     for (const publicKeyPem of [rsa, p384, 'not a key']) {
-      await assert.rejects(issueTLSCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKeyPem, identity: alice, now, notAfter: new Date(now.getTime() + HOUR), usage: 'client' }), BadParameter);
+      await assert.rejects(
+        issueTLSCert({
+          caCertPem: ca.certPem,
+          caKeyPem: ca.keyPem,
+          publicKeyPem,
+          identity: alice,
+          now,
+          notAfter: new Date(now.getTime() + HOUR),
+          usage: 'client',
+        }),
+        BadParameter,
+      );
     }
     await assert.rejects(issue({ ...node1, hostId: undefined }, 'server'), BadParameter);
     await assert.rejects(issue({ ...alice, username: '' }, 'client'), BadParameter);
     await assert.rejects(issue({ ...alice, extra: 1 } as Identity, 'client'), BadParameter);
     await assert.rejects(issue(alice, 'client', { notAfter: new Date(now.getTime() - 1000) }), BadParameter);
-    await assert.rejects(issue(alice, 'client', { notAfter: new Date(now.getTime() + 20 * 365 * 24 * HOUR) }), /outlive its CA/);
+    await assert.rejects(
+      issue(alice, 'client', { notAfter: new Date(now.getTime() + 20 * 365 * 24 * HOUR) }),
+      /outlive its CA/,
+    );
     await assert.rejects(issue(node1, 'server', { dnsNames: ['bad name'] }), BadParameter);
     await assert.rejects(issue(node1, 'server', { ipAddresses: ['300.1.1.1'] }), BadParameter);
     await assert.rejects(issue({ ...alice, traits: { big: ['x'.repeat(5000)] } }, 'client'), /invalid identity/);
@@ -257,16 +341,28 @@ describe('readIdentity', () => {
     const cases: [string, x509.Extension[], RegExp][] = [
       ['duplicate', [ext(utf8String(good)), ext(utf8String(good))], /duplicate/],
       ['unknown field', [ext(utf8String(JSON.stringify({ ...JSON.parse(good), admin: true })))], /invalid identity/],
-      ['wrong type', [ext(utf8String(JSON.stringify({ ...JSON.parse(good), roles: 'dev' })))], /invalid identity: roles/],
+      [
+        'wrong type',
+        [ext(utf8String(JSON.stringify({ ...JSON.parse(good), roles: 'dev' })))],
+        /invalid identity: roles/,
+      ],
       ['not JSON', [ext(utf8String('{"username":'))], /not valid JSON/],
       ['raw JSON, not DER', [ext(new Uint8Array(Buffer.from(good)))], /not a UTF8String/],
       ['trailing bytes', [ext(new Uint8Array([...utf8String(good), 0]))], /bad length/],
       ['__proto__ key', [ext(utf8String(good.replace('"internal.logins"', '"__proto__"')))], /reserved key/],
-      ['over 64 KiB', [ext(utf8String(JSON.stringify({ ...JSON.parse(good), roles: ['r'.repeat(200)], pad: 'x'.repeat(70_000) })))], /too large/],
+      [
+        'over 64 KiB',
+        [ext(utf8String(JSON.stringify({ ...JSON.parse(good), roles: ['r'.repeat(200)], pad: 'x'.repeat(70_000) })))],
+        /too large/,
+      ],
     ];
     for (const [what, extensions, error] of cases) {
       const pem = await craft(extensions);
-      assert.throws(() => readIdentity(pem), (err: unknown) => err instanceof BadParameter && error.test(err.message), what);
+      assert.throws(
+        () => readIdentity(pem),
+        (err: unknown) => err instanceof BadParameter && error.test(err.message),
+        what,
+      );
     }
     assert.throws(() => readIdentity('garbage'), BadParameter);
     assert.throws(() => readIdentity(Buffer.alloc(200_000)), /too large/);
@@ -282,7 +378,12 @@ describe('readIdentity', () => {
     assert.deepEqual(readIdentity(forged).roles, ['adm']);
     assert.throws(() => verifyChain(forged, [ca.certPem], now), AccessDenied);
     verifyChain(der, [ca.certPem], now);
-    const res = await openssl(['verify', '-CAfile', join(dir, 'ca.pem'), file('forged.der.pem', new x509.X509Certificate(new Uint8Array(forged)).toString('pem'))]);
+    const res = await openssl([
+      'verify',
+      '-CAfile',
+      join(dir, 'ca.pem'),
+      file('forged.der.pem', new x509.X509Certificate(new Uint8Array(forged)).toString('pem')),
+    ]);
     assert.notEqual(res.code, 0);
     assert.match(res.out, /signature failure/);
 
@@ -299,13 +400,22 @@ describe('verifyChain', () => {
   });
 
   it('refuses a cert signed by a look-alike CA with the same name', () => {
-    assert.throws(() => verifyChain(userCert, [foreignCA.certPem], now), (e: unknown) => e instanceof AccessDenied && /not signed by a trusted/.test(e.message));
+    assert.throws(
+      () => verifyChain(userCert, [foreignCA.certPem], now),
+      (e: unknown) => e instanceof AccessDenied && /not signed by a trusted/.test(e.message),
+    );
     assert.throws(() => verifyChain(userCert, [], now), AccessDenied);
   });
 
   it('refuses an expired or not yet valid cert', () => {
-    assert.throws(() => verifyChain(userCert, [ca.certPem], new Date(now.getTime() + 8 * HOUR + 1000)), /expired or not yet valid/);
-    assert.throws(() => verifyChain(userCert, [ca.certPem], new Date(now.getTime() - 2 * 60_000)), /expired or not yet valid/);
+    assert.throws(
+      () => verifyChain(userCert, [ca.certPem], new Date(now.getTime() + 8 * HOUR + 1000)),
+      /expired or not yet valid/,
+    );
+    assert.throws(
+      () => verifyChain(userCert, [ca.certPem], new Date(now.getTime() - 2 * 60_000)),
+      /expired or not yet valid/,
+    );
     // the one-minute backdating tolerates a verifier whose clock lags
     verifyChain(userCert, [ca.certPem], new Date(now.getTime() - 30_000));
   });
@@ -313,7 +423,15 @@ describe('verifyChain', () => {
   it('refuses a cert whose CA is no longer valid', async () => {
     const old = await createTLSCA({ clusterName: 'lab', now: new Date(now.getTime() - 2 * 24 * HOUR), ttlDays: 1 });
     const key = await generateTLSKey();
-    const cert = await issueTLSCert({ caCertPem: old.certPem, caKeyPem: old.keyPem, publicKeyPem: key.publicKeyPem, identity: alice, now: new Date(now.getTime() - 2 * 24 * HOUR), notAfter: new Date(now.getTime() - 25 * HOUR), usage: 'client' });
+    const cert = await issueTLSCert({
+      caCertPem: old.certPem,
+      caKeyPem: old.keyPem,
+      publicKeyPem: key.publicKeyPem,
+      identity: alice,
+      now: new Date(now.getTime() - 2 * 24 * HOUR),
+      notAfter: new Date(now.getTime() - 25 * HOUR),
+      usage: 'client',
+    });
     verifyChain(cert, [old.certPem], new Date(now.getTime() - 26 * HOUR));
     assert.throws(() => verifyChain(cert, [old.certPem], now), AccessDenied);
   });
@@ -350,7 +468,13 @@ describe('mutual TLS', () => {
   /** One connection to a fresh `requestCert` server trusting `ca`; resolves when both sides are done. */
   async function connect(server: { certPem: string; keyPem: string }, client: tls.ConnectionOptions): Promise<Outcome> {
     const outcome: Outcome = { received: '' };
-    const srv = tls.createServer({ cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: true });
+    const srv = tls.createServer({
+      cert: server.certPem,
+      key: server.keyPem,
+      ca: [ca.certPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
     let serverDone!: () => void;
     const serverSettled = new Promise<void>((r) => (serverDone = r));
     srv.on('secureConnection', (socket) => {
@@ -377,7 +501,9 @@ describe('mutual TLS', () => {
         socket.on('data', (d: Buffer) => (outcome.received += d.toString()));
         socket.on('close', () => resolve());
       });
-      const deadline = new Promise((_, reject) => setTimeout(() => reject(new Error('handshake timed out')), 5000).unref());
+      const deadline = new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('handshake timed out')), 5000).unref(),
+      );
       await Promise.race([clientSettled, deadline]);
       // The server side may report a moment after the client closed; a client that aborts may leave it silent.
       await Promise.race([serverSettled, new Promise((r) => setTimeout(r, 500).unref())]);
@@ -401,7 +527,15 @@ describe('mutual TLS', () => {
 
   it('refuses a client cert from a look-alike CA', async () => {
     const mallory = await generateTLSKey();
-    const cert = await issueTLSCert({ caCertPem: foreignCA.certPem, caKeyPem: foreignCA.keyPem, publicKeyPem: mallory.publicKeyPem, identity: { ...alice, roles: ['admin'] }, now, notAfter: new Date(now.getTime() + HOUR), usage: 'client' });
+    const cert = await issueTLSCert({
+      caCertPem: foreignCA.certPem,
+      caKeyPem: foreignCA.keyPem,
+      publicKeyPem: mallory.publicKeyPem,
+      identity: { ...alice, roles: ['admin'] },
+      now,
+      notAfter: new Date(now.getTime() + HOUR),
+      usage: 'client',
+    });
     const out = await connect(host(), { servername: 'localhost', cert, key: mallory.privateKeyPem });
     assert.equal(out.identity, undefined);
     // OpenSSL matches the leaf's authority key id, so the same-named trusted CA is never taken as its issuer.
@@ -446,7 +580,13 @@ describe('mutual TLS', () => {
   });
 
   it('accepts openssl s_client with the user cert (Verify return code: 0)', async () => {
-    const srv = tls.createServer({ cert: hostCert, key: hostKey.privateKeyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: true });
+    const srv = tls.createServer({
+      cert: hostCert,
+      key: hostKey.privateKeyPem,
+      ca: [ca.certPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
     const seen: Identity[] = [];
     srv.on('secureConnection', (socket) => {
       const identity = identityFromPeerCert(socket.getPeerCertificate());
@@ -456,8 +596,23 @@ describe('mutual TLS', () => {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     try {
       const { port } = srv.address() as AddressInfo;
-      const { out } = await openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-verify_hostname', 'localhost',
-        '-CAfile', join(dir, 'ca.pem'), '-cert', join(dir, 'user.pem'), '-key', join(dir, 'user.key'), '-verify_return_error', '-ign_eof']);
+      const { out } = await openssl([
+        's_client',
+        '-connect',
+        `127.0.0.1:${port}`,
+        '-servername',
+        'localhost',
+        '-verify_hostname',
+        'localhost',
+        '-CAfile',
+        join(dir, 'ca.pem'),
+        '-cert',
+        join(dir, 'user.pem'),
+        '-key',
+        join(dir, 'user.key'),
+        '-verify_return_error',
+        '-ign_eof',
+      ]);
       // openssl exits 1 on Node's FIN without close_notify ("unexpected eof") after the exchange; not our concern.
       assert.match(out, /Verify return code: 0 \(ok\)/, out.slice(-1500));
       assert.match(out, /hello alice/);
@@ -477,7 +632,10 @@ describe('leaf certificates written as DER by hand', () => {
     assert.equal(lib.issuer, new x509.X509Certificate(ca.certPem).subject);
     assert.equal(lib.subject, 'O=lab, CN=alice');
     assert.equal(lib.notBefore.getTime(), Math.floor((now.getTime() - 60_000) / 1000) * 1000);
-    assert.deepEqual(Buffer.from(lib.publicKey.rawData), Buffer.from(userKey.publicKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64'));
+    assert.deepEqual(
+      Buffer.from(lib.publicKey.rawData),
+      Buffer.from(userKey.publicKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64'),
+    );
     assert.equal(node.checkIssued(new NodeX509(ca.certPem)), true);
     assert.equal(node.ca, false);
     // Two certificates never share a serial.
@@ -487,7 +645,15 @@ describe('leaf certificates written as DER by hand', () => {
   it('writes GeneralizedTime from 2050 on (RFC 5280 4.1.2.5) and UTCTime before', async () => {
     const longCA = await createTLSCA({ clusterName: 'lab', now, ttlDays: 365 * 60 });
     const notAfter = new Date(Date.UTC(2061, 0, 2, 3, 4, 5));
-    const pem = await issueTLSCert({ caCertPem: longCA.certPem, caKeyPem: longCA.keyPem, publicKeyPem: userKey.publicKeyPem, identity: alice, now, notAfter, usage: 'client' });
+    const pem = await issueTLSCert({
+      caCertPem: longCA.certPem,
+      caKeyPem: longCA.keyPem,
+      publicKeyPem: userKey.publicKeyPem,
+      identity: alice,
+      now,
+      notAfter,
+      usage: 'client',
+    });
     const { out } = await openssl(['asn1parse', '-in', file('long.pem', pem)]);
     assert.match(out, /UTCTIME +:\d{12}Z/);
     assert.match(out, /GENERALIZEDTIME +:20610102030405Z/);
@@ -495,14 +661,22 @@ describe('leaf certificates written as DER by hand', () => {
     assert.equal(readIdentity(pem).expires, notAfter.toISOString());
     assert.equal(certExpiry(pem).getTime(), notAfter.getTime());
     assert.equal(certExpiry(userCert).getTime(), new Date(new NodeX509(userCert).validTo).getTime());
-    assert.deepEqual(certValidity(pem), { notBefore: Math.floor((now.getTime() - 60_000) / 1000) * 1000, notAfter: notAfter.getTime() });
+    assert.deepEqual(certValidity(pem), {
+      notBefore: Math.floor((now.getTime() - 60_000) / 1000) * 1000,
+      notAfter: notAfter.getTime(),
+    });
     assert.equal(certValidity(userCert).notBefore, new Date(new NodeX509(userCert).validFrom).getTime());
   });
 
   it('writes IPv6 SANs, including v4-mapped and compressed forms, as 16 octets', async () => {
-    const { certPem } = await issue(node1, 'server', { ipAddresses: ['::ffff:10.1.2.3', 'fe80::1:2', '2001:db8::', '10.0.0.1'] });
+    const { certPem } = await issue(node1, 'server', {
+      ipAddresses: ['::ffff:10.1.2.3', 'fe80::1:2', '2001:db8::', '10.0.0.1'],
+    });
     const { out } = await openssl(['x509', '-in', file('v6.pem', certPem), '-noout', '-ext', 'subjectAltName']);
-    assert.match(out, /IP Address:0:0:0:0:0:FFFF:A01:203, IP Address:FE80:0:0:0:0:0:1:2, IP Address:2001:DB8:0:0:0:0:0:0, IP Address:10\.0\.0\.1/);
+    assert.match(
+      out,
+      /IP Address:0:0:0:0:0:FFFF:A01:203, IP Address:FE80:0:0:0:0:0:1:2, IP Address:2001:DB8:0:0:0:0:0:0, IP Address:10\.0\.0\.1/,
+    );
   });
 
   it('refuses a P-256 key whose point is not on the curve, and takes a compressed point through OpenSSL', async () => {
@@ -514,9 +688,15 @@ describe('leaf certificates written as DER by hand', () => {
 
     const ecdh = createECDH('prime256v1');
     ecdh.generateKeys();
-    const compressed = Buffer.concat([Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'), ecdh.getPublicKey(null, 'compressed')]);
+    const compressed = Buffer.concat([
+      Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'),
+      ecdh.getPublicKey(null, 'compressed'),
+    ]);
     const { certPem } = await issue(alice, 'client', { publicKeyPem: asPem(compressed) });
     // OpenSSL keeps the point's form when it re-encodes; the certificate certifies the same key.
-    assert.deepEqual(new NodeX509(certPem).publicKey.export({ format: 'jwk' }), createPublicKey(asPem(compressed)).export({ format: 'jwk' }));
+    assert.deepEqual(
+      new NodeX509(certPem).publicKey.export({ format: 'jwk' }),
+      createPublicKey(asPem(compressed)).export({ format: 'jwk' }),
+    );
   });
 });

@@ -23,7 +23,15 @@ import { CLOCK_SKEW_MS } from '../time/clock.ts';
 
 // What clients read from certificates lives in certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
 // every connection); re-exported here for the server side.
-export { IDENTITY_OID, MAX_IDENTITY_BYTES, certExpiry, fingerprintSPKI, identityFromPeerCert, readIdentity, type Identity } from './certinfo.ts';
+export {
+  IDENTITY_OID,
+  MAX_IDENTITY_BYTES,
+  certExpiry,
+  fingerprintSPKI,
+  identityFromPeerCert,
+  readIdentity,
+  type Identity,
+} from './certinfo.ts';
 
 // The library (used for CA certificates and parsing; leaves are written by hand) signs and hashes through a
 // process-wide WebCrypto provider; Node's is the only one Ward uses.
@@ -73,14 +81,21 @@ export async function createTLSCA(opts: {
   ttlDays?: number;
 }): Promise<{ certPem: string; keyPem: string }> {
   if (!isIdentityName(opts.clusterName)) throw new BadParameter('invalid cluster name');
-  if (opts.commonName !== undefined && !isIdentityName(opts.commonName)) throw new BadParameter('invalid CA common name');
+  if (opts.commonName !== undefined && !isIdentityName(opts.commonName))
+    throw new BadParameter('invalid CA common name');
   const ttlDays = opts.ttlDays ?? 3650;
   if (!(ttlDays > 0)) throw new BadParameter('CA ttlDays must be positive');
   const { privateKeyPem, publicKeyPem } = await generateTLSKey();
   const subject: x509.JsonName = [{ O: [opts.clusterName] }, { CN: [opts.commonName ?? opts.clusterName] }];
   const publicKey = new x509.PublicKey(publicKeyPem);
   // A CA is made once per cluster or rotation, so it keeps the general library; leaves are built by hand below.
-  const signingKey = await webcrypto.subtle.importKey('pkcs8', importCAKey(privateKeyPem).export({ type: 'pkcs8', format: 'der' }), P256, false, ['sign']);
+  const signingKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    importCAKey(privateKeyPem).export({ type: 'pkcs8', format: 'der' }),
+    P256,
+    false,
+    ['sign'],
+  );
   const cert = await x509.X509CertificateGenerator.create({
     signingKey: signingKey as CryptoKey,
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
@@ -115,7 +130,13 @@ export function prepareIssuer(caCertPem: string): TLSIssuer {
   // Without an SKI, RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits.
   const keyId = ski
     ? Buffer.from(ski, 'hex')
-    : createHash('sha1').update(Buffer.from(new NodeX509(Buffer.from(ca.rawData)).publicKey.export({ type: 'spki', format: 'der' })).subarray(-65)).digest();
+    : createHash('sha1')
+        .update(
+          Buffer.from(new NodeX509(Buffer.from(ca.rawData)).publicKey.export({ type: 'spki', format: 'der' })).subarray(
+            -65,
+          ),
+        )
+        .digest();
   return { subjectDer: Buffer.from(ca.subjectName.toArrayBuffer()), notAfter: ca.notAfter, keyId };
 }
 
@@ -154,9 +175,16 @@ function rdn(type: Buffer, value: string): Buffer {
  * DER took ~180 us per issuance, and a JWK import (which also checks the key's order) ~45 us.
  */
 export function p256SPKI(publicKeyPem: string): Buffer {
-  const m = /^-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PUBLIC KEY-----\s*$/.exec(publicKeyPem.trim() + '\n');
+  const m = /^-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PUBLIC KEY-----\s*$/.exec(
+    publicKeyPem.trim() + '\n',
+  );
   const spki = m ? Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64') : undefined;
-  if (spki && spki.length === P256_SPKI_PREFIX.length + 65 && spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX) && spki[P256_SPKI_PREFIX.length] === 0x04) {
+  if (
+    spki &&
+    spki.length === P256_SPKI_PREFIX.length + 65 &&
+    spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX) &&
+    spki[P256_SPKI_PREFIX.length] === 0x04
+  ) {
     const point = spki.subarray(P256_SPKI_PREFIX.length + 1);
     try {
       ECDH.convertKey(spki.subarray(P256_SPKI_PREFIX.length), 'prime256v1');
@@ -234,7 +262,10 @@ export async function issueTLSCert(opts: {
   const sans: Buffer[] = [];
   for (const dns of opts.dnsNames ?? []) {
     // A host name or one leading wildcard label (`*.proxy.example.com` for app access).
-    if (!/^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$/.test(dns) || dns.length > 253) {
+    if (
+      !/^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$/.test(dns) ||
+      dns.length > 253
+    ) {
       throw new BadParameter(`invalid DNS name ${JSON.stringify(dns)}`);
     }
     sans.push(der.implicitPrimitive(2, Buffer.from(dns, 'latin1'))); // dNSName [2] IA5String
@@ -323,7 +354,8 @@ function parseCert(input: string | Buffer): x509.X509Certificate {
 }
 
 function assertP256(type: string | undefined, curve: string | undefined, what: string): void {
-  if (type !== 'ec' || (curve !== 'prime256v1' && curve !== 'P-256')) throw new BadParameter(`${what} must be ECDSA P-256`);
+  if (type !== 'ec' || (curve !== 'prime256v1' && curve !== 'P-256'))
+    throw new BadParameter(`${what} must be ECDSA P-256`);
 }
 
 /**

@@ -33,13 +33,19 @@ export async function descriptorUse(): Promise<DescriptorUse | undefined> {
 }
 
 /** Logs a warning when `read()` nears its limit; returns the function that stops the checks. */
-export function watchDescriptors(log: Logger, read: () => Promise<DescriptorUse | undefined> = descriptorUse, everyMs = CHECK_MS): () => void {
+export function watchDescriptors(
+  log: Logger,
+  read: () => Promise<DescriptorUse | undefined> = descriptorUse,
+  everyMs = CHECK_MS,
+): () => void {
   let warned = false;
   let reading = false;
   const check = async () => {
     if (reading) return; // a slow read is not stacked up behind
     reading = true;
-    const use = await read().catch(() => undefined).finally(() => (reading = false));
+    const use = await read()
+      .catch(() => undefined)
+      .finally(() => (reading = false));
     if (!use) return;
     if (!warned && use.open >= use.limit * WARN) {
       warned = true;

@@ -12,7 +12,11 @@ export function newRegistry(): Registry {
   return registry;
 }
 
-export async function startDiagServer(addr: string, registry: Registry, log: Logger): Promise<{ addr: string; close(): Promise<void> }> {
+export async function startDiagServer(
+  addr: string,
+  registry: Registry,
+  log: Logger,
+): Promise<{ addr: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET') {
       res.writeHead(405).end();

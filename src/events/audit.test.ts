@@ -31,8 +31,14 @@ describe('audit log group commit', () => {
     const users = ['a', 'b', 'c', 'd', 'e'];
     const records = await Promise.all(users.map((user) => audit.emit('cert.create', { user })));
     assert.equal(calls.length, 1);
-    assert.deepEqual(stored.map((e) => e.user), users);
-    assert.deepEqual(records.map((r) => r.uid), stored.map((e) => e.uid));
+    assert.deepEqual(
+      stored.map((e) => e.user),
+      users,
+    );
+    assert.deepEqual(
+      records.map((r) => r.uid),
+      stored.map((e) => e.uid),
+    );
     await audit.emit('cert.create', { user: 'f' });
     assert.equal(calls.length, 2);
   });
@@ -41,10 +47,19 @@ describe('audit log group commit', () => {
     const { store, stored } = recordingStore();
     const audit = new AuditLog(store, 'unit', systemClock, pino({ level: 'silent' }));
     const results = await Promise.allSettled(['a', 'poison', 'b'].map((user) => audit.emit('cert.create', { user })));
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
-    assert.deepEqual(stored.map((e) => e.user), ['a', 'b']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
+    assert.deepEqual(
+      stored.map((e) => e.user),
+      ['a', 'b'],
+    );
     await assert.rejects(audit.emit('cert.create', { user: 'poison' }), /refused/);
     await audit.emit('cert.create', { user: 'c' });
-    assert.deepEqual(stored.map((e) => e.user), ['a', 'b', 'c']);
+    assert.deepEqual(
+      stored.map((e) => e.user),
+      ['a', 'b', 'c'],
+    );
   });
 });

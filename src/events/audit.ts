@@ -36,7 +36,11 @@ export class AuditLog {
     metrics?: Registry,
   ) {
     if (metrics) {
-      this.written = new Counter({ name: 'ward_audit_events_written_total', help: 'Audit events stored by this auth server', registers: [metrics] });
+      this.written = new Counter({
+        name: 'ward_audit_events_written_total',
+        help: 'Audit events stored by this auth server',
+        registers: [metrics],
+      });
       this.failures = new Counter({
         name: 'ward_audit_write_failures_total',
         help: 'Audit writes that failed; each refused the operation that needed it',

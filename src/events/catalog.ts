@@ -57,8 +57,21 @@ export function eventCode(event: EventName, success = true): string {
  */
 export const EVENTS_BY_SYSTEM_ROLE: Readonly<Record<string, ReadonlySet<string>>> = {
   node: new Set([
-    'auth', 'access.denied', 'session.start', 'session.end', 'session.idle_timeout', 'session.join', 'session.leave',
-    'session.recording_failed', 'session.terminated', 'exec', 'scp', 'sftp', 'subsystem', 'port', 'agent',
+    'auth',
+    'access.denied',
+    'session.start',
+    'session.end',
+    'session.idle_timeout',
+    'session.join',
+    'session.leave',
+    'session.recording_failed',
+    'session.terminated',
+    'exec',
+    'scp',
+    'sftp',
+    'subsystem',
+    'port',
+    'agent',
   ]),
   proxy: new Set(['proxy.rate_limited']),
 };

@@ -14,13 +14,25 @@ describe('recording store', () => {
 
   it('appends at its current size only, so a resent chunk is written once', () => {
     assert.deepEqual(store.append(sid(1), 'node-a', 0, Buffer.from('hello ')), { size: 6, complete: false });
-    assert.deepEqual(store.append(sid(1), 'node-a', 0, Buffer.from('hello ')), { size: 6, complete: false }, 'a resend changes nothing');
-    assert.deepEqual(store.append(sid(1), 'node-a', 20, Buffer.from('gap')), { size: 6, complete: false }, 'a gap is not written');
+    assert.deepEqual(
+      store.append(sid(1), 'node-a', 0, Buffer.from('hello ')),
+      { size: 6, complete: false },
+      'a resend changes nothing',
+    );
+    assert.deepEqual(
+      store.append(sid(1), 'node-a', 20, Buffer.from('gap')),
+      { size: 6, complete: false },
+      'a gap is not written',
+    );
     assert.deepEqual(store.append(sid(1), 'node-a', 6, Buffer.from('world')), { size: 11, complete: false });
     assert.deepEqual(store.complete(sid(1), 'node-a'), { size: 11, complete: true });
     assert.equal(store.read(sid(1), 0, 100).data.toString(), 'hello world');
     assert.equal(store.read(sid(1), 6, 3).data.toString(), 'wor');
-    assert.deepEqual(store.append(sid(1), 'node-a', 11, Buffer.from('more')), { size: 11, complete: true }, 'a complete recording is read-only');
+    assert.deepEqual(
+      store.append(sid(1), 'node-a', 11, Buffer.from('more')),
+      { size: 11, complete: true },
+      'a complete recording is read-only',
+    );
   });
 
   it('keeps a recording to the node that started it', () => {
@@ -34,7 +46,10 @@ describe('recording store', () => {
       assert.throws(() => store.append(bad, 'node-a', 0, Buffer.from('x')), /invalid session id/, bad);
       assert.throws(() => store.read(bad, 0, 1), /invalid session id/, bad);
     }
-    assert.ok(readdirSync(dir).every((f) => /^[0-9a-f-]{36}\.(cast|cast\.part|owner)$/.test(f)), readdirSync(dir).join(' '));
+    assert.ok(
+      readdirSync(dir).every((f) => /^[0-9a-f-]{36}\.(cast|cast\.part|owner)$/.test(f)),
+      readdirSync(dir).join(' '),
+    );
   });
 
   it('bounds a chunk and says when a recording does not exist', () => {

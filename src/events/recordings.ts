@@ -38,7 +38,10 @@ export class RecordingStore {
 
   state(sid: string): RecordingState | undefined {
     const p = this.paths(sid);
-    for (const [file, complete] of [[p.done, true], [p.part, false]] as const) {
+    for (const [file, complete] of [
+      [p.done, true],
+      [p.part, false],
+    ] as const) {
       try {
         return { size: fs.statSync(file).size, complete };
       } catch {

@@ -8,7 +8,12 @@ import { randomBytes } from 'node:crypto';
  * `durable: false` skips the fsync: the file still appears whole or not at all to readers and survives
  * the process being killed, but not a power cut. For files rewritten often on a hot path.
  */
-export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600, opts: { durable?: boolean } = {}): void {
+export function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  mode = 0o600,
+  opts: { durable?: boolean } = {},
+): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
   const fd = openSync(tmp, 'wx', mode);

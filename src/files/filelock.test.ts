@@ -15,12 +15,21 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Another process that takes the lock, says so, and then sleeps until killed. */
 async function holdInChild(path: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', `
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '-e',
+      `
     const { holdExclusiveLock } = await import(${JSON.stringify(new URL('./filelock.ts', import.meta.url).href)});
     holdExclusiveLock(${JSON.stringify(path)}, 'busy');
     console.log('held');
     setInterval(() => undefined, 1000);
-  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  `,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const [first] = (await once(child.stdout, 'data')) as [Buffer];
   assert.equal(first.toString().trim(), 'held');
   return child;
@@ -30,10 +39,17 @@ describe('exclusive file lock', () => {
   it('refuses a second holder in this process until the first releases', () => {
     const path = join(dir, 'a.lock');
     const lock = holdExclusiveLock(path, 'a is busy');
-    assert.throws(() => holdExclusiveLock(path, 'a is busy'), (err: Error) => err instanceof ConnectionProblem && err.message === 'a is busy');
+    assert.throws(
+      () => holdExclusiveLock(path, 'a is busy'),
+      (err: Error) => err instanceof ConnectionProblem && err.message === 'a is busy',
+    );
     lock.release();
     holdExclusiveLock(path, 'a is busy').release();
-    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('a.')), ['a.lock'], 'no journal or other file beside it');
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.startsWith('a.')),
+      ['a.lock'],
+      'no journal or other file beside it',
+    );
   });
 
   it('refuses while another process holds it, and is free once that process is killed', async () => {

@@ -44,7 +44,11 @@ export class AuditForwarder {
     const existing = this.segments();
     for (const n of existing) this.spoolBytes += fs.statSync(this.segmentPath(n)).size;
     this.segment = (existing.at(-1) ?? 0) + 1;
-    if (existing.length) log.info({ segments: existing.length, bytes: this.spoolBytes }, 'audit events spooled before a restart will be sent');
+    if (existing.length)
+      log.info(
+        { segments: existing.length, bytes: this.spoolBytes },
+        'audit events spooled before a restart will be sent',
+      );
     this.timer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
     this.timer.unref();
   }
@@ -62,9 +66,17 @@ export class AuditForwarder {
         },
       });
     counter('ward_audit_spool_written_total', 'Audit events this agent wrote to its spool', () => stats.written);
-    counter('ward_audit_spool_write_failures_total', 'Audit events this agent could not spool; each refused the access that needed it', () => stats.writeFailures);
+    counter(
+      'ward_audit_spool_write_failures_total',
+      'Audit events this agent could not spool; each refused the access that needed it',
+      () => stats.writeFailures,
+    );
     counter('ward_audit_events_sent_total', 'Spooled audit events the auth server accepted', () => stats.sent);
-    counter('ward_audit_send_failures_total', 'Attempts to send the spool that failed (retried)', () => stats.sendFailures);
+    counter(
+      'ward_audit_send_failures_total',
+      'Attempts to send the spool that failed (retried)',
+      () => stats.sendFailures,
+    );
     const spool = () => this.spoolBytes;
     new Gauge({
       name: 'ward_audit_spool_bytes',
@@ -94,7 +106,8 @@ export class AuditForwarder {
     const line = JSON.stringify({ ...fields, event, uid: randomUUID(), time: this.clock.now().toISOString() }) + '\n';
     const bytes = Buffer.byteLength(line);
     try {
-      if (this.spoolBytes + bytes > MAX_SPOOL_BYTES) throw new Error('the audit spool is full (the auth server has been unreachable for long)');
+      if (this.spoolBytes + bytes > MAX_SPOOL_BYTES)
+        throw new Error('the audit spool is full (the auth server has been unreachable for long)');
       if (this.fd === undefined) {
         this.fd = fs.openSync(this.segmentPath(this.segment), 'a', 0o600);
         this.segmentBytes = 0;
@@ -129,7 +142,10 @@ export class AuditForwarder {
       }
     } catch (err) {
       this.stats.sendFailures++;
-      this.log.warn({ err: (err as Error).message, spooled_bytes: this.spoolBytes }, 'cannot send audit events yet; will retry');
+      this.log.warn(
+        { err: (err as Error).message, spooled_bytes: this.spoolBytes },
+        'cannot send audit events yet; will retry',
+      );
     } finally {
       this.sending = false;
     }
@@ -152,7 +168,10 @@ export class AuditForwarder {
         fs.renameSync(file, `${file}.rejected`);
         this.acked.delete(n);
         this.spoolBytes = Math.max(0, this.spoolBytes - Buffer.byteLength(text));
-        this.log.error({ file: `${file}.rejected`, err: err.message }, 'the auth server refused spooled audit events; kept them aside');
+        this.log.error(
+          { file: `${file}.rejected`, err: err.message },
+          'the auth server refused spooled audit events; kept them aside',
+        );
         return;
       }
       done += batch.length;

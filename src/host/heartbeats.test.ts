@@ -26,7 +26,13 @@ let auth: AuthServer;
 before(async () => {
   api = await startTestAuthAPI();
   auth = api.auth;
-  await auth.createUser({ name: 'alice', roles: ['access'], logins: ['alice'], password: 'correct horse', createdBy: 'test' });
+  await auth.createUser({
+    name: 'alice',
+    roles: ['access'],
+    logins: ['alice'],
+    password: 'correct horse',
+    createdBy: 'test',
+  });
 });
 
 after(() => api.close());
@@ -78,7 +84,9 @@ async function streamOf(client: AuthClient, reqs: Array<{ resource?: { json: str
 }
 
 /** A TCP relay to `target` that can hang: frozen, it stops moving bytes on every connection, new ones included. */
-async function relayTo(target: string): Promise<{ addr: string; connections(): number; freeze(): void; close(): void }> {
+async function relayTo(
+  target: string,
+): Promise<{ addr: string; connections(): number; freeze(): void; close(): void }> {
   const [host, port] = [target.split(':')[0]!, Number(target.split(':')[1])];
   const sockets = new Set<net.Socket>();
   let frozen = false;
@@ -114,7 +122,11 @@ async function relayTo(target: string): Promise<{ addr: string; connections(): n
 async function shortLivedIdentity(hostId: string, systemRoles: string[], ttlMs: number): Promise<TLSIdentity> {
   const key = await generateTLSKey();
   const { tlsCert, tlsCAs } = await auth.issueHostCerts({
-    hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames: [hostId, `${hostId}.${auth.clusterName}`], ipAddresses: [],
+    hostId,
+    systemRoles,
+    tlsPublicKey: key.publicKeyPem,
+    dnsNames: [hostId, `${hostId}.${auth.clusterName}`],
+    ipAddresses: [],
     expires: new Date(Date.now() + ttlMs),
   });
   return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
@@ -133,11 +145,20 @@ type Envelope = { flags: number; body: Buffer };
  * `bytes` sent as a HeartbeatStream request in raw HTTP/2 (with `identity`'s certificate, or none), the request
  * ended or left open; the envelopes of the answer.
  */
-async function rawExchange(identity: TLSIdentity | undefined, codec: 'proto' | 'json', bytes: Buffer, endRequest = true): Promise<Envelope[]> {
+async function rawExchange(
+  identity: TLSIdentity | undefined,
+  codec: 'proto' | 'json',
+  bytes: Buffer,
+  endRequest = true,
+): Promise<Envelope[]> {
   const tls = identity ? { key: identity.keyPem, cert: identity.certPem, ca: identity.caPems } : { ca: api.tls.caPems };
   const session = http2.connect(`https://${api.addr}`, { ...tls, checkServerIdentity: () => undefined });
   try {
-    const stream = session.request({ ':method': 'POST', ':path': '/ward.auth.v1.AuthService/HeartbeatStream', 'content-type': `application/connect+${codec}` });
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
+      'content-type': `application/connect+${codec}`,
+    });
     stream.write(bytes);
     if (endRequest) stream.end();
     const all = await readAll(stream);
@@ -163,7 +184,10 @@ function envelopeHead(length: number): Buffer {
 /** HeartbeatStream requests in `codec`, as raw HTTP/2; the envelopes of the answer. */
 function rawStream(identity: TLSIdentity, codec: 'proto' | 'json', messages: unknown[]): Promise<Envelope[]> {
   const envelopes = messages.map((m) => {
-    const body = codec === 'json' ? Buffer.from(JSON.stringify(m)) : Buffer.from(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, m as object)));
+    const body =
+      codec === 'json'
+        ? Buffer.from(JSON.stringify(m))
+        : Buffer.from(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, m as object)));
     return Buffer.concat([envelopeHead(body.length), body]);
   });
   return rawExchange(identity, codec, Buffer.concat(envelopes));
@@ -177,14 +201,25 @@ describe('HeartbeatStream on the auth server', () => {
     const ends: unknown[] = [];
     for (const codec of ['proto', 'json'] as const) {
       const ok = await rawStream(identity, codec, [own, own]);
-      assert.deepEqual(ok.map((e) => e.flags), [0, 0, 2], `${codec}: two answers, then the end of the stream`);
+      assert.deepEqual(
+        ok.map((e) => e.flags),
+        [0, 0, 2],
+        `${codec}: two answers, then the end of the stream`,
+      );
       assert.deepEqual(JSON.parse(ok[2]!.body.toString()), {}, `${codec}: ended without an error`);
       const refused = await rawStream(identity, codec, [own, other, own]);
-      assert.deepEqual(refused.map((e) => e.flags), [0, 2], `${codec}: one answer, then the error ends the stream`);
+      assert.deepEqual(
+        refused.map((e) => e.flags),
+        [0, 2],
+        `${codec}: one answer, then the error ends the stream`,
+      );
       ends.push(JSON.parse(refused[1]!.body.toString()));
     }
     assert.deepEqual(ends[0], ends[1], 'the same end-of-stream error either way');
-    assert.deepEqual(ends[0], { error: { code: 'permission_denied', message: 'a host may only heartbeat itself' }, metadata: { 'ward-error-code': ['ERR_ACCESS_DENIED'] } });
+    assert.deepEqual(ends[0], {
+      error: { code: 'permission_denied', message: 'a host may only heartbeat itself' },
+      metadata: { 'ward-error-code': ['ERR_ACCESS_DENIED'] },
+    });
     assert.equal(await auth.nodes.tryGet('hs0-other'), undefined);
   });
 
@@ -192,7 +227,12 @@ describe('HeartbeatStream on the auth server', () => {
     const anonymous = await rawExchange(undefined, 'proto', Buffer.from([0, 0, 0, 0, 9, 1, 2, 3]), false);
     assert.equal(anonymous[0]!.flags, 2);
     assert.equal(JSON.parse(anonymous[0]!.body.toString()).error.code, 'permission_denied');
-    const [tooBig] = await rawExchange(await serviceIdentity(auth, 'hs0b', ['node']), 'proto', envelopeHead(256 * 1024 + 1), false);
+    const [tooBig] = await rawExchange(
+      await serviceIdentity(auth, 'hs0b', ['node']),
+      'proto',
+      envelopeHead(256 * 1024 + 1),
+      false,
+    );
     const big = JSON.parse(tooBig!.body.toString());
     assert.equal(big.error.code, 'resource_exhausted');
   });
@@ -200,7 +240,10 @@ describe('HeartbeatStream on the auth server', () => {
   it('stores each heartbeat with an expiry and answers each, in order', async () => {
     const client = createAuthClient({ addr: api.addr, identity: await serviceIdentity(auth, 'hs1', ['node']) });
     const before = Date.now();
-    const { answers, err } = await streamOf(client, [1, 2, 3].map((i) => ({ resource: { json: JSON.stringify(node('hs1', { beat: String(i) })) } })));
+    const { answers, err } = await streamOf(
+      client,
+      [1, 2, 3].map((i) => ({ resource: { json: JSON.stringify(node('hs1', { beat: String(i) })) } })),
+    );
     assert.equal(err, undefined);
     assert.equal(answers.length, 3);
     const stored = await auth.nodes.get('hs1');
@@ -211,7 +254,10 @@ describe('HeartbeatStream on the auth server', () => {
 
   it('refuses a heartbeat for another host, and stores nothing for it', async () => {
     const client = createAuthClient({ addr: api.addr, identity: await serviceIdentity(auth, 'hs2', ['node']) });
-    const { answers, err } = await streamOf(client, [{ resource: { json: JSON.stringify(node('hs2')) } }, { resource: { json: JSON.stringify(node('hs-other')) } }]);
+    const { answers, err } = await streamOf(client, [
+      { resource: { json: JSON.stringify(node('hs2')) } },
+      { resource: { json: JSON.stringify(node('hs-other')) } },
+    ]);
     assert.equal(answers.length, 1);
     assert.equal(err?.code, Code.PermissionDenied);
     assert.match(err!.rawMessage, /may only heartbeat itself/);
@@ -221,7 +267,10 @@ describe('HeartbeatStream on the auth server', () => {
   it('refuses a user certificate, a proxy sending a node, remove, and a resource that is not JSON', async () => {
     const keys = generateClientKeys('alice');
     const certs = await auth.issueUserCerts(await auth.users.get('alice'), keys, 600_000, 'test');
-    const user = createAuthClient({ addr: api.addr, identity: { keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCAs } });
+    const user = createAuthClient({
+      addr: api.addr,
+      identity: { keyPem: keys.tlsKey, certPem: certs.tlsCert, caPems: certs.tlsCAs },
+    });
     const asUser = await streamOf(user, [{ resource: { json: JSON.stringify(node('alice')) } }]);
     assert.equal(asUser.err?.code, Code.PermissionDenied);
     assert.equal(await auth.nodes.tryGet('alice'), undefined);
@@ -241,7 +290,14 @@ describe('HeartbeatStream on the auth server', () => {
 
   it('refuses, on a stream still open, a message sent after the certificate ended', async () => {
     const client = createAuthClient({ addr: api.addr, identity: await shortLivedIdentity('hs4', ['node'], 1_500) });
-    const { answers, err } = await streamOf(client, [{ resource: { json: JSON.stringify(node('hs4', { n: '1' })) } }, { resource: { json: JSON.stringify(node('hs4', { n: '2' })) } }], 2_000);
+    const { answers, err } = await streamOf(
+      client,
+      [
+        { resource: { json: JSON.stringify(node('hs4', { n: '1' })) } },
+        { resource: { json: JSON.stringify(node('hs4', { n: '2' })) } },
+      ],
+      2_000,
+    );
     assert.equal(answers.length, 1);
     assert.equal(err?.code, Code.PermissionDenied);
     assert.match(err!.rawMessage, /expired/);
@@ -251,9 +307,16 @@ describe('HeartbeatStream on the auth server', () => {
 
 describe('a host heartbeating (startHeartbeats)', () => {
   it('sends every heartbeat on one stream, and a changed presence at once', async () => {
-    const { client, calls } = counted(createAuthClient({ addr: api.addr, identity: await serviceIdentity(auth, 'hb1', ['node']) }));
+    const { client, calls } = counted(
+      createAuthClient({ addr: api.addr, identity: await serviceIdentity(auth, 'hb1', ['node']) }),
+    );
     let labels = { v: '1' };
-    const hb = await startHeartbeats({ auth: client, presence: () => node('hb1', labels), log: quiet, intervalMs: 100 });
+    const hb = await startHeartbeats({
+      auth: client,
+      presence: () => node('hb1', labels),
+      log: quiet,
+      intervalMs: 100,
+    });
     try {
       assert.equal((await auth.nodes.get('hb1')).metadata.labels?.v, '1', 'stored before startHeartbeats resolves');
       const first = (await auth.nodes.get('hb1')).metadata.expires!;
@@ -296,8 +359,17 @@ describe('a host heartbeating (startHeartbeats)', () => {
   it('takes a stream whose answers stop for dead, and re-opens it at the next auth address', async () => {
     const relays = [await relayTo(api.addr), await relayTo(api.addr)];
     const { log, lines } = recordingLog();
-    const client = createAuthClient({ addr: relays.map((r) => r.addr).join(','), identity: await serviceIdentity(auth, 'hb5', ['node']) });
-    const hb = await startHeartbeats({ auth: client, presence: () => node('hb5'), log, answerTimeoutMs: 1_000, retryFirstMs: 2_000 });
+    const client = createAuthClient({
+      addr: relays.map((r) => r.addr).join(','),
+      identity: await serviceIdentity(auth, 'hb5', ['node']),
+    });
+    const hb = await startHeartbeats({
+      auth: client,
+      presence: () => node('hb5'),
+      log,
+      answerTimeoutMs: 1_000,
+      retryFirstMs: 2_000,
+    });
     try {
       // The auth server behind the address in use hangs (or the network to it goes): nothing is refused, nothing answers.
       const used = relays.find((r) => r.connections() > 0)!;
@@ -350,7 +422,9 @@ describe('a host heartbeating (startHeartbeats)', () => {
       get(target, prop) {
         if (prop === 'heartbeatStream') {
           return () => ({
-            [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(new ConnectError('method not found', Code.Unimplemented)) }),
+            [Symbol.asyncIterator]: () => ({
+              next: () => Promise.reject(new ConnectError('method not found', Code.Unimplemented)),
+            }),
           });
         }
         return Reflect.get(target, prop) as unknown;

@@ -80,7 +80,13 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
       const sent = performance.now();
       // DeadlineExceeded, not a plain abort: with several auth addresses, the next stream goes to another one.
       const timeoutMs = opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
-      const timer = setTimeout(() => stream.abort.abort(new ConnectError(`no answer to a heartbeat in ${timeoutMs / 1000} s`, Code.DeadlineExceeded)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          stream.abort.abort(
+            new ConnectError(`no answer to a heartbeat in ${timeoutMs / 1000} s`, Code.DeadlineExceeded),
+          ),
+        timeoutMs,
+      );
       stream.waiting.push((err) => {
         clearTimeout(timer);
         opts.onAnswer?.(performance.now() - sent, err);
@@ -132,7 +138,10 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
       if (err instanceof ConnectError && err.code === Code.Unimplemented) {
         // For a while, not for good: with several auth addresses, one not yet upgraded in a rolling upgrade
         // would otherwise keep every host that reached it on calls until the host restarts.
-        log.info({ retry_stream_in_ms: STREAM_AGAIN_MS }, 'the auth server predates heartbeat streams: one heartbeat call per interval instead');
+        log.info(
+          { retry_stream_in_ms: STREAM_AGAIN_MS },
+          'the auth server predates heartbeat streams: one heartbeat call per interval instead',
+        );
         unaryOnly = true;
         await unaryBeat();
         markStarted();
@@ -144,7 +153,10 @@ export async function startHeartbeats(opts: HeartbeatsOptions): Promise<Heartbea
       // A stream that lived through a heartbeat interval was healthy: the next attempt starts from the first wait.
       if (Date.now() - opened > (opts.intervalMs ?? HEARTBEAT_INTERVAL_MS)) retryMs = retryFirstMs;
       const wait = Math.random() * retryMs;
-      log.warn({ err: fromRPCError(err).message, retry_in_ms: Math.round(wait) }, 'heartbeat stream broken; will reconnect');
+      log.warn(
+        { err: fromRPCError(err).message, retry_in_ms: Math.round(wait) },
+        'heartbeat stream broken; will reconnect',
+      );
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       await sleep(wait, undefined, { signal: closing.signal }).catch(() => undefined); // close() cuts the wait short
     }

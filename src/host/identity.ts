@@ -40,7 +40,8 @@ export function loadHostIdentity(dataDir: string, role: string): HostIdentity | 
     return undefined;
   }
   const parsed = identitySchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new BadParameter(`${identityPath(dataDir, role)} is damaged: remove it and join again with a new token`);
+  if (!parsed.success)
+    throw new BadParameter(`${identityPath(dataDir, role)} is damaged: remove it and join again with a new token`);
   return parsed.data;
 }
 
@@ -84,9 +85,12 @@ export async function joinCluster(opts: {
 async function joinVia(addr: string, opts: Parameters<typeof joinCluster>[0]): Promise<HostIdentity> {
   const seen = await fetchProxyCA(addr, 10_000, [ALPN_AUTH, 'h2']);
   if (opts.caPin && seen.pin !== opts.caPin) {
-    throw new AccessDenied(`the cluster at ${addr} has CA ${seen.pin}, not the expected ${opts.caPin}: not sending the join token`);
+    throw new AccessDenied(
+      `the cluster at ${addr} has CA ${seen.pin}, not the expected ${opts.caPin}: not sending the join token`,
+    );
   }
-  if (!opts.caPin) opts.log.warn({ ca_pin: seen.pin }, 'joining without --ca-pin: trusting the cluster CA seen on first contact');
+  if (!opts.caPin)
+    opts.log.warn({ ca_pin: seen.pin }, 'joining without --ca-pin: trusting the cluster CA seen on first contact');
   const keys = newHostKeys();
   const auth = createAuthClient({ addr, caPems: [seen.caPem] });
   const certs = await auth.registerUsingToken({

@@ -31,7 +31,14 @@ after(() => authAPI.close());
 
 async function joined(hostId: string): Promise<HostIdentity> {
   const keys = newHostKeys();
-  const issued = await issueHostIdentity(auth, { hostId, hostname: hostId, systemRole: 'node', addresses: [], sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey });
+  const issued = await issueHostIdentity(auth, {
+    hostId,
+    hostname: hostId,
+    systemRole: 'node',
+    addresses: [],
+    sshPublicKey: keys.sshPublicKey,
+    tlsPublicKey: keys.tlsPublicKey,
+  });
   return hostIdentity(keys, issued, { hostname: hostId, systemRole: 'node' });
 }
 
@@ -47,12 +54,31 @@ describe('when a host renews', () => {
 
   it('retries from 5 s, doubling up to 5 minutes, jittered, never past a quarter of the time left', () => {
     const hour = 3_600_000;
-    assert.equal(retryDelay(1, hour, () => 1), 5_000);
-    assert.equal(retryDelay(1, hour, () => 0), 2_500);
-    assert.equal(retryDelay(3, hour, () => 1), 20_000);
-    assert.equal(retryDelay(30, 365 * 86_400_000, () => 1), 300_000);
-    assert.equal(retryDelay(1, 8_000, () => 1), 2_000, 'a short-lived certificate still gets several tries');
-    assert.equal(retryDelay(4, -5, () => 1), 1_000);
+    assert.equal(
+      retryDelay(1, hour, () => 1),
+      5_000,
+    );
+    assert.equal(
+      retryDelay(1, hour, () => 0),
+      2_500,
+    );
+    assert.equal(
+      retryDelay(3, hour, () => 1),
+      20_000,
+    );
+    assert.equal(
+      retryDelay(30, 365 * 86_400_000, () => 1),
+      300_000,
+    );
+    assert.equal(
+      retryDelay(1, 8_000, () => 1),
+      2_000,
+      'a short-lived certificate still gets several tries',
+    );
+    assert.equal(
+      retryDelay(4, -5, () => 1),
+      1_000,
+    );
   });
 });
 
@@ -65,7 +91,10 @@ describe('host certificate renewal in process', () => {
     await cache.ready();
     const renewed: HostIdentity[] = [];
     const renewal = startHostCertRenewal({
-      cache, auth: client, identity: first, log,
+      cache,
+      auth: client,
+      identity: first,
+      log,
       onRenewed: (id) => {
         renewed.push(id);
         tls = tlsIdentityOf(id);
@@ -86,7 +115,12 @@ describe('host certificate renewal in process', () => {
       assert.ok(certValidity(next.tlsCert).notAfter > firstEnd);
       // Past the first certificate's end, calls still work: they go over connections with the renewed one.
       while (Date.now() <= firstEnd + 200) await sleep(50);
-      const node = { kind: 'node', version: 'v1', metadata: { name: 'r1' }, spec: { hostname: 'r1', addr: '', tunnel: true, version: 't' } };
+      const node = {
+        kind: 'node',
+        version: 'v1',
+        metadata: { name: 'r1' },
+        spec: { hostname: 'r1', addr: '', tunnel: true, version: 't' },
+      };
       await client.heartbeat({ resource: { json: JSON.stringify(node) } });
       assert.ok(renewed.length >= 1);
     } finally {
@@ -99,8 +133,12 @@ describe('host certificate renewal in process', () => {
     const id = await joined('r3');
     // A TLS certificate due within half a second, an SSH one due in 2 s.
     const { tlsCert } = await auth.issueHostCerts({
-      hostId: 'r3', systemRoles: ['node'], tlsPublicKey: new X509Certificate(id.tlsCert).publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      dnsNames: ['r3'], ipAddresses: [], expires: new Date(Date.now() + 1_500),
+      hostId: 'r3',
+      systemRoles: ['node'],
+      tlsPublicKey: new X509Certificate(id.tlsCert).publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      dnsNames: ['r3'],
+      ipAddresses: [],
+      expires: new Date(Date.now() + 1_500),
     });
     const identity = { ...id, tlsCert };
     const asked: Array<{ sshCert?: string; tlsPublicKey?: string }> = [];
@@ -126,15 +164,34 @@ describe('host certificate renewal in process', () => {
 
   it('says to join again, once, when the certificate has already expired, and asks for nothing', async () => {
     const keys = newHostKeys();
-    const issued = await issueHostIdentity(auth, { hostId: 'r2', hostname: 'r2', systemRole: 'node', addresses: [], sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey });
+    const issued = await issueHostIdentity(auth, {
+      hostId: 'r2',
+      hostname: 'r2',
+      systemRole: 'node',
+      addresses: [],
+      sshPublicKey: keys.sshPublicKey,
+      tlsPublicKey: keys.tlsPublicKey,
+    });
     const identity = hostIdentity(keys, issued, { hostname: 'r2', systemRole: 'node' });
     const lines: Array<{ level: number; msg: string }> = [];
     const captured = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
     let calls = 0;
-    const api = { renewHostCerts: async () => { calls++; throw new Error('not reached'); } } as unknown as ReturnType<typeof createAuthClient>;
+    const api = {
+      renewHostCerts: async () => {
+        calls++;
+        throw new Error('not reached');
+      },
+    } as unknown as ReturnType<typeof createAuthClient>;
     const cache = { get: () => undefined, onChange: () => undefined } as unknown as ResourceCache;
     const late = { now: () => new Date(certValidity(identity.tlsCert).notAfter + 1_000) };
-    const renewal = startHostCertRenewal({ cache, auth: api, identity, log: captured, clock: late, onRenewed: () => assert.fail('renewed') });
+    const renewal = startHostCertRenewal({
+      cache,
+      auth: api,
+      identity,
+      log: captured,
+      clock: late,
+      onRenewed: () => assert.fail('renewed'),
+    });
     await sleep(100);
     renewal.stop();
     assert.equal(calls, 0);
@@ -151,8 +208,12 @@ describe('host certificate renewal through a TLS CA rotation', () => {
     try {
       const keys = newHostKeys();
       const issued = await issueHostIdentity(api.auth, {
-        hostId: 't1', hostname: 't1', systemRole: 'node', addresses: [],
-        sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+        hostId: 't1',
+        hostname: 't1',
+        systemRole: 'node',
+        addresses: [],
+        sshPublicKey: keys.sshPublicKey,
+        tlsPublicKey: keys.tlsPublicKey,
       });
       const first = hostIdentity(keys, issued, { hostname: 't1', systemRole: 'node' });
       let current = first;
@@ -160,7 +221,11 @@ describe('host certificate renewal through a TLS CA rotation', () => {
       const cache = new ResourceCache(client, { kinds: ['cert_authority'], log }).start();
       await cache.ready();
       const renewal = startHostCertRenewal({
-        cache, auth: client, identity: first, log, onRenewed: (id) => (current = id),
+        cache,
+        auth: client,
+        identity: first,
+        log,
+        onRenewed: (id) => (current = id),
       });
       const step = async (move: Parameters<AuthServer['rotateCA']>[1]) => {
         const ca = await api.auth.rotateCA('tls', move, 'test');

@@ -70,9 +70,11 @@ function tlsPublicKeyOf(identity: HostIdentity): string {
 /** What a host whose TLS certificate has expired is told: it can no longer prove who it is, so only a join helps. */
 export function expiredMessage(identity: HostIdentity, notAfter: number): string {
   const role = identity.systemRole;
-  return `the ${role}'s host certificate expired at ${new Date(notAfter).toISOString()} (it was not renewed in time, `
-    + `e.g. the ${role} was stopped or cut off from the cluster for too long): join it again with a new token `
-    + `(wctl tokens add --type ${role}; remove ${role}/identity.json from the data dir and start with --token)`;
+  return (
+    `the ${role}'s host certificate expired at ${new Date(notAfter).toISOString()} (it was not renewed in time, ` +
+    `e.g. the ${role} was stopped or cut off from the cluster for too long): join it again with a new token ` +
+    `(wctl tokens add --type ${role}; remove ${role}/identity.json from the data dir and start with --token)`
+  );
 }
 
 /** Whether a host holding a certificate signed by `signer` should renew it now, given the host CA. */
@@ -100,12 +102,22 @@ const EXPIRY_METRIC = 'ward_host_cert_expiry_timestamp_seconds';
  * Publishes when a certificate of this process ends (`role`: node, proxy, auth, admin; `cert`: tls or ssh), so an
  * alert can fire well before it does if renewals keep failing. Set at start and after each renewal.
  */
-export function recordCertExpiry(metrics: Registry | undefined, role: string, cert: 'tls' | 'ssh', notAfterMs: number): void {
+export function recordCertExpiry(
+  metrics: Registry | undefined,
+  role: string,
+  cert: 'tls' | 'ssh',
+  notAfterMs: number,
+): void {
   if (!metrics) return;
   // One gauge per registry, whichever service of the process registers first (a home lab runs several).
   const gauge =
     (metrics.getSingleMetric(EXPIRY_METRIC) as Gauge<'role' | 'cert'> | undefined) ??
-    new Gauge({ name: EXPIRY_METRIC, help: 'When a certificate of this process expires (Unix time)', labelNames: ['role', 'cert'], registers: [metrics] });
+    new Gauge({
+      name: EXPIRY_METRIC,
+      help: 'When a certificate of this process expires (Unix time)',
+      labelNames: ['role', 'cert'],
+      registers: [metrics],
+    });
   gauge.set({ role, cert }, Math.floor(notAfterMs / 1000));
 }
 
@@ -196,10 +208,15 @@ export function startHostCertRenewal(opts: {
         next = nextCheckIn(Math.min(renewalDue(tls), renewalDue(ssh)), now);
         return;
       }
-      const res = await opts.auth.renewHostCerts({ sshCert: sshDue ? current.sshCert : '', tlsPublicKey: tlsDue ? tlsPublicKeyOf(current) : '' });
+      const res = await opts.auth.renewHostCerts({
+        sshCert: sshDue ? current.sshCert : '',
+        tlsPublicKey: tlsDue ? tlsPublicKeyOf(current) : '',
+      });
       if (stopped) return;
       if ((sshDue && !res.sshCert) || (tlsDue && !res.tlsCert)) {
-        throw new Error('the auth server did not renew the certificates it was asked for (is it older than this host?)');
+        throw new Error(
+          'the auth server did not renew the certificates it was asked for (is it older than this host?)',
+        );
       }
       current = {
         ...current,
@@ -214,7 +231,9 @@ export function startHostCertRenewal(opts: {
         {
           reason: expiring
             ? 'expiring'
-            : tlsRotation ? `TLS CA ${tlsCA!.spec.rotation.phase}` : `host CA ${ca!.spec.rotation.phase}`,
+            : tlsRotation
+              ? `TLS CA ${tlsCA!.spec.rotation.phase}`
+              : `host CA ${ca!.spec.rotation.phase}`,
           renewed: [...(res.tlsCert ? ['tls'] : []), ...(res.sshCert ? ['ssh'] : [])],
           tls_expires: new Date(certValidity(current.tlsCert).notAfter).toISOString(),
           ssh_expires: new Date(sshValidity(current.sshCert).notAfter).toISOString(),

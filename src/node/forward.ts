@@ -27,7 +27,13 @@ export function handleDirectTcpip(
   reject: RejectConnection,
   info: TcpipRequestInfo,
 ): void {
-  const fields = { user: ctx.identity.user, login: ctx.identity.login, conn: ctx.id, kind: 'local', addr: `${info.destIP}:${info.destPort}` };
+  const fields = {
+    user: ctx.identity.user,
+    login: ctx.identity.login,
+    conn: ctx.id,
+    kind: 'local',
+    addr: `${info.destIP}:${info.destPort}`,
+  };
   if (!ctx.identity.permitPortForwarding) {
     ctx.emit('port', { ...fields, success: false, reason: 'port forwarding not permitted' });
     return reject();
@@ -101,7 +107,13 @@ export class RemoteForwards {
 
   private listen(accept: ReqAccept, reject: ReqReject, info: TcpipBindInfo): void {
     const { ctx } = this;
-    const fields = { user: ctx.identity.user, login: ctx.identity.login, conn: ctx.id, kind: 'remote', addr: `${info.bindAddr}:${info.bindPort}` };
+    const fields = {
+      user: ctx.identity.user,
+      login: ctx.identity.login,
+      conn: ctx.id,
+      kind: 'remote',
+      addr: `${info.bindAddr}:${info.bindPort}`,
+    };
     const refuse = (reason: string): void => {
       ctx.emit('port', { ...fields, success: false, reason });
       reject?.();

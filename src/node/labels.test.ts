@@ -5,7 +5,10 @@ import { startDynamicLabels } from './labels.ts';
 describe('dynamic labels', () => {
   it('sets a label to the trimmed output of its command and reports the change', async () => {
     let changes = 0;
-    const labels = startDynamicLabels([{ name: 'greeting', command: ['echo', '  hello  '], period: '1h' }], () => changes++);
+    const labels = startDynamicLabels(
+      [{ name: 'greeting', command: ['echo', '  hello  '], period: '1h' }],
+      () => changes++,
+    );
     while (!labels.values.greeting) await new Promise((r) => setTimeout(r, 10));
     labels.stop();
     assert.equal(labels.values.greeting, 'hello');

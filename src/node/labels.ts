@@ -11,7 +11,10 @@ export interface LabelCommand {
 
 const MAX_OUTPUT = 1024;
 
-export function startDynamicLabels(commands: LabelCommand[], onChange: () => void): { values: Record<string, string>; stop(): void } {
+export function startDynamicLabels(
+  commands: LabelCommand[],
+  onChange: () => void,
+): { values: Record<string, string>; stop(): void } {
   const values: Record<string, string> = {};
   const timers: NodeJS.Timeout[] = [];
   for (const c of commands) {

@@ -17,26 +17,65 @@ describe('OS account lookup', () => {
   });
 
   it('finds the exact account in a passwd file and nothing else', () => {
-    const text = ['+alice::::::', 'al:x:1000:1000::/home/al:/bin/sh', 'alice:x:1001:1002:Alice:/home/alice:/bin/bash', ''].join('\n');
-    assert.deepEqual(findInPasswd(text, 'alice'), { name: 'alice', uid: 1001, gid: 1002, home: '/home/alice', shell: '/bin/bash' });
+    const text = [
+      '+alice::::::',
+      'al:x:1000:1000::/home/al:/bin/sh',
+      'alice:x:1001:1002:Alice:/home/alice:/bin/bash',
+      '',
+    ].join('\n');
+    assert.deepEqual(findInPasswd(text, 'alice'), {
+      name: 'alice',
+      uid: 1001,
+      gid: 1002,
+      home: '/home/alice',
+      shell: '/bin/bash',
+    });
     assert.equal(findInPasswd(text, 'ali'), undefined, 'a prefix of a name is not the name');
     assert.equal(findInPasswd(text, 'bob'), undefined);
     assert.equal(findInPasswd(text, 'x'), undefined, 'a password field is not a name');
-    assert.equal(findInPasswd('al:x:1000:1000::/home/al:/bin/sh', 'al')?.uid, 1000, 'first line, no newline at the end');
-    assert.equal(findInPasswd('root:x:0:0::/root:/bin/sh\nal:x:7:7::/:/bin/sh', 'al')?.uid, 7, 'last line, no newline at the end');
-    assert.equal(findInPasswd('al:x:1:1::/:/bin/sh\nal:x:2:2::/:/bin/sh\n', 'al')?.uid, 1, 'the first entry wins, as in glibc');
+    assert.equal(
+      findInPasswd('al:x:1000:1000::/home/al:/bin/sh', 'al')?.uid,
+      1000,
+      'first line, no newline at the end',
+    );
+    assert.equal(
+      findInPasswd('root:x:0:0::/root:/bin/sh\nal:x:7:7::/:/bin/sh', 'al')?.uid,
+      7,
+      'last line, no newline at the end',
+    );
+    assert.equal(
+      findInPasswd('al:x:1:1::/:/bin/sh\nal:x:2:2::/:/bin/sh\n', 'al')?.uid,
+      1,
+      'the first entry wins, as in glibc',
+    );
   });
 
   it('refuses malformed entries instead of guessing (an empty uid is not root)', () => {
-    for (const line of ['alice:x::1000::/h:/bin/sh', 'alice:x:-1:1000::/h:/bin/sh', 'alice:x:1e3:1000::/h:/bin/sh', 'alice:x:1000:1000:/h:/bin/sh', 'bob:x:1:1::/h:/bin/sh']) {
+    for (const line of [
+      'alice:x::1000::/h:/bin/sh',
+      'alice:x:-1:1000::/h:/bin/sh',
+      'alice:x:1e3:1000::/h:/bin/sh',
+      'alice:x:1000:1000:/h:/bin/sh',
+      'bob:x:1:1::/h:/bin/sh',
+    ]) {
       assert.throws(() => parsePasswdLine('alice', line), AccessDenied, line);
     }
-    assert.deepEqual(parsePasswdLine('alice', 'alice:x:0:0:::'), { name: 'alice', uid: 0, gid: 0, home: '/', shell: '/bin/sh' }, 'empty home and shell take the defaults');
+    assert.deepEqual(
+      parsePasswdLine('alice', 'alice:x:0:0:::'),
+      { name: 'alice', uid: 0, gid: 0, home: '/', shell: '/bin/sh' },
+      'empty home and shell take the defaults',
+    );
   });
 
   it('agrees with getent for a real account and refuses unknown or odd logins', async () => {
     const f = execFileSync('getent', ['passwd', 'root'], { encoding: 'utf8' }).trim().split(':');
-    assert.deepEqual(await lookupUser('root'), { name: 'root', uid: Number(f[2]), gid: Number(f[3]), home: f[5], shell: f[6] });
+    assert.deepEqual(await lookupUser('root'), {
+      name: 'root',
+      uid: Number(f[2]),
+      gid: Number(f[3]),
+      home: f[5],
+      shell: f[6],
+    });
     await assert.rejects(lookupUser('no-such-user-ward'), AccessDenied);
     await assert.rejects(lookupUser('root:x'), AccessDenied);
     await assert.rejects(lookupUser('../root'), AccessDenied);

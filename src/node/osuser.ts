@@ -53,7 +53,8 @@ export function parsePasswdLine(login: string, line: string): OSUser {
   if (f.length !== 7 || f[0] !== login) throw new AccessDenied();
   const uid = Number(f[2]);
   const gid = Number(f[3]);
-  if (!/^\d+$/.test(f[2]!) || !/^\d+$/.test(f[3]!) || !Number.isSafeInteger(uid) || !Number.isSafeInteger(gid)) throw new AccessDenied();
+  if (!/^\d+$/.test(f[2]!) || !/^\d+$/.test(f[3]!) || !Number.isSafeInteger(uid) || !Number.isSafeInteger(gid))
+    throw new AccessDenied();
   return { name: login, uid, gid, home: f[5] || '/', shell: f[6] || DEFAULT_SHELL };
 }
 

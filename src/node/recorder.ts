@@ -59,7 +59,12 @@ export class SessionRecorder {
   ) {}
 
   /** Creates the spool files; throws (and the session is refused) if the node cannot record. */
-  static open(dir: string, meta: RecordingMeta, size: { cols: number; rows: number; term: string }, onError: (err: Error) => void): SessionRecorder {
+  static open(
+    dir: string,
+    meta: RecordingMeta,
+    size: { cols: number; rows: number; term: string },
+    onError: (err: Error) => void,
+  ): SessionRecorder {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const rec = new SessionRecorder(dir, meta, onError);
     // No fsync: what must survive is the node process being killed, which the page cache covers; an

@@ -41,7 +41,11 @@ describe('session reporter', () => {
     assert.deepEqual(log, ['start report s1', 'done report s1', 'start end s1']);
     pending.shift()!.finish();
     await Promise.all([end, late]);
-    assert.deepEqual(log, ['start report s1', 'done report s1', 'start end s1', 'done end s1'], 'the late refresh is not sent');
+    assert.deepEqual(
+      log,
+      ['start report s1', 'done report s1', 'start end s1', 'done end s1'],
+      'the late refresh is not sent',
+    );
   });
 
   it('lets different sessions report at once', async () => {
@@ -58,7 +62,10 @@ describe('session reporter', () => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const sent: string[] = [];
     const live = new Set(['a', 'b', 'c', 'd']);
-    const reporter = new SessionReporter(async (s) => void sent.push(s.sid), (sid) => live.has(sid));
+    const reporter = new SessionReporter(
+      async (s) => void sent.push(s.sid),
+      (sid) => live.has(sid),
+    );
     reporter.refresh(['a', 'b', 'c', 'd'].map(session), 1000);
     const at = async (ms: number) => {
       t.mock.timers.tick(ms);
@@ -78,7 +85,10 @@ describe('session reporter', () => {
   it('cancels the refreshes not yet sent on close', async (t) => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const sent: string[] = [];
-    const reporter = new SessionReporter(async (s) => void sent.push(s.sid), () => true);
+    const reporter = new SessionReporter(
+      async (s) => void sent.push(s.sid),
+      () => true,
+    );
     reporter.refresh(['a', 'b', 'c'].map(session), 900);
     t.mock.timers.tick(0);
     for (let i = 0; i < 5; i++) await tick();

@@ -39,10 +39,13 @@ export class SessionReporter {
   /** Refreshes every session in `sessions`, their reports spaced evenly over `spreadMs`. */
   refresh(sessions: LiveSession[], spreadMs: number): void {
     sessions.forEach((session, i) => {
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        if (this.isLive(session.sid)) void this.report(session, false);
-      }, Math.floor((i * spreadMs) / sessions.length));
+      const timer = setTimeout(
+        () => {
+          this.timers.delete(timer);
+          if (this.isLive(session.sid)) void this.report(session, false);
+        },
+        Math.floor((i * spreadMs) / sessions.length),
+      );
       timer.unref();
       this.timers.add(timer);
     });

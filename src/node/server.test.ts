@@ -11,7 +11,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import pino from 'pino';
-import { parseCertificate, signCertificate, softwareSigner, verifyCertificate, type SSHSigner } from '../crypto/sshcert.ts';
+import {
+  parseCertificate,
+  signCertificate,
+  softwareSigner,
+  verifyCertificate,
+  type SSHSigner,
+} from '../crypto/sshcert.ts';
 import { formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob } from '../crypto/sshkeys.ts';
 import { createNodeSSHServer, type NodeSSHServer, type UserAuthorizer } from './server.ts';
 import { listeningOn } from '../../test/fixtures/listening.ts';
@@ -22,7 +28,11 @@ interface Result {
   stderr: string;
 }
 
-function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Result> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Result> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: 'pipe' });
     const out: Buffer[] = [];
@@ -58,11 +68,34 @@ let port = 0;
 
 function clientOpts(key = path.join(dir, 'key')): string[] {
   // -F /dev/null and IdentitiesOnly: only the test's key, whatever the host's ~/.ssh holds.
-  return ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'LogLevel=ERROR', '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-i', key];
+  return [
+    '-F',
+    '/dev/null',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'IdentityAgent=none',
+    '-i',
+    key,
+  ];
 }
-function ssh(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; key?: string; login?: string; port?: number } = {}): Promise<Result> {
-  return run('ssh', [...clientOpts(opts.key), '-p', String(opts.port ?? port), `${opts.login ?? 'root'}@127.0.0.1`, ...args], opts);
+function ssh(
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; key?: string; login?: string; port?: number } = {},
+): Promise<Result> {
+  return run(
+    'ssh',
+    [...clientOpts(opts.key), '-p', String(opts.port ?? port), `${opts.login ?? 'root'}@127.0.0.1`, ...args],
+    opts,
+  );
 }
 
 async function writeIdentity(name: string, signer: SSHSigner | null, principals: string[]): Promise<string> {
@@ -70,10 +103,18 @@ async function writeIdentity(name: string, signer: SSHSigner | null, principals:
   const file = path.join(dir, name);
   fs.writeFileSync(file, formatOpenSSHPrivateKey(key.privateKey), { mode: 0o600 });
   if (signer) {
-    const cert = await signCertificate({
-      publicKey: sshPublicKeyBlob(key.publicKey), serial: 1n, certType: 'user', keyId: 'alice', principals,
-      validAfter: new Date(Date.now() - 60_000), validBefore: new Date(Date.now() + 3600_000),
-    }, signer);
+    const cert = await signCertificate(
+      {
+        publicKey: sshPublicKeyBlob(key.publicKey),
+        serial: 1n,
+        certType: 'user',
+        keyId: 'alice',
+        principals,
+        validAfter: new Date(Date.now() - 60_000),
+        validBefore: new Date(Date.now() + 3600_000),
+      },
+      signer,
+    );
     fs.writeFileSync(`${file}-cert.pub`, formatAuthorizedKey(cert) + '\n');
   }
   return file;
@@ -92,8 +133,17 @@ function freePort(): Promise<number> {
 async function remoteForward(spec: string): Promise<{ port: number; stop: () => void }> {
   // LogLevel INFO first (the first value wins): the client says which port the node allocated.
   const client = spawn('ssh', [
-    '-o', 'LogLevel=INFO', ...clientOpts(), '-p', String(port), '-N', '-o', 'ExitOnForwardFailure=yes',
-    '-R', spec, 'root@127.0.0.1',
+    '-o',
+    'LogLevel=INFO',
+    ...clientOpts(),
+    '-p',
+    String(port),
+    '-N',
+    '-o',
+    'ExitOnForwardFailure=yes',
+    '-R',
+    spec,
+    'root@127.0.0.1',
   ]);
   let stderr = '';
   const allocated = await new Promise<number>((resolve, reject) => {
@@ -111,11 +161,13 @@ async function httpGet(url: string, deadlineMs: number): Promise<string> {
   for (;;) {
     try {
       return await new Promise<string>((resolve, reject) => {
-        http.get(url, (res) => {
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => resolve(body));
-        }).on('error', reject);
+        http
+          .get(url, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve(body));
+          })
+          .on('error', reject);
       });
     } catch (err) {
       if (Date.now() > end) throw err;
@@ -136,8 +188,13 @@ const authorize: UserAuthorizer = async ({ certBlob, login }) => {
     return { allowed: false, reason: (err as Error).message };
   }
   return {
-    allowed: true, user: 'alice', cert, permitPortForwarding: permits.port, permitGatewayPorts: permits.gateway,
-    permitAgentForwarding: permits.agent, permitPty: permits.pty,
+    allowed: true,
+    user: 'alice',
+    cert,
+    permitPortForwarding: permits.port,
+    permitGatewayPorts: permits.gateway,
+    permitAgentForwarding: permits.agent,
+    permitPty: permits.pty,
   };
 };
 
@@ -191,9 +248,18 @@ describe('node SSH server with OpenSSH clients', () => {
   });
 
   it('sets the login environment and accepts only allow-listed client variables', async () => {
-    const r = await ssh(['-o', 'SendEnv=LANG', '-o', 'SendEnv=FOO', 'echo "$HOME|$USER|$LOGNAME|$SHELL|$LANG|$FOO|$WARD_USER|$SSH_CONNECTION"'], {
-      env: { LANG: 'C.UTF-8', FOO: 'leak' },
-    });
+    const r = await ssh(
+      [
+        '-o',
+        'SendEnv=LANG',
+        '-o',
+        'SendEnv=FOO',
+        'echo "$HOME|$USER|$LOGNAME|$SHELL|$LANG|$FOO|$WARD_USER|$SSH_CONNECTION"',
+      ],
+      {
+        env: { LANG: 'C.UTF-8', FOO: 'leak' },
+      },
+    );
     const [home, user, logname, shell, lang, foo, wardUser, conn] = r.stdout.toString().trim().split('|');
     assert.equal(home, os.userInfo().homedir);
     assert.equal(user, 'root');
@@ -244,8 +310,12 @@ describe('node SSH server with OpenSSH clients', () => {
   });
 
   it('kills the session processes when the connection drops', async () => {
-    const client = spawn('ssh', [...clientOpts(), '-p', String(port), 'root@127.0.0.1', 'sleep 300 & echo $!; wait'], { stdio: 'pipe' });
-    const pid = await new Promise<number>((resolve) => client.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+    const client = spawn('ssh', [...clientOpts(), '-p', String(port), 'root@127.0.0.1', 'sleep 300 & echo $!; wait'], {
+      stdio: 'pipe',
+    });
+    const pid = await new Promise<number>((resolve) =>
+      client.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))),
+    );
     assert.ok(pid > 0);
     process.kill(pid, 0); // running
     client.kill('SIGKILL');
@@ -290,7 +360,21 @@ describe('node SSH server with OpenSSH clients', () => {
 
   it('forwards a local port (-L) to an HTTP server', async () => {
     const local = await freePort();
-    const client = spawn('ssh', [...clientOpts(), '-p', String(port), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${local}:127.0.0.1:${webPort}`, 'root@127.0.0.1'], { stdio: 'ignore' });
+    const client = spawn(
+      'ssh',
+      [
+        ...clientOpts(),
+        '-p',
+        String(port),
+        '-N',
+        '-o',
+        'ExitOnForwardFailure=yes',
+        '-L',
+        `${local}:127.0.0.1:${webPort}`,
+        'root@127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     try {
       assert.equal(await httpGet(`http://127.0.0.1:${local}/`, 5000), 'hello from the web server\n');
     } finally {
@@ -301,7 +385,13 @@ describe('node SSH server with OpenSSH clients', () => {
 
   it('forwards a remote port (-R) back to the client side', async () => {
     const remote = await freePort();
-    const r = await ssh(['-o', 'ExitOnForwardFailure=yes', '-R', `${remote}:127.0.0.1:${webPort}`, `curl -s http://127.0.0.1:${remote}/`]);
+    const r = await ssh([
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-R',
+      `${remote}:127.0.0.1:${webPort}`,
+      `curl -s http://127.0.0.1:${remote}/`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString(), 'hello from the web server\n');
   });
@@ -309,8 +399,11 @@ describe('node SSH server with OpenSSH clients', () => {
   it('binds a remote forward to loopback whatever address the client asks, as sshd with GatewayPorts no', async () => {
     // OpenSSH sends "0.0.0.0", "" (for "*"), "localhost" (no address) and "127.0.0.1"/"::1" as written.
     const cases = [
-      ['0.0.0.0:', ['127.0.0.1', '::1']], ['*:', ['127.0.0.1', '::1']], ['', ['127.0.0.1', '::1']],
-      ['127.0.0.1:', ['127.0.0.1']], ['[::1]:', ['::1']],
+      ['0.0.0.0:', ['127.0.0.1', '::1']],
+      ['*:', ['127.0.0.1', '::1']],
+      ['', ['127.0.0.1', '::1']],
+      ['127.0.0.1:', ['127.0.0.1']],
+      ['[::1]:', ['::1']],
     ] as const;
     for (const [bind, want] of cases) {
       const fwd = await remoteForward(`${bind}0:127.0.0.1:${webPort}`);
@@ -331,7 +424,11 @@ describe('node SSH server with OpenSSH clients', () => {
   it('binds where the client asks when a role allows it, as sshd with GatewayPorts clientspecified', async () => {
     permits.gateway = true;
     try {
-      const cases = [['0.0.0.0:', ['0.0.0.0']], ['*:', ['0.0.0.0', '::']], ['', ['127.0.0.1', '::1']]] as const;
+      const cases = [
+        ['0.0.0.0:', ['0.0.0.0']],
+        ['*:', ['0.0.0.0', '::']],
+        ['', ['127.0.0.1', '::1']],
+      ] as const;
       for (const [bind, want] of cases) {
         const fwd = await remoteForward(`${bind}0:127.0.0.1:${webPort}`);
         try {
@@ -370,14 +467,31 @@ describe('node SSH server with OpenSSH clients', () => {
       for (let i = 0; i < 50 && !fs.existsSync(agentSock); i++) await new Promise((r) => setTimeout(r, 50));
       const add = await run('ssh-add', [path.join(dir, 'key')], { env: { SSH_AUTH_SOCK: agentSock } });
       assert.equal(add.code, 0, add.stderr);
-      const args = ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-        '-o', 'LogLevel=ERROR', '-A', '-p', String(port), 'root@127.0.0.1', 'stat -c %a "$SSH_AUTH_SOCK"; ssh-add -l'];
+      const args = [
+        '-F',
+        '/dev/null',
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'LogLevel=ERROR',
+        '-A',
+        '-p',
+        String(port),
+        'root@127.0.0.1',
+        'stat -c %a "$SSH_AUTH_SOCK"; ssh-add -l',
+      ];
       const r = await run('ssh', args, { env: { SSH_AUTH_SOCK: agentSock } });
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout.toString(), /^600\n/);
       assert.match(r.stdout.toString(), /ED25519/);
       permits.agent = false;
-      const refused = await run('ssh', [...args.slice(0, -1), 'echo "sock=$SSH_AUTH_SOCK"'], { env: { SSH_AUTH_SOCK: agentSock } });
+      const refused = await run('ssh', [...args.slice(0, -1), 'echo "sock=$SSH_AUTH_SOCK"'], {
+        env: { SSH_AUTH_SOCK: agentSock },
+      });
       assert.equal(refused.stdout.toString(), 'sock=\n');
     } finally {
       permits.agent = true;
@@ -391,7 +505,14 @@ describe('node SSH server with OpenSSH clients', () => {
     const r = await ssh(['true'], { key });
     assert.equal(r.code, 255);
     assert.match(r.stderr, /Permission denied/);
-    assert.ok(events.some((e) => e.event === 'auth' && e.fields.success === false && /trusted certificate authority/.test(String(e.fields.reason))));
+    assert.ok(
+      events.some(
+        (e) =>
+          e.event === 'auth' &&
+          e.fields.success === false &&
+          /trusted certificate authority/.test(String(e.fields.reason)),
+      ),
+    );
   });
 
   it('refuses a plain key without a certificate', async () => {
@@ -507,7 +628,9 @@ describe('node SSH server with OpenSSH clients', () => {
     }
   });
 
-  it('runs sessions as a non-root login with its own uid, groups, home and tty', { skip: !userCreated && 'useradd failed (not root?)' }, async () => {
+  it('runs sessions as a non-root login with its own uid, groups, home and tty', {
+    skip: !userCreated && 'useradd failed (not root?)',
+  }, async () => {
     const r = await ssh(['id -un; id -G; pwd; echo "$HOME"'], { login: testUser });
     assert.equal(r.code, 0, r.stderr);
     const [name, groups, pwd, home] = r.stdout.toString().trim().split('\n');
@@ -517,7 +640,13 @@ describe('node SSH server with OpenSSH clients', () => {
     assert.equal(home, `/home/${testUser}`);
     const t = await ssh(['-tt', 'stat -c %U "$(tty)"'], { login: testUser });
     assert.match(t.stdout.toString(), new RegExp(testUser));
-    const up = await run('scp', [...clientOpts(), '-P', String(port), path.join(dir, 'sftp-src'), `${testUser}@127.0.0.1:upload`]);
+    const up = await run('scp', [
+      ...clientOpts(),
+      '-P',
+      String(port),
+      path.join(dir, 'sftp-src'),
+      `${testUser}@127.0.0.1:upload`,
+    ]);
     assert.equal(up.code, 0, up.stderr);
     assert.equal(fs.statSync(`/home/${testUser}/upload`).uid, Number(execFileSync('id', ['-u', testUser]).toString()));
   });
@@ -535,8 +664,12 @@ describe('requests the OpenSSH client cannot send on demand', () => {
       client.once('ready', () => resolve());
       client.once('error', reject);
       client.connect({
-        host: '127.0.0.1', port, username: 'root', readyTimeout: 10_000,
-        privateKey: fs.readFileSync(keyFile), certificate: Buffer.from(certLine[1]!, 'base64'),
+        host: '127.0.0.1',
+        port,
+        username: 'root',
+        readyTimeout: 10_000,
+        privateKey: fs.readFileSync(keyFile),
+        certificate: Buffer.from(certLine[1]!, 'base64'),
       } as import('ssh2').ConnectConfig);
     });
     return client;

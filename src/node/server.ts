@@ -19,8 +19,13 @@ import { connectionSocket, onChannelData } from '../ssh/ssh2hooks.ts';
 
 export type Authorization =
   | {
-      allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitGatewayPorts: boolean;
-      permitAgentForwarding: boolean; permitPty: boolean;
+      allowed: true;
+      user: string;
+      cert: SSHCertificate;
+      permitPortForwarding: boolean;
+      permitGatewayPorts: boolean;
+      permitAgentForwarding: boolean;
+      permitPty: boolean;
     }
   /** `rbac`: the roles refused it (an access.denied event), not the certificate. */
   | { allowed: false; reason: string; rbac?: boolean };
@@ -60,7 +65,12 @@ export interface NodeSSHServer {
   close(): Promise<void>;
 }
 
-const DEFAULT_LIMITS: NodeSSHServerLimits = { maxChannels: 10, maxRemoteForwards: 10, handshakeTimeoutMs: 30_000, idleTimeoutMs: 0 };
+const DEFAULT_LIMITS: NodeSSHServerLimits = {
+  maxChannels: 10,
+  maxRemoteForwards: 10,
+  handshakeTimeoutMs: 30_000,
+  idleTimeoutMs: 0,
+};
 const MAX_AUTH_ATTEMPTS = 6; // distinct (login, cert) pairs per connection, like sshd's MaxAuthTries
 /**
  * Our version string. OpenSSH sends `eow@openssh.com` (needed so `ssh node cmd | head` ends) only to
@@ -84,7 +94,11 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
   // One ssh2 server per set of host keys: ssh2 reads them when it is made, and a renewed host certificate
   // (setHostKeys) takes a new one for the connections that follow.
   const newServer = (hostKeys: NodeSSHServerConfig['hostKeys']): ssh2.Server => {
-    const server = new ssh2.Server({ hostKeys: hostKeys as ServerConfig['hostKeys'], ident: SERVER_IDENT, banner: cfg.banner });
+    const server = new ssh2.Server({
+      hostKeys: hostKeys as ServerConfig['hostKeys'],
+      ident: SERVER_IDENT,
+      banner: cfg.banner,
+    });
     server.on('connection', (client, info) => {
       try {
         onConnection(client, info.ip ?? '', info.port ?? 0);
@@ -155,7 +169,14 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
       }
       const d = await decision;
       if (!d.allowed) {
-        if (d.rbac) emit('access.denied', { user: userOf(certBlob), login, remote_addr: remoteAddr, action: 'ssh.login', reason: d.reason });
+        if (d.rbac)
+          emit('access.denied', {
+            user: userOf(certBlob),
+            login,
+            remote_addr: remoteAddr,
+            action: 'ssh.login',
+            reason: d.reason,
+          });
         return fail(d.reason);
       }
       // ssh2 does not compare the announced algorithm with the certificate's own type.
@@ -271,7 +292,8 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
       });
       await new Promise<void>((resolve, reject) => {
         srv.once('error', reject);
-        srv.listen({ port, host, backlog: 4096 }, () => { // deep accept queue: see config/listen.ts
+        srv.listen({ port, host, backlog: 4096 }, () => {
+          // deep accept queue: see config/listen.ts
           srv.off('error', reject);
           resolve();
         });
@@ -301,7 +323,13 @@ export function createNodeSSHServer(cfg: NodeSSHServerConfig): NodeSSHServer {
         ended++;
         connections.delete(ctx);
         ctx.log.info({ reason }, 'ending the connection: locked');
-        emit('session.terminated', { user: ctx.identity.user, login: ctx.identity.login, conn: ctx.id, remote_addr: ctx.remote.addr, reason });
+        emit('session.terminated', {
+          user: ctx.identity.user,
+          login: ctx.identity.login,
+          conn: ctx.id,
+          remote_addr: ctx.remote.addr,
+          reason,
+        });
         for (const tell of ctx.notices) tell(`ward: ${reason}; this session is ended.`);
         setTimeout(() => ctx.client.end(), NOTICE_GRACE_MS).unref();
       }

@@ -29,7 +29,6 @@ import { startDynamicLabels, type LabelCommand } from './labels.ts';
 import { createProxyDoor } from './listener.ts';
 import { tlsTrustBundle } from '../api/nodessh.ts';
 
-
 export interface NodeServiceConfig {
   identity: HostIdentity;
   auth: AuthClient;
@@ -70,10 +69,16 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
   let heartbeats: Heartbeats | undefined;
   const dynamic = startDynamicLabels(cfg.commands ?? [], () => void heartbeats?.beat());
   const labels = () => ({ ...staticLabels, ...dynamic.values });
-  const cache = new ResourceCache(cfg.auth, { kinds: ['role', 'user', 'cert_authority', 'proxy', 'lock'], log }).start();
+  const cache = new ResourceCache(cfg.auth, {
+    kinds: ['role', 'user', 'cert_authority', 'proxy', 'lock'],
+    log,
+  }).start();
   const audit = new AuditForwarder(cfg.auth, join(cfg.dataDir, 'audit-spool'), cfg.clock, log, cfg.metrics);
   await cache.ready();
-  const target = { cluster: identity.cluster, node: () => ({ name: identity.hostname, id: identity.hostId, labels: labels() }) };
+  const target = {
+    cluster: identity.cluster,
+    node: () => ({ name: identity.hostname, id: identity.hostId, labels: labels() }),
+  };
   const registry = new SessionRegistry();
   const spoolDir = join(cfg.dataDir, 'recordings');
   const uploader = new RecordingUploader(spoolDir, cfg.auth, (sid) => registry.has(sid), cfg.recording ?? 'node', log);
@@ -88,7 +93,7 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     });
     new Gauge({
       name: 'ward_recordings_spooled',
-      help: 'Recordings on this node\'s disk: running, or waiting to be uploaded',
+      help: "Recordings on this node's disk: running, or waiting to be uploaded",
       registers: [cfg.metrics],
       collect() {
         this.set(uploader.spooled());
@@ -148,7 +153,8 @@ export async function startNodeService(cfg: NodeServiceConfig): Promise<NodeServ
     hostKeys: hostKeysOf(identity),
     authorize: async (req) => {
       const decision = checkUserCert(cache, cfg.clock, target, req);
-      if (!decision.allowed) log.info({ login: req.login, remote: req.remoteAddr, reason: decision.reason }, 'ssh access denied');
+      if (!decision.allowed)
+        log.info({ login: req.login, remote: req.remoteAddr, reason: decision.reason }, 'ssh access denied');
       return decision;
     },
     log,

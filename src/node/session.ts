@@ -37,7 +37,21 @@ const MAX_ENV_VALUE = 4096;
 const MAX_COMMAND = 64 * 1024;
 const MAX_TERM_SIZE = 4096;
 // The signals RFC 4254 6.9 names; anything else in a `signal` request is ignored.
-const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
+const SIGNALS = new Set([
+  'ABRT',
+  'ALRM',
+  'FPE',
+  'HUP',
+  'ILL',
+  'INT',
+  'KILL',
+  'PIPE',
+  'QUIT',
+  'SEGV',
+  'TERM',
+  'USR1',
+  'USR2',
+]);
 
 type Accept = (() => void) | undefined;
 type Reject = RejectConnection | undefined;
@@ -135,7 +149,8 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     start(acc, rej, 'shell', undefined);
   });
   session.on('exec', (acc: AcceptConnection<ServerChannel>, rej: Reject, info: { command: string }) => {
-    if (typeof info.command !== 'string' || info.command.length > MAX_COMMAND || info.command.includes('\0')) return rej?.();
+    if (typeof info.command !== 'string' || info.command.length > MAX_COMMAND || info.command.includes('\0'))
+      return rej?.();
     start(acc, rej, 'exec', info.command);
   });
   session.on('subsystem', (acc: AcceptConnection<ServerChannel>, rej: Reject, info: { name: string }) => {
@@ -143,7 +158,12 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     start(acc, rej, 'subsystem', undefined);
   });
 
-  function start(acc: AcceptConnection<ServerChannel>, rej: Reject, kind: 'shell' | 'exec' | 'subsystem', command: string | undefined): void {
+  function start(
+    acc: AcceptConnection<ServerChannel>,
+    rej: Reject,
+    kind: 'shell' | 'exec' | 'subsystem',
+    command: string | undefined,
+  ): void {
     if (started) return rej?.();
     // A cert's force-command replaces whatever the client asked for, shell, command or subsystem
     // (PROTOCOL.certkeys; sshd does the same and passes the request on as SSH_ORIGINAL_COMMAND), and a request
@@ -209,7 +229,15 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
       const participants = live ? [...live.everyone] : [identity.user];
       // exec is reported when the command is done, with how it ended (its start is in session.start).
       if (kind === 'exec') ctx.emit('exec', { ...base, command, exit_code: result.code, signal: result.signal });
-      ctx.emit('session.end', { ...base, kind, exit_code: result.code, signal: result.signal, duration_ms: ended.getTime() - startedAt.getTime(), participants, ...bytes });
+      ctx.emit('session.end', {
+        ...base,
+        kind,
+        exit_code: result.code,
+        signal: result.signal,
+        duration_ms: ended.getTime() - startedAt.getTime(),
+        participants,
+        ...bytes,
+      });
       log.info({ exit_code: result.code, signal: result.signal }, 'session ended');
       if (live && hooks) {
         live.recorder?.close(ended);
@@ -229,10 +257,21 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     channel.once('close', () => ctx.notices.delete(notice));
     void (agentPending ?? Promise.resolve()).then(() => {
       if (closed) return onExit({ code: null, signal: 'HUP' });
-      const env = sessionEnv(forced !== undefined ? (command ?? (kind === 'subsystem' ? 'sftp' : undefined)) : undefined);
+      const env = sessionEnv(
+        forced !== undefined ? (command ?? (kind === 'subsystem' ? 'sftp' : undefined)) : undefined,
+      );
       if (usePty) {
         const pty = spawnPty({
-          file, args, env, cwd, log, onExit, user, term: ptyInfo!.term, cols: ptyInfo!.cols, rows: ptyInfo!.rows,
+          file,
+          args,
+          env,
+          cwd,
+          log,
+          onExit,
+          user,
+          term: ptyInfo!.term,
+          cols: ptyInfo!.cols,
+          rows: ptyInfo!.rows,
           onData: live ? (data) => live.output(data) : (data) => writeOrPause(channel, data, () => pty),
         });
         proc = pty;
@@ -259,7 +298,15 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
     try {
       const recorder = SessionRecorder.open(
         hooks.spoolDir,
-        { sid, server_id: hooks.serverId, hostname: hooks.hostname, user: identity.user, login: identity.login, started: startedAt.toISOString(), participants: [] },
+        {
+          sid,
+          server_id: hooks.serverId,
+          hostname: hooks.hostname,
+          user: identity.user,
+          login: identity.login,
+          started: startedAt.toISOString(),
+          participants: [],
+        },
         { cols: ptyInfo!.cols, rows: ptyInfo!.rows, term: ptyInfo!.term },
         (err) => {
           log.error({ err: err.message }, 'session recording failed: ending the session');
@@ -267,7 +314,9 @@ export function handleSession(ctx: ConnContext, accept: AcceptConnection<Session
           proc?.terminate();
         },
       );
-      const live = new LiveSession(sid, identity.user, identity.login, startedAt, recorder, (s) => hooks.onChange(s, false));
+      const live = new LiveSession(sid, identity.user, identity.login, startedAt, recorder, (s) =>
+        hooks.onChange(s, false),
+      );
       // Registered from the first byte of its recording: the uploader takes an unregistered recording
       // for one a crash left behind.
       hooks.registry.add(live);

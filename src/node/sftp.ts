@@ -11,14 +11,15 @@ let cached: string | null | undefined;
 /** Path of the sftp-server binary, or null when the node has none (the subsystem is then refused). */
 export function sftpServerPath(): string | null {
   if (cached === undefined) {
-    cached = CANDIDATES.find((p) => {
-      try {
-        fs.accessSync(p, fs.constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    }) ?? null;
+    cached =
+      CANDIDATES.find((p) => {
+        try {
+          fs.accessSync(p, fs.constants.X_OK);
+          return true;
+        } catch {
+          return false;
+        }
+      }) ?? null;
   }
   return cached;
 }

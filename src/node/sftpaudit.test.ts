@@ -34,7 +34,18 @@ describe('SFTP request audit', () => {
   const rename = packet(18, str('/tmp/a'), str('/tmp/b'));
   const symlink = packet(20, str('/etc/shadow'), str('/tmp/link')); // OpenSSH order: target, then link
   const posixRename = packet(200, str('posix-rename@openssh.com'), str('/tmp/c'), str('/tmp/d'));
-  const stream = Buffer.concat([init, open, data, write, rename, symlink, posixRename, packet(200, str('statvfs@openssh.com'), str('/')), packet(13, str('/tmp/b')), packet(11, str('/root'))]);
+  const stream = Buffer.concat([
+    init,
+    open,
+    data,
+    write,
+    rename,
+    symlink,
+    posixRename,
+    packet(200, str('statvfs@openssh.com'), str('/')),
+    packet(13, str('/tmp/b')),
+    packet(11, str('/root')),
+  ]);
   const expected: SftpAction[] = [
     { action: 'read', path: '/etc/passwd' },
     { action: 'write', path: '/tmp/up.bin' },

@@ -23,7 +23,18 @@ const FXF_WRITE = 0x2;
 const MAX_AUDITED_PACKET = 64 * 1024;
 
 export interface SftpAction {
-  action: 'read' | 'write' | 'read-write' | 'setstat' | 'list' | 'remove' | 'mkdir' | 'rmdir' | 'rename' | 'symlink' | 'hardlink';
+  action:
+    | 'read'
+    | 'write'
+    | 'read-write'
+    | 'setstat'
+    | 'list'
+    | 'remove'
+    | 'mkdir'
+    | 'rmdir'
+    | 'rename'
+    | 'symlink'
+    | 'hardlink';
   path: string;
   /** rename: the new name; symlink: the link's target. */
   target?: string;
@@ -67,7 +78,9 @@ export function describeRequest(type: number, payload: Buffer): SftpAction | und
       if (!second) return undefined;
       // OpenSSH's sftp-server takes SYMLINK's arguments in the opposite order to the draft (PROTOCOL 4.1):
       // what we report is what it will do, so report them its way.
-      return type === FXP.RENAME ? { action: 'rename', path, target: second.value } : { action: 'symlink', path: second.value, target: path };
+      return type === FXP.RENAME
+        ? { action: 'rename', path, target: second.value }
+        : { action: 'symlink', path: second.value, target: path };
     }
     case FXP.EXTENDED: {
       // OpenSSH's extensions that change the tree (PROTOCOL 4.3, 4.5): `rename` in its sftp uses posix-rename.

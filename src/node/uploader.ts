@@ -101,7 +101,8 @@ export class RecordingUploader {
         const stored = Number(res.size);
         if (stored !== offset + n) {
           // The store holds a different amount (an earlier attempt got further, or we restarted): resume there.
-          if (stored > size || stored === offset) throw new Error(`the store holds ${stored} bytes of a ${size}-byte recording`);
+          if (stored > size || stored === offset)
+            throw new Error(`the store holds ${stored} bytes of a ${size}-byte recording`);
           offset = stored;
           this.sent.set(sid, offset);
           continue;

@@ -28,11 +28,15 @@ describe('ClientHello peeking', () => {
     const hello = await captureHello({ ALPNProtocols: ['ward-auth', 'h2'], servername: 'proxy.example.com' });
     const result = peekClientHello(hello);
     assert.equal(result.status, 'ok');
-    assert.deepEqual(result.status === 'ok' && result.info, { alpn: ['ward-auth', 'h2'], serverName: 'proxy.example.com' });
+    assert.deepEqual(result.status === 'ok' && result.info, {
+      alpn: ['ward-auth', 'h2'],
+      serverName: 'proxy.example.com',
+    });
   });
   it('asks for more bytes while the record is incomplete', async () => {
     const hello = await captureHello({ ALPNProtocols: ['h2'] });
-    for (const n of [0, 3, 5, 40, hello.length - 1]) assert.equal(peekClientHello(hello.subarray(0, n)).status, 'need-more');
+    for (const n of [0, 3, 5, 40, hello.length - 1])
+      assert.equal(peekClientHello(hello.subarray(0, n)).status, 'need-more');
   });
   it('rejects garbage and corrupted lengths without throwing', async () => {
     assert.equal(peekClientHello(Buffer.from('GET / HTTP/1.1\r\n\r\n')).status, 'invalid');

@@ -27,7 +27,10 @@ export class EdgeLimits {
   private readonly limiters: Record<LimitKind, RateLimiter>;
   private readonly refused?: Counter<'limit'>;
 
-  constructor(rules: EdgeLimitRules, private readonly opts: EdgeLimitsOptions) {
+  constructor(
+    rules: EdgeLimitRules,
+    private readonly opts: EdgeLimitsOptions,
+  ) {
     this.limiters = {
       sign_in: new RateLimiter(rules.sign_in, opts.clock),
       link: new RateLimiter(rules.link, opts.clock),

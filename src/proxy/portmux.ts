@@ -26,7 +26,12 @@ const HTTP_METHODS = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /;
  */
 const END_GRACE_MS = 2_000;
 
-export async function startPortMux(listen: string, routes: PortMuxRoutes, log: Logger, peekTimeoutMs = 10_000): Promise<PortMux> {
+export async function startPortMux(
+  listen: string,
+  routes: PortMuxRoutes,
+  log: Logger,
+  peekTimeoutMs = 10_000,
+): Promise<PortMux> {
   const sockets = new Set<net.Socket>();
   // noDelay: the proxy relays SSH and TLS handshakes, whose small back-to-back writes Nagle would hold
   // for a delayed ACK (the node listener and the proxy's dial to it already set it).
@@ -112,11 +117,17 @@ export function spliceTo(
     // against 73-77 ms straight to auth, bench/ls.ts).
     const conn = net.connect({ host: target.host, port: target.port, noDelay: true });
     upstream = conn;
-    const dialTimer = setTimeout(() => conn.destroy(new Error('dial timeout')), attempt + 1 < backends.length ? 3_000 : 10_000);
+    const dialTimer = setTimeout(
+      () => conn.destroy(new Error('dial timeout')),
+      attempt + 1 < backends.length ? 3_000 : 10_000,
+    );
     const failedDial = (err: Error) => {
       clearTimeout(dialTimer);
       if (attempt + 1 < backends.length) {
-        log.debug({ backend: `${target.host}:${target.port}`, err: err.message }, 'pass-through backend unreachable; trying the next');
+        log.debug(
+          { backend: `${target.host}:${target.port}`, err: err.message },
+          'pass-through backend unreachable; trying the next',
+        );
         return dial(attempt + 1);
       }
       done(err);

@@ -14,7 +14,11 @@ import { identityRefusal } from '../rbac/identity.ts';
 
 export interface TunnelDialer {
   /** `user` is counted against the tunnel's per-user stream limit; only clientAddr and target reach the agent. */
-  dial(hostId: string, meta: { clientAddr: string; target: string; user: string }, signal?: AbortSignal): Promise<Duplex>;
+  dial(
+    hostId: string,
+    meta: { clientAddr: string; target: string; user: string },
+    signal?: AbortSignal,
+  ): Promise<Duplex>;
 }
 
 export interface Grants {
@@ -43,7 +47,9 @@ export class Router {
   /** Nodes whose id, host name or host.cluster name is `host`. Several = ambiguous. */
   resolve(host: string): Node[] {
     const name = host.endsWith(`.${this.cluster}`) ? host.slice(0, -this.cluster.length - 1) : host;
-    return this.cache.list('node').filter((n) => n.metadata.name === host || n.spec.hostname === name || n.spec.hostname === host);
+    return this.cache
+      .list('node')
+      .filter((n) => n.metadata.name === host || n.spec.hostname === name || n.spec.hostname === host);
   }
 
   /** Opens a byte stream to the node's SSH port. Refusals never say whether the node exists. */
@@ -55,7 +61,11 @@ export class Router {
     if (visible.length > 1) throw new AccessDenied(`"${host}" names ${visible.length} nodes: use the node id`);
     const node = visible[0]!;
     // A node is locked by its host id; its host name is the one its certificate names (auth checks each heartbeat).
-    const target = { user: grants.user, roles: grants.roles, node: { id: node.metadata.name, name: node.spec.hostname } };
+    const target = {
+      user: grants.user,
+      roles: grants.roles,
+      node: { id: node.metadata.name, name: node.spec.hostname },
+    };
     const refusal = identityRefusal(this.cache.get('user', grants.user), this.cache.list('lock'), target, new Date());
     if (refusal) throw new AccessDenied(refusal);
     if (node.spec.tunnel) {
@@ -66,7 +76,8 @@ export class Router {
     // SSH port: it is a door to SSH servers, not a way to any port on their hosts.
     void port;
     const [addrHost, addrPort] = splitNodeAddr(node.spec.addr);
-    if (!this.nodeTLS) throw new ConnectionProblem(`node "${host}" is reached directly, and this proxy has no TLS identity for it`);
+    if (!this.nodeTLS)
+      throw new ConnectionProblem(`node "${host}" is reached directly, and this proxy has no TLS identity for it`);
     // What a node heartbeats as its address is its own word: the proxy splices a user only to an end that proves,
     // in mutual TLS, that it is this node (docs/nodes.md). Anything else at that address gets a ClientHello, no more.
     const socket = await dialTCP(addrHost, addrPort);
@@ -82,10 +93,16 @@ export class Router {
     const { log } = this.nodeTLS!;
     const id = this.nodeTLS!.identity();
     const cas = tlsTrustBundle(this.cache.get('cert_authority', 'tls'));
-    if (cas.length === 0) return Promise.reject(new ConnectionProblem('this proxy does not know the cluster\'s TLS CA yet'));
+    if (cas.length === 0)
+      return Promise.reject(new ConnectionProblem("this proxy does not know the cluster's TLS CA yet"));
     const refuse = (reason: string) => {
-      log.warn({ node: node.spec.hostname, host_id: node.metadata.name, addr, reason }, 'refused to connect a user to a node');
-      return new ConnectionProblem(`node "${node.spec.hostname}" at ${addr} did not prove it is that node: not connecting`);
+      log.warn(
+        { node: node.spec.hostname, host_id: node.metadata.name, addr, reason },
+        'refused to connect a user to a node',
+      );
+      return new ConnectionProblem(
+        `node "${node.spec.hostname}" at ${addr} did not prove it is that node: not connecting`,
+      );
     };
     return new Promise((resolve, reject) => {
       const socket = tls.connect({
@@ -98,7 +115,10 @@ export class Router {
         // The address may be an IP or a name the certificate lacks: the host id check below replaces name checks.
         checkServerIdentity: () => undefined,
       });
-      const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake in ${DIAL_TIMEOUT_MS / 1000}s`)), DIAL_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => socket.destroy(new Error(`no TLS handshake in ${DIAL_TIMEOUT_MS / 1000}s`)),
+        DIAL_TIMEOUT_MS,
+      );
       let handshaking = true;
       // Kept for the connection's life: a later error belongs to whoever splices it, and is not a refusal.
       socket.on('error', (err) => {
@@ -110,9 +130,14 @@ export class Router {
       socket.once('secureConnect', () => {
         handshaking = false;
         clearTimeout(timer);
-        const reason = socket.alpnProtocol !== ALPN_NODE_SSH
-          ? `it did not answer with ${ALPN_NODE_SSH}`
-          : hostIdentityMismatch(socket.getPeerCertificate(), { cluster: this.cluster, systemRole: 'node', hostId: node.metadata.name });
+        const reason =
+          socket.alpnProtocol !== ALPN_NODE_SSH
+            ? `it did not answer with ${ALPN_NODE_SSH}`
+            : hostIdentityMismatch(socket.getPeerCertificate(), {
+                cluster: this.cluster,
+                systemRole: 'node',
+                hostId: node.metadata.name,
+              });
         if (reason) {
           socket.destroy();
           return reject(refuse(reason));
@@ -133,7 +158,10 @@ function splitNodeAddr(addr: string): [string, number] {
 function dialTCP(host: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port });
-    const timer = setTimeout(() => socket.destroy(new ConnectionProblem(`timed out connecting to ${host}:${port}`)), DIAL_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => socket.destroy(new ConnectionProblem(`timed out connecting to ${host}:${port}`)),
+      DIAL_TIMEOUT_MS,
+    );
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.setNoDelay(true);
@@ -141,7 +169,13 @@ function dialTCP(host: string, port: number): Promise<net.Socket> {
     });
     socket.once('error', (err) => {
       clearTimeout(timer);
-      reject(err instanceof ConnectionProblem ? err : new ConnectionProblem(`cannot reach the node at ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      reject(
+        err instanceof ConnectionProblem
+          ? err
+          : new ConnectionProblem(
+              `cannot reach the node at ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+            ),
+      );
     });
   });
 }

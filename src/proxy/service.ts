@@ -95,7 +95,14 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
       ALPNProtocols: ['h2', 'http/1.1'],
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
-    webHandler({ auth: cfg.auth, sessions: webSessions, assets: new WebAssets(cfg.webRoot ?? findWebRoot()), cache: cfg.cache, limits: cfg.limits, log }),
+    webHandler({
+      auth: cfg.auth,
+      sessions: webSessions,
+      assets: new WebAssets(cfg.webRoot ?? findWebRoot()),
+      cache: cfg.cache,
+      limits: cfg.limits,
+      log,
+    }),
   );
   // Browsers open WebSockets over HTTP/1.1 (this server does not offer RFC 8441 over h2).
   const terminals = cfg.router ? createTerminalServer({ sessions: webSessions, router: cfg.router, log }) : undefined;
@@ -124,7 +131,8 @@ export async function startProxy(cfg: ProxyConfig): Promise<ProxyService> {
           // The auth API's TLS ends at the auth server, so the proxy cannot see the calls inside (a join's
           // RegisterUsingToken among them): it limits the connections each address opens. A refused one is
           // closed before a byte reaches auth.
-          if (cfg.limits && !cfg.limits.admit('auth_connect', socket.remoteAddress ?? '').allowed) return socket.destroy();
+          if (cfg.limits && !cfg.limits.admit('auth_connect', socket.remoteAddress ?? '').allowed)
+            return socket.destroy();
           const header = authHeader(socket);
           if (!header) return socket.destroy();
           return spliceTo(socket, cfg.authAddrs ?? cfg.authAddr.host, cfg.authAddr.port, log, () => header);

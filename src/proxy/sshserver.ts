@@ -51,7 +51,12 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
     client.on('error', (err) => log.debug({ err: err.message }, 'ssh client error'));
     client.on('authentication', (ctx) => {
       if (ctx.method !== 'publickey' || !CERT_ALGO.test(ctx.key.algo)) return ctx.reject(['publickey']);
-      const decision = checkUserCert(cfg.cache, cfg.clock, { cluster: cfg.cluster }, { certBlob: ctx.key.data, login: ctx.username, remoteAddr: info.ip });
+      const decision = checkUserCert(
+        cfg.cache,
+        cfg.clock,
+        { cluster: cfg.cluster },
+        { certBlob: ctx.key.data, login: ctx.username, remoteAddr: info.ip },
+      );
       // ssh2 does not compare the announced algorithm with the certificate: a mismatch is refused here.
       if (decision.allowed && decision.cert.keyType !== ctx.key.algo) return ctx.reject(['publickey']);
       if (!decision.allowed) {
@@ -70,19 +75,32 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
       const sock = connectionSocket(client);
       if (sock) clearTimeout(loginTimers.get(sock));
       const who = grants;
-      const route = async (host: string, port: number, open: () => Duplex | undefined, refuse: (msg: string) => void) => {
+      const route = async (
+        host: string,
+        port: number,
+        open: () => Duplex | undefined,
+        refuse: (msg: string) => void,
+      ) => {
         try {
           const upstream = await cfg.router.dial(who, host, port, info.ip);
           const channel = open();
           if (channel) splice(channel, upstream);
           else upstream.destroy();
         } catch (err) {
-          log.info({ user: who.user, target: `${host}:${port}`, err: (err as Error).message }, 'proxy ssh: route refused');
+          log.info(
+            { user: who.user, target: `${host}:${port}`, err: (err as Error).message },
+            'proxy ssh: route refused',
+          );
           refuse((err as Error).message);
         }
       };
       client.on('tcpip', (accept, reject, req) => {
-        void route(req.destIP, req.destPort, () => accept(), () => reject());
+        void route(
+          req.destIP,
+          req.destPort,
+          () => accept(),
+          () => reject(),
+        );
       });
       client.on('session', (acceptSession) => {
         const session = acceptSession();
@@ -93,11 +111,16 @@ export function createProxySSHServer(cfg: ProxySSHConfig, loginTimeoutMs = SSH_L
           // reply, and ssh2 drops data a session receives before its subsystem is accepted. The
           // channel buffers until the splice (its window bounds how much).
           const channel = accept();
-          void route(m[1]!, Number(m[2]), () => channel, (msg) => {
-            channel.stderr.write(`${msg}\n`);
-            channel.exit(1);
-            channel.end();
-          });
+          void route(
+            m[1]!,
+            Number(m[2]),
+            () => channel,
+            (msg) => {
+              channel.stderr.write(`${msg}\n`);
+              channel.exit(1);
+              channel.end();
+            },
+          );
         });
         session.on('exec', (_a, reject) => reject());
         session.on('shell', (_a, reject) => reject());

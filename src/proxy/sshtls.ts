@@ -64,7 +64,8 @@ export function createSSHOverTLSServer(opts: {
       let grants;
       try {
         const id = identityFromPeerCert(socket.getPeerCertificate());
-        const user = id.kind === 'user' && id.cluster === opts.cluster ? opts.cache.get('user', id.username) : undefined;
+        const user =
+          id.kind === 'user' && id.cluster === opts.cluster ? opts.cache.get('user', id.username) : undefined;
         const target = { user: id.username, roles: id.roles };
         const refusal = identityRefusal(user, opts.cache.list('lock'), target, opts.clock.now());
         if (refusal) return refuse(refusal);
@@ -120,7 +121,10 @@ export function createSSHOverTLSServer(opts: {
     for (const socket of open) {
       const raw = socket.getPeerCertificate().raw;
       if (raw && cas.some((ca) => new X509Certificate(raw).checkIssued(ca))) continue;
-      log.info({ remote: socket.remoteAddress }, 'ssh-over-tls connection closed: its certificate is from a dropped CA');
+      log.info(
+        { remote: socket.remoteAddress },
+        'ssh-over-tls connection closed: its certificate is from a dropped CA',
+      );
       socket.destroy();
     }
   };

@@ -14,7 +14,14 @@ import { roleFromYAML } from './webroutes.ts';
 import { CONTENT_SECURITY_POLICY, WebAssets } from './webstatic.ts';
 import { webHandler } from './web.ts';
 import {
-  bearerFromCookie, checkCSRF, csrfToken, newBearer, sealKeys, sessionCookie, sessionIdHash, unsealKeys,
+  bearerFromCookie,
+  checkCSRF,
+  csrfToken,
+  newBearer,
+  sealKeys,
+  sessionCookie,
+  sessionIdHash,
+  unsealKeys,
   type WebSessions,
 } from './websession.ts';
 
@@ -42,18 +49,24 @@ describe('web session secrets', () => {
   });
 
   it('sets a host-only, HttpOnly, Secure, SameSite=Strict cookie and reads only a well-formed one back', () => {
-    assert.equal(sessionCookie(bearer, 3600.7), `__Host-ward_session=${bearer}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600`);
+    assert.equal(
+      sessionCookie(bearer, 3600.7),
+      `__Host-ward_session=${bearer}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600`,
+    );
     assert.equal(bearerFromCookie(`a=b; __Host-ward_session=${bearer}; c=d`), bearer);
     assert.equal(bearerFromCookie('__Host-ward_session=short'), undefined);
     assert.equal(bearerFromCookie(`ward_session=${bearer}`), undefined);
     assert.equal(bearerFromCookie(undefined), undefined);
   });
 
-  it('ends a session at its certificates\' expiry or after the idle timeout', () => {
+  it("ends a session at its certificates' expiry or after the idle timeout", () => {
     const s = { last_active: '2026-01-01T10:00:00Z', idle_timeout_ms: 30 * 60_000, expires: '2026-01-01T20:00:00Z' };
     assert.equal(webSessionState(s, new Date('2026-01-01T10:29:59Z')), 'active');
     assert.equal(webSessionState(s, new Date('2026-01-01T10:30:01Z')), 'idle');
-    assert.equal(webSessionState({ ...s, last_active: '2026-01-01T19:59:00Z' }, new Date('2026-01-01T20:00:00Z')), 'expired');
+    assert.equal(
+      webSessionState({ ...s, last_active: '2026-01-01T19:59:00Z' }, new Date('2026-01-01T20:00:00Z')),
+      'expired',
+    );
     assert.equal(shouldRecordActivity(s, new Date('2026-01-01T10:00:30Z')), false, 'at most one write a minute');
     assert.equal(shouldRecordActivity(s, new Date('2026-01-01T10:01:00Z')), true);
   });
@@ -64,9 +77,13 @@ describe('web terminal requests', () => {
   it('reads node, login, size and an optional join, with bounds', () => {
     assert.deepEqual(q('node=n1&login=root&cols=120&rows=40'), { node: 'n1', login: 'root', cols: 120, rows: 40 });
     assert.deepEqual(q('node=n1&login=root&join=3fd45ef6-e7a6-4e4d-b5a7-bd1a00aa0f79&mode=peer'), {
-      node: 'n1', login: 'root', cols: 80, rows: 24, join: { sid: '3fd45ef6-e7a6-4e4d-b5a7-bd1a00aa0f79', mode: 'peer' },
+      node: 'n1',
+      login: 'root',
+      cols: 80,
+      rows: 24,
+      join: { sid: '3fd45ef6-e7a6-4e4d-b5a7-bd1a00aa0f79', mode: 'peer' },
     });
-    assert.equal((q('node=n1&login=root&join=x&mode=bogus') as string), 'invalid session id');
+    assert.equal(q('node=n1&login=root&join=x&mode=bogus') as string, 'invalid session id');
     assert.equal(q('login=root'), 'missing or invalid node');
     assert.equal(q('node=n1&login=ro ot'), 'missing or invalid login');
     assert.equal(q('node=n1&login=root&cols=100000'), 'invalid terminal size');
@@ -82,9 +99,17 @@ describe('web terminal requests', () => {
 describe('role editor', () => {
   it('names the YAML line or the schema path that is wrong', () => {
     assert.throws(() => roleFromYAML('kind: role\nmetadata: [\n'), /YAML line \d/);
-    assert.throws(() => roleFromYAML('kind: role\nversion: v1\nmetadata: {name: r}\nspec: {allow: {rulez: []}}\n'), /spec\.allow\.rulez: unknown key/);
-    assert.throws(() => roleFromYAML('kind: user\nversion: v1\nmetadata: {name: u}\nspec: {roles: []}\n'), /expected kind: role/);
-    const role = roleFromYAML('kind: role\nversion: v1\nmetadata: {name: r, revision: "7"}\nspec: {allow: {logins: [root]}}\n');
+    assert.throws(
+      () => roleFromYAML('kind: role\nversion: v1\nmetadata: {name: r}\nspec: {allow: {rulez: []}}\n'),
+      /spec\.allow\.rulez: unknown key/,
+    );
+    assert.throws(
+      () => roleFromYAML('kind: user\nversion: v1\nmetadata: {name: u}\nspec: {roles: []}\n'),
+      /expected kind: role/,
+    );
+    const role = roleFromYAML(
+      'kind: role\nversion: v1\nmetadata: {name: r, revision: "7"}\nspec: {allow: {logins: [root]}}\n',
+    );
     assert.equal(role.metadata.revision, undefined, 'the server keeps the revision');
   });
 });
@@ -131,7 +156,7 @@ describe('web API errors', () => {
     assert.deepEqual(r.body, { error: { code: 'ERR_INTERNAL', message: 'internal error in the proxy (see its log)' } });
   });
 
-  it('answers a typed error with its code\'s status, and a limit with no known wait without Retry-After', async () => {
+  it("answers a typed error with its code's status, and a limit with no known wait without Retry-After", async () => {
     pingFails = () => new StorageUnavailable('PostgreSQL db:5432/ward: connect ECONNREFUSED');
     const down = await ping();
     assert.equal(down.status, 503);

@@ -9,7 +9,15 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuthClient } from '../api/client.ts';
 import {
-  AccessDenied, BadParameter, BodyTooLarge, Internal, LimitExceeded, NotFound, NotSignedIn, isWardError, type WardError,
+  AccessDenied,
+  BadParameter,
+  BodyTooLarge,
+  Internal,
+  LimitExceeded,
+  NotFound,
+  NotSignedIn,
+  isWardError,
+  type WardError,
 } from '../api/errors.ts';
 import { describeZodError } from '../api/types.ts';
 import { WEBAPI_LOGIN, WEBAPI_PING, loginRequestSchema, type CertsResponse, type WebMe } from '../api/webapi.ts';
@@ -106,7 +114,10 @@ const signInSchema = z.strictObject({
   user: z.string().min(1).max(128),
   password: z.string().max(1024),
   /** The second factor's slot (TOTP code or WebAuthn assertion), for when MFA exists. */
-  second_factor: z.string().max(16 * 1024).optional(),
+  second_factor: z
+    .string()
+    .max(16 * 1024)
+    .optional(),
 });
 const inviteSchema = z.strictObject({
   password: z.string().max(1024),
@@ -181,10 +192,19 @@ export function webHandler(deps: WebDeps) {
     return { body: userView(session, deps.cache), headers: { 'set-cookie': sessionCookie(session.bearer, expiresIn) } };
   };
   // Calls without a web session: ping, wsh's certificate login, sign-in and invite links.
-  const open: Record<string, (req: Req, params: string[]) => Promise<{ body: unknown; headers?: Record<string, string> }>> = {
+  const open: Record<
+    string,
+    (req: Req, params: string[]) => Promise<{ body: unknown; headers?: Record<string, string> }>
+  > = {
     [`GET ${WEBAPI_PING}`]: async () => {
       const ping = await auth.ping({});
-      return { body: { cluster_name: ping.clusterName, server_version: ping.serverVersion, second_factor: ping.secondFactor || 'off' } };
+      return {
+        body: {
+          cluster_name: ping.clusterName,
+          server_version: ping.serverVersion,
+          second_factor: ping.secondFactor || 'off',
+        },
+      };
     },
     [`POST ${WEBAPI_LOGIN}`]: async (req) => {
       const parsed = loginRequestSchema.safeParse(await readJSON(req));
@@ -213,15 +233,26 @@ export function webHandler(deps: WebDeps) {
     'POST /webapi/sessions/web': async (req) => {
       const parsed = signInSchema.safeParse(await readJSON(req));
       if (!parsed.success) throw new BadParameter(`invalid sign-in request: ${describeZodError(parsed.error)}`);
-      const session = await sessions.signIn({ user: parsed.data.user, password: parsed.data.password, secondFactor: parsed.data.second_factor, clientAddr: clientAddr(req) });
+      const session = await sessions.signIn({
+        user: parsed.data.user,
+        password: parsed.data.password,
+        secondFactor: parsed.data.second_factor,
+        clientAddr: clientAddr(req),
+      });
       return signedIn(req, session);
     },
     // Step one of a sign-in with a security key: the password is checked, and the key's challenge comes back.
     'POST /webapi/mfa/login/begin': async (req) => {
       const parsed = loginChallengeSchema.safeParse(await readJSON(req));
       if (!parsed.success) throw new BadParameter(`invalid request: ${describeZodError(parsed.error)}`);
-      const r = await auth.createAuthenticateChallenge({ user: parsed.data.user, password: parsed.data.password, clientAddr: clientAddr(req) });
-      return { body: { webauthn_options: r.webauthnOptions ? (JSON.parse(r.webauthnOptions) as unknown) : null, totp: r.totp } };
+      const r = await auth.createAuthenticateChallenge({
+        user: parsed.data.user,
+        password: parsed.data.password,
+        clientAddr: clientAddr(req),
+      });
+      return {
+        body: { webauthn_options: r.webauthnOptions ? (JSON.parse(r.webauthnOptions) as unknown) : null, totp: r.totp },
+      };
     },
     'GET /webapi/invites/:token': async (_req, params) => {
       const [t, ping] = await Promise.all([auth.getUserToken({ token: params[0]! }), auth.ping({})]);
@@ -287,7 +318,8 @@ export function webHandler(deps: WebDeps) {
         return send(req, res, 200, r.body, r.headers);
       }
       // An unknown endpoint is a 404 for everyone, signed in or not.
-      if (path !== '/webapi/sessions/web/current' && !routes.some((r) => r.path.test(path))) throw new NotFound(`no such endpoint: ${method} ${path}`);
+      if (path !== '/webapi/sessions/web/current' && !routes.some((r) => r.path.test(path)))
+        throw new NotFound(`no such endpoint: ${method} ${path}`);
       // Everything else acts as the signed-in user.
       const bearer = bearerFromCookie(req.headers.cookie);
       let session: ActiveWebSession;
@@ -308,7 +340,13 @@ export function webHandler(deps: WebDeps) {
         if (route.method !== method) continue;
         const m = route.path.exec(path);
         if (!m) continue;
-        const body = await route.handle({ session, params: m.slice(1), query: url.searchParams, body: () => readJSON(req), publicAddr: publicAddr(req) });
+        const body = await route.handle({
+          session,
+          params: m.slice(1),
+          query: url.searchParams,
+          body: () => readJSON(req),
+          publicAddr: publicAddr(req),
+        });
         return send(req, res, 200, body);
       }
       throw new NotFound(`no such endpoint: ${method} ${path}`);

@@ -33,7 +33,10 @@ const finishSchema = z.strictObject({
 
 function parse<T extends z.ZodType>(schema: T, data: unknown): z.infer<T> {
   const parsed = schema.safeParse(data);
-  if (!parsed.success) throw new BadParameter(`invalid request: ${parsed.error.issues[0]?.path.join('.') || 'body'}: ${parsed.error.issues[0]?.message ?? ''}`);
+  if (!parsed.success)
+    throw new BadParameter(
+      `invalid request: ${parsed.error.issues[0]?.path.join('.') || 'body'}: ${parsed.error.issues[0]?.message ?? ''}`,
+    );
   return parsed.data;
 }
 
@@ -41,7 +44,14 @@ export const mfaRoutes: Route[] = [
   {
     method: 'GET',
     path: /^\/webapi\/mfa\/devices$/,
-    handle: async ({ session }) => ({ devices: (await session.client.listMFADevices({})).devices.map(({ id, type, name, added }) => ({ id, type, name, added })) }),
+    handle: async ({ session }) => ({
+      devices: (await session.client.listMFADevices({})).devices.map(({ id, type, name, added }) => ({
+        id,
+        type,
+        name,
+        added,
+      })),
+    }),
   },
   {
     method: 'DELETE',

@@ -24,7 +24,9 @@ function parseBody<T extends z.ZodType>(schema: T, data: unknown, what: string):
 /** What a page may show at most of one kind. */
 const listAll = (client: AuthClient, kind: Kind) => listAllResources(client, kind, 10_000);
 
-const NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, 'must be 1-128 letters, digits, ".", "_", "@" or "-"');
+const NAME = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, 'must be 1-128 letters, digits, ".", "_", "@" or "-"');
 const newUserSchema = z.strictObject({
   name: NAME,
   roles: z.array(NAME).min(1).max(64),
@@ -33,7 +35,12 @@ const newUserSchema = z.strictObject({
 const roleBodySchema = z.strictObject({ yaml: z.string().max(256 * 1024) });
 const newTokenSchema = z.strictObject({
   type: z.enum(['node', 'proxy', 'db', 'app', 'kube']),
-  ttl_minutes: z.number().int().min(1).max(7 * 24 * 60).default(30),
+  ttl_minutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 60)
+    .default(30),
   labels: z.record(z.string().max(256), z.string().max(1024)).default({}),
 });
 
@@ -69,7 +76,16 @@ export const routes: Route[] = [
       return {
         logins: session.identity.logins,
         nodes: nodes.flatMap((n): WebNode[] =>
-          n.kind === 'node' ? [{ id: n.metadata.name, hostname: n.spec.hostname, addr: n.spec.tunnel ? '⟷ tunnel' : n.spec.addr, labels: n.metadata.labels ?? {} }] : [],
+          n.kind === 'node'
+            ? [
+                {
+                  id: n.metadata.name,
+                  hostname: n.spec.hostname,
+                  addr: n.spec.tunnel ? '⟷ tunnel' : n.spec.addr,
+                  labels: n.metadata.labels ?? {},
+                },
+              ]
+            : [],
         ),
       };
     },
@@ -87,7 +103,10 @@ export const routes: Route[] = [
       const res = await session.client.searchEvents({
         from: query.get('from') ?? '',
         to: query.get('to') ?? '',
-        types: (query.get('types') ?? '').split(',').map((t) => t.trim()).filter(Boolean),
+        types: (query.get('types') ?? '')
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean),
         user: query.get('user') ?? '',
         sid: query.get('sid') ?? '',
         limit,
@@ -101,7 +120,11 @@ export const routes: Route[] = [
     path: /^\/webapi\/recordings$/,
     handle: async ({ session }) => {
       const all = await listAll(session.client, 'session');
-      return { recordings: all.sort((a, b) => (a.kind === 'session' && b.kind === 'session' ? b.spec.started.localeCompare(a.spec.started) : 0)) };
+      return {
+        recordings: all.sort((a, b) =>
+          a.kind === 'session' && b.kind === 'session' ? b.spec.started.localeCompare(a.spec.started) : 0,
+        ),
+      };
     },
   },
   {
@@ -117,7 +140,8 @@ export const routes: Route[] = [
         parts.push(Buffer.from(page.data));
         offset += page.data.length;
         complete = page.complete;
-        if (offset > MAX_RECORDING_BYTES) throw new LimitExceeded('this recording is too large to play in the browser: use wsh play');
+        if (offset > MAX_RECORDING_BYTES)
+          throw new LimitExceeded('this recording is too large to play in the browser: use wsh play');
         if (page.data.length === 0 || offset >= Number(page.size)) break;
       }
       return { sid, complete, cast: Buffer.concat(parts).toString('utf8') };
@@ -134,7 +158,12 @@ export const routes: Route[] = [
     path: /^\/webapi\/users$/,
     handle: async ({ session, body, publicAddr }) => {
       const req = parseBody(newUserSchema, await body(), 'user');
-      const res = await session.client.createUser({ name: req.name, roles: req.roles, logins: req.logins, invite: true });
+      const res = await session.client.createUser({
+        name: req.name,
+        roles: req.roles,
+        logins: req.logins,
+        invite: true,
+      });
       return { invite_url: inviteURL(publicAddr, 'invite', res.inviteToken), expires: res.inviteExpires };
     },
   },
@@ -159,7 +188,15 @@ export const routes: Route[] = [
     path: /^\/webapi\/roles$/,
     handle: async ({ session }) => {
       const roles = await listAll(session.client, 'role');
-      return { roles: roles.map((r): WebRole => ({ name: r.metadata.name, description: r.metadata.description ?? '', yaml: stringifyYAML(r) })) };
+      return {
+        roles: roles.map(
+          (r): WebRole => ({
+            name: r.metadata.name,
+            description: r.metadata.description ?? '',
+            yaml: stringifyYAML(r),
+          }),
+        ),
+      };
     },
   },
   {
@@ -190,9 +227,15 @@ export const routes: Route[] = [
     path: /^\/webapi\/tokens$/,
     handle: async ({ session, body, publicAddr }) => {
       const req = parseBody(newTokenSchema, await body(), 'token');
-      const res = await session.client.createToken({ roles: [req.type], ttlSeconds: req.ttl_minutes * 60, labels: req.labels });
+      const res = await session.client.createToken({
+        roles: [req.type],
+        ttlSeconds: req.ttl_minutes * 60,
+        labels: req.labels,
+      });
       const token = parseResource(JSON.parse(res.json));
-      const labels = Object.entries(req.labels).map(([k, v]) => `${k}=${v}`).join(',');
+      const labels = Object.entries(req.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
       const pin = (await session.client.ping({})).caPins[0] ?? '';
       return {
         token,

@@ -5,7 +5,15 @@
 // proxy can serve the session, and neither the backend nor a proxy's memory dump of another session
 // yields a usable key. Every web API call then acts as the user: an Auth API client with the session's
 // own TLS certificate, so the auth server's RBAC decides, not the proxy.
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 import type { AuthClient, TLSIdentity } from '../api/client.ts';
 import { createAuthClient } from '../api/client.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
@@ -54,7 +62,9 @@ export function unsealKeys(bearer: string, sealed: Uint8Array): SessionKeys {
   try {
     const decipher = createDecipheriv('aes-256-gcm', sealingKey(bearer), buf.subarray(0, 12));
     decipher.setAuthTag(buf.subarray(12, 28));
-    const keys = JSON.parse(Buffer.concat([decipher.update(buf.subarray(28)), decipher.final()]).toString('utf8')) as SessionKeys;
+    const keys = JSON.parse(
+      Buffer.concat([decipher.update(buf.subarray(28)), decipher.final()]).toString('utf8'),
+    ) as SessionKeys;
     if (typeof keys.sshKey !== 'string' || typeof keys.tlsKey !== 'string') throw new Error('bad keys');
     return keys;
   } catch {
@@ -74,7 +84,8 @@ export function csrfToken(bearer: string): string {
 export function checkCSRF(bearer: string, presented: string | undefined): void {
   const want = Buffer.from(csrfToken(bearer));
   const got = Buffer.from(presented ?? '');
-  if (got.length !== want.length || !timingSafeEqual(got, want)) throw new AccessDenied('missing or wrong CSRF token: reload the page');
+  if (got.length !== want.length || !timingSafeEqual(got, want))
+    throw new AccessDenied('missing or wrong CSRF token: reload the page');
 }
 
 /** The bearer secret from a Cookie header, if it has a well-formed one. */
@@ -130,7 +141,12 @@ export class WebSessions {
     private readonly idleTimeoutSeconds = DEFAULT_IDLE_TIMEOUT_SECONDS,
   ) {}
 
-  async signIn(req: { user: string; password: string; secondFactor?: string; clientAddr: string }): Promise<ActiveWebSession> {
+  async signIn(req: {
+    user: string;
+    password: string;
+    secondFactor?: string;
+    clientAddr: string;
+  }): Promise<ActiveWebSession> {
     const bearer = newBearer();
     const keys = newSessionKeys();
     const created = await this.proxyClient.createWebSession({
@@ -190,7 +206,10 @@ export class WebSessions {
       stored = await this.proxyClient.getWebSession({ idHash });
     } catch (err) {
       this.cache.delete(idHash);
-      if ((err as { code?: string }).code === 'ERR_NOT_FOUND' || (err as { code?: string }).code === 'ERR_BAD_PARAMETER') {
+      if (
+        (err as { code?: string }).code === 'ERR_NOT_FOUND' ||
+        (err as { code?: string }).code === 'ERR_BAD_PARAMETER'
+      ) {
         throw new AccessDenied('web session not found or expired: sign in again');
       }
       throw err;

@@ -41,7 +41,8 @@ export function parseTerminalQuery(q: URLSearchParams): TerminalRequest | string
   const rows = Number(q.get('rows') ?? 24);
   if (!/^[A-Za-z0-9._@-]{1,256}$/.test(node)) return 'missing or invalid node';
   if (!/^[A-Za-z0-9._@-]{1,256}$/.test(login)) return 'missing or invalid login';
-  if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 1 || rows < 1 || cols > MAX_TERM || rows > MAX_TERM) return 'invalid terminal size';
+  if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 1 || rows < 1 || cols > MAX_TERM || rows > MAX_TERM)
+    return 'invalid terminal size';
   const sid = q.get('join');
   if (!sid) return { node, login, cols, rows };
   if (!/^[0-9a-f-]{36}$/.test(sid)) return 'invalid session id';
@@ -115,7 +116,12 @@ export function createTerminalServer(opts: { sessions: WebSessions; router: Rout
     wss.handleUpgrade(req, socket, head, (ws) => void run(ws, session, parsed, req.socket.remoteAddress ?? ''));
   }
 
-  async function run(ws: WebSocket, session: ActiveWebSession, req: TerminalRequest, clientAddr: string): Promise<void> {
+  async function run(
+    ws: WebSocket,
+    session: ActiveWebSession,
+    req: TerminalRequest,
+    clientAddr: string,
+  ): Promise<void> {
     const status = (msg: Record<string, unknown>) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
     };
@@ -152,12 +158,21 @@ export function createTerminalServer(opts: { sessions: WebSessions; router: Rout
       if (closed) return void sock.destroy();
       client = await connectSSH(sock, session, req);
       if (closed) return void client.end();
-      const env: Record<string, string> = req.join ? { WARD_JOIN_SESSION: req.join.sid, WARD_JOIN_MODE: req.join.mode } : {};
+      const env: Record<string, string> = req.join
+        ? { WARD_JOIN_SESSION: req.join.sid, WARD_JOIN_MODE: req.join.mode }
+        : {};
       channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-        client!.shell({ term: 'xterm-256color', cols: req.cols, rows: req.rows, height: 0, width: 0 }, { env }, (err, ch) => (err ? reject(err) : resolve(ch))),
+        client!.shell(
+          { term: 'xterm-256color', cols: req.cols, rows: req.rows, height: 0, width: 0 },
+          { env },
+          (err, ch) => (err ? reject(err) : resolve(ch)),
+        ),
       );
     } catch (err) {
-      log.info({ user: session.user, node: req.node, login: req.login, err: (err as Error).message }, 'web terminal refused');
+      log.info(
+        { user: session.user, node: req.node, login: req.login, err: (err as Error).message },
+        'web terminal refused',
+      );
       status({ type: 'error', message: (err as Error).message });
       ws.close(1011, 'session failed');
       client?.end();

@@ -12,7 +12,10 @@ function ipv6Groups(text: string): number[] | undefined {
   if (text.includes('.')) {
     // An embedded dotted quad fills the last two groups.
     const cut = text.lastIndexOf(':');
-    const [a, b, c, d] = text.slice(cut + 1).split('.').map(Number) as [number, number, number, number];
+    const [a, b, c, d] = text
+      .slice(cut + 1)
+      .split('.')
+      .map(Number) as [number, number, number, number];
     tail.push((a << 8) | b, (c << 8) | d);
     head = text.slice(0, cut);
     if (head.endsWith(':')) head += ':';
@@ -33,5 +36,8 @@ export function sourceKey(addr: string): string {
   if (!groups || groups.length !== 8) return 'unknown';
   const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
   if (mapped) return [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff].join('.');
-  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.toString(16))
+    .join(':')}::/64`;
 }

@@ -28,7 +28,10 @@ describe('label matching', () => {
 
 describe('trait templates', () => {
   it('expands {{internal.logins}} and drops unknown traits rather than keeping the literal', () => {
-    assert.deepEqual(expandTemplates(['{{internal.logins}}', 'ubuntu'], { logins: ['alice', 'ubuntu'] }), ['alice', 'ubuntu']);
+    assert.deepEqual(expandTemplates(['{{internal.logins}}', 'ubuntu'], { logins: ['alice', 'ubuntu'] }), [
+      'alice',
+      'ubuntu',
+    ]);
     assert.deepEqual(expandTemplates(['{{internal.nope}}', '{{bad'], {}), []);
   });
 });
@@ -67,11 +70,16 @@ describe('AccessChecker', () => {
   it('lets a user join a live session only with its login on the node, and others only with the session_tracker rule', () => {
     const node = { name: 'n1', labels: { env: 'staging' } };
     const rootSession = { user: 'alice', login: 'root' };
-    const joiner = role('joiner', { allow: { rules: [{ resources: ['session_tracker'], verbs: ['read', 'update'] }] } });
+    const joiner = role('joiner', {
+      allow: { rules: [{ resources: ['session_tracker'], verbs: ['read', 'update'] }] },
+    });
     const staff = role('staff', { allow: { logins: ['{{internal.logins}}'], node_labels: { '*': '*' } } });
     // May join sessions, not log in as root: no root session, in either mode.
     const bob = new AccessChecker([staff, joiner], { logins: ['bob'] });
-    assert.match((bob.checkSessionJoin(node, rootSession, 'bob', 'observer') as { reason: string }).reason, /login "root"/);
+    assert.match(
+      (bob.checkSessionJoin(node, rootSession, 'bob', 'observer') as { reason: string }).reason,
+      /login "root"/,
+    );
     assert.equal(bob.checkSessionJoin(node, rootSession, 'bob', 'peer').allowed, false);
     assert.equal(bob.checkSessionJoin(node, { user: 'alice', login: 'bob' }, 'bob', 'peer').allowed, true);
     // May log in as root and join: yes; as root without the rule: not someone else's session, but one's own.

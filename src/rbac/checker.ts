@@ -29,7 +29,10 @@ export class AccessChecker {
 
   /** The shortest max_session_ttl among the roles. */
   maxSessionTTL(): number {
-    const ttls = this.roles.map((r) => r.spec.options?.max_session_ttl).filter((t): t is string => !!t).map(parseDuration);
+    const ttls = this.roles
+      .map((r) => r.spec.options?.max_session_ttl)
+      .filter((t): t is string => !!t)
+      .map(parseDuration);
     return ttls.length ? Math.min(...ttls) : DEFAULT_MAX_SESSION_TTL_MS;
   }
 
@@ -65,9 +68,12 @@ export class AccessChecker {
     }
     const granted = this.roles.some(
       (r) =>
-        matchLabels(r.spec.allow?.node_labels, node.labels) && expandTemplates(r.spec.allow?.logins, this.traits).includes(login),
+        matchLabels(r.spec.allow?.node_labels, node.labels) &&
+        expandTemplates(r.spec.allow?.logins, this.traits).includes(login),
     );
-    return granted ? { allowed: true } : { allowed: false, reason: `no role allows login "${login}" on node ${node.name}` };
+    return granted
+      ? { allowed: true }
+      : { allowed: false, reason: `no role allows login "${login}" on node ${node.name}` };
   }
 
   /**

@@ -39,7 +39,7 @@ describe('identityRefusal', () => {
     assert.equal(isUserLocked(user(), now), false);
   });
 
-  it('refuses a lock on the user, on any of the roles, or on the host, with the admin\'s message', () => {
+  it("refuses a lock on the user, on any of the roles, or on the host, with the admin's message", () => {
     const onUser = [lock({ user: 'alice' }, 'incident 42')];
     assert.equal(identityRefusal(user(), onUser, alice, now), 'user "alice" is locked: incident 42');
     assert.equal(identityRefusal(user(), [lock({ role: 'ops' })], alice, now), 'role "ops" is locked');

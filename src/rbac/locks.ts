@@ -42,6 +42,10 @@ export function lockFor(locks: readonly Lock[], target: LockTarget, now: Date): 
 export function describeLock(lock: Lock): string {
   const t = lock.spec.target;
   const what =
-    t.user !== undefined ? `user "${t.user}"` : t.role !== undefined ? `role "${t.role}"` : `node "${lock.spec.node_name ?? t.node}"`;
+    t.user !== undefined
+      ? `user "${t.user}"`
+      : t.role !== undefined
+        ? `role "${t.role}"`
+        : `node "${lock.spec.node_name ?? t.node}"`;
   return `${what} is locked${lock.spec.message ? `: ${lock.spec.message}` : ''}`;
 }

@@ -15,8 +15,13 @@ import { identityRefusal } from './identity.ts';
 
 export type AccessDecision =
   | {
-      allowed: true; user: string; cert: SSHCertificate; permitPortForwarding: boolean; permitGatewayPorts: boolean;
-      permitAgentForwarding: boolean; permitPty: boolean;
+      allowed: true;
+      user: string;
+      cert: SSHCertificate;
+      permitPortForwarding: boolean;
+      permitGatewayPorts: boolean;
+      permitAgentForwarding: boolean;
+      permitPty: boolean;
     }
   /** `rbac`: the roles refused it (an access.denied event), not the certificate. */
   | { allowed: false; reason: string; rbac?: boolean };
@@ -85,7 +90,8 @@ function decideUserCert(
   } catch (err) {
     return { allowed: false, reason: (err as Error).message };
   }
-  if (cert.extensions[EXT_CLUSTER] !== target.cluster) return { allowed: false, reason: 'certificate is for another cluster' };
+  if (cert.extensions[EXT_CLUSTER] !== target.cluster)
+    return { allowed: false, reason: 'certificate is for another cluster' };
   const node = target.node?.();
   const identity = { user: cert.keyId, roles: sshCertGrants(cert).roles, node };
   const refusal = identityRefusal(cache.get('user', cert.keyId), cache.list('lock'), identity, clock.now());
@@ -106,7 +112,8 @@ function decideUserCert(
     permitPty: 'permit-pty' in cert.extensions,
     permitPortForwarding,
     permitGatewayPorts: permitPortForwarding && roles.some((r) => r.spec.options?.port_forwarding_gateway),
-    permitAgentForwarding: 'permit-agent-forwarding' in cert.extensions && roles.some((r) => r.spec.options?.forward_agent),
+    permitAgentForwarding:
+      'permit-agent-forwarding' in cert.extensions && roles.some((r) => r.spec.options?.forward_agent),
   };
 }
 

@@ -116,7 +116,11 @@ export class ResourceService<K extends Kind> {
     const limit = opts.limit ?? 10_000;
     // A page continues after the given name (it used to re-read from the start and drop what it had seen,
     // which returned one item on the second page and ended the listing there).
-    const items = await this.backend.getRange(ResourceService.prefix(this.kind), limit, opts.startAfter ? this.key(opts.startAfter) : undefined);
+    const items = await this.backend.getRange(
+      ResourceService.prefix(this.kind),
+      limit,
+      opts.startAfter ? this.key(opts.startAfter) : undefined,
+    );
     return items.map((i) => this.decode(i));
   }
 
@@ -128,9 +132,16 @@ export class ResourceService<K extends Kind> {
    * decide access (the name and labels) is checked here, and a document without that shape goes through the
    * full check, which refuses it as list() would.
    */
-  async listForClient(opts: { limit?: number; startAfter?: string }, cache: ListingCache): Promise<Listed<ResourceOf<K>>[]> {
+  async listForClient(
+    opts: { limit?: number; startAfter?: string },
+    cache: ListingCache,
+  ): Promise<Listed<ResourceOf<K>>[]> {
     const limit = opts.limit ?? 10_000;
-    const items = await this.backend.getRange(ResourceService.prefix(this.kind), limit, opts.startAfter ? this.key(opts.startAfter) : undefined);
+    const items = await this.backend.getRange(
+      ResourceService.prefix(this.kind),
+      limit,
+      opts.startAfter ? this.key(opts.startAfter) : undefined,
+    );
     return items.map((item) => cache.listed(item, (i) => this.decodeForClient(i)));
   }
 
@@ -151,7 +162,8 @@ export class ResourceService<K extends Kind> {
     try {
       return this.written(encoded.checked, await this.backend.create(encoded.item));
     } catch (err) {
-      if (err instanceof AlreadyExists) throw new AlreadyExists(`${this.kind} "${resource.metadata.name}" already exists`);
+      if (err instanceof AlreadyExists)
+        throw new AlreadyExists(`${this.kind} "${resource.metadata.name}" already exists`);
       throw err;
     }
   }
@@ -203,7 +215,9 @@ function deepFreeze<T>(value: T): T {
 }
 
 /** The fields access decisions read: a string name and string labels. */
-function hasAccessShape(doc: unknown): doc is { kind: string; metadata: { name: string; labels?: Record<string, string>; revision?: string } } {
+function hasAccessShape(
+  doc: unknown,
+): doc is { kind: string; metadata: { name: string; labels?: Record<string, string>; revision?: string } } {
   if (typeof doc !== 'object' || doc === null) return false;
   const { kind, metadata } = doc as { kind?: unknown; metadata?: unknown };
   if (typeof kind !== 'string' || typeof metadata !== 'object' || metadata === null) return false;

@@ -11,8 +11,23 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import ssh2 from 'ssh2';
 import type { AuthContext, ConnectConfig, Connection, ParsedKey, ServerChannel } from 'ssh2';
-import { parseCertificate, signCertificate, softwareSigner, verifyCertificate, type CertType, type SSHSigner } from '../crypto/sshcert.ts';
-import { CERT_SUFFIX, ECDSA_P256, ED25519, formatAuthorizedKey, formatOpenSSHPrivateKey, sshPublicKeyBlob, verifySSHSignature } from '../crypto/sshkeys.ts';
+import {
+  parseCertificate,
+  signCertificate,
+  softwareSigner,
+  verifyCertificate,
+  type CertType,
+  type SSHSigner,
+} from '../crypto/sshcert.ts';
+import {
+  CERT_SUFFIX,
+  ECDSA_P256,
+  ED25519,
+  formatAuthorizedKey,
+  formatOpenSSHPrivateKey,
+  sshPublicKeyBlob,
+  verifySSHSignature,
+} from '../crypto/sshkeys.ts';
 
 const { Client, Server, utils } = ssh2;
 const WAIT = 15_000; // every wait on a peer is bounded by this
@@ -88,7 +103,9 @@ interface SSHResult {
 
 function runSSH(args: string[]): Promise<SSHResult> {
   const base = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none'];
-  const child = spawn('/usr/bin/ssh', [...base, '-o', 'ConnectTimeout=10', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('/usr/bin/ssh', [...base, '-o', 'ConnectTimeout=10', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -194,10 +211,14 @@ async function startServer(opts: ServerOptions): Promise<TestServer> {
 function sshTo(t: TestServer, identity: string, knownHosts: string, extra: string[] = []): string[] {
   return [
     ...extra,
-    '-i', identity,
-    '-p', String(t.port),
-    '-o', `UserKnownHostsFile=${knownHosts}`,
-    '-o', 'StrictHostKeyChecking=yes',
+    '-i',
+    identity,
+    '-p',
+    String(t.port),
+    '-o',
+    `UserKnownHostsFile=${knownHosts}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
     'alice@127.0.0.1',
     'echo ok',
   ];
@@ -214,7 +235,10 @@ describe('ssh2 Server: user certificates from real ssh', () => {
   before(async () => {
     const hostCert = await issue(hostKey, hostCA.signer, 'host', ['127.0.0.1']);
     knownHosts = file('known_hosts_user', `@cert-authority * ${formatAuthorizedKey(hostCA.blob)}\n`);
-    t = await startServer({ hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }], userCA: userCA.blob });
+    t = await startServer({
+      hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }],
+      userCA: userCA.blob,
+    });
   });
 
   for (const kind of ['ed25519', 'ecdsa'] as const) {
@@ -235,7 +259,11 @@ describe('ssh2 Server: user certificates from real ssh', () => {
       const certified = parseCertificate(cert).publicKey;
       assert.ok(certified.equals(sshPublicKeyBlob(key)));
       assert.equal(verifySSHSignature(certified, blob, signature), true);
-      assert.equal(verifySSHSignature(sshPublicKeyBlob(KINDS[kind].gen()), blob, signature), false, 'another key of the same type');
+      assert.equal(
+        verifySSHSignature(sshPublicKeyBlob(KINDS[kind].gen()), blob, signature),
+        false,
+        'another key of the same type',
+      );
       assert.equal(verifySSHSignature(userCA.blob, blob, signature), false, 'the CA key');
       const tampered = Buffer.from(blob);
       tampered[tampered.length - 1]! ^= 1;
@@ -306,7 +334,10 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
     it(`ssh trusts an ${kind} host certificate from the host CA without a prompt`, async () => {
       const hostKey = KINDS[kind].gen();
       const hostCert = await issue(hostKey, hostCA.signer, 'host', ['localhost', '127.0.0.1']);
-      const t = await startServer({ hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }], userCA: userCA.blob });
+      const t = await startServer({
+        hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }],
+        userCA: userCA.blob,
+      });
       const r = await runSSH(sshTo(t, id, knownHosts, ['-v']));
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, 'ok\n');
@@ -319,7 +350,10 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
   it('ssh refuses a host certificate from a foreign CA', async () => {
     const hostKey = KINDS.ed25519.gen();
     const hostCert = await issue(hostKey, newCA().signer, 'host', ['localhost', '127.0.0.1']);
-    const t = await startServer({ hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }], userCA: userCA.blob });
+    const t = await startServer({
+      hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }],
+      userCA: userCA.blob,
+    });
     const r = await runSSH(sshTo(t, id, knownHosts));
     assert.equal(r.code, 255);
     assert.match(r.stderr, /Host key verification failed/);
@@ -329,7 +363,10 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
   it('ssh refuses a host certificate for another name', async () => {
     const hostKey = KINDS.ed25519.gen();
     const hostCert = await issue(hostKey, hostCA.signer, 'host', ['db.example.com']);
-    const t = await startServer({ hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }], userCA: userCA.blob });
+    const t = await startServer({
+      hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }],
+      userCA: userCA.blob,
+    });
     const r = await runSSH(sshTo(t, id, knownHosts));
     assert.equal(r.code, 255);
     assert.match(r.stderr, /Host key verification failed/);
@@ -338,8 +375,14 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
   it('offers the plain key next to the certificate, for clients that pin the key', async () => {
     const hostKey = KINDS.ecdsa.gen();
     const hostCert = await issue(hostKey, hostCA.signer, 'host', ['127.0.0.1']);
-    const t = await startServer({ hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }], userCA: userCA.blob });
-    const pinned = file('known_hosts_pinned', `[127.0.0.1]:${t.port} ${formatAuthorizedKey(sshPublicKeyBlob(hostKey))}\n`);
+    const t = await startServer({
+      hostKeys: [{ key: formatOpenSSHPrivateKey(hostKey), certificate: hostCert }],
+      userCA: userCA.blob,
+    });
+    const pinned = file(
+      'known_hosts_pinned',
+      `[127.0.0.1]:${t.port} ${formatAuthorizedKey(sshPublicKeyBlob(hostKey))}\n`,
+    );
     const r = await runSSH(sshTo(t, id, pinned, ['-v']));
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /kex: host key algorithm: ecdsa-sha2-nistp256\b/);
@@ -348,7 +391,10 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
   it('keeps plain host keys working', async () => {
     const hostKey = KINDS.ed25519.gen();
     const t = await startServer({ hostKeys: [formatOpenSSHPrivateKey(hostKey)], userCA: userCA.blob });
-    const plain = file('known_hosts_plain', `[127.0.0.1]:${t.port} ${formatAuthorizedKey(sshPublicKeyBlob(hostKey))}\n`);
+    const plain = file(
+      'known_hosts_plain',
+      `[127.0.0.1]:${t.port} ${formatAuthorizedKey(sshPublicKeyBlob(hostKey))}\n`,
+    );
     const r = await runSSH(sshTo(t, id, plain, ['-v']));
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /kex: host key algorithm: ssh-ed25519\b/);
@@ -357,9 +403,15 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
   it('refuses to configure a host certificate for another key', async () => {
     const cert = await issue(KINDS.ed25519.gen(), hostCA.signer, 'host', ['127.0.0.1']);
     const hostKeys = [{ key: formatOpenSSHPrivateKey(KINDS.ed25519.gen()), certificate: cert }];
-    assert.throws(() => new Server({ hostKeys } as ssh2.ServerConfig), /Invalid host certificate: Certificate does not certify this key/);
+    assert.throws(
+      () => new Server({ hostKeys } as ssh2.ServerConfig),
+      /Invalid host certificate: Certificate does not certify this key/,
+    );
     const ecdsaKey = [{ key: formatOpenSSHPrivateKey(KINDS.ecdsa.gen()), certificate: cert }];
-    assert.throws(() => new Server({ hostKeys: ecdsaKey } as ssh2.ServerConfig), /Invalid host certificate: Not a supported certificate/);
+    assert.throws(
+      () => new Server({ hostKeys: ecdsaKey } as ssh2.ServerConfig),
+      /Invalid host certificate: Not a supported certificate/,
+    );
   });
 });
 
@@ -367,7 +419,9 @@ describe('ssh2 Server: host certificates checked by real ssh', () => {
 
 const canRunSshd = process.getuid?.() === 0 && fs.existsSync('/usr/sbin/sshd');
 
-describe('ssh2 Client: user certificates into real sshd', { skip: !canRunSshd && 'needs root and /usr/sbin/sshd' }, () => {
+describe('ssh2 Client: user certificates into real sshd', {
+  skip: !canRunSshd && 'needs root and /usr/sbin/sshd',
+}, () => {
   const userCA = newCA();
   const hostCA = newCA();
   const hostKeys = { ed25519: KINDS.ed25519.gen(), ecdsa: KINDS.ecdsa.gen() };
@@ -394,7 +448,11 @@ describe('ssh2 Client: user certificates into real sshd', { skip: !canRunSshd &&
     );
     fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege separation directory
     port = await freePort();
-    const sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', file('sshd_config', conf.join('\n') + '\n'), '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const sshd = spawn(
+      '/usr/sbin/sshd',
+      ['-D', '-e', '-f', file('sshd_config', conf.join('\n') + '\n'), '-p', String(port)],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let log = '';
     sshd.stderr.on('data', (d: Buffer) => (log += d));
     cleanups.push(() => sshd.kill());
@@ -408,7 +466,10 @@ describe('ssh2 Client: user certificates into real sshd', { skip: !canRunSshd &&
     hostKey?: Buffer;
   }
 
-  function loginAndRun(config: CertConnectConfig, verify: (hostKey: Buffer) => boolean = () => true): Promise<LoginResult> {
+  function loginAndRun(
+    config: CertConnectConfig,
+    verify: (hostKey: Buffer) => boolean = () => true,
+  ): Promise<LoginResult> {
     return new Promise((resolve) => {
       const result: LoginResult = {};
       const c = new Client();
@@ -447,7 +508,12 @@ describe('ssh2 Client: user certificates into real sshd', { skip: !canRunSshd &&
 
   const trustsHostCert = (ca: Buffer) => (key: Buffer) => {
     try {
-      verifyCertificate(parseCertificate(key), { trustedCAs: [ca], now: new Date(), certType: 'host', principal: '127.0.0.1' });
+      verifyCertificate(parseCertificate(key), {
+        trustedCAs: [ca],
+        now: new Date(),
+        certType: 'host',
+        principal: '127.0.0.1',
+      });
       return true;
     } catch {
       return false;
@@ -508,8 +574,17 @@ describe('ssh2 Client: user certificates into real sshd', { skip: !canRunSshd &&
   it('refuses to configure a certificate for another key', () => {
     return issue(KINDS.ed25519.gen(), userCA.signer, 'user', ['root']).then((certificate) => {
       const c = new Client();
-      const config = { host: '127.0.0.1', port, username: 'root', privateKey: formatOpenSSHPrivateKey(KINDS.ed25519.gen()), certificate };
-      assert.throws(() => c.connect(config as ConnectConfig), /Invalid certificate: Certificate does not certify this key/);
+      const config = {
+        host: '127.0.0.1',
+        port,
+        username: 'root',
+        privateKey: formatOpenSSHPrivateKey(KINDS.ed25519.gen()),
+        certificate,
+      };
+      assert.throws(
+        () => c.connect(config as ConnectConfig),
+        /Invalid certificate: Certificate does not certify this key/,
+      );
       c.end();
     });
   });
@@ -573,9 +648,13 @@ describe('ssh2 Server: eow@openssh.com', () => {
   async function readThenClose(t: TestServer, quietMs: number): Promise<'ssh exited' | 'still running'> {
     const knownHosts = file('known_hosts_eow', '');
     const args = sshTo(t, id, knownHosts, ['-o', 'StrictHostKeyChecking=no']);
-    const child = spawn('/usr/bin/ssh', ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      '/usr/bin/ssh',
+      ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', ...args],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     cleanups.push(() => child.kill('SIGKILL'));
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d));
@@ -592,13 +671,22 @@ describe('ssh2 Server: eow@openssh.com', () => {
   }
 
   it('emits eow on the channel when ssh can no longer write the output, so the command can be ended', async () => {
-    const t = await startServer({ hostKeys: [formatOpenSSHPrivateKey(KINDS.ed25519.gen())], userCA: userCA.blob, ident: 'OpenSSH_9.2 Ward', exec: endless });
+    const t = await startServer({
+      hostKeys: [formatOpenSSHPrivateKey(KINDS.ed25519.gen())],
+      userCA: userCA.blob,
+      ident: 'OpenSSH_9.2 Ward',
+      exec: endless,
+    });
     assert.equal(await readThenClose(t, WAIT), 'ssh exited');
     assert.equal(t.eows, 1);
   });
 
   it('gets no eow from ssh when the server version does not start with "OpenSSH" (the interop trap)', async () => {
-    const t = await startServer({ hostKeys: [formatOpenSSHPrivateKey(KINDS.ed25519.gen())], userCA: userCA.blob, exec: endless });
+    const t = await startServer({
+      hostKeys: [formatOpenSSHPrivateKey(KINDS.ed25519.gen())],
+      userCA: userCA.blob,
+      exec: endless,
+    });
     assert.equal(await readThenClose(t, 1_500), 'still running');
     assert.equal(t.eows, 0);
   });

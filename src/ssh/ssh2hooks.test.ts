@@ -128,9 +128,22 @@ after(async () => {
 });
 
 function ssh(args: string[], stdin?: string) {
-  const base = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', `ConnectTimeout=${WAIT / 1000}`,
-    '-p', String(port)];
+  const base = [
+    '-F',
+    '/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    `ConnectTimeout=${WAIT / 1000}`,
+    '-p',
+    String(port),
+  ];
   return run('ssh', [...base, ...args], { stdin, env: { SSH_AUTH_SOCK: agentSock() }, timeoutMs: WAIT });
 }
 

@@ -20,6 +20,7 @@ describe('durations', () => {
 
   it('refuses a duration longer than ten years, before it overflows the API or a Date', () => {
     assert.equal(parseDuration('3650d'), 3650 * 86_400_000);
-    for (const long of ['3651d', '99999d', '9'.repeat(30) + 'h']) assert.throws(() => parseDuration(long), /is too long \(at most 3650d\)/, long);
+    for (const long of ['3651d', '99999d', '9'.repeat(30) + 'h'])
+      assert.throws(() => parseDuration(long), /is too long \(at most 3650d\)/, long);
   });
 });

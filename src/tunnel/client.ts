@@ -10,7 +10,16 @@ import { identityFromPeerCert, readIdentity } from '../crypto/x509.ts';
 import type { DialFields } from './streammux.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
 import { RecordChannel } from './records.ts';
-import { ALPN_REVERSE_TUNNEL, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS, PING_TIMEOUT_MS, checkMetaValue, muxLimits, type DialMeta } from './protocol.ts';
+import {
+  ALPN_REVERSE_TUNNEL,
+  HEADER_CLIENT_ADDR,
+  HEADER_TARGET,
+  PING_INTERVAL_MS,
+  PING_TIMEOUT_MS,
+  checkMetaValue,
+  muxLimits,
+  type DialMeta,
+} from './protocol.ts';
 
 export interface TunnelClientTLS {
   keyPem: string;
@@ -75,7 +84,10 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
     const material = `${cfg.keyPem}\0${cfg.certPem}\0${cfg.caPems.join('\0')}`;
     if (context?.material !== material) {
       // The records take their keys from the TLS 1.3 exporter (records.ts).
-      context = { material, value: tls.createSecureContext({ key: cfg.keyPem, cert: cfg.certPem, ca: cfg.caPems, minVersion: 'TLSv1.3' }) };
+      context = {
+        material,
+        value: tls.createSecureContext({ key: cfg.keyPem, cert: cfg.certPem, ca: cfg.caPems, minVersion: 'TLSv1.3' }),
+      };
     }
     return context.value;
   }
@@ -142,7 +154,8 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
       checkServerIdentity: (_host, cert) => {
         try {
           const id = identityFromPeerCert(cert);
-          if (id.kind !== 'host' || !id.systemRoles?.includes('proxy')) return new Error('proxy certificate lacks the proxy role');
+          if (id.kind !== 'host' || !id.systemRoles?.includes('proxy'))
+            return new Error('proxy certificate lacks the proxy role');
           if (id.cluster !== ownCluster) return new Error(`proxy belongs to cluster ${id.cluster}, not ${ownCluster}`);
           return undefined;
         } catch (err) {
@@ -152,7 +165,8 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
     });
     link.socket = socket;
     tlsSocket.once('secureConnect', () => {
-      if (tlsSocket.alpnProtocol !== ALPN_REVERSE_TUNNEL) return void socket.destroy(new Error('proxy did not negotiate ward-reversetunnel'));
+      if (tlsSocket.alpnProtocol !== ALPN_REVERSE_TUNNEL)
+        return void socket.destroy(new Error('proxy did not negotiate ward-reversetunnel'));
       try {
         socket.switchFromTLS(tlsSocket, 'client');
       } catch (err) {

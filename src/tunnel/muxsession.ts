@@ -65,7 +65,10 @@ export class MuxSession implements StreamCarrier {
   /** A keepalive PING is unanswered. */
   pingOutstanding = false;
 
-  constructor(readonly socket: Duplex, readonly opts: MuxSessionOptions) {
+  constructor(
+    readonly socket: Duplex,
+    readonly opts: MuxSessionOptions,
+  ) {
     this.sendWindow = opts.sessionWindow;
     this.decoder = new FrameDecoder(this);
     socket.on('data', (chunk: Buffer) => {
@@ -93,7 +96,8 @@ export class MuxSession implements StreamCarrier {
   open(meta: DialFields): MuxStream {
     if (this.opts.role !== 'opener') throw new MuxProtocolError('only the opener opens streams');
     if (this.closed || this.draining) throw new MuxProtocolError('session is closing');
-    if (this.streamCount >= this.opts.maxStreams) throw new MuxProtocolError(`session carries its maximum of ${this.opts.maxStreams} streams`);
+    if (this.streamCount >= this.opts.maxStreams)
+      throw new MuxProtocolError(`session carries its maximum of ${this.opts.maxStreams} streams`);
     const id = this.lastId === 0 ? 1 : this.lastId + 2;
     if (id > MAX_WINDOW) throw new MuxProtocolError('stream ids exhausted');
     const payload = encodeDialMeta(meta);
@@ -126,7 +130,8 @@ export class MuxSession implements StreamCarrier {
   frame(h: FrameHeader, payload?: Buffer): void {
     if (!this.helloSeen) {
       if (h.type !== FrameType.HELLO) throw new MuxProtocolError('first frame is not HELLO');
-      if (h.length !== MUX_VERSION) throw new MuxProtocolError(`peer speaks tunnel protocol ${h.length}, not ${MUX_VERSION}`);
+      if (h.length !== MUX_VERSION)
+        throw new MuxProtocolError(`peer speaks tunnel protocol ${h.length}, not ${MUX_VERSION}`);
       this.helloSeen = true;
       this.opts.onReady?.();
       return;
@@ -176,7 +181,8 @@ export class MuxSession implements StreamCarrier {
   }
 
   private onDataHeader(id: number, length: number): void {
-    if (length > this.opts.sessionWindow - this.recvUnacked) throw new MuxProtocolError('DATA overruns the session window');
+    if (length > this.opts.sessionWindow - this.recvUnacked)
+      throw new MuxProtocolError('DATA overruns the session window');
     this.recvUnacked += length;
     const s = this.knownStream(id, 'DATA');
     this.dataTarget = s ?? null;

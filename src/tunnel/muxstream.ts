@@ -53,7 +53,10 @@ export class MuxStream extends Duplex {
   private acceptedFlag = false;
   private acceptWaiter: ((err?: Error) => void) | null = null;
 
-  constructor(private readonly session: StreamCarrier, readonly id: number) {
+  constructor(
+    private readonly session: StreamCarrier,
+    readonly id: number,
+  ) {
     // The read high-water mark is below the window so _read runs, and credit flows back, as the reader drains.
     super({ readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024, allowHalfOpen: true });
     this.sendWindow = session.opts.streamWindow;
@@ -98,7 +101,8 @@ export class MuxStream extends Duplex {
 
   onDataHeader(length: number): void {
     if (this.remoteClosed) throw new MuxProtocolError(`DATA after CLOSE on stream ${this.id}`);
-    if (length > this.session.opts.streamWindow - this.recvUnacked) throw new MuxProtocolError(`DATA overruns the window of stream ${this.id}`);
+    if (length > this.session.opts.streamWindow - this.recvUnacked)
+      throw new MuxProtocolError(`DATA overruns the window of stream ${this.id}`);
     this.recvUnacked += length;
   }
 
@@ -202,7 +206,8 @@ export class MuxStream extends Duplex {
     const w = this.acceptWaiter;
     this.acceptWaiter = null;
     w?.(err ?? new StreamReset(ResetCode.CANCEL));
-    if (!this.resetByPeer && !(this.localClosed && this.remoteClosed)) this.session.send(FrameType.RESET, this.id, ResetCode.CANCEL);
+    if (!this.resetByPeer && !(this.localClosed && this.remoteClosed))
+      this.session.send(FrameType.RESET, this.id, ResetCode.CANCEL);
     // Whatever the reader never took is given back to the session, or the window would shrink for good.
     this.session.consumed(this.received - this.consumedSeen);
     this.consumedSeen = this.received;

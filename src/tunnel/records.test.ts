@@ -18,9 +18,22 @@ before(async () => {
   const ca = await createTLSCA({ clusterName: 'records', now });
   const key = await generateTLSKey();
   const certPem = await issueTLSCert({
-    caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKeyPem: key.publicKeyPem,
-    identity: { username: 'proxy', roles: [], logins: [], cluster: 'records', expires: '', kind: 'host', hostId: 'proxy', systemRoles: ['proxy'] },
-    notAfter: new Date(now.getTime() + 3_600_000), now, usage: 'both',
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    publicKeyPem: key.publicKeyPem,
+    identity: {
+      username: 'proxy',
+      roles: [],
+      logins: [],
+      cluster: 'records',
+      expires: '',
+      kind: 'host',
+      hostId: 'proxy',
+      systemRoles: ['proxy'],
+    },
+    notAfter: new Date(now.getTime() + 3_600_000),
+    now,
+    usage: 'both',
   });
   caPem = ca.certPem;
   secureContext = tls.createSecureContext({ key: key.privateKeyPem, cert: certPem, minVersion: 'TLSv1.3' });
@@ -44,7 +57,11 @@ function watch(channel: RecordChannel): End {
 }
 
 /** A server that runs the handshake on each connection and switches; the tunnel server also checks the agent's certificate. */
-async function startServer(onChannel: (end: End) => void, switchTimeoutMs = 10_000, recordsPerKey?: number): Promise<net.Server> {
+async function startServer(
+  onChannel: (end: End) => void,
+  switchTimeoutMs = 10_000,
+  recordsPerKey?: number,
+): Promise<net.Server> {
   const server = net.createServer((raw) => {
     const channel = new RecordChannel(raw, { switchTimeoutMs, recordsPerKey });
     const end = watch(channel);
@@ -62,7 +79,12 @@ function dialChannel(port: number, recordsPerKey?: number): Promise<End> {
   const raw = net.connect({ host: '127.0.0.1', port });
   const channel = new RecordChannel(raw, { switchTimeoutMs: 10_000, recordsPerKey });
   const end = watch(channel);
-  const t = tls.connect({ socket: channel.transport!, ca: caPem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+  const t = tls.connect({
+    socket: channel.transport!,
+    ca: caPem,
+    minVersion: 'TLSv1.3',
+    checkServerIdentity: () => undefined,
+  });
   t.on('error', (err) => channel.destroy(err));
   return new Promise((resolve, reject) => {
     t.once('secureConnect', () => {
@@ -100,14 +122,23 @@ async function startMiddle(target: number, tamper: Tamper): Promise<net.Server> 
     const upstream = net.connect({ host: '127.0.0.1', port: target });
     const sock = { toServer: upstream, toClient: client };
     const sendTo = (dir: Direction, b: Buffer) => sock[dir].write(b);
-    for (const [from, dir] of [[client, 'toServer'], [upstream, 'toClient']] as const) {
+    for (const [from, dir] of [
+      [client, 'toServer'],
+      [upstream, 'toClient'],
+    ] as const) {
       let buf = Buffer.alloc(0);
       let records = 0;
       from.on('data', (chunk: Buffer) => {
         buf = Buffer.concat([buf, chunk]);
         for (;;) {
           const record = buf[0] === 0;
-          const need = record ? (buf.length >= 4 ? 4 + buf.readUIntBE(1, 3) : Infinity) : buf.length >= 5 ? 5 + buf.readUInt16BE(3) : Infinity;
+          const need = record
+            ? buf.length >= 4
+              ? 4 + buf.readUIntBE(1, 3)
+              : Infinity
+            : buf.length >= 5
+              ? 5 + buf.readUInt16BE(3)
+              : Infinity;
           if (buf.length < need) break;
           const unit: Unit = { kind: record ? 'record' : 'tls', bytes: buf.subarray(0, need) };
           buf = buf.subarray(need);
@@ -158,7 +189,10 @@ describe('tunnel record layer', () => {
     const piece = () => 1 + ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 1500);
     const trickle = net.createServer((client) => {
       const upstream = net.connect({ host: '127.0.0.1', port: portOf(server) });
-      for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+      for (const [from, to] of [
+        [client, upstream],
+        [upstream, client],
+      ] as const) {
         let queue = Promise.resolve();
         from.on('data', (chunk: Buffer) => {
           queue = queue.then(async () => {
@@ -283,7 +317,9 @@ describe('tunnel record layer', () => {
     assert.equal(digest(Buffer.concat(chunks)), digest(data));
 
     // A relay that passes the first 100 bytes of the server's first record and nothing after, then closes.
-    const cutter = await startMiddle(portOf(server), (dir, i, unit) => (dir === 'toServer' ? [unit.bytes] : i === 0 ? [unit.bytes.subarray(0, 100)] : []));
+    const cutter = await startMiddle(portOf(server), (dir, i, unit) =>
+      dir === 'toServer' ? [unit.bytes] : i === 0 ? [unit.bytes.subarray(0, 100)] : [],
+    );
     servers.push(cutter);
     const cut = await dialChannel(portOf(cutter));
     cut.channel.resume();
@@ -293,10 +329,14 @@ describe('tunnel record layer', () => {
   it('moves both directions to a new key every so many records, in step', async () => {
     const exchange = async (serverEvery: number, clientEvery: number) => {
       let serverEnd!: End;
-      const server = await startServer((end) => {
-        serverEnd = end;
-        end.channel.pipe(end.channel);
-      }, 10_000, serverEvery);
+      const server = await startServer(
+        (end) => {
+          serverEnd = end;
+          end.channel.pipe(end.channel);
+        },
+        10_000,
+        serverEvery,
+      );
       servers.push(server);
       const client = await dialChannel(portOf(server), clientEvery);
       const back = read(client.channel, 10).catch(() => Buffer.alloc(0));
@@ -317,7 +357,9 @@ describe('tunnel record layer', () => {
     assert.ok(outOfStep.got.length < 10);
   });
 
-  const tampered = async (tamper: Tamper): Promise<{ server: Error | undefined; client: Error | undefined; serverGot: Buffer }> => {
+  const tampered = async (
+    tamper: Tamper,
+  ): Promise<{ server: Error | undefined; client: Error | undefined; serverGot: Buffer }> => {
     let serverEnd!: End;
     const serverGot: Buffer[] = [];
     const server = await startServer((end) => {
@@ -348,7 +390,9 @@ describe('tunnel record layer', () => {
   });
 
   it('refuses a replayed record', async () => {
-    const r = await tampered((dir, i, unit) => (dir === 'toServer' && i === 0 ? [unit.bytes, unit.bytes] : [unit.bytes]));
+    const r = await tampered((dir, i, unit) =>
+      dir === 'toServer' && i === 0 ? [unit.bytes, unit.bytes] : [unit.bytes],
+    );
     assert.match(String(r.server?.message), /record failed authentication/);
     assert.equal(r.serverGot.toString(), 'one');
   });
@@ -372,11 +416,15 @@ describe('tunnel record layer', () => {
     const tlsRecord = Buffer.from([23, 3, 3, 0, 4, 1, 2, 3, 4]);
     let r = await tampered((dir, i, unit) => (dir === 'toServer' && i === 0 ? [tlsRecord, unit.bytes] : [unit.bytes]));
     assert.match(String(r.server?.message), /TLS after its switch|bad record header/);
-    r = await tampered((dir, i, unit) => (dir === 'toServer' && i === 0 ? [Buffer.from([0, 0xff, 0xff, 0xff])] : [unit.bytes]));
+    r = await tampered((dir, i, unit) =>
+      dir === 'toServer' && i === 0 ? [Buffer.from([0, 0xff, 0xff, 0xff])] : [unit.bytes],
+    );
     assert.match(String(r.server?.message), /bad record length/);
   });
 
-  it('closes on a TLS header after the switch that announces bytes never sent, wherever it lands', { timeout: 20_000 }, async () => {
+  it('closes on a TLS header after the switch that announces bytes never sent, wherever it lands', {
+    timeout: 20_000,
+  }, async () => {
     // Just behind the SWITCH, it may reach the server before TLS has decrypted the SWITCH: it must not be
     // left waiting for the rest of its record (that hung a tunnel for ever), whichever comes first.
     const header = Buffer.from([23, 3, 3, 0x40, 0x00]);
@@ -390,7 +438,13 @@ describe('tunnel record layer', () => {
     let serverEnd!: End;
     const server = await startServer((end) => (serverEnd = end));
     servers.push(server);
-    const t = tls.connect({ host: '127.0.0.1', port: portOf(server), ca: caPem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    const t = tls.connect({
+      host: '127.0.0.1',
+      port: portOf(server),
+      ca: caPem,
+      minVersion: 'TLSv1.3',
+      checkServerIdentity: () => undefined,
+    });
     t.on('error', () => {});
     await once(t, 'secureConnect');
     t.write(Buffer.concat([Buffer.from('x'), SWITCH]));
@@ -405,7 +459,12 @@ describe('tunnel record layer', () => {
     const raw = net.connect({ host: '127.0.0.1', port: portOf(server) });
     const channel = new RecordChannel(raw, { switchTimeoutMs: 10_000 });
     channel.on('error', () => {});
-    const t = tls.connect({ socket: channel.transport!, ca: caPem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    const t = tls.connect({
+      socket: channel.transport!,
+      ca: caPem,
+      minVersion: 'TLSv1.3',
+      checkServerIdentity: () => undefined,
+    });
     t.on('error', () => {});
     await once(t, 'secureConnect');
     const record = Buffer.concat([Buffer.from([0, 0, 0x40, 0x10]), randomBytes(0x4010)]);
@@ -417,11 +476,11 @@ describe('tunnel record layer', () => {
   it('closes on random bytes injected after the switch, every time, without throwing', async () => {
     const errors: string[] = [];
     for (let i = 0; i < 30; i++) {
-      let junk = randomBytes(1 + (i * 37) % 300);
+      let junk = randomBytes(1 + ((i * 37) % 300));
       junk[0] = 1 + (junk[0]! % 255); // not a record mark: the header is what fails
       if (i % 3 === 0) {
         // A whole, well-formed record of random bytes: the tag is what fails.
-        const body = randomBytes(16 + (i * 13) % 200);
+        const body = randomBytes(16 + ((i * 13) % 200));
         junk = Buffer.concat([Buffer.from([0, 0, body.length >> 8, body.length & 0xff]), body]);
       }
       const r = await tampered((dir, n, unit) => (dir === 'toServer' && n === 0 ? [junk, unit.bytes] : [unit.bytes]));

@@ -92,7 +92,10 @@ export class RecordChannel extends Duplex {
    * `switchTimeoutMs` bounds the TCP connect, the TLS handshake and the switch together. `recordsPerKey` is
    * part of the protocol (both ends must agree); only tests change it.
    */
-  constructor(readonly raw: net.Socket, opts: { switchTimeoutMs: number; recordsPerKey?: number }) {
+  constructor(
+    readonly raw: net.Socket,
+    opts: { switchTimeoutMs: number; recordsPerKey?: number },
+  ) {
     super({ allowHalfOpen: false });
     this.recordsPerKey = opts.recordsPerKey ?? RECORDS_PER_KEY;
     const channel = this;
@@ -157,7 +160,9 @@ export class RecordChannel extends Duplex {
     tls.on('data', (data: Buffer) => {
       got = Buffer.concat([got, data]);
       if (got.length > SWITCH.length || !SWITCH.subarray(0, got.length).equals(got)) {
-        return this.destroy(new RecordProtocolError('peer sent data over TLS instead of switching to records (an older agent or proxy?)'));
+        return this.destroy(
+          new RecordProtocolError('peer sent data over TLS instead of switching to records (an older agent or proxy?)'),
+        );
       }
       if (got.length < SWITCH.length) return;
       this.switchReceived = true;
@@ -270,7 +275,8 @@ export class RecordChannel extends Duplex {
         this.peerInRecords = true;
         break;
       }
-      if (type < 20 || type > 23) throw new RecordProtocolError(`neither a TLS record nor a tunnel record (first byte ${type})`);
+      if (type < 20 || type > 23)
+        throw new RecordProtocolError(`neither a TLS record nor a tunnel record (first byte ${type})`);
       // Checked before waiting for the rest: a TLS header after the SWITCH may announce bytes that never come.
       if (this.switchReceived) throw new RecordProtocolError('peer sent TLS after its switch');
       if (buf.length < 5) {
@@ -313,7 +319,11 @@ export class RecordChannel extends Duplex {
           this.need = HEADER + length;
           break;
         }
-        const plaintext = this.open(buf.subarray(0, HEADER), buf.subarray(HEADER, HEADER + length - TAG), buf.subarray(HEADER + length - TAG, HEADER + length));
+        const plaintext = this.open(
+          buf.subarray(0, HEADER),
+          buf.subarray(HEADER, HEADER + length - TAG),
+          buf.subarray(HEADER + length - TAG, HEADER + length),
+        );
         buf = buf.subarray(HEADER + length);
         if (!this.push(plaintext)) this.raw.pause();
       }
@@ -331,7 +341,9 @@ export class RecordChannel extends Duplex {
 
   private open(header: Buffer, ciphertext: Buffer, tag: Buffer): Buffer {
     if (this.receiveSeq >= MAX_RECORDS) throw new RecordProtocolError('record sequence exhausted');
-    const decipher = createDecipheriv(CIPHER, this.receive!.key, nonce(this.receive!.iv, this.receiveSeq), { authTagLength: TAG });
+    const decipher = createDecipheriv(CIPHER, this.receive!.key, nonce(this.receive!.iv, this.receiveSeq), {
+      authTagLength: TAG,
+    });
     if (++this.receiveSeq % this.recordsPerKey === 0) this.receive!.key = nextKey(this.receive!.key);
     decipher.setAAD(header);
     decipher.setAuthTag(tag);

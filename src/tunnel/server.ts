@@ -13,8 +13,15 @@ import { startLagProbe } from '../diag/lag.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
 import { RecordChannel, RecordProtocolError } from './records.ts';
 import {
-  AGENT_SYSTEM_ROLES, ALPN_REVERSE_TUNNEL, DEFAULT_MAX_STREAMS_PER_USER, HEADER_CLIENT_ADDR, HEADER_TARGET, PING_INTERVAL_MS,
-  checkMetaValue, muxLimits, type DialMeta,
+  AGENT_SYSTEM_ROLES,
+  ALPN_REVERSE_TUNNEL,
+  DEFAULT_MAX_STREAMS_PER_USER,
+  HEADER_CLIENT_ADDR,
+  HEADER_TARGET,
+  PING_INTERVAL_MS,
+  checkMetaValue,
+  muxLimits,
+  type DialMeta,
 } from './protocol.ts';
 
 export interface TunnelServerOptions {
@@ -157,7 +164,8 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
 
   function accept(socket: tls.TLSSocket, channel: RecordChannel): void {
     if (closed) throw new ConnectionProblem('tunnel server is closing');
-    if (socket.alpnProtocol !== ALPN_REVERSE_TUNNEL) throw new BadParameter('agent did not negotiate ward-reversetunnel');
+    if (socket.alpnProtocol !== ALPN_REVERSE_TUNNEL)
+      throw new BadParameter('agent did not negotiate ward-reversetunnel');
     // rejectUnauthorized already tied the chain to the cluster CA; what is left is what kind of peer this is.
     const peer = socket.getPeerCertificate();
     const id = identityFromPeerCert(peer);
@@ -219,14 +227,21 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
     shedding.count++;
     if (shedding.active) return;
     shedding.active = true;
-    log.warn({ limit: maxHandshakes }, 'proxy busy with tunnel handshakes: closing new agent connections at once (agents retry with backoff)');
+    log.warn(
+      { limit: maxHandshakes },
+      'proxy busy with tunnel handshakes: closing new agent connections at once (agents retry with backoff)',
+    );
   }
 
   // One timer for all tunnels instead of one per tunnel. An agent also pings us; this catches a half-open
   // connection from the proxy's side within two intervals, and ends tunnels whose certificate expired. It also
   // reports the connections shed since the last round.
   const sweep = setInterval(() => {
-    if (shedding.count > 0) log.warn({ closed: shedding.count, limit: maxHandshakes }, 'agent connections closed past the tunnel handshake limit');
+    if (shedding.count > 0)
+      log.warn(
+        { closed: shedding.count, limit: maxHandshakes },
+        'agent connections closed past the tunnel handshake limit',
+      );
     else shedding.active = false;
     shedding.count = 0;
     const now = Date.now();
@@ -263,7 +278,10 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
 
     async dial(hostId, meta, signal) {
       signal?.throwIfAborted();
-      for (const [what, value] of [[HEADER_CLIENT_ADDR, meta.clientAddr], [HEADER_TARGET, meta.target]] as const) {
+      for (const [what, value] of [
+        [HEADER_CLIENT_ADDR, meta.clientAddr],
+        [HEADER_TARGET, meta.target],
+      ] as const) {
         const problem = checkMetaValue(what, value);
         if (problem) throw new BadParameter(problem);
       }
@@ -271,8 +289,13 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
       if (!s || s.mux.isClosed) throw new NotFound(`no tunnel to node ${hostId}`);
       const held = meta.user === undefined ? 0 : (s.users?.get(meta.user) ?? 0);
       if (held >= maxStreamsPerUser) {
-        log.info({ hostId, user: meta.user, limit: maxStreamsPerUser }, 'tunnel stream refused: user at the per-user limit');
-        throw new LimitExceeded(`you have ${held} connections open to node ${hostId}, the most one user may have: close some first`);
+        log.info(
+          { hostId, user: meta.user, limit: maxStreamsPerUser },
+          'tunnel stream refused: user at the per-user limit',
+        );
+        throw new LimitExceeded(
+          `you have ${held} connections open to node ${hostId}, the most one user may have: close some first`,
+        );
       }
       let stream: MuxStream;
       try {
@@ -327,22 +350,33 @@ export function createTunnelServer(opts: TunnelServerOptions): TunnelServer {
       lag?.stop();
       const all = [...live];
       await Promise.all(
-        all.map((s) => new Promise<void>((resolve) => {
-          if (s.mux.socket.destroyed) return resolve();
-          s.mux.socket.once('close', () => resolve());
-          s.mux.destroy();
-        })),
+        all.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              if (s.mux.socket.destroyed) return resolve();
+              s.mux.socket.once('close', () => resolve());
+              s.mux.destroy();
+            }),
+        ),
       );
     },
   };
 }
 
 /** Resolves on the agent's ACCEPT; rejects on its RESET, the tunnel closing, the deadline, or the caller's abort. */
-async function waitForAccept(stream: MuxStream, hostId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+async function waitForAccept(
+  stream: MuxStream,
+  hostId: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const gaveUp = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ConnectionProblem(`agent ${hostId} did not answer within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new ConnectionProblem(`agent ${hostId} did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     onAbort = () => reject(signal?.reason instanceof Error ? signal.reason : new ConnectionProblem('dial aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });
   });

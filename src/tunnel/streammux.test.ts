@@ -67,7 +67,15 @@ describe('tunnel frame codec', () => {
       assert.ok(decoder.idle);
       const frames = events.flatMap((e) => ('frame' in e ? [e.frame.type] : []));
       // OPEN is reported at its header and again with its payload.
-      assert.deepEqual(frames, [FrameType.HELLO, FrameType.OPEN, FrameType.OPEN, FrameType.DATA, FrameType.PING, FrameType.WINDOW_UPDATE, FrameType.CLOSE]);
+      assert.deepEqual(frames, [
+        FrameType.HELLO,
+        FrameType.OPEN,
+        FrameType.OPEN,
+        FrameType.DATA,
+        FrameType.PING,
+        FrameType.WINDOW_UPDATE,
+        FrameType.CLOSE,
+      ]);
       const open = events.find((e) => 'payload' in e && e.payload) as { payload: Buffer };
       assert.deepEqual(decodeDialMeta(open.payload), { target: 'localhost:3022', clientAddr: '192.0.2.7:50000' });
       const data = Buffer.concat(events.flatMap((e) => ('data' in e ? [e.bytes] : [])));
@@ -85,7 +93,10 @@ describe('tunnel frame codec', () => {
   });
 
   it('refuses an oversized DATA or OPEN length at the header, before any payload is taken', () => {
-    for (const [type, max] of [[FrameType.DATA, MAX_DATA_FRAME], [FrameType.OPEN, MAX_OPEN_PAYLOAD]] as const) {
+    for (const [type, max] of [
+      [FrameType.DATA, MAX_DATA_FRAME],
+      [FrameType.OPEN, MAX_OPEN_PAYLOAD],
+    ] as const) {
       const { decoder, events } = collect();
       assert.throws(() => decoder.push(rawHeader({ type, stream: 1, length: max + 1 })), MuxProtocolError);
       assert.deepEqual(events, []);
@@ -113,7 +124,10 @@ describe('tunnel frame codec', () => {
     ];
     for (const h of bad) assert.throws(() => parseHeader(h), MuxProtocolError, h.toString('hex'));
     const { decoder } = collect();
-    assert.throws(() => decoder.push(rawHeader({ type: FrameType.OPEN, stream: 1, length: 0 })), /without dial metadata/);
+    assert.throws(
+      () => decoder.push(rawHeader({ type: FrameType.OPEN, stream: 1, length: 0 })),
+      /without dial metadata/,
+    );
   });
 
   it('refuses truncated or inconsistent dial metadata', () => {
@@ -135,7 +149,10 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  const [[accepted]] = (await Promise.all([once(server, 'connection'), once(client, 'connect')])) as [[net.Socket], unknown];
+  const [[accepted]] = (await Promise.all([once(server, 'connection'), once(client, 'connect')])) as [
+    [net.Socket],
+    unknown,
+  ];
   server.close();
   for (const s of [client, accepted]) s.on('error', () => {});
   return [client, accepted];
@@ -176,7 +193,16 @@ async function sessionPair(limits: MuxLimits, onOpen?: MuxSessionOptions['onOpen
 async function drain(stream: Duplex): Promise<{ digest: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
-  await pipeline(stream, new Writable({ write(chunk: Buffer, _e, cb) { hash.update(chunk); bytes += chunk.length; cb(); } }));
+  await pipeline(
+    stream,
+    new Writable({
+      write(chunk: Buffer, _e, cb) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        cb();
+      },
+    }),
+  );
   return { digest: hash.digest('hex'), bytes };
 }
 
@@ -314,7 +340,10 @@ describe('tunnel multiplexer against a hostile peer', () => {
     });
     raw.write(encodeHeader(FrameType.HELLO, 0, MUX_VERSION));
     for (const f of frames) raw.write(f);
-    const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('open'), 500))]);
+    const outcome = await Promise.race([
+      closed.then(() => 'closed'),
+      new Promise((r) => setTimeout(() => r('open'), 500)),
+    ]);
     raw.destroy();
     theirs.destroy();
     return { outcome, err: closeErr };
@@ -329,12 +358,23 @@ describe('tunnel multiplexer against a hostile peer', () => {
     ['DATA on a stream never opened', [encodeHeader(FrameType.DATA, 7, 3), Buffer.from('abc')], /never opened/],
     ['a stream id used twice', [open(1), open(1)], /reuses/],
     ['an even or decreasing stream id', [open(3), open(1)], /reuses/],
-    ['DATA beyond the stream window', [open(1), ...Array.from({ length: 2 }, () => [encodeHeader(FrameType.DATA, 1, 40_000), Buffer.alloc(40_000)]).flat()], /window/],
+    [
+      'DATA beyond the stream window',
+      [
+        open(1),
+        ...Array.from({ length: 2 }, () => [encodeHeader(FrameType.DATA, 1, 40_000), Buffer.alloc(40_000)]).flat(),
+      ],
+      /window/,
+    ],
     ['credit that overflows a window', [open(1), encodeHeader(FrameType.WINDOW_UPDATE, 1, MAX_WINDOW)], /overflow/],
     ['credit that overflows the session window', [encodeHeader(FrameType.WINDOW_UPDATE, 0, MAX_WINDOW)], /overflow/],
     ['an unknown frame type', [rawHeader({ type: 9, stream: 1, length: 0 })], /unknown frame type/],
     ['an oversized frame length', [rawHeader({ type: FrameType.DATA, stream: 1, length: 0x7fffffff })], /exceeds/],
-    ['DATA after CLOSE', [open(1), encodeHeader(FrameType.CLOSE, 1, 0), encodeHeader(FrameType.DATA, 1, 1), Buffer.from('x')], /after CLOSE/],
+    [
+      'DATA after CLOSE',
+      [open(1), encodeHeader(FrameType.CLOSE, 1, 0), encodeHeader(FrameType.DATA, 1, 1), Buffer.from('x')],
+      /after CLOSE/,
+    ],
     ['a second HELLO', [encodeHeader(FrameType.HELLO, 0, MUX_VERSION)], /second HELLO/],
     ['an OPEN sent to the proxy', [open(1)], /OPEN sent to the opener/, 'opener'],
     ['an ACCEPT sent to the agent', [open(1), encodeHeader(FrameType.ACCEPT, 1, 0)], /ACCEPT sent to the acceptor/],
@@ -343,9 +383,10 @@ describe('tunnel multiplexer against a hostile peer', () => {
   for (const [what, frames, reason, role] of cases) {
     it(`drops the connection on ${what}`, async () => {
       // The HELLO-first case sends its own first frame: strip ours by sending a PING before HELLO.
-      const r = what.includes('HELLO') && what.startsWith('a first')
-        ? await hostileRaw([encodeHeader(FrameType.PING, 0, 1)])
-        : await hostile(frames, role);
+      const r =
+        what.includes('HELLO') && what.startsWith('a first')
+          ? await hostileRaw([encodeHeader(FrameType.PING, 0, 1)])
+          : await hostile(frames, role);
       assert.equal(r.outcome, 'closed');
       assert.match(r.err?.message ?? '', reason);
     });
@@ -358,7 +399,10 @@ describe('tunnel multiplexer against a hostile peer', () => {
       new MuxSession(theirs, { ...small, role: 'acceptor', onClose: (err) => ((closeErr = err), resolve()) });
     });
     for (const b of bytes) raw.write(b);
-    const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('open'), 500))]);
+    const outcome = await Promise.race([
+      closed.then(() => 'closed'),
+      new Promise((r) => setTimeout(() => r('open'), 500)),
+    ]);
     raw.destroy();
     theirs.destroy();
     return { outcome, err: closeErr };

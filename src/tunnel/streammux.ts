@@ -219,16 +219,20 @@ export function parseHeader(b: Buffer, at = 0): FrameHeader {
   const flags = b.readUInt16BE(at + 2);
   const streamId = b.readUInt32BE(at + 4);
   const length = b.readUInt32BE(at + 8);
-  if (flags & ~(type === FrameType.PING ? FLAG_ACK : 0)) throw new MuxProtocolError(`unknown flags ${flags} on frame type ${type}`);
+  if (flags & ~(type === FrameType.PING ? FLAG_ACK : 0))
+    throw new MuxProtocolError(`unknown flags ${flags} on frame type ${type}`);
   const sessionFrame = type === FrameType.PING || type === FrameType.HELLO;
   if (sessionFrame && streamId !== 0) throw new MuxProtocolError(`frame type ${type} on stream ${streamId}`);
-  if (!sessionFrame && type !== FrameType.WINDOW_UPDATE && streamId === 0) throw new MuxProtocolError(`frame type ${type} on stream 0`);
+  if (!sessionFrame && type !== FrameType.WINDOW_UPDATE && streamId === 0)
+    throw new MuxProtocolError(`frame type ${type} on stream 0`);
   switch (type) {
     case FrameType.DATA:
-      if (length > MAX_DATA_FRAME) throw new MuxProtocolError(`DATA frame of ${length} bytes exceeds ${MAX_DATA_FRAME}`);
+      if (length > MAX_DATA_FRAME)
+        throw new MuxProtocolError(`DATA frame of ${length} bytes exceeds ${MAX_DATA_FRAME}`);
       break;
     case FrameType.OPEN:
-      if (length > MAX_OPEN_PAYLOAD) throw new MuxProtocolError(`OPEN frame of ${length} bytes exceeds ${MAX_OPEN_PAYLOAD}`);
+      if (length > MAX_OPEN_PAYLOAD)
+        throw new MuxProtocolError(`OPEN frame of ${length} bytes exceeds ${MAX_OPEN_PAYLOAD}`);
       break;
     case FrameType.WINDOW_UPDATE:
       if (length === 0 || length > MAX_WINDOW) throw new MuxProtocolError(`window increment ${length} out of range`);

@@ -16,7 +16,12 @@ import { createTunnelServer, type TunnelServer } from './server.ts';
 const now = new Date();
 const silent = pino({ level: 'silent' });
 
-async function hostCert(ca: { certPem: string; keyPem: string }, hostId: string, systemRoles: string[], cluster = 'example') {
+async function hostCert(
+  ca: { certPem: string; keyPem: string },
+  hostId: string,
+  systemRoles: string[],
+  cluster = 'example',
+) {
   const key = await generateTLSKey();
   const certPem = await issueTLSCert({
     caCertPem: ca.certPem,
@@ -49,7 +54,11 @@ interface TinyProxy {
 async function startTinyProxy(
   tlsCfg: { keyPem: string; certChainPem: string; caPems: string[] },
   opts: {
-    port?: number; log?: Logger; onAgent?: (hostId: string, up: boolean) => void; maxHandshakes?: number; busy?: () => boolean;
+    port?: number;
+    log?: Logger;
+    onAgent?: (hostId: string, up: boolean) => void;
+    maxHandshakes?: number;
+    busy?: () => boolean;
     maxStreamsPerUser?: number;
   } = {},
 ): Promise<TinyProxy> {
@@ -94,7 +103,16 @@ function echo(stream: Duplex): void {
 async function sha256Of(stream: Duplex): Promise<{ digest: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
-  await pipeline(stream, new Writable({ write(chunk: Buffer, _enc, cb) { hash.update(chunk); bytes += chunk.length; cb(); } }));
+  await pipeline(
+    stream,
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        cb();
+      },
+    }),
+  );
   return { digest: hash.digest('hex'), bytes };
 }
 
@@ -151,7 +169,9 @@ describe('reverse tunnel', () => {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     assert.equal(got.bytes, total);
     assert.equal(got.digest, sent.digest('hex'));
-    console.log(`# tunnel echo: ${total / 1024 / 1024} MiB each way in ${seconds.toFixed(2)} s = ${(total / 1024 / 1024 / seconds).toFixed(0)} MiB/s`);
+    console.log(
+      `# tunnel echo: ${total / 1024 / 1024} MiB each way in ${seconds.toFixed(2)} s = ${(total / 1024 / 1024 / seconds).toFixed(0)} MiB/s`,
+    );
   });
 
   it('carries several concurrent streams without mixing them up', async () => {
@@ -177,13 +197,18 @@ describe('reverse tunnel', () => {
   });
 
   it('refuses dial metadata that could not travel as a header', async () => {
-    await assert.rejects(proxy.tunnels.dial('node-1', { clientAddr: '1.2.3.4:5', target: 'x\r\nevil: 1' }), { code: 'ERR_BAD_PARAMETER' });
+    await assert.rejects(proxy.tunnels.dial('node-1', { clientAddr: '1.2.3.4:5', target: 'x\r\nevil: 1' }), {
+      code: 'ERR_BAD_PARAMETER',
+    });
   });
 
   it('honours an abort signal while waiting for the agent', async () => {
     const ac = new AbortController();
     ac.abort(new Error('caller gave up'));
-    await assert.rejects(proxy.tunnels.dial('node-1', { clientAddr: '1.2.3.4:5', target: 'x:22' }, ac.signal), /caller gave up/);
+    await assert.rejects(
+      proxy.tunnels.dial('node-1', { clientAddr: '1.2.3.4:5', target: 'x:22' }, ac.signal),
+      /caller gave up/,
+    );
   });
 
   it("refuses a user's stream past their limit on one tunnel in one line, while another user still gets through", async () => {
@@ -198,7 +223,8 @@ describe('reverse tunnel', () => {
     });
     try {
       await waitFor('the tunnel', () => limited.tunnels.agents().includes('node-1'));
-      const dial = (user: string) => limited.tunnels.dial('node-1', { clientAddr: '192.0.2.1:1', target: 'localhost:3022', user });
+      const dial = (user: string) =>
+        limited.tunnels.dial('node-1', { clientAddr: '192.0.2.1:1', target: 'localhost:3022', user });
       const held = await Promise.all([dial('mallory'), dial('mallory'), dial('mallory')]);
       await assert.rejects(dial('mallory'), {
         name: 'LimitExceeded',
@@ -227,7 +253,11 @@ describe('reverse tunnel', () => {
     await waitFor('the agent to notice', () => agent.connected().length === 0);
     proxy = await startTinyProxy(proxyTLS, { port });
     const t0 = Date.now();
-    await waitFor('the tunnel to come back', () => proxy.tunnels.agents().includes('node-1') && agent.connected().length === 1, 5000);
+    await waitFor(
+      'the tunnel to come back',
+      () => proxy.tunnels.agents().includes('node-1') && agent.connected().length === 1,
+      5000,
+    );
     console.log(`# reconnected in ${Date.now() - t0} ms`);
     const stream = await proxy.tunnels.dial('node-1', { clientAddr: '1.2.3.4:5', target: 'x:22' });
     const received = sha256Of(stream);
@@ -237,7 +267,9 @@ describe('reverse tunnel', () => {
 
   it('replaces an older session of the same agent with the newest', async () => {
     const events: string[] = [];
-    const p2 = await startTinyProxy(proxyTLS, { onAgent: (hostId, up) => events.push(`${hostId} ${up ? 'up' : 'down'}`) });
+    const p2 = await startTinyProxy(proxyTLS, {
+      onAgent: (hostId, up) => events.push(`${hostId} ${up ? 'up' : 'down'}`),
+    });
     const served: string[] = [];
     const start = (name: string) =>
       startTunnelClient({
@@ -276,15 +308,30 @@ describe('reverse tunnel', () => {
     const { log, lines } = capturingLog();
     const p3 = await startTinyProxy(proxyTLS, { log });
     let mine = agentTLS;
-    const a = startTunnelClient({ proxyAddrs: () => [`127.0.0.1:${p3.port}`], tls: () => mine, onConnection: echo, log: silent, backoff: { minMs: 50, maxMs: 500 } });
+    const a = startTunnelClient({
+      proxyAddrs: () => [`127.0.0.1:${p3.port}`],
+      tls: () => mine,
+      onConnection: echo,
+      log: silent,
+      backoff: { minMs: 50, maxMs: 500 },
+    });
     const peerCert = async (maxVersion?: tls.SecureVersion) => {
       const t = tls.connect({
-        host: '127.0.0.1', port: p3.port, ALPNProtocols: ['ward-reversetunnel'], maxVersion,
-        key: agentTLS.keyPem, cert: agentTLS.certPem, ca: agentTLS.caPems, checkServerIdentity: () => undefined,
+        host: '127.0.0.1',
+        port: p3.port,
+        ALPNProtocols: ['ward-reversetunnel'],
+        maxVersion,
+        key: agentTLS.keyPem,
+        cert: agentTLS.certPem,
+        ca: agentTLS.caPems,
+        checkServerIdentity: () => undefined,
       });
       try {
         // once() rejects on 'error': a refused handshake comes back as its message.
-        const outcome = await once(t, 'secureConnect').then(() => 'ok', (e: Error) => e.message);
+        const outcome = await once(t, 'secureConnect').then(
+          () => 'ok',
+          (e: Error) => e.message,
+        );
         return outcome === 'ok' ? t.getPeerCertificate().fingerprint256 : `refused: ${outcome}`;
       } finally {
         t.destroy();
@@ -296,8 +343,16 @@ describe('reverse tunnel', () => {
       const heldBack = sha256Of(held);
       held.write('before ');
       const renewedProxy = await hostCert(ca, 'proxy-1', ['proxy']);
-      p3.tunnels.setTLS({ keyPem: renewedProxy.keyPem, certChainPem: renewedProxy.certPem + ca.certPem, caPems: [ca.certPem] });
-      assert.equal(await peerCert(), new X509Certificate(renewedProxy.certPem).fingerprint256, 'new handshakes get the renewed proxy certificate');
+      p3.tunnels.setTLS({
+        keyPem: renewedProxy.keyPem,
+        certChainPem: renewedProxy.certPem + ca.certPem,
+        caPems: [ca.certPem],
+      });
+      assert.equal(
+        await peerCert(),
+        new X509Certificate(renewedProxy.certPem).fingerprint256,
+        'new handshakes get the renewed proxy certificate',
+      );
       assert.match(await peerCert('TLSv1.2'), /^refused/, 'and still only TLS 1.3');
       const accepted = p3.accepted;
       mine = { ...(await hostCert(ca, 'node-1', ['node'])), caPems: [ca.certPem] };
@@ -323,8 +378,14 @@ describe('reverse tunnel', () => {
     held.resume();
     // The host's own certificate, so the proxy accepts the handshake; then nothing: no SWITCH, no HELLO.
     const t = tls.connect({
-      host: '127.0.0.1', port: proxy.port, ALPNProtocols: ['ward-reversetunnel'], minVersion: 'TLSv1.3',
-      key: agentTLS.keyPem, cert: agentTLS.certPem, ca: agentTLS.caPems, checkServerIdentity: () => undefined,
+      host: '127.0.0.1',
+      port: proxy.port,
+      ALPNProtocols: ['ward-reversetunnel'],
+      minVersion: 'TLSv1.3',
+      key: agentTLS.keyPem,
+      cert: agentTLS.certPem,
+      ca: agentTLS.caPems,
+      checkServerIdentity: () => undefined,
     });
     t.on('error', () => undefined);
     await once(t, 'secureConnect');
@@ -344,20 +405,28 @@ describe('reverse tunnel', () => {
   async function proxyWithSlotsHeld(busy: boolean) {
     const { log, lines } = capturingLog();
     const limited = await startTinyProxy(proxyTLS, { log, maxHandshakes: 2, busy: () => busy });
-    const holders = await Promise.all([0, 1].map(async () => {
-      const s = net.connect(limited.port, '127.0.0.1');
-      s.on('error', () => undefined);
-      await once(s, 'connect');
-      return s;
-    }));
+    const holders = await Promise.all(
+      [0, 1].map(async () => {
+        const s = net.connect(limited.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        await once(s, 'connect');
+        return s;
+      }),
+    );
     await waitFor('two handshakes in progress', () => limited.tunnels.handshakesInProgress() === 2);
     const other = await hostCert(ca, 'node-shed', ['node']);
     const agent = startTunnelClient({
-      proxyAddrs: () => [`127.0.0.1:${limited.port}`], tls: { ...other, caPems: [ca.certPem] }, onConnection: echo, log: silent,
+      proxyAddrs: () => [`127.0.0.1:${limited.port}`],
+      tls: { ...other, caPems: [ca.certPem] },
+      onConnection: echo,
+      log: silent,
       backoff: { minMs: 20, maxMs: 50 },
     });
     return {
-      limited, holders, agent, lines,
+      limited,
+      holders,
+      agent,
+      lines,
       async close() {
         await agent.close();
         for (const h of holders) h.destroy();
@@ -372,9 +441,16 @@ describe('reverse tunnel', () => {
       await waitFor('the agent to be turned away a few times', () => t.limited.accepted >= 2 + 3);
       assert.deepEqual(t.limited.tunnels.agents(), []);
       assert.equal(t.limited.tunnels.handshakesInProgress(), 2, 'a shed connection never counts as a handshake');
-      assert.equal(t.lines.filter((l) => l.includes('proxy busy with tunnel handshakes')).length, 1, 'said once, not per connection');
+      assert.equal(
+        t.lines.filter((l) => l.includes('proxy busy with tunnel handshakes')).length,
+        1,
+        'said once, not per connection',
+      );
       for (const h of t.holders) h.destroy();
-      await waitFor('the agent, once a slot is free', () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1);
+      await waitFor(
+        'the agent, once a slot is free',
+        () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1,
+      );
       assert.equal(t.limited.tunnels.handshakesInProgress(), 0, 'a tunnel that is up no longer counts');
     } finally {
       await t.close();
@@ -384,7 +460,10 @@ describe('reverse tunnel', () => {
   it('does not let stalled handshakes lock agents out of a proxy that is not busy', async () => {
     const t = await proxyWithSlotsHeld(false);
     try {
-      await waitFor('the agent, past the stalled handshakes', () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1);
+      await waitFor(
+        'the agent, past the stalled handshakes',
+        () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1,
+      );
       assert.equal(t.limited.tunnels.handshakesInProgress(), 2, 'the stalled ones are still there');
       assert.equal(t.lines.filter((l) => l.includes('proxy busy')).length, 0);
     } finally {
@@ -394,7 +473,12 @@ describe('reverse tunnel', () => {
 
   it('ends the streams of an agent that closes', async () => {
     const other = await hostCert(ca, 'node-2', ['node']);
-    const a2 = startTunnelClient({ proxyAddrs: () => [`127.0.0.1:${proxy.port}`], tls: { ...other, caPems: [ca.certPem] }, onConnection: echo, log: silent });
+    const a2 = startTunnelClient({
+      proxyAddrs: () => [`127.0.0.1:${proxy.port}`],
+      tls: { ...other, caPems: [ca.certPem] },
+      onConnection: echo,
+      log: silent,
+    });
     await waitFor('node-2', () => proxy.tunnels.agents().includes('node-2'));
     const stream = await proxy.tunnels.dial('node-2', { clientAddr: '1.2.3.4:5', target: 'x:22' });
     stream.on('error', () => {});
@@ -403,7 +487,9 @@ describe('reverse tunnel', () => {
     await closed;
     assert.ok(stream.destroyed);
     await waitFor('node-2 to leave', () => !proxy.tunnels.agents().includes('node-2'));
-    await assert.rejects(proxy.tunnels.dial('node-2', { clientAddr: '1.2.3.4:5', target: 'x:22' }), { code: 'ERR_NOT_FOUND' });
+    await assert.rejects(proxy.tunnels.dial('node-2', { clientAddr: '1.2.3.4:5', target: 'x:22' }), {
+      code: 'ERR_NOT_FOUND',
+    });
   });
 
   it('drops and re-dials a tunnel whose proxy stops answering PINGs', async () => {
@@ -460,7 +546,9 @@ describe('reverse tunnel', () => {
     });
     try {
       await waitFor('two attempts', () => p2.accepted >= 2);
-      await waitFor('the proxy to log the refusal', () => proxyLog.lines.some((l) => l.includes('refused in TLS handshake')));
+      await waitFor('the proxy to log the refusal', () =>
+        proxyLog.lines.some((l) => l.includes('refused in TLS handshake')),
+      );
       assert.deepEqual(p2.tunnels.agents(), []);
       assert.deepEqual(bad.connected(), []);
       await waitFor('the agent to log the refusal', () =>
@@ -474,7 +562,11 @@ describe('reverse tunnel', () => {
 
   it('refuses (as an agent) a proxy whose certificate lacks the proxy role', async () => {
     const fake = await hostCert(ca, 'not-a-proxy', ['node']);
-    const fakeProxy = await startTinyProxy({ keyPem: fake.keyPem, certChainPem: fake.certPem + ca.certPem, caPems: [ca.certPem] });
+    const fakeProxy = await startTinyProxy({
+      keyPem: fake.keyPem,
+      certChainPem: fake.certPem + ca.certPem,
+      caPems: [ca.certPem],
+    });
     const { log, lines } = capturingLog();
     const reached: string[] = [];
     const a = startTunnelClient({
@@ -488,7 +580,10 @@ describe('reverse tunnel', () => {
       backoff: { minMs: 20, maxMs: 50 },
     });
     try {
-      await waitFor('the refusal', () => lines.some((l) => l.includes('proxy certificate lacks the proxy role')) && fakeProxy.accepted >= 2);
+      await waitFor(
+        'the refusal',
+        () => lines.some((l) => l.includes('proxy certificate lacks the proxy role')) && fakeProxy.accepted >= 2,
+      );
       assert.deepEqual(a.connected(), []);
       // Nothing it opens reaches the agent.
       await waitFor('the fake proxy to lose the agent', () => fakeProxy.tunnels.agents().length === 0);
@@ -501,9 +596,19 @@ describe('reverse tunnel', () => {
 
   it('refuses a proxy of another cluster signed by the same CA', async () => {
     const other = await hostCert(ca, 'proxy-x', ['proxy'], 'elsewhere');
-    const otherProxy = await startTinyProxy({ keyPem: other.keyPem, certChainPem: other.certPem + ca.certPem, caPems: [ca.certPem] });
+    const otherProxy = await startTinyProxy({
+      keyPem: other.keyPem,
+      certChainPem: other.certPem + ca.certPem,
+      caPems: [ca.certPem],
+    });
     const { log, lines } = capturingLog();
-    const a = startTunnelClient({ proxyAddrs: () => [`127.0.0.1:${otherProxy.port}`], tls: agentTLS, onConnection: echo, log, backoff: { minMs: 20, maxMs: 50 } });
+    const a = startTunnelClient({
+      proxyAddrs: () => [`127.0.0.1:${otherProxy.port}`],
+      tls: agentTLS,
+      onConnection: echo,
+      log,
+      backoff: { minMs: 20, maxMs: 50 },
+    });
     try {
       await waitFor('the refusal', () => lines.some((l) => l.includes('proxy belongs to cluster elsewhere')));
       assert.deepEqual(a.connected(), []);

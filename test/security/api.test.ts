@@ -32,12 +32,19 @@ before(async () => {
   writeFileSync(caFile, cluster.adminIdentity().caPems.join(''));
   ids.admin = { cert: join(cluster.dataDir, 'admin', 'tls.crt'), key: join(cluster.dataDir, 'admin', 'tls.key') };
   // A user whose only role grants a login and no rule at all.
-  ok(await cluster.wctl(['create', '-f', '-'], { stdin: 'kind: role\nversion: v1\nmetadata: {name: login-only}\nspec:\n  allow: {logins: [nobody]}\n' }));
+  ok(
+    await cluster.wctl(['create', '-f', '-'], {
+      stdin: 'kind: role\nversion: v1\nmetadata: {name: login-only}\nspec:\n  allow: {logins: [nobody]}\n',
+    }),
+  );
   ok(await cluster.wctl(['users', 'add', 'norules', '--roles', 'login-only', '--logins', 'nobody']));
   ok(await cluster.wctl(['auth', 'sign', '--user', 'norules', '--format', 'tls', '--out', join(work, 'norules')]));
   ids.user = { cert: join(work, 'norules.crt'), key: join(work, 'norules.key') };
   // The home-lab node's own host identity: a service with the node system role.
-  const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as { tlsKey: string; tlsCert: string };
+  const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as {
+    tlsKey: string;
+    tlsCert: string;
+  };
   writeFileSync(join(work, 'node.key'), node.tlsKey, { mode: 0o600 });
   writeFileSync(join(work, 'node.crt'), node.tlsCert);
   ids.node = { cert: join(work, 'node.crt'), key: join(work, 'node.key') };
@@ -52,7 +59,16 @@ const methods = AuthService.methods;
 const SAMPLE: Record<string, unknown> = {
   GetResource: { kind: 'user', name: 'alice' },
   ListResources: { kind: 'user' },
-  UpsertResource: { resource: { json: JSON.stringify({ kind: 'role', version: 'v1', metadata: { name: 'pwned' }, spec: { allow: { logins: ['root'] } } }) } },
+  UpsertResource: {
+    resource: {
+      json: JSON.stringify({
+        kind: 'role',
+        version: 'v1',
+        metadata: { name: 'pwned' },
+        spec: { allow: { logins: ['root'] } },
+      }),
+    },
+  },
   DeleteResource: { kind: 'user', name: 'alice' },
   CreateUser: { name: 'mallory', roles: ['editor'] },
   ResetPassword: { name: 'alice' },
@@ -67,12 +83,32 @@ const SAMPLE: Record<string, unknown> = {
 /** Methods anyone may call: the token or nothing at all is the credential. Everything else needs a certificate. */
 const ANONYMOUS_OK = new Set(['Ping', 'RegisterUsingToken']);
 /** What a user whose roles grant no rule may still call (their own certificates and second factors, the public CA keys). */
-const ANY_USER_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'GenerateUserCerts', 'BeginMFARegistration', 'FinishMFARegistration', 'ListMFADevices', 'DeleteMFADevice', 'CreateAuthenticateChallenge']);
+const ANY_USER_OK = new Set([
+  ...ANONYMOUS_OK,
+  'ExportCAs',
+  'GenerateUserCerts',
+  'BeginMFARegistration',
+  'FinishMFARegistration',
+  'ListMFADevices',
+  'DeleteMFADevice',
+  'CreateAuthenticateChallenge',
+]);
 /**
  * What a node's host certificate may call: run as a node (heartbeat, audit, recordings, renewing its own host
  * certificate) and read what it caches.
  */
-const NODE_OK = new Set([...ANONYMOUS_OK, 'ExportCAs', 'Heartbeat', 'HeartbeatStream', 'EmitAuditEvents', 'UploadRecording', 'GetResource', 'ListResources', 'Watch', 'RenewHostCerts']);
+const NODE_OK = new Set([
+  ...ANONYMOUS_OK,
+  'ExportCAs',
+  'Heartbeat',
+  'HeartbeatStream',
+  'EmitAuditEvents',
+  'UploadRecording',
+  'GetResource',
+  'ListResources',
+  'Watch',
+  'RenewHostCerts',
+]);
 
 interface RPCAnswer {
   status: string;
@@ -91,20 +127,40 @@ function envelope(json: Buffer, flags = 0): Buffer {
 
 let seq = 0;
 /** One call with curl: the Connect protocol, JSON (or raw bytes), over HTTP/2 and mutual TLS. */
-async function call(method: (typeof methods)[number], body: Buffer | unknown, who?: CurlIdentity, contentType?: string): Promise<RPCAnswer> {
+async function call(
+  method: (typeof methods)[number],
+  body: Buffer | unknown,
+  who?: CurlIdentity,
+  contentType?: string,
+): Promise<RPCAnswer> {
   const streaming = method.methodKind !== 'unary';
   let data = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
   if (streaming) data = envelope(data);
   const file = join(work, `body-${seq++}`);
   writeFileSync(file, data);
   const out = join(work, `out-${seq++}`);
-  const r = await run('curl', [
-    '-sS', '--http2', '--max-time', '20', '--cacert', caFile,
-    ...(who ? ['--cert', who.cert, '--key', who.key] : []),
-    '-H', `content-type: ${contentType ?? (streaming ? 'application/connect+json' : 'application/json')}`,
-    '--data-binary', `@${file}`, '-o', out, '-w', '%{http_code}',
-    `https://127.0.0.1:${cluster.authAddr.split(':')[1]}/${AuthService.typeName}/${method.name}`,
-  ], { timeoutMs: 30_000 });
+  const r = await run(
+    'curl',
+    [
+      '-sS',
+      '--http2',
+      '--max-time',
+      '20',
+      '--cacert',
+      caFile,
+      ...(who ? ['--cert', who.cert, '--key', who.key] : []),
+      '-H',
+      `content-type: ${contentType ?? (streaming ? 'application/connect+json' : 'application/json')}`,
+      '--data-binary',
+      `@${file}`,
+      '-o',
+      out,
+      '-w',
+      '%{http_code}',
+      `https://127.0.0.1:${cluster.authAddr.split(':')[1]}/${AuthService.typeName}/${method.name}`,
+    ],
+    { timeoutMs: 30_000 },
+  );
   // A streaming call refused before its request was read ends with the error envelope and then a reset
   // of the stream (we will not read the rest of the body), which curl reports as exit 92.
   const resetAfterAnswer = streaming && r.code === 92;
@@ -133,7 +189,11 @@ async function call(method: (typeof methods)[number], body: Buffer | unknown, wh
 
 /** No refusal leaks a stack trace, a source path or an internal error. */
 function assertNoInternals(a: RPCAnswer, what: string): void {
-  assert.doesNotMatch(a.body, /\bat \S+ \(|node_modules|\/src\/|\.ts:\d+/, `${what}: internals in the answer: ${a.body.slice(0, 300)}`);
+  assert.doesNotMatch(
+    a.body,
+    /\bat \S+ \(|node_modules|\/src\/|\.ts:\d+/,
+    `${what}: internals in the answer: ${a.body.slice(0, 300)}`,
+  );
   assert.notEqual(a.code, 'internal', `${what}: internal error: ${a.body.slice(0, 300)}`);
   assert.notEqual(a.code, 'unknown', `${what}: unknown error: ${a.body.slice(0, 300)}`);
 }
@@ -141,15 +201,21 @@ function assertNoInternals(a: RPCAnswer, what: string): void {
 /** Runs `fn` over every method, a few at a time (each is a curl process). */
 async function eachMethod(fn: (m: (typeof methods)[number]) => Promise<void>): Promise<void> {
   const queue = [...methods];
-  await Promise.all(Array.from({ length: 6 }, async () => {
-    for (let m = queue.shift(); m; m = queue.shift()) await fn(m);
-  }));
+  await Promise.all(
+    Array.from({ length: 6 }, async () => {
+      for (let m = queue.shift(); m; m = queue.shift()) await fn(m);
+    }),
+  );
 }
 
 describe('the Auth API under hostile callers', () => {
   it('has methods to test, read from the service descriptor', () => {
     assert.ok(methods.length >= 15, `only ${methods.length} methods`);
-    for (const name of ['Ping', 'AuthenticateUser', 'Watch']) assert.ok(methods.some((m) => m.name === name), name);
+    for (const name of ['Ping', 'AuthenticateUser', 'Watch'])
+      assert.ok(
+        methods.some((m) => m.name === name),
+        name,
+      );
   });
 
   describe('every method', { concurrency: 1 }, () => {
@@ -159,7 +225,12 @@ describe('the Auth API under hostile callers', () => {
           const a = await call(m, body);
           assertNoInternals(a, `${m.name} anonymous`);
           if (m.name === 'Ping') assert.equal(a.status, '200', a.body);
-          else assert.equal(a.code, 'permission_denied', `${m.name} without a certificate with ${JSON.stringify(body)}: ${a.status} ${a.body.slice(0, 300)}`);
+          else
+            assert.equal(
+              a.code,
+              'permission_denied',
+              `${m.name} without a certificate with ${JSON.stringify(body)}: ${a.status} ${a.body.slice(0, 300)}`,
+            );
         }
       });
     });
@@ -169,11 +240,15 @@ describe('the Auth API under hostile callers', () => {
         if (ANY_USER_OK.has(m.name)) return;
         const a = await call(m, SAMPLE[m.name] ?? {}, ids.user);
         assertNoInternals(a, `${m.name} as user`);
-        assert.equal(a.code, 'permission_denied', `${m.name} as a user without rules: ${a.status} ${a.body.slice(0, 300)}`);
+        assert.equal(
+          a.code,
+          'permission_denied',
+          `${m.name} as a user without rules: ${a.status} ${a.body.slice(0, 300)}`,
+        );
       });
     });
 
-    it('refuses a node\'s host certificate what only users and admins may do', async () => {
+    it("refuses a node's host certificate what only users and admins may do", async () => {
       await eachMethod(async (m) => {
         if (NODE_OK.has(m.name)) return;
         const a = await call(m, SAMPLE[m.name] ?? {}, ids.node);
@@ -196,7 +271,13 @@ describe('the Auth API under hostile callers', () => {
         ['cut-off JSON', Buffer.from('{"kind": "us'), undefined],
         // Every field of the method's request message set to a list of numbers: no field type accepts that.
         ['fields of the wrong type', Buffer.alloc(0), undefined],
-        ['JSON that is not an object', Buffer.from('[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]'), undefined],
+        [
+          'JSON that is not an object',
+          Buffer.from(
+            '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]',
+          ),
+          undefined,
+        ],
         ['protobuf garbage', Buffer.from('0aff ffff ffff ffff ffff 01'.replace(/ /g, ''), 'hex'), 'application/proto'],
       ];
       await eachMethod(async (m) => {

@@ -98,7 +98,11 @@ interface AuditEvent {
 async function events(type: string, user?: string): Promise<AuditEvent[]> {
   const who = user ? ['--user', user] : [];
   const out = ok(await cluster.wctl(['events', '--type', type, ...who, '--limit', '1000', '--format', 'json']));
-  return out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+  return out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as AuditEvent);
 }
 
 describe('password guessing and anonymous floods', { concurrency: 1 }, () => {
@@ -126,9 +130,15 @@ describe('password guessing and anonymous floods', { concurrency: 1 }, () => {
     const failures = (await events('user.login', target.user)).filter((e) => e.success === false);
     assert.equal(failures.length, denied.length, 'every sign-in that reached auth is audited');
     assert.ok(failures.filter((e) => e.error === 'bad password').length <= MAX_ATTEMPTS);
-    assert.ok(failures.every((e) => e.remote_addr?.endsWith(ATTACKER)), 'auth records the address the proxy saw');
+    assert.ok(
+      failures.every((e) => e.remote_addr?.endsWith(ATTACKER)),
+      'auth records the address the proxy saw',
+    );
     const locks = await events('user.login_locked', target.user);
-    assert.deepEqual(locks.map((e) => e.source), [ATTACKER]);
+    assert.deepEqual(
+      locks.map((e) => e.source),
+      [ATTACKER],
+    );
     const bursts = await poll('the rate limit audit', async () => {
       const found = (await events('proxy.rate_limited')).filter((e) => e.source === ATTACKER && e.limit === 'sign_in');
       return found.length ? found : undefined;
@@ -185,7 +195,7 @@ describe('password guessing and anonymous floods', { concurrency: 1 }, () => {
     assert.ok(answers.every((a) => a.status === 403 || a.status === 429));
   });
 
-  it("limits the connections one address opens to the auth API through the proxy (agents join there)", async () => {
+  it('limits the connections one address opens to the auth API through the proxy (agents join there)', async () => {
     const [host, port] = cluster.proxyAddr.split(':');
     // A TLS handshake with ALPN ward-auth that completes is one that reached the auth server.
     const handshake = (from: string) =>

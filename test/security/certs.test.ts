@@ -61,8 +61,22 @@ function identity(name: string, certLine: string, key = sshKey): string {
   copyFileSync(key, file);
   writeFileSync(`${file}-cert.pub`, certLine);
   const cfg = join(work, `${name}.ssh_config`);
-  writeFileSync(cfg, ['Host *', `  IdentityFile ${file}`, `  CertificateFile ${file}-cert.pub`, '  IdentitiesOnly yes', `  UserKnownHostsFile ${knownHosts}`,
-    '  GlobalKnownHostsFile /dev/null', '  StrictHostKeyChecking yes', '  BatchMode yes', '  ConnectTimeout 10', '  LogLevel ERROR', ''].join('\n'));
+  writeFileSync(
+    cfg,
+    [
+      'Host *',
+      `  IdentityFile ${file}`,
+      `  CertificateFile ${file}-cert.pub`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${knownHosts}`,
+      '  GlobalKnownHostsFile /dev/null',
+      '  StrictHostKeyChecking yes',
+      '  BatchMode yes',
+      '  ConnectTimeout 10',
+      '  LogLevel ERROR',
+      '',
+    ].join('\n'),
+  );
   return cfg;
 }
 
@@ -75,13 +89,25 @@ function refused(r: RunResult, what: string): void {
 
 /** Waits for a log line of the ward process whose reason matches (why the refusal happened). */
 async function assertLoggedReason(msg: RegExp, reason: RegExp): Promise<void> {
-  const seen = () => cluster.log.split('\n').filter((l) => /refused|denied/.test(l)).slice(-6).join('\n');
-  await poll(`${msg} with ${reason} in the log`, async () =>
-    cluster.log.split('\n').some((line) => {
-      if (!line.startsWith('{')) return false;
-      const e = JSON.parse(line) as { msg?: string; reason?: string };
-      return msg.test(e.msg ?? '') && reason.test(e.reason ?? '');
-    }) ? true : undefined, 5_000, 50).catch((err: Error) => {
+  const seen = () =>
+    cluster.log
+      .split('\n')
+      .filter((l) => /refused|denied/.test(l))
+      .slice(-6)
+      .join('\n');
+  await poll(
+    `${msg} with ${reason} in the log`,
+    async () =>
+      cluster.log.split('\n').some((line) => {
+        if (!line.startsWith('{')) return false;
+        const e = JSON.parse(line) as { msg?: string; reason?: string };
+        return msg.test(e.msg ?? '') && reason.test(e.reason ?? '');
+      })
+        ? true
+        : undefined,
+    5_000,
+    50,
+  ).catch((err: Error) => {
     throw new Error(`${err.message}; the latest refusals:\n${seen()}`);
   });
 }
@@ -93,15 +119,23 @@ async function assertLoggedReason(msg: RegExp, reason: RegExp): Promise<void> {
 function ssh2Login(port: string, username: string, keyPem: string, certLine: string): Promise<'accepted' | 'refused'> {
   const client = new ssh2.Client();
   return new Promise((resolve, reject) => {
-    client.once('ready', () => { client.end(); resolve('accepted'); });
+    client.once('ready', () => {
+      client.end();
+      resolve('accepted');
+    });
     client.once('error', (err: Error & { level?: string }) => {
       client.end();
       if (err.level === 'client-authentication') resolve('refused');
       else reject(err);
     });
     client.connect({
-      host: '127.0.0.1', port: Number(port), username, readyTimeout: 10_000, hostVerifier: () => true,
-      privateKey: keyPem, certificate: Buffer.from(certLine.trim().split(' ')[1]!, 'base64'),
+      host: '127.0.0.1',
+      port: Number(port),
+      username,
+      readyTimeout: 10_000,
+      hostVerifier: () => true,
+      privateKey: keyPem,
+      certificate: Buffer.from(certLine.trim().split(' ')[1]!, 'base64'),
     } as ssh2.ConnectConfig);
   });
 }
@@ -117,20 +151,32 @@ async function assertRefusedEverywhereSSH2(keyPem: string, certLine: string, rea
 async function assertRefusedEverywhere(cfg: string, reason: RegExp): Promise<void> {
   refused(await run('ssh', ['-F', cfg, '-p', nodePort, 'root@127.0.0.1', 'true']), 'at the node');
   await assertLoggedReason(/authentication refused|ssh access denied/, reason);
-  refused(await run('ssh', ['-F', cfg, '-J', `alice@127.0.0.1:${proxyPort}`, `root@${target.node}`, 'true']), 'at the proxy');
+  refused(
+    await run('ssh', ['-F', cfg, '-J', `alice@127.0.0.1:${proxyPort}`, `root@${target.node}`, 'true']),
+    'at the proxy',
+  );
   await assertLoggedReason(/proxy ssh: certificate refused/, reason);
 }
 
 describe('certificates that must not work', () => {
   describe('OpenSSH certificates at the proxy and the node', { concurrency: 1 }, () => {
-    it('accepts alice\'s real certificate (the control case)', async () => {
+    it("accepts alice's real certificate (the control case)", async () => {
       const cfg = identity('real', sshCertLine);
       assert.equal(ok(await run('ssh', ['-F', cfg, '-p', nodePort, 'root@127.0.0.1', 'echo node'])).trim(), 'node');
-      assert.equal(ok(await run('ssh', ['-F', cfg, '-J', `alice@127.0.0.1:${proxyPort}`, `root@${target.node}`, 'echo proxy'])).trim(), 'proxy');
+      assert.equal(
+        ok(
+          await run('ssh', ['-F', cfg, '-J', `alice@127.0.0.1:${proxyPort}`, `root@${target.node}`, 'echo proxy']),
+        ).trim(),
+        'proxy',
+      );
     });
 
     it('refuses a certificate that is not valid yet', async () => {
-      const line = await resignSSHCert(cluster, sshCertLine, (f) => ({ ...f, validAfter: new Date(Date.now() + 3_600_000), validBefore: new Date(Date.now() + 7_200_000) }));
+      const line = await resignSSHCert(cluster, sshCertLine, (f) => ({
+        ...f,
+        validAfter: new Date(Date.now() + 3_600_000),
+        validBefore: new Date(Date.now() + 7_200_000),
+      }));
       await assertRefusedEverywhere(identity('future', line), /not yet valid/);
     });
 
@@ -142,25 +188,48 @@ describe('certificates that must not work', () => {
       assert.ok(at > 0);
       blob.write('root', at, 'latin1');
       // (OpenSSH may decline to offer such a certificate at all; ssh2 sends it as it is.)
-      await assertRefusedEverywhereSSH2(readFileSync(sshKey, 'utf8'), `${signed.split(' ')[0]} ${blob.toString('base64')}`, /invalid CA signature/);
+      await assertRefusedEverywhereSSH2(
+        readFileSync(sshKey, 'utf8'),
+        `${signed.split(' ')[0]} ${blob.toString('base64')}`,
+        /invalid CA signature/,
+      );
     });
 
     it('refuses a certificate signed for another cluster by the same CA key', async () => {
-      const line = await resignSSHCert(cluster, sshCertLine, (f) => ({ ...f, extensions: { ...f.extensions, 'ward-cluster@ward.dev': 'elsewhere' } }));
+      const line = await resignSSHCert(cluster, sshCertLine, (f) => ({
+        ...f,
+        extensions: { ...f.extensions, 'ward-cluster@ward.dev': 'elsewhere' },
+      }));
       await assertRefusedEverywhere(identity('other-cluster', line), /another cluster/);
     });
 
-    it('refuses a node\'s host certificate used as a user certificate', async () => {
-      const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as { sshKey: string; sshCert: string };
+    it("refuses a node's host certificate used as a user certificate", async () => {
+      const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as {
+        sshKey: string;
+        sshCert: string;
+      };
       // Signed by the host CA, which no one trusts for users.
       await assertRefusedEverywhereSSH2(node.sshKey, node.sshCert, /not signed by a trusted certificate authority/);
       // And a host-type certificate from the user CA itself: refused for its type.
-      const hostType = await resignSSHCert(cluster, sshCertLine, (f) => ({ ...f, certType: 'host', criticalOptions: {} }));
-      await assertRefusedEverywhereSSH2(readFileSync(sshKey, 'utf8'), hostType, /expected a user certificate, got a host certificate/);
+      const hostType = await resignSSHCert(cluster, sshCertLine, (f) => ({
+        ...f,
+        certType: 'host',
+        criticalOptions: {},
+      }));
+      await assertRefusedEverywhereSSH2(
+        readFileSync(sshKey, 'utf8'),
+        hostType,
+        /expected a user certificate, got a host certificate/,
+      );
     });
 
     it('refuses a certificate whose role was deleted since it was issued', async () => {
-      ok(await cluster.wctl(['create', '-f', '-'], { stdin: 'kind: role\nversion: v1\nmetadata: {name: temp-root}\nspec:\n  allow: {logins: [root], node_labels: {"*": "*"}}\n' }));
+      ok(
+        await cluster.wctl(['create', '-f', '-'], {
+          stdin:
+            'kind: role\nversion: v1\nmetadata: {name: temp-root}\nspec:\n  allow: {logins: [root], node_labels: {"*": "*"}}\n',
+        }),
+      );
       ok(await cluster.wctl(['users', 'add', 'tom', '--roles', 'temp-root', '--logins', 'root']));
       const key = join(work, 'tom');
       ok(await cluster.wctl(['auth', 'sign', '--user', 'tom', '--format', 'openssh', '--out', key]));
@@ -172,7 +241,9 @@ describe('certificates that must not work', () => {
       await cluster.adminClient().upsertResource({ resource: { json: JSON.stringify(user) }, overwrite: true });
       ok(await cluster.wctl(['rm', 'role/temp-root']));
       // The node's and the proxy's role caches are watch-fed: the refusal comes within moments.
-      await poll('the node to refuse tom', async () => ((await run('ssh', ['-F', cfg, '-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined));
+      await poll('the node to refuse tom', async () =>
+        (await run('ssh', ['-F', cfg, '-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined,
+      );
       await assertRefusedEverywhere(cfg, /role "temp-root" no longer exists/);
     });
   });
@@ -181,12 +252,15 @@ describe('certificates that must not work', () => {
     const denied = (pattern: RegExp) => (err: Error) => err instanceof AccessDenied && pattern.test(err.message);
     const client = (certPem: string, keyPem = tlsKey) => cluster.client({ keyPem, certPem, caPems });
 
-    it('accepts alice\'s real certificate, reissued unchanged (the control case)', async () => {
+    it("accepts alice's real certificate, reissued unchanged (the control case)", async () => {
       await client(await reissueTLSCert(cluster, tlsCert, {})).listResources({ kind: 'node' });
     });
 
     it('refuses a certificate that is not valid yet', async () => {
-      const future = await reissueTLSCert(cluster, tlsCert, { notBefore: new Date(Date.now() + 3_600_000), notAfter: new Date(Date.now() + 7_200_000) });
+      const future = await reissueTLSCert(cluster, tlsCert, {
+        notBefore: new Date(Date.now() + 3_600_000),
+        notAfter: new Date(Date.now() + 7_200_000),
+      });
       await assert.rejects(client(future).listResources({ kind: 'node' }), denied(/not valid yet/));
     });
 
@@ -198,8 +272,12 @@ describe('certificates that must not work', () => {
       der.write('"editor"', at, 'latin1');
       const edited = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
       // Refused in the handshake (the session closes) or by the API: either way, never served.
-      await assert.rejects(client(edited).listResources({ kind: 'user' }), (err: Error) =>
-        denied(/not from this cluster's certificate authority/)(err) || /Session closed|stream closed|socket hang up|ECONNRESET/.test(err.message));
+      await assert.rejects(
+        client(edited).listResources({ kind: 'user' }),
+        (err: Error) =>
+          denied(/not from this cluster's certificate authority/)(err) ||
+          /Session closed|stream closed|socket hang up|ECONNRESET/.test(err.message),
+      );
     });
 
     it('refuses a certificate issued for another cluster by the same CA key', async () => {
@@ -207,34 +285,77 @@ describe('certificates that must not work', () => {
       await assert.rejects(client(other).listResources({ kind: 'node' }), denied(/another cluster/));
     });
 
-    it('refuses a node\'s host certificate as a user at the proxy\'s SSH-over-TLS door', async () => {
-      const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as { tlsKey: string; tlsCert: string };
+    it("refuses a node's host certificate as a user at the proxy's SSH-over-TLS door", async () => {
+      const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as {
+        tlsKey: string;
+        tlsCert: string;
+      };
       const answer = await sshOverTLS(node.tlsCert, node.tlsKey);
       assert.match(answer, /^ERR access denied/);
       assert.match(await sshOverTLS(tlsCert, tlsKey), /^OK/, 'the control: alice gets through');
     });
 
-    it('refuses a user certificate in place of an agent\'s host certificate on the reverse tunnel', async () => {
+    it("refuses a user certificate in place of an agent's host certificate on the reverse tunnel", async () => {
       const closed = await new Promise<boolean>((resolve) => {
-        const s = tls.connect({ host: '127.0.0.1', port: Number(proxyPort), ALPNProtocols: ['ward-reversetunnel'], key: tlsKey, cert: tlsCert, ca: caPems, servername: 'localhost', checkServerIdentity: () => undefined });
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: Number(proxyPort),
+          ALPNProtocols: ['ward-reversetunnel'],
+          key: tlsKey,
+          cert: tlsCert,
+          ca: caPems,
+          servername: 'localhost',
+          checkServerIdentity: () => undefined,
+        });
         s.on('error', () => undefined);
         s.resume();
-        const timer = setTimeout(() => { s.destroy(); resolve(false); }, 5_000);
-        s.once('close', () => { clearTimeout(timer); resolve(true); });
+        const timer = setTimeout(() => {
+          s.destroy();
+          resolve(false);
+        }, 5_000);
+        s.once('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
       });
       assert.equal(closed, true, 'the tunnel stayed open for a user certificate');
-      await poll('the refusal in the log', async () => (/tunnel peer is not a host/.test(cluster.log) ? true : undefined), 5_000, 50);
+      await poll(
+        'the refusal in the log',
+        async () => (/tunnel peer is not a host/.test(cluster.log) ? true : undefined),
+        5_000,
+        50,
+      );
     });
     it('drops an agent that breaks the tunnel record layer after a valid handshake', async () => {
       // A host certificate the proxy accepts (a node's key, its own host id), used by a peer that then misbehaves.
-      const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as { tlsKey: string; tlsCert: string };
-      const cert = await reissueTLSCert(cluster, node.tlsCert, { identity: (id) => ({ ...id, username: 'hostile-agent', hostId: 'hostile-agent' }) });
+      const node = JSON.parse(readFileSync(join(cluster.dataDir, 'node', 'identity.json'), 'utf8')) as {
+        tlsKey: string;
+        tlsCert: string;
+      };
+      const cert = await reissueTLSCert(cluster, node.tlsCert, {
+        identity: (id) => ({ ...id, username: 'hostile-agent', hostId: 'hostile-agent' }),
+      });
       const agentTLS = (socket: Duplex) =>
-        tls.connect({ socket, ALPNProtocols: ['ward-reversetunnel'], key: node.tlsKey, cert, ca: caPems, servername: 'localhost', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+        tls.connect({
+          socket,
+          ALPNProtocols: ['ward-reversetunnel'],
+          key: node.tlsKey,
+          cert,
+          ca: caPems,
+          servername: 'localhost',
+          minVersion: 'TLSv1.3',
+          checkServerIdentity: () => undefined,
+        });
       const closedWithin = (s: { once(e: 'close', f: () => void): unknown; destroy(): void }, ms: number) =>
         new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => { s.destroy(); resolve(false); }, ms);
-          s.once('close', () => { clearTimeout(timer); resolve(true); });
+          const timer = setTimeout(() => {
+            s.destroy();
+            resolve(false);
+          }, ms);
+          s.once('close', () => {
+            clearTimeout(timer);
+            resolve(true);
+          });
         });
 
       // Its multiplexer over TLS, as an agent from before the record layer would speak.
@@ -243,10 +364,26 @@ describe('certificates that must not work', () => {
       old.once('secureConnect', () => old.write(Buffer.from([1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])));
       old.resume();
       assert.equal(await closedWithin(old, 5_000), true, 'the proxy kept a tunnel that never switched');
-      await poll('the refusal in the log', async () => (/instead of switching to records/.test(cluster.log) ? true : undefined), 5_000, 50).catch((e) => { console.log(cluster.log.split('\n').filter((l) => /tunnel/.test(l)).slice(-5).join('\n')); throw e; });
+      await poll(
+        'the refusal in the log',
+        async () => (/instead of switching to records/.test(cluster.log) ? true : undefined),
+        5_000,
+        50,
+      ).catch((e) => {
+        console.log(
+          cluster.log
+            .split('\n')
+            .filter((l) => /tunnel/.test(l))
+            .slice(-5)
+            .join('\n'),
+        );
+        throw e;
+      });
 
       // A proper switch, then a record it did not seal (a forged one, as a man in the middle would send).
-      const channel = new RecordChannel(net.connect({ host: '127.0.0.1', port: Number(proxyPort) }), { switchTimeoutMs: 5_000 });
+      const channel = new RecordChannel(net.connect({ host: '127.0.0.1', port: Number(proxyPort) }), {
+        switchTimeoutMs: 5_000,
+      });
       channel.on('error', () => undefined);
       const t = agentTLS(channel.transport!);
       t.on('error', () => undefined);
@@ -255,7 +392,12 @@ describe('certificates that must not work', () => {
       await poll('the switch', async () => (channel.switched ? true : undefined), 5_000, 20);
       channel.raw.write(Buffer.concat([Buffer.from([0, 0, 0, 40]), randomBytes(40)]));
       assert.equal(await closedWithin(channel, 5_000), true, 'the proxy kept a tunnel after a forged record');
-      await poll('the refusal in the log', async () => (/record failed authentication/.test(cluster.log) ? true : undefined), 5_000, 50);
+      await poll(
+        'the refusal in the log',
+        async () => (/record failed authentication/.test(cluster.log) ? true : undefined),
+        5_000,
+        50,
+      );
     });
   });
 
@@ -268,9 +410,21 @@ describe('certificates that must not work', () => {
 /** `wsh proxy ssh`'s door: mutual TLS with ALPN ward-proxy-ssh, "HOST:PORT\n", then the proxy's answer line. */
 function sshOverTLS(certPem: string, keyPem: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: Number(proxyPort), ALPNProtocols: ['ward-proxy-ssh'], key: keyPem, cert: certPem, ca: caPems, servername: 'localhost', checkServerIdentity: () => undefined }, () => {
-      s.write(`${target.node}:22\n`);
-    });
+    const s = tls.connect(
+      {
+        host: '127.0.0.1',
+        port: Number(proxyPort),
+        ALPNProtocols: ['ward-proxy-ssh'],
+        key: keyPem,
+        cert: certPem,
+        ca: caPems,
+        servername: 'localhost',
+        checkServerIdentity: () => undefined,
+      },
+      () => {
+        s.write(`${target.node}:22\n`);
+      },
+    );
     let text = '';
     s.setEncoding('utf8').on('data', (d: string) => {
       text += d;
@@ -280,6 +434,9 @@ function sshOverTLS(certPem: string, keyPem: string): Promise<string> {
       }
     });
     s.on('error', reject);
-    setTimeout(() => { s.destroy(); reject(new Error(`no answer: ${text}`)); }, 10_000);
+    setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no answer: ${text}`));
+    }, 10_000);
   });
 }

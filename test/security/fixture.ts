@@ -7,7 +7,11 @@ import { hostname } from 'node:os';
 import { delay, startCluster, type Cluster, type ClusterOptions, type RunResult } from '../harness.ts';
 
 export function ok(r: RunResult): string {
-  assert.equal(r.code, 0, `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.equal(
+    r.code,
+    0,
+    `expected success, got exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+  );
   return r.stdout;
 }
 
@@ -25,11 +29,21 @@ export async function startTarget(options: ClusterOptions = {}): Promise<Target>
   const cluster = await startCluster({ node: true, ...options });
   const user = 'alice';
   const password = `pw-${randomBytes(12).toString('base64url')}`;
-  ok(await cluster.wctl(['users', 'add', user, '--roles', 'access', '--logins', 'root', '--password-stdin'], { stdin: `${password}\n` }));
+  ok(
+    await cluster.wctl(['users', 'add', user, '--roles', 'access', '--logins', 'root', '--password-stdin'], {
+      stdin: `${password}\n`,
+    }),
+  );
   const node = hostname().split('.')[0]!;
   const assertServing = async () => {
     const home = cluster.newWshHome();
-    ok(await cluster.wsh(home, ['login', '--proxy', cluster.proxyAddr, '--user', user, '--password-stdin', '--ca-pin', cluster.caPin], { stdin: `${password}\n` }));
+    ok(
+      await cluster.wsh(
+        home,
+        ['login', '--proxy', cluster.proxyAddr, '--user', user, '--password-stdin', '--ca-pin', cluster.caPin],
+        { stdin: `${password}\n` },
+      ),
+    );
     const marker = randomBytes(6).toString('hex');
     assert.equal(ok(await cluster.wsh(home, ['ssh', `root@${node}`, `echo ${marker}`])).trim(), marker);
     const ping = await cluster.client(undefined, cluster.proxyAddr).ping({});

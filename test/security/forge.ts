@@ -18,9 +18,12 @@ const IDENTITY_OID = '1.3.9999.7.1';
 function caPrivateKey(cluster: Cluster, type: 'user' | 'tls'): { privatePem: string; publicText: string } {
   const db = new Database(join(cluster.dataDir, 'ward.db'), { readonly: true, fileMustExist: true });
   try {
-    const row = db.prepare('SELECT value FROM items WHERE key = ?').get(`/cert_authority/${type}`) as { value: string } | undefined;
+    const row = db.prepare('SELECT value FROM items WHERE key = ?').get(`/cert_authority/${type}`) as
+      | { value: string }
+      | undefined;
     if (!row) throw new Error(`no ${type} CA in the backend`);
-    const key = (JSON.parse(row.value) as { spec: { active_keys: Array<{ public: string; private: string }> } }).spec.active_keys[0]!;
+    const key = (JSON.parse(row.value) as { spec: { active_keys: Array<{ public: string; private: string }> } }).spec
+      .active_keys[0]!;
     return { privatePem: key.private, publicText: key.public };
   } finally {
     db.close();
@@ -28,7 +31,11 @@ function caPrivateKey(cluster: Cluster, type: 'user' | 'tls'): { privatePem: str
 }
 
 /** Re-signs the OpenSSH certificate line `certLine` with the cluster's user CA, `change` applied to its fields. */
-export async function resignSSHCert(cluster: Cluster, certLine: string, change: (f: CertificateFields) => CertificateFields): Promise<string> {
+export async function resignSSHCert(
+  cluster: Cluster,
+  certLine: string,
+  change: (f: CertificateFields) => CertificateFields,
+): Promise<string> {
   const cert = parseCertificate(Buffer.from(certLine.trim().split(' ')[1]!, 'base64'));
   const fields: CertificateFields = {
     publicKey: cert.publicKey,
@@ -59,7 +66,13 @@ export async function reissueTLSCert(
   const ca = caPrivateKey(cluster, 'tls');
   const caCert = new x509.X509Certificate(ca.publicText);
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const caKey = await webcrypto.subtle.importKey('pkcs8', createPrivateKey(ca.privatePem).export({ type: 'pkcs8', format: 'der' }), alg, false, ['sign']);
+  const caKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    createPrivateKey(ca.privatePem).export({ type: 'pkcs8', format: 'der' }),
+    alg,
+    false,
+    ['sign'],
+  );
   const ext = original.getExtension(IDENTITY_OID);
   if (!ext) throw new Error('the certificate carries no Ward identity');
   // The extension value is a DER UTF8String (tag 12) holding the identity JSON.
@@ -69,7 +82,12 @@ export async function reissueTLSCert(
   const notAfter = change.notAfter ?? original.notAfter;
   const changed = { ...(change.identity ? change.identity(identity) : identity), expires: notAfter.toISOString() };
   const json = Buffer.from(JSON.stringify(changed));
-  const length = json.length < 0x80 ? Buffer.from([json.length]) : json.length < 0x100 ? Buffer.from([0x81, json.length]) : Buffer.from([0x82, json.length >> 8, json.length & 0xff]);
+  const length =
+    json.length < 0x80
+      ? Buffer.from([json.length])
+      : json.length < 0x100
+        ? Buffer.from([0x81, json.length])
+        : Buffer.from([0x82, json.length >> 8, json.length & 0xff]);
   const value = Buffer.concat([Buffer.from([0x0c]), length, json]);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: '01' + Buffer.from(webcrypto.getRandomValues(new Uint8Array(15))).toString('hex'),
@@ -80,7 +98,9 @@ export async function reissueTLSCert(
     publicKey: original.publicKey,
     signingKey: caKey,
     signingAlgorithm: alg,
-    extensions: original.extensions.filter((e) => e.type !== IDENTITY_OID && e.type !== '2.5.29.35').concat([new x509.Extension(IDENTITY_OID, false, value)]),
+    extensions: original.extensions
+      .filter((e) => e.type !== IDENTITY_OID && e.type !== '2.5.29.35')
+      .concat([new x509.Extension(IDENTITY_OID, false, value)]),
   });
   return cert.toString('pem');
 }

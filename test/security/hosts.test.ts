@@ -9,7 +9,14 @@ import { after, before, describe, it } from 'node:test';
 import { AccessDenied, BadParameter, NotFound } from '../../src/api/errors.ts';
 import type { TLSIdentity } from '../../src/api/client.ts';
 import {
-  cleanup, delay, makeTempDir, poll, readTLSIdentity, startAgent, type Cluster, type NodeAgent,
+  cleanup,
+  delay,
+  makeTempDir,
+  poll,
+  readTLSIdentity,
+  startAgent,
+  type Cluster,
+  type NodeAgent,
 } from '../harness.ts';
 import { killTerminals, Terminal } from '../terminal.ts';
 import { addUser, type TestUser } from '../users.ts';
@@ -22,8 +29,12 @@ let bob: TestUser;
 
 /** The TLS identity a joined host keeps in its data dir: what a thief takes from a compromised host. */
 function hostIdentity(dataDir: string): TLSIdentity & { hostId: string } {
-  const id = JSON.parse(readFileSync(join(dataDir, 'node', 'identity.json'), 'utf8')) as
-    { hostId: string; tlsKey: string; tlsCert: string; tlsCAs: string[] };
+  const id = JSON.parse(readFileSync(join(dataDir, 'node', 'identity.json'), 'utf8')) as {
+    hostId: string;
+    tlsKey: string;
+    tlsCert: string;
+    tlsCAs: string[];
+  };
   return { hostId: id.hostId, keyPem: id.tlsKey, certPem: id.tlsCert, caPems: id.tlsCAs };
 }
 const agentIdentity = (agent: NodeAgent) => hostIdentity(join(agent.root, 'data'));
@@ -36,7 +47,10 @@ function heartbeatAs(identity: TLSIdentity & { hostId: string }, hostname: strin
 
 async function events(type: string): Promise<Array<Record<string, unknown>>> {
   const out = ok(await cluster.wctl(['events', '--format', 'json', '--type', type, '--limit', '1000']));
-  return out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /** The host names of the listed nodes, as wctl prints them in YAML. */
@@ -58,7 +72,7 @@ describe('host locks and revocation', { concurrency: 1 }, () => {
   it('locks a node named at lock time by its host id: heartbeating under another name does not evade it', async () => {
     const evil = await startAgent(cluster, 'evil1', ['--tunnel']);
     const id = agentIdentity(evil);
-    await poll('evil1 to be listed', async () => ((await nodeNames()).includes('evil1') || undefined), 20_000, 200);
+    await poll('evil1 to be listed', async () => (await nodeNames()).includes('evil1') || undefined, 20_000, 200);
 
     const locked = ok(await cluster.wctl(['lock', '--node', 'evil1', '--message', 'stolen']));
     const t0 = Date.now();
@@ -97,7 +111,7 @@ describe('host locks and revocation', { concurrency: 1 }, () => {
     const victim = await startAgent(cluster, 'victim', ['--tunnel']);
     const id = agentIdentity(victim);
     const reach = () => cluster.wsh(bob.wshHome, ['ssh', 'root@victim', 'true']);
-    await poll('victim to be reachable', async () => ((await reach()).code === 0 || undefined), 20_000, 200);
+    await poll('victim to be reachable', async () => (await reach()).code === 0 || undefined, 20_000, 200);
     const shell = new Terminal('ssh', ['-F', bob.cfg, '-tt', 'root@victim'], { WSH_HOME: bob.wshHome });
     shell.type('echo shell-up-$((40+2))\n');
     await shell.waitFor(/shell-up-42/);
@@ -113,7 +127,7 @@ describe('host locks and revocation', { concurrency: 1 }, () => {
     await poll('the proxy to close the tunnel', async () => closedLine.test(cluster.log) || undefined, 5_000, 100);
     // ...and refuses the agent's next tunnel at accept.
     const refusedLine = new RegExp(`host ${id.hostId} refused: node \\\\"victim\\\\" is locked`);
-    await poll('the agent\'s new tunnel refused', async () => refusedLine.test(cluster.log) || undefined, 20_000, 200);
+    await poll("the agent's new tunnel refused", async () => refusedLine.test(cluster.log) || undefined, 20_000, 200);
 
     // The identity cannot list the node again, nor call anything else.
     await assert.rejects(heartbeatAs(id, 'victim'), (e) => e instanceof AccessDenied && /is revoked/.test(e.message));
@@ -165,7 +179,9 @@ function web(method: string, path: string, opts: { cookie?: string; body?: unkno
 
 describe('what a user may see of nodes', { concurrency: 1 }, () => {
   const node = (name: string, env: string) => ({
-    kind: 'node', version: 'v1', metadata: { name, labels: { env } },
+    kind: 'node',
+    version: 'v1',
+    metadata: { name, labels: { env } },
     spec: { hostname: name, addr: '', tunnel: true, version: 'x' },
   });
   const upsert = (r: unknown) =>
@@ -174,8 +190,15 @@ describe('what a user may see of nodes', { concurrency: 1 }, () => {
   it('hides a node the roles do not match from GetResource, Watch and the web API, as from listings', async () => {
     // A user whose role reads nodes but matches only env=lab.
     const role = [
-      'kind: role', 'version: v1', 'metadata: {name: lab-only}', 'spec:', '  allow:', '    logins: [root]',
-      '    node_labels: {env: lab}', '    rules: [{resources: [node], verbs: [list, read]}]', '',
+      'kind: role',
+      'version: v1',
+      'metadata: {name: lab-only}',
+      'spec:',
+      '  allow:',
+      '    logins: [root]',
+      '    node_labels: {env: lab}',
+      '    rules: [{resources: [node], verbs: [list, read]}]',
+      '',
     ].join('\n');
     ok(await cluster.wctl(['create', '-f', '-'], { stdin: role }));
     const add = ['users', 'add', 'blind', '--roles', 'lab-only', '--logins', 'root', '--password-stdin'];
@@ -225,16 +248,24 @@ describe('what a user may see of nodes', { concurrency: 1 }, () => {
     assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
     const nodes = await web('GET', '/webapi/nodes', { cookie: signIn.cookie });
     assert.equal(nodes.status, 200);
-    assert.deepEqual((nodes.body.nodes as Array<{ hostname: string }>).map((n) => n.hostname), ['marker-lab']);
+    assert.deepEqual(
+      (nodes.body.nodes as Array<{ hostname: string }>).map((n) => n.hostname),
+      ['marker-lab'],
+    );
   });
 });
 
 describe('audit events from nodes', () => {
-  it('stamps a node\'s event with the node\'s own host id as emitter, whatever it wrote', async () => {
+  it("stamps a node's event with the node's own host id as emitter, whatever it wrote", async () => {
     const home = hostIdentity(cluster.dataDir);
     const forged = {
-      event: 'session.start', user: 'alice', login: 'root', sid: 'forged-1',
-      server_id: 'someone-else', emitter: 'auth', emitter_role: 'auth',
+      event: 'session.start',
+      user: 'alice',
+      login: 'root',
+      sid: 'forged-1',
+      server_id: 'someone-else',
+      emitter: 'auth',
+      emitter_role: 'auth',
     };
     await cluster.client(home).emitAuditEvents({ events: [JSON.stringify(forged)] });
     const stored = (await events('session.start')).find((e) => e.sid === 'forged-1');
@@ -247,7 +278,13 @@ describe('audit events from nodes', () => {
   it('refuses events only the auth server writes, from a really joined node', async () => {
     const client = cluster.client(hostIdentity(cluster.dataDir));
     const authOnly = [
-      'user.login', 'user.locked', 'node.join', 'lock.created', 'cert.create', 'role.created', 'user.create',
+      'user.login',
+      'user.locked',
+      'node.join',
+      'lock.created',
+      'cert.create',
+      'role.created',
+      'user.create',
       'ca.rotated',
     ];
     for (const event of authOnly) {

@@ -35,7 +35,12 @@ async function joinHost(role: 'node' | 'proxy', hostname: string, addresses: str
   assert.ok(token, 'wctl tokens add printed no token');
   const keys = newHostKeys();
   const res = await cluster.client(undefined, cluster.proxyAddr).registerUsingToken({
-    token, systemRole: role, hostname, addresses, sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+    token,
+    systemRole: role,
+    hostname,
+    addresses,
+    sshPublicKey: keys.sshPublicKey,
+    tlsPublicKey: keys.tlsPublicKey,
   });
   return { hostId: res.hostId, identity: { keyPem: keys.tlsKey, certPem: res.tlsCert, caPems: res.tlsCas } };
 }
@@ -97,7 +102,10 @@ function tlsToNodePort(identity?: { keyPem: string; certPem: string }): Promise<
   return new Promise((resolve) => {
     let data = '';
     const socket = tls.connect({
-      host, port, ca: cluster.adminIdentity().caPems, ALPNProtocols: [ALPN_NODE_SSH],
+      host,
+      port,
+      ca: cluster.adminIdentity().caPems,
+      ALPNProtocols: [ALPN_NODE_SSH],
       ...(identity ? { key: identity.keyPem, cert: identity.certPem } : {}),
       checkServerIdentity: () => undefined,
     });
@@ -157,7 +165,7 @@ describe('the proxy splices users only to real nodes', () => {
         const got = listener.received();
         assert.ok(got.length > 0, 'the proxy did not dial the address at all');
         assert.equal(got[0], 0x16, 'the listener got something other than a TLS handshake');
-        assert.ok(!got.includes('SSH-2.0'), 'a user\'s SSH bytes reached the listener');
+        assert.ok(!got.includes('SSH-2.0'), "a user's SSH bytes reached the listener");
         const warned = (l: string) => l.includes('refused to connect a user to a node') && l.includes(`"${hostname}"`);
         const warning = cluster.log.split('\n').find(warned);
         assert.ok(warning, 'the proxy logged no warning naming the node');
@@ -167,7 +175,7 @@ describe('the proxy splices users only to real nodes', () => {
     });
   }
 
-  it('refuses a node whose heartbeat points at another node\'s SSH port (a certificate for another host)', async () => {
+  it("refuses a node whose heartbeat points at another node's SSH port (a certificate for another host)", async () => {
     const evil = await joinHost('node', 'borrower', ['127.0.0.1']);
     await heartbeat(evil, { hostname: 'borrower', addr: cluster.nodeAddr });
     await bobSees('borrower');
@@ -187,24 +195,28 @@ describe('the proxy splices users only to real nodes', () => {
   });
 });
 
-describe('the node\'s SSH port', () => {
+describe("the node's SSH port", () => {
   it('still serves plain SSH to OpenSSH without a proxy (break-glass ssh -p)', async () => {
     const [host, port] = cluster.nodeAddr.split(':') as [string, string];
     const r = await run('ssh', ['-F', directCfg, '-p', port, `root@${host}`, 'echo break-glass']);
     assert.equal(ok(r).trim(), 'break-glass');
   });
 
-  it('opens its TLS door to a proxy\'s certificate', async () => {
+  it("opens its TLS door to a proxy's certificate", async () => {
     const proxy = await joinHost('proxy', 'door-proxy', ['127.0.0.1']);
     const r = await tlsToNodePort(proxy.identity);
     assert.match(r.data, /^SSH-2\.0-/);
   });
 
-  it('refuses TLS with a user\'s certificate, a node\'s certificate or none, before any SSH', async () => {
+  it("refuses TLS with a user's certificate, a node's certificate or none, before any SSH", async () => {
     const read = (file: string) => readFileSync(join(bob.keys, file), 'utf8');
     const user = { keyPem: read('tls.key'), certPem: read('tls.crt') };
     const node = (await joinHost('node', 'door-node', ['127.0.0.1'])).identity;
-    for (const [who, identity] of [['user', user], ['node', node], ['no certificate', undefined]] as const) {
+    for (const [who, identity] of [
+      ['user', user],
+      ['node', node],
+      ['no certificate', undefined],
+    ] as const) {
       const r = await tlsToNodePort(identity);
       assert.equal(r.data, '', `${who}: the node answered ${JSON.stringify(r.data)}`);
       assert.ok(r.closed, `${who}: the connection stayed open`);
@@ -217,7 +229,10 @@ describe('the node\'s SSH port', () => {
 describe('what a node may say about itself', () => {
   /** The message of the error `call` fails with. */
   async function refusal(call: Promise<unknown>): Promise<string> {
-    const err = await call.then(() => undefined, (e: unknown) => e as Error);
+    const err = await call.then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
     assert.ok(err, 'expected a refusal');
     return err.message;
   }
@@ -225,14 +240,16 @@ describe('what a node may say about itself', () => {
   it('refuses a heartbeat that renames the node into another host name', async () => {
     const host = await joinHost('node', 'renamer', ['127.0.0.1']);
     await heartbeat(host, { hostname: 'renamer', addr: '127.0.0.1:1' });
-    assert.match(await refusal(heartbeat(host, { hostname: target.node, addr: '127.0.0.1:1' })),
-      new RegExp(`a node may only heartbeat the host name it joined with, not "${target.node}"`));
+    assert.match(
+      await refusal(heartbeat(host, { hostname: target.node, addr: '127.0.0.1:1' })),
+      new RegExp(`a node may only heartbeat the host name it joined with, not "${target.node}"`),
+    );
     const longName = `renamer.${cluster.clusterName}`;
     const renamed = heartbeat(host, { hostname: longName, addr: '127.0.0.1:1' });
     assert.match(await refusal(renamed), /only heartbeat the host name/);
   });
 
-  it('refuses a heartbeat for another node\'s id', async () => {
+  it("refuses a heartbeat for another node's id", async () => {
     const host = await joinHost('node', 'spoofer', ['127.0.0.1']);
     const identityFile = join(cluster.dataDir, 'node', 'identity.json');
     const homeNode = JSON.parse(readFileSync(identityFile, 'utf8')) as { hostId: string };

@@ -43,8 +43,11 @@ before(async () => {
   }
   const add = async (name: string, roles: string) => (users[name] = await addUser(cluster, work, name, roles));
   await Promise.all([
-    add('olive', 'access'), add('bob', 'joiner,nobody-only'), add('carol', 'access,joiner'),
-    add('gwen', 'access,gateway'), add('mallory', 'access'),
+    add('olive', 'access'),
+    add('bob', 'joiner,nobody-only'),
+    add('carol', 'access,joiner'),
+    add('gwen', 'access,gateway'),
+    add('mallory', 'access'),
   ]);
 });
 
@@ -64,7 +67,8 @@ async function rootSession(): Promise<{ t: Terminal; sid: string }> {
   t.type('echo owner-$((6*7))\n');
   await t.waitFor(/owner-42/);
   const live = await poll('the live session', async () =>
-    (await liveSessions(users.olive!)).find((s) => s.spec.user === 'olive'));
+    (await liveSessions(users.olive!)).find((s) => s.spec.user === 'olive'),
+  );
   return { t, sid: live.metadata.name };
 }
 
@@ -72,12 +76,18 @@ const participants = async (sid: string) =>
   (await liveSessions(users.olive!)).find((s) => s.metadata.name === sid)?.spec.participants.map((p) => p.user) ?? [];
 
 /** `ssh -tt` as `u` asking the node to put this session channel into live session `sid`. */
-const joinArgs = (sid: string, mode: 'peer' | 'observer') =>
-  ['-tt', '-o', `SetEnv=WARD_JOIN_SESSION=${sid} WARD_JOIN_MODE=${mode}`];
+const joinArgs = (sid: string, mode: 'peer' | 'observer') => [
+  '-tt',
+  '-o',
+  `SetEnv=WARD_JOIN_SESSION=${sid} WARD_JOIN_MODE=${mode}`,
+];
 
 describe('privileges on a node beyond the login', () => {
   it('listens on loopback only for ssh -R 0.0.0.0:0, and where asked for a user whose role allows it', async () => {
-    for (const [name, want] of [['olive', ['127.0.0.1', '::1']], ['gwen', ['0.0.0.0']]] as const) {
+    for (const [name, want] of [
+      ['olive', ['127.0.0.1', '::1']],
+      ['gwen', ['0.0.0.0']],
+    ] as const) {
       const u = users[name]!;
       // LogLevel INFO before -F (the first value wins): ssh says which port the node allocated.
       const args = ['-o', 'LogLevel=INFO', '-F', u.cfg, '-N', '-o', 'ExitOnForwardFailure=yes'];
@@ -125,7 +135,10 @@ describe('privileges on a node beyond the login', () => {
 
     const denied = await poll('the refusals in the audit log', async () => {
       const out = ok(await cluster.wctl(['events', '--format', 'json', '--type', 'access.denied', '--limit', '1000']));
-      const hits = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+      const hits = out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
         .filter((e) => e.user === 'bob' && e.action === 'session.join' && e.target_sid === sid);
       return hits.length === 2 ? hits : undefined;
     });
@@ -168,7 +181,10 @@ describe('privileges on a node beyond the login', () => {
     const dial = (u: TestUser) =>
       new Promise<{ answer: string; socket: tls.TLSSocket }>((resolve, reject) => {
         const socket = tls.connect({
-          host, port: Number(port), ALPNProtocols: ['ward-proxy-ssh'], checkServerIdentity: () => undefined,
+          host,
+          port: Number(port),
+          ALPNProtocols: ['ward-proxy-ssh'],
+          checkServerIdentity: () => undefined,
           key: readFileSync(join(u.keys, 'tls.key')),
           cert: readFileSync(join(u.keys, 'tls.crt')),
           ca: readFileSync(join(u.keys, 'cas.pem')),

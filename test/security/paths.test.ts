@@ -29,7 +29,10 @@ before(async () => {
   work = makeTempDir('ward-sec-paths-');
   ok(await run('useradd', ['--create-home', '--shell', '/bin/sh', osUser]));
   osHome = `/home/${osUser}`;
-  secret = { path: join('/tmp', `ward-sec-secret-${randomBytes(4).toString('hex')}`), text: `secret-${randomBytes(8).toString('hex')}` };
+  secret = {
+    path: join('/tmp', `ward-sec-secret-${randomBytes(4).toString('hex')}`),
+    text: `secret-${randomBytes(8).toString('hex')}`,
+  };
   writeFileSync(secret.path, secret.text, { mode: 0o600 });
   chmodSync(secret.path, 0o600);
   symlinkSync(secret.path, join(osHome, 'link-to-secret'));
@@ -40,17 +43,38 @@ before(async () => {
   cluster = target.cluster;
   nodePort = cluster.nodeAddr.split(':')[1]!;
   const password = `pw-${randomBytes(12).toString('base64url')}`;
-  ok(await cluster.wctl(['users', 'add', 'sec', '--roles', 'access', '--logins', osUser, '--password-stdin'], { stdin: `${password}\n` }));
+  ok(
+    await cluster.wctl(['users', 'add', 'sec', '--roles', 'access', '--logins', osUser, '--password-stdin'], {
+      stdin: `${password}\n`,
+    }),
+  );
   const home = cluster.newWshHome();
-  const out = ok(await cluster.wsh(home, ['login', '--proxy', cluster.proxyAddr, '--user', 'sec', '--password-stdin', '--ca-pin', cluster.caPin], { stdin: `${password}\n` }));
+  const out = ok(
+    await cluster.wsh(
+      home,
+      ['login', '--proxy', cluster.proxyAddr, '--user', 'sec', '--password-stdin', '--ca-pin', cluster.caPin],
+      { stdin: `${password}\n` },
+    ),
+  );
   const keys = /Keys: (\S+)/.exec(out)?.[1];
   assert.ok(keys, out);
   keyFile = join(keys, 'id');
   cfg = join(work, 'ssh_config');
   writeFileSync(
     cfg,
-    ['Host *', `  IdentityFile ${keyFile}`, `  CertificateFile ${keyFile}-cert.pub`, '  IdentitiesOnly yes', `  UserKnownHostsFile ${join(keys, 'known_hosts')}`,
-      '  GlobalKnownHostsFile /dev/null', '  StrictHostKeyChecking yes', '  BatchMode yes', '  ConnectTimeout 10', '  LogLevel ERROR', ''].join('\n'),
+    [
+      'Host *',
+      `  IdentityFile ${keyFile}`,
+      `  CertificateFile ${keyFile}-cert.pub`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${join(keys, 'known_hosts')}`,
+      '  GlobalKnownHostsFile /dev/null',
+      '  StrictHostKeyChecking yes',
+      '  BatchMode yes',
+      '  ConnectTimeout 10',
+      '  LogLevel ERROR',
+      '',
+    ].join('\n'),
   );
   baseline = readVitals(cluster.pid);
 });
@@ -123,16 +147,29 @@ describe('file transfer paths', () => {
       client.once('ready', () => resolve());
       client.once('error', reject);
       client.connect({
-        host: '127.0.0.1', port: Number(nodePort), username: osUser, readyTimeout: 10_000,
-        privateKey: readFileSync(keyFile), certificate: Buffer.from(certLine[1]!, 'base64'),
+        host: '127.0.0.1',
+        port: Number(nodePort),
+        username: osUser,
+        readyTimeout: 10_000,
+        privateKey: readFileSync(keyFile),
+        certificate: Buffer.from(certLine[1]!, 'base64'),
       } as ssh2.ConnectConfig);
     });
     try {
       // OpenSSH's sftp-server refuses a string with a NUL inside (sshbuf_get_cstring) and ends the
       // session: nothing is read, whatever follows the NUL. One session per path, then.
-      for (const path of ['mine.txt\0../../etc/shadow', 'link-to-secret\0', `../..${secret.path}\0.txt`, `mine.txt/../../..${secret.path}\0`]) {
-        const session = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
-        const got = await new Promise<Buffer | Error>((resolve) => session.readFile(path, (err, data) => resolve(err ?? data)));
+      for (const path of [
+        'mine.txt\0../../etc/shadow',
+        'link-to-secret\0',
+        `../..${secret.path}\0.txt`,
+        `mine.txt/../../..${secret.path}\0`,
+      ]) {
+        const session = await new Promise<ssh2.SFTPWrapper>((resolve, reject) =>
+          client.sftp((err, s) => (err ? reject(err) : resolve(s))),
+        );
+        const got = await new Promise<Buffer | Error>((resolve) =>
+          session.readFile(path, (err, data) => resolve(err ?? data)),
+        );
         assert.ok(got instanceof Error, `read ${JSON.stringify(path)}: ${String(got)}`);
         session.end();
       }

@@ -78,7 +78,11 @@ describe('the public proxy port under hostile input', () => {
     });
 
     it('closes an SSH banner followed by garbage within 2 s, without a stack trace', async () => {
-      const r = await sendAndAwaitClose(cluster.proxyAddr, Buffer.concat([SSH_IDENT, randomBytes(8192)]), PROMPT_MS + SLACK_MS);
+      const r = await sendAndAwaitClose(
+        cluster.proxyAddr,
+        Buffer.concat([SSH_IDENT, randomBytes(8192)]),
+        PROMPT_MS + SLACK_MS,
+      );
       assert.ok(r.closed && r.ms < PROMPT_MS, `open after ${r.ms}ms`);
       assert.doesNotMatch(r.reply.toString('latin1'), /\s+at \S+ \(/, 'a stack trace in the reply');
     });
@@ -92,16 +96,27 @@ describe('the public proxy port under hostile input', () => {
     it('closes an SSH packet that claims to be larger than any the RFC allows within 2 s', async () => {
       const huge = Buffer.alloc(8);
       huge.writeUInt32BE(0x7fff_ffff);
-      const r = await sendAndAwaitClose(cluster.proxyAddr, Buffer.concat([SSH_IDENT, huge, randomBytes(64)]), PROMPT_MS + SLACK_MS);
+      const r = await sendAndAwaitClose(
+        cluster.proxyAddr,
+        Buffer.concat([SSH_IDENT, huge, randomBytes(64)]),
+        PROMPT_MS + SLACK_MS,
+      );
       assert.ok(r.closed && r.ms < PROMPT_MS, `open after ${r.ms}ms`);
     });
 
     it('refuses a TLS hello that offers only an unknown ALPN protocol (openssl s_client)', async () => {
-      const r = await run('openssl', ['s_client', '-connect', cluster.proxyAddr, '-alpn', 'x-unknown/1', '-servername', 'localhost'], { timeoutMs: 15_000 });
+      const r = await run(
+        'openssl',
+        ['s_client', '-connect', cluster.proxyAddr, '-alpn', 'x-unknown/1', '-servername', 'localhost'],
+        { timeoutMs: 15_000 },
+      );
       assert.equal(r.timedOut, false, 'openssl s_client hung');
       // Either the handshake is refused (no_application_protocol), or it completes with no protocol
       // agreed and the server closes; never an open connection that waits.
-      assert.ok(r.code !== 0 || /No ALPN negotiated/.test(r.stdout), `s_client: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+      assert.ok(
+        r.code !== 0 || /No ALPN negotiated/.test(r.stdout),
+        `s_client: exit ${r.code}\n${r.stdout}\n${r.stderr}`,
+      );
       assert.doesNotMatch(r.stdout, /ALPN protocol: x-unknown/);
     });
   });
@@ -111,15 +126,17 @@ describe('the public proxy port under hostile input', () => {
       // A peer that ignores our FIN keeps a half-open socket, and its descriptor, unless we destroy it.
       const before = readVitals(cluster.pid).fds;
       const sockets = await Promise.all(
-        Array.from({ length: 100 }, () =>
-          new Promise<net.Socket>((resolve) => {
-            const s = net.connect({ host, port, allowHalfOpen: true }, () => {
-              s.write(Buffer.concat([Buffer.from('SSH-2.0-'), Buffer.alloc(16 * 1024, 'A')]));
-              resolve(s);
-            });
-            s.on('error', () => undefined);
-            s.resume();
-          }),
+        Array.from(
+          { length: 100 },
+          () =>
+            new Promise<net.Socket>((resolve) => {
+              const s = net.connect({ host, port, allowHalfOpen: true }, () => {
+                s.write(Buffer.concat([Buffer.from('SSH-2.0-'), Buffer.alloc(16 * 1024, 'A')]));
+                resolve(s);
+              });
+              s.on('error', () => undefined);
+              s.resume();
+            }),
         ),
       );
       try {
@@ -156,14 +173,22 @@ describe('the public proxy port under hostile input', () => {
     it(`closes a truncated SSH key exchange packet within ${HANDSHAKE_DEADLINE_MS / 1000} s`, async () => {
       // A KEXINIT whose length promises 1000 bytes, of which 100 arrive.
       const packet = sshPacket(Buffer.concat([Buffer.from([20]), randomBytes(1000)]));
-      const r = await sendAndAwaitClose(cluster.proxyAddr, Buffer.concat([SSH_IDENT, packet.subarray(0, 100)]), HANDSHAKE_DEADLINE_MS + SLACK_MS * 2);
+      const r = await sendAndAwaitClose(
+        cluster.proxyAddr,
+        Buffer.concat([SSH_IDENT, packet.subarray(0, 100)]),
+        HANDSHAKE_DEADLINE_MS + SLACK_MS * 2,
+      );
       assert.ok(r.closed, `still open after ${r.ms}ms`);
       assert.ok(r.ms < HANDSHAKE_DEADLINE_MS + SLACK_MS, `closed only after ${r.ms}ms`);
     });
 
     it(`closes a truncated TLS record within ${PEEK_DEADLINE_MS / 1000} s`, async () => {
       const hello = await captureClientHello({ ALPNProtocols: ['h2'] });
-      const r = await sendAndAwaitClose(cluster.proxyAddr, hello.subarray(0, hello.length - 10), PEEK_DEADLINE_MS + SLACK_MS * 2);
+      const r = await sendAndAwaitClose(
+        cluster.proxyAddr,
+        hello.subarray(0, hello.length - 10),
+        PEEK_DEADLINE_MS + SLACK_MS * 2,
+      );
       assert.ok(r.closed, `still open after ${r.ms}ms`);
       assert.ok(r.ms < PEEK_DEADLINE_MS + SLACK_MS, `closed only after ${r.ms}ms`);
     });
@@ -176,21 +201,22 @@ describe('the public proxy port under hostile input', () => {
       assert.ok(r.ms < PEEK_DEADLINE_MS + SLACK_MS, `closed only after ${r.ms}ms`);
     });
 
-
     it('serves a real user while 2,000 idle connections are open, and closes them all by the peek deadline', async () => {
       const idle: net.Socket[] = [];
       const closed = new Set<net.Socket>();
       const opened = Date.now();
       await Promise.all(
-        Array.from({ length: 2_000 }, () =>
-          new Promise<void>((resolve) => {
-            const s = net.connect({ host, port });
-            idle.push(s);
-            s.on('error', () => undefined);
-            s.once('close', () => closed.add(s));
-            s.once('connect', () => resolve());
-            s.once('close', () => resolve());
-          }),
+        Array.from(
+          { length: 2_000 },
+          () =>
+            new Promise<void>((resolve) => {
+              const s = net.connect({ host, port });
+              idle.push(s);
+              s.on('error', () => undefined);
+              s.once('close', () => closed.add(s));
+              s.once('connect', () => resolve());
+              s.once('close', () => resolve());
+            }),
         ),
       );
       try {
@@ -201,14 +227,19 @@ describe('the public proxy port under hostile input', () => {
         // descriptor count is a progress signal here, not the assertion: that every idle connection is
         // closed by the deadline, which only happens to connections the proxy accepted and timed out.)
         let during = readVitals(cluster.pid).fds;
-        for (const until = Date.now() + 15_000; during < baseline.fds + 1_900 && Date.now() < until; await delay(100)) during = readVitals(cluster.pid).fds;
+        for (const until = Date.now() + 15_000; during < baseline.fds + 1_900 && Date.now() < until; await delay(100))
+          during = readVitals(cluster.pid).fds;
         const accepted = Date.now();
         await target.assertServing();
         // A few connections may still sit in the listen backlog when the count says "most are in": the
         // last of them gets one more slack period.
         const deadline = accepted + PEEK_DEADLINE_MS + SLACK_MS * 3;
         while (closed.size < idle.length && Date.now() < deadline) await delay(200);
-        assert.equal(closed.size, idle.length, `${idle.length - closed.size} idle connections still open after ${Date.now() - opened}ms`);
+        assert.equal(
+          closed.size,
+          idle.length,
+          `${idle.length - closed.size} idle connections still open after ${Date.now() - opened}ms`,
+        );
       } finally {
         for (const s of idle) s.destroy();
       }
@@ -217,7 +248,11 @@ describe('the public proxy port under hostile input', () => {
 
   describe('the HTTPS listener', () => {
     const curl = (args: string[]) =>
-      run('curl', ['-sS', '--max-time', '20', '--cacert', join(work, 'ca.pem'), '-o', '/dev/null', '-w', '%{http_code}', ...args], { timeoutMs: 30_000 });
+      run(
+        'curl',
+        ['-sS', '--max-time', '20', '--cacert', join(work, 'ca.pem'), '-o', '/dev/null', '-w', '%{http_code}', ...args],
+        { timeoutMs: 30_000 },
+      );
     const url = (path: string) => `https://localhost:${port}${path}`;
     before(() => {
       writeFileSync(join(work, 'ca.pem'), cluster.adminIdentity().caPems.join(''));
@@ -225,10 +260,22 @@ describe('the public proxy port under hostile input', () => {
 
     it('refuses a 100 MB login body without holding it in memory', async () => {
       const body = join(work, 'body.json');
-      writeFileSync(body, Buffer.concat([Buffer.from('{"user":"'), Buffer.alloc(100 * 1024 * 1024, 'a'), Buffer.from('"}')]));
+      writeFileSync(
+        body,
+        Buffer.concat([Buffer.from('{"user":"'), Buffer.alloc(100 * 1024 * 1024, 'a'), Buffer.from('"}')]),
+      );
       const started = Date.now();
       for (const http of ['--http1.1', '--http2']) {
-        const r = await curl([http, '--resolve', `localhost:${port}:${host}`, '-H', 'content-type: application/json', '--data-binary', `@${body}`, url('/webapi/login/certs')]);
+        const r = await curl([
+          http,
+          '--resolve',
+          `localhost:${port}:${host}`,
+          '-H',
+          'content-type: application/json',
+          '--data-binary',
+          `@${body}`,
+          url('/webapi/login/certs'),
+        ]);
         // curl may see the refusal (413/429) or, when the proxy stops reading, a reset: never a 200.
         assert.ok(/^4\d\d$/.test(r.stdout) || r.code !== 0, `${http}: ${r.stdout} ${r.stderr}`);
         assert.doesNotMatch(r.stdout, /^2/);
@@ -245,9 +292,25 @@ describe('the public proxy port under hostile input', () => {
         const answer = join(work, 'over-answer.json');
         const r = await run(
           'curl',
-          ['-sS', '--max-time', '20', '--cacert', join(work, 'ca.pem'), '-o', answer, '-w', '%{http_code}', http,
-            '--resolve', `localhost:${port}:${host}`, '-H', 'content-type: application/json',
-            '--data-binary', `@${body}`, url('/webapi/sessions/web')],
+          [
+            '-sS',
+            '--max-time',
+            '20',
+            '--cacert',
+            join(work, 'ca.pem'),
+            '-o',
+            answer,
+            '-w',
+            '%{http_code}',
+            http,
+            '--resolve',
+            `localhost:${port}:${host}`,
+            '-H',
+            'content-type: application/json',
+            '--data-binary',
+            `@${body}`,
+            url('/webapi/sessions/web'),
+          ],
           { timeoutMs: 30_000 },
         );
         assert.equal(r.stdout, '413', `${http}: ${r.stderr}`);
@@ -284,17 +347,43 @@ describe('the public proxy port under hostile input', () => {
       writeFileSync(join(work, 'header.txt'), `x-big: ${'a'.repeat(256 * 1024)}\n`);
       writeFileSync(join(work, 'url.cfg'), `url = "${url(`/webapi/ping?${'q'.repeat(256 * 1024)}`)}"\n`);
       for (const http of ['--http1.1', '--http2']) {
-        const header = await curl([http, '--resolve', `localhost:${port}:${host}`, '-H', `@${join(work, 'header.txt')}`, url('/webapi/ping')]);
-        assert.ok(/^4\d\d$/.test(header.stdout) || header.code !== 0, `${http} header: ${header.stdout} ${header.stderr}`);
+        const header = await curl([
+          http,
+          '--resolve',
+          `localhost:${port}:${host}`,
+          '-H',
+          `@${join(work, 'header.txt')}`,
+          url('/webapi/ping'),
+        ]);
+        assert.ok(
+          /^4\d\d$/.test(header.stdout) || header.code !== 0,
+          `${http} header: ${header.stdout} ${header.stderr}`,
+        );
         const longUrl = await curl([http, '--resolve', `localhost:${port}:${host}`, '--config', join(work, 'url.cfg')]);
-        assert.ok(/^4\d\d$/.test(longUrl.stdout) || longUrl.code !== 0, `${http} URL: ${longUrl.stdout} ${longUrl.stderr}`);
+        assert.ok(
+          /^4\d\d$/.test(longUrl.stdout) || longUrl.code !== 0,
+          `${http} URL: ${longUrl.stdout} ${longUrl.stderr}`,
+        );
       }
       const ping = await curl(['--resolve', `localhost:${port}:${host}`, url('/webapi/ping')]);
       assert.equal(ping.stdout, '200', ping.stderr);
     });
 
     it('answers malformed JSON with a typed 400 and no internals', async () => {
-      const r = await run('curl', ['-sS', '--max-time', '10', '--cacert', join(work, 'ca.pem'), '--resolve', `localhost:${port}:${host}`, '-H', 'content-type: application/json', '--data-binary', '{"user": [1,2', url('/webapi/login/certs')]);
+      const r = await run('curl', [
+        '-sS',
+        '--max-time',
+        '10',
+        '--cacert',
+        join(work, 'ca.pem'),
+        '--resolve',
+        `localhost:${port}:${host}`,
+        '-H',
+        'content-type: application/json',
+        '--data-binary',
+        '{"user": [1,2',
+        url('/webapi/login/certs'),
+      ]);
       const body = JSON.parse(r.stdout) as { error: { code: string; message: string } };
       assert.equal(body.error.code, 'ERR_BAD_PARAMETER');
       assert.doesNotMatch(r.stdout, /\bat \S+:\d+|node_modules|\/src\//);
@@ -309,7 +398,11 @@ describe('the public proxy port under hostile input', () => {
       const url = `wss://localhost:${port}/webapi/terminal?node=${encodeURIComponent(target.node)}&login=root&cols=80&rows=24&csrf=${csrf}`;
       const before = readVitals(cluster.pid).rssKiB;
       const code = await new Promise<number>((resolve, reject) => {
-        const ws = new WebSocket(url, { headers: { cookie, origin: `https://${cluster.proxyAddr}` }, ca: cluster.adminIdentity().caPems, lookup: localLookup } as WebSocket.ClientOptions);
+        const ws = new WebSocket(url, {
+          headers: { cookie, origin: `https://${cluster.proxyAddr}` },
+          ca: cluster.adminIdentity().caPems,
+          lookup: localLookup,
+        } as WebSocket.ClientOptions);
         ws.on('error', () => undefined);
         ws.on('open', () => ws.send(Buffer.alloc(100 * 1024 * 1024), { binary: true }));
         ws.on('close', (c) => resolve(c));
@@ -333,7 +426,11 @@ describe('the public proxy port under hostile input', () => {
 });
 
 /** `localhost` (the name the proxy's certificate carries) resolved to the proxy's address. */
-function localLookup(_host: string, _opts: unknown, cb: (err: Error | null, addr: string, family: number) => void): void {
+function localLookup(
+  _host: string,
+  _opts: unknown,
+  cb: (err: Error | null, addr: string, family: number) => void,
+): void {
   cb(null, host, host.includes(':') ? 6 : 4);
 }
 
@@ -361,15 +458,38 @@ function webCall(method: string, path: string, headers: Record<string, string>):
   });
 }
 
-function fetchJSON(method: string, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown>; cookie?: string }> {
+function fetchJSON(
+  method: string,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; body: Record<string, unknown>; cookie?: string }> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
     const req = https.request(
-      { host, port, path, method, servername: 'localhost', ca: cluster.adminIdentity().caPems, headers: { 'content-type': 'application/json', origin: `https://${cluster.proxyAddr}`, 'content-length': Buffer.byteLength(data) }, timeout: 15_000 },
+      {
+        host,
+        port,
+        path,
+        method,
+        servername: 'localhost',
+        ca: cluster.adminIdentity().caPems,
+        headers: {
+          'content-type': 'application/json',
+          origin: `https://${cluster.proxyAddr}`,
+          'content-length': Buffer.byteLength(data),
+        },
+        timeout: 15_000,
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8').on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Record<string, unknown>) : {}, cookie: res.headers['set-cookie']?.[0]?.split(';')[0] }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+            cookie: res.headers['set-cookie']?.[0]?.split(';')[0],
+          }),
+        );
       },
     );
     req.on('timeout', () => req.destroy(new Error('timed out')));

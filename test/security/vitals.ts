@@ -43,7 +43,10 @@ export async function assertSettled(
   }
   assert.ok(now.fds <= before.fds + slackFds, `file descriptors leaked: ${before.fds} before, ${now.fds} after`);
   const growthMiB = (now.rssKiB - before.rssKiB) / 1024;
-  assert.ok(growthMiB <= maxRssGrowthMiB, `resident memory grew by ${growthMiB.toFixed(1)} MiB (${before.rssKiB} → ${now.rssKiB} KiB)`);
+  assert.ok(
+    growthMiB <= maxRssGrowthMiB,
+    `resident memory grew by ${growthMiB.toFixed(1)} MiB (${before.rssKiB} → ${now.rssKiB} KiB)`,
+  );
   return now;
 }
 
@@ -64,7 +67,12 @@ export interface CloseResult {
  * Connects to `addr`, writes `data` (chunk by chunk, `gapMs` apart), then waits up to `limitMs` for the
  * server to close. Never throws for a reset: a reset is a close.
  */
-export function sendAndAwaitClose(addr: string, data: Buffer | Buffer[], limitMs: number, gapMs = 0): Promise<CloseResult> {
+export function sendAndAwaitClose(
+  addr: string,
+  data: Buffer | Buffer[],
+  limitMs: number,
+  gapMs = 0,
+): Promise<CloseResult> {
   const { host, port } = splitAddr(addr);
   const chunks = Array.isArray(data) ? data : [data];
   return new Promise((resolve) => {

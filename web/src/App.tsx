@@ -54,11 +54,27 @@ export function App() {
 
   const invite = /^\/web\/(invite|reset)\/([0-9a-f]{64})$/.exec(path);
   if (invite) {
-    return <Invite kind={invite[1] as 'invite' | 'reset'} token={invite[2]!} onSignedIn={(m) => { signedIn(m); navigate('/web/servers'); }} />;
+    return (
+      <Invite
+        kind={invite[1] as 'invite' | 'reset'}
+        token={invite[2]!}
+        onSignedIn={(m) => {
+          signedIn(m);
+          navigate('/web/servers');
+        }}
+      />
+    );
   }
   if (me === undefined) return <div className="center muted">Loading…</div>;
   if (me === null) {
-    return <SignIn onSignedIn={(m) => { signedIn(m); if (path === '/web/login' || path === '/web') navigate('/web/servers'); }} />;
+    return (
+      <SignIn
+        onSignedIn={(m) => {
+          signedIn(m);
+          if (path === '/web/login' || path === '/web') navigate('/web/servers');
+        }}
+      />
+    );
   }
   if (path === '/web/terminal') return <TerminalPage me={me} url={url} theme={theme} />;
 
@@ -89,7 +105,15 @@ export function App() {
         <span className="brand">Ward</span>
         <nav>
           {allowed.map((n) => (
-            <a key={n.path} href={n.path} className={current.startsWith(n.path) ? 'active' : ''} onClick={(e) => { e.preventDefault(); navigate(n.path); }}>
+            <a
+              key={n.path}
+              href={n.path}
+              className={current.startsWith(n.path) ? 'active' : ''}
+              onClick={(e) => {
+                e.preventDefault();
+                navigate(n.path);
+              }}
+            >
               {n.label}
             </a>
           ))}
@@ -98,8 +122,12 @@ export function App() {
         <button className="ghost" onClick={toggleTheme} title="Switch between light and dark" aria-label="Toggle theme">
           {theme === 'dark' ? '☀' : '☾'}
         </button>
-        <span className="who" title={`roles: ${me.roles.join(', ')}`}>{me.user}</span>
-        <button className="ghost" onClick={() => void signOut()}>Sign out</button>
+        <span className="who" title={`roles: ${me.roles.join(', ')}`}>
+          {me.user}
+        </span>
+        <button className="ghost" onClick={() => void signOut()}>
+          Sign out
+        </button>
       </header>
       <main>{page}</main>
     </div>

@@ -18,7 +18,9 @@ export const takesWebAuthn = (mode: SecondFactorMode) => mode !== 'otp';
 /** Touch the security key for a challenge; the assertion, as JSON the server reads. */
 export async function signWithKey(options: unknown): Promise<Record<string, unknown>> {
   try {
-    return (await startAuthentication({ optionsJSON: options as Parameters<typeof startAuthentication>[0]['optionsJSON'] })) as unknown as Record<string, unknown>;
+    return (await startAuthentication({
+      optionsJSON: options as Parameters<typeof startAuthentication>[0]['optionsJSON'],
+    })) as unknown as Record<string, unknown>;
   } catch (err) {
     throw new Error(keyProblem(err));
   }
@@ -27,7 +29,9 @@ export async function signWithKey(options: unknown): Promise<Record<string, unkn
 /** Register a new security key for the options from the server; the registration, as JSON. */
 export async function registerKey(options: unknown): Promise<Record<string, unknown>> {
   try {
-    return (await startRegistration({ optionsJSON: options as Parameters<typeof startRegistration>[0]['optionsJSON'] })) as unknown as Record<string, unknown>;
+    return (await startRegistration({
+      optionsJSON: options as Parameters<typeof startRegistration>[0]['optionsJSON'],
+    })) as unknown as Record<string, unknown>;
   } catch (err) {
     throw new Error(keyProblem(err));
   }
@@ -37,6 +41,7 @@ function keyProblem(err: unknown): string {
   const name = (err as { name?: string }).name;
   if (name === 'NotAllowedError') return 'the security key was not used (cancelled or timed out): try again';
   if (name === 'InvalidStateError') return 'this security key is already registered';
-  if (name === 'SecurityError') return `security keys are not set up for ${location.hostname}: reach the proxy by its configured name`;
+  if (name === 'SecurityError')
+    return `security keys are not set up for ${location.hostname}: reach the proxy by its configured name`;
   return `the security key failed: ${(err as Error).message ?? String(err)}`;
 }

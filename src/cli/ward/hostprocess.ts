@@ -11,20 +11,36 @@ import { createAuthClient } from '../../api/client.ts';
 import { BadParameter } from '../../api/errors.ts';
 import type { WardConfig } from '../../config/schema.ts';
 import { nodeAddresses, parseHostPort } from '../../config/listen.ts';
-import { defaultHostname, joinCluster, loadHostIdentity, saveHostIdentity, type HostIdentity } from '../../host/identity.ts';
+import {
+  defaultHostname,
+  joinCluster,
+  loadHostIdentity,
+  saveHostIdentity,
+  type HostIdentity,
+} from '../../host/identity.ts';
 import { startNodeService } from '../../node/service.ts';
 import { expiredMessage, tlsIdentityOf } from '../../host/renewal.ts';
 import type { WardProcess } from './wardprocess.ts';
 import { proxyAddresses, startProxyService } from './proxy.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
-export async function startHostProcess(cfg: WardConfig, dataDir: string, log: Logger, metrics?: Registry): Promise<WardProcess> {
-  if (!cfg.ssh_service.enabled && !cfg.proxy_service.enabled) throw new BadParameter('nothing to run: enable auth_service, proxy_service or ssh_service');
+export async function startHostProcess(
+  cfg: WardConfig,
+  dataDir: string,
+  log: Logger,
+  metrics?: Registry,
+): Promise<WardProcess> {
+  if (!cfg.ssh_service.enabled && !cfg.proxy_service.enabled)
+    throw new BadParameter('nothing to run: enable auth_service, proxy_service or ssh_service');
   const authServer = cfg.ward.auth_server;
-  if (!authServer) throw new BadParameter('a process without an auth server needs ward.auth_server (or --auth-server HOST:PORT[,HOST:PORT...])');
+  if (!authServer)
+    throw new BadParameter(
+      'a process without an auth server needs ward.auth_server (or --auth-server HOST:PORT[,HOST:PORT...])',
+    );
   const closers: Array<() => Promise<void>> = [];
   const close = async () => {
-    for (const c of closers.reverse()) await c().catch((err) => log.warn({ err: (err as Error).message }, 'error while stopping'));
+    for (const c of closers.reverse())
+      await c().catch((err) => log.warn({ err: (err as Error).message }, 'error while stopping'));
   };
   try {
     let clusterName = '';
@@ -45,7 +61,13 @@ export async function startHostProcess(cfg: WardConfig, dataDir: string, log: Lo
     }
     if (cfg.ssh_service.enabled) {
       const listenHost = parseHostPort(cfg.ssh_service.listen_addr).host;
-      const identity = await loadOrJoin(cfg, dataDir, 'node', cfg.ssh_service.tunnel ? [] : nodeAddresses(listenHost), log);
+      const identity = await loadOrJoin(
+        cfg,
+        dataDir,
+        'node',
+        cfg.ssh_service.tunnel ? [] : nodeAddresses(listenHost),
+        log,
+      );
       // Next to a proxy, the node's tunnel starts from it; otherwise from the addresses it was given.
       const node = await startConfiguredNode(cfg, dataDir, identity, authServer, proxyAddr ?? authServer, log, metrics);
       closers.push(node.close);
@@ -64,7 +86,13 @@ export async function startHostProcess(cfg: WardConfig, dataDir: string, log: Lo
 }
 
 /** The identity for `role` kept in the data dir, or a new one from joining with the token. */
-async function loadOrJoin(cfg: WardConfig, dataDir: string, role: 'node' | 'proxy', addresses: string[], log: Logger): Promise<HostIdentity> {
+async function loadOrJoin(
+  cfg: WardConfig,
+  dataDir: string,
+  role: 'node' | 'proxy',
+  addresses: string[],
+  log: Logger,
+): Promise<HostIdentity> {
   const kept = loadHostIdentity(dataDir, role);
   if (kept) {
     // Renewal needs a valid certificate to authenticate with; an expired one leaves only a new join.
@@ -72,7 +100,10 @@ async function loadOrJoin(cfg: WardConfig, dataDir: string, role: 'node' | 'prox
     if (Date.now() >= notAfter) throw new BadParameter(expiredMessage(kept, notAfter));
     return kept;
   }
-  if (!cfg.ward.join_token) throw new BadParameter(`first start of this ${role}: give a join token (--token, from wctl tokens add --type ${role})`);
+  if (!cfg.ward.join_token)
+    throw new BadParameter(
+      `first start of this ${role}: give a join token (--token, from wctl tokens add --type ${role})`,
+    );
   const identity = await joinCluster({
     authServer: cfg.ward.auth_server!,
     token: cfg.ward.join_token,
@@ -91,7 +122,15 @@ async function loadOrJoin(cfg: WardConfig, dataDir: string, role: 'node' | 'prox
  * The Node Service as ssh_service configures it, talking to auth at `authAddr` (an auth server or a
  * proxy); in tunnel mode it starts from the proxy at `proxyAddr`.
  */
-export function startConfiguredNode(cfg: WardConfig, dataDir: string, identity: HostIdentity, authAddr: string, proxyAddr: string | undefined, log: Logger, metrics?: Registry) {
+export function startConfiguredNode(
+  cfg: WardConfig,
+  dataDir: string,
+  identity: HostIdentity,
+  authAddr: string,
+  proxyAddr: string | undefined,
+  log: Logger,
+  metrics?: Registry,
+) {
   // The Auth API client presents whichever TLS certificate the node holds now (renewed ones included).
   let tls = tlsIdentityOf(identity);
   return startNodeService({

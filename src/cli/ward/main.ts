@@ -17,7 +17,10 @@ program
   .option('-d, --data-dir <dir>', `where state lives (default ${defaultDataDir()})`)
   .option('--roles <list>', 'services to run: auth,proxy,node (default: what the config enables)')
   .option('--token <token>', 'join token, for a node or proxy joining a cluster (wctl tokens add --type node|proxy)')
-  .option('--auth-server <host:port,...>', 'the cluster\'s proxies (or auth servers) a joining node dials; a proxy lists auth servers; several fail over')
+  .option(
+    '--auth-server <host:port,...>',
+    "the cluster's proxies (or auth servers) a joining node dials; a proxy lists auth servers; several fail over",
+  )
   .option('--ca-pin <sha256:...>', 'the cluster CA pin to expect when joining (wctl status)')
   .option('--labels <k=v,...>', 'labels of this node, e.g. env=prod,team=db')
   .option('--tunnel', 'node: no inbound port, reach the proxy through a reverse tunnel')
@@ -43,7 +46,9 @@ program
         ]
       : [
           proc.proxyAddr ? `Ward proxy is running in cluster "${proc.clusterName}": https://${proc.proxyAddr}` : '',
-          !cfg.ssh_service.enabled ? '' : `Ward node is running in cluster "${proc.clusterName}": ${proc.nodeAddr ? `listening on ${proc.nodeAddr}` : 'reached through a reverse tunnel'}`,
+          !cfg.ssh_service.enabled
+            ? ''
+            : `Ward node is running in cluster "${proc.clusterName}": ${proc.nodeAddr ? `listening on ${proc.nodeAddr}` : 'reached through a reverse tunnel'}`,
         ].filter(Boolean);
     process.stdout.write(next.filter((l, i, all) => l !== '' || all[i - 1] !== '').join('\n') + '\n\n');
     let stopping = false;
@@ -100,11 +105,14 @@ function applyFlags(cfg: WardConfig, f: StartFlags): WardConfig {
   if (f.diagAddr) next.ward.diag_addr = f.diagAddr;
   if (f.labels) {
     next.ssh_service.labels = Object.fromEntries(
-      f.labels.split(',').filter(Boolean).map((kv) => {
-        const [k, v] = kv.split('=');
-        if (!k || v === undefined) throw new BadParameter(`invalid label "${kv}" in --labels (expected key=value)`);
-        return [k.trim(), v.trim()];
-      }),
+      f.labels
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => {
+          const [k, v] = kv.split('=');
+          if (!k || v === undefined) throw new BadParameter(`invalid label "${kv}" in --labels (expected key=value)`);
+          return [k.trim(), v.trim()];
+        }),
     );
   }
   const parsed = configSchema.safeParse(next);

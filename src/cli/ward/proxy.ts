@@ -33,13 +33,25 @@ import { VERSION } from '../../api/version.ts';
  * A TLS identity for a service of this process (the auth server itself, the local admin), valid for the cluster's
  * host certificate TTL: issued at every start, and again in process before it expires (servicecerts.ts).
  */
-export async function serviceIdentity(auth: AuthServer, hostId: string, systemRoles: string[], dnsNames: string[], ipAddresses: string[]) {
+export async function serviceIdentity(
+  auth: AuthServer,
+  hostId: string,
+  systemRoles: string[],
+  dnsNames: string[],
+  ipAddresses: string[],
+) {
   const key = await generateTLSKey();
   const expires = new Date(auth.now().getTime() + auth.hostCertTTLMs);
-  const { tlsCert, tlsCAs } = await auth.issueHostCerts({ hostId, systemRoles, tlsPublicKey: key.publicKeyPem, dnsNames, ipAddresses, expires });
+  const { tlsCert, tlsCAs } = await auth.issueHostCerts({
+    hostId,
+    systemRoles,
+    tlsPublicKey: key.publicKeyPem,
+    dnsNames,
+    ipAddresses,
+    expires,
+  });
   return { keyPem: key.privateKeyPem, certPem: tlsCert, caPems: tlsCAs };
 }
-
 
 /** The names and addresses a proxy's host certificates carry: clients reach it by any of them. */
 export function proxyAddresses(cfg: WardConfig): string[] {
@@ -64,10 +76,20 @@ export async function startLocalProxy(
   const hostId = `proxy-${randomUUID()}`;
   const hostName = host.replace(/[^A-Za-z0-9._-]/g, '-');
   const id = await issueHostIdentity(auth, {
-    hostId, hostname: hostName, systemRole: 'proxy', addresses: proxyAddresses(cfg),
-    sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+    hostId,
+    hostname: hostName,
+    systemRole: 'proxy',
+    addresses: proxyAddresses(cfg),
+    sshPublicKey: keys.sshPublicKey,
+    tlsPublicKey: keys.tlsPublicKey,
   });
-  return startProxyService(cfg, hostIdentity(keys, id, { hostname: hostName, systemRole: 'proxy' }), authAddrText, log, { metrics });
+  return startProxyService(
+    cfg,
+    hostIdentity(keys, id, { hostname: hostName, systemRole: 'proxy' }),
+    authAddrText,
+    log,
+    { metrics },
+  );
 }
 
 /**
@@ -106,7 +128,10 @@ export async function startProxyService(
     return lock && describeLock(lock);
   };
   const tunnels = createTunnelServer({
-    tls: served(), log, refusal: hostRefusal, maxStreamsPerUser: cfg.proxy_service.tunnel_streams_per_user,
+    tls: served(),
+    log,
+    refusal: hostRefusal,
+    maxStreamsPerUser: cfg.proxy_service.tunnel_streams_per_user,
   });
   cache.onChange((kind) => {
     if (kind === 'lock') tunnels.recheck();
@@ -119,7 +144,11 @@ export async function startProxyService(
   const router = new Router(cache, cluster, tunnels, { identity: () => tls, log });
   const ssh = createProxySSHServer({
     hostKeys: hostKeysOf(identity),
-    cache, router, cluster, clock: systemClock, log,
+    cache,
+    router,
+    cluster,
+    clock: systemClock,
+    log,
   });
   const sshOverTLS = createSSHOverTLSServer({ tls: served(), cache, router, cluster, clock: systemClock, log });
   const proxy = await startProxy({

@@ -38,12 +38,18 @@ export function keepServiceCertFresh(opts: {
       if (now < dueAt) return later(nextCheckIn(dueAt, now));
       await opts.reissue();
       failures = 0;
-      opts.log.info({ service: opts.name, expires: new Date(certValidity(opts.certPem()).notAfter).toISOString() }, 'service certificate renewed');
+      opts.log.info(
+        { service: opts.name, expires: new Date(certValidity(opts.certPem()).notAfter).toISOString() },
+        'service certificate renewed',
+      );
       later(1_000);
     } catch (err) {
       failures++;
       const delay = retryDelay(failures, notAfter - Date.now());
-      opts.log.warn({ service: opts.name, err: (err as Error).message }, `cannot renew the service certificate; retrying in ${Math.ceil(delay / 1000)}s`);
+      opts.log.warn(
+        { service: opts.name, err: (err as Error).message },
+        `cannot renew the service certificate; retrying in ${Math.ceil(delay / 1000)}s`,
+      );
       later(delay);
     }
   };

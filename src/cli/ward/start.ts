@@ -33,7 +33,6 @@ import { startHostProcess, startConfiguredNode } from './hostprocess.ts';
 import type { WardProcess } from './wardprocess.ts';
 import { certValidity } from '../../crypto/certinfo.ts';
 
-
 /** The CA certificate a server sends after its own: the one that signed it (during a rotation there are two). */
 function chainCA(id: { certPem: string; caPems: string[] }): string {
   return issuerOf(id.certPem, id.caPems) ?? id.caPems[0]!;
@@ -56,14 +55,16 @@ function prepareDataDir(dir: string): void {
   }
 }
 
-
 export async function startProcess(cfg: WardConfig, opts: { dataDir?: string; log?: Logger }): Promise<WardProcess> {
   const log = opts.log ?? pino({ level: cfg.ward.log.severity, base: { pid: process.pid } }, pino.destination(2));
   const dataDir = opts.dataDir ?? cfg.ward.data_dir ?? defaultDataDir();
   prepareDataDir(dataDir);
   // One process per data dir: two agents on one host identity replaced each other's tunnels several times a
   // second, and two auth servers would each serve caches blind to the other's writes.
-  const dirLock = holdExclusiveLock(join(dataDir, 'ward.lock'), `data dir ${dataDir} is in use by another ward process`);
+  const dirLock = holdExclusiveLock(
+    join(dataDir, 'ward.lock'),
+    `data dir ${dataDir} is in use by another ward process`,
+  );
   // One check per process, whatever it runs: auth servers, proxies and agents each hold connections per agent.
   const stopWatching = watchDescriptors(log);
   const released = () => {
@@ -85,7 +86,8 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
   const closers: Array<() => Promise<void>> = [];
   let nodeAddr: string | undefined;
   const close = async () => {
-    for (const c of closers.reverse()) await c().catch((err) => log.warn({ err: (err as Error).message }, 'error while stopping'));
+    for (const c of closers.reverse())
+      await c().catch((err) => log.warn({ err: (err as Error).message }, 'error while stopping'));
   };
   try {
     const backend = await openBackend(cfg, dataDir);
@@ -95,12 +97,17 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
     const authConfig = {
       clusterName,
       log: log.child({ component: 'auth' }),
-      lockout: { maxAttempts: cfg.auth_service.lockout.max_attempts, durationMs: parseDuration(cfg.auth_service.lockout.duration) },
+      lockout: {
+        maxAttempts: cfg.auth_service.lockout.max_attempts,
+        durationMs: parseDuration(cfg.auth_service.lockout.duration),
+      },
       recordingsDir: join(dataDir, 'recordings'),
       metrics,
       secondFactor: cfg.auth_service.second_factor,
       // Security keys are bound to the host name browsers use for the proxies.
-      webauthnRPID: cfg.auth_service.webauthn?.rp_id ?? (cfg.proxy_service.public_addr[0] ? parseHostPort(cfg.proxy_service.public_addr[0]).host : 'localhost'),
+      webauthnRPID:
+        cfg.auth_service.webauthn?.rp_id ??
+        (cfg.proxy_service.public_addr[0] ? parseHostPort(cfg.proxy_service.public_addr[0]).host : 'localhost'),
       hostCertTTLMs: parseDuration(cfg.auth_service.host_cert_ttl),
     };
     // The auth server's collaborators (STYLE.md 6); tests build the same parts (test/fixtures/authapi.ts).
@@ -112,14 +119,18 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
       config: authConfig,
     });
     const host = hostname();
-    const issueAuthTLS = () => serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
+    const issueAuthTLS = () =>
+      serviceIdentity(auth, `auth.${clusterName}`, ['auth'], ['localhost', host], ['127.0.0.1', '::1']);
     // The chain (leaf, then CA) lets a joining agent compare the CA with its --ca-pin before it sends a token.
     const withChain = (id: Awaited<ReturnType<typeof issueAuthTLS>>) => ({ ...id, certPem: id.certPem + chainCA(id) });
     let authTLS = await issueAuthTLS();
     const authLog = log.child({ component: 'auth' });
     const joins = cfg.auth_service.rate_limits.join;
     const joinRule = { burst: joins.burst, perMinute: joins.per_minute };
-    const listener = await startAuthListener(auth, withChain(authTLS), cfg.auth_service.listen_addr, authLog, { joinRule, metrics });
+    const listener = await startAuthListener(auth, withChain(authTLS), cfg.auth_service.listen_addr, authLog, {
+      joinRule,
+      metrics,
+    });
     closers.push(() => listener.close());
     const authAddr = loopbackDialable(listener.address);
     // Re-issued in process before it expires: a process may run for longer than the host certificate TTL.
@@ -172,7 +183,13 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
     const caPin = fingerprintSPKI(chainCA(authTLS));
     let proxyAddr: string | undefined;
     if (cfg.proxy_service.enabled) {
-      const proxy = await startLocalProxy(auth, cfg, formatHostPort(authAddr), log.child({ component: 'proxy' }), metrics);
+      const proxy = await startLocalProxy(
+        auth,
+        cfg,
+        formatHostPort(authAddr),
+        log.child({ component: 'proxy' }),
+        metrics,
+      );
       closers.push(proxy.close);
       proxyAddr = proxy.addr;
       writeFileSync(join(dataDir, 'proxy_addr'), proxyAddr + '\n');
@@ -187,12 +204,20 @@ async function startServices(cfg: WardConfig, dataDir: string, log: Logger): Pro
       // stopped cannot, so it gets new ones here, under the same host id.
       const expired = !!identity && Date.now() >= certValidity(identity.tlsCert).notAfter;
       if (!identity || !sameCluster || expired) {
-        if (expired && sameCluster) log.info({ host_id: identity!.hostId }, 'the node\'s host certificates expired while it was stopped: issuing new ones');
+        if (expired && sameCluster)
+          log.info(
+            { host_id: identity!.hostId },
+            "the node's host certificates expired while it was stopped: issuing new ones",
+          );
         const keys = newHostKeys();
         const listenHost = parseHostPort(cfg.ssh_service.listen_addr).host;
         const issued = await issueHostIdentity(auth, {
-          hostId: sameCluster ? identity!.hostId : randomUUID(), hostname, systemRole: 'node', addresses: nodeAddresses(listenHost),
-          sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey,
+          hostId: sameCluster ? identity!.hostId : randomUUID(),
+          hostname,
+          systemRole: 'node',
+          addresses: nodeAddresses(listenHost),
+          sshPublicKey: keys.sshPublicKey,
+          tlsPublicKey: keys.tlsPublicKey,
         });
         identity = hostIdentity(keys, issued, { hostname, systemRole: 'node' });
         saveHostIdentity(dataDir, identity);

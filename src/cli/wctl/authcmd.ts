@@ -59,8 +59,10 @@ const AFTER: Record<string, Record<string, string>> = {
       'A new key is made and trusted next to the current one; certificates are still signed with the current key.\n' +
       'Nodes and proxies pick up the new key from their caches within seconds. An agentless sshd needs it in its\n' +
       'TrustedUserCAKeys: wctl auth export --type user > FILE there, then the next step.',
-    update_clients: 'New certificates (logins, renewals) are signed with the new key; those signed before keep working.',
-    update_servers: 'Nothing changes for the user CA; this is the last step that can still be rolled back with every\nold certificate working. Users who log in again now get certificates that survive the next step.',
+    update_clients:
+      'New certificates (logins, renewals) are signed with the new key; those signed before keep working.',
+    update_servers:
+      'Nothing changes for the user CA; this is the last step that can still be rolled back with every\nold certificate working. Users who log in again now get certificates that survive the next step.',
     standby: 'The rotation is complete: the old key is no longer trusted, and certificates it signed stop working.',
   },
   host: {
@@ -69,7 +71,8 @@ const AFTER: Record<string, Record<string, string>> = {
       'certificates. Before update_servers, users should log in again: clients that know only the old key will not\n' +
       'trust hosts once they switch. For plain OpenSSH clients: wctl auth export --type host into known_hosts.',
     update_clients: 'Newly joined hosts get certificates from the new key; hosts already joined keep theirs.',
-    update_servers: 'Nodes and proxies take host certificates from the new key within seconds and present them to new\nconnections; clients that know only the old key no longer trust them.',
+    update_servers:
+      'Nodes and proxies take host certificates from the new key within seconds and present them to new\nconnections; clients that know only the old key no longer trust them.',
     standby: 'The rotation is complete: the old key is no longer trusted.',
   },
   tls: {
@@ -78,7 +81,7 @@ const AFTER: Record<string, Record<string, string>> = {
       'seconds, and by clients that log in now (wsh login writes both to its CA bundle). Certificates are still\n' +
       'signed with the current key. For outside TLS clients: wctl auth export --type tls.',
     update_clients:
-      'New certificates (logins, the local admin\'s, newly joined hosts) are signed with the new key; those signed\n' +
+      "New certificates (logins, the local admin's, newly joined hosts) are signed with the new key; those signed\n" +
       'before keep working. Users should log in again now: a login from before init will not trust the servers\n' +
       'once they switch, and its certificate stops working at standby.',
     update_servers:
@@ -94,10 +97,15 @@ const AFTER: Record<string, Record<string, string>> = {
 const HOSTS_MOVE_BACK = ' Hosts that took certificates from it take new ones from the old key.';
 
 /** One step of a CA rotation (the next phase unless `phase` says which), or its rollback. */
-export async function rotateCA(auth: AuthClient, opts: { type: string; phase?: string; rollback?: boolean }): Promise<string> {
+export async function rotateCA(
+  auth: AuthClient,
+  opts: { type: string; phase?: string; rollback?: boolean },
+): Promise<string> {
   let phase = opts.phase;
   if (!opts.rollback && !phase) {
-    const current = parseResource(JSON.parse((await auth.getResource({ kind: 'cert_authority', name: opts.type })).json)) as CertAuthority;
+    const current = parseResource(
+      JSON.parse((await auth.getResource({ kind: 'cert_authority', name: opts.type })).json),
+    ) as CertAuthority;
     phase = nextPhase(current.spec.rotation.phase);
   }
   const res = await auth.rotateCertAuthority({ type: opts.type, phase: phase ?? '', rollback: !!opts.rollback });

@@ -31,7 +31,10 @@ export function connectAuth(opts: GlobalOptions): AuthClient {
   if (opts.identity) {
     if (!opts.authServer) throw new BadParameter('-i needs --auth-server HOST:PORT (an auth server or a proxy)');
     const id = readIdentityFile(opts.identity);
-    return createAuthClient({ addr: opts.authServer, identity: { keyPem: id.tlsKey, certPem: id.tlsCert, caPems: id.tlsCAs } });
+    return createAuthClient({
+      addr: opts.authServer,
+      identity: { keyPem: id.tlsKey, certPem: id.tlsCert, caPems: id.tlsCAs },
+    });
   }
   const dir = join(opts.dataDir ?? process.env.WARD_DATA_DIR ?? join(homedir(), '.ward'), 'admin');
   const identity = {

@@ -37,7 +37,11 @@ function localProxyAddr(file = 'proxy_addr'): string | undefined {
 const out = (s: string): void => {
   process.stdout.write(s);
 };
-const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (s: string) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 function readSecretFromStdin(what: string): string {
   const text = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
@@ -54,32 +58,48 @@ program
     const cas = await client.listResources({ kind: 'cert_authority' });
     const rows = cas.resources
       .map((r) => parseResource(JSON.parse(r.json)))
-      .flatMap((ca) => (ca.kind === 'cert_authority' ? [[`${ca.spec.type} CA`, caFingerprint(ca), ca.spec.rotation.phase]] : []));
-    out(`Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nBackend:  ${ping.backend}\nCA pin:   ${ping.caPins.join(', ')}\n\n`);
+      .flatMap((ca) =>
+        ca.kind === 'cert_authority' ? [[`${ca.spec.type} CA`, caFingerprint(ca), ca.spec.rotation.phase]] : [],
+      );
+    out(
+      `Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nBackend:  ${ping.backend}\nCA pin:   ${ping.caPins.join(', ')}\n\n`,
+    );
     out(table(['Authority', 'Signing key', 'Rotation'], rows));
   });
 
 const users = program.command('users').description('manage users');
 users
   .command('add <name>')
-  .description('create a user; prints an invite link (the user sets their password in the browser) unless --password-stdin')
+  .description(
+    'create a user; prints an invite link (the user sets their password in the browser) unless --password-stdin',
+  )
   .requiredOption('--roles <r1,r2>', 'roles of the user')
   .option('--logins <l1,l2>', 'OS logins the user may use ({{internal.logins}})', '')
   .option('--password-stdin', 'read the password from standard input')
   .action(async (name: string, opts: { roles: string; logins: string; passwordStdin?: boolean }) => {
     const password = opts.passwordStdin ? readSecretFromStdin('password') : '';
-    const res = await auth().createUser({ name, roles: list(opts.roles), logins: list(opts.logins), password, invite: !password });
+    const res = await auth().createUser({
+      name,
+      roles: list(opts.roles),
+      logins: list(opts.logins),
+      password,
+      invite: !password,
+    });
     out(`User "${name}" has been created.\n`);
     if (res.inviteToken) {
       const proxy = localProxyAddr() ?? program.opts<GlobalOptions>().authServer ?? 'PROXY:3080';
-      out(`Invite link (valid until ${res.inviteExpires}; share it with ${name} only):\nhttps://${proxy}/web/invite/${res.inviteToken}\n`);
+      out(
+        `Invite link (valid until ${res.inviteExpires}; share it with ${name} only):\nhttps://${proxy}/web/invite/${res.inviteToken}\n`,
+      );
     }
   });
 users
   .command('ls')
   .description('list users')
   .addOption(new Option('--format <f>', 'text, yaml or json').default('text'))
-  .action(async (opts: { format: string }) => out(await getResources(auth(), 'user', undefined, checkFormat(opts.format))));
+  .action(async (opts: { format: string }) =>
+    out(await getResources(auth(), 'user', undefined, checkFormat(opts.format))),
+  );
 users
   .command('rm <name>')
   .description('delete a user')
@@ -133,7 +153,9 @@ tokens
   .command('ls')
   .description('list join tokens')
   .addOption(new Option('--format <f>', 'text, yaml or json').default('text'))
-  .action(async (opts: { format: string }) => out(await getResources(auth(), 'token', undefined, checkFormat(opts.format))));
+  .action(async (opts: { format: string }) =>
+    out(await getResources(auth(), 'token', undefined, checkFormat(opts.format))),
+  );
 tokens
   .command('rm <token>')
   .description('delete a join token')
@@ -146,7 +168,9 @@ program
   .command('get <kind> [name]')
   .description('show resources: roles, users, tokens, nodes, cas')
   .addOption(new Option('--format <f>', 'text, yaml or json').default('yaml'))
-  .action(async (kind: string, name: string | undefined, opts: { format: string }) => out(await getResources(auth(), kind, name, checkFormat(opts.format))));
+  .action(async (kind: string, name: string | undefined, opts: { format: string }) =>
+    out(await getResources(auth(), kind, name, checkFormat(opts.format))),
+  );
 
 program
   .command('create')
@@ -186,7 +210,8 @@ program
   .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
   .action(async (opts: { from?: string; to?: string; type?: string; user?: string; limit: string; format: string }) => {
     const limit = Number(opts.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new BadParameter('--limit must be a whole number from 1 to 10000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      throw new BadParameter('--limit must be a whole number from 1 to 10000');
     const res = await auth().searchEvents({
       from: opts.from ? eventTime(opts.from) : '',
       to: opts.to ? eventTime(opts.to) : '',
@@ -197,8 +222,16 @@ program
     if (opts.format === 'json') return out(res.events.map((e) => e + '\n').join(''));
     const rows = res.events.map((text) => {
       const { time, event, code, user, uid: _u, cluster: _c, ...rest } = JSON.parse(text) as Record<string, unknown>;
-      const details = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
-      return [String(time), String(event), String(code), String(user ?? ''), details.length > 120 ? details.slice(0, 117) + '...' : details];
+      const details = Object.entries(rest)
+        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+        .join(' ');
+      return [
+        String(time),
+        String(event),
+        String(code),
+        String(user ?? ''),
+        details.length > 120 ? details.slice(0, 117) + '...' : details,
+      ];
     });
     out(rows.length ? table(['Time', 'Event', 'Code', 'User', 'Details'], rows) : 'no events\n');
   });
@@ -227,9 +260,10 @@ program
     const saved = parseResource(JSON.parse(res.json));
     // The auth server locks a host by the id its certificates bind, whatever name it was given.
     const hostId = saved.kind === 'lock' ? saved.spec.target.node : undefined;
-    const what = hostId !== undefined && hostId !== opts.node
-      ? `node "${opts.node}" (host id ${hostId})`
-      : `${key} "${opts[key]}"`;
+    const what =
+      hostId !== undefined && hostId !== opts.node
+        ? `node "${opts.node}" (host id ${hostId})`
+        : `${key} "${opts[key]}"`;
     out(`Locked ${what}${ttlMs ? ` for ${formatDuration(ttlMs)}` : ''}. Lock id: ${name} (wctl unlock ${name})\n`);
   });
 
@@ -248,7 +282,9 @@ program
   .description('list the locks in force')
   .addOption(new Option('--format <f>', 'text or json').default('text').choices(['text', 'json']))
   .action(async (opts: { format: string }) => {
-    const locks = (await auth().listResources({ kind: 'lock', limit: 10_000 })).resources.map((r) => parseResource(JSON.parse(r.json)));
+    const locks = (await auth().listResources({ kind: 'lock', limit: 10_000 })).resources.map((r) =>
+      parseResource(JSON.parse(r.json)),
+    );
     if (opts.format === 'json') return out(JSON.stringify(locks, null, 2) + '\n');
     const rows = locks.flatMap((l) => {
       if (l.kind !== 'lock') return [];
@@ -273,7 +309,9 @@ recordingsCmd
   .description('write a recording as asciicast v2 (asciinema play reads it), or as json / text')
   .argument('<session-id>')
   .option('-o, --out <file>', 'write to this file instead of standard output')
-  .addOption(new Option('--format <f>', 'asciicast, json or text').default('asciicast').choices(['asciicast', 'json', 'text']))
+  .addOption(
+    new Option('--format <f>', 'asciicast, json or text').default('asciicast').choices(['asciicast', 'json', 'text']),
+  )
   .action(async (sid: string, opts: { out?: string; format: string }) => {
     const rec = await import('../recordings.ts');
     const data = rec.dumpRecording(await rec.fetchRecording(auth(), sid), opts.format);
@@ -288,7 +326,8 @@ recordingsCmd
 function eventTime(text: string): string {
   if (/^\d+(ms|s|m|h|d)/.test(text)) return new Date(Date.now() - parseDuration(text)).toISOString();
   const t = new Date(text);
-  if (Number.isNaN(t.getTime())) throw new BadParameter(`invalid time "${text}" (use an ISO time or a duration such as 2h)`);
+  if (Number.isNaN(t.getTime()))
+    throw new BadParameter(`invalid time "${text}" (use an ISO time or a duration such as 2h)`);
   return t.toISOString();
 }
 
@@ -306,17 +345,28 @@ authCmd
 authCmd
   .command('export')
   .description('print CA public keys for OpenSSH (user, host) and openssl (tls, db)')
-  .addOption(new Option('--type <type>', 'user, host, tls or db').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']))
+  .addOption(
+    new Option('--type <type>', 'user, host, tls or db').makeOptionMandatory().choices(['user', 'host', 'tls', 'db']),
+  )
   .action(async (opts: { type: string }) => out(await exportCAs(auth(), opts.type)));
 authCmd
   .command('rotate')
-  .description('rotate a CA one phase at a time: standby -> init -> update_clients -> update_servers -> standby (docs/rotation.md)')
+  .description(
+    'rotate a CA one phase at a time: standby -> init -> update_clients -> update_servers -> standby (docs/rotation.md)',
+  )
   .addOption(
     new Option('--type <type>', 'the CA to rotate (user, host or tls; db does not rotate yet)')
       .makeOptionMandatory()
       .choices(['user', 'host', 'tls', 'db']),
   )
-  .addOption(new Option('--phase <phase>', 'the phase to move to (default: the next one)').choices(['init', 'update_clients', 'update_servers', 'standby']))
+  .addOption(
+    new Option('--phase <phase>', 'the phase to move to (default: the next one)').choices([
+      'init',
+      'update_clients',
+      'update_servers',
+      'standby',
+    ]),
+  )
   .option('--rollback', 'back to the old key, from any phase before standby (tls: through phase rollback)')
   .action(async (opts: { type: string; phase?: string; rollback?: boolean }) => {
     if (opts.rollback && opts.phase) throw new BadParameter('--rollback and --phase do not go together');

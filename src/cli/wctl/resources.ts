@@ -12,29 +12,78 @@ import { table } from '../table.ts';
 export type Format = 'text' | 'yaml' | 'json';
 
 export function checkFormat(f: string): Format {
-  if (f !== 'text' && f !== 'yaml' && f !== 'json') throw new BadParameter(`unknown format "${f}" (expected text, yaml or json)`);
+  if (f !== 'text' && f !== 'yaml' && f !== 'json')
+    throw new BadParameter(`unknown format "${f}" (expected text, yaml or json)`);
   return f;
 }
 
 function labels(l?: Record<string, string>): string {
-  return Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  return Object.entries(l ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
 }
 
 function textRows(resources: Resource[]): string {
   const kind = resources[0]?.kind;
   switch (kind) {
     case 'user':
-      return table(['User', 'Roles', 'Logins', 'Locked until'], resources.map((r) => r.kind === 'user' ? [r.metadata.name, r.spec.roles.join(','), (r.spec.traits.logins ?? []).join(','), r.spec.locked_until ?? ''] : []));
+      return table(
+        ['User', 'Roles', 'Logins', 'Locked until'],
+        resources.map((r) =>
+          r.kind === 'user'
+            ? [
+                r.metadata.name,
+                r.spec.roles.join(','),
+                (r.spec.traits.logins ?? []).join(','),
+                r.spec.locked_until ?? '',
+              ]
+            : [],
+        ),
+      );
     case 'role':
-      return table(['Role', 'Allowed logins', 'Node labels', 'Max TTL'], resources.map((r) => r.kind === 'role' ? [r.metadata.name, (r.spec.allow?.logins ?? []).join(','), JSON.stringify(r.spec.allow?.node_labels ?? {}), r.spec.options?.max_session_ttl ?? ''] : []));
+      return table(
+        ['Role', 'Allowed logins', 'Node labels', 'Max TTL'],
+        resources.map((r) =>
+          r.kind === 'role'
+            ? [
+                r.metadata.name,
+                (r.spec.allow?.logins ?? []).join(','),
+                JSON.stringify(r.spec.allow?.node_labels ?? {}),
+                r.spec.options?.max_session_ttl ?? '',
+              ]
+            : [],
+        ),
+      );
     case 'token':
-      return table(['Token', 'Type', 'Labels', 'Expires'], resources.map((r) => r.kind === 'token' ? [r.metadata.name, r.spec.roles.join(','), labels(r.spec.labels), r.metadata.expires ?? 'never'] : []));
+      return table(
+        ['Token', 'Type', 'Labels', 'Expires'],
+        resources.map((r) =>
+          r.kind === 'token'
+            ? [r.metadata.name, r.spec.roles.join(','), labels(r.spec.labels), r.metadata.expires ?? 'never']
+            : [],
+        ),
+      );
     case 'node':
-      return table(['Node', 'Address', 'Labels', 'Version'], resources.map((r) => r.kind === 'node' ? [r.metadata.name, r.spec.tunnel ? '⟵ tunnel' : r.spec.addr, labels(r.metadata.labels), r.spec.version] : []));
+      return table(
+        ['Node', 'Address', 'Labels', 'Version'],
+        resources.map((r) =>
+          r.kind === 'node'
+            ? [r.metadata.name, r.spec.tunnel ? '⟵ tunnel' : r.spec.addr, labels(r.metadata.labels), r.spec.version]
+            : [],
+        ),
+      );
     case 'proxy':
-      return table(['Proxy', 'Address', 'Version'], resources.map((r) => r.kind === 'proxy' ? [r.metadata.name, r.spec.addr, r.spec.version] : []));
+      return table(
+        ['Proxy', 'Address', 'Version'],
+        resources.map((r) => (r.kind === 'proxy' ? [r.metadata.name, r.spec.addr, r.spec.version] : [])),
+      );
     case 'cert_authority':
-      return table(['CA', 'Cluster', 'Fingerprint', 'Rotation'], resources.map((r) => r.kind === 'cert_authority' ? [r.spec.type, r.spec.cluster, caFingerprint(r), r.spec.rotation.phase] : []));
+      return table(
+        ['CA', 'Cluster', 'Fingerprint', 'Rotation'],
+        resources.map((r) =>
+          r.kind === 'cert_authority' ? [r.spec.type, r.spec.cluster, caFingerprint(r), r.spec.rotation.phase] : [],
+        ),
+      );
     default:
       return '';
   }
@@ -54,7 +103,12 @@ export function printResources(resources: Resource[], format: Format): string {
   return resources.length ? textRows(resources) : 'none\n';
 }
 
-export async function getResources(auth: AuthClient, kindName: string, name: string | undefined, format: Format): Promise<string> {
+export async function getResources(
+  auth: AuthClient,
+  kindName: string,
+  name: string | undefined,
+  format: Format,
+): Promise<string> {
   const kind = kindFromName(kindName);
   if (name) {
     try {
@@ -63,8 +117,11 @@ export async function getResources(auth: AuthClient, kindName: string, name: str
     } catch (err) {
       // Nodes are named by their host id; people know them by host name, as `wsh ls` shows them.
       if (!(err instanceof NotFound) || kind !== 'node') throw err;
-      const byHostname = (await listAllResources(auth, kind)).filter((n) => n.kind === 'node' && n.spec.hostname === name);
-      if (!byHostname.length) throw new NotFound(`node "${name}" not found (neither a node id nor a host name: wctl get nodes lists them)`);
+      const byHostname = (await listAllResources(auth, kind)).filter(
+        (n) => n.kind === 'node' && n.spec.hostname === name,
+      );
+      if (!byHostname.length)
+        throw new NotFound(`node "${name}" not found (neither a node id nor a host name: wctl get nodes lists them)`);
       return printResources(byHostname, format);
     }
   }
@@ -82,7 +139,8 @@ export function readResourceFile(path: string): Resource[] {
   const docs = parseAllDocuments(text);
   const resources: Resource[] = [];
   for (const [i, doc] of (Array.isArray(docs) ? docs : [docs]).entries()) {
-    if (doc.errors.length) throw new BadParameter(`${path}: document ${i + 1} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+    if (doc.errors.length)
+      throw new BadParameter(`${path}: document ${i + 1} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
     const data = doc.toJS();
     if (data === null || data === undefined) continue;
     try {

@@ -57,7 +57,9 @@ export function connectSSH(t: SessionTarget, signal: AbortSignal): Promise<ssh2.
     client.once('ready', () => settle());
     // ssh2 says "All configured authentication methods failed": the node refused this login.
     client.on('error', (err: Error & { level?: string }) =>
-      settle(err.level === 'client-authentication' ? new Error(`access denied: the node refused login "${t.login}"`) : err),
+      settle(
+        err.level === 'client-authentication' ? new Error(`access denied: the node refused login "${t.login}"`) : err,
+      ),
     );
     client.once('close', () => settle(new Error('connection closed before the session started')));
     t.dial(signal).then(
@@ -105,7 +107,16 @@ export async function runSession(t: SessionTarget, command: string, interactive:
         stream.once('close', () => {
           signal.removeEventListener('abort', onAbort);
           if (code === 0) resolve();
-          else reject(new Error(code !== undefined ? `exit status ${code}` : exitSignal ? `killed by SIG${exitSignal}` : 'no exit status'));
+          else
+            reject(
+              new Error(
+                code !== undefined
+                  ? `exit status ${code}`
+                  : exitSignal
+                    ? `killed by SIG${exitSignal}`
+                    : 'no exit status',
+              ),
+            );
         });
         if (interactive) stream.end(`${command ? command + '\n' : ''}exit\n`);
       };
@@ -160,17 +171,26 @@ export async function benchSessions(t: SessionTarget, opts: BenchOptions): Promi
     inFlight++;
     const t0 = performance.now();
     running.push(
-      runSession(t, opts.command, opts.interactive).then(
-        () => void latenciesMs.push(performance.now() - t0),
-        (err: Error) => void fail(oneLine(err)),
-      ).finally(() => inFlight--),
+      runSession(t, opts.command, opts.interactive)
+        .then(
+          () => void latenciesMs.push(performance.now() - t0),
+          (err: Error) => void fail(oneLine(err)),
+        )
+        .finally(() => inFlight--),
     );
   }
   // The rate achieved is over the window in which sessions were started, not until the slowest ended.
   const startWindowMs = performance.now() - start + 1000 / opts.rate;
   await Promise.all(running);
   const failed = [...errors.values()].reduce((a, b) => a + b, 0);
-  return { started: total, failed, latenciesMs: latenciesMs.sort((a, b) => a - b), errors, startWindowMs, elapsedMs: performance.now() - start };
+  return {
+    started: total,
+    failed,
+    latenciesMs: latenciesMs.sort((a, b) => a - b),
+    errors,
+    startWindowMs,
+    elapsedMs: performance.now() - start,
+  };
 }
 
 function oneLine(err: Error): string {
@@ -195,7 +215,14 @@ export function formatReport(r: BenchReport, what: string): string {
     'Latency of the sessions that succeeded (connect to end of session):',
     'Percentile  Duration',
     '----------  --------',
-    ...([['p50', 50], ['p90', 90], ['p99', 99], ['max', 100]] as const).map(([name, p]) => `${name.padEnd(10)}  ${ms(percentile(r.latenciesMs, p))}`),
+    ...(
+      [
+        ['p50', 50],
+        ['p90', 90],
+        ['p99', 99],
+        ['max', 100],
+      ] as const
+    ).map(([name, p]) => `${name.padEnd(10)}  ${ms(percentile(r.latenciesMs, p))}`),
   ];
   if (r.errors.size) {
     lines.push('', 'Errors:');
@@ -207,11 +234,19 @@ export function formatReport(r: BenchReport, what: string): string {
 export { hostCertVerifier };
 
 /** Parses `--rate` and `--duration`, and `login@node`, with one-line errors. */
-export function parseBenchArgs(target: string, rate: string, duration: string): { login: string; host: string; rate: number; durationMs: number } {
+export function parseBenchArgs(
+  target: string,
+  rate: string,
+  duration: string,
+): { login: string; host: string; rate: number; durationMs: number } {
   const at = target.lastIndexOf('@');
-  if (at <= 0 || at === target.length - 1) throw new BadParameter(`"${target}" names no login: use login@node (e.g. root@${target.replace(/^@/, '') || 'node'})`);
+  if (at <= 0 || at === target.length - 1)
+    throw new BadParameter(
+      `"${target}" names no login: use login@node (e.g. root@${target.replace(/^@/, '') || 'node'})`,
+    );
   const r = Number(rate);
-  if (!/^\d+(\.\d+)?$/.test(rate.trim()) || !(r > 0) || r > MAX_RATE) throw new BadParameter(`invalid rate "${rate}" (sessions per second, more than 0 and at most ${MAX_RATE})`);
+  if (!/^\d+(\.\d+)?$/.test(rate.trim()) || !(r > 0) || r > MAX_RATE)
+    throw new BadParameter(`invalid rate "${rate}" (sessions per second, more than 0 and at most ${MAX_RATE})`);
   const durationMs = parseDuration(duration);
   if (durationMs > MAX_DURATION_MS) throw new BadParameter(`duration "${duration}" is longer than 1h`);
   if ((r * durationMs) / 1000 < 1) throw new BadParameter(`--rate ${rate} for ${duration} opens no session`);
@@ -219,7 +254,11 @@ export function parseBenchArgs(target: string, rate: string, duration: string): 
 }
 
 /** `wsh bench`: returns the exit code (1 when any session failed). */
-export async function bench(target: string, command: string[], flags: { rate: string; duration: string; interactive: boolean }): Promise<number> {
+export async function bench(
+  target: string,
+  command: string[],
+  flags: { rate: string; duration: string; interactive: boolean },
+): Promise<number> {
   const args = parseBenchArgs(target, flags.rate, flags.duration);
   const { profile, dir, creds } = loadCurrentLogin();
   const identity: TLSIdentity = { keyPem: creds.tlsKey, certPem: creds.tlsCert, caPems: creds.tlsCAs };
@@ -236,9 +275,18 @@ export async function bench(target: string, command: string[], flags: { rate: st
     hostKeyAlgorithms: [`ssh-ed25519${CERT_SUFFIX}`, `ecdsa-sha2-nistp256${CERT_SUFFIX}`],
   };
   const cmd = command.join(' ');
-  const mode = flags.interactive ? `interactive shell (PTY)${cmd ? ` typing "${cmd}"` : ''}` : `exec "${cmd || 'true'}"`;
-  process.stderr.write(`wsh bench: ${args.login}@${args.host} via ${profile.proxy}, ${mode}, ${args.rate}/s for ${flags.duration} (keys: ${dir})\n`);
-  const report = await benchSessions(t, { rate: args.rate, durationMs: args.durationMs, interactive: flags.interactive, command: flags.interactive ? cmd : cmd || 'true' });
+  const mode = flags.interactive
+    ? `interactive shell (PTY)${cmd ? ` typing "${cmd}"` : ''}`
+    : `exec "${cmd || 'true'}"`;
+  process.stderr.write(
+    `wsh bench: ${args.login}@${args.host} via ${profile.proxy}, ${mode}, ${args.rate}/s for ${flags.duration} (keys: ${dir})\n`,
+  );
+  const report = await benchSessions(t, {
+    rate: args.rate,
+    durationMs: args.durationMs,
+    interactive: flags.interactive,
+    command: flags.interactive ? cmd : cmd || 'true',
+  });
   process.stdout.write(formatReport(report, `${report.started} sessions to ${args.login}@${args.host}, ${mode}`));
   return report.failed > 0 ? 1 : 0;
 }

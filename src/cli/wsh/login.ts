@@ -5,7 +5,15 @@ import { readFileSync } from 'node:fs';
 import { AccessDenied, BadParameter, ConnectionProblem, errorFromCode } from '../../api/errors.ts';
 import { generateClientKeys } from '../../crypto/clientkeys.ts';
 import { splitAddr } from '../../api/client.ts';
-import { WEBAPI_LOGIN, WEBAPI_PING, certsSchema, errorSchema, pingSchema, type CertsResponse, type LoginRequest } from '../../api/webapi.ts';
+import {
+  WEBAPI_LOGIN,
+  WEBAPI_PING,
+  certsSchema,
+  errorSchema,
+  pingSchema,
+  type CertsResponse,
+  type LoginRequest,
+} from '../../api/webapi.ts';
 import { confirm, isInteractive, readSecret, readStdinLine } from '../prompt.ts';
 import { fetchProxyCA, proxyTLSOptions } from '../../api/trust.ts';
 import { pinCA, pinnedCA, saveLogin } from './profile.ts';
@@ -25,7 +33,7 @@ export interface LoginOptions {
 /** Returns the CA to trust the proxy by, after the checks above; undefined = public CA. */
 async function trustProxy(opts: LoginOptions, warn: (s: string) => void): Promise<string | undefined> {
   if (opts.insecure) {
-    warn('WARNING: --insecure: the proxy\'s certificate is not checked. Use it only in a home lab.\n');
+    warn("WARNING: --insecure: the proxy's certificate is not checked. Use it only in a home lab.\n");
     return undefined;
   }
   const seen = await fetchProxyCA(opts.proxy);
@@ -39,7 +47,7 @@ async function trustProxy(opts: LoginOptions, warn: (s: string) => void): Promis
         `the proxy's certificate authority is ${seen.pin}, not the expected ${wanted}: someone may be intercepting the connection` +
           (opts.caPin
             ? ''
-            : ' (if the cluster\'s TLS CA was rotated, log in with --ca-pin from `wctl status`; ' +
+            : " (if the cluster's TLS CA was rotated, log in with --ca-pin from `wctl status`; " +
               `if the cluster was rebuilt, remove ${opts.proxy} from known_proxies.json under WSH_HOME)`),
       );
     }
@@ -65,12 +73,26 @@ function post(proxy: string, path: string, body: unknown, tlsOptions: https.Requ
 
 const REQUEST_TIMEOUT_MS = 30_000;
 
-function request(proxy: string, method: 'GET' | 'POST', path: string, body: unknown, tlsOptions: https.RequestOptions): Promise<unknown> {
+function request(
+  proxy: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body: unknown,
+  tlsOptions: https.RequestOptions,
+): Promise<unknown> {
   const [host, port] = splitAddr(proxy);
   const data = method === 'POST' ? JSON.stringify(body) : '';
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { host, port, path, method, agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }, ...tlsOptions },
+      {
+        host,
+        port,
+        path,
+        method,
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+        ...tlsOptions,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -84,26 +106,42 @@ function request(proxy: string, method: 'GET' | 'POST', path: string, body: unkn
           try {
             json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
           } catch {
-            return reject(new ConnectionProblem(`the proxy answered ${res.statusCode} with something that is not JSON`));
+            return reject(
+              new ConnectionProblem(`the proxy answered ${res.statusCode} with something that is not JSON`),
+            );
           }
           if (res.statusCode === 200) return resolve(json);
           const err = errorSchema.safeParse(json);
-          reject(err.success ? errorFromCode(err.data.error.code, err.data.error.message) : new ConnectionProblem(`the proxy answered ${res.statusCode}`));
+          reject(
+            err.success
+              ? errorFromCode(err.data.error.code, err.data.error.message)
+              : new ConnectionProblem(`the proxy answered ${res.statusCode}`),
+          );
         });
       },
     );
     // The whole exchange, handshake included: a socket's idle timeout let a server that accepts and says
     // nothing hold `wsh login` for a minute.
-    const timer = setTimeout(() => req.destroy(new ConnectionProblem(`the proxy at ${proxy} did not answer in ${REQUEST_TIMEOUT_MS / 1000}s`)), REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => req.destroy(new ConnectionProblem(`the proxy at ${proxy} did not answer in ${REQUEST_TIMEOUT_MS / 1000}s`)),
+      REQUEST_TIMEOUT_MS,
+    );
     req.on('close', () => clearTimeout(timer));
-    req.on('error', (err) => reject(err instanceof Error && 'code' in err && !(err as { code?: unknown }).code?.toString().startsWith('ERR_')
-      ? new ConnectionProblem(`cannot reach the proxy at ${proxy}: ${(err as NodeJS.ErrnoException).code}`)
-      : err));
+    req.on('error', (err) =>
+      reject(
+        err instanceof Error && 'code' in err && !(err as { code?: unknown }).code?.toString().startsWith('ERR_')
+          ? new ConnectionProblem(`cannot reach the proxy at ${proxy}: ${(err as NodeJS.ErrnoException).code}`)
+          : err,
+      ),
+    );
     req.end(data);
   });
 }
 
-export async function login(opts: LoginOptions, warn: (s: string) => void): Promise<{ certs: CertsResponse; dir: string }> {
+export async function login(
+  opts: LoginOptions,
+  warn: (s: string) => void,
+): Promise<{ certs: CertsResponse; dir: string }> {
   if (!opts.user) throw new BadParameter('--user is required');
   const proxyCA = await trustProxy(opts, warn);
   const tls = proxyTLSOptions(proxyCA, opts.insecure);
@@ -111,17 +149,24 @@ export async function login(opts: LoginOptions, warn: (s: string) => void): Prom
   const needsSecondFactor = ping.success && ping.data.second_factor !== 'off';
   // Security keys need a browser here (WebAuthn is bound to the proxy's web origin): fail before the password is asked.
   if (ping.success && ping.data.second_factor === 'webauthn') {
-    throw new BadParameter('this cluster takes security keys only (second_factor: webauthn) and wsh login takes TOTP codes only: sign in with the web UI');
+    throw new BadParameter(
+      'this cluster takes security keys only (second_factor: webauthn) and wsh login takes TOTP codes only: sign in with the web UI',
+    );
   }
   // Standard input holds the password (--password-stdin), then the code (--otp-stdin), one per line.
   const stdinLines = opts.passwordStdin || opts.otpStdin ? readFileSync(0, 'utf8').split(/\r?\n/) : [];
-  const password = opts.passwordStdin ? readStdinLine('password', stdinLines.shift() ?? '') : await readSecret(`Password for ${opts.user}: `);
+  const password = opts.passwordStdin
+    ? readStdinLine('password', stdinLines.shift() ?? '')
+    : await readSecret(`Password for ${opts.user}: `);
   let secondFactor: string | undefined;
   if (needsSecondFactor) {
     if (opts.otpStdin) secondFactor = readStdinLine('second-factor code', stdinLines.shift() ?? '');
     else if (!process.stdin.isTTY || opts.passwordStdin) {
-      throw new BadParameter('this cluster needs a second factor: a second-factor code needed: run in a terminal or use --otp-stdin');
-    } else secondFactor = await readSecret(`Second-factor code for ${opts.user} (authenticator app, or a recovery code): `);
+      throw new BadParameter(
+        'this cluster needs a second factor: a second-factor code needed: run in a terminal or use --otp-stdin',
+      );
+    } else
+      secondFactor = await readSecret(`Second-factor code for ${opts.user} (authenticator app, or a recovery code): `);
   }
   const keys = generateClientKeys(opts.user);
   const loginRequest: LoginRequest = {

@@ -18,10 +18,10 @@ interface GlobalOptions {
 
 const program = new Command('wsh')
   .description('Ward client: log in, then reach servers with short-lived certificates')
-  .option('--proxy <host:port>', 'the cluster\'s proxy')
+  .option('--proxy <host:port>', "the cluster's proxy")
   .option('--user <name>', 'your Ward user name', process.env.WARD_USER)
   .option('-i, --identity <file>', 'identity file to use instead of a login (wctl auth sign --format file)')
-  .option('--insecure', 'do not check the proxy\'s certificate (home labs only)')
+  .option('--insecure', "do not check the proxy's certificate (home labs only)")
   .version(VERSION)
   .enablePositionalOptions()
   .showHelpAfterError();
@@ -40,25 +40,48 @@ program.hook('preAction', () => {
 program
   .command('login')
   .description('log in with a password and store fresh certificates under WSH_HOME (~/.wsh)')
-  .option('--proxy <host:port>', 'the cluster\'s proxy')
+  .option('--proxy <host:port>', "the cluster's proxy")
   .option('--user <name>', 'your Ward user name')
   .option('--ttl <duration>', 'how long the certificates live (capped by your roles)', '12h')
   .option('--password-stdin', 'read the password from standard input')
-  .option('--otp-stdin', 'read the second-factor code from standard input (after the password line with --password-stdin)')
+  .option(
+    '--otp-stdin',
+    'read the second-factor code from standard input (after the password line with --password-stdin)',
+  )
   .option('--ca-pin <sha256:...>', 'the cluster CA pin to expect (from wctl status)')
-  .option('--insecure', 'do not check the proxy\'s certificate (home labs only)')
-  .action(async (opts: { proxy?: string; user?: string; ttl: string; passwordStdin?: boolean; otpStdin?: boolean; caPin?: string; insecure?: boolean }) => {
-    const g = globals();
-    const proxy = opts.proxy ?? g.proxy;
-    if (!proxy) throw new Error('--proxy HOST:PORT is required');
-    const user = opts.user ?? g.user ?? '';
-    const { login } = await import('./login.ts');
-    const { certs, dir } = await login(
-      { proxy, user, ttlMs: parseDuration(opts.ttl), passwordStdin: !!opts.passwordStdin, otpStdin: !!opts.otpStdin, insecure: !!(opts.insecure ?? g.insecure), caPin: opts.caPin },
-      (s) => process.stderr.write(s),
-    );
-    process.stdout.write(`Logged in as ${user} to cluster "${certs.cluster_name}" via ${proxy}; certificates valid for ${formatDuration(certs.ttl_seconds * 1000)}.\nKeys: ${dir}\n`);
-  });
+  .option('--insecure', "do not check the proxy's certificate (home labs only)")
+  .action(
+    async (opts: {
+      proxy?: string;
+      user?: string;
+      ttl: string;
+      passwordStdin?: boolean;
+      otpStdin?: boolean;
+      caPin?: string;
+      insecure?: boolean;
+    }) => {
+      const g = globals();
+      const proxy = opts.proxy ?? g.proxy;
+      if (!proxy) throw new Error('--proxy HOST:PORT is required');
+      const user = opts.user ?? g.user ?? '';
+      const { login } = await import('./login.ts');
+      const { certs, dir } = await login(
+        {
+          proxy,
+          user,
+          ttlMs: parseDuration(opts.ttl),
+          passwordStdin: !!opts.passwordStdin,
+          otpStdin: !!opts.otpStdin,
+          insecure: !!(opts.insecure ?? g.insecure),
+          caPin: opts.caPin,
+        },
+        (s) => process.stderr.write(s),
+      );
+      process.stdout.write(
+        `Logged in as ${user} to cluster "${certs.cluster_name}" via ${proxy}; certificates valid for ${formatDuration(certs.ttl_seconds * 1000)}.\nKeys: ${dir}\n`,
+      );
+    },
+  );
 
 program
   .command('status')
@@ -73,23 +96,29 @@ program
     const id = readIdentity(creds.tlsCert);
     const left = ssh.validBefore.getTime() - Date.now();
     const lines = [
-      identity ? `> Identity file: ${identity}${process.env[PROXY_ENV] ? ` via ${process.env[PROXY_ENV]}` : ''}` : `> Profile: ${profile.proxy}`,
+      identity
+        ? `> Identity file: ${identity}${process.env[PROXY_ENV] ? ` via ${process.env[PROXY_ENV]}` : ''}`
+        : `> Profile: ${profile.proxy}`,
       `  Cluster:     ${id.cluster}`,
       `  User:        ${id.username}`,
       `  Roles:       ${id.roles.join(', ')}`,
       `  Logins:      ${ssh.principals.filter((p) => !p.startsWith('-ward-nologin-')).join(', ') || '(none)'}`,
       `  Valid until: ${ssh.validBefore.toISOString()} ${left > 0 ? `[valid for ${formatDuration(left)}]` : '[EXPIRED]'}`,
-      `  Extensions:  ${Object.keys(ssh.extensions).filter((e) => e.startsWith('permit-')).join(', ')}`,
+      `  Extensions:  ${Object.keys(ssh.extensions)
+        .filter((e) => e.startsWith('permit-'))
+        .join(', ')}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
   });
 
 program
   .command('logout')
-  .description('remove the current login\'s keys and certificates')
+  .description("remove the current login's keys and certificates")
   .action(() => {
     const removed = removeLogin();
-    process.stdout.write(removed ? `Logged out ${removed.user} from ${removed.proxy}.\n` : `Not logged in (nothing under ${wshHome()}).\n`);
+    process.stdout.write(
+      removed ? `Logged out ${removed.user} from ${removed.proxy}.\n` : `Not logged in (nothing under ${wshHome()}).\n`,
+    );
   });
 
 program
@@ -106,13 +135,24 @@ program
   .description('run a shell or a command on a node (OpenSSH ssh with your Ward certificate, through the proxy)')
   .argument('<login@node>', 'login and node name, id, or label=value')
   .argument('[command...]', 'command to run (default: a login shell)')
-  .option('-L, --forward <spec>', 'local port forwarding, as ssh -L', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option(
+    '-L, --forward <spec>',
+    'local port forwarding, as ssh -L',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
   .option('-A, --forward-agent', 'forward your SSH agent')
   .option('-t, --tty', 'force a PTY')
   .passThroughOptions()
-  .action(async (target: string, command: string[], opts: { forward: string[]; forwardAgent?: boolean; tty?: boolean }) => {
-    process.exitCode = await (await sshCommands()).ssh(target, command, { forward: opts.forward, agent: !!opts.forwardAgent, tty: !!opts.tty });
-  });
+  .action(
+    async (target: string, command: string[], opts: { forward: string[]; forwardAgent?: boolean; tty?: boolean }) => {
+      process.exitCode = await (await sshCommands()).ssh(target, command, {
+        forward: opts.forward,
+        agent: !!opts.forwardAgent,
+        tty: !!opts.tty,
+      });
+    },
+  );
 
 program
   .command('bench')
@@ -126,13 +166,19 @@ program
     'after',
     '\nEach session goes the way `wsh ssh` goes (mutual TLS to the proxy, then SSH with your certificate to the\n' +
       'node), driven by an SSH client inside wsh rather than one OpenSSH process per session, so the figures are\n' +
-      'the cluster\'s latency, not process start-up. Latency runs from the TLS dial to the end of the session;\n' +
+      "the cluster's latency, not process start-up. Latency runs from the TLS dial to the end of the session;\n" +
       'sessions start on schedule whether or not earlier ones have ended. Exit status 1 if any session failed.\n',
   )
   .passThroughOptions()
-  .action(async (target: string, command: string[], opts: { rate: string; duration: string; interactive?: boolean }) => {
-    process.exitCode = await (await import('./bench.ts')).bench(target, command, { rate: opts.rate, duration: opts.duration, interactive: !!opts.interactive });
-  });
+  .action(
+    async (target: string, command: string[], opts: { rate: string; duration: string; interactive?: boolean }) => {
+      process.exitCode = await (await import('./bench.ts')).bench(target, command, {
+        rate: opts.rate,
+        duration: opts.duration,
+        interactive: !!opts.interactive,
+      });
+    },
+  );
 
 const mfa = program.command('mfa').description('your second factors (when the cluster asks for one at login)');
 mfa
@@ -142,7 +188,9 @@ mfa
   .option('--name <name>', 'a name for the device', 'authenticator')
   .option('--otp-stdin', 'read the code(s) from standard input, one per line (existing device first, if any)')
   .action(async (opts: { type: string; name: string; otpStdin?: boolean }) => {
-    await (await import('./mfa.ts')).addDevice({ type: opts.type, name: opts.name, otpStdin: !!opts.otpStdin }, (s) => process.stdout.write(s));
+    await (await import('./mfa.ts')).addDevice({ type: opts.type, name: opts.name, otpStdin: !!opts.otpStdin }, (s) =>
+      process.stdout.write(s),
+    );
   });
 mfa
   .command('ls')
@@ -159,7 +207,9 @@ mfa
     process.stdout.write(await (await import('./mfa.ts')).removeDevice(device));
   });
 
-const recordings = program.command('recordings').description('recorded sessions (needs a role with the `session` rule)');
+const recordings = program
+  .command('recordings')
+  .description('recorded sessions (needs a role with the `session` rule)');
 recordings
   .command('ls')
   .description('list recorded sessions, newest first')
@@ -175,7 +225,11 @@ program
   .argument('<session-id>', 'from wsh recordings ls')
   .option('--speed <x>', 'playback speed, e.g. 2 or 0.5', '1')
   .option('--max-idle <seconds>', 'cap pauses at this many seconds', '2')
-  .addOption(new Option('--format <f>', 'play in the terminal, or dump it: asciicast (asciinema play reads it), json, text').default('play').choices(['play', 'asciicast', 'json', 'text']))
+  .addOption(
+    new Option('--format <f>', 'play in the terminal, or dump it: asciicast (asciinema play reads it), json, text')
+      .default('play')
+      .choices(['play', 'asciicast', 'json', 'text']),
+  )
   .action(async (sid: string, opts: { speed: string; maxIdle: string; format: string }) => {
     const rec = await import('../recordings.ts');
     const data = await rec.fetchRecording(await (await sshCommands()).authClient(), sid);
@@ -201,7 +255,7 @@ program
   .description('join a live session: observers watch, peers can type too')
   .argument('<session-id>', 'from wsh sessions ls')
   .addOption(new Option('--mode <m>', 'observer or peer').default('observer').choices(['observer', 'peer']))
-  .option('--login <login>', 'the login to reach the node with (default: the session\'s)')
+  .option('--login <login>', "the login to reach the node with (default: the session's)")
   .action(async (sid: string, opts: { mode: string; login?: string }) => {
     process.exitCode = await (await sshCommands()).joinSession(sid, opts.mode as 'observer' | 'peer', opts.login);
   });

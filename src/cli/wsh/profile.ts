@@ -29,12 +29,15 @@ function parseProfile(text: string): Profile {
   const p: unknown = JSON.parse(text);
   if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new Error('not an object');
   const { proxy, user, cluster, insecure = false, proxy_ca } = p as Record<string, unknown>;
-  if (typeof proxy !== 'string' || typeof user !== 'string' || typeof cluster !== 'string') throw new Error('missing field');
-  if (typeof insecure !== 'boolean' || (proxy_ca !== undefined && typeof proxy_ca !== 'string')) throw new Error('bad field');
+  if (typeof proxy !== 'string' || typeof user !== 'string' || typeof cluster !== 'string')
+    throw new Error('missing field');
+  if (typeof insecure !== 'boolean' || (proxy_ca !== undefined && typeof proxy_ca !== 'string'))
+    throw new Error('bad field');
   return { proxy, user, cluster, insecure, ...(proxy_ca !== undefined ? { proxy_ca } : {}) };
 }
 
-const keyDir = (p: { proxy: string; user: string }) => join(wshHome(), 'keys', p.proxy.replace(/[^A-Za-z0-9.-]/g, '_'), p.user);
+const keyDir = (p: { proxy: string; user: string }) =>
+  join(wshHome(), 'keys', p.proxy.replace(/[^A-Za-z0-9.-]/g, '_'), p.user);
 
 export function saveLogin(profile: Profile, creds: Credentials): string {
   const dir = keyDir(profile);
@@ -55,7 +58,8 @@ export function saveLogin(profile: Profile, creds: Credentials): string {
 export function loadCurrentLogin(): ReturnType<typeof loadProfile> {
   const login = loadProfile();
   const ended = certExpiry(login.creds.tlsCert);
-  if (ended.getTime() <= Date.now()) throw new AccessDenied(`your login expired at ${ended.toISOString()}: run wsh login`);
+  if (ended.getTime() <= Date.now())
+    throw new AccessDenied(`your login expired at ${ended.toISOString()}: run wsh login`);
   return login;
 }
 
@@ -79,7 +83,8 @@ function loadIdentityFile(file: string): { profile: Profile; dir: string; creds:
     // Asked for only by what dials (wsh status reads the file alone).
     get proxy(): string {
       const proxy = process.env[PROXY_ENV];
-      if (!proxy) throw new BadParameter('--identity needs --proxy HOST:PORT: an identity file does not say where the proxy is');
+      if (!proxy)
+        throw new BadParameter('--identity needs --proxy HOST:PORT: an identity file does not say where the proxy is');
       return proxy;
     },
   };

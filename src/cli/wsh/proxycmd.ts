@@ -20,11 +20,22 @@ const ROUTE_TIMEOUT_MS = 15_000;
  * connection to the node. It resolves paused, with any bytes the node already sent pushed back, so the
  * caller's first reader sees the SSH banner.
  */
-export function dialNode(proxy: string, identity: TLSIdentity, host: string, port: number, signal?: AbortSignal): Promise<tls.TLSSocket> {
+export function dialNode(
+  proxy: string,
+  identity: TLSIdentity,
+  host: string,
+  port: number,
+  signal?: AbortSignal,
+): Promise<tls.TLSSocket> {
   const [proxyHost, proxyPort] = splitAddr(proxy);
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
-      host: proxyHost, port: proxyPort, ALPNProtocols: [ALPN_PROXY_SSH], key: identity.keyPem, cert: identity.certPem, ca: identity.caPems,
+      host: proxyHost,
+      port: proxyPort,
+      ALPNProtocols: [ALPN_PROXY_SSH],
+      key: identity.keyPem,
+      cert: identity.certPem,
+      ca: identity.caPems,
       servername: /^[\d.:]+$/.test(proxyHost) ? undefined : proxyHost,
       checkServerIdentity: checkProxyIdentity,
     });
@@ -34,7 +45,10 @@ export function dialNode(proxy: string, identity: TLSIdentity, host: string, por
       socket.destroy();
       reject(err);
     };
-    const timer = setTimeout(() => fail(new ConnectionProblem(`the proxy at ${proxy} did not answer within ${ROUTE_TIMEOUT_MS / 1000}s`)), ROUTE_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => fail(new ConnectionProblem(`the proxy at ${proxy} did not answer within ${ROUTE_TIMEOUT_MS / 1000}s`)),
+      ROUTE_TIMEOUT_MS,
+    );
     const onAbort = () => fail(new ConnectionProblem('cancelled'));
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.setNoDelay(true); // interactive SSH: no Nagle delay on keystrokes and handshake messages
@@ -48,7 +62,8 @@ export function dialNode(proxy: string, identity: TLSIdentity, host: string, por
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
       const nl = head.indexOf(0x0a);
-      if (nl < 0) return head.length > 1024 ? fail(new ConnectionProblem('the proxy sent a malformed answer')) : undefined;
+      if (nl < 0)
+        return head.length > 1024 ? fail(new ConnectionProblem('the proxy sent a malformed answer')) : undefined;
       socket.off('data', onData);
       socket.off('close', onClose);
       const line = head.subarray(0, nl).toString('utf8');

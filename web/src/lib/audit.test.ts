@@ -4,7 +4,9 @@ import { eventsQuery, summarize } from './audit.ts';
 
 describe('web audit page: query and summary', () => {
   it('turns the form into the events query', () => {
-    const q = new URLSearchParams(eventsQuery({ from: '2026-01-02T03:04:00Z', to: '', types: 'session.start, user.login', user: ' ada ' }, 100));
+    const q = new URLSearchParams(
+      eventsQuery({ from: '2026-01-02T03:04:00Z', to: '', types: 'session.start, user.login', user: ' ada ' }, 100),
+    );
     assert.equal(q.get('from'), '2026-01-02T03:04:00.000Z');
     assert.equal(q.get('to'), null);
     assert.equal(q.get('types'), 'session.start,user.login');
@@ -14,6 +16,18 @@ describe('web audit page: query and summary', () => {
   });
 
   it('summarises an event without its common fields', () => {
-    assert.equal(summarize({ event: 'exec', code: 'WE3000I', time: 't', uid: 'u', user: 'ada', command: 'ls', login: 'root', env: { a: 1 } }), 'command=ls login=root env={"a":1}');
+    assert.equal(
+      summarize({
+        event: 'exec',
+        code: 'WE3000I',
+        time: 't',
+        uid: 'u',
+        user: 'ada',
+        command: 'ls',
+        login: 'root',
+        env: { a: 1 },
+      }),
+      'command=ls login=root env={"a":1}',
+    );
   });
 });

@@ -30,7 +30,10 @@ describe('web player: asciicast timeline', () => {
 
   it('caps idle pauses so a long silence plays in maxIdle seconds', () => {
     const tl = buildTimeline(parseCast(CAST), 2);
-    assert.deepEqual(tl.events.map((e) => Math.round(e[0] * 10) / 10), [0.1, 0.5, 0.6, 2.6, 2.7, 3]);
+    assert.deepEqual(
+      tl.events.map((e) => Math.round(e[0] * 10) / 10),
+      [0.1, 0.5, 0.6, 2.6, 2.7, 3],
+    );
     assert.equal(Math.round(tl.duration * 10) / 10, 3);
   });
 

@@ -35,7 +35,11 @@ export function indexAt(tl: Timeline, t: number): number {
 }
 
 /** What a terminal must show after playing events [from, to): output to write, and the last size. */
-export function replay(tl: Timeline, from: number, to: number): { output: string; size?: { cols: number; rows: number } } {
+export function replay(
+  tl: Timeline,
+  from: number,
+  to: number,
+): { output: string; size?: { cols: number; rows: number } } {
   let output = '';
   let size: { cols: number; rows: number } | undefined;
   for (let i = from; i < to; i++) {

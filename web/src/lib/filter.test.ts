@@ -10,15 +10,34 @@ const rows: ServerRow[] = [
 
 describe('web servers page: search and label filters', () => {
   it('searches names, ids, addresses and labels, every word', () => {
-    assert.deepEqual(filterServers(rows, 'WEB', []).map((r) => r.hostname), ['web1']);
-    assert.deepEqual(filterServers(rows, 'team=db', []).map((r) => r.hostname), ['db1']);
-    assert.deepEqual(filterServers(rows, 'prod 10.0.0.1', []).map((r) => r.hostname), ['web1']);
-    assert.deepEqual(filterServers(rows, '', []).map((r) => r.hostname), ['db1', 'lab', 'web1'], 'sorted by name');
+    assert.deepEqual(
+      filterServers(rows, 'WEB', []).map((r) => r.hostname),
+      ['web1'],
+    );
+    assert.deepEqual(
+      filterServers(rows, 'team=db', []).map((r) => r.hostname),
+      ['db1'],
+    );
+    assert.deepEqual(
+      filterServers(rows, 'prod 10.0.0.1', []).map((r) => r.hostname),
+      ['web1'],
+    );
+    assert.deepEqual(
+      filterServers(rows, '', []).map((r) => r.hostname),
+      ['db1', 'lab', 'web1'],
+      'sorted by name',
+    );
   });
 
   it('keeps servers that carry every label filter', () => {
-    assert.deepEqual(filterServers(rows, '', ['env=prod']).map((r) => r.hostname), ['db1', 'web1']);
-    assert.deepEqual(filterServers(rows, '', ['env=prod', 'team=db']).map((r) => r.hostname), ['db1']);
+    assert.deepEqual(
+      filterServers(rows, '', ['env=prod']).map((r) => r.hostname),
+      ['db1', 'web1'],
+    );
+    assert.deepEqual(
+      filterServers(rows, '', ['env=prod', 'team=db']).map((r) => r.hostname),
+      ['db1'],
+    );
     assert.deepEqual(filterServers(rows, '', ['env=nowhere']), []);
   });
 

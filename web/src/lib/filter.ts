@@ -16,7 +16,9 @@ export function filterServers(rows: ServerRow[], search: string, labelFilters: s
   return rows
     .filter((r) => wanted.every(([k, v]) => r.labels[k] === v))
     .filter((r) => {
-      const hay = [r.hostname, r.id, r.addr, ...Object.entries(r.labels).map(([k, v]) => `${k}=${v}`)].join(' ').toLowerCase();
+      const hay = [r.hostname, r.id, r.addr, ...Object.entries(r.labels).map(([k, v]) => `${k}=${v}`)]
+        .join(' ')
+        .toLowerCase();
       return words.every((w) => hay.includes(w));
     })
     .sort((a, b) => a.hostname.localeCompare(b.hostname));

@@ -4,7 +4,12 @@ import { registerKey, signWithKey } from '../mfa.ts';
 import { useLoad } from '../useLoad.ts';
 import { RecoveryCodes, TOTPSetup, type TOTPRegistration } from './MFAParts.tsx';
 
-interface Device { id: string; type: 'totp' | 'webauthn'; name: string; added: string }
+interface Device {
+  id: string;
+  type: 'totp' | 'webauthn';
+  name: string;
+  added: string;
+}
 
 // The signed-in user's second factors: list, remove, add an authenticator app (QR code) or a security
 // key. Adding one when the user has a device already takes proof from one of them (a code, or a touch
@@ -51,7 +56,9 @@ export function Account() {
       const body: Record<string, unknown> = { type: adding, name, ...(await proof()) };
       if (adding === 'totp') body.code = code.trim();
       else {
-        const begin = await api<{ webauthn_options: unknown }>('POST', '/webapi/mfa/devices/begin', { type: 'webauthn' });
+        const begin = await api<{ webauthn_options: unknown }>('POST', '/webapi/mfa/devices/begin', {
+          type: 'webauthn',
+        });
         body.webauthn_response = await registerKey(begin.webauthn_options);
       }
       const r = await api<{ recovery_codes: string[] }>('POST', '/webapi/mfa/devices/finish', body);
@@ -85,37 +92,93 @@ export function Account() {
         <button onClick={() => void start('totp')}>Add authenticator app</button>
         <button onClick={() => void start('webauthn')}>Add security key</button>
       </div>
-      {error && <p className="error" role="alert">{error}</p>}
-      {notice && <p className="ok" role="status">{notice}</p>}
-      {codes.length > 0 && <div className="card"><RecoveryCodes codes={codes} /></div>}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {notice && (
+        <p className="ok" role="status">
+          {notice}
+        </p>
+      )}
+      {codes.length > 0 && (
+        <div className="card">
+          <RecoveryCodes codes={codes} />
+        </div>
+      )}
       {adding && (
         <form className="card narrow add-device" onSubmit={(e) => void finish(e)}>
           <h2>{adding === 'totp' ? 'Add an authenticator app' : 'Add a security key'}</h2>
-          {adding === 'totp' && (totp ? <TOTPSetup reg={totp} code={code} setCode={setCode} /> : <p className="muted">Preparing the QR code…</p>)}
-          <label>Device name<input name="name" placeholder={adding === 'totp' ? 'phone' : 'yubikey'} value={name} onChange={(e) => setName(e.target.value)} maxLength={64} /></label>
+          {adding === 'totp' &&
+            (totp ? (
+              <TOTPSetup reg={totp} code={code} setCode={setCode} />
+            ) : (
+              <p className="muted">Preparing the QR code…</p>
+            ))}
+          <label>
+            Device name
+            <input
+              name="name"
+              placeholder={adding === 'totp' ? 'phone' : 'yubikey'}
+              value={name}
+              onChange={(e) => setName(e.target.value)}
+              maxLength={64}
+            />
+          </label>
           {devices.length > 0 && (
             <label>
               Code from a device you have{hasKey ? ' (or leave empty and touch your security key)' : ''}
-              <input name="existing" inputMode="numeric" autoComplete="one-time-code" value={existingCode} onChange={(e) => setExistingCode(e.target.value)} required={!hasKey} />
+              <input
+                name="existing"
+                inputMode="numeric"
+                autoComplete="one-time-code"
+                value={existingCode}
+                onChange={(e) => setExistingCode(e.target.value)}
+                required={!hasKey}
+              />
             </label>
           )}
-          {problem && <p className="error" role="alert">{problem}</p>}
+          {problem && (
+            <p className="error" role="alert">
+              {problem}
+            </p>
+          )}
           <div className="row">
-            <button type="submit" disabled={busy}>{adding === 'totp' ? 'Add app' : busy ? 'Touch your security key…' : 'Register key'}</button>
-            <button type="button" className="ghost" onClick={() => setAdding('')}>Cancel</button>
+            <button type="submit" disabled={busy}>
+              {adding === 'totp' ? 'Add app' : busy ? 'Touch your security key…' : 'Register key'}
+            </button>
+            <button type="button" className="ghost" onClick={() => setAdding('')}>
+              Cancel
+            </button>
           </div>
         </form>
       )}
-      {!adding && problem && <p className="error" role="alert">{problem}</p>}
+      {!adding && problem && (
+        <p className="error" role="alert">
+          {problem}
+        </p>
+      )}
       <table className="grid">
-        <thead><tr><th>Name</th><th>Type</th><th>Added</th><th className="right" /></tr></thead>
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Type</th>
+            <th>Added</th>
+            <th className="right" />
+          </tr>
+        </thead>
         <tbody>
           {devices.map((d) => (
             <tr key={d.id} data-device={d.name}>
               <td>{d.name}</td>
               <td>{d.type === 'totp' ? 'authenticator app' : 'security key'}</td>
               <td>{new Date(d.added).toLocaleString()}</td>
-              <td className="right"><button className="danger" onClick={() => void remove(d)}>Remove</button></td>
+              <td className="right">
+                <button className="danger" onClick={() => void remove(d)}>
+                  Remove
+                </button>
+              </td>
             </tr>
           ))}
         </tbody>

@@ -36,7 +36,13 @@ export function Player({ sid, theme }: { sid: string; theme: Theme }) {
 
   useEffect(() => {
     if (!tl || !box.current) return;
-    const t = new Terminal({ cols: tl.header.width, rows: tl.header.height, theme: terminalTheme(theme), disableStdin: true, fontSize: 14 });
+    const t = new Terminal({
+      cols: tl.header.width,
+      rows: tl.header.height,
+      theme: terminalTheme(theme),
+      disableStdin: true,
+      fontSize: 14,
+    });
     t.open(box.current);
     term.current = t;
     return () => t.dispose();
@@ -83,19 +89,54 @@ export function Player({ sid, theme }: { sid: string; theme: Theme }) {
   return (
     <section>
       <div className="titlebar">
-        <a href="/web/recordings" onClick={(e) => { e.preventDefault(); navigate('/web/recordings'); }}>← Recordings</a>
+        <a
+          href="/web/recordings"
+          onClick={(e) => {
+            e.preventDefault();
+            navigate('/web/recordings');
+          }}
+        >
+          ← Recordings
+        </a>
         <h1 className="mono small">{sid}</h1>
       </div>
-      {error && <p className="error" role="alert">{error}</p>}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
       {tl && (
         <div className="player card">
           <div className="player-screen" ref={box} data-testid="player" />
           <div className="controls">
-            <button onClick={() => { if (pos >= tl.duration) seek(0); setPlaying(!playing); }} aria-label={playing ? 'Pause' : 'Play'}>{playing ? '❚❚ Pause' : '▶ Play'}</button>
-            <input type="range" min={0} max={tl.duration || 0.001} step={0.01} value={pos} onChange={(e) => seek(Number(e.target.value))} aria-label="Timeline" className="timeline" />
-            <span className="mono small" data-testid="clock">{formatClock(pos)} / {formatClock(tl.duration)}</span>
+            <button
+              onClick={() => {
+                if (pos >= tl.duration) seek(0);
+                setPlaying(!playing);
+              }}
+              aria-label={playing ? 'Pause' : 'Play'}
+            >
+              {playing ? '❚❚ Pause' : '▶ Play'}
+            </button>
+            <input
+              type="range"
+              min={0}
+              max={tl.duration || 0.001}
+              step={0.01}
+              value={pos}
+              onChange={(e) => seek(Number(e.target.value))}
+              aria-label="Timeline"
+              className="timeline"
+            />
+            <span className="mono small" data-testid="clock">
+              {formatClock(pos)} / {formatClock(tl.duration)}
+            </span>
             <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))} aria-label="Speed">
-              {SPEEDS.map((s) => <option key={s} value={s}>{s}×</option>)}
+              {SPEEDS.map((s) => (
+                <option key={s} value={s}>
+                  {s}×
+                </option>
+              ))}
             </select>
           </div>
         </div>

@@ -11,19 +11,50 @@ export function Recordings() {
   const { data, error } = useLoad<{ recordings: Recording[] }>('/webapi/recordings');
   return (
     <section>
-      <div className="titlebar"><h1>Session recordings</h1></div>
-      {error && <p className="error" role="alert">{error}</p>}
+      <div className="titlebar">
+        <h1>Session recordings</h1>
+      </div>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
       <table className="grid">
-        <thead><tr><th>Started</th><th>User</th><th>Server</th><th>Duration</th><th>Participants</th><th className="right">Play</th></tr></thead>
+        <thead>
+          <tr>
+            <th>Started</th>
+            <th>User</th>
+            <th>Server</th>
+            <th>Duration</th>
+            <th>Participants</th>
+            <th className="right">Play</th>
+          </tr>
+        </thead>
         <tbody>
           {(data?.recordings ?? []).map((r) => (
             <tr key={r.metadata.name}>
               <td className="nowrap">{new Date(r.spec.started).toLocaleString()}</td>
               <td>{r.spec.user}</td>
-              <td>{r.spec.login}@{r.spec.hostname}</td>
-              <td>{duration(r.spec.started, r.spec.ended)}{r.spec.interrupted ? ' (cut short)' : ''}</td>
+              <td>
+                {r.spec.login}@{r.spec.hostname}
+              </td>
+              <td>
+                {duration(r.spec.started, r.spec.ended)}
+                {r.spec.interrupted ? ' (cut short)' : ''}
+              </td>
               <td>{r.spec.participants.join(', ')}</td>
-              <td className="right"><a className="button" href={`/web/recordings/${r.metadata.name}`} onClick={(e) => { e.preventDefault(); navigate(`/web/recordings/${r.metadata.name}`); }}>Play</a></td>
+              <td className="right">
+                <a
+                  className="button"
+                  href={`/web/recordings/${r.metadata.name}`}
+                  onClick={(e) => {
+                    e.preventDefault();
+                    navigate(`/web/recordings/${r.metadata.name}`);
+                  }}
+                >
+                  Play
+                </a>
+              </td>
             </tr>
           ))}
         </tbody>

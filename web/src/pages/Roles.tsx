@@ -49,26 +49,64 @@ export function Roles() {
   };
   return (
     <section>
-      <div className="titlebar"><h1>Roles</h1><button onClick={() => { setEditing({ yaml: TEMPLATE }); setProblem(''); setSaved(''); }}>New role</button></div>
-      {error && <p className="error" role="alert">{error}</p>}
+      <div className="titlebar">
+        <h1>Roles</h1>
+        <button
+          onClick={() => {
+            setEditing({ yaml: TEMPLATE });
+            setProblem('');
+            setSaved('');
+          }}
+        >
+          New role
+        </button>
+      </div>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
       <div className="split">
         <ul className="list card">
           {(data?.roles ?? []).map((r) => (
             <li key={r.name}>
-              <button className={`link ${editing?.name === r.name ? 'active' : ''}`} onClick={() => { setEditing({ name: r.name, yaml: r.yaml }); setProblem(''); setSaved(''); }}>
-                <strong>{r.name}</strong><span className="muted small"> {r.description}</span>
+              <button
+                className={`link ${editing?.name === r.name ? 'active' : ''}`}
+                onClick={() => {
+                  setEditing({ name: r.name, yaml: r.yaml });
+                  setProblem('');
+                  setSaved('');
+                }}
+              >
+                <strong>{r.name}</strong>
+                <span className="muted small"> {r.description}</span>
               </button>
             </li>
           ))}
         </ul>
         {editing && (
           <div className="card editor">
-            <textarea className="mono" spellCheck={false} value={editing.yaml} onChange={(e) => setEditing({ ...editing, yaml: e.target.value })} aria-label="Role YAML" rows={22} />
-            {problem && <p className="error" role="alert" data-testid="role-error">{problem}</p>}
+            <textarea
+              className="mono"
+              spellCheck={false}
+              value={editing.yaml}
+              onChange={(e) => setEditing({ ...editing, yaml: e.target.value })}
+              aria-label="Role YAML"
+              rows={22}
+            />
+            {problem && (
+              <p className="error" role="alert" data-testid="role-error">
+                {problem}
+              </p>
+            )}
             {saved && <p className="ok">{saved}</p>}
             <div className="row">
               <button onClick={() => void save()}>Save</button>
-              {editing.name && <button className="danger" onClick={() => void remove(editing.name!)}>Delete</button>}
+              {editing.name && (
+                <button className="danger" onClick={() => void remove(editing.name!)}>
+                  Delete
+                </button>
+              )}
             </div>
           </div>
         )}

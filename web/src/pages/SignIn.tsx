@@ -15,7 +15,8 @@ export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   useEffect(() => {
     secondFactorMode().then(setMode, () => setMode('off'));
   }, []);
-  const problem = (err: unknown) => setError(err instanceof ApiError || err instanceof Error ? err.message : 'sign-in failed');
+  const problem = (err: unknown) =>
+    setError(err instanceof ApiError || err instanceof Error ? err.message : 'sign-in failed');
 
   const withCode = async (e: FormEvent) => {
     e.preventDefault();
@@ -35,14 +36,19 @@ export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
     setBusy('key');
     setError('');
     try {
-      const challenge = await api<{ webauthn_options: unknown; totp: boolean }>('POST', '/webapi/mfa/login/begin', { user, password });
+      const challenge = await api<{ webauthn_options: unknown; totp: boolean }>('POST', '/webapi/mfa/login/begin', {
+        user,
+        password,
+      });
       // Null only when the cluster takes no security keys. Step one answers any name and password alike (decoy
       // keys for a name without any): a mistyped name shows up here, as the browser finding no key for it.
       if (!challenge.webauthn_options) throw new Error('this cluster takes codes from an authenticator app only');
       const assertion = await signWithKey(challenge.webauthn_options).catch((err: Error) => {
         throw new Error(`${err.message} (only a key registered to this user name can answer: check the name)`);
       });
-      onSignedIn(await api<Me>('POST', '/webapi/sessions/web', { user, password, second_factor: JSON.stringify(assertion) }));
+      onSignedIn(
+        await api<Me>('POST', '/webapi/sessions/web', { user, password, second_factor: JSON.stringify(assertion) }),
+      );
     } catch (err) {
       problem(err);
     } finally {
@@ -56,8 +62,28 @@ export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
     <div className="center">
       <form className="card narrow" onSubmit={(e) => void withCode(e)}>
         <h1>Sign in to Ward</h1>
-        <label>User name<input name="user" autoComplete="username" value={user} onChange={(e) => setUser(e.target.value)} autoFocus required /></label>
-        <label>Password<input name="password" type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required /></label>
+        <label>
+          User name
+          <input
+            name="user"
+            autoComplete="username"
+            value={user}
+            onChange={(e) => setUser(e.target.value)}
+            autoFocus
+            required
+          />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            autoComplete="current-password"
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+            required
+          />
+        </label>
         {codeField && (
           <label>
             Authenticator code
@@ -72,10 +98,23 @@ export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
             />
           </label>
         )}
-        {error && <p className="error" role="alert">{error}</p>}
-        {mode !== 'webauthn' && <button type="submit" disabled={busy !== '' || mode === undefined}>{busy === 'code' ? 'Signing in…' : 'Sign in'}</button>}
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        {mode !== 'webauthn' && (
+          <button type="submit" disabled={busy !== '' || mode === undefined}>
+            {busy === 'code' ? 'Signing in…' : 'Sign in'}
+          </button>
+        )}
         {keyButton && (
-          <button type={mode === 'webauthn' ? 'submit' : 'button'} className={mode === 'on' ? 'ghost' : ''} disabled={busy !== ''} onClick={mode === 'on' ? () => void withKey() : undefined}>
+          <button
+            type={mode === 'webauthn' ? 'submit' : 'button'}
+            className={mode === 'on' ? 'ghost' : ''}
+            disabled={busy !== ''}
+            onClick={mode === 'on' ? () => void withKey() : undefined}
+          >
             {busy === 'key' ? 'Touch your security key…' : 'Sign in with a security key'}
           </button>
         )}

@@ -19,7 +19,13 @@ export function TerminalPage({ me, url, theme }: { me: Me; url: URL; theme: Them
 
   useEffect(() => {
     document.title = `${title} · Ward`;
-    const term = new Terminal({ cursorBlink: true, fontSize: 14, theme: terminalTheme(theme), scrollback: 5000, convertEol: false });
+    const term = new Terminal({
+      cursorBlink: true,
+      fontSize: 14,
+      theme: terminalTheme(theme),
+      scrollback: 5000,
+      convertEol: false,
+    });
     const fit = new FitAddon();
     term.loadAddon(fit);
     term.open(box.current!);
@@ -47,7 +53,9 @@ export function TerminalPage({ me, url, theme }: { me: Me; url: URL; theme: Them
       setStatus((s) => (s === 'connected' || s === 'connecting…' ? 'disconnected' : s));
     };
     const input = term.onData((d) => ws.readyState === WebSocket.OPEN && ws.send(encoder.encode(d)));
-    const resized = term.onResize(({ cols, rows }) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols, rows })));
+    const resized = term.onResize(
+      ({ cols, rows }) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols, rows })),
+    );
     const onWindow = () => fit.fit();
     addEventListener('resize', onWindow);
     term.focus();
@@ -67,8 +75,20 @@ export function TerminalPage({ me, url, theme }: { me: Me; url: URL; theme: Them
         <span className="brand">Ward</span>
         <span className="mono">{title}</span>
         <span className="spacer" />
-        <span className={`status ${ended ? 'off' : 'on'}`} data-testid="terminal-status">{status}</span>
-        {ended && <button onClick={() => { setEnded(false); setStatus('connecting…'); setAttempt((a) => a + 1); }}>Reconnect</button>}
+        <span className={`status ${ended ? 'off' : 'on'}`} data-testid="terminal-status">
+          {status}
+        </span>
+        {ended && (
+          <button
+            onClick={() => {
+              setEnded(false);
+              setStatus('connecting…');
+              setAttempt((a) => a + 1);
+            }}
+          >
+            Reconnect
+          </button>
+        )}
         <span className="who">{me.user}</span>
       </header>
       <div className="term-box" ref={box} data-testid="terminal" />

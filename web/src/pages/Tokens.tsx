@@ -11,9 +11,19 @@ export function Tokens() {
   const add = async (e: FormEvent) => {
     e.preventDefault();
     setProblem('');
-    const labels = Object.fromEntries(form.labels.split(',').map((l) => l.trim()).filter(Boolean).map((l) => [l.split('=')[0]!.trim(), l.split('=').slice(1).join('=').trim()]));
+    const labels = Object.fromEntries(
+      form.labels
+        .split(',')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .map((l) => [l.split('=')[0]!.trim(), l.split('=').slice(1).join('=').trim()]),
+    );
     try {
-      const r = await api<{ command: string }>('POST', '/webapi/tokens', { type: form.type, ttl_minutes: Number(form.ttl), labels });
+      const r = await api<{ command: string }>('POST', '/webapi/tokens', {
+        type: form.type,
+        ttl_minutes: Number(form.ttl),
+        labels,
+      });
       setCommand(r.command);
       reload();
     } catch (err) {
@@ -30,26 +40,82 @@ export function Tokens() {
   };
   return (
     <section>
-      <div className="titlebar"><h1>Join tokens</h1></div>
-      {error && <p className="error" role="alert">{error}</p>}
+      <div className="titlebar">
+        <h1>Join tokens</h1>
+      </div>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
       <form className="filters card" onSubmit={(e) => void add(e)}>
-        <label>Type<select value={form.type} onChange={(e) => setForm({ ...form, type: e.target.value })}>{['node', 'proxy', 'db', 'app', 'kube'].map((t) => <option key={t}>{t}</option>)}</select></label>
-        <label>Valid for (minutes)<input type="number" min={1} max={10080} value={form.ttl} onChange={(e) => setForm({ ...form, ttl: e.target.value })} /></label>
-        <label>Labels<input placeholder="env=prod, team=db" value={form.labels} onChange={(e) => setForm({ ...form, labels: e.target.value })} /></label>
+        <label>
+          Type
+          <select value={form.type} onChange={(e) => setForm({ ...form, type: e.target.value })}>
+            {['node', 'proxy', 'db', 'app', 'kube'].map((t) => (
+              <option key={t}>{t}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Valid for (minutes)
+          <input
+            type="number"
+            min={1}
+            max={10080}
+            value={form.ttl}
+            onChange={(e) => setForm({ ...form, ttl: e.target.value })}
+          />
+        </label>
+        <label>
+          Labels
+          <input
+            placeholder="env=prod, team=db"
+            value={form.labels}
+            onChange={(e) => setForm({ ...form, labels: e.target.value })}
+          />
+        </label>
         <button type="submit">Add token</button>
       </form>
-      {problem && <p className="error" role="alert">{problem}</p>}
-      {command && <div className="card notice"><strong>Run on the new host:</strong><input readOnly className="mono" value={command} onFocus={(e) => e.target.select()} /></div>}
+      {problem && (
+        <p className="error" role="alert">
+          {problem}
+        </p>
+      )}
+      {command && (
+        <div className="card notice">
+          <strong>Run on the new host:</strong>
+          <input readOnly className="mono" value={command} onFocus={(e) => e.target.select()} />
+        </div>
+      )}
       <table className="grid">
-        <thead><tr><th>Token</th><th>Type</th><th>Labels</th><th>Expires</th><th className="right" /></tr></thead>
+        <thead>
+          <tr>
+            <th>Token</th>
+            <th>Type</th>
+            <th>Labels</th>
+            <th>Expires</th>
+            <th className="right" />
+          </tr>
+        </thead>
         <tbody>
           {(data?.tokens ?? []).map((t) => (
             <tr key={t.metadata.name}>
               <td className="mono small">{t.metadata.name.slice(0, 8)}…</td>
               <td>{t.spec.roles.join(', ')}</td>
-              <td>{Object.entries(t.spec.labels ?? {}).map(([k, v]) => <span key={k} className="chip">{k}={v}</span>)}</td>
+              <td>
+                {Object.entries(t.spec.labels ?? {}).map(([k, v]) => (
+                  <span key={k} className="chip">
+                    {k}={v}
+                  </span>
+                ))}
+              </td>
               <td>{t.metadata.expires ? new Date(t.metadata.expires).toLocaleString() : ''}</td>
-              <td className="right"><button className="danger" onClick={() => void remove(t.metadata.name)}>Delete</button></td>
+              <td className="right">
+                <button className="danger" onClick={() => void remove(t.metadata.name)}>
+                  Delete
+                </button>
+              </td>
             </tr>
           ))}
         </tbody>
