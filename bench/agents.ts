@@ -298,7 +298,8 @@ if (process.env.BENCH_SIMS) {
 
 // --- set-up ---------------------------------------------------------------------------------------
 mkdirSync(join(DIR, 'data'), { recursive: true });
-const certs = await agentCerts(maxCount);
+// Mints (or reuses) the host certificates into agent-certs-v2.json, which each simulator process reads.
+await agentCerts(maxCount);
 const startAuth = (listen: string) =>
   startWard(
     'auth',

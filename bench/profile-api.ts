@@ -24,7 +24,7 @@ async function client(): Promise<void> {
     SECONDS = Number(process.env.SECS ?? 4);
   const keys = Array.from({ length: Number(process.env.KEYS ?? 4000) }, () => generateClientKeys('b'));
   const clients = Array.from({ length: N }, () => createAuthClient({ addr: job.addr, identity: job.identity }));
-  const req = (k: any) => ({
+  const req = (k: ReturnType<typeof generateClientKeys>) => ({
     user: 'bench',
     sshPublicKey: k.sshPublicKey,
     tlsPublicKey: k.tlsPublicKey,
@@ -42,7 +42,7 @@ async function client(): Promise<void> {
         if (process.env.METHOD === 'ping') {
           next++;
           await c.ping({});
-        } else await c.generateUserCerts(req(keys[next++]));
+        } else await c.generateUserCerts(req(keys[next++]!));
       }
     }),
   );

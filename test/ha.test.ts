@@ -9,7 +9,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, type PostgresServer } from './fixtures/postgres.ts';
 import { freePort, stopAll, WardProcess } from './fixtures/wardproc.ts';
-import { BIN, cleanup, delay, makeTempDir, poll, run } from './harness.ts';
+import { BIN, cleanup, makeTempDir, poll, run } from './harness.ts';
 import { join } from 'node:path';
 
 /** Sessions that start this long after the kill must all succeed (README: "High availability"). */

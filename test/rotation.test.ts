@@ -9,7 +9,6 @@
 // told to log in again, and at standby a node identity and a login copied before the rotation are refused (an open
 // connection too). A rollback from update_servers moves every host back to the old key before the new one is dropped.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';

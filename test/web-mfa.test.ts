@@ -13,7 +13,7 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'otplib';
-import { type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import type { BrowserContext, CDPSession, Page } from 'playwright-core';
 import { openBrowser } from './fixtures/browser.ts';
 import { REPO, cleanup, startCluster, type Cluster, type RunResult } from './harness.ts';
 

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { openBrowser } from './fixtures/browser.ts';
 import WebSocket from 'ws';
 import { REPO, cleanup, makeTempDir, poll, startCluster, type Cluster, type RunResult } from './harness.ts';
@@ -84,7 +84,7 @@ async function waitForScreen(p: Page, testId: string, pattern: RegExp): Promise<
   );
 }
 
-async function openTerminal(from: Page, click: () => Promise<void>): Promise<Page> {
+async function openTerminal(click: () => Promise<void>): Promise<Page> {
   const [term] = await Promise.all([context.waitForEvent('page'), click()]);
   await term.getByTestId('terminal-status').getByText('connected').waitFor({ timeout: 20_000 });
   return term;
@@ -145,7 +145,7 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
 
   let sidOfTerminal = '';
   it('opens a terminal on the node, runs a command and sees its output', async () => {
-    const term = await openTerminal(page, () =>
+    const term = await openTerminal(() =>
       page.locator(`tr[data-node="${nodeName}"]`).getByRole('link', { name: 'Connect' }).click(),
     );
     await term.getByTestId('terminal').click();
@@ -162,7 +162,7 @@ describe('web UI in Chromium', { concurrency: 1 }, () => {
     await row.waitFor();
     sidOfTerminal = (await row.locator('td').first().innerText()).trim();
     await shot(page, '04-active-sessions');
-    const observer = await openTerminal(page, () => row.getByRole('link', { name: 'Observe' }).click());
+    const observer = await openTerminal(() => row.getByRole('link', { name: 'Observe' }).click());
     await term.keyboard.type('echo joined-$((1+1))\n');
     await waitForScreen(observer, 'terminal', /joined-2/);
     await shot(observer, '05-terminal-observer');

@@ -1,7 +1,7 @@
 // Deciding whether a proxy (or auth server) is really our cluster's, on first contact (trust on first
 // use, like OpenSSH's known_hosts and Teleport's CA pin) and ever after (the pinned CA must sign its
 // certificate). A changed CA is refused loudly: it is what a man in the middle looks like.
-import https from 'node:https';
+import type https from 'node:https';
 import tls from 'node:tls';
 import { ConnectionProblem, AccessDenied, isWardError } from './errors.ts';
 import { splitAddr } from './addr.ts';

@@ -14,7 +14,7 @@ import {
   ERROR_CODE_HEADER,
   isWardError,
 } from '../api/errors.ts';
-import { KINDS, kindFromName, parseAs, parseResource, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
+import { parseAs, type Kind, type Resource, SYSTEM_ROLES } from '../api/types.ts';
 import { MAX_LIST_PAGE } from '../api/list.ts';
 import type { ResourceService } from '../services/resources.ts';
 import { ListingCache } from '../services/listing.ts';
@@ -30,7 +30,7 @@ import {
 } from './rpcauthz.ts';
 import { resolveHostLock, revokeHost } from './hostlocks.ts';
 import { withoutSecrets } from './keystore.ts';
-import { EVENTS_BY_SYSTEM_ROLE, reportableEvents, type EventName } from '../events/catalog.ts';
+import type { EventName } from '../events/catalog.ts';
 import { authenticateUser } from './login.ts';
 import {
   beginTOTP,
@@ -43,7 +43,7 @@ import {
 } from './mfa.ts';
 import { beginWebAuthnRegistration, verifyNewWebAuthn } from './webauthn.ts';
 import { heartbeat, NODE_TTL_MS, registerUsingToken } from './join.ts';
-import { holdsHostIdentity, renewHostSSHCert, renewHostTLSCert, subjectAltNames, tlsRenewalFor } from './renew.ts';
+import { renewHostSSHCert, renewHostTLSCert, subjectAltNames, tlsRenewalFor } from './renew.ts';
 import { heartbeatSession, recordingStore, uploadRecording } from './sessions.ts';
 import { MAX_CHUNK_BYTES } from '../events/recordings.ts';
 import type { AuthServer } from './server.ts';

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { ALPN_AUTH, createAuthClient, type TLSIdentity } from '../api/client.ts';
 import { AccessDenied } from '../api/errors.ts';
 import { generateClientKeys } from '../crypto/clientkeys.ts';
-import { encodeProxyHeader, parseProxyHeader, type ProxyHeader, type ProxyHeaderFields } from '../api/proxyheader.ts';
+import { encodeProxyHeader, type ProxyHeaderFields } from '../api/proxyheader.ts';
 import { certDer } from '../crypto/certinfo.ts';
 import { serviceIdentity, startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 import { HEADER_WINDOW_MS } from './connsource.ts';
@@ -40,12 +40,6 @@ function headerBy(id: TLSIdentity, over: Partial<ProxyHeaderFields> = {}): Buffe
   const cert = certDer(id.certPem);
   const fields = { clientAddr: '203.0.113.9', clientPort: 40000, timeMs: Date.now(), nonce, certDer: cert, ...over };
   return encodeProxyHeader(fields, createPrivateKey(id.keyPem));
-}
-
-function parsed(bytes: Buffer): ProxyHeader {
-  const p = parseProxyHeader(bytes);
-  assert.equal(p.status, 'ok');
-  return (p as Extract<typeof p, { status: 'ok' }>).header;
 }
 
 /** What a header sent first on a raw connection to the listener gets: the connection closed, or a TLS handshake. */

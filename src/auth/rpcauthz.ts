@@ -6,7 +6,7 @@
 // (labels, a session's participants) is the entry's `visible` hook, which the handler applies to what it loads.
 import type { MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import type { HandlerContext } from '@connectrpc/connect';
-import { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
+import type { AuthService } from '../api/gen/ward/auth/v1/auth_pb.ts';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
 import { kindFromName, parseResource, KINDS, type Kind, type Resource, type Verb } from '../api/types.ts';
 import { EVENTS_BY_SYSTEM_ROLE, reportableEvents } from '../events/catalog.ts';

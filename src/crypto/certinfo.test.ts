@@ -388,7 +388,7 @@ describe('the certificate identity check', () => {
   });
 
   it('refuses the holes of a sparse array, which JSON never makes but a caller in process could', () => {
-    // eslint-disable-next-line no-sparse-arrays
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the input under test
     const sparse = { ...user(), roles: [, 'access'] };
     assert.equal(reference.safeParse(sparse).success, false);
     assert.throws(() => parseIdentity(sparse), /invalid identity: roles\.0/);

@@ -285,6 +285,7 @@ export function parseOpenSSHPrivateKey(pem: string): crypto.KeyObject {
   r.end();
   if (section.length % 8 !== 0) r.fail('private section is not padded to the block size');
   const p = new SSHReader(section, 'OpenSSH private key');
+  // biome-ignore lint/suspicious/noSelfCompare: two reads, the key's two check integers, which must match
   if (p.uint32() !== p.uint32()) p.fail('check integers differ');
   const key = readPrivateKey(p, p.text(64));
   p.string(MAX_COMMENT);

@@ -185,7 +185,6 @@ export function p256SPKI(publicKeyPem: string): Buffer {
     spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX) &&
     spki[P256_SPKI_PREFIX.length] === 0x04
   ) {
-    const point = spki.subarray(P256_SPKI_PREFIX.length + 1);
     try {
       ECDH.convertKey(spki.subarray(P256_SPKI_PREFIX.length), 'prime256v1');
     } catch {

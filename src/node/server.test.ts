@@ -417,7 +417,7 @@ describe('node SSH server with OpenSSH clients', () => {
     }
     // The audit event names where it listened.
     const bound = events.filter((e) => e.event === 'port' && e.fields.addr === '0.0.0.0:0' && e.fields.success);
-    const hosts = (bound.at(-1)?.fields.bound as string[]).map((a) => a.replace(/:\d+$/, ''));
+    const hosts = (bound.at(-1)!.fields.bound as string[]).map((a) => a.replace(/:\d+$/, ''));
     assert.deepEqual(hosts, ['127.0.0.1', '[::1]']);
   });
 

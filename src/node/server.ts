@@ -30,10 +30,9 @@ export type Authorization =
   /** `rbac`: the roles refused it (an access.denied event), not the certificate. */
   | { allowed: false; reason: string; rbac?: boolean };
 
-export interface UserAuthorizer {
-  /** Called on the first (unsigned) publickey request with the cert blob; returns the session's identity or a refusal reason. */
-  (req: { certBlob: Buffer; login: string; remoteAddr: string }): Promise<Authorization>;
-}
+/** Called on the first (unsigned) publickey request with the cert blob; returns the session's identity or a refusal
+ * reason. */
+export type UserAuthorizer = (req: { certBlob: Buffer; login: string; remoteAddr: string }) => Promise<Authorization>;
 
 export interface NodeSSHServerConfig {
   hostKeys: Array<string | Buffer | { key: string | Buffer; certificate: Buffer }>; // passed through to ssh2

@@ -187,7 +187,7 @@ function userView(session: ActiveWebSession, cache?: ResourceCache): WebMe {
 export function webHandler(deps: WebDeps) {
   const { auth, sessions, assets, log } = deps;
   const clientAddr = (req: Req) => req.socket.remoteAddress ?? '';
-  const signedIn = (req: Req, session: ActiveWebSession) => {
+  const signedIn = (session: ActiveWebSession) => {
     const expiresIn = (new Date(session.expires).getTime() - Date.now()) / 1000;
     return { body: userView(session, deps.cache), headers: { 'set-cookie': sessionCookie(session.bearer, expiresIn) } };
   };
@@ -239,7 +239,7 @@ export function webHandler(deps: WebDeps) {
         secondFactor: parsed.data.second_factor,
         clientAddr: clientAddr(req),
       });
-      return signedIn(req, session);
+      return signedIn(session);
     },
     // Step one of a sign-in with a security key: the password is checked, and the key's challenge comes back.
     'POST /webapi/mfa/login/begin': async (req) => {
@@ -277,7 +277,7 @@ export function webHandler(deps: WebDeps) {
         deviceName: parsed.data.device_name ?? '',
         clientAddr: clientAddr(req),
       });
-      const r = signedIn(req, session);
+      const r = signedIn(session);
       // Shown once by the page; never stored by the proxy.
       return { ...r, body: { ...r.body, recovery_codes: recoveryCodes } };
     },

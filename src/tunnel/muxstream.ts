@@ -160,6 +160,7 @@ export class MuxStream extends Duplex {
 
   // Node calls _read() before it takes a chunk from the buffer, and not again until the next push, so a
   // reader draining what is already buffered would never be credited for it: credit after each read.
+  // biome-ignore lint/suspicious/noExplicitAny: Readable.read() is declared to return any; the override must match
   override read(size?: number): any {
     const chunk: unknown = super.read(size);
     if (chunk !== null) this.credit();

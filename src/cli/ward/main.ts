@@ -89,7 +89,8 @@ interface StartFlags {
 
 /** Command-line flags override the config file; the result is validated by the same schema. */
 function applyFlags(cfg: WardConfig, f: StartFlags): WardConfig {
-  const next = structuredClone(cfg) as Record<string, any>; // re-validated below
+  // biome-ignore lint/suspicious/noExplicitAny: an untyped copy to edit, re-validated by the schema below
+  const next = structuredClone(cfg) as Record<string, any>;
   if (f.roles) {
     const roles = f.roles.split(',').map((r) => r.trim());
     const unknown = roles.filter((r) => !['auth', 'proxy', 'node'].includes(r));
