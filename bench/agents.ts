@@ -4,7 +4,8 @@
 // its own mTLS connection to the auth server, as a real node does. One real tunnelled node (`ward start
 // --roles node --tunnel`) is the target of `wsh ssh`.
 //
-//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--restart-proxy] [--restart-auth] [--hold]
+//   node --import tsx bench/agents.ts [--counts 100,1000,10000] [--dir DIR] [--auth-via-proxy] [--restart-proxy]
+//   [--restart-auth] [--hold]
 //     ["--proxy-node-flags=--cpu-prof --cpu-prof-dir=DIR"]   (flags for the proxy processes; note the "=")
 //
 // Measured at each count: the proxy's RSS per tunnel (against the proxy with the one real node), `wsh ls`
@@ -45,11 +46,13 @@ const { values: args } = parseArgs({
     'ssh-runs': { type: 'string', default: '10' },
     /** Keep the cluster and the agents running after the last count, to look at it by hand (Ctrl-C ends it). */
     hold: { type: 'boolean', default: false },
-    /** The simulated agents reach the auth server through the proxy (ALPN ward-auth), as tunnelled nodes behind NAT do. */
+    /** The simulated agents reach the auth server through the proxy (ALPN ward-auth), as tunnelled nodes behind NAT do.
+     */
     'auth-via-proxy': { type: 'boolean', default: false },
     /** After the last count, restart the proxy and time the reconnection of every agent. */
     'restart-proxy': { type: 'boolean', default: false },
-    /** After the last count (and the proxy restart), restart the auth server and time every agent's heartbeats coming back. */
+    /** After the last count (and the proxy restart), restart the auth server and time every agent's heartbeats coming
+     * back. */
     'restart-auth': { type: 'boolean', default: false },
     /** Node flags for the proxy processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
     'proxy-node-flags': { type: 'string', default: '' },

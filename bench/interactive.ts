@@ -4,7 +4,8 @@
 // uses; Ward's through the proxy's ward-proxy-ssh route with the user's certificate), so the difference is
 // the server path. The far side runs `stty raw -echo; exec cat`: the echo makes the full round trip through
 // a program, as a shell's line editor does, rather than being answered by the kernel's tty echo.
-// Run alone: node --import tsx bench/interactive.ts [--sessions 200] [--keystroke-ms 200] [--seconds 10] [--ward-node-flags "--cpu-prof ..."]
+// Run alone: node --import tsx bench/interactive.ts [--sessions 200] [--keystroke-ms 200] [--seconds 10]
+//   [--ward-node-flags "--cpu-prof ..."]
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,5 @@
-// The in-process issuance loop alone, for profiling: node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile-issuance.ts
+// The in-process issuance loop alone, for profiling:
+//   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile-issuance.ts
 // (8 concurrent callers, 1,000 timed issuances after 200 warm-up ones; prints the rate).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -3,7 +3,8 @@
 // logging in as BENCH_LOGIN, an OS user whose shell reads no startup files.
 // Throughput: `ssh HOST 'cat /dev/zero' | head -c N > /dev/null`; latency: `ssh HOST true`, connect to exit.
 // Both sides use OpenSSH's default algorithms; the negotiated cipher is printed for each.
-// Run alone: node --import tsx bench/ssh.ts [--mb 1000] [--mb-small 500] [--runs 50] [--ward-node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof"]
+// Run alone: node --import tsx bench/ssh.ts [--mb 1000] [--mb-small 500] [--runs 50]
+//   [--ward-node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof"]
 import { execFile as execFileCb, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';

@@ -163,7 +163,8 @@ function newPassword(): string {
   return pw;
 }
 
-/** A user for a test to act as. Through the API: each wctl run costs ~0.6s of CPU, and `wctl users add` has its own tests. */
+/** A user for a test to act as. Through the API: each wctl run costs ~0.6s of CPU, and `wctl users add` has its own
+ * tests. */
 async function addUser(name: string, roles: string, logins: string): Promise<string> {
   const password = newPassword();
   const list = (s: string) => s.split(',').filter(Boolean);
@@ -171,7 +172,8 @@ async function addUser(name: string, roles: string, logins: string): Promise<str
   return password;
 }
 
-/** A user's TLS identity, minted by the admin in-process (as `wctl auth sign --format tls` does, without its ~0.6s start). */
+/** A user's TLS identity, minted by the admin in-process (as `wctl auth sign --format tls` does, without its ~0.6s
+ * start). */
 async function issueTLSIdentity(user: string): Promise<TLSIdentity> {
   const keys = generateClientKeys(user);
   const certs = await main

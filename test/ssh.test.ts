@@ -352,7 +352,8 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       // Without --proxy it cannot know where to go, and says so; without -i, the bot is not logged in.
       assert.match((await main.wsh(bot, ['-i', identity, 'ls'])).stderr, /^ERROR: --identity needs --proxy HOST:PORT/);
       assert.match((await main.wsh(bot, ['ls'])).stderr, /^ERROR: not logged in/);
-      // Certificates that have ended are refused before dialling, in one line (OpenSSH's own lines said nothing of why).
+      // Certificates that have ended are refused before dialling, in one line (OpenSSH's own lines said nothing of
+      // why).
       const ended = join(work, 'ended.identity');
       ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'file', '--out', ended, '--ttl', '1s']));
       await sleep(2_500);

@@ -39,7 +39,8 @@ export interface AuthClientOptions {
   timeoutMs?: number;
   /** Close the HTTP/2 connection after this long without a call (default: connect-node's, 15 minutes). */
   idleTimeoutMs?: number;
-  /** What errors call the server when it cannot be reached (default "the auth server"), e.g. "the proxy at HOST:PORT". */
+  /** What errors call the server when it cannot be reached (default "the auth server"), e.g. "the proxy at HOST:PORT".
+   */
   describedAs?: string;
 }
 

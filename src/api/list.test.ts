@@ -13,7 +13,8 @@ const node = (name: string) => ({
   spec: { hostname: name, addr: '10.0.0.1:3022', tunnel: false, version: '1' },
 });
 
-/** A client whose ListResources answers with the given pages, in turn (the Auth API's own answers are api.test.ts's). */
+/** A client whose ListResources answers with the given pages, in turn (the Auth API's own answers are api.test.ts's).
+ */
 function answering(
   pages: Array<{ resources?: Array<{ json: string }>; packedJson?: string; nextKey?: string }>,
 ): AuthClient & { asked: unknown[] } {

@@ -228,7 +228,8 @@ describe('Auth API authorisation', () => {
     const tina = await userClient('tina');
     assert.ok((await tina.listResources({ kind: 'role' })).resources.length >= 4);
     await assert.rejects(admin.deleteResource({ kind: 'role', name: 'temp' }), /still assigned to tina/);
-    await auth.users.modify('tina', (u) => ({ ...u, spec: { ...u.spec, roles: ['access'] } })); // her certificate still names temp
+    // her certificate still names temp
+    await auth.users.modify('tina', (u) => ({ ...u, spec: { ...u.spec, roles: ['access'] } }));
     await admin.deleteResource({ kind: 'role', name: 'temp' });
     await assert.rejects(
       tina.listResources({ kind: 'role' }),

@@ -96,7 +96,8 @@ export async function issueUserTLSCert(req: UserCertRequest, ca: TLSCASigner): P
   });
 }
 
-/** The TLS CA as the KeyStore hands it out; `caKey` and `issuer` are parsed once per CA (importCAKey, prepareIssuer). */
+/** The TLS CA as the KeyStore hands it out; `caKey` and `issuer` are parsed once per CA (importCAKey, prepareIssuer).
+ */
 export interface TLSCASigner {
   caCertPem: string;
   caKeyPem: string;

@@ -32,7 +32,8 @@ after(() => api.close());
 
 const client = (identity: TLSIdentity) => createAuthClient({ addr, identity, idleTimeoutMs: 500 });
 
-/** A host as a join makes it: both certificates from issueHostIdentity, its keys, and a client with its TLS identity. */
+/** A host as a join makes it: both certificates from issueHostIdentity, its keys, and a client with its TLS identity.
+ */
 async function joinedHost(hostId: string, systemRole: string, addresses: string[] = ['10.0.0.7']) {
   const keys = generateClientKeys(hostId);
   const issued = await issueHostIdentity(auth, {

@@ -30,7 +30,8 @@ function canonicalName(name: string): string {
 export function subjectAltNames(text: string | undefined): Set<string> {
   const names = new Set<string>();
   for (const entry of (text ?? '').split(', ')) {
-    // Node quotes an entry that holds special characters; no name Ward issues does, so such an entry counts for nothing.
+    // Node quotes an entry that holds special characters; no name Ward issues does, so such an entry counts for
+    // nothing.
     const m = /^(DNS|IP Address):([^"]+)$/.exec(entry);
     if (m) names.add(canonicalName(m[2]!));
   }

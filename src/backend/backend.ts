@@ -38,7 +38,8 @@ export interface Backend {
   put(item: ItemInput): Promise<Item>;
   /** Throws NotFound if the key is missing. */
   update(item: ItemInput): Promise<Item>;
-  /** Replaces only if the stored value equals `expected.value`; throws CompareFailed otherwise (NotFound if missing). */
+  /** Replaces only if the stored value equals `expected.value`; throws CompareFailed otherwise (NotFound if missing).
+   */
   compareAndSwap(expected: Pick<Item, 'key' | 'value'>, replaceWith: ItemInput): Promise<Item>;
   /** Throws NotFound. */
   delete(key: string): Promise<void>;

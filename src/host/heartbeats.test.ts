@@ -343,7 +343,8 @@ describe('a host heartbeating (startHeartbeats)', () => {
         await other.auth.nodes.delete('hb2');
         const restarted = await startAuthListener(other.auth, other.tls, other.addr, quiet);
         after(() => restarted.close());
-        // The first retry comes within retryFirstMs (2 s here), and sends the presence without waiting for the interval.
+        // The first retry comes within retryFirstMs (2 s here), and sends the presence without waiting for the
+        // interval.
         for (let i = 0; i < 40 && !(await other.auth.nodes.tryGet('hb2')); i++) await sleep(100);
         assert.ok(await other.auth.nodes.tryGet('hb2'), `not heartbeated again; log:\n${lines.join('')}`);
         assert.equal(calls.get('heartbeatStream'), 2);
@@ -371,7 +372,8 @@ describe('a host heartbeating (startHeartbeats)', () => {
       retryFirstMs: 2_000,
     });
     try {
-      // The auth server behind the address in use hangs (or the network to it goes): nothing is refused, nothing answers.
+      // The auth server behind the address in use hangs (or the network to it goes): nothing is refused, nothing
+      // answers.
       const used = relays.find((r) => r.connections() > 0)!;
       used.freeze();
       await auth.nodes.delete('hb5');

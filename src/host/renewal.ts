@@ -128,7 +128,8 @@ function recordHostExpiry(metrics: Registry | undefined, identity: HostIdentity)
 
 export function startHostCertRenewal(opts: {
   cache: ResourceCache;
-  /** Must present the current identity (createAuthClient with an identity function): a renewal uses the certificate it renews. */
+  /** Must present the current identity (createAuthClient with an identity function): a renewal uses the certificate it
+   * renews. */
   auth: AuthClient;
   identity: HostIdentity;
   /**

@@ -35,8 +35,8 @@ export interface NodeServiceConfig {
   /** Listen mode: host:port. */
   listen?: string;
   /**
-   * Tunnel mode: the proxy address(es, comma-separated) to start from. Once the cluster's proxies are known (their presence
-   * comes through the watch), the node keeps a tunnel to each of them instead.
+   * Tunnel mode: the proxy address(es, comma-separated) to start from. Once the cluster's proxies are known (their
+   * presence comes through the watch), the node keeps a tunnel to each of them instead.
    */
   bootstrapProxy?: string;
   /** The address others reach a listening node by (for the node resource); default: the listen address. */

@@ -54,7 +54,8 @@ export interface ProxyConfig {
 
 export interface ProxyService {
   address: ListenAddress;
-  /** A renewed certificate for the web server's handshakes that follow (the SSH-in-TLS and tunnel servers have their own). */
+  /** A renewed certificate for the web server's handshakes that follow (the SSH-in-TLS and tunnel servers have their
+   * own). */
   setTLS(material: ProxyConfig['tls']): void;
   close(): Promise<void>;
 }

@@ -56,7 +56,8 @@ function watch(channel: RecordChannel): End {
   };
 }
 
-/** A server that runs the handshake on each connection and switches; the tunnel server also checks the agent's certificate. */
+/** A server that runs the handshake on each connection and switches; the tunnel server also checks the agent's
+ * certificate. */
 async function startServer(
   onChannel: (end: End) => void,
   switchTimeoutMs = 10_000,

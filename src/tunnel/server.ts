@@ -37,7 +37,8 @@ export interface TunnelServerOptions {
    * (default MAX_HANDSHAKES).
    */
   maxHandshakes?: number;
-  /** Whether the proxy is too busy to take handshakes past maxHandshakes (default: event loop over BUSY_LAG_MS behind). */
+  /** Whether the proxy is too busy to take handshakes past maxHandshakes (default: event loop over BUSY_LAG_MS behind).
+   */
   busy?: () => boolean;
   /** Streams one user (DialMeta.user) may hold on one tunnel at once (default DEFAULT_MAX_STREAMS_PER_USER). */
   maxStreamsPerUser?: number;

@@ -82,7 +82,8 @@ const SAMPLE: Record<string, unknown> = {
 
 /** Methods anyone may call: the token or nothing at all is the credential. Everything else needs a certificate. */
 const ANONYMOUS_OK = new Set(['Ping', 'RegisterUsingToken']);
-/** What a user whose roles grant no rule may still call (their own certificates and second factors, the public CA keys). */
+/** What a user whose roles grant no rule may still call (their own certificates and second factors, the public CA keys).
+ */
 const ANY_USER_OK = new Set([
   ...ANONYMOUS_OK,
   'ExportCAs',
