@@ -118,7 +118,8 @@ async function agentCerts(n: number): Promise<CertCache> {
       certs.push({ hostId, certPem: issued.tlsCert });
     }
     say(
-      `minted ${n - (cached?.certs.length ?? 0)} host certificates in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      `minted ${n - (cached?.certs.length ?? 0)} host certificates in ` +
+        `${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     const out = { caPem, keyPem: key.privateKeyPem, certs };
     writeFileSync(file, JSON.stringify(out));
@@ -306,7 +307,8 @@ await agentCerts(maxCount);
 const startAuth = (listen: string) =>
   startWard(
     'auth',
-    `version: v1\nauth_service:\n  cluster_name: ${CLUSTER}\n  listen_addr: ${listen}\nproxy_service: {enabled: false}\nssh_service: {enabled: false}\n`,
+    `version: v1\nauth_service:\n  cluster_name: ${CLUSTER}\n  listen_addr: ${listen}\nproxy_service: {enabled: ` +
+      `false}\nssh_service: {enabled: false}\n`,
     [],
     /Next:/,
   );
@@ -460,7 +462,8 @@ const results: Array<Record<string, number | string>> = [];
 await sleep(10_000);
 const base = { rss: rssKiB(proxy.proc.pid!), ...(await measure(1)) };
 say(
-  `baseline (1 real node): proxy RSS ${(base.rss / 1024).toFixed(1)} MiB, wsh ls ${base.lsMs.toFixed(0)} ms, wsh ssh ${base.sshMs.toFixed(0)} ms`,
+  `baseline (1 real node): proxy RSS ${(base.rss / 1024).toFixed(1)} MiB, wsh ls ${base.lsMs.toFixed(0)} ms, wsh ` +
+    `ssh ${base.sshMs.toFixed(0)} ms`,
 );
 results.push({
   agents: 1,
@@ -646,7 +649,8 @@ console.log(
 );
 if (args.hold) {
   say(
-    `holding the cluster (Ctrl-C ends it): WSH_HOME=${wshEnv.WSH_HOME} HOME=${wshEnv.HOME} node ${WSH} ls; auth pid ${auth.proc.pid}, proxy pid ${proxy.proc.pid}`,
+    `holding the cluster (Ctrl-C ends it): WSH_HOME=${wshEnv.WSH_HOME} HOME=${wshEnv.HOME} node ${WSH} ls; auth ` +
+      `pid ${auth.proc.pid}, proxy pid ${proxy.proc.pid}`,
   );
   await new Promise(() => {});
 }

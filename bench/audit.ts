@@ -162,7 +162,8 @@ export async function benchAudit(opts: AuditOptions): Promise<BenchResult[]> {
     const client = new pg.Client({ connectionString: url('ref_bench') });
     await client.connect();
     await client.query(
-      `CREATE TABLE audit_events (id bigserial PRIMARY KEY, time bigint NOT NULL, event text NOT NULL, "user" text, sid text, json text NOT NULL);
+      `CREATE TABLE audit_events (id bigserial PRIMARY KEY, time bigint NOT NULL, event text NOT NULL,
+         "user" text, sid text, json text NOT NULL);
        ${INDEXES('audit_events')}`,
     );
     const insert = (batch: Row[]) => {

@@ -236,10 +236,13 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
 
     const sshRate = await sshKeygenRate(opts.sshKeygenCerts, opts.clients);
     console.log(
-      `logins: API ${apiRate.toFixed(0)}/s (${remote.done} in ${(remote.elapsedMs / 1000).toFixed(1)} s, ${opts.clients} clients, ` +
+      `logins: API ${apiRate.toFixed(0)}/s (${remote.done} in ${(remote.elapsedMs / 1000).toFixed(1)} s, ` +
+        `${opts.clients} clients, ` +
         `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, server CPU ${remote.serverCpuMs.toFixed(2)} ms/login); ` +
-        `Ping ${ping.rate.toFixed(0)}/s (server CPU ${ping.serverCpuMs.toFixed(2)} ms/call); in-process ${localRate.toFixed(0)}/s ` +
-        `(p50 ${percentile(localSorted, 50).toFixed(1)} ms, p99 ${percentile(localSorted, 99).toFixed(1)} ms, CPU ${cpuMs.toFixed(2)} ms/login); ` +
+        `Ping ${ping.rate.toFixed(0)}/s (server CPU ${ping.serverCpuMs.toFixed(2)} ms/call); in-process ` +
+        `${localRate.toFixed(0)}/s ` +
+        `(p50 ${percentile(localSorted, 50).toFixed(1)} ms, p99 ${percentile(localSorted, 99).toFixed(1)} ms, ` +
+        `CPU ${cpuMs.toFixed(2)} ms/login); ` +
         `ssh-keygen -s ${sshRate.toFixed(0)} certs/s (${opts.sshKeygenCerts} certs, ${opts.clients} processes)`,
     );
     const what = 'a login = SSH cert + X.509 cert + audit event; reference = ssh-keygen -s (one SSH cert per process)';
@@ -285,7 +288,8 @@ export async function benchCerts(opts: CertsOptions): Promise<BenchResult[]> {
         ping.rate,
         null,
         'calls/s',
-        `an empty call by the same clients: the API stack's own ceiling on this machine; server CPU ${ping.serverCpuMs.toFixed(2)} ms per call`,
+        `an empty call by the same clients: the API stack's own ceiling on this machine; server CPU ` +
+          `${ping.serverCpuMs.toFixed(2)} ms per call`,
       ),
       result(`login latency p50, Auth API`, p50, null, 'ms', 'no reference'),
       result(`login latency p99, Auth API`, p99, null, 'ms', 'no reference'),

@@ -192,8 +192,10 @@ async function measureBoth(
         cpuMsPerKey: (cpu[name] * 1000) / Math.max(1, ms.length),
       };
       console.log(
-        `interactive: ${name}: ${opts.sessions} sessions open in ${(r.openMs / 1000).toFixed(1)} s; ${ms.length} keystrokes, ` +
-          `echo p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, lost ${r.lost}; server CPU ${r.cpuMsPerKey.toFixed(3)} ms per keystroke`,
+        `interactive: ${name}: ${opts.sessions} sessions open in ${(r.openMs / 1000).toFixed(1)} s; ${ms.length} ` +
+          `keystrokes, ` +
+          `echo p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, lost ${r.lost}; server CPU ` +
+          `${r.cpuMsPerKey.toFixed(3)} ms per keystroke`,
       );
       return r;
     };
@@ -246,9 +248,13 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
       opts,
     );
     const note =
-      `${opts.sessions} concurrent PTY sessions (ssh2 client in the bench process, remote "${REMOTE}"), one key per session every ` +
-      `~${opts.keystrokeMs} ms for ${opts.seconds} s per side in ${ROUNDS} alternating rounds (both sets of sessions open throughout); ward: ${wr.samples} keystrokes, ${wr.lost} lost, sessions opened in ${(wr.openMs / 1000).toFixed(1)} s ` +
-      `through one proxy; sshd: ${rr.samples} keystrokes, ${rr.lost} lost, opened in ${(rr.openMs / 1000).toFixed(1)} s`;
+      `${opts.sessions} concurrent PTY sessions (ssh2 client in the bench process, remote "${REMOTE}"), one key ` +
+      `per session every ` +
+      `~${opts.keystrokeMs} ms for ${opts.seconds} s per side in ${ROUNDS} alternating rounds (both sets of ` +
+      `sessions open throughout); ward: ${wr.samples} keystrokes, ${wr.lost} lost, sessions opened in ` +
+      `${(wr.openMs / 1000).toFixed(1)} s ` +
+      `through one proxy; sshd: ${rr.samples} keystrokes, ${rr.lost} lost, opened in ` +
+      `${(rr.openMs / 1000).toFixed(1)} s`;
     // A latency: the ratio is reference / ward, so above 1 still means Ward is faster.
     const lat = (name: string, wv: number, rv: number): BenchResult => ({
       ...result(name, wv, rv, 'ms', note),
@@ -264,7 +270,8 @@ export async function benchInteractive(opts: InteractiveOptions): Promise<BenchR
           wr.cpuMsPerKey * 1000,
           rr.cpuMsPerKey * 1000,
           'us',
-          'user+system CPU of the ward process tree (proxy + node + PTY children) vs the sshd tree (listener, per-connection sshd, cat), during typing, per keystroke echoed; ratio = sshd / ward',
+          'user+system CPU of the ward process tree (proxy + node + PTY children) vs the sshd tree (listener, ' +
+            'per-connection sshd, cat), during typing, per keystroke echoed; ratio = sshd / ward',
         ),
         ratio: Math.round((rr.cpuMsPerKey / wr.cpuMsPerKey) * 100) / 100,
       },

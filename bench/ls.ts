@@ -90,10 +90,14 @@ export async function benchLs(opts: LsOptions): Promise<BenchResult[]> {
     if (opts.cpuProfDir) await wsh(['ls'], ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`]);
     const p50 = median(lsMs);
     console.error(
-      `ls: wsh ls over ${opts.nodes} nodes p50 ${p50.toFixed(0)} ms (runs ${lsMs.map((x) => x.toFixed(0)).join(' ')}; first ${first.ms.toFixed(0)} ms); ` +
-        `wsh start-up p50 ${median(startMs).toFixed(0)} ms; listing from a warm process p50 ${median(apiMs).toFixed(0)} ms`,
+      `ls: wsh ls over ${opts.nodes} nodes p50 ${p50.toFixed(0)} ms (runs ` +
+        `${lsMs.map((x) => x.toFixed(0)).join(' ')}; first ${first.ms.toFixed(0)} ms); ` +
+        `wsh start-up p50 ${median(startMs).toFixed(0)} ms; listing from a warm process p50 ` +
+        `${median(apiMs).toFixed(0)} ms`,
     );
-    const note = `target < 300 ms; ${opts.nodes} nodes, ${opts.runs} runs after a first one (${first.ms.toFixed(0)} ms) that fills the auth server's listing cache`;
+    const note =
+      `target < 300 ms; ${opts.nodes} nodes, ${opts.runs} runs after a first one ` +
+      `(${first.ms.toFixed(0)} ms) that fills the auth server's listing cache`;
     return [
       result(`wsh ls over ${opts.nodes} nodes, p50`, p50, null, 'ms', note),
       result(

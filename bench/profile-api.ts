@@ -48,7 +48,8 @@ async function client(): Promise<void> {
   );
   const used = process.cpuUsage(cpu);
   console.log(
-    `done ${next} rate ${(next / ((performance.now() - t) / 1000)).toFixed(0)}/s client CPU ${((used.user + used.system) / 1000 / next).toFixed(3)} ms per call`,
+    `done ${next} rate ${(next / ((performance.now() - t) / 1000)).toFixed(0)}/s client CPU ` +
+      `${((used.user + used.system) / 1000 / next).toFixed(3)} ms per call`,
   );
   process.exit(0);
 }

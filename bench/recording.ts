@@ -47,11 +47,14 @@ export async function benchRecording(opts: { mb: number }): Promise<BenchResult[
     }
     const overhead = size / w.bytes;
     console.log(
-      `recording: ${opts.mb} MB of terminal output: ward (recorded) ${w.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(w.mbps / r.mbps).toFixed(2)}x); ` +
-        `recording ${(size / 1e6).toFixed(1)} MB for ${(w.bytes / 1e6).toFixed(1)} MB of output (${overhead.toFixed(2)}x)`,
+      `recording: ${opts.mb} MB of terminal output: ward (recorded) ${w.mbps.toFixed(0)} MB/s, sshd ` +
+        `${r.mbps.toFixed(0)} MB/s (${(w.mbps / r.mbps).toFixed(2)}x); ` +
+        `recording ${(size / 1e6).toFixed(1)} MB for ${(w.bytes / 1e6).toFixed(1)} MB of output ` +
+        `(${overhead.toFixed(2)}x)`,
     );
     const note =
-      'ssh -tt, base64 text printed on the PTY; ward = proxy + node with the session recorded (asciicast, spooled then uploaded); reference = sshd, not recorded';
+      'ssh -tt, base64 text printed on the PTY; ward = proxy + node with the session recorded (asciicast, ' +
+      'spooled then uploaded); reference = sshd, not recorded';
     return [
       result(`interactive output through a PTY, ${opts.mb} MB, recorded`, w.mbps, r.mbps, 'MB/s', note),
       {

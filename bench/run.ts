@@ -53,5 +53,6 @@ writeFileSync(
 console.log('');
 printTable(results);
 console.log(
-  `(whole run ${((performance.now() - start) / 1000).toFixed(0)} s; written to bench/results.json and bench/ratios.svg)`,
+  `(whole run ${((performance.now() - start) / 1000).toFixed(0)} s; written to bench/results.json and ` +
+    `bench/ratios.svg)`,
 );

@@ -57,7 +57,8 @@ export function ensureBenchLogin(): Promise<void> {
     if (shell === undefined) await execFile('useradd', ['-m', '-s', '/bin/sh', '-p', '*', BENCH_LOGIN]);
     else if (shell !== '/bin/sh')
       throw new Error(
-        `the bench's OS user "${BENCH_LOGIN}" exists with shell ${shell}; it needs /bin/sh (usermod -s /bin/sh ${BENCH_LOGIN})`,
+        `the bench's OS user "${BENCH_LOGIN}" exists with shell ${shell}; it needs /bin/sh (usermod -s /bin/sh ` +
+          `${BENCH_LOGIN})`,
       );
   })();
   return loginReady;
@@ -330,7 +331,8 @@ async function throughput(t: Target, mb: number, dir: string): Promise<Transfer>
   if (t.proxyCommand)
     writeFileSync(
       wrapper,
-      `#!/bin/sh\ntrap '' HUP\nexec /usr/bin/time -o ${timing} -f '%U %S' ${t.proxyCommand.replace(/%r@%h:%p$/, '"$1"')}\n`,
+      `#!/bin/sh\ntrap '' HUP\nexec /usr/bin/time -o ${timing} -f '%U %S' ` +
+        `${t.proxyCommand.replace(/%r@%h:%p$/, '"$1"')}\n`,
       { mode: 0o755 },
     );
   const args = t.proxyCommand ? ['-o', `ProxyCommand=${wrapper} %r@%h:%p`, ...t.args] : t.args;
@@ -399,15 +401,19 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
     await throughput(sshd.target, 50, dir);
 
     const out: BenchResult[] = [];
-    const note = `reference = ssh -> OpenSSH sshd on loopback; ward = ssh with ProxyCommand wsh proxy ssh -> proxy (mTLS) -> node (ssh2); ciphers: ward ${wardCipher}, sshd ${sshdCipher}`;
+    const note =
+      `reference = ssh -> OpenSSH sshd on loopback; ward = ssh with ProxyCommand wsh proxy ssh -> ` +
+      `proxy (mTLS) -> node (ssh2); ciphers: ward ${wardCipher}, sshd ${sshdCipher}`;
     for (const mb of [opts.mb, opts.mbSmall].filter((m) => m > 0)) {
       const w = await throughput(ward.target, mb, dir);
       const r = await throughput(sshd.target, mb, dir);
       const cpu =
-        `CPU s per GB: ward start (proxy + node + cat) ${w.serverCpuPerGB.toFixed(2)}, wsh proxy ssh ${w.wshCpuPerGB!.toFixed(2)}; ` +
+        `CPU s per GB: ward start (proxy + node + cat) ${w.serverCpuPerGB.toFixed(2)}, wsh proxy ssh ` +
+        `${w.wshCpuPerGB!.toFixed(2)}; ` +
         `sshd (+ cat) ${r.serverCpuPerGB.toFixed(2)}`;
       console.log(
-        `ssh: cat /dev/zero | head -c ${mb} MB: ward ${w.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(w.mbps / r.mbps).toFixed(2)}x); ${cpu}`,
+        `ssh: cat /dev/zero | head -c ${mb} MB: ward ${w.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s ` +
+          `(${(w.mbps / r.mbps).toFixed(2)}x); ${cpu}`,
       );
       out.push(result(`ssh throughput, ${mb} MB cat /dev/zero`, w.mbps, r.mbps, 'MB/s', `${note}; ${cpu}`));
       // CPU per GB is a cost, so the ratio is reference / ward (above 1: Ward spends less).
@@ -420,7 +426,8 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
           `ssh server CPU per GB, ${mb} MB`,
           w.serverCpuPerGB,
           r.serverCpuPerGB,
-          'user+system CPU of ward start (proxy + node) vs sshd, each with the cat it ran, per 10^9 bytes; ratio = sshd / ward',
+          'user+system CPU of ward start (proxy + node) vs sshd, each with the cat it ran, per 10^9 bytes; ratio ' +
+            '= sshd / ward',
         ),
       );
       out.push(
@@ -445,7 +452,8 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
       const t = await throughput(tunnelled.target, opts.mb, dir);
       const r = await throughput(sshd.target, opts.mb, dir);
       console.log(
-        `ssh: through a reverse tunnel, ${opts.mb} MB: ward ${t.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} MB/s (${(t.mbps / r.mbps).toFixed(2)}x)`,
+        `ssh: through a reverse tunnel, ${opts.mb} MB: ward ${t.mbps.toFixed(0)} MB/s, sshd ${r.mbps.toFixed(0)} ` +
+          `MB/s (${(t.mbps / r.mbps).toFixed(2)}x)`,
       );
       out.push(
         result(
@@ -453,7 +461,8 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
           t.mbps,
           r.mbps,
           'MB/s',
-          `${note}, with the node behind its reverse tunnel; server CPU ${t.serverCpuPerGB.toFixed(2)} s/GB vs sshd ${r.serverCpuPerGB.toFixed(2)}`,
+          `${note}, with the node behind its reverse tunnel; server CPU ${t.serverCpuPerGB.toFixed(2)} s/GB vs ` +
+            `sshd ${r.serverCpuPerGB.toFixed(2)}`,
         ),
       );
     }
@@ -466,7 +475,8 @@ export async function benchSSH(opts: SSHOptions): Promise<BenchResult[]> {
     const p = (ms: number[]) => ({ p50: percentile(ms, 50), p99: percentile(ms, 99) });
     const [w, r, k] = [p(lat.ward), p(lat.sshd), p(lat.sameKex)];
     console.log(
-      `ssh: connect + true, ${opts.runs} runs each, interleaved: ward p50 ${w.p50.toFixed(1)} ms, p99 ${w.p99.toFixed(1)} ms; ` +
+      `ssh: connect + true, ${opts.runs} runs each, interleaved: ward p50 ${w.p50.toFixed(1)} ms, p99 ` +
+        `${w.p99.toFixed(1)} ms; ` +
         `sshd (${sshdAlgs.kex}) p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms; ` +
         `sshd (${wardAlgs.kex}) p50 ${k.p50.toFixed(1)} ms, p99 ${k.p99.toFixed(1)} ms`,
     );

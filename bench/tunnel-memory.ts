@@ -79,7 +79,8 @@ if (role === 'proxy') {
   const perTunnel = ((now.rss - base.rss) * 1024) / now.agents;
   console.log(
     `proxy RSS ${base.rss.toFixed(1)} MiB idle -> ${now.rss.toFixed(1)} MiB with ${now.agents} tunnels: ` +
-      `${perTunnel.toFixed(1)} KiB RSS, ${(((now.heap - base.heap) * 1024) / now.agents).toFixed(1)} KiB JS heap per idle tunnel ` +
+      `${perTunnel.toFixed(1)} KiB RSS, ${(((now.heap - base.heap) * 1024) / now.agents).toFixed(1)} KiB JS heap ` +
+      `per idle tunnel ` +
       `(target <= 30 KiB: ${perTunnel <= 30 ? 'met' : 'not met'})`,
   );
   await Promise.all(agents.map((a) => a.close()));

@@ -172,13 +172,16 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
       (c) => (seal(c, MESSAGE, 20_000) * 1e6) / 20_000,
     );
     console.log(
-      `tunnel: ${opts.mib} MiB one way: ward ${w.mibps.toFixed(0)} MiB/s (${w.cpuPerGiB.toFixed(2)} CPU s/GiB), TLS ${r.mibps.toFixed(0)} MiB/s ` +
-        `(${r.cpuPerGiB.toFixed(2)}); ${MESSAGE}-byte round trip: ward ${wRtt.toFixed(0)} µs, TLS ${rRtt.toFixed(0)} µs; ` +
+      `tunnel: ${opts.mib} MiB one way: ward ${w.mibps.toFixed(0)} MiB/s (${w.cpuPerGiB.toFixed(2)} CPU s/GiB), ` +
+        `TLS ${r.mibps.toFixed(0)} MiB/s ` +
+        `(${r.cpuPerGiB.toFixed(2)}); ${MESSAGE}-byte round trip: ward ${wRtt.toFixed(0)} µs, TLS ` +
+        `${rRtt.toFixed(0)} µs; ` +
         `AEAD, 64 KiB records: AES-256-GCM ${aes!.toFixed(0)} MiB/s, ChaCha20-Poly1305 ${chacha!.toFixed(0)} MiB/s; ` +
         `per ${MESSAGE}-byte record: ${aesSmall!.toFixed(1)} vs ${chachaSmall!.toFixed(1)} µs`,
     );
     const what =
-      'reference = the same bytes over a mutual TLS 1.3 connection (what a tunnel carried them in before), no multiplexer; both ends in one process';
+      'reference = the same bytes over a mutual TLS 1.3 connection (what a tunnel carried them in before), no ' +
+      'multiplexer; both ends in one process';
     const cost = (name: string, wv: number, rv: number, unit: string, note: string): BenchResult => ({
       ...result(name, wv, rv, unit, note),
       ratio: Math.round((rv / wv) * 100) / 100,
@@ -211,7 +214,8 @@ export async function benchTunnel(opts: TunnelOptions): Promise<BenchResult[]> {
         aesSmall!,
         chachaSmall!,
         'µs',
-        'time to seal one record, a cipher object each as records.ts makes; AES-256-GCM vs ChaCha20-Poly1305; ratio = ChaCha / AES',
+        'time to seal one record, a cipher object each as records.ts makes; AES-256-GCM vs ChaCha20-Poly1305; ' +
+          'ratio = ChaCha / AES',
       ),
     ];
   } finally {

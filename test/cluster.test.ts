@@ -273,7 +273,8 @@ describe('a Ward cluster', () => {
         return ward(['start', '-c', config, '-d', dataDir ?? join(dir, 'data')], { timeoutMs: 15_000 });
       }
       const loopback =
-        'auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: 127.0.0.1:0\nssh_service:\n  enabled: false\n';
+        'auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: 127.0.0.1:0\nssh_service:\n  ' +
+        'enabled: false\n';
 
       it('prints a sample ward.yaml that ward start accepts', async () => {
         const sample = ok(await ward(['configure']));
@@ -322,9 +323,13 @@ describe('a Ward cluster', () => {
       });
 
       it('says in one line that a port is already in use', async () => {
-        const proxyTaken = `auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: ${main.proxyAddr}\nssh_service:\n  enabled: false\n`;
+        const proxyTaken =
+          `auth_service:\n  listen_addr: 127.0.0.1:0\nproxy_service:\n  listen_addr: ` +
+          `${main.proxyAddr}\nssh_service:\n  enabled: false\n`;
         fails(await startWith(proxyTaken), new RegExp(`cannot start the proxy: ${main.proxyAddr} is already in use`));
-        const authTaken = `auth_service:\n  listen_addr: ${main.authAddr}\nproxy_service:\n  listen_addr: 127.0.0.1:0\nssh_service:\n  enabled: false\n`;
+        const authTaken =
+          `auth_service:\n  listen_addr: ${main.authAddr}\nproxy_service:\n  listen_addr: ` +
+          `127.0.0.1:0\nssh_service:\n  enabled: false\n`;
         fails(await startWith(authTaken), new RegExp(`cannot start the auth API: ${main.authAddr} is already in use`));
       });
 
@@ -413,7 +418,8 @@ describe('a Ward cluster', () => {
       it('creates roles and users from YAML, and overwrites them only with --force', async () => {
         const file = join(work, 'dev.yaml');
         const doc = (ttl: string) =>
-          `kind: role\nversion: v1\nmetadata: {name: dev}\nspec:\n  options: {max_session_ttl: ${ttl}}\n  allow: {logins: [dev]}\n---\n` +
+          `kind: role\nversion: v1\nmetadata: {name: dev}\nspec:\n  options: {max_session_ttl: ${ttl}}\n  allow: ` +
+          `{logins: [dev]}\n---\n` +
           `kind: user\nversion: v1\nmetadata: {name: dora}\nspec: {roles: [dev]}\n`;
         writeFileSync(file, doc('4h'));
         const created = ok(await main.wctl(['create', '-f', file]));
@@ -660,7 +666,8 @@ describe('a Ward cluster', () => {
       let ginaPassword: string;
       before(async () => {
         await createRole(
-          'kind: role\nversion: v1\nmetadata: {name: half-hour}\nspec:\n  options: {max_session_ttl: 30m}\n  allow: {logins: [deploy]}\n',
+          'kind: role\nversion: v1\nmetadata: {name: half-hour}\nspec:\n  options: {max_session_ttl: 30m}\n  ' +
+            'allow: {logins: [deploy]}\n',
         );
         ginaPassword = await addUser('gina', 'half-hour', '');
       });
@@ -939,7 +946,8 @@ describe('a Ward cluster', () => {
 
       it('refuses a certificate whose role was deleted since it was issued', async () => {
         await createRole(
-          'kind: role\nversion: v1\nmetadata: {name: node-reader}\nspec:\n  allow:\n    rules: [{resources: [node], verbs: [list]}]\n',
+          'kind: role\nversion: v1\nmetadata: {name: node-reader}\nspec:\n  allow:\n    rules: [{resources: ' +
+            '[node], verbs: [list]}]\n',
         );
         await addUser('frank', 'node-reader', 'frank');
         const frank = main.client(await issueTLSIdentity('frank'));

@@ -195,7 +195,8 @@ describe('two auth servers and two proxies on PostgreSQL', () => {
     const failedAfter = after.filter((s) => !s.ok);
     assert.ok(
       after.length >= 3,
-      `sessions after the failover window: ${JSON.stringify(sessions.map((s) => ({ ...s, start: s.start - killedAt })))}`,
+      `sessions after the failover window: ` +
+        `${JSON.stringify(sessions.map((s) => ({ ...s, start: s.start - killedAt })))}`,
     );
     assert.deepEqual(
       failedAfter,
@@ -205,7 +206,9 @@ describe('two auth servers and two proxies on PostgreSQL', () => {
     const during = sessions.filter((s) => s.start >= killedAt && s.start < killedAt + FAILOVER_WINDOW_MS);
     // Reported, not asserted: how many sessions the crash itself cost.
     console.log(
-      `ha: ${sessions.length} sessions; before the kill ${okBefore} ok; in the window ${during.filter((s) => s.ok).length}/${during.length} ok; after it ${after.length - failedAfter.length}/${after.length} ok`,
+      `ha: ${sessions.length} sessions; before the kill ${okBefore} ok; in the window ` +
+        `${during.filter((s) => s.ok).length}/${during.length} ok; after it ` +
+        `${after.length - failedAfter.length}/${after.length} ok`,
     );
 
     // Nothing written before the crash is lost, and the nodes' spooled events from then arrive.

@@ -358,7 +358,8 @@ export class Cluster extends WardProcess {
 
 function generatedConfig(o: ClusterOptions): string {
   const lockout = o.lockout
-    ? `  lockout:\n${o.lockout.max_attempts ? `    max_attempts: ${o.lockout.max_attempts}\n` : ''}${o.lockout.duration ? `    duration: ${o.lockout.duration}\n` : ''}`
+    ? `  lockout:\n${o.lockout.max_attempts ? `    max_attempts: ${o.lockout.max_attempts}\n` : ''}` +
+      `${o.lockout.duration ? `    duration: ${o.lockout.duration}\n` : ''}`
     : '';
   return (
     [

@@ -68,7 +68,8 @@ before(async () => {
     resource: {
       json: JSON.stringify(
         parseYAML(
-          'kind: role\nversion: v1\nmetadata: {name: ops}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {"*": "*"}\n',
+          'kind: role\nversion: v1\nmetadata: {name: ops}\nspec:\n  allow:\n    logins: [root]\n    node_labels: ' +
+            '{"*": "*"}\n',
         ),
       ),
     },

@@ -92,7 +92,8 @@ before(async () => {
     resource: {
       json: JSON.stringify(
         parseYAML(
-          'kind: role\nversion: v1\nmetadata: {name: joiner}\nspec:\n  allow:\n    rules: [{resources: [session_tracker], verbs: [list, read, update]}]\n',
+          'kind: role\nversion: v1\nmetadata: {name: joiner}\nspec:\n  allow:\n    rules: [{resources: ' +
+            '[session_tracker], verbs: [list, read, update]}]\n',
         ),
       ),
     },
@@ -228,7 +229,8 @@ describe('session recording', () => {
     const batch = join(work, 'sftp.batch');
     writeFileSync(
       batch,
-      `put ${src} /tmp/ward-rec-sftp.txt\nrename /tmp/ward-rec-sftp.txt /tmp/ward-rec-sftp2.txt\nrm /tmp/ward-rec-sftp2.txt\n`,
+      `put ${src} /tmp/ward-rec-sftp.txt\nrename /tmp/ward-rec-sftp.txt /tmp/ward-rec-sftp2.txt\nrm ` +
+        `/tmp/ward-rec-sftp2.txt\n`,
     );
     ok(
       await run('sftp', ['-F', users.alice!.cfg, '-b', batch, `root@${homeNode()}`], {

@@ -192,7 +192,8 @@ before(async () => {
     startAgent(main, 'node2', ['--labels', 'env=staging,team=db']),
   ]);
   await createRole(
-    'kind: role\nversion: v1\nmetadata: {name: staging}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {env: staging}\n    rules: [{resources: [node], verbs: [list, read]}]\n',
+    'kind: role\nversion: v1\nmetadata: {name: staging}\nspec:\n  allow:\n    logins: [root]\n    node_labels: ' +
+      '{env: staging}\n    rules: [{resources: [node], verbs: [list, read]}]\n',
   );
   await createRole('kind: role\nversion: v1\nmetadata: {name: no-root}\nspec:\n  allow: {}\n');
   [alice] = await Promise.all([

@@ -101,7 +101,8 @@ before(async () => {
   // Sees nodes labelled env=nowhere only (there are none), and may read nothing else.
   writeFileSync(
     role,
-    'kind: role\nversion: v1\nmetadata: {name: no-nodes}\nspec:\n  allow:\n    logins: [root]\n    node_labels: {env: nowhere}\n    rules: [{resources: [node], verbs: [list, read]}]\n',
+    'kind: role\nversion: v1\nmetadata: {name: no-nodes}\nspec:\n  allow:\n    logins: [root]\n    node_labels: ' +
+      '{env: nowhere}\n    rules: [{resources: [node], verbs: [list, read]}]\n',
   );
   ok(await cluster.wctl(['create', '-f', role]));
   ok(
@@ -351,7 +352,8 @@ describe('web API refusals', () => {
   it('refuses a terminal WebSocket from another origin, and closes one that sends a 100 MB frame', async () => {
     const ada = await signInAPI('ada');
     const node = (await call('GET', '/webapi/nodes', { cookie: ada.cookie })).body.nodes as Array<{ id: string }>;
-    const url = `wss://${cluster.proxyAddr}/webapi/terminal?node=${node[0]!.id}&login=root&cols=80&rows=24&csrf=${ada.csrf}`;
+    const url =
+      `wss://${cluster.proxyAddr}/webapi/terminal?node=${node[0]!.id}` + `&login=root&cols=80&rows=24&csrf=${ada.csrf}`;
     const open = (origin: string) =>
       new WebSocket(url, {
         headers: { cookie: ada.cookie, origin },

@@ -277,7 +277,8 @@ export function kindFromName(name: string): Kind {
   const kind = aliases[name];
   if (!kind)
     throw new BadParameter(
-      `unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas, sessions, session_trackers, locks)`,
+      `unknown resource kind "${name}" (expected one of: roles, users, tokens, nodes, proxies, cas, sessions, ` +
+        `session_trackers, locks)`,
     );
   return kind;
 }

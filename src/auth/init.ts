@@ -35,7 +35,8 @@ export async function ensureCAs(
     if (existing) {
       if (existing.spec.cluster !== cluster) {
         throw new AlreadyExists(
-          `the backend holds CAs of cluster "${existing.spec.cluster}", not "${cluster}": use that cluster name or another data dir/database`,
+          `the backend holds CAs of cluster "${existing.spec.cluster}", not "${cluster}": use that cluster name ` +
+            `or another data dir/database`,
         );
       }
       continue;

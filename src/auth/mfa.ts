@@ -231,7 +231,8 @@ export async function checkSecondFactor(
   );
   if (usable.length === 0) {
     throw new AccessDenied(
-      'this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ask an admin for a reset link',
+      'this cluster needs a second factor and you have none registered: finish sign-up from your invite link, or ' +
+        'ask an admin for a reset link',
     );
   }
   if (!secondFactor)

@@ -43,7 +43,8 @@ export async function verifyPassword(password: string, stored: string): Promise<
  * Hashed when a user is missing, so a wrong user name takes as long as a wrong password and the
  * timing does not reveal which users exist.
  */
-export const DUMMY_HASH = `scrypt$${N}$${R}$${P}$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(KEYLEN).toString('base64')}`;
+export const DUMMY_HASH =
+  `scrypt$${N}$${R}$${P}$${Buffer.alloc(16).toString('base64')}` + `$${Buffer.alloc(KEYLEN).toString('base64')}`;
 
 export function generatePassword(): string {
   return randomBytes(18).toString('base64url');

@@ -69,7 +69,8 @@ describe('host certificate renewal', () => {
   it('re-issues the same key and principals from the signing key, with a fresh validity', async () => {
     const id = await host('h1', ['10.0.0.5', '::1']);
     const names = subjectAltNames(
-      'DNS:h1, DNS:web, DNS:web.c, DNS:localhost, IP Address:10.0.0.5, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+      'DNS:h1, DNS:web, DNS:web.c, DNS:localhost, IP Address:10.0.0.5, IP Address:127.0.0.1, IP ' +
+        'Address:0:0:0:0:0:0:0:1',
     );
     const old = parseCertificate(parseAuthorizedKey(id.sshCert).blob);
     await auth.rotateCA('host', { target: 'init' }, 'test');

@@ -74,7 +74,8 @@ const LOG_PUTS = (write: string) =>
    RETURNING ${COLUMNS}`;
 /** Same for deletions; ORDER BY makes a range delete log its keys in key order. */
 const LOG_DELETES = (del: string) =>
-  `WITH d AS (${del} RETURNING key) INSERT INTO item_events (key, type) SELECT key, 'delete' FROM d ORDER BY key RETURNING key`;
+  `WITH d AS (${del} RETURNING key) INSERT INTO item_events (key, type) SELECT key, 'delete' FROM d ORDER BY key ` +
+  `RETURNING key`;
 const UPSERT = `INSERT INTO items (key, value, revision, expires) VALUES ($1, $2, nextval('item_revisions'), $3)
   ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision, expires = excluded.expires`;
 
@@ -162,7 +163,8 @@ export class PostgresBackend implements Backend, EventStore {
     if (after !== undefined && typeof after !== 'string') throw new BadParameter('after must be a string');
     // key is COLLATE "C": ">" is byte order, the same order as ORDER BY key and as SQLite's.
     const rows = await this.query<Row>(
-      `SELECT ${COLUMNS} FROM items WHERE key LIKE $1 ESCAPE '\\' AND ${live(2)} AND ($4::text IS NULL OR key > $4) ORDER BY key LIMIT $3`,
+      `SELECT ${COLUMNS} FROM items WHERE key LIKE $1 ESCAPE '\\' AND ${live(2)} AND ($4::text IS NULL OR key > ` +
+        `$4) ORDER BY key LIMIT $3`,
       [likePrefix(prefix), this.now(), n, after ?? null],
     );
     return rows.map(toItem);

@@ -92,11 +92,13 @@ function prepareStatements(db: Database.Database) {
     ),
     // The same range from just past `after`: a page seeks in the index instead of re-reading earlier pages.
     rangeAfter: db.prepare(
-      `SELECT key, value, revision, expires FROM items WHERE ${IN_RANGE} AND key > @after AND ${LIVE} ORDER BY key ${LIMIT}`,
+      `SELECT key, value, revision, expires FROM items WHERE ${IN_RANGE} AND key > @after AND ${LIVE} ORDER BY ` +
+        `key ${LIMIT}`,
     ),
     upsert: db.prepare(
       `INSERT INTO items (key, value, revision, expires) VALUES (@key, @value, @revision, @expires)
-       ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision, expires = excluded.expires`,
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision,
+         expires = excluded.expires`,
     ),
     update: db.prepare(
       `UPDATE items SET value = @value, revision = @revision, expires = @expires WHERE key = @key AND ${LIVE}`,
@@ -161,7 +163,8 @@ export class SqliteBackend implements Backend, EventStore {
       if (opts.path !== ':memory:') {
         // One auth server per file: its watchers see only the writes made in this process, so a second one on
         // the same file would serve stale caches (a lock written through one would not reach the other's proxies).
-        const inUse = `${opts.path} is in use by another Ward auth server (SQLite serves one; run several on PostgreSQL)`;
+        const inUse =
+          `${opts.path} is in use by another Ward auth server (SQLite serves one; run several on ` + `PostgreSQL)`;
         ownerLock = holdExclusiveLock(`${opts.path}.lock`, inUse, StorageLocked);
         // Create the file 0600 ourselves: SQLite would use the umask, and it holds CA material.
         // The -wal and -shm files inherit the database file's mode.

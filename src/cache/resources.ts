@@ -87,7 +87,8 @@ export class ResourceCache {
     const bound = this.opts.maxStaleMs ?? MAX_STALENESS_MS;
     if (now - since.getTime() > bound) {
       throw new ConnectionProblem(
-        `no auth server has answered for ${Math.round((now - since.getTime()) / 1000)} s; cached cluster state is too old to use`,
+        `no auth server has answered for ${Math.round((now - since.getTime()) / 1000)} s; cached cluster state ` +
+          `is too old to use`,
       );
     }
   }

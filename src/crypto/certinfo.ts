@@ -252,8 +252,8 @@ function tbsFields(buf: Buffer): { validity: Field; spki: Field; extensions?: Fi
 
 const IDENTITY_OID_CONTENTS = der.oid(IDENTITY_OID).subarray(2); // the OID's bytes without tag and length
 
-/** The values of every identity extension: Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }.
- */
+/** The values of every identity extension: Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue
+ * }. */
 function identityExtensions(buf: Buffer): Buffer[] {
   const malformed = () => new BadParameter('certificate is malformed');
   const ext = tbsFields(buf).extensions;

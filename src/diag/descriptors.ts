@@ -51,7 +51,8 @@ export function watchDescriptors(
       warned = true;
       log.warn(
         { open: use.open, limit: use.limit },
-        'nearly out of file descriptors: new connections will be dropped at the limit; raise it (ulimit -n, systemd LimitNOFILE)',
+        'nearly out of file descriptors: new connections will be dropped at the limit; raise it (ulimit -n, ' +
+          'systemd LimitNOFILE)',
       );
     } else if (warned && use.open < use.limit * REARM) warned = false;
   };

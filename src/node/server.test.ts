@@ -302,7 +302,9 @@ describe('node SSH server with OpenSSH clients', () => {
   it('ends `cat /dev/zero | head -c` (eow@openssh.com closes the command output)', async () => {
     // timeout(1) kills the whole pipeline on a hang, so a regression fails instead of passing late.
     for (const tty of [[], ['-tt']]) {
-      const cmd = `ssh ${clientOpts().join(' ')} ${tty.join(' ')} -p ${port} root@127.0.0.1 'cat /dev/zero' | head -c 1000000 | wc -c`;
+      const cmd =
+        `ssh ${clientOpts().join(' ')} ${tty.join(' ')} -p ${port} root@127.0.0.1 'cat /dev/zero' | ` +
+        `head -c 1000000 | wc -c`;
       const r = await run('timeout', ['10', 'bash', '-c', cmd]);
       assert.equal(r.code, 0, `pipeline did not end: ${r.stderr}`);
       assert.equal(r.stdout.toString().trim(), '1000000');

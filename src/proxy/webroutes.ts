@@ -239,7 +239,9 @@ export const routes: Route[] = [
       const pin = (await session.client.ping({})).caPins[0] ?? '';
       return {
         token,
-        command: `ward start --roles ${req.type} --token ${token.metadata.name} --auth-server ${publicAddr} --ca-pin ${pin}${labels ? ` --labels ${labels}` : ''}`,
+        command:
+          `ward start --roles ${req.type} --token ${token.metadata.name} --auth-server ${publicAddr} ` +
+          `--ca-pin ${pin}${labels ? ` --labels ${labels}` : ''}`,
       };
     },
   },

@@ -100,10 +100,11 @@ export function bearerFromCookie(header: string | undefined): string | undefined
   return undefined;
 }
 
-/** `__Host-`: only over HTTPS, only for this host, path /; HttpOnly: no script reads it; Strict: no other site sends it.
- */
+/** `__Host-`: only over HTTPS, only for this host, path /; HttpOnly: no script reads it; Strict: no other site sends
+ * it. */
 export function sessionCookie(bearer: string, maxAgeSeconds: number): string {
-  return `${SESSION_COOKIE}=${bearer}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}`;
+  const maxAge = Math.max(0, Math.floor(maxAgeSeconds));
+  return `${SESSION_COOKIE}=${bearer}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`;
 }
 export const CLEAR_SESSION_COOKIE = `${SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0`;
 
@@ -198,8 +199,8 @@ export class WebSessions {
     return { session: this.activate(bearer, used.webSession, keys), recoveryCodes: used.recoveryCodes };
   }
 
-  /** The session a request's cookie names, checked with the auth server on every call (sign-out anywhere, idle, expiry).
-   */
+  /** The session a request's cookie names, checked with the auth server on every call (sign-out anywhere, idle,
+   * expiry). */
   async authenticate(bearer: string | undefined): Promise<ActiveWebSession> {
     if (!bearer) throw new AccessDenied('sign in first');
     const idHash = sessionIdHash(bearer);

@@ -52,7 +52,7 @@ export const muxLimits: MuxLimits = {
  */
 export const DEFAULT_MAX_STREAMS_PER_USER = muxLimits.maxStreams / 16;
 
-/** Keepalive: each end pings every interval; a PING not acknowledged in time means the peer is gone (NAT expiry, crash).
- */
+/** Keepalive: each end pings every interval; a PING not acknowledged in time means the peer is gone (NAT expiry,
+ * crash). */
 export const PING_INTERVAL_MS = 15_000;
 export const PING_TIMEOUT_MS = 10_000;

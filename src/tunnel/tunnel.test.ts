@@ -170,7 +170,8 @@ describe('reverse tunnel', () => {
     assert.equal(got.bytes, total);
     assert.equal(got.digest, sent.digest('hex'));
     console.log(
-      `# tunnel echo: ${total / 1024 / 1024} MiB each way in ${seconds.toFixed(2)} s = ${(total / 1024 / 1024 / seconds).toFixed(0)} MiB/s`,
+      `# tunnel echo: ${total / 1024 / 1024} MiB each way in ${seconds.toFixed(2)} s = ` +
+        `${(total / 1024 / 1024 / seconds).toFixed(0)} MiB/s`,
     );
   });
 

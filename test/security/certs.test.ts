@@ -227,7 +227,8 @@ describe('certificates that must not work', () => {
       ok(
         await cluster.wctl(['create', '-f', '-'], {
           stdin:
-            'kind: role\nversion: v1\nmetadata: {name: temp-root}\nspec:\n  allow: {logins: [root], node_labels: {"*": "*"}}\n',
+            'kind: role\nversion: v1\nmetadata: {name: temp-root}\nspec:\n  allow: {logins: [root], node_labels: ' +
+            '{"*": "*"}}\n',
         }),
       );
       ok(await cluster.wctl(['users', 'add', 'tom', '--roles', 'temp-root', '--logins', 'root']));
@@ -270,7 +271,9 @@ describe('certificates that must not work', () => {
       const at = der.indexOf('"access"');
       assert.ok(at > 0, 'the identity names the access role');
       der.write('"editor"', at, 'latin1');
-      const edited = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
+      const edited =
+        `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END ` +
+        `CERTIFICATE-----\n`;
       // Refused in the handshake (the session closes) or by the API: either way, never served.
       await assert.rejects(
         client(edited).listResources({ kind: 'user' }),

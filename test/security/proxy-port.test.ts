@@ -395,7 +395,9 @@ describe('the public proxy port under hostile input', () => {
       assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
       const cookie = signIn.cookie!;
       const csrf = String(signIn.body.csrf_token);
-      const url = `wss://localhost:${port}/webapi/terminal?node=${encodeURIComponent(target.node)}&login=root&cols=80&rows=24&csrf=${csrf}`;
+      const url =
+        `wss://localhost:${port}/webapi/terminal?node=${encodeURIComponent(target.node)}` +
+        `&login=root&cols=80&rows=24&csrf=${csrf}`;
       const before = readVitals(cluster.pid).rssKiB;
       const code = await new Promise<number>((resolve, reject) => {
         const ws = new WebSocket(url, {

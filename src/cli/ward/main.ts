@@ -40,7 +40,8 @@ program
           `  CA pin:    ${proc.caPin}`,
           '',
           'Next:',
-          `  wctl${dd} users add alice --roles access,editor --logins ${[...new Set(['root', process.env.USER ?? 'root'])].join(',')}`,
+          `  wctl${dd} users add alice --roles access,editor --logins ` +
+            `${[...new Set(['root', process.env.USER ?? 'root'])].join(',')}`,
           proc.proxyAddr ? `  wsh login --proxy ${proc.proxyAddr} --user alice --ca-pin ${proc.caPin}` : '',
           `  wctl${dd} status`,
         ]
@@ -48,7 +49,8 @@ program
           proc.proxyAddr ? `Ward proxy is running in cluster "${proc.clusterName}": https://${proc.proxyAddr}` : '',
           !cfg.ssh_service.enabled
             ? ''
-            : `Ward node is running in cluster "${proc.clusterName}": ${proc.nodeAddr ? `listening on ${proc.nodeAddr}` : 'reached through a reverse tunnel'}`,
+            : `Ward node is running in cluster "${proc.clusterName}": ` +
+              `${proc.nodeAddr ? `listening on ${proc.nodeAddr}` : 'reached through a reverse tunnel'}`,
         ].filter(Boolean);
     process.stdout.write(next.filter((l, i, all) => l !== '' || all[i - 1] !== '').join('\n') + '\n\n');
     let stopping = false;

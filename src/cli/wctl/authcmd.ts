@@ -44,7 +44,10 @@ export async function signUser(
       }),
     );
   }
-  return `Credentials for "${opts.user}" valid for ${formatDuration(certs.ttlSeconds * 1000)} written to:\n${written.map((w) => `  ${w}\n`).join('')}`;
+  return (
+    `Credentials for "${opts.user}" valid for ${formatDuration(certs.ttlSeconds * 1000)} written to:\n` +
+    written.map((w) => `  ${w}\n`).join('')
+  );
 }
 
 export async function exportCAs(auth: AuthClient, type: string): Promise<string> {
@@ -62,17 +65,20 @@ const AFTER: Record<string, Record<string, string>> = {
     update_clients:
       'New certificates (logins, renewals) are signed with the new key; those signed before keep working.',
     update_servers:
-      'Nothing changes for the user CA; this is the last step that can still be rolled back with every\nold certificate working. Users who log in again now get certificates that survive the next step.',
+      'Nothing changes for the user CA; this is the last step that can still be rolled back with every\n' +
+      'old certificate working. Users who log in again now get certificates that survive the next step.',
     standby: 'The rotation is complete: the old key is no longer trusted, and certificates it signed stop working.',
   },
   host: {
     init:
-      'A new key is made; clients learn it when they log in (wsh login writes both to known_hosts). Hosts keep their\n' +
+      'A new key is made; clients learn it when they log in (wsh login writes both to known_hosts). ' +
+      'Hosts keep their\n' +
       'certificates. Before update_servers, users should log in again: clients that know only the old key will not\n' +
       'trust hosts once they switch. For plain OpenSSH clients: wctl auth export --type host into known_hosts.',
     update_clients: 'Newly joined hosts get certificates from the new key; hosts already joined keep theirs.',
     update_servers:
-      'Nodes and proxies take host certificates from the new key within seconds and present them to new\nconnections; clients that know only the old key no longer trust them.',
+      'Nodes and proxies take host certificates from the new key within seconds and present them to new\n' +
+      'connections; clients that know only the old key no longer trust them.',
     standby: 'The rotation is complete: the old key is no longer trusted.',
   },
   tls: {

@@ -21,7 +21,8 @@ function readLocal(path: string, what: string): string {
     const code = (err as NodeJS.ErrnoException).code;
     throw new BadParameter(
       code === 'ENOENT'
-        ? `no local admin identity at ${path}: run wctl on the auth host (after ward start), or pass -i IDENTITY --auth-server HOST:PORT`
+        ? `no local admin identity at ${path}: run wctl on the auth host (after ward start), or pass -i IDENTITY ` +
+            `--auth-server HOST:PORT`
         : `cannot read ${what} ${path}: ${code}`,
     );
   }

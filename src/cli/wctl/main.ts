@@ -62,7 +62,8 @@ program
         ca.kind === 'cert_authority' ? [[`${ca.spec.type} CA`, caFingerprint(ca), ca.spec.rotation.phase]] : [],
       );
     out(
-      `Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nBackend:  ${ping.backend}\nCA pin:   ${ping.caPins.join(', ')}\n\n`,
+      `Cluster:  ${ping.clusterName}\nVersion:  ${ping.serverVersion}\nBackend:  ${ping.backend}\nCA pin:   ` +
+        `${ping.caPins.join(', ')}\n\n`,
     );
     out(table(['Authority', 'Signing key', 'Rotation'], rows));
   });
@@ -89,7 +90,8 @@ users
     if (res.inviteToken) {
       const proxy = localProxyAddr() ?? program.opts<GlobalOptions>().authServer ?? 'PROXY:3080';
       out(
-        `Invite link (valid until ${res.inviteExpires}; share it with ${name} only):\nhttps://${proxy}/web/invite/${res.inviteToken}\n`,
+        `Invite link (valid until ${res.inviteExpires}; share it with ${name} ` +
+          `only):\nhttps://${proxy}/web/invite/${res.inviteToken}\n`,
       );
     }
   });
@@ -145,7 +147,8 @@ tokens
     out(
       `The join token ${token.metadata.name} (${list(opts.type).join(',')}) expires in ${formatDuration(ttlMs)}.\n\n` +
         `Run this on the new host to join it:\n\n` +
-        `  ward start --roles ${list(opts.type).join(',')} --token ${token.metadata.name} --auth-server ${authServer} --ca-pin ${pin}\n\n` +
+        `  ward start --roles ${list(opts.type).join(',')} --token ${token.metadata.name} --auth-server ` +
+        `${authServer} --ca-pin ${pin}\n\n` +
         `(add --tunnel for a node with no inbound port: it is then reached through a reverse tunnel)\n`,
     );
   });
@@ -352,7 +355,8 @@ authCmd
 authCmd
   .command('rotate')
   .description(
-    'rotate a CA one phase at a time: standby -> init -> update_clients -> update_servers -> standby (docs/rotation.md)',
+    'rotate a CA one phase at a time: standby -> init -> update_clients -> update_servers -> standby ' +
+      '(docs/rotation.md)',
   )
   .addOption(
     new Option('--type <type>', 'the CA to rotate (user, host or tls; db does not rotate yet)')

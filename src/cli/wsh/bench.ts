@@ -210,7 +210,8 @@ export function formatReport(r: BenchReport, what: string): string {
     `* Sessions started:   ${r.started}`,
     `* Sessions succeeded: ${r.started - r.failed}`,
     `* Sessions failed:    ${r.failed}`,
-    `* Rate achieved:      ${(r.started / (r.startWindowMs / 1000)).toFixed(1)}/s (the last session ended after ${(r.elapsedMs / 1000).toFixed(1)} s)`,
+    `* Rate achieved:      ${(r.started / (r.startWindowMs / 1000)).toFixed(1)}/s (the last session ended after ` +
+      `${(r.elapsedMs / 1000).toFixed(1)} s)`,
     '',
     'Latency of the sessions that succeeded (connect to end of session):',
     'Percentile  Duration',
@@ -279,7 +280,8 @@ export async function bench(
     ? `interactive shell (PTY)${cmd ? ` typing "${cmd}"` : ''}`
     : `exec "${cmd || 'true'}"`;
   process.stderr.write(
-    `wsh bench: ${args.login}@${args.host} via ${profile.proxy}, ${mode}, ${args.rate}/s for ${flags.duration} (keys: ${dir})\n`,
+    `wsh bench: ${args.login}@${args.host} via ${profile.proxy}, ${mode}, ${args.rate}/s for ${flags.duration} ` +
+      `(keys: ${dir})\n`,
   );
   const report = await benchSessions(t, {
     rate: args.rate,

@@ -44,7 +44,8 @@ async function trustProxy(opts: LoginOptions, warn: (s: string) => void): Promis
   if (wanted) {
     if (!known.includes(seen.pin)) {
       throw new AccessDenied(
-        `the proxy's certificate authority is ${seen.pin}, not the expected ${wanted}: someone may be intercepting the connection` +
+        `the proxy's certificate authority is ${seen.pin}, not the expected ${wanted}: someone may be ` +
+          `intercepting the connection` +
           (opts.caPin
             ? ''
             : " (if the cluster's TLS CA was rotated, log in with --ca-pin from `wctl status`; " +
@@ -150,7 +151,8 @@ export async function login(
   // Security keys need a browser here (WebAuthn is bound to the proxy's web origin): fail before the password is asked.
   if (ping.success && ping.data.second_factor === 'webauthn') {
     throw new BadParameter(
-      'this cluster takes security keys only (second_factor: webauthn) and wsh login takes TOTP codes only: sign in with the web UI',
+      'this cluster takes security keys only (second_factor: webauthn) and wsh login takes TOTP codes only: sign ' +
+        'in with the web UI',
     );
   }
   // Standard input holds the password (--password-stdin), then the code (--otp-stdin), one per line.

@@ -78,7 +78,8 @@ program
         (s) => process.stderr.write(s),
       );
       process.stdout.write(
-        `Logged in as ${user} to cluster "${certs.cluster_name}" via ${proxy}; certificates valid for ${formatDuration(certs.ttl_seconds * 1000)}.\nKeys: ${dir}\n`,
+        `Logged in as ${user} to cluster "${certs.cluster_name}" via ${proxy}; certificates valid for ` +
+          `${formatDuration(certs.ttl_seconds * 1000)}.\nKeys: ${dir}\n`,
       );
     },
   );
@@ -103,7 +104,8 @@ program
       `  User:        ${id.username}`,
       `  Roles:       ${id.roles.join(', ')}`,
       `  Logins:      ${ssh.principals.filter((p) => !p.startsWith('-ward-nologin-')).join(', ') || '(none)'}`,
-      `  Valid until: ${ssh.validBefore.toISOString()} ${left > 0 ? `[valid for ${formatDuration(left)}]` : '[EXPIRED]'}`,
+      `  Valid until: ${ssh.validBefore.toISOString()} ` +
+        `${left > 0 ? `[valid for ${formatDuration(left)}]` : '[EXPIRED]'}`,
       `  Extensions:  ${Object.keys(ssh.extensions)
         .filter((e) => e.startsWith('permit-'))
         .join(', ')}`,

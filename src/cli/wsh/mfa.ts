@@ -38,7 +38,8 @@ export async function addDevice(
   out(`Added TOTP device "${opts.name}" (${done.deviceId}).\n`);
   if (done.recoveryCodes.length) {
     out(
-      '\nRecovery codes: each logs you in once instead of a code if you lose the device. Keep them safe; they are not shown again.\n',
+      '\nRecovery codes: each logs you in once instead of a code if you lose the device. Keep them safe; they ' +
+        'are not shown again.\n',
     );
     for (const c of done.recoveryCodes) out(`  ${c}\n`);
   }

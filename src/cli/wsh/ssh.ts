@@ -33,8 +33,8 @@ function parseLabels(args: string[]): Record<string, string> {
   );
 }
 
-/** Hostnames in code-unit order, as Teleport's `tsh ls` sorts them: a locale-aware compare was 10-25 ms of 10,000 nodes.
- */
+/** Hostnames in code-unit order, as Teleport's `tsh ls` sorts them: a locale-aware compare was 10-25 ms of 10,000
+ * nodes. */
 const byHostname = (a: Node, b: Node) =>
   a.spec.hostname < b.spec.hostname ? -1 : a.spec.hostname > b.spec.hostname ? 1 : 0;
 
