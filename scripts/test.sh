@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-# Format and lint (biome.json): a layout or lint finding fails the suite with Biome's own message.
+# Format and lint (biome.jsonc): a layout or lint finding fails the suite with Biome's own message.
 echo "== biome"
 npx biome ci .
 echo "== typecheck"
