@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient, type Client } from '@connectrpc/conne
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { AuthService } from './gen/ward/auth/v1/auth_pb.ts';
 import { ConnectionProblem, ERROR_CODE_HEADER, errorFromCode, type WardError } from './errors.ts';
-import { identityFromPeerCert } from '../crypto/certinfo.ts';
+import { identityFromPeerCert } from './certinfo.ts';
 import { failoverClient, splitAddrList } from './failover.ts';
 import { splitAddr } from './addr.ts';
 import { untrustedServer } from './trust.ts';

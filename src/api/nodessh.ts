@@ -2,7 +2,7 @@
 // ALPN ward-node-ssh, with the user's end-to-end SSH connection inside. Both ends share what is here: the ALPN
 // name, the cluster TLS CAs they verify each other against, and the host identity each requires of the other.
 import type { PeerCertificate } from 'node:tls';
-import { identityFromPeerCert } from '../crypto/certinfo.ts';
+import { identityFromPeerCert } from './certinfo.ts';
 import { trustedTLSCAs } from './rotation.ts';
 import type { CertAuthority } from './types.ts';
 

@@ -5,7 +5,7 @@ import type https from 'node:https';
 import tls from 'node:tls';
 import { ConnectionProblem, AccessDenied, isWardError } from './errors.ts';
 import { splitAddr } from './addr.ts';
-import { fingerprintSPKI, identityFromPeerCert } from '../crypto/certinfo.ts';
+import { fingerprintSPKI, identityFromPeerCert } from './certinfo.ts';
 
 export interface ProxyCA {
   pin: string;

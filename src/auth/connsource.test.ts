@@ -8,7 +8,7 @@ import { ALPN_AUTH, createAuthClient, type TLSIdentity } from '../api/client.ts'
 import { AccessDenied } from '../api/errors.ts';
 import { generateClientKeys } from '../crypto/clientkeys.ts';
 import { encodeProxyHeader, type ProxyHeaderFields } from '../api/proxyheader.ts';
-import { certDer } from '../crypto/certinfo.ts';
+import { certDer } from '../api/certinfo.ts';
 import { serviceIdentity, startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 import { HEADER_WINDOW_MS } from './connsource.ts';
 import { startAuthListener, type AuthListener } from './listener.ts';

@@ -16,7 +16,7 @@ import {
   verifyProxyHeaderSignature,
   type ProxyHeader,
 } from '../api/proxyheader.ts';
-import { certValidity, readIdentity } from '../crypto/certinfo.ts';
+import { certValidity, readIdentity } from '../api/certinfo.ts';
 import { verifyChain } from '../crypto/x509.ts';
 
 /** How far a header's time may be from the auth server's clock, either way. */

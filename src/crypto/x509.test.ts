@@ -19,7 +19,7 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
-import { certValidity } from './certinfo.ts';
+import { certValidity } from '../api/certinfo.ts';
 import {
   IDENTITY_OID,
   certExpiry,

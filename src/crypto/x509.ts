@@ -16,12 +16,19 @@ import { isIP } from 'node:net';
 import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs it loaded first
 import * as x509 from '@peculiar/x509';
 import { AccessDenied, BadParameter } from '../api/errors.ts';
-import * as der from './der.ts';
+import * as der from '../api/der.ts';
 import { P256_SPKI_PREFIX } from './sshkeys.ts';
-import { IDENTITY_OID, MAX_IDENTITY_BYTES, certDer, isIdentityName, parseIdentity, type Identity } from './certinfo.ts';
+import {
+  IDENTITY_OID,
+  MAX_IDENTITY_BYTES,
+  certDer,
+  isIdentityName,
+  parseIdentity,
+  type Identity,
+} from '../api/certinfo.ts';
 import { CLOCK_SKEW_MS } from '../time/clock.ts';
 
-// What clients read from certificates lives in certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
+// What clients read from certificates lives in api/certinfo.ts (no X.509 library: `wsh proxy ssh` loads it on
 // every connection); re-exported here for the server side.
 export {
   IDENTITY_OID,
@@ -31,7 +38,7 @@ export {
   identityFromPeerCert,
   readIdentity,
   type Identity,
-} from './certinfo.ts';
+} from '../api/certinfo.ts';
 
 // The library (used for CA certificates and parsing; leaves are written by hand) signs and hashes through a
 // process-wide WebCrypto provider; Node's is the only one Ward uses.

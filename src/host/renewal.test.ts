@@ -13,7 +13,7 @@ import type { AuthServer } from '../auth/server.ts';
 import { startTestAuthAPI, type TestAuthAPI } from '../../test/fixtures/authapi.ts';
 import { hostIdentity, newHostKeys, type HostIdentity } from './identity.ts';
 import { expiredMessage, renewalDue, retryDelay, startHostCertRenewal, tlsIdentityOf } from './renewal.ts';
-import { certValidity } from '../crypto/certinfo.ts';
+import { certValidity } from '../api/certinfo.ts';
 import { trustedTLSCAs } from '../api/rotation.ts';
 
 const log = pino({ level: 'silent' });

@@ -19,7 +19,7 @@ import type { CertAuthority } from '../api/types.ts';
 import { tlsCertOutdated, trustedTLSCAs } from '../api/rotation.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import type { HostIdentity } from './identity.ts';
-import { certValidity } from '../crypto/certinfo.ts';
+import { certValidity } from '../api/certinfo.ts';
 import { parseCertificate } from '../crypto/sshcert.ts';
 import { parseAuthorizedKey } from '../crypto/sshkeys.ts';
 

@@ -9,7 +9,7 @@ import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { ALPN_AUTH, type AuthClient } from '../api/client.ts';
 import { encodeProxyHeader } from '../api/proxyheader.ts';
-import { certDer } from '../crypto/certinfo.ts';
+import { certDer } from '../api/certinfo.ts';
 import type { ListenAddress } from '../config/listen.ts';
 import type { EdgeLimits } from './edgelimits.ts';
 import { startPortMux, spliceTo } from './portmux.ts';

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { AccessDenied, BadParameter, ConnectionProblem, LimitExceeded, NotFound } from '../api/errors.ts';
 import { identityFromPeerCert } from '../crypto/x509.ts';
-import { startLagProbe } from '../diag/lag.ts';
+import { startLagProbe } from './lag.ts';
 import { MuxSession, type MuxStream } from './muxsession.ts';
 import { RecordChannel, RecordProtocolError } from './records.ts';
 import {

@@ -14,7 +14,7 @@ import { newHostKeys } from '../../src/host/identity.ts';
 import { ALPN_AUTH, fromRPCError } from '../../src/api/client.ts';
 import { AuthService } from '../../src/api/gen/ward/auth/v1/auth_pb.ts';
 import { encodeProxyHeader } from '../../src/api/proxyheader.ts';
-import { certDer } from '../../src/crypto/certinfo.ts';
+import { certDer } from '../../src/api/certinfo.ts';
 import { cleanup, readTLSIdentity, type Cluster } from '../harness.ts';
 import { ok, startTarget } from './fixture.ts';
 

@@ -22,7 +22,7 @@ import { startNodeService } from '../../node/service.ts';
 import { expiredMessage, tlsIdentityOf } from '../../host/renewal.ts';
 import type { WardProcess } from './wardprocess.ts';
 import { proxyAddresses, startProxyService } from './proxy.ts';
-import { certValidity } from '../../crypto/certinfo.ts';
+import { certValidity } from '../../api/certinfo.ts';
 
 export async function startHostProcess(
   cfg: WardConfig,

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { nextCheckIn, recordCertExpiry, renewalDue, retryDelay } from '../../host/renewal.ts';
-import { certValidity } from '../../crypto/certinfo.ts';
+import { certValidity } from '../../api/certinfo.ts';
 
 export function keepServiceCertFresh(opts: {
   /** What the certificate is for, in the log. */

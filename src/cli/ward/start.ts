@@ -31,7 +31,7 @@ import { newRegistry, startDiagServer } from '../../diag/server.ts';
 import { watchDescriptors } from '../../diag/descriptors.ts';
 import { startHostProcess, startConfiguredNode } from './hostprocess.ts';
 import type { WardProcess } from './wardprocess.ts';
-import { certValidity } from '../../crypto/certinfo.ts';
+import { certValidity } from '../../api/certinfo.ts';
 
 /** The CA certificate a server sends after its own: the one that signed it (during a rotation there are two). */
 function chainCA(id: { certPem: string; caPems: string[] }): string {

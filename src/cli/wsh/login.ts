@@ -17,7 +17,7 @@ import {
 import { confirm, isInteractive, readSecret, readStdinLine } from '../prompt.ts';
 import { fetchProxyCA, proxyTLSOptions } from '../../api/trust.ts';
 import { pinCA, pinnedCA, saveLogin } from './profile.ts';
-import { fingerprintSPKI } from '../../crypto/certinfo.ts';
+import { fingerprintSPKI } from '../../api/certinfo.ts';
 
 export interface LoginOptions {
   proxy: string;

@@ -5,7 +5,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../files/atomic-write.ts';
 import { AccessDenied, BadParameter } from '../../api/errors.ts';
-import { certExpiry, readIdentity } from '../../crypto/certinfo.ts';
+import { certExpiry, readIdentity } from '../../api/certinfo.ts';
 import { readIdentityFile, type Credentials } from '../identity-file.ts';
 
 export function wshHome(): string {

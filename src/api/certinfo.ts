@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import { isCalendarDate } from '../time/clock.ts';
-import { AccessDenied, BadParameter } from '../api/errors.ts';
+import { AccessDenied, BadParameter } from './errors.ts';
 import * as der from './der.ts';
 
 /** Private OID of the extension that holds the Ward identity as JSON (a DER UTF8String). */

@@ -2,7 +2,7 @@
 // certificates from the network (client certificates on every API call).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BadParameter } from '../api/errors.ts';
+import { BadParameter } from './errors.ts';
 import * as der from './der.ts';
 
 const hex = (b: Buffer) => b.toString('hex');

@@ -2,7 +2,8 @@
 // certificate, without a general ASN.1 library. Why: @peculiar/x509 built each certificate through asn1js
 // and then re-parsed its own output, which was most of the CPU time of a login (bench/README.md). Every
 // writer emits the definite, minimal encodings DER requires; the reader refuses anything else.
-import { BadParameter } from '../api/errors.ts';
+// It sits in src/api beside certinfo.ts, the reader every client and server uses; crypto/x509.ts writes with it.
+import { BadParameter } from './errors.ts';
 
 // ---- writing ----
 
