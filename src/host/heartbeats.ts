@@ -4,10 +4,10 @@
 // Why a stream: a heartbeat sent as its own call costs the auth server a new HTTP/2 stream, its headers and the
 // caller read again: ~0.37 ms of its CPU before any Ward code runs (a Ping, bench/profile-api.ts), more than storing
 // the heartbeat. So each host keeps one HeartbeatStream call open and sends a message per heartbeat, and the auth
-// server answers each in order; with 10,000 hosts that took the auth server from 0.24-0.27 of a core to 0.15-0.20
-// (bench/agents.ts). The stream is re-opened when it breaks (backoff with jitter, so that hosts do not come back all
-// at once after an auth server restarts), and the presence is sent first on every new stream. An auth server that
-// does not know HeartbeatStream (older) gets one Heartbeat call per beat, as before, for STREAM_AGAIN_MS.
+// server answers each in order (bench/agents.ts measures it with 10,000 hosts; the figures are in bench/README.md).
+// The stream is re-opened when it breaks (backoff with jitter, so that hosts do not come back all at once after an
+// auth server restarts), and the presence is sent first on every new stream. An auth server that does not know
+// HeartbeatStream (older) gets one Heartbeat call per beat, as before, for STREAM_AGAIN_MS.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';

@@ -112,9 +112,9 @@ export function spliceTo(
     if (closed) return;
     const i = (start + attempt) % backends.length;
     const target = backends[i]!;
-    // noDelay here too: with Nagle on the upstream leg, each small write behind unacknowledged data waited
-    // for the auth server's delayed ACK (~40 ms per round trip: wsh ls took 156-200 ms through the proxy
-    // against 73-77 ms straight to auth, bench/ls.ts).
+    // noDelay here too: with Nagle on the upstream leg, each small write behind unacknowledged data waits
+    // for the auth server's delayed ACK, ~40 ms per round trip of every call through the proxy (bench/ls.ts;
+    // the figures are in bench/README.md).
     const conn = net.connect({ host: target.host, port: target.port, noDelay: true });
     upstream = conn;
     const dialTimer = setTimeout(

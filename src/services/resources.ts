@@ -114,8 +114,8 @@ export class ResourceService<K extends Kind> {
   /** Sorted by name; `startAfter` pages through large sets. */
   async list(opts: { limit?: number; startAfter?: string } = {}): Promise<ResourceOf<K>[]> {
     const limit = opts.limit ?? 10_000;
-    // A page continues after the given name (it used to re-read from the start and drop what it had seen,
-    // which returned one item on the second page and ended the listing there).
+    // A page starts in the backend after the given name, so each page costs its own size however deep the
+    // listing is, and a page never comes back short while more items follow (which a client takes as the end).
     const items = await this.backend.getRange(
       ResourceService.prefix(this.kind),
       limit,

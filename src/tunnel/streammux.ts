@@ -2,7 +2,7 @@
 // connection. The proxy opens one stream per user connection it routes to the client. Pure: frame encoding
 // and an incremental decoder that enforces every length limit; the I/O half is muxsession.ts.
 //
-// Why not HTTP/2, as DESIGN.md first said: an idle tunnel is paid for once per host at the proxy, and
+// Why not HTTP/2: an idle tunnel is paid for once per host at the proxy, and
 // Node's HTTP/2 session (nghttp2 plus its JS wrapper) cost ~20-25 KiB RSS per idle tunnel on top of the
 // TLS socket, whatever the settings (header tables, session memory, windows: measured with 2,000 tunnels,
 // bench/tunnel-memory.ts). This framing costs a few hundred bytes per idle tunnel and keeps what HTTP/2
