@@ -394,7 +394,9 @@ describe('a host heartbeating (startHeartbeats)', () => {
     const { log, lines } = recordingLog();
     const hb = await startHeartbeats({ auth: client, presence: () => node('hb3', labels), log, retryFirstMs: 2_000 });
     try {
-      identity = await shortLivedIdentity('hb3', ['node'], 4_000);
+      // The renewed certificate outlives the next steps by seconds even on a loaded box; it ends later on purpose.
+      const renewedEnds = Date.now() + 8_000;
+      identity = await shortLivedIdentity('hb3', ['node'], 8_000);
       hb.reconnect();
       await sleep(3_000); // past the first certificate's end: only the renewed stream can still be answered
       labels = { n: '2' };
@@ -406,7 +408,7 @@ describe('a host heartbeating (startHeartbeats)', () => {
       // Without reconnect(): the stream on the ended certificate is refused at the next beat, and re-opened with
       // the current one, which sends the presence again.
       identity = await serviceIdentity(auth, 'hb3', ['node']);
-      await sleep(1_500);
+      await sleep(renewedEnds - Date.now() + 1_200); // certificates end on a whole second
       labels = { n: '3' };
       await hb.beat();
       for (let i = 0; i < 40 && (await auth.nodes.get('hb3')).metadata.labels?.n !== '3'; i++) await sleep(100);
