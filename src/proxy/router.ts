@@ -11,6 +11,7 @@ import { ALPN_NODE_SSH, hostIdentityMismatch, tlsTrustBundle } from '../api/node
 import type { ResourceCache } from '../cache/resources.ts';
 import { canReachNode } from '../rbac/sshaccess.ts';
 import { identityRefusal } from '../rbac/identity.ts';
+import type { Clock } from '../time/clock.ts';
 
 export interface TunnelDialer {
   /** `user` is counted against the tunnel's per-user stream limit; only clientAddr and target reach the agent. */
@@ -36,13 +37,29 @@ export interface NodeTLS {
 
 const DIAL_TIMEOUT_MS = 10_000;
 
+export interface RouterOptions {
+  /** The nodes' reverse tunnels, for nodes that joined through one. */
+  tunnels?: TunnelDialer;
+  /** How to dial the nodes reached directly. */
+  nodeTLS?: NodeTLS;
+  /** The proxy's clock: whether a lock or a user's lockout is still in force is read from it. */
+  clock: Clock;
+}
+
 export class Router {
+  private readonly tunnels: TunnelDialer | undefined;
+  private readonly nodeTLS: NodeTLS | undefined;
+  private readonly clock: Clock;
+
   constructor(
     private readonly cache: ResourceCache,
     private readonly cluster: string,
-    private readonly tunnels?: TunnelDialer,
-    private readonly nodeTLS?: NodeTLS,
-  ) {}
+    opts: RouterOptions,
+  ) {
+    this.tunnels = opts.tunnels;
+    this.nodeTLS = opts.nodeTLS;
+    this.clock = opts.clock;
+  }
 
   /** Nodes whose id, host name or host.cluster name is `host`. Several = ambiguous. */
   resolve(host: string): Node[] {
@@ -66,7 +83,12 @@ export class Router {
       roles: grants.roles,
       node: { id: node.metadata.name, name: node.spec.hostname },
     };
-    const refusal = identityRefusal(this.cache.get('user', grants.user), this.cache.list('lock'), target, new Date());
+    const refusal = identityRefusal(
+      this.cache.get('user', grants.user),
+      this.cache.list('lock'),
+      target,
+      this.clock.now(),
+    );
     if (refusal) throw new AccessDenied(refusal);
     if (node.spec.tunnel) {
       if (!this.tunnels) throw new ConnectionProblem(`node "${host}" is reached by tunnel, and this proxy has none`);

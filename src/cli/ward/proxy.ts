@@ -141,7 +141,7 @@ export async function startProxyService(
     cache.close();
   };
   // Nodes reached directly take the proxy's current host certificate as proof that a proxy is dialling.
-  const router = new Router(cache, cluster, tunnels, { identity: () => tls, log });
+  const router = new Router(cache, cluster, { tunnels, nodeTLS: { identity: () => tls, log }, clock: systemClock });
   const ssh = createProxySSHServer({
     hostKeys: hostKeysOf(identity),
     cache,
