@@ -310,3 +310,18 @@ export function describeZodError(error: z.ZodError): string {
       .join('; ')
   );
 }
+
+/**
+ * An audit event as the auth server stores it and `SearchEvents` returns it (as JSON): the catalogue's name and
+ * code, when, and the fields of that event. The backend stores it; the web UI's audit page reads it.
+ */
+export interface AuditEvent {
+  event: string;
+  code: string;
+  time: string;
+  uid: string;
+  cluster?: string;
+  user?: string;
+  sid?: string;
+  [field: string]: unknown;
+}

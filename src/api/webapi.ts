@@ -76,3 +76,31 @@ export interface WebRole {
   description: string;
   yaml: string;
 }
+
+/** What a sign-in takes besides the password: ward.yaml's `auth_service.second_factor`. */
+export type SecondFactorMode = 'off' | 'otp' | 'webauthn' | 'on';
+
+/** A second factor in `GET /webapi/mfa/devices`: `type` is `totp` or `webauthn`, `added` an ISO time. */
+export interface WebMFADevice {
+  id: string;
+  type: string;
+  name: string;
+  added: string;
+}
+
+/** An authenticator app being added: its secret as text, its otpauth:// URI, and that URI as a QR code. */
+export interface TOTPRegistration {
+  secret: string;
+  uri: string;
+  /** A PNG data URL, drawn by the proxy (the CSP allows data: images). */
+  qr: string;
+}
+
+/** A sign-up or reset link (`GET /webapi/invites/:token`): whose, until when, and what second factor it sets up. */
+export interface WebInviteLink {
+  user: string;
+  /** `invite` or `reset`. */
+  type: string;
+  expires: string;
+  second_factor: SecondFactorMode;
+}

@@ -2,6 +2,7 @@
 // holds a Backend; everything else asks it over the Auth API. Keys are '/'-separated paths such as
 // '/users/alice'; values are opaque strings (the services store versioned JSON resources).
 // Implementations: sqlite.ts (default, one auth server) and postgres.ts (several auth servers = HA).
+import type { AuditEvent } from '../api/types.ts';
 
 export interface Item {
   key: string;
@@ -57,17 +58,8 @@ export interface Backend {
   readonly kind: string;
 }
 
-/** Audit events live beside the resources, in the same database, in their own table. */
-export interface AuditEvent {
-  event: string;
-  code: string;
-  time: string;
-  uid: string;
-  cluster?: string;
-  user?: string;
-  sid?: string;
-  [field: string]: unknown;
-}
+/** Audit events live beside the resources, in the same database, in their own table (their shape: api/types.ts). */
+export type { AuditEvent };
 
 export interface EventQuery {
   from?: Date;

@@ -20,7 +20,15 @@ import {
   type WardError,
 } from '../api/errors.ts';
 import { describeZodError } from '../api/types.ts';
-import { WEBAPI_LOGIN, WEBAPI_PING, loginRequestSchema, type CertsResponse, type WebMe } from '../api/webapi.ts';
+import {
+  WEBAPI_LOGIN,
+  WEBAPI_PING,
+  loginRequestSchema,
+  type CertsResponse,
+  type SecondFactorMode,
+  type WebInviteLink,
+  type WebMe,
+} from '../api/webapi.ts';
 import type { ResourceCache } from '../cache/resources.ts';
 import { AccessChecker } from '../rbac/checker.ts';
 import type { EdgeLimits, LimitKind } from './edgelimits.ts';
@@ -158,6 +166,13 @@ function checkOrigin(req: Req): void {
   if (origin !== `https://${publicAddr(req)}`) throw new AccessDenied('cross-origin request refused');
 }
 
+const SECOND_FACTOR_MODES: readonly string[] = ['off', 'otp', 'webauthn', 'on'] satisfies SecondFactorMode[];
+
+/** The auth server's second_factor setting as the pages read it; unset means off, as on /webapi/ping. */
+function secondFactorMode(value: string): SecondFactorMode {
+  return SECOND_FACTOR_MODES.includes(value) ? (value as SecondFactorMode) : 'off';
+}
+
 function userView(session: ActiveWebSession, cache?: ResourceCache): WebMe {
   const roles = session.identity.roles.flatMap((name) => {
     const role = cache?.get('role', name);
@@ -256,7 +271,13 @@ export function webHandler(deps: WebDeps) {
     },
     'GET /webapi/invites/:token': async (_req, params) => {
       const [t, ping] = await Promise.all([auth.getUserToken({ token: params[0]! }), auth.ping({})]);
-      return { body: { user: t.user, type: t.type, expires: t.expires, second_factor: ping.secondFactor || 'off' } };
+      const link: WebInviteLink = {
+        user: t.user,
+        type: t.type,
+        expires: t.expires,
+        second_factor: secondFactorMode(ping.secondFactor),
+      };
+      return { body: link };
     },
     // The link is the credential that lets its user register their first device (sign-up, or reset).
     'POST /webapi/invites/:token/mfa': async (req, params) => {

@@ -6,6 +6,7 @@ import QRCode from 'qrcode';
 import { z } from 'zod';
 import { BadParameter } from '../api/errors.ts';
 import type { BeginMFARegistrationResponse } from '../api/gen/ward/auth/v1/auth_pb.ts';
+import type { TOTPRegistration, WebMFADevice } from '../api/webapi.ts';
 import type { Route } from './webroute.ts';
 
 /** The browser's WebAuthn JSON (a credential or an assertion), passed on as text; the auth server parses it. */
@@ -13,7 +14,10 @@ export const webauthnJSON = z.record(z.string(), z.unknown()).transform((v) => J
 export const deviceType = z.enum(['totp', 'webauthn']);
 
 /** What the page needs to start registering a device: the app's secret and QR code, or the key's options. */
-export async function registrationAnswer(type: 'totp' | 'webauthn', r: BeginMFARegistrationResponse) {
+export async function registrationAnswer(
+  type: 'totp' | 'webauthn',
+  r: BeginMFARegistrationResponse,
+): Promise<{ webauthn_options: unknown } | TOTPRegistration> {
   if (type === 'webauthn') return { webauthn_options: JSON.parse(r.webauthnOptions) as unknown };
   // The secret is shown as text too, for apps that cannot scan (and it is what the user already holds).
   const qr = await QRCode.toDataURL(r.uri, { errorCorrectionLevel: 'M', margin: 2, width: 232 });
@@ -45,12 +49,14 @@ export const mfaRoutes: Route[] = [
     method: 'GET',
     path: /^\/webapi\/mfa\/devices$/,
     handle: async ({ session }) => ({
-      devices: (await session.client.listMFADevices({})).devices.map(({ id, type, name, added }) => ({
-        id,
-        type,
-        name,
-        added,
-      })),
+      devices: (await session.client.listMFADevices({})).devices.map(
+        ({ id, type, name, added }): WebMFADevice => ({
+          id,
+          type,
+          name,
+          added,
+        }),
+      ),
     }),
   },
   {

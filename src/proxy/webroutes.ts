@@ -5,7 +5,7 @@ import { parse as parseYAML, stringify as stringifyYAML, YAMLParseError } from '
 import { z } from 'zod';
 import { BadParameter, LimitExceeded } from '../api/errors.ts';
 import { listAllResources } from '../api/list.ts';
-import { describeZodError, parseResource, type Kind, type Resource } from '../api/types.ts';
+import { describeZodError, parseResource, type AuditEvent, type Kind, type Resource } from '../api/types.ts';
 import type { AuthClient } from '../api/client.ts';
 import type { WebNode, WebRole } from '../api/webapi.ts';
 import { mfaRoutes } from './webmfa.ts';
@@ -112,7 +112,7 @@ export const routes: Route[] = [
         limit,
         order: 'desc',
       });
-      return { events: res.events.map((e) => JSON.parse(e) as unknown) };
+      return { events: res.events.map((e) => JSON.parse(e) as AuditEvent) };
     },
   },
   {

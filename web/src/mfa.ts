@@ -2,9 +2,8 @@
 // WebAuthn ceremonies through @simplewebauthn/browser. The answers go to the proxy as JSON; the auth
 // server checks them. Nothing here is secret or kept.
 import { startAuthentication, startRegistration } from '@simplewebauthn/browser';
+import type { SecondFactorMode } from '../../src/api/webapi.ts';
 import { api } from './api.ts';
-
-export type SecondFactorMode = 'off' | 'otp' | 'webauthn' | 'on';
 
 export async function secondFactorMode(): Promise<SecondFactorMode> {
   const ping = await api<{ second_factor?: string }>('GET', '/webapi/ping');

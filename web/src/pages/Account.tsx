@@ -2,14 +2,8 @@ import { useState, type FormEvent } from 'react';
 import { api, ApiError } from '../api.ts';
 import { registerKey, signWithKey } from '../mfa.ts';
 import { useLoad } from '../useLoad.ts';
-import { RecoveryCodes, TOTPSetup, type TOTPRegistration } from './MFAParts.tsx';
-
-interface Device {
-  id: string;
-  type: 'totp' | 'webauthn';
-  name: string;
-  added: string;
-}
+import type { TOTPRegistration, WebMFADevice as Device } from '../../../src/api/webapi.ts';
+import { RecoveryCodes, TOTPSetup } from './MFAParts.tsx';
 
 // The signed-in user's second factors: list, remove, add an authenticator app (QR code) or a security
 // key. Adding one when the user has a device already takes proof from one of them (a code, or a touch

@@ -1,14 +1,13 @@
 import { useState } from 'react';
+import type { AuditEvent } from '../../../src/api/types.ts';
 import { eventsQuery, summarize, type AuditFilters } from '../lib/audit.ts';
 import { useLoad } from '../useLoad.ts';
-
-type Event = Record<string, unknown> & { event: string; code: string; time: string; user?: string; uid: string };
 
 export function Audit() {
   const [form, setForm] = useState<AuditFilters>({ from: '', to: '', types: '', user: '' });
   const [query, setQuery] = useState(eventsQuery(form));
-  const { data, error } = useLoad<{ events: Event[] }>(`/webapi/events?${query}`);
-  const [selected, setSelected] = useState<Event | undefined>();
+  const { data, error } = useLoad<{ events: AuditEvent[] }>(`/webapi/events?${query}`);
+  const [selected, setSelected] = useState<AuditEvent | undefined>();
   const field = (k: keyof AuditFilters) => ({
     value: form[k],
     onChange: (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value }),

@@ -1,13 +1,8 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { api, ApiError, type Me } from '../api.ts';
-import { registerKey, takesTOTP, takesWebAuthn, type SecondFactorMode } from '../mfa.ts';
-import { RecoveryCodes, TOTPSetup, type TOTPRegistration } from './MFAParts.tsx';
-
-interface LinkInfo {
-  user: string;
-  expires: string;
-  second_factor: SecondFactorMode;
-}
+import type { TOTPRegistration, WebInviteLink as LinkInfo } from '../../../src/api/webapi.ts';
+import { registerKey, takesTOTP, takesWebAuthn } from '../mfa.ts';
+import { RecoveryCodes, TOTPSetup } from './MFAParts.tsx';
 
 // Sign-up (invite) and reset links. When the cluster needs a second factor, the same form registers
 // the user's first device (the link is what allows it: without a device they could not sign in), and

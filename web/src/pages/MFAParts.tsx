@@ -1,12 +1,6 @@
 // Pieces shared by the sign-up page and the account page: an authenticator app's QR code with its
 // secret, and recovery codes shown once.
-
-export interface TOTPRegistration {
-  secret: string;
-  uri: string;
-  /** PNG data URL drawn by the proxy (the CSP allows data: images). */
-  qr: string;
-}
+import type { TOTPRegistration } from '../../../src/api/webapi.ts';
 
 export function TOTPSetup({
   reg,

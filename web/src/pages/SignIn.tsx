@@ -1,6 +1,7 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { api, ApiError, type Me } from '../api.ts';
-import { secondFactorMode, signWithKey, takesTOTP, takesWebAuthn, type SecondFactorMode } from '../mfa.ts';
+import type { SecondFactorMode } from '../../../src/api/webapi.ts';
+import { secondFactorMode, signWithKey, takesTOTP, takesWebAuthn } from '../mfa.ts';
 
 // One form. With the cluster's second factor on, the code (authenticator app or recovery code) goes in
 // the same request as the password; a security key needs a challenge first (step one, the same answer for
