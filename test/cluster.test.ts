@@ -339,22 +339,26 @@ describe('a Ward cluster', () => {
         fails(await startWith(loopback, file), /data dir .*not-a-dir is not usable: it is not a directory/);
       });
 
-      it('refuses a second process on a data dir in use, and a second auth server on a ward.db in use, before touching either', async () => {
-        fails(
-          await startWith(loopback, main.dataDir),
-          new RegExp(`^ERROR: data dir ${main.dataDir} is in use by another ward process$`),
-        );
-        // Another data dir, the same database (auth_service.storage.path).
-        const db = join(main.dataDir, 'ward.db');
-        const sameDB = loopback.replace('auth_service:\n', `auth_service:\n  storage: {type: sqlite, path: ${db}}\n`);
-        fails(
-          await startWith(sameDB),
-          new RegExp(
-            `^ERROR: ${db} is in use by another Ward auth server \\(SQLite serves one; run several on PostgreSQL\\)$`,
-          ),
-        );
-        ok(await main.wctl(['status']));
-      });
+      it(
+        'refuses a second process on a data dir in use, and a second auth server on a ward.db in use, before ' +
+          'touching either',
+        async () => {
+          fails(
+            await startWith(loopback, main.dataDir),
+            new RegExp(`^ERROR: data dir ${main.dataDir} is in use by another ward process$`),
+          );
+          // Another data dir, the same database (auth_service.storage.path).
+          const db = join(main.dataDir, 'ward.db');
+          const sameDB = loopback.replace('auth_service:\n', `auth_service:\n  storage: {type: sqlite, path: ${db}}\n`);
+          fails(
+            await startWith(sameDB),
+            new RegExp(
+              `^ERROR: ${db} is in use by another Ward auth server \\(SQLite serves one; run several on PostgreSQL\\)$`,
+            ),
+          );
+          ok(await main.wctl(['status']));
+        },
+      );
 
       it('refuses a corrupt ward.db', async () => {
         const dataDir = join(makeTempDir(), 'data');
@@ -630,36 +634,39 @@ describe('a Ward cluster', () => {
         for (const socket of held) socket.destroy();
       });
 
-      it('ends wsh login and wctl with one line each, within their timeouts, instead of holding them open', async () => {
-        const timed = async (what: Promise<RunResult>) => {
-          const t = Date.now();
-          return { r: await what, s: (Date.now() - t) / 1000 };
-        };
-        const [pin, insecure, admin] = await Promise.all([
-          timed(main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice'], { timeoutMs: 60_000 })),
-          timed(
-            main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice', '--insecure'], {
-              timeoutMs: 60_000,
-            }),
-          ),
-          timed(main.wctl(['--auth-server', addr, 'status'], { timeoutMs: 60_000 })),
-        ]);
-        fails(pin.r, new RegExp(`^ERROR: the proxy at ${addr} did not answer in 10s$`));
-        // --insecure warns first, as it always does.
-        fails(
-          { ...insecure.r, stderr: insecure.r.stderr.replace(/^WARNING: --insecure: .*\n/, '') },
-          new RegExp(`^ERROR: the proxy at ${addr} did not answer in 30s$`),
-        );
-        fails(admin.r, /^ERROR: cannot reach the auth server: the operation timed out$/);
-        // Each bound, plus a process start-up on a loaded box; before, wctl and --insecure stayed up another 30-45 s.
-        for (const [name, { s }, bound] of [
-          ['pin', pin, 10],
-          ['insecure', insecure, 30],
-          ['wctl', admin, 15],
-        ] as const) {
-          assert.ok(s < bound + 8, `${name} took ${s}s`);
-        }
-      });
+      it(
+        'ends wsh login and wctl with one line each, ' + 'within their timeouts, instead of holding them open',
+        async () => {
+          const timed = async (what: Promise<RunResult>) => {
+            const t = Date.now();
+            return { r: await what, s: (Date.now() - t) / 1000 };
+          };
+          const [pin, insecure, admin] = await Promise.all([
+            timed(main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice'], { timeoutMs: 60_000 })),
+            timed(
+              main.wsh(main.newWshHome(), ['login', '--proxy', addr, '--user', 'alice', '--insecure'], {
+                timeoutMs: 60_000,
+              }),
+            ),
+            timed(main.wctl(['--auth-server', addr, 'status'], { timeoutMs: 60_000 })),
+          ]);
+          fails(pin.r, new RegExp(`^ERROR: the proxy at ${addr} did not answer in 10s$`));
+          // --insecure warns first, as it always does.
+          fails(
+            { ...insecure.r, stderr: insecure.r.stderr.replace(/^WARNING: --insecure: .*\n/, '') },
+            new RegExp(`^ERROR: the proxy at ${addr} did not answer in 30s$`),
+          );
+          fails(admin.r, /^ERROR: cannot reach the auth server: the operation timed out$/);
+          // Each bound, plus a process start-up on a loaded box; before, wctl and --insecure stayed up another 30-45 s.
+          for (const [name, { s }, bound] of [
+            ['pin', pin, 10],
+            ['insecure', insecure, 30],
+            ['wctl', admin, 15],
+          ] as const) {
+            assert.ok(s < bound + 8, `${name} took ${s}s`);
+          }
+        },
+      );
     });
 
     describe('wsh login', { concurrency: 1 }, () => {
@@ -795,32 +802,35 @@ describe('a Ward cluster', () => {
         assert.deepEqual(new Set(answers).size, 1, 'one answer, before and after max_attempts');
       });
 
-      it('after 3 failed logins refuses the user from that address only: not the account, and not until a reset', async () => {
-        const password = await addUser('ivan', 'access', 'ivan');
-        const ivan = main.client(await issueTLSIdentity('ivan'));
-        await ivan.listResources({ kind: 'node' });
+      it(
+        'after 3 failed logins refuses the user from that address only: ' + 'not the account, and not until a reset',
+        async () => {
+          const password = await addUser('ivan', 'access', 'ivan');
+          const ivan = main.client(await issueTLSIdentity('ivan'));
+          await ivan.listResources({ kind: 'node' });
 
-        const home = main.newWshHome();
-        const wrong = newPassword();
-        for (let i = 0; i < 3; i++) fails(await login(home, 'ivan', wrong), SIGNIN_DENIED);
-        fails(await login(home, 'ivan', password), SIGNIN_DENIED);
-        const locked = (await loginEvents('ivan')).find((e) => e.event === 'user.login_locked');
-        assert.equal(locked?.code, 'WU1006W');
-        assert.equal(locked?.source, '127.0.0.1');
-        // Failed sign-ins lock the address they come from, never the account: anyone can fail a sign-in.
-        assert.doesNotMatch(ok(await main.wctl(['users', 'ls'])), /^ivan .*\d{4}-\d\d-\d\dT/m);
-        await ivan.listResources({ kind: 'node' });
+          const home = main.newWshHome();
+          const wrong = newPassword();
+          for (let i = 0; i < 3; i++) fails(await login(home, 'ivan', wrong), SIGNIN_DENIED);
+          fails(await login(home, 'ivan', password), SIGNIN_DENIED);
+          const locked = (await loginEvents('ivan')).find((e) => e.event === 'user.login_locked');
+          assert.equal(locked?.code, 'WU1006W');
+          assert.equal(locked?.source, '127.0.0.1');
+          // Failed sign-ins lock the address they come from, never the account: anyone can fail a sign-in.
+          assert.doesNotMatch(ok(await main.wctl(['users', 'ls'])), /^ivan .*\d{4}-\d\d-\d\dT/m);
+          await ivan.listResources({ kind: 'node' });
 
-        const reset = ok(await main.wctl(['users', 'reset', 'ivan']));
-        assert.match(reset, /Password of "ivan" has been reset\./);
-        const otp = /One-time password: (\S+)/.exec(reset)?.[1];
-        assert.ok(otp);
-        secrets.push(otp);
-        assert.doesNotMatch(ok(await main.wctl(['users', 'ls'])), /^ivan .*\d{4}-\d\d-\d\dT/m);
-        fails(await login(home, 'ivan', password), SIGNIN_DENIED);
-        ok(await login(home, 'ivan', otp));
-        await ivan.listResources({ kind: 'node' });
-      });
+          const reset = ok(await main.wctl(['users', 'reset', 'ivan']));
+          assert.match(reset, /Password of "ivan" has been reset\./);
+          const otp = /One-time password: (\S+)/.exec(reset)?.[1];
+          assert.ok(otp);
+          secrets.push(otp);
+          assert.doesNotMatch(ok(await main.wctl(['users', 'ls'])), /^ivan .*\d{4}-\d\d-\d\dT/m);
+          fails(await login(home, 'ivan', password), SIGNIN_DENIED);
+          ok(await login(home, 'ivan', otp));
+          await ivan.listResources({ kind: 'node' });
+        },
+      );
     });
 
     describe('wctl events', { concurrency: 1 }, () => {
@@ -877,12 +887,15 @@ describe('a Ward cluster', () => {
         await assert.rejects(main.adminClient().getResource({ kind: 'user', name: 'mallory' }), /not found/);
       });
 
-      it('keeps password login for proxies: a user certificate may not call it, even with the right password', async () => {
-        await assert.rejects(
-          bob.authenticateUser({ user: 'alice', password: alicePassword }),
-          denied(/^access denied$/),
-        );
-      });
+      it(
+        'keeps password login for proxies: ' + 'a user certificate may not call it, even with the right password',
+        async () => {
+          await assert.rejects(
+            bob.authenticateUser({ user: 'alice', password: alicePassword }),
+            denied(/^access denied$/),
+          );
+        },
+      );
 
       it('answers only ping to a caller without a certificate', async () => {
         const anonymous = main.client(undefined);
@@ -972,16 +985,19 @@ describe('a Ward cluster', () => {
         );
       });
 
-      it('lets a user renew their own certificate, no longer than it has left, but not mint one for someone else', async () => {
-        const keys = generateClientKeys('bob');
-        const req = { sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 10 * 3600 };
-        await assert.rejects(bob.generateUserCerts({ ...req, user: 'alice' }), denied(/^access denied$/));
-        const renewed = await bob.generateUserCerts({ ...req, user: 'bob' });
-        assert.ok(
-          renewed.ttlSeconds <= 3600,
-          `renewed for ${renewed.ttlSeconds}s, past the 1h of the calling certificate`,
-        );
-      });
+      it(
+        'lets a user renew their own certificate, ' + 'no longer than it has left, but not mint one for someone else',
+        async () => {
+          const keys = generateClientKeys('bob');
+          const req = { sshPublicKey: keys.sshPublicKey, tlsPublicKey: keys.tlsPublicKey, ttlSeconds: 10 * 3600 };
+          await assert.rejects(bob.generateUserCerts({ ...req, user: 'alice' }), denied(/^access denied$/));
+          const renewed = await bob.generateUserCerts({ ...req, user: 'bob' });
+          assert.ok(
+            renewed.ttlSeconds <= 3600,
+            `renewed for ${renewed.ttlSeconds}s, past the 1h of the calling certificate`,
+          );
+        },
+      );
     });
 
     describe('the proxy port', { concurrency: 1 }, () => {

@@ -56,73 +56,76 @@ after(async () => {
 });
 
 describe('host certificate renewal', () => {
-  it("renews every host's certificates before they expire, and everything keeps working after the first ones ended", async () => {
-    const firstCerts = first.map((id) => new X509Certificate(id.tlsCert));
-    // Renewed with a third of the lifetime left: about 13 s after the join.
-    const renewed = await poll(
-      'both nodes to keep renewed certificates',
-      async () => {
-        const now = [kept(tunnelled), kept(listening)];
-        return now.every((id, i) => id.tlsCert !== first[i]!.tlsCert) ? now : undefined;
-      },
-      TTL_S * 1000,
-      200,
-    );
-    for (const [i, id] of renewed.entries()) {
-      const was = firstCerts[i]!;
-      const cert = new X509Certificate(id.tlsCert);
-      assert.equal(id.hostId, first[i]!.hostId);
-      assert.equal(id.tlsKey, first[i]!.tlsKey, 'the same private key in identity.json');
-      assert.ok(cert.publicKey.equals(was.publicKey), 'certifying the same key');
-      assert.notEqual(cert.serialNumber, was.serialNumber);
-      assert.equal(cert.subjectAltName, was.subjectAltName);
-      assert.ok(
-        Date.parse(cert.validTo) > Date.parse(was.validTo),
-        `notAfter moved: ${was.validTo} -> ${cert.validTo}`,
-      );
-      assert.notEqual(id.sshCert, first[i]!.sshCert, 'the SSH host certificate too');
-    }
-
-    // Past the end of the first certificates (and of the cluster's own first ones, issued before them).
-    const firstEnd = Math.max(...firstCerts.map((c) => Date.parse(c.validTo)));
-    await delay(Math.max(0, firstEnd + 1_500 - Date.now()));
-    for (const node of ['renewtun', 'renewdirect']) {
-      const r = await sshAs(alice, [`root@${node}`, `echo renewed-${node}`]);
-      assert.equal(
-        r.stdout.trim(),
-        `renewed-${node}`,
-        `ssh to ${node} after its first certificate expired: ${r.stderr}`,
-      );
-    }
-    // The nodes' Auth API clients present the renewed certificates: their audit events arrive. wctl's own identity
-    // (renewed in process) reads them.
-    for (const agent of [tunnelled, listening]) {
-      await poll(
-        `${agent.name}'s exec event`,
+  it(
+    "renews every host's certificates before they expire, " + 'and everything keeps working after the first ones ended',
+    async () => {
+      const firstCerts = first.map((id) => new X509Certificate(id.tlsCert));
+      // Renewed with a third of the lifetime left: about 13 s after the join.
+      const renewed = await poll(
+        'both nodes to keep renewed certificates',
         async () => {
-          const lines = ok(await main.wctl(['events', '--format', 'json', '--type', 'exec', '--limit', '100']))
-            .split('\n')
-            .filter(Boolean);
-          return lines
-            .map((l) => JSON.parse(l) as Record<string, unknown>)
-            .some((e) => e.server_id === agent.hostId && e.command === `echo renewed-${agent.name}`)
-            ? true
-            : undefined;
+          const now = [kept(tunnelled), kept(listening)];
+          return now.every((id, i) => id.tlsCert !== first[i]!.tlsCert) ? now : undefined;
         },
-        10_000,
-        250,
+        TTL_S * 1000,
+        200,
       );
-    }
-    for (const agent of [tunnelled, listening]) {
-      assert.match(agent.log, /host certificates renewed/);
-      // (A renewal that failed once under load and then succeeded would be fine: only these would not.)
-      assert.doesNotMatch(agent.log, /expired at|heartbeat failed/, `${agent.name} log:\n${agent.log.slice(-3000)}`);
-    }
-    assert.match(main.log, /"service":"auth API".*service certificate renewed/);
-    assert.match(main.log, /"service":"local admin".*service certificate renewed/);
-    assert.match(main.log, /"component":"proxy".*host certificates renewed/);
-    assert.doesNotMatch(main.log, /expired at|heartbeat failed/);
-  });
+      for (const [i, id] of renewed.entries()) {
+        const was = firstCerts[i]!;
+        const cert = new X509Certificate(id.tlsCert);
+        assert.equal(id.hostId, first[i]!.hostId);
+        assert.equal(id.tlsKey, first[i]!.tlsKey, 'the same private key in identity.json');
+        assert.ok(cert.publicKey.equals(was.publicKey), 'certifying the same key');
+        assert.notEqual(cert.serialNumber, was.serialNumber);
+        assert.equal(cert.subjectAltName, was.subjectAltName);
+        assert.ok(
+          Date.parse(cert.validTo) > Date.parse(was.validTo),
+          `notAfter moved: ${was.validTo} -> ${cert.validTo}`,
+        );
+        assert.notEqual(id.sshCert, first[i]!.sshCert, 'the SSH host certificate too');
+      }
+
+      // Past the end of the first certificates (and of the cluster's own first ones, issued before them).
+      const firstEnd = Math.max(...firstCerts.map((c) => Date.parse(c.validTo)));
+      await delay(Math.max(0, firstEnd + 1_500 - Date.now()));
+      for (const node of ['renewtun', 'renewdirect']) {
+        const r = await sshAs(alice, [`root@${node}`, `echo renewed-${node}`]);
+        assert.equal(
+          r.stdout.trim(),
+          `renewed-${node}`,
+          `ssh to ${node} after its first certificate expired: ${r.stderr}`,
+        );
+      }
+      // The nodes' Auth API clients present the renewed certificates: their audit events arrive. wctl's own identity
+      // (renewed in process) reads them.
+      for (const agent of [tunnelled, listening]) {
+        await poll(
+          `${agent.name}'s exec event`,
+          async () => {
+            const lines = ok(await main.wctl(['events', '--format', 'json', '--type', 'exec', '--limit', '100']))
+              .split('\n')
+              .filter(Boolean);
+            return lines
+              .map((l) => JSON.parse(l) as Record<string, unknown>)
+              .some((e) => e.server_id === agent.hostId && e.command === `echo renewed-${agent.name}`)
+              ? true
+              : undefined;
+          },
+          10_000,
+          250,
+        );
+      }
+      for (const agent of [tunnelled, listening]) {
+        assert.match(agent.log, /host certificates renewed/);
+        // (A renewal that failed once under load and then succeeded would be fine: only these would not.)
+        assert.doesNotMatch(agent.log, /expired at|heartbeat failed/, `${agent.name} log:\n${agent.log.slice(-3000)}`);
+      }
+      assert.match(main.log, /"service":"auth API".*service certificate renewed/);
+      assert.match(main.log, /"service":"local admin".*service certificate renewed/);
+      assert.match(main.log, /"component":"proxy".*host certificates renewed/);
+      assert.doesNotMatch(main.log, /expired at|heartbeat failed/);
+    },
+  );
 
   it('refuses to start a node whose kept certificate expired while it was down, and says to join again', async () => {
     // The listening node's first identity, kept before its renewal: its certificate has expired by now.

@@ -92,51 +92,58 @@ after(async () => {
 });
 
 describe('locks', () => {
-  it("ends a locked user's live session within 5 s with the message, and refuses them everything new until unlocked", async () => {
-    const alice = users.alice!;
-    const shell = await openShell(alice, home);
-    const bobShell = await openShell(users.bob!, home);
-    const t0 = Date.now();
-    const id = await lock(['--user', 'alice', '--message', 'incident 42: call security']);
-    const code = await shell.exited;
-    const took = Date.now() - t0;
-    assert.ok(took < 5_000, `the session ended ${took} ms after the lock`);
-    assert.notEqual(code, 0);
-    assert.match(shell.output.toString(), /user "alice" is locked: incident 42: call security; this session is ended/);
+  it(
+    "ends a locked user's live session within 5 s with the message, " +
+      'and refuses them everything new until unlocked',
+    async () => {
+      const alice = users.alice!;
+      const shell = await openShell(alice, home);
+      const bobShell = await openShell(users.bob!, home);
+      const t0 = Date.now();
+      const id = await lock(['--user', 'alice', '--message', 'incident 42: call security']);
+      const code = await shell.exited;
+      const took = Date.now() - t0;
+      assert.ok(took < 5_000, `the session ended ${took} ms after the lock`);
+      assert.notEqual(code, 0);
+      assert.match(
+        shell.output.toString(),
+        /user "alice" is locked: incident 42: call security; this session is ended/,
+      );
 
-    const again = await ssh(alice, home);
-    assert.equal(again.code, 255, 'a new connection is refused');
-    assert.match(again.stderr, /locked/);
-    const relogin = await login(alice.wshHome, 'alice', alice.password);
-    assert.equal(relogin.code, 1);
-    assert.match(relogin.stderr, /locked: incident 42/);
-    const ls = await main.wsh(alice.wshHome, ['ls']);
-    assert.equal(ls.code, 1, 'API calls with the certificate she still holds are refused');
-    assert.match(ls.stderr, /user "alice" is locked/);
+      const again = await ssh(alice, home);
+      assert.equal(again.code, 255, 'a new connection is refused');
+      assert.match(again.stderr, /locked/);
+      const relogin = await login(alice.wshHome, 'alice', alice.password);
+      assert.equal(relogin.code, 1);
+      assert.match(relogin.stderr, /locked: incident 42/);
+      const ls = await main.wsh(alice.wshHome, ['ls']);
+      assert.equal(ls.code, 1, 'API calls with the certificate she still holds are refused');
+      assert.match(ls.stderr, /user "alice" is locked/);
 
-    bobShell.type('echo bob-still-here\n');
-    await bobShell.waitFor(/bob-still-here/, "bob's session going on");
-    assert.equal((await ssh(users.bob!, home)).code, 0, 'others are not affected');
+      bobShell.type('echo bob-still-here\n');
+      await bobShell.waitFor(/bob-still-here/, "bob's session going on");
+      assert.equal((await ssh(users.bob!, home)).code, 0, 'others are not affected');
 
-    const listed = ok(await main.wctl(['locks', 'ls']));
-    assert.match(listed, new RegExp(`${id}.*user=alice.*incident 42`));
-    ok(await main.wctl(['unlock', id]));
-    await poll(
-      'alice to get in again',
-      async () => ((await ssh(alice, home)).code === 0 ? true : undefined),
-      5_000,
-      100,
-    );
-    ok(await login(alice.wshHome, 'alice', alice.password));
-    assert.equal(await bobShell.exit(), 0);
+      const listed = ok(await main.wctl(['locks', 'ls']));
+      assert.match(listed, new RegExp(`${id}.*user=alice.*incident 42`));
+      ok(await main.wctl(['unlock', id]));
+      await poll(
+        'alice to get in again',
+        async () => ((await ssh(alice, home)).code === 0 ? true : undefined),
+        5_000,
+        100,
+      );
+      ok(await login(alice.wshHome, 'alice', alice.password));
+      assert.equal(await bobShell.exit(), 0);
 
-    const created = (await events('lock.created')).find((e) => e.name === id);
-    assert.deepEqual(created?.target, { user: 'alice' });
-    assert.ok((await events('lock.deleted')).some((e) => e.name === id));
-    assert.ok(
-      (await events('session.terminated')).some((e) => e.user === 'alice' && /incident 42/.test(String(e.reason))),
-    );
-  });
+      const created = (await events('lock.created')).find((e) => e.name === id);
+      assert.deepEqual(created?.target, { user: 'alice' });
+      assert.ok((await events('lock.deleted')).some((e) => e.name === id));
+      assert.ok(
+        (await events('session.terminated')).some((e) => e.user === 'alice' && /incident 42/.test(String(e.reason))),
+      );
+    },
+  );
 
   it('locks everyone holding a role, and nobody else', async () => {
     const bobShell = await openShell(users.bob!, home);

@@ -197,21 +197,24 @@ describe('session recording', () => {
     assert.ok(fast < normal - 700, `--speed 4 is faster (${fast} ms vs ${normal} ms)`);
   });
 
-  it('writes the session events in order: auth, session.start, session.end (participants, bytes), session.upload', async () => {
-    const all = await events(['--user', 'alice']);
-    const mine = all.filter((e) => e.sid === sid || (e.event === 'auth' && e.user === 'alice'));
-    const names = mine.filter((e) => e.sid === sid).map((e) => e.event);
-    assert.deepEqual(names, ['session.start', 'session.end', 'session.upload']);
-    const end = mine.find((e) => e.sid === sid && e.event === 'session.end')!;
-    assert.deepEqual(end.participants, ['alice']);
-    assert.equal(end.exit_code, 0);
-    assert.ok((end.bytes_out as number) > 50 && (end.bytes_in as number) > 10, JSON.stringify(end));
-    assert.ok((end.duration_ms as number) > 0);
-    assert.ok(
-      all.some((e) => e.event === 'auth' && e.success === true && e.login === 'root'),
-      'the node reported the login',
-    );
-  });
+  it(
+    'writes the session events in order: auth, session.start, ' + 'session.end (participants, bytes), session.upload',
+    async () => {
+      const all = await events(['--user', 'alice']);
+      const mine = all.filter((e) => e.sid === sid || (e.event === 'auth' && e.user === 'alice'));
+      const names = mine.filter((e) => e.sid === sid).map((e) => e.event);
+      assert.deepEqual(names, ['session.start', 'session.end', 'session.upload']);
+      const end = mine.find((e) => e.sid === sid && e.event === 'session.end')!;
+      assert.deepEqual(end.participants, ['alice']);
+      assert.equal(end.exit_code, 0);
+      assert.ok((end.bytes_out as number) > 50 && (end.bytes_in as number) > 10, JSON.stringify(end));
+      assert.ok((end.duration_ms as number) > 0);
+      assert.ok(
+        all.some((e) => e.event === 'auth' && e.success === true && e.login === 'root'),
+        'the node reported the login',
+      );
+    },
+  );
 
   it('audits exec and scp with the command and path', async () => {
     ok(

@@ -93,83 +93,90 @@ after(async () => {
 });
 
 describe('user CA rotation', () => {
-  it('keeps old certificates working until the last phase, signs new ones with the new key, then drops the old key', async () => {
-    const old = await addUser(main, work, 'alice', 'access');
-    await poll('ssh before the rotation', async () => ((await canSSH(old)) ? true : undefined), 20_000, 200);
-    const oldCA = await signingCA(old);
+  it(
+    'keeps old certificates working until the last phase, ' + 'signs new ones with the new key, then drops the old key',
+    async () => {
+      const old = await addUser(main, work, 'alice', 'access');
+      await poll('ssh before the rotation', async () => ((await canSSH(old)) ? true : undefined), 20_000, 200);
+      const oldCA = await signingCA(old);
 
-    assert.match(await rotate([]), /phase init;.*2 keys trusted/);
-    assert.equal(await phase(), 'init');
-    assert.match(ok(await main.wctl(['status'])), /^user CA +\S+ +init$/m, 'wctl status shows the phase');
-    assert.ok(await canSSH(old), 'init: the old certificate still works');
-    const duringInit = await loginAgain(old, 'init');
-    assert.equal(await signingCA(duringInit), oldCA, 'init: new certificates are still signed by the old key');
+      assert.match(await rotate([]), /phase init;.*2 keys trusted/);
+      assert.equal(await phase(), 'init');
+      assert.match(ok(await main.wctl(['status'])), /^user CA +\S+ +init$/m, 'wctl status shows the phase');
+      assert.ok(await canSSH(old), 'init: the old certificate still works');
+      const duringInit = await loginAgain(old, 'init');
+      assert.equal(await signingCA(duringInit), oldCA, 'init: new certificates are still signed by the old key');
 
-    const out = await rotate([]);
-    assert.match(out, /phase update_clients/);
-    const fresh = await loginAgain(old, 'fresh');
-    const newCA = await signingCA(fresh);
-    assert.notEqual(newCA, oldCA, 'update_clients: new certificates come from the new key');
-    assert.ok(out.includes(newCA), `wctl names the new signing key: ${out}`);
-    await poll('the node to trust the new key', async () => ((await canSSH(fresh)) ? true : undefined), 10_000, 200);
-    assert.ok(await canSSH(old), 'update_clients: the old certificate still works');
+      const out = await rotate([]);
+      assert.match(out, /phase update_clients/);
+      const fresh = await loginAgain(old, 'fresh');
+      const newCA = await signingCA(fresh);
+      assert.notEqual(newCA, oldCA, 'update_clients: new certificates come from the new key');
+      assert.ok(out.includes(newCA), `wctl names the new signing key: ${out}`);
+      await poll('the node to trust the new key', async () => ((await canSSH(fresh)) ? true : undefined), 10_000, 200);
+      assert.ok(await canSSH(old), 'update_clients: the old certificate still works');
 
-    assert.match(await rotate([]), /phase update_servers/);
-    assert.ok((await canSSH(old)) && (await canSSH(fresh)), 'update_servers: both work');
+      assert.match(await rotate([]), /phase update_servers/);
+      assert.ok((await canSSH(old)) && (await canSSH(fresh)), 'update_servers: both work');
 
-    const done = await rotate([]);
-    assert.match(done, /phase standby;.*1 key trusted/);
-    assert.doesNotMatch(done, /Next:/);
-    await poll(
-      'the node to stop trusting the old key',
-      async () => ((await canSSH(old)) ? undefined : true),
-      10_000,
-      200,
-    );
-    assert.ok(await canSSH(fresh), 'standby: the new certificate works');
-    const refused = await sshAs(old, [`root@${node}`, 'true']);
-    assert.notEqual(refused.code, 0);
-    assert.match(refused.stderr, /Permission denied/);
-    const exported = ok(await main.wctl(['auth', 'export', '--type', 'user']));
-    assert.equal(exported.trim().split('\n').length, 1, `one key left in the export: ${exported}`);
-    const events = ok(await main.wctl(['events', '--format', 'json', '--type', 'ca.rotated', '--limit', '100']));
-    assert.deepEqual(
-      events
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => (JSON.parse(l) as { to: string }).to)
-        .reverse(), // newest first
-      ['init', 'update_clients', 'update_servers', 'standby'],
-    );
-  });
+      const done = await rotate([]);
+      assert.match(done, /phase standby;.*1 key trusted/);
+      assert.doesNotMatch(done, /Next:/);
+      await poll(
+        'the node to stop trusting the old key',
+        async () => ((await canSSH(old)) ? undefined : true),
+        10_000,
+        200,
+      );
+      assert.ok(await canSSH(fresh), 'standby: the new certificate works');
+      const refused = await sshAs(old, [`root@${node}`, 'true']);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /Permission denied/);
+      const exported = ok(await main.wctl(['auth', 'export', '--type', 'user']));
+      assert.equal(exported.trim().split('\n').length, 1, `one key left in the export: ${exported}`);
+      const events = ok(await main.wctl(['events', '--format', 'json', '--type', 'ca.rotated', '--limit', '100']));
+      assert.deepEqual(
+        events
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => (JSON.parse(l) as { to: string }).to)
+          .reverse(), // newest first
+        ['init', 'update_clients', 'update_servers', 'standby'],
+      );
+    },
+  );
 
-  it('rolls back to the old key from update_servers, and refuses a skipped phase or a rollback with nothing to undo', async () => {
-    const bob = await addUser(main, work, 'bob', 'access');
-    const before = await signingCA(bob);
-    const skipped = await main.wctl(['auth', 'rotate', '--type', 'user', '--phase', 'update_clients']);
-    assert.notEqual(skipped.code, 0);
-    assert.match(skipped.stderr, /in phase standby: the next phase is init/);
-    const nothing = await main.wctl(['auth', 'rotate', '--type', 'user', '--rollback']);
-    assert.notEqual(nothing.code, 0);
-    assert.match(nothing.stderr, /not being rotated/);
+  it(
+    'rolls back to the old key from update_servers, ' +
+      'and refuses a skipped phase or a rollback with nothing to undo',
+    async () => {
+      const bob = await addUser(main, work, 'bob', 'access');
+      const before = await signingCA(bob);
+      const skipped = await main.wctl(['auth', 'rotate', '--type', 'user', '--phase', 'update_clients']);
+      assert.notEqual(skipped.code, 0);
+      assert.match(skipped.stderr, /in phase standby: the next phase is init/);
+      const nothing = await main.wctl(['auth', 'rotate', '--type', 'user', '--rollback']);
+      assert.notEqual(nothing.code, 0);
+      assert.match(nothing.stderr, /not being rotated/);
 
-    await rotate(['--phase', 'init']);
-    await rotate([]);
-    const during = await loginAgain(bob, 'during');
-    assert.notEqual(await signingCA(during), before);
-    await rotate([]);
-    assert.match(await rotate(['--rollback']), /rolled back/);
-    assert.equal(await phase(), 'standby');
-    const after = await loginAgain(bob, 'after');
-    assert.equal(await signingCA(after), before, 'new certificates come from the old key again');
-    await poll(
-      'the node to drop the abandoned key',
-      async () => ((await canSSH(during)) ? undefined : true),
-      10_000,
-      200,
-    );
-    assert.ok(await canSSH(bob), 'certificates from the old key work throughout');
-  });
+      await rotate(['--phase', 'init']);
+      await rotate([]);
+      const during = await loginAgain(bob, 'during');
+      assert.notEqual(await signingCA(during), before);
+      await rotate([]);
+      assert.match(await rotate(['--rollback']), /rolled back/);
+      assert.equal(await phase(), 'standby');
+      const after = await loginAgain(bob, 'after');
+      assert.equal(await signingCA(after), before, 'new certificates come from the old key again');
+      await poll(
+        'the node to drop the abandoned key',
+        async () => ((await canSSH(during)) ? undefined : true),
+        10_000,
+        200,
+      );
+      assert.ok(await canSSH(bob), 'certificates from the old key work throughout');
+    },
+  );
 
   it('refuses CAs that do not rotate yet, and users without the right to update CAs', async () => {
     for (const type of ['db']) {
@@ -190,64 +197,67 @@ describe('user CA rotation', () => {
 });
 
 describe('host CA rotation', () => {
-  it('moves nodes and the proxy to the new key in update_servers; clients that learned it keep connecting', async () => {
-    const early = await addUser(main, work, 'dave', 'access'); // knows the current host CA only
-    await poll('ssh before the rotation', async () => ((await canSSH(early)) ? true : undefined), 20_000, 200);
-    assert.ok(await canJump(early), 'ssh -J through the proxy before the rotation');
-    const before = await nodeCertSigner();
+  it(
+    'moves nodes and the proxy to the new key in update_servers; ' + 'clients that learned it keep connecting',
+    async () => {
+      const early = await addUser(main, work, 'dave', 'access'); // knows the current host CA only
+      await poll('ssh before the rotation', async () => ((await canSSH(early)) ? true : undefined), 20_000, 200);
+      assert.ok(await canJump(early), 'ssh -J through the proxy before the rotation');
+      const before = await nodeCertSigner();
 
-    assert.match(await rotate([], 'host'), /phase init;.*2 keys trusted/);
-    const late = await loginAgain(early, 'host-late'); // learns both keys at login
-    assert.equal(readFileSync(join(late.keys, 'known_hosts'), 'utf8').match(/@cert-authority/g)?.length, 2);
+      assert.match(await rotate([], 'host'), /phase init;.*2 keys trusted/);
+      const late = await loginAgain(early, 'host-late'); // learns both keys at login
+      assert.equal(readFileSync(join(late.keys, 'known_hosts'), 'utf8').match(/@cert-authority/g)?.length, 2);
 
-    const clients = await rotate([], 'host');
-    assert.match(clients, /phase update_clients/);
-    const newKey = /signing key (SHA256:[^\s,]+)/.exec(clients)![1]!;
-    assert.ok((await canSSH(early)) && (await canSSH(late)), 'update_clients: hosts have not switched yet');
-    assert.equal(await nodeCertSigner(), before);
+      const clients = await rotate([], 'host');
+      assert.match(clients, /phase update_clients/);
+      const newKey = /signing key (SHA256:[^\s,]+)/.exec(clients)![1]!;
+      assert.ok((await canSSH(early)) && (await canSSH(late)), 'update_clients: hosts have not switched yet');
+      assert.equal(await nodeCertSigner(), before);
 
-    assert.match(await rotate([], 'host'), /phase update_servers/);
-    await poll(
-      'the node to take a certificate from the new key',
-      async () => ((await nodeCertSigner()) === newKey ? true : undefined),
-      10_000,
-      200,
-    );
-    await poll(
-      'clients that only know the old key to stop trusting the node',
-      async () => ((await canSSH(early)) ? undefined : true),
-      10_000,
-      200,
-    );
-    const refused = await sshAs(early, [`root@${node}`, 'true']);
-    assert.match(refused.stderr, /Host key verification failed|certificate/i);
-    const viaWsh = await main.wsh(early.wshHome, ['ssh', `root@${node}`, 'true']);
-    assert.equal(viaWsh.code, 255);
-    assert.match(
-      viaWsh.stderr,
-      /host CA has a key this login does not know .*run `wsh login` again/,
-      'wsh ssh says what to do',
-    );
-    assert.ok(await canSSH(late), 'update_servers: a client that knows both keys connects');
-    await poll(
-      'the proxy to present a certificate from the new key',
-      async () => ((await canJump(early)) ? undefined : true),
-      10_000,
-      200,
-    );
-    assert.ok(
-      await canJump(late),
-      "ssh -J: the proxy's new host certificate is trusted by a client that knows both keys",
-    );
+      assert.match(await rotate([], 'host'), /phase update_servers/);
+      await poll(
+        'the node to take a certificate from the new key',
+        async () => ((await nodeCertSigner()) === newKey ? true : undefined),
+        10_000,
+        200,
+      );
+      await poll(
+        'clients that only know the old key to stop trusting the node',
+        async () => ((await canSSH(early)) ? undefined : true),
+        10_000,
+        200,
+      );
+      const refused = await sshAs(early, [`root@${node}`, 'true']);
+      assert.match(refused.stderr, /Host key verification failed|certificate/i);
+      const viaWsh = await main.wsh(early.wshHome, ['ssh', `root@${node}`, 'true']);
+      assert.equal(viaWsh.code, 255);
+      assert.match(
+        viaWsh.stderr,
+        /host CA has a key this login does not know .*run `wsh login` again/,
+        'wsh ssh says what to do',
+      );
+      assert.ok(await canSSH(late), 'update_servers: a client that knows both keys connects');
+      await poll(
+        'the proxy to present a certificate from the new key',
+        async () => ((await canJump(early)) ? undefined : true),
+        10_000,
+        200,
+      );
+      assert.ok(
+        await canJump(late),
+        "ssh -J: the proxy's new host certificate is trusted by a client that knows both keys",
+      );
 
-    assert.match(await rotate([], 'host'), /phase standby;.*1 key trusted/);
-    assert.ok((await canSSH(late)) && (await canJump(late)), 'standby: still trusted');
-    const after = await loginAgain(early, 'host-after');
-    assert.ok(await canSSH(after), 'a login after the rotation trusts the hosts');
-    const unrelated = await main.wsh(after.wshHome, ['ssh', 'root@no-such-node', 'true']);
-    assert.equal(unrelated.code, 255);
-    assert.doesNotMatch(unrelated.stderr, /host CA/, 'no rotation hint for a login that knows the keys');
-  });
+      assert.match(await rotate([], 'host'), /phase standby;.*1 key trusted/);
+      assert.ok((await canSSH(late)) && (await canJump(late)), 'standby: still trusted');
+      const after = await loginAgain(early, 'host-after');
+      assert.ok(await canSSH(after), 'a login after the rotation trusts the hosts');
+      const unrelated = await main.wsh(after.wshHome, ['ssh', 'root@no-such-node', 'true']);
+      assert.equal(unrelated.code, 255);
+      assert.doesNotMatch(unrelated.stderr, /host CA/, 'no rotation hint for a login that knows the keys');
+    },
+  );
 
   it('moves hosts back to the old key when a rotation is rolled back from update_servers', async () => {
     const erin = await addUser(main, work, 'erin', 'access');

@@ -330,40 +330,50 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       assert.equal(ranOn(ok(r)), 'tun1');
     });
 
-    it('wsh ssh takes `--` before the command as ssh does, and refuses a target with an empty login or node', async () => {
-      assert.equal(ok(await wsh(alice, ['ssh', 'root@tun1', '--', 'echo', 'after'])), 'after\n');
-      for (const target of ['root@', '@tun1']) {
-        const r = await wsh(alice, ['ssh', target, 'true']);
-        assert.equal(r.code, 1);
-        assert.match(r.stderr, new RegExp(`^ERROR: "${target}" is not login@node`));
-      }
-    });
+    it(
+      'wsh ssh takes `--` before the command as ssh does, ' + 'and refuses a target with an empty login or node',
+      async () => {
+        assert.equal(ok(await wsh(alice, ['ssh', 'root@tun1', '--', 'echo', 'after'])), 'after\n');
+        for (const target of ['root@', '@tun1']) {
+          const r = await wsh(alice, ['ssh', target, 'true']);
+          assert.equal(r.code, 1);
+          assert.match(r.stderr, new RegExp(`^ERROR: "${target}" is not login@node`));
+        }
+      },
+    );
 
-    it('wsh -i: an identity file in place of a login, for ls, ssh (its ProxyCommand too) and scp, with no login at all', async () => {
-      const identity = join(work, 'alice.identity');
-      ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'file', '--out', identity, '--ttl', '10m']));
-      const bot = main.newWshHome(); // never logged in
-      const as = (args: string[]) => main.wsh(bot, ['-i', identity, '--proxy', main.proxyAddr, ...args]);
-      assert.match(ok(await as(['ls'])), /^tun1 /m);
-      assert.equal(ok(await as(['ssh', 'root@tun1', 'echo', 'by-identity'])), 'by-identity\n');
-      const copied = join(work, 'by-identity.txt');
-      ok(await as(['scp', `root@tun1:/etc/hostname`, copied]));
-      assert.ok(readFileSync(copied, 'utf8').length > 0);
-      assert.match(ok(await as(['status'])), new RegExp(`^> Identity file: ${identity} via ${main.proxyAddr}$`, 'm'));
-      // Without --proxy it cannot know where to go, and says so; without -i, the bot is not logged in.
-      assert.match((await main.wsh(bot, ['-i', identity, 'ls'])).stderr, /^ERROR: --identity needs --proxy HOST:PORT/);
-      assert.match((await main.wsh(bot, ['ls'])).stderr, /^ERROR: not logged in/);
-      // Certificates that have ended are refused before dialling, in one line (OpenSSH's own lines said nothing of
-      // why).
-      const ended = join(work, 'ended.identity');
-      ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'file', '--out', ended, '--ttl', '1s']));
-      await sleep(2_500);
-      for (const args of [['ssh', 'root@tun1', 'true'], ['ls']]) {
-        const r = await main.wsh(bot, ['-i', ended, '--proxy', main.proxyAddr, ...args]);
-        assert.equal(r.code, 1);
-        assert.match(r.stderr, /^ERROR: your login expired at \S+: run wsh login\n$/);
-      }
-    });
+    it(
+      'wsh -i: an identity file in place of a login, for ls, ssh (its ProxyCommand too) and scp, with no ' +
+        'login at all',
+      async () => {
+        const identity = join(work, 'alice.identity');
+        ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'file', '--out', identity, '--ttl', '10m']));
+        const bot = main.newWshHome(); // never logged in
+        const as = (args: string[]) => main.wsh(bot, ['-i', identity, '--proxy', main.proxyAddr, ...args]);
+        assert.match(ok(await as(['ls'])), /^tun1 /m);
+        assert.equal(ok(await as(['ssh', 'root@tun1', 'echo', 'by-identity'])), 'by-identity\n');
+        const copied = join(work, 'by-identity.txt');
+        ok(await as(['scp', `root@tun1:/etc/hostname`, copied]));
+        assert.ok(readFileSync(copied, 'utf8').length > 0);
+        assert.match(ok(await as(['status'])), new RegExp(`^> Identity file: ${identity} via ${main.proxyAddr}$`, 'm'));
+        // Without --proxy it cannot know where to go, and says so; without -i, the bot is not logged in.
+        assert.match(
+          (await main.wsh(bot, ['-i', identity, 'ls'])).stderr,
+          /^ERROR: --identity needs --proxy HOST:PORT/,
+        );
+        assert.match((await main.wsh(bot, ['ls'])).stderr, /^ERROR: not logged in/);
+        // Certificates that have ended are refused before dialling, in one line (OpenSSH's own lines said nothing of
+        // why).
+        const ended = join(work, 'ended.identity');
+        ok(await main.wctl(['auth', 'sign', '--user', 'alice', '--format', 'file', '--out', ended, '--ttl', '1s']));
+        await sleep(2_500);
+        for (const args of [['ssh', 'root@tun1', 'true'], ['ls']]) {
+          const r = await main.wsh(bot, ['-i', ended, '--proxy', main.proxyAddr, ...args]);
+          assert.equal(r.code, 1);
+          assert.match(r.stderr, /^ERROR: your login expired at \S+: run wsh login\n$/);
+        }
+      },
+    );
 
     it('plain ssh -J through the proxy: all three nodes, exit codes, stdin', async () => {
       for (const name of [home, 'tun1', 'node2']) {
@@ -378,16 +388,19 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       );
     });
 
-    it(`keeps a logged-in ssh -J session past the proxy's ${SSH_LOGIN_TIMEOUT_MS / 1000} s login deadline`, async () => {
-      // The deadline is for logging in: once the user is in, the proxy cancels it (found through the connection's
-      // socket, src/ssh/ssh2hooks.ts).
-      const seconds = SSH_LOGIN_TIMEOUT_MS / 1000 + 2;
-      const r = await ssh(alice, [...jump('alice'), 'root@node2', `sleep ${seconds}; echo still here`], {
-        timeoutMs: SSH_LOGIN_TIMEOUT_MS + 20_000,
-      });
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout, 'still here\n');
-    });
+    it(
+      'keeps a logged-in ssh -J session past the proxy' + `'s ${SSH_LOGIN_TIMEOUT_MS / 1000} s login deadline`,
+      async () => {
+        // The deadline is for logging in: once the user is in, the proxy cancels it (found through the connection's
+        // socket, src/ssh/ssh2hooks.ts).
+        const seconds = SSH_LOGIN_TIMEOUT_MS / 1000 + 2;
+        const r = await ssh(alice, [...jump('alice'), 'root@node2', `sleep ${seconds}; echo still here`], {
+          timeoutMs: SSH_LOGIN_TIMEOUT_MS + 20_000,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, 'still here\n');
+      },
+    );
 
     it('plain ssh with the proxy:HOST:PORT subsystem as ProxyCommand', async () => {
       const proxyCommand = `ProxyCommand=ssh -F ${alice.cfg} -p ${proxyPort} alice@127.0.0.1 -s proxy:%h:%p`;
@@ -655,39 +668,42 @@ describe('SSH access through Ward', { concurrency: 4 }, () => {
       assert.match(ok(await wsh(dave, ['status'])), /Logins: +\(none\)/);
     });
 
-    it("keeps a certificate working through strangers' failed sign-ins, and refuses it once the account is locked", async () => {
-      const lou = users.lou!;
-      ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
-      // Failed sign-ins lock the address they came from, never the account: a stranger cannot lock lou out.
-      const stranger = main.newWshHome();
-      for (let i = 0; i < 6; i++) {
-        await main.wsh(
-          stranger,
-          ['login', '--proxy', main.proxyAddr, '--user', 'lou', '--password-stdin', '--ca-pin', main.caPin],
-          { stdin: 'wrong password\n' },
+    it(
+      "keeps a certificate working through strangers' failed sign-ins, " + 'and refuses it once the account is locked',
+      async () => {
+        const lou = users.lou!;
+        ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
+        // Failed sign-ins lock the address they came from, never the account: a stranger cannot lock lou out.
+        const stranger = main.newWshHome();
+        for (let i = 0; i < 6; i++) {
+          await main.wsh(
+            stranger,
+            ['login', '--proxy', main.proxyAddr, '--user', 'lou', '--password-stdin', '--ca-pin', main.caPin],
+            { stdin: 'wrong password\n' },
+          );
+        }
+        ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
+        ok(await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true']));
+        // An account lock (locked_until, written by an admin) ends every certificate lou holds, at nodes and proxies.
+        const doc = parseYAML(ok(await main.wctl(['get', 'users', 'lou']))) as { spec: Record<string, unknown> };
+        doc.spec.locked_until = new Date(Date.now() + 3_600_000).toISOString();
+        const file = join(work, 'lou-locked.yaml');
+        writeFileSync(file, JSON.stringify(doc));
+        ok(await main.wctl(['create', '--force', '-f', file]));
+        await poll('the node to refuse locked lou', async () =>
+          (await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined,
         );
-      }
-      ok(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']));
-      ok(await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true']));
-      // An account lock (locked_until, written by an admin) ends every certificate lou holds, at nodes and proxies.
-      const doc = parseYAML(ok(await main.wctl(['get', 'users', 'lou']))) as { spec: Record<string, unknown> };
-      doc.spec.locked_until = new Date(Date.now() + 3_600_000).toISOString();
-      const file = join(work, 'lou-locked.yaml');
-      writeFileSync(file, JSON.stringify(doc));
-      ok(await main.wctl(['create', '--force', '-f', file]));
-      await poll('the node to refuse locked lou', async () =>
-        (await ssh(lou, ['-p', nodePort, 'root@127.0.0.1', 'true'])).code === 255 ? true : undefined,
-      );
-      await assertLogged(main, 'ssh access denied', /^user "lou" is locked$/);
-      await poll('the proxy to refuse locked lou', async () =>
-        (await ssh(lou, [...jump('lou'), 'root@tun1', 'true'])).code === 255 ? true : undefined,
-      );
-      refused(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']), /Permission denied \(publickey\)/);
-      await assertLogged(main, 'proxy ssh: certificate refused', /^user "lou" is locked$/);
-      const viaTLS = await wsh(lou, ['ssh', 'root@node2', 'true']);
-      assert.equal(viaTLS.code, 255, viaTLS.stderr);
-      assert.match(viaTLS.stderr, /locked/);
-    });
+        await assertLogged(main, 'ssh access denied', /^user "lou" is locked$/);
+        await poll('the proxy to refuse locked lou', async () =>
+          (await ssh(lou, [...jump('lou'), 'root@tun1', 'true'])).code === 255 ? true : undefined,
+        );
+        refused(await ssh(lou, [...jump('lou'), 'root@tun1', 'true']), /Permission denied \(publickey\)/);
+        await assertLogged(main, 'proxy ssh: certificate refused', /^user "lou" is locked$/);
+        const viaTLS = await wsh(lou, ['ssh', 'root@node2', 'true']);
+        assert.equal(viaTLS.code, 255, viaTLS.stderr);
+        assert.match(viaTLS.stderr, /locked/);
+      },
+    );
 
     it('refuses a host whose certificate is from another host CA', async () => {
       const foreign = join(work, 'foreign-host-ca');

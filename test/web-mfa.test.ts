@@ -166,46 +166,50 @@ after(async () => {
 
 describe('second factors in the web UI', { concurrency: 1 }, () => {
   let secret = '';
-  it('signs up from an invite link with an authenticator app (QR code) and shows the recovery codes once (second_factor: otp)', async () => {
-    await page.goto(await invite('tess'));
-    await page.getByText('Choose a password for').waitFor();
-    await page.getByLabel('New password').fill(PASSWORD);
-    await page.getByLabel('Confirm password').fill(PASSWORD);
-    const qr = page.getByTestId('totp-qr');
-    await qr.waitFor();
-    assert.match(
-      (await qr.getAttribute('src')) ?? '',
-      /^data:image\/png;base64,/,
-      'the QR code is an image drawn by the proxy',
-    );
-    secret = (await page.getByTestId('totp-secret').innerText()).trim();
-    assert.match(secret, /^[A-Z2-7]{16,}$/);
-    const uri = new URL((await qr.getAttribute('data-uri')) ?? '');
-    assert.equal(uri.protocol, 'otpauth:');
-    assert.equal(uri.searchParams.get('secret'), secret, 'the QR code holds the secret shown');
-    await page.getByLabel('Code from the app').fill('000000');
-    await page.getByLabel('Device name').fill('phone');
-    await shot('20-invite-totp');
-    // A wrong code does not cost the link.
-    await page.getByRole('button', { name: /add the app and sign in/ }).click();
-    await page
-      .getByRole('alert')
-      .getByText(/does not match/)
-      .waitFor();
-    await page.getByLabel('Code from the app').fill(await generate({ secret }));
-    await page.getByRole('button', { name: /add the app and sign in/ }).click();
-    const codes = (await page.getByTestId('recovery-codes').innerText())
-      .split('\n')
-      .map((s) => s.trim())
-      .filter(Boolean);
-    assert.equal(codes.length, 3);
-    for (const c of codes) assert.match(c, /^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$/);
-    await shot('21-invite-recovery-codes');
-    await page.getByRole('button', { name: /continue/ }).click();
-    assert.equal(await page.locator('.who').innerText(), 'tess');
-    const added = (await events('mfa.add')).find((e) => e.user === 'tess');
-    assert.equal(added?.type, 'totp');
-  });
+  it(
+    'signs up from an invite link with an authenticator app (QR code) and shows the recovery codes once ' +
+      '(second_factor: otp)',
+    async () => {
+      await page.goto(await invite('tess'));
+      await page.getByText('Choose a password for').waitFor();
+      await page.getByLabel('New password').fill(PASSWORD);
+      await page.getByLabel('Confirm password').fill(PASSWORD);
+      const qr = page.getByTestId('totp-qr');
+      await qr.waitFor();
+      assert.match(
+        (await qr.getAttribute('src')) ?? '',
+        /^data:image\/png;base64,/,
+        'the QR code is an image drawn by the proxy',
+      );
+      secret = (await page.getByTestId('totp-secret').innerText()).trim();
+      assert.match(secret, /^[A-Z2-7]{16,}$/);
+      const uri = new URL((await qr.getAttribute('data-uri')) ?? '');
+      assert.equal(uri.protocol, 'otpauth:');
+      assert.equal(uri.searchParams.get('secret'), secret, 'the QR code holds the secret shown');
+      await page.getByLabel('Code from the app').fill('000000');
+      await page.getByLabel('Device name').fill('phone');
+      await shot('20-invite-totp');
+      // A wrong code does not cost the link.
+      await page.getByRole('button', { name: /add the app and sign in/ }).click();
+      await page
+        .getByRole('alert')
+        .getByText(/does not match/)
+        .waitFor();
+      await page.getByLabel('Code from the app').fill(await generate({ secret }));
+      await page.getByRole('button', { name: /add the app and sign in/ }).click();
+      const codes = (await page.getByTestId('recovery-codes').innerText())
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      assert.equal(codes.length, 3);
+      for (const c of codes) assert.match(c, /^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$/);
+      await shot('21-invite-recovery-codes');
+      await page.getByRole('button', { name: /continue/ }).click();
+      assert.equal(await page.locator('.who').innerText(), 'tess');
+      const added = (await events('mfa.add')).find((e) => e.user === 'tess');
+      assert.equal(added?.type, 'totp');
+    },
+  );
 
   it('signs in with a fresh code from the app, and refuses the same code again', async () => {
     await signOut();
@@ -236,110 +240,118 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
   });
 
   let keyUser = '';
-  it('signs up with a security key (virtual authenticator) and signs in with it; a replayed answer is refused (second_factor: on)', async () => {
-    await reconfigure('on');
-    cdp = await context.newCDPSession(page);
-    await cdp.send('WebAuthn.enable');
-    ({ authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: {
-        protocol: 'ctap2',
-        transport: 'usb',
-        hasResidentKey: false,
-        hasUserVerification: true,
-        isUserVerified: true,
-        automaticPresenceSimulation: true,
-      },
-    }));
-    keyUser = 'kim';
-    await page.goto(await invite(keyUser));
-    await page.getByLabel('New password').fill(PASSWORD);
-    await page.getByLabel('Confirm password').fill(PASSWORD);
-    await page.getByLabel('Security key').check();
-    await page.getByLabel('Device name').fill('yubikey');
-    await shot('24-invite-security-key');
-    await page.getByRole('button', { name: /register the key and sign in/ }).click();
-    await page.getByTestId('recovery-codes').waitFor();
-    await page.getByRole('button', { name: /continue/ }).click();
-    assert.equal(await page.locator('.who').innerText(), keyUser);
-    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
-    assert.equal(credentials.length, 1);
-    assert.equal(credentials[0]!.rpId, 'localhost');
+  it(
+    'signs up with a security key (virtual authenticator) and signs in with it; a replayed answer is ' +
+      'refused (second_factor: on)',
+    async () => {
+      await reconfigure('on');
+      cdp = await context.newCDPSession(page);
+      await cdp.send('WebAuthn.enable');
+      ({ authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: {
+          protocol: 'ctap2',
+          transport: 'usb',
+          hasResidentKey: false,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+        },
+      }));
+      keyUser = 'kim';
+      await page.goto(await invite(keyUser));
+      await page.getByLabel('New password').fill(PASSWORD);
+      await page.getByLabel('Confirm password').fill(PASSWORD);
+      await page.getByLabel('Security key').check();
+      await page.getByLabel('Device name').fill('yubikey');
+      await shot('24-invite-security-key');
+      await page.getByRole('button', { name: /register the key and sign in/ }).click();
+      await page.getByTestId('recovery-codes').waitFor();
+      await page.getByRole('button', { name: /continue/ }).click();
+      assert.equal(await page.locator('.who').innerText(), keyUser);
+      const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+      assert.equal(credentials.length, 1);
+      assert.equal(credentials[0]!.rpId, 'localhost');
 
-    await signOut();
-    await page.getByLabel('User name').fill(keyUser);
-    await page.getByLabel('Password').fill(PASSWORD);
-    await shot('25-sign-in-on');
-    const [signInRequest] = await Promise.all([
-      page.waitForRequest((r) => r.url().endsWith('/webapi/sessions/web') && r.method() === 'POST'),
-      page.getByRole('button', { name: 'Sign in with a security key' }).click(),
-    ]);
-    await page.locator('.who').getByText(keyUser).waitFor();
-    const after = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials[0]!;
-    assert.ok(after.signCount > credentials[0]!.signCount, 'the key signed (its counter moved)');
+      await signOut();
+      await page.getByLabel('User name').fill(keyUser);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await shot('25-sign-in-on');
+      const [signInRequest] = await Promise.all([
+        page.waitForRequest((r) => r.url().endsWith('/webapi/sessions/web') && r.method() === 'POST'),
+        page.getByRole('button', { name: 'Sign in with a security key' }).click(),
+      ]);
+      await page.locator('.who').getByText(keyUser).waitFor();
+      const after = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials[0]!;
+      assert.ok(after.signCount > credentials[0]!.signCount, 'the key signed (its counter moved)');
 
-    // The same answer again, from the same page: its challenge was used.
-    const body = signInRequest.postData()!;
-    assert.match(JSON.parse(body).second_factor, /^\{.*"clientDataJSON"/);
-    const replay = await page.evaluate(async (b) => {
-      const r = await fetch('/webapi/sessions/web', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: b,
-      });
-      return { status: r.status, text: await r.text() };
-    }, body);
-    assert.equal(replay.status, 403, replay.text);
-    assert.match(replay.text, /invalid user name, password or second-factor code/);
-    const reasons = (await events('user.login'))
-      .filter((e) => e.user === keyUser)
-      .map((e) => `${String(e.success)} ${String(e.method)} ${String(e.error ?? '')}`);
-    assert.ok(
-      reasons.some((r) => r === 'true password+webauthn '),
-      reasons.join(' | '),
-    );
-    assert.ok(
-      reasons.some((r) => /^false .*challenge has expired or was already used/.test(r)),
-      reasons.join(' | '),
-    );
-  });
+      // The same answer again, from the same page: its challenge was used.
+      const body = signInRequest.postData()!;
+      assert.match(JSON.parse(body).second_factor, /^\{.*"clientDataJSON"/);
+      const replay = await page.evaluate(async (b) => {
+        const r = await fetch('/webapi/sessions/web', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: b,
+        });
+        return { status: r.status, text: await r.text() };
+      }, body);
+      assert.equal(replay.status, 403, replay.text);
+      assert.match(replay.text, /invalid user name, password or second-factor code/);
+      const reasons = (await events('user.login'))
+        .filter((e) => e.user === keyUser)
+        .map((e) => `${String(e.success)} ${String(e.method)} ${String(e.error ?? '')}`);
+      assert.ok(
+        reasons.some((r) => r === 'true password+webauthn '),
+        reasons.join(' | '),
+      );
+      assert.ok(
+        reasons.some((r) => /^false .*challenge has expired or was already used/.test(r)),
+        reasons.join(' | '),
+      );
+    },
+  );
 
-  it('answers step one of a key sign-in alike for every password and name; only a right password and the key finish', async () => {
-    const prober = '127.0.0.3';
-    const right = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
-    assert.equal(right.status, 200, right.text);
-    const wrong = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: 'not the password' });
-    assert.equal(wrong.status, 200, `a wrong password gets a challenge too: ${wrong.text}`);
-    assert.deepEqual(shapeOf(wrong.body), shapeOf(right.body));
-    const ids = (r: Answer) => r.body.webauthn_options!.allowCredentials.map((c) => c.id);
-    assert.deepEqual(ids(wrong), ids(right), 'the same keys, whatever the password');
-    assert.equal(wrong.body.totp, right.body.totp);
-    assert.notEqual(wrong.body.webauthn_options!.challenge, right.body.webauthn_options!.challenge);
-    // A made-up name: a decoy of the same shape, the same one each time.
-    const decoy = await post(prober, '/webapi/mfa/login/begin', { user: 'nobody-at-all', password: PASSWORD });
-    const decoyAgain = await post(prober, '/webapi/mfa/login/begin', { user: 'nobody-at-all', password: 'x' });
-    assert.equal(decoy.status, 200, decoy.text);
-    assert.deepEqual(shapeOf(decoy.body), shapeOf(right.body));
-    assert.deepEqual(ids(decoyAgain), ids(decoy));
-    assert.notDeepEqual(ids(decoy), ids(right));
+  it(
+    'answers step one of a key sign-in alike for every password and name; ' +
+      'only a right password and the key finish',
+    async () => {
+      const prober = '127.0.0.3';
+      const right = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
+      assert.equal(right.status, 200, right.text);
+      const wrong = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: 'not the password' });
+      assert.equal(wrong.status, 200, `a wrong password gets a challenge too: ${wrong.text}`);
+      assert.deepEqual(shapeOf(wrong.body), shapeOf(right.body));
+      const ids = (r: Answer) => r.body.webauthn_options!.allowCredentials.map((c) => c.id);
+      assert.deepEqual(ids(wrong), ids(right), 'the same keys, whatever the password');
+      assert.equal(wrong.body.totp, right.body.totp);
+      assert.notEqual(wrong.body.webauthn_options!.challenge, right.body.webauthn_options!.challenge);
+      // A made-up name: a decoy of the same shape, the same one each time.
+      const decoy = await post(prober, '/webapi/mfa/login/begin', { user: 'nobody-at-all', password: PASSWORD });
+      const decoyAgain = await post(prober, '/webapi/mfa/login/begin', { user: 'nobody-at-all', password: 'x' });
+      assert.equal(decoy.status, 200, decoy.text);
+      assert.deepEqual(shapeOf(decoy.body), shapeOf(right.body));
+      assert.deepEqual(ids(decoyAgain), ids(decoy));
+      assert.notDeepEqual(ids(decoy), ids(right));
 
-    // The key signs the wrong password's challenge (it names the real key), but no finish takes it.
-    const signed = await signInPage(wrong.body.webauthn_options!);
-    for (const [user, password] of [
-      [keyUser, 'not the password'],
-      [keyUser, PASSWORD],
-      ['nobody-at-all', PASSWORD],
-    ]) {
-      const finish = await post(prober, '/webapi/sessions/web', { user, password, second_factor: signed });
-      assert.equal(finish.status, 403, finish.text);
-      assert.equal(finish.body.error?.message, DENIED);
-    }
-    // The right password and the key still sign in.
-    const again = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
-    const assertion = await signInPage(again.body.webauthn_options!);
-    const finish = { user: keyUser, password: PASSWORD, second_factor: assertion };
-    const signedIn = await post(prober, '/webapi/sessions/web', finish);
-    assert.equal(signedIn.status, 200, signedIn.text);
-  });
+      // The key signs the wrong password's challenge (it names the real key), but no finish takes it.
+      const signed = await signInPage(wrong.body.webauthn_options!);
+      for (const [user, password] of [
+        [keyUser, 'not the password'],
+        [keyUser, PASSWORD],
+        ['nobody-at-all', PASSWORD],
+      ]) {
+        const finish = await post(prober, '/webapi/sessions/web', { user, password, second_factor: signed });
+        assert.equal(finish.status, 403, finish.text);
+        assert.equal(finish.body.error?.message, DENIED);
+      }
+      // The right password and the key still sign in.
+      const again = await post(prober, '/webapi/mfa/login/begin', { user: keyUser, password: PASSWORD });
+      const assertion = await signInPage(again.body.webauthn_options!);
+      const finish = { user: keyUser, password: PASSWORD, second_factor: assertion };
+      const signedIn = await post(prober, '/webapi/sessions/web', finish);
+      assert.equal(signedIn.status, 200, signedIn.text);
+    },
+  );
 
   it("counts every password at step one: max_attempts lock the attacker's address, the key cannot help", async () => {
     const attacker = '127.0.0.2';
@@ -371,45 +383,49 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     assert.deepEqual(errors, [...Array(5).fill('bad password'), lockedOut, lockedOut], 'each password audited');
   });
 
-  it('adds an authenticator app on the Account page (proved by the key), lists and removes devices, and keeps the last one', async () => {
-    await page.getByRole('link', { name: 'Account' }).click();
-    await page.locator('tr[data-device="yubikey"]').waitFor();
-    await page.getByRole('button', { name: 'Add authenticator app' }).click();
-    const appSecret = (await page.getByTestId('totp-secret').innerText()).trim();
-    await page.getByLabel('Code from the app').fill(await generate({ secret: appSecret }));
-    await page.getByLabel('Device name').fill('tablet');
-    await shot('26-account-add-app');
-    // The existing-device field is left empty: the virtual key is touched as proof.
-    await page.getByRole('button', { name: 'Add app' }).click();
-    await page.locator('tr[data-device="tablet"]').waitFor();
-    await shot('27-account-devices');
-    const added = (await events('mfa.add')).filter((e) => e.user === keyUser).map((e) => e.type);
-    assert.deepEqual(added.sort(), ['totp', 'webauthn']);
+  it(
+    'adds an authenticator app on the Account page (proved by the key), lists and removes devices, and ' +
+      'keeps the last one',
+    async () => {
+      await page.getByRole('link', { name: 'Account' }).click();
+      await page.locator('tr[data-device="yubikey"]').waitFor();
+      await page.getByRole('button', { name: 'Add authenticator app' }).click();
+      const appSecret = (await page.getByTestId('totp-secret').innerText()).trim();
+      await page.getByLabel('Code from the app').fill(await generate({ secret: appSecret }));
+      await page.getByLabel('Device name').fill('tablet');
+      await shot('26-account-add-app');
+      // The existing-device field is left empty: the virtual key is touched as proof.
+      await page.getByRole('button', { name: 'Add app' }).click();
+      await page.locator('tr[data-device="tablet"]').waitFor();
+      await shot('27-account-devices');
+      const added = (await events('mfa.add')).filter((e) => e.user === keyUser).map((e) => e.type);
+      assert.deepEqual(added.sort(), ['totp', 'webauthn']);
 
-    await page.locator('tr[data-device="tablet"]').getByRole('button', { name: 'Remove' }).click();
-    await page.getByText('Removed tablet.').waitFor();
-    // The message comes first, the reloaded list a moment later: wait for the row to go.
-    await page.locator('tr[data-device="tablet"]').waitFor({ state: 'detached', timeout: 10_000 });
-    await page.locator('tr[data-device="yubikey"]').getByRole('button', { name: 'Remove' }).click();
-    await page
-      .getByRole('alert')
-      .getByText(/last second-factor device/)
-      .waitFor();
-    await shot('28-account-last-device');
-    const deleted = (await events('mfa.delete')).filter((e) => e.name === keyUser);
-    assert.deepEqual(
-      deleted.map((e) => e.type),
-      ['totp'],
-    );
+      await page.locator('tr[data-device="tablet"]').getByRole('button', { name: 'Remove' }).click();
+      await page.getByText('Removed tablet.').waitFor();
+      // The message comes first, the reloaded list a moment later: wait for the row to go.
+      await page.locator('tr[data-device="tablet"]').waitFor({ state: 'detached', timeout: 10_000 });
+      await page.locator('tr[data-device="yubikey"]').getByRole('button', { name: 'Remove' }).click();
+      await page
+        .getByRole('alert')
+        .getByText(/last second-factor device/)
+        .waitFor();
+      await shot('28-account-last-device');
+      const deleted = (await events('mfa.delete')).filter((e) => e.name === keyUser);
+      assert.deepEqual(
+        deleted.map((e) => e.type),
+        ['totp'],
+      );
 
-    // The same key cannot be registered twice.
-    await page.getByRole('button', { name: 'Add security key' }).click();
-    await page.getByRole('button', { name: 'Register key' }).click();
-    await page
-      .getByRole('alert')
-      .getByText(/already registered/)
-      .waitFor();
-  });
+      // The same key cannot be registered twice.
+      await page.getByRole('button', { name: 'Add security key' }).click();
+      await page.getByRole('button', { name: 'Register key' }).click();
+      await page
+        .getByRole('alert')
+        .getByText(/already registered/)
+        .waitFor();
+    },
+  );
 
   it('never shows a TOTP secret or a key in the API, the resources or the audit log', async () => {
     const everything = [
@@ -421,25 +437,29 @@ describe('second factors in the web UI', { concurrency: 1 }, () => {
     assert.ok(!everything.includes(credentials[0]!.credentialId.replace(/=+$/, '')));
   });
 
-  it('has wsh login refuse at once, in one line, when the cluster takes security keys only (second_factor: webauthn)', async () => {
-    await reconfigure('webauthn');
-    const r = await cluster.wsh(
-      cluster.newWshHome(),
-      ['login', '--proxy', cluster.proxyAddr, '--user', keyUser, '--password-stdin', '--ca-pin', cluster.caPin],
-      { stdin: `${PASSWORD}\n` },
-    );
-    assert.equal(r.code, 1);
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-    assert.match(r.stderr, /security keys only .* wsh login takes TOTP codes only: sign in with the web UI/);
-    // The web sign-in still works with the key; the TOTP user has no device this mode takes.
-    await page.goto(`${base()}/web/login`);
-    await signOut().catch(() => undefined);
-    await page.getByLabel('User name').fill(keyUser);
-    await page.getByLabel('Password').fill(PASSWORD);
-    assert.equal(await page.getByLabel('Authenticator code').count(), 0, 'no code field under webauthn');
-    await page.getByRole('button', { name: 'Sign in with a security key' }).click();
-    await page.locator('.who').getByText(keyUser).waitFor();
-  });
+  it(
+    'has wsh login refuse at once, in one line, ' +
+      'when the cluster takes security keys only (second_factor: webauthn)',
+    async () => {
+      await reconfigure('webauthn');
+      const r = await cluster.wsh(
+        cluster.newWshHome(),
+        ['login', '--proxy', cluster.proxyAddr, '--user', keyUser, '--password-stdin', '--ca-pin', cluster.caPin],
+        { stdin: `${PASSWORD}\n` },
+      );
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /security keys only .* wsh login takes TOTP codes only: sign in with the web UI/);
+      // The web sign-in still works with the key; the TOTP user has no device this mode takes.
+      await page.goto(`${base()}/web/login`);
+      await signOut().catch(() => undefined);
+      await page.getByLabel('User name').fill(keyUser);
+      await page.getByLabel('Password').fill(PASSWORD);
+      assert.equal(await page.getByLabel('Authenticator code').count(), 0, 'no code field under webauthn');
+      await page.getByRole('button', { name: 'Sign in with a security key' }).click();
+      await page.locator('.who').getByText(keyUser).waitFor();
+    },
+  );
 
   it('ran every page under the CSP without a violation', () => {
     assert.deepEqual(

@@ -40,19 +40,27 @@ describe('Auth API failover', () => {
     }
   });
 
-  it('fails with one ConnectionProblem when no address answers, naming the server as the caller describes it', async () => {
-    const client = createAuthClient({ addr: `${dead},${dead}`, identity, timeoutMs: 5_000 });
-    await assert.rejects(
-      client.ping({}),
-      (err: Error) =>
-        err instanceof ConnectionProblem && /^cannot reach the auth server: .*ECONNREFUSED/.test(err.message),
-    );
-    // wsh reaches the Auth API through the proxy: its errors say so.
-    const viaProxy = createAuthClient({ addr: dead, identity, timeoutMs: 5_000, describedAs: `the proxy at ${dead}` });
-    await assert.rejects(viaProxy.ping({}), (err: Error) =>
-      err.message.startsWith(`cannot reach the proxy at ${dead}: `),
-    );
-  });
+  it(
+    'fails with one ConnectionProblem when no address answers, ' + 'naming the server as the caller describes it',
+    async () => {
+      const client = createAuthClient({ addr: `${dead},${dead}`, identity, timeoutMs: 5_000 });
+      await assert.rejects(
+        client.ping({}),
+        (err: Error) =>
+          err instanceof ConnectionProblem && /^cannot reach the auth server: .*ECONNREFUSED/.test(err.message),
+      );
+      // wsh reaches the Auth API through the proxy: its errors say so.
+      const viaProxy = createAuthClient({
+        addr: dead,
+        identity,
+        timeoutMs: 5_000,
+        describedAs: `the proxy at ${dead}`,
+      });
+      await assert.rejects(viaProxy.ping({}), (err: Error) =>
+        err.message.startsWith(`cannot reach the proxy at ${dead}: `),
+      );
+    },
+  );
 
   it('reads address lists with spaces and without empty entries', () => {
     assert.deepEqual(splitAddrList(' a:1, b:2,,'), ['a:1', 'b:2']);

@@ -280,68 +280,72 @@ describe('Auth API authorisation', () => {
 describe('GenerateUserCerts', () => {
   // The auth server decodes the user, roles and CAs once per stored version (ResourceService.getShared):
   // every change must still reach the very next call.
-  it('sees a role edited, a user locked, a lock placed or lifted, a role removed and a user deleted on the very next call', async () => {
-    const admin = await serviceClient('admin', ['admin']);
-    const role = (logins: string[]) => ({
-      kind: 'role',
-      version: 'v1',
-      metadata: { name: 'shifts' },
-      spec: { allow: { logins } },
-    });
-    await admin.upsertResource({ resource: { json: JSON.stringify(role(['early'])) }, overwrite: false });
-    await auth.createUser({
-      name: 'sam',
-      roles: ['shifts'],
-      logins: [],
-      password: 'long enough pw',
-      createdBy: 'test',
-    });
-    const keys = generateClientKeys('sam');
-    const sign = (c: AuthClient) =>
-      c.generateUserCerts({
-        user: 'sam',
-        sshPublicKey: keys.sshPublicKey,
-        tlsPublicKey: keys.tlsPublicKey,
-        ttlSeconds: 600,
-      });
-    const principals = async (c: AuthClient) =>
-      parseCertificate(parseAuthorizedKey((await sign(c)).sshCert).blob).principals;
-    const sam = await userClient('sam');
-    assert.deepEqual(await principals(admin), ['early']);
-    assert.deepEqual(await principals(sam), ['early']);
-    await admin.upsertResource({ resource: { json: JSON.stringify(role(['late'])) }, overwrite: true });
-    assert.deepEqual(await principals(admin), ['late']);
-    assert.deepEqual(await principals(sam), ['late']);
-    await auth.users.modify('sam', (u) => ({
-      ...u,
-      spec: { ...u.spec, locked_until: new Date(Date.now() + 60_000).toISOString() },
-    }));
-    await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /locked/.test(e.message));
-    await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /locked/.test(e.message));
-    await auth.users.modify('sam', (u) => ({ ...u, spec: { ...u.spec, locked_until: undefined } }));
-    assert.deepEqual(await principals(admin), ['late']);
-    for (const target of [{ user: 'sam' }, { role: 'shifts' }]) {
-      const lock = {
-        kind: 'lock',
+  it(
+    'sees a role edited, a user locked, a lock placed or lifted, a role removed and a user deleted on ' +
+      'the very next call',
+    async () => {
+      const admin = await serviceClient('admin', ['admin']);
+      const role = (logins: string[]) => ({
+        kind: 'role',
         version: 'v1',
-        metadata: { name: 'stop-sam' },
-        spec: { target, message: 'incident' },
-      };
-      await admin.upsertResource({ resource: { json: JSON.stringify(lock) }, overwrite: false });
-      await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /is locked: incident/.test(e.message));
-      await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /is locked: incident/.test(e.message));
-      await admin.deleteResource({ kind: 'lock', name: 'stop-sam' });
+        metadata: { name: 'shifts' },
+        spec: { allow: { logins } },
+      });
+      await admin.upsertResource({ resource: { json: JSON.stringify(role(['early'])) }, overwrite: false });
+      await auth.createUser({
+        name: 'sam',
+        roles: ['shifts'],
+        logins: [],
+        password: 'long enough pw',
+        createdBy: 'test',
+      });
+      const keys = generateClientKeys('sam');
+      const sign = (c: AuthClient) =>
+        c.generateUserCerts({
+          user: 'sam',
+          sshPublicKey: keys.sshPublicKey,
+          tlsPublicKey: keys.tlsPublicKey,
+          ttlSeconds: 600,
+        });
+      const principals = async (c: AuthClient) =>
+        parseCertificate(parseAuthorizedKey((await sign(c)).sshCert).blob).principals;
+      const sam = await userClient('sam');
+      assert.deepEqual(await principals(admin), ['early']);
+      assert.deepEqual(await principals(sam), ['early']);
+      await admin.upsertResource({ resource: { json: JSON.stringify(role(['late'])) }, overwrite: true });
+      assert.deepEqual(await principals(admin), ['late']);
       assert.deepEqual(await principals(sam), ['late']);
-    }
-    await auth.roles.delete('shifts'); // behind the API's back: the user still names it
-    await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
-    await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
-    await admin.upsertResource({ resource: { json: JSON.stringify(role(['back'])) }, overwrite: false });
-    assert.deepEqual(await principals(sam), ['back']);
-    await admin.deleteResource({ kind: 'user', name: 'sam' });
-    await assert.rejects(sign(admin), NotFound);
-    await assert.rejects(sign(sam), AccessDenied);
-  });
+      await auth.users.modify('sam', (u) => ({
+        ...u,
+        spec: { ...u.spec, locked_until: new Date(Date.now() + 60_000).toISOString() },
+      }));
+      await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /locked/.test(e.message));
+      await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /locked/.test(e.message));
+      await auth.users.modify('sam', (u) => ({ ...u, spec: { ...u.spec, locked_until: undefined } }));
+      assert.deepEqual(await principals(admin), ['late']);
+      for (const target of [{ user: 'sam' }, { role: 'shifts' }]) {
+        const lock = {
+          kind: 'lock',
+          version: 'v1',
+          metadata: { name: 'stop-sam' },
+          spec: { target, message: 'incident' },
+        };
+        await admin.upsertResource({ resource: { json: JSON.stringify(lock) }, overwrite: false });
+        await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /is locked: incident/.test(e.message));
+        await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /is locked: incident/.test(e.message));
+        await admin.deleteResource({ kind: 'lock', name: 'stop-sam' });
+        assert.deepEqual(await principals(sam), ['late']);
+      }
+      await auth.roles.delete('shifts'); // behind the API's back: the user still names it
+      await assert.rejects(sign(admin), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
+      await assert.rejects(sign(sam), (e) => e instanceof AccessDenied && /no longer exists/.test(e.message));
+      await admin.upsertResource({ resource: { json: JSON.stringify(role(['back'])) }, overwrite: false });
+      assert.deepEqual(await principals(sam), ['back']);
+      await admin.deleteResource({ kind: 'user', name: 'sam' });
+      await assert.rejects(sign(admin), NotFound);
+      await assert.rejects(sign(sam), AccessDenied);
+    },
+  );
 });
 
 describe('agent audit events', () => {

@@ -113,31 +113,35 @@ describe('HeartbeatStream server, against hostile hosts', () => {
     }
   });
 
-  it('reads a message that arrives a byte at a time, and ends a stream silent for too long, or stopped inside a message', async () => {
-    const { url, answered } = await serve({ idleMs: 300 });
-    const session = http2.connect(url);
-    try {
-      const slow = session.request({
-        ':method': 'POST',
-        ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
-        'content-type': 'application/connect+proto',
-      });
-      for (const byte of message()) slow.write(Buffer.from([byte]));
-      const half = message().subarray(0, 9);
-      slow.write(half); // and then nothing more
-      const started = Date.now();
-      const end = endOf(await answerOf(slow));
-      assert.equal(answered(), 1);
-      assert.equal(end.error?.code, 'deadline_exceeded');
-      assert.ok(Date.now() - started < 3_000);
-      const silent = session.request({
-        ':method': 'POST',
-        ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
-        'content-type': 'application/connect+proto',
-      });
-      assert.match(String(endOf(await answerOf(silent)).error?.message), /no heartbeat for 0.3 s/);
-    } finally {
-      session.close();
-    }
-  });
+  it(
+    'reads a message that arrives a byte at a time, and ends a stream silent for too long, or stopped ' +
+      'inside a message',
+    async () => {
+      const { url, answered } = await serve({ idleMs: 300 });
+      const session = http2.connect(url);
+      try {
+        const slow = session.request({
+          ':method': 'POST',
+          ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
+          'content-type': 'application/connect+proto',
+        });
+        for (const byte of message()) slow.write(Buffer.from([byte]));
+        const half = message().subarray(0, 9);
+        slow.write(half); // and then nothing more
+        const started = Date.now();
+        const end = endOf(await answerOf(slow));
+        assert.equal(answered(), 1);
+        assert.equal(end.error?.code, 'deadline_exceeded');
+        assert.ok(Date.now() - started < 3_000);
+        const silent = session.request({
+          ':method': 'POST',
+          ':path': '/ward.auth.v1.AuthService/HeartbeatStream',
+          'content-type': 'application/connect+proto',
+        });
+        assert.match(String(endOf(await answerOf(silent)).error?.message), /no heartbeat for 0.3 s/);
+      } finally {
+        session.close();
+      }
+    },
+  );
 });

@@ -52,34 +52,37 @@ const sans = (pem: string) => new X509Certificate(pem).subjectAltName ?? '';
 const spki = (pem: string) => new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
 
 describe('TLS host certificate renewal (RenewHostCerts)', () => {
-  it('certifies the same key, host id, roles and names again, from the TLS CA, valid for the host certificate TTL', async () => {
-    const host = await joinedHost('n1', 'node', ['10.0.0.5', '::1']);
-    const before = Date.now();
-    const res = await host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
-    assert.equal(res.sshCert, '', 'no SSH certificate unless asked for');
-    const old = new X509Certificate(host.issued.tlsCert);
-    const renewed = new X509Certificate(res.tlsCert);
-    assert.ok(spki(res.tlsCert).equals(spki(host.issued.tlsCert)), 'the same key');
-    assert.notEqual(renewed.serialNumber, old.serialNumber);
-    assert.equal(sans(res.tlsCert), sans(host.issued.tlsCert), 'the same names');
-    const id = readIdentity(res.tlsCert);
-    assert.equal(id.kind, 'host');
-    assert.equal(id.hostId, 'n1');
-    assert.deepEqual(id.systemRoles, ['node']);
-    assert.equal(id.cluster, 'unit');
-    const notAfter = Date.parse(renewed.validTo);
-    assert.ok(
-      notAfter >= before + TTL_MS - 2_000 && notAfter <= Date.now() + TTL_MS,
-      `fresh validity of the TTL: ${renewed.validTo}`,
-    );
-    assert.deepEqual(res.tlsCas, (await auth.trustBundle()).tlsCAs);
-    verifyChain(res.tlsCert, res.tlsCas, new Date());
-    // The renewed certificate is a working identity for the same host.
-    const again = client({ ...host.identity, certPem: res.tlsCert });
-    clients.push(again);
-    const twice = await again.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
-    assert.equal(readIdentity(twice.tlsCert).hostId, 'n1');
-  });
+  it(
+    'certifies the same key, host id, roles and names again, ' + 'from the TLS CA, valid for the host certificate TTL',
+    async () => {
+      const host = await joinedHost('n1', 'node', ['10.0.0.5', '::1']);
+      const before = Date.now();
+      const res = await host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
+      assert.equal(res.sshCert, '', 'no SSH certificate unless asked for');
+      const old = new X509Certificate(host.issued.tlsCert);
+      const renewed = new X509Certificate(res.tlsCert);
+      assert.ok(spki(res.tlsCert).equals(spki(host.issued.tlsCert)), 'the same key');
+      assert.notEqual(renewed.serialNumber, old.serialNumber);
+      assert.equal(sans(res.tlsCert), sans(host.issued.tlsCert), 'the same names');
+      const id = readIdentity(res.tlsCert);
+      assert.equal(id.kind, 'host');
+      assert.equal(id.hostId, 'n1');
+      assert.deepEqual(id.systemRoles, ['node']);
+      assert.equal(id.cluster, 'unit');
+      const notAfter = Date.parse(renewed.validTo);
+      assert.ok(
+        notAfter >= before + TTL_MS - 2_000 && notAfter <= Date.now() + TTL_MS,
+        `fresh validity of the TTL: ${renewed.validTo}`,
+      );
+      assert.deepEqual(res.tlsCas, (await auth.trustBundle()).tlsCAs);
+      verifyChain(res.tlsCert, res.tlsCas, new Date());
+      // The renewed certificate is a working identity for the same host.
+      const again = client({ ...host.identity, certPem: res.tlsCert });
+      clients.push(again);
+      const twice = await again.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
+      assert.equal(readIdentity(twice.tlsCert).hostId, 'n1');
+    },
+  );
 
   it('renews the SSH certificate in the same call when asked, with the names of the TLS one', async () => {
     const host = await joinedHost('n2', 'node');
@@ -99,33 +102,40 @@ describe('TLS host certificate renewal (RenewHostCerts)', () => {
     }
   });
 
-  it('takes nothing from the request but the key it must match: names and host id are those of the presented certificate', async () => {
-    const host = await joinedHost('n3', 'node', ['10.0.0.8', '10.0.0.9']);
-    const other = await joinedHost('n4', 'node', ['10.0.0.10']);
-    const issuedFor = async (hostId: string) =>
-      (await auth.backend.search({ types: ['cert.create'], limit: 1000, order: 'desc' })).filter(
-        (e) => (e as Record<string, unknown>).host_id === hostId,
-      ).length;
-    // Another host's SSH certificate (its id, its names) beside our own key: refused, and nothing is issued at all.
-    await assert.rejects(
-      host.api.renewHostCerts({ sshCert: other.issued.sshCert, tlsPublicKey: host.keys.tlsPublicKey }),
-      AccessDenied,
-    );
-    assert.equal(await issuedFor('n3'), 0);
-    assert.equal(await issuedFor('n4'), 0);
-    const res = await host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
-    assert.match(sans(res.tlsCert), /IP Address:10\.0\.0\.9/);
-    assert.equal(sans(res.tlsCert), sans(host.issued.tlsCert));
-    assert.equal(readIdentity(res.tlsCert).hostId, 'n3');
-    // A request for a key that is not the presented certificate's: refused, whoever's key it is.
-    await assert.rejects(
-      host.api.renewHostCerts({ tlsPublicKey: other.keys.tlsPublicKey }),
-      (e) => e instanceof AccessDenied && /not the key of the certificate/.test(e.message),
-    );
-    await assert.rejects(host.api.renewHostCerts({ tlsPublicKey: generateClientKeys('x').tlsPublicKey }), AccessDenied);
-    await assert.rejects(host.api.renewHostCerts({ tlsPublicKey: 'not a key' }), BadParameter);
-    assert.equal(await issuedFor('n3'), 1);
-  });
+  it(
+    'takes nothing from the request but the key it must match: names and host id are those of the ' +
+      'presented certificate',
+    async () => {
+      const host = await joinedHost('n3', 'node', ['10.0.0.8', '10.0.0.9']);
+      const other = await joinedHost('n4', 'node', ['10.0.0.10']);
+      const issuedFor = async (hostId: string) =>
+        (await auth.backend.search({ types: ['cert.create'], limit: 1000, order: 'desc' })).filter(
+          (e) => (e as Record<string, unknown>).host_id === hostId,
+        ).length;
+      // Another host's SSH certificate (its id, its names) beside our own key: refused, and nothing is issued at all.
+      await assert.rejects(
+        host.api.renewHostCerts({ sshCert: other.issued.sshCert, tlsPublicKey: host.keys.tlsPublicKey }),
+        AccessDenied,
+      );
+      assert.equal(await issuedFor('n3'), 0);
+      assert.equal(await issuedFor('n4'), 0);
+      const res = await host.api.renewHostCerts({ tlsPublicKey: host.keys.tlsPublicKey });
+      assert.match(sans(res.tlsCert), /IP Address:10\.0\.0\.9/);
+      assert.equal(sans(res.tlsCert), sans(host.issued.tlsCert));
+      assert.equal(readIdentity(res.tlsCert).hostId, 'n3');
+      // A request for a key that is not the presented certificate's: refused, whoever's key it is.
+      await assert.rejects(
+        host.api.renewHostCerts({ tlsPublicKey: other.keys.tlsPublicKey }),
+        (e) => e instanceof AccessDenied && /not the key of the certificate/.test(e.message),
+      );
+      await assert.rejects(
+        host.api.renewHostCerts({ tlsPublicKey: generateClientKeys('x').tlsPublicKey }),
+        AccessDenied,
+      );
+      await assert.rejects(host.api.renewHostCerts({ tlsPublicKey: 'not a key' }), BadParameter);
+      assert.equal(await issuedFor('n3'), 1);
+    },
+  );
 
   it('refuses user certificates, and the in-process services that are not joined hosts', async () => {
     await auth.createUser({

@@ -30,24 +30,27 @@ function stepTo(phase: RotationPhase): CertAuthority {
 }
 
 describe('CA rotation phases', () => {
-  it('trusts both keys from init to update_servers, signs with the new one from update_clients, ends with it alone', () => {
-    assert.deepEqual(names(stepTo('init')), { phase: 'init', signs: ['old'], alsoTrusted: ['new'] });
-    assert.deepEqual(names(stepTo('update_clients')), {
-      phase: 'update_clients',
-      signs: ['new'],
-      alsoTrusted: ['old'],
-    });
-    assert.deepEqual(names(stepTo('update_servers')), {
-      phase: 'update_servers',
-      signs: ['new'],
-      alsoTrusted: ['old'],
-    });
-    assert.deepEqual(names(rotate(stepTo('update_servers'), { target: 'standby' }, () => key('unused'))), {
-      phase: 'standby',
-      signs: ['new'],
-      alsoTrusted: [],
-    });
-  });
+  it(
+    'trusts both keys from init to update_servers, ' + 'signs with the new one from update_clients, ends with it alone',
+    () => {
+      assert.deepEqual(names(stepTo('init')), { phase: 'init', signs: ['old'], alsoTrusted: ['new'] });
+      assert.deepEqual(names(stepTo('update_clients')), {
+        phase: 'update_clients',
+        signs: ['new'],
+        alsoTrusted: ['old'],
+      });
+      assert.deepEqual(names(stepTo('update_servers')), {
+        phase: 'update_servers',
+        signs: ['new'],
+        alsoTrusted: ['old'],
+      });
+      assert.deepEqual(names(rotate(stepTo('update_servers'), { target: 'standby' }, () => key('unused'))), {
+        phase: 'standby',
+        signs: ['new'],
+        alsoTrusted: [],
+      });
+    },
+  );
 
   it('rolls back from every phase before standby to the old key alone', () => {
     for (const phase of ['init', 'update_clients', 'update_servers'] as const) {

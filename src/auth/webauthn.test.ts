@@ -196,19 +196,22 @@ describe('WebAuthn second factor', () => {
     await assert.rejects(deleteDevice(auth, 'alice', device!.id, 'alice'), /last second-factor device/);
   });
 
-  it('makes a sign-up link register a device when one is required, and refuses the link alone without costing it', async () => {
-    const { token } = await createUserToken(auth, 'carol', 'invite', 'test');
-    const base = { token, password: 'a long new password', totpCode: '', webauthnResponse: '', deviceName: '' };
-    await assert.rejects(useUserToken(auth, base), /needs a second factor/);
-    assert.equal((await getUserToken(auth, token)).user, 'carol', 'the link still works');
-    const carolKey = new SoftKey();
-    const used = await useUserToken(auth, {
-      ...base,
-      webauthnResponse: carolKey.register(await beginWebAuthnRegistration(auth, 'carol', true)),
-    });
-    assert.equal(used.factor, 'webauthn');
-    assert.equal(used.recoveryCodes.length, 3);
-    await assert.rejects(getUserToken(auth, token), /invalid or has expired/);
-    assert.equal(await checkSecondFactor(auth, 'carol', carolKey.assert(await loginChallenge('carol'))), 'webauthn');
-  });
+  it(
+    'makes a sign-up link register a device when one is required, ' + 'and refuses the link alone without costing it',
+    async () => {
+      const { token } = await createUserToken(auth, 'carol', 'invite', 'test');
+      const base = { token, password: 'a long new password', totpCode: '', webauthnResponse: '', deviceName: '' };
+      await assert.rejects(useUserToken(auth, base), /needs a second factor/);
+      assert.equal((await getUserToken(auth, token)).user, 'carol', 'the link still works');
+      const carolKey = new SoftKey();
+      const used = await useUserToken(auth, {
+        ...base,
+        webauthnResponse: carolKey.register(await beginWebAuthnRegistration(auth, 'carol', true)),
+      });
+      assert.equal(used.factor, 'webauthn');
+      assert.equal(used.recoveryCodes.length, 3);
+      await assert.rejects(getUserToken(auth, token), /invalid or has expired/);
+      assert.equal(await checkSecondFactor(auth, 'carol', carolKey.assert(await loginChallenge('carol'))), 'webauthn');
+    },
+  );
 });

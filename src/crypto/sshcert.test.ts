@@ -369,16 +369,19 @@ describe('signCertificate', () => {
     await assert.rejects(signCertificate(userFields(rsaBlob), ca), /unsupported key type/);
   });
 
-  it('refuses a subject key that is not a point on its curve, and an outside signer whose CA key is malformed', async () => {
-    const offCurve = new SSHWriter()
-      .string('ecdsa-sha2-nistp256')
-      .string('nistp256')
-      .string(Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]))
-      .toBuffer();
-    await assert.rejects(signCertificate(userFields(offCurve), ca), /not a valid point/);
-    const outside = { publicKeyBlob: offCurve, sign: ca.sign };
-    await assert.rejects(signCertificate(userFields(keyBlob), outside), /not a valid point/);
-  });
+  it(
+    'refuses a subject key that is not a point on its curve, ' + 'and an outside signer whose CA key is malformed',
+    async () => {
+      const offCurve = new SSHWriter()
+        .string('ecdsa-sha2-nistp256')
+        .string('nistp256')
+        .string(Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]))
+        .toBuffer();
+      await assert.rejects(signCertificate(userFields(offCurve), ca), /not a valid point/);
+      const outside = { publicKeyBlob: offCurve, sign: ca.sign };
+      await assert.rejects(signCertificate(userFields(keyBlob), outside), /not a valid point/);
+    },
+  );
 
   it('refuses to return a certificate when the CA signer produces a bad signature', async () => {
     const broken = { publicKeyBlob: ca.publicKeyBlob, sign: async (d: Buffer) => signSSH(gen.ed25519(), d) };

@@ -129,38 +129,41 @@ describe('host certificate renewal in process', () => {
     }
   });
 
-  it('asks only for the certificate that is due: the SSH one stays while the host CA does not call for it', async () => {
-    const id = await joined('r3');
-    // A TLS certificate due within half a second, an SSH one due in 2 s.
-    const { tlsCert } = await auth.issueHostCerts({
-      hostId: 'r3',
-      systemRoles: ['node'],
-      tlsPublicKey: new X509Certificate(id.tlsCert).publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      dnsNames: ['r3'],
-      ipAddresses: [],
-      expires: new Date(Date.now() + 1_500),
-    });
-    const identity = { ...id, tlsCert };
-    const asked: Array<{ sshCert?: string; tlsPublicKey?: string }> = [];
-    const api = {
-      renewHostCerts: async (req: { sshCert?: string; tlsPublicKey?: string }) => {
-        asked.push(req);
-        return { sshCert: '', sshHostCas: [], tlsCert: id.tlsCert, tlsCas: id.tlsCAs };
-      },
-    } as unknown as ReturnType<typeof createAuthClient>;
-    const cache = { get: () => undefined, onChange: () => undefined } as unknown as ResourceCache;
-    const renewed: HostIdentity[] = [];
-    const renewal = startHostCertRenewal({ cache, auth: api, identity, log, onRenewed: (r) => void renewed.push(r) });
-    try {
-      while (renewed.length === 0) await sleep(20);
-    } finally {
-      renewal.stop();
-    }
-    assert.equal(asked[0]!.sshCert, '', 'no SSH certificate asked for');
-    assert.ok(asked[0]!.tlsPublicKey);
-    assert.equal(renewed[0]!.sshCert, id.sshCert, 'the SSH certificate kept');
-    assert.equal(renewed[0]!.tlsCert, id.tlsCert);
-  });
+  it(
+    'asks only for the certificate that is due: ' + 'the SSH one stays while the host CA does not call for it',
+    async () => {
+      const id = await joined('r3');
+      // A TLS certificate due within half a second, an SSH one due in 2 s.
+      const { tlsCert } = await auth.issueHostCerts({
+        hostId: 'r3',
+        systemRoles: ['node'],
+        tlsPublicKey: new X509Certificate(id.tlsCert).publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        dnsNames: ['r3'],
+        ipAddresses: [],
+        expires: new Date(Date.now() + 1_500),
+      });
+      const identity = { ...id, tlsCert };
+      const asked: Array<{ sshCert?: string; tlsPublicKey?: string }> = [];
+      const api = {
+        renewHostCerts: async (req: { sshCert?: string; tlsPublicKey?: string }) => {
+          asked.push(req);
+          return { sshCert: '', sshHostCas: [], tlsCert: id.tlsCert, tlsCas: id.tlsCAs };
+        },
+      } as unknown as ReturnType<typeof createAuthClient>;
+      const cache = { get: () => undefined, onChange: () => undefined } as unknown as ResourceCache;
+      const renewed: HostIdentity[] = [];
+      const renewal = startHostCertRenewal({ cache, auth: api, identity, log, onRenewed: (r) => void renewed.push(r) });
+      try {
+        while (renewed.length === 0) await sleep(20);
+      } finally {
+        renewal.stop();
+      }
+      assert.equal(asked[0]!.sshCert, '', 'no SSH certificate asked for');
+      assert.ok(asked[0]!.tlsPublicKey);
+      assert.equal(renewed[0]!.sshCert, id.sshCert, 'the SSH certificate kept');
+      assert.equal(renewed[0]!.tlsCert, id.tlsCert);
+    },
+  );
 
   it('says to join again, once, when the certificate has already expired, and asks for nothing', async () => {
     const keys = newHostKeys();

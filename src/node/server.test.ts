@@ -345,19 +345,22 @@ describe('node SSH server with OpenSSH clients', () => {
   });
 
   for (const legacy of [false, true]) {
-    it(`copies 10 MB byte-identical both ways with scp${legacy ? ' -O (legacy scp -t/-f over exec)' : ' (SFTP)'}`, async () => {
-      const tag = legacy ? 'legacy' : 'sftp';
-      const src = path.join(dir, `scp-src-${tag}`);
-      fs.writeFileSync(src, crypto.randomBytes(10 * 1024 * 1024));
-      const base = [...clientOpts(), '-P', String(port), ...(legacy ? ['-O'] : [])];
-      const up = await run('scp', [...base, src, `root@127.0.0.1:${dir}/scp-up-${tag}`]);
-      assert.equal(up.code, 0, up.stderr);
-      const down = await run('scp', [...base, `root@127.0.0.1:${dir}/scp-up-${tag}`, `${dir}/scp-down-${tag}`]);
-      assert.equal(down.code, 0, down.stderr);
-      const want = fs.readFileSync(src);
-      assert.ok(want.equals(fs.readFileSync(`${dir}/scp-up-${tag}`)));
-      assert.ok(want.equals(fs.readFileSync(`${dir}/scp-down-${tag}`)));
-    });
+    it(
+      'copies 10 MB byte-identical both ways with scp' + (legacy ? ' -O (legacy scp -t/-f over exec)' : ' (SFTP)'),
+      async () => {
+        const tag = legacy ? 'legacy' : 'sftp';
+        const src = path.join(dir, `scp-src-${tag}`);
+        fs.writeFileSync(src, crypto.randomBytes(10 * 1024 * 1024));
+        const base = [...clientOpts(), '-P', String(port), ...(legacy ? ['-O'] : [])];
+        const up = await run('scp', [...base, src, `root@127.0.0.1:${dir}/scp-up-${tag}`]);
+        assert.equal(up.code, 0, up.stderr);
+        const down = await run('scp', [...base, `root@127.0.0.1:${dir}/scp-up-${tag}`, `${dir}/scp-down-${tag}`]);
+        assert.equal(down.code, 0, down.stderr);
+        const want = fs.readFileSync(src);
+        assert.ok(want.equals(fs.readFileSync(`${dir}/scp-up-${tag}`)));
+        assert.ok(want.equals(fs.readFileSync(`${dir}/scp-down-${tag}`)));
+      },
+    );
   }
 
   it('forwards a local port (-L) to an HTTP server', async () => {

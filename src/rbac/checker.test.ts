@@ -67,32 +67,36 @@ describe('AccessChecker', () => {
     assert.equal(both.canSeeNode({ name: 'p', labels: { env: 'prod' } }), false);
     assert.equal(both.checkNodeLogin({ name: 's', labels: { env: 'staging' } }, 'alice').allowed, true);
   });
-  it('lets a user join a live session only with its login on the node, and others only with the session_tracker rule', () => {
-    const node = { name: 'n1', labels: { env: 'staging' } };
-    const rootSession = { user: 'alice', login: 'root' };
-    const joiner = role('joiner', {
-      allow: { rules: [{ resources: ['session_tracker'], verbs: ['read', 'update'] }] },
-    });
-    const staff = role('staff', { allow: { logins: ['{{internal.logins}}'], node_labels: { '*': '*' } } });
-    // May join sessions, not log in as root: no root session, in either mode.
-    const bob = new AccessChecker([staff, joiner], { logins: ['bob'] });
-    assert.match(
-      (bob.checkSessionJoin(node, rootSession, 'bob', 'observer') as { reason: string }).reason,
-      /login "root"/,
-    );
-    assert.equal(bob.checkSessionJoin(node, rootSession, 'bob', 'peer').allowed, false);
-    assert.equal(bob.checkSessionJoin(node, { user: 'alice', login: 'bob' }, 'bob', 'peer').allowed, true);
-    // May log in as root and join: yes; as root without the rule: not someone else's session, but one's own.
-    const carol = new AccessChecker([staff, joiner], { logins: ['root'] });
-    assert.deepEqual(carol.checkSessionJoin(node, rootSession, 'carol', 'peer'), { allowed: true });
-    const dave = new AccessChecker([staff], { logins: ['root'] });
-    assert.equal(dave.checkSessionJoin(node, rootSession, 'dave', 'observer').allowed, false);
-    assert.equal(dave.checkSessionJoin(node, { user: 'dave', login: 'root' }, 'dave', 'peer').allowed, true);
-    // The owner too needs the login now: a role that denies it since keeps them out of a second seat.
-    const noRoot = role('no-root', { deny: { logins: ['root'] } });
-    const alice = new AccessChecker([staff, noRoot], { logins: ['root'] });
-    assert.equal(alice.checkSessionJoin(node, rootSession, 'alice', 'peer').allowed, false);
-  });
+  it(
+    'lets a user join a live session only with its login on the node, ' +
+      'and others only with the session_tracker rule',
+    () => {
+      const node = { name: 'n1', labels: { env: 'staging' } };
+      const rootSession = { user: 'alice', login: 'root' };
+      const joiner = role('joiner', {
+        allow: { rules: [{ resources: ['session_tracker'], verbs: ['read', 'update'] }] },
+      });
+      const staff = role('staff', { allow: { logins: ['{{internal.logins}}'], node_labels: { '*': '*' } } });
+      // May join sessions, not log in as root: no root session, in either mode.
+      const bob = new AccessChecker([staff, joiner], { logins: ['bob'] });
+      assert.match(
+        (bob.checkSessionJoin(node, rootSession, 'bob', 'observer') as { reason: string }).reason,
+        /login "root"/,
+      );
+      assert.equal(bob.checkSessionJoin(node, rootSession, 'bob', 'peer').allowed, false);
+      assert.equal(bob.checkSessionJoin(node, { user: 'alice', login: 'bob' }, 'bob', 'peer').allowed, true);
+      // May log in as root and join: yes; as root without the rule: not someone else's session, but one's own.
+      const carol = new AccessChecker([staff, joiner], { logins: ['root'] });
+      assert.deepEqual(carol.checkSessionJoin(node, rootSession, 'carol', 'peer'), { allowed: true });
+      const dave = new AccessChecker([staff], { logins: ['root'] });
+      assert.equal(dave.checkSessionJoin(node, rootSession, 'dave', 'observer').allowed, false);
+      assert.equal(dave.checkSessionJoin(node, { user: 'dave', login: 'root' }, 'dave', 'peer').allowed, true);
+      // The owner too needs the login now: a role that denies it since keeps them out of a second seat.
+      const noRoot = role('no-root', { deny: { logins: ['root'] } });
+      const alice = new AccessChecker([staff, noRoot], { logins: ['root'] });
+      assert.equal(alice.checkSessionJoin(node, rootSession, 'alice', 'peer').allowed, false);
+    },
+  );
   it('checks API rules with deny winning', () => {
     const editor = new AccessChecker([builtin('editor')], {});
     assert.deepEqual(editor.checkRule('user', 'create'), { allowed: true });

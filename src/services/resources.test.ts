@@ -40,70 +40,78 @@ describe('ResourceService', () => {
       assert.deepEqual(seen, names);
     }));
 
-  it('refuses an invalid document on create, upsert and modify before writing it, so listings of its kind still work', () =>
-    withBackend(async (backend) => {
-      const users = new ResourceService(backend, 'user');
-      const user = (name: string) => ({
-        kind: 'user' as const,
-        version: 'v1' as const,
-        metadata: { name },
-        spec: { roles: ['access'], traits: { logins: [] } },
-      });
-      const created = await users.create(user('alice'));
-      assert.equal(
-        created.metadata.revision,
-        (await users.get('alice')).metadata.revision,
-        'a write returns what reads back',
-      );
-      await assert.rejects(users.create(user('bad name!')), /invalid user: metadata\.name/);
-      await assert.rejects(users.upsert(user('bad/name')), /invalid user: metadata\.name/);
-      await assert.rejects(
-        users.modify('alice', (u) => ({ ...u, spec: { ...u.spec, roles: 'access' as unknown as string[] } })),
-        /invalid user: spec\.roles/,
-      );
-      assert.deepEqual(
-        (await backend.getRange(ResourceService.prefix('user'))).map((i) => i.key),
-        ['/user/alice'],
-      );
-      assert.deepEqual(
-        (await users.list()).map((u) => [u.metadata.name, u.spec.roles]),
-        [['alice', ['access']]],
-      );
-    }));
+  it(
+    'refuses an invalid document on create, ' +
+      'upsert and modify before writing it, so listings of its kind still work',
+    () =>
+      withBackend(async (backend) => {
+        const users = new ResourceService(backend, 'user');
+        const user = (name: string) => ({
+          kind: 'user' as const,
+          version: 'v1' as const,
+          metadata: { name },
+          spec: { roles: ['access'], traits: { logins: [] } },
+        });
+        const created = await users.create(user('alice'));
+        assert.equal(
+          created.metadata.revision,
+          (await users.get('alice')).metadata.revision,
+          'a write returns what reads back',
+        );
+        await assert.rejects(users.create(user('bad name!')), /invalid user: metadata\.name/);
+        await assert.rejects(users.upsert(user('bad/name')), /invalid user: metadata\.name/);
+        await assert.rejects(
+          users.modify('alice', (u) => ({ ...u, spec: { ...u.spec, roles: 'access' as unknown as string[] } })),
+          /invalid user: spec\.roles/,
+        );
+        assert.deepEqual(
+          (await backend.getRange(ResourceService.prefix('user'))).map((i) => i.key),
+          ['/user/alice'],
+        );
+        assert.deepEqual(
+          (await users.list()).map((u) => [u.metadata.name, u.spec.roles]),
+          [['alice', ['access']]],
+        );
+      }),
+  );
 
-  it('passes stored documents to clients as list() reads them, and fully checks any without a name and string labels', () =>
-    withBackend(async (backend) => {
-      const nodes = new ResourceService(backend, 'node');
-      const cache = new ListingCache((r) => JSON.stringify(r));
-      await nodes.create({
-        kind: 'node',
-        version: 'v1',
-        metadata: { name: 'a', labels: { env: 'prod' } },
-        spec: { hostname: 'a', addr: '', tunnel: true, version: 'test' },
-      });
-      const listed = await nodes.listForClient({}, cache);
-      assert.deepEqual(
-        listed.map((l) => l.resource),
-        await nodes.list(),
-      );
-      assert.deepEqual(
-        listed.map((l) => JSON.parse(l.json)),
-        await nodes.list(),
-      );
-      // A document that reached the backend without the shape access checks read is refused as list() refuses it.
-      const key = `${ResourceService.prefix('node')}b`;
-      await backend.put({
-        key,
-        value: JSON.stringify({
+  it(
+    'passes stored documents to clients as list() reads them, ' +
+      'and fully checks any without a name and string labels',
+    () =>
+      withBackend(async (backend) => {
+        const nodes = new ResourceService(backend, 'node');
+        const cache = new ListingCache((r) => JSON.stringify(r));
+        await nodes.create({
           kind: 'node',
           version: 'v1',
-          metadata: { name: 'b', labels: { env: ['prod'] } },
-          spec: {},
-        }),
-      });
-      await assert.rejects(nodes.listForClient({}, cache), /invalid|expected/i);
-      await assert.rejects(nodes.list(), /invalid|expected/i);
-    }));
+          metadata: { name: 'a', labels: { env: 'prod' } },
+          spec: { hostname: 'a', addr: '', tunnel: true, version: 'test' },
+        });
+        const listed = await nodes.listForClient({}, cache);
+        assert.deepEqual(
+          listed.map((l) => l.resource),
+          await nodes.list(),
+        );
+        assert.deepEqual(
+          listed.map((l) => JSON.parse(l.json)),
+          await nodes.list(),
+        );
+        // A document that reached the backend without the shape access checks read is refused as list() refuses it.
+        const key = `${ResourceService.prefix('node')}b`;
+        await backend.put({
+          key,
+          value: JSON.stringify({
+            kind: 'node',
+            version: 'v1',
+            metadata: { name: 'b', labels: { env: ['prod'] } },
+            spec: {},
+          }),
+        });
+        await assert.rejects(nodes.listForClient({}, cache), /invalid|expected/i);
+        await assert.rejects(nodes.list(), /invalid|expected/i);
+      }),
+  );
 
   it('serves a listed resource from the cache until its revision changes, within a bounded number of entries', () =>
     withBackend(async (backend) => {
@@ -138,40 +146,43 @@ describe('ResourceService', () => {
       );
     }));
 
-  it('decodes a shared read once per stored version, and sees an edit, a delete or a re-creation on the next read', () =>
-    withBackend(async (backend) => {
-      const roles = new ResourceService(backend, 'role');
-      const role = (logins: string[]) => ({
-        kind: 'role' as const,
-        version: 'v1' as const,
-        metadata: { name: 'dev' },
-        spec: { allow: { logins } },
-      });
-      await roles.create(role(['a']));
-      const first = await roles.getShared('dev');
-      assert.equal(await roles.getShared('dev'), first, 'an unchanged document is not decoded again');
-      assert.deepEqual(first, await roles.get('dev'));
-      await roles.upsert(role(['b']));
-      const edited = await roles.getShared('dev');
-      assert.deepEqual(edited.spec.allow?.logins, ['b']);
-      assert.deepEqual(first.spec.allow?.logins, ['a'], 'what an earlier call holds does not change under it');
-      // A write that bypasses the service (another auth server, a restore) is seen too.
-      await backend.put({ key: '/role/dev', value: JSON.stringify(role(['c'])) });
-      assert.deepEqual((await roles.getShared('dev')).spec.allow?.logins, ['c']);
-      await roles.delete('dev');
-      assert.equal(await roles.tryGetShared('dev'), undefined);
-      await assert.rejects(roles.getShared('dev'), /role "dev" not found/);
-      await roles.create(role(['c']));
-      const recreated = await roles.getShared('dev');
-      assert.notEqual(recreated, edited);
-      assert.equal(recreated.metadata.revision, (await roles.get('dev')).metadata.revision);
-      // A stored document that no longer passes the schema is refused, as get() refuses it.
-      await backend.put({
-        key: '/role/dev',
-        value: JSON.stringify({ ...role(['c']), spec: { allow: { logins: 'root' } } }),
-      });
-      await assert.rejects(roles.getShared('dev'), /invalid role/);
-    }));
+  it(
+    'decodes a shared read once per stored version, ' + 'and sees an edit, a delete or a re-creation on the next read',
+    () =>
+      withBackend(async (backend) => {
+        const roles = new ResourceService(backend, 'role');
+        const role = (logins: string[]) => ({
+          kind: 'role' as const,
+          version: 'v1' as const,
+          metadata: { name: 'dev' },
+          spec: { allow: { logins } },
+        });
+        await roles.create(role(['a']));
+        const first = await roles.getShared('dev');
+        assert.equal(await roles.getShared('dev'), first, 'an unchanged document is not decoded again');
+        assert.deepEqual(first, await roles.get('dev'));
+        await roles.upsert(role(['b']));
+        const edited = await roles.getShared('dev');
+        assert.deepEqual(edited.spec.allow?.logins, ['b']);
+        assert.deepEqual(first.spec.allow?.logins, ['a'], 'what an earlier call holds does not change under it');
+        // A write that bypasses the service (another auth server, a restore) is seen too.
+        await backend.put({ key: '/role/dev', value: JSON.stringify(role(['c'])) });
+        assert.deepEqual((await roles.getShared('dev')).spec.allow?.logins, ['c']);
+        await roles.delete('dev');
+        assert.equal(await roles.tryGetShared('dev'), undefined);
+        await assert.rejects(roles.getShared('dev'), /role "dev" not found/);
+        await roles.create(role(['c']));
+        const recreated = await roles.getShared('dev');
+        assert.notEqual(recreated, edited);
+        assert.equal(recreated.metadata.revision, (await roles.get('dev')).metadata.revision);
+        // A stored document that no longer passes the schema is refused, as get() refuses it.
+        await backend.put({
+          key: '/role/dev',
+          value: JSON.stringify({ ...role(['c']), spec: { allow: { logins: 'root' } } }),
+        });
+        await assert.rejects(roles.getShared('dev'), /invalid role/);
+      }),
+  );
 
   it('lists shared reads as list() reads them, with added, edited and deleted resources seen at once', () =>
     withBackend(async (backend) => {

@@ -212,39 +212,42 @@ describe('reverse tunnel', () => {
     );
   });
 
-  it("refuses a user's stream past their limit on one tunnel in one line, while another user still gets through", async () => {
-    const limited = await startTinyProxy(proxyTLS, { maxStreamsPerUser: 3 });
-    // Streams the agent takes and never answers on: SSH connections that never authenticate.
-    const silentAgent = startTunnelClient({
-      proxyAddrs: () => [`127.0.0.1:${limited.port}`],
-      tls: agentTLS,
-      onConnection: (stream) => void stream.resume(),
-      log: silent,
-      backoff: { minMs: 50, maxMs: 500 },
-    });
-    try {
-      await waitFor('the tunnel', () => limited.tunnels.agents().includes('node-1'));
-      const dial = (user: string) =>
-        limited.tunnels.dial('node-1', { clientAddr: '192.0.2.1:1', target: 'localhost:3022', user });
-      const held = await Promise.all([dial('mallory'), dial('mallory'), dial('mallory')]);
-      await assert.rejects(dial('mallory'), {
-        name: 'LimitExceeded',
-        code: 'ERR_LIMIT_EXCEEDED',
-        message: 'you have 3 connections open to node node-1, the most one user may have: close some first',
+  it(
+    "refuses a user's stream past their limit on one tunnel in one line, " + 'while another user still gets through',
+    async () => {
+      const limited = await startTinyProxy(proxyTLS, { maxStreamsPerUser: 3 });
+      // Streams the agent takes and never answers on: SSH connections that never authenticate.
+      const silentAgent = startTunnelClient({
+        proxyAddrs: () => [`127.0.0.1:${limited.port}`],
+        tls: agentTLS,
+        onConnection: (stream) => void stream.resume(),
+        log: silent,
+        backoff: { minMs: 50, maxMs: 500 },
       });
-      const other = await dial('alice');
-      other.destroy();
-      // A stream that ends gives its place back.
-      const closed = once(held[0]!, 'close');
-      held[0]!.destroy();
-      await closed;
-      (await dial('mallory')).destroy();
-      for (const s of held) s.destroy();
-    } finally {
-      await silentAgent.close();
-      await limited.close();
-    }
-  });
+      try {
+        await waitFor('the tunnel', () => limited.tunnels.agents().includes('node-1'));
+        const dial = (user: string) =>
+          limited.tunnels.dial('node-1', { clientAddr: '192.0.2.1:1', target: 'localhost:3022', user });
+        const held = await Promise.all([dial('mallory'), dial('mallory'), dial('mallory')]);
+        await assert.rejects(dial('mallory'), {
+          name: 'LimitExceeded',
+          code: 'ERR_LIMIT_EXCEEDED',
+          message: 'you have 3 connections open to node node-1, the most one user may have: close some first',
+        });
+        const other = await dial('alice');
+        other.destroy();
+        // A stream that ends gives its place back.
+        const closed = once(held[0]!, 'close');
+        held[0]!.destroy();
+        await closed;
+        (await dial('mallory')).destroy();
+        for (const s of held) s.destroy();
+      } finally {
+        await silentAgent.close();
+        await limited.close();
+      }
+    },
+  );
 
   it('reconnects after the proxy is closed and restarted on the same port', async () => {
     const port = proxy.port;
@@ -305,73 +308,77 @@ describe('reverse tunnel', () => {
     }
   });
 
-  it('moves to renewed certificates: the proxy presents its new one, the agent re-dials with its own, open streams finish', async () => {
-    const { log, lines } = capturingLog();
-    const p3 = await startTinyProxy(proxyTLS, { log });
-    let mine = agentTLS;
-    const a = startTunnelClient({
-      proxyAddrs: () => [`127.0.0.1:${p3.port}`],
-      tls: () => mine,
-      onConnection: echo,
-      log: silent,
-      backoff: { minMs: 50, maxMs: 500 },
-    });
-    const peerCert = async (maxVersion?: tls.SecureVersion) => {
-      const t = tls.connect({
-        host: '127.0.0.1',
-        port: p3.port,
-        ALPNProtocols: ['ward-reversetunnel'],
-        maxVersion,
-        key: agentTLS.keyPem,
-        cert: agentTLS.certPem,
-        ca: agentTLS.caPems,
-        checkServerIdentity: () => undefined,
+  it(
+    'moves to renewed certificates: the proxy presents its new one, the agent re-dials with its own, ' +
+      'open streams finish',
+    async () => {
+      const { log, lines } = capturingLog();
+      const p3 = await startTinyProxy(proxyTLS, { log });
+      let mine = agentTLS;
+      const a = startTunnelClient({
+        proxyAddrs: () => [`127.0.0.1:${p3.port}`],
+        tls: () => mine,
+        onConnection: echo,
+        log: silent,
+        backoff: { minMs: 50, maxMs: 500 },
       });
+      const peerCert = async (maxVersion?: tls.SecureVersion) => {
+        const t = tls.connect({
+          host: '127.0.0.1',
+          port: p3.port,
+          ALPNProtocols: ['ward-reversetunnel'],
+          maxVersion,
+          key: agentTLS.keyPem,
+          cert: agentTLS.certPem,
+          ca: agentTLS.caPems,
+          checkServerIdentity: () => undefined,
+        });
+        try {
+          // once() rejects on 'error': a refused handshake comes back as its message.
+          const outcome = await once(t, 'secureConnect').then(
+            () => 'ok',
+            (e: Error) => e.message,
+          );
+          return outcome === 'ok' ? t.getPeerCertificate().fingerprint256 : `refused: ${outcome}`;
+        } finally {
+          t.destroy();
+        }
+      };
       try {
-        // once() rejects on 'error': a refused handshake comes back as its message.
-        const outcome = await once(t, 'secureConnect').then(
-          () => 'ok',
-          (e: Error) => e.message,
+        await waitFor('the tunnel', () => a.connected().length === 1);
+        const held = await p3.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50010', target: 'localhost:3022' });
+        const heldBack = sha256Of(held);
+        held.write('before ');
+        const renewedProxy = await hostCert(ca, 'proxy-1', ['proxy']);
+        p3.tunnels.setTLS({
+          keyPem: renewedProxy.keyPem,
+          certChainPem: renewedProxy.certPem + ca.certPem,
+          caPems: [ca.certPem],
+        });
+        assert.equal(
+          await peerCert(),
+          new X509Certificate(renewedProxy.certPem).fingerprint256,
+          'new handshakes get the renewed proxy certificate',
         );
-        return outcome === 'ok' ? t.getPeerCertificate().fingerprint256 : `refused: ${outcome}`;
+        assert.match(await peerCert('TLSv1.2'), /^refused/, 'and still only TLS 1.3');
+        const accepted = p3.accepted;
+        mine = { ...(await hostCert(ca, 'node-1', ['node'])), caPems: [ca.certPem] };
+        a.renew();
+        await waitFor('the new tunnel to replace the old', () => lines.some((l) => l.includes('"replaced":true')));
+        assert.equal(p3.accepted, accepted + 1, 'one new connection');
+        assert.deepEqual(a.connected(), [`127.0.0.1:${p3.port}`]);
+        const fresh = await p3.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50011', target: 'localhost:3022' });
+        const freshBack = sha256Of(fresh);
+        fresh.end('new tunnel');
+        assert.equal((await freshBack).bytes, 'new tunnel'.length);
+        held.end('and after');
+        assert.equal((await heldBack).bytes, 'before and after'.length, 'the stream on the old tunnel finished');
       } finally {
-        t.destroy();
+        await a.close();
+        await p3.close();
       }
-    };
-    try {
-      await waitFor('the tunnel', () => a.connected().length === 1);
-      const held = await p3.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50010', target: 'localhost:3022' });
-      const heldBack = sha256Of(held);
-      held.write('before ');
-      const renewedProxy = await hostCert(ca, 'proxy-1', ['proxy']);
-      p3.tunnels.setTLS({
-        keyPem: renewedProxy.keyPem,
-        certChainPem: renewedProxy.certPem + ca.certPem,
-        caPems: [ca.certPem],
-      });
-      assert.equal(
-        await peerCert(),
-        new X509Certificate(renewedProxy.certPem).fingerprint256,
-        'new handshakes get the renewed proxy certificate',
-      );
-      assert.match(await peerCert('TLSv1.2'), /^refused/, 'and still only TLS 1.3');
-      const accepted = p3.accepted;
-      mine = { ...(await hostCert(ca, 'node-1', ['node'])), caPems: [ca.certPem] };
-      a.renew();
-      await waitFor('the new tunnel to replace the old', () => lines.some((l) => l.includes('"replaced":true')));
-      assert.equal(p3.accepted, accepted + 1, 'one new connection');
-      assert.deepEqual(a.connected(), [`127.0.0.1:${p3.port}`]);
-      const fresh = await p3.tunnels.dial('node-1', { clientAddr: '192.0.2.7:50011', target: 'localhost:3022' });
-      const freshBack = sha256Of(fresh);
-      fresh.end('new tunnel');
-      assert.equal((await freshBack).bytes, 'new tunnel'.length);
-      held.end('and after');
-      assert.equal((await heldBack).bytes, 'before and after'.length, 'the stream on the old tunnel finished');
-    } finally {
-      await a.close();
-      await p3.close();
-    }
-  });
+    },
+  );
 
   it('keeps a working tunnel when a new connection of the same host never gets past the switch', async () => {
     // A stream held open keeps the working tunnel from ending (and its agent from simply reconnecting).
@@ -436,27 +443,30 @@ describe('reverse tunnel', () => {
     };
   }
 
-  it('while busy, closes connections past its handshake limit at once, and takes the agent once a slot is free', async () => {
-    const t = await proxyWithSlotsHeld(true);
-    try {
-      await waitFor('the agent to be turned away a few times', () => t.limited.accepted >= 2 + 3);
-      assert.deepEqual(t.limited.tunnels.agents(), []);
-      assert.equal(t.limited.tunnels.handshakesInProgress(), 2, 'a shed connection never counts as a handshake');
-      assert.equal(
-        t.lines.filter((l) => l.includes('proxy busy with tunnel handshakes')).length,
-        1,
-        'said once, not per connection',
-      );
-      for (const h of t.holders) h.destroy();
-      await waitFor(
-        'the agent, once a slot is free',
-        () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1,
-      );
-      assert.equal(t.limited.tunnels.handshakesInProgress(), 0, 'a tunnel that is up no longer counts');
-    } finally {
-      await t.close();
-    }
-  });
+  it(
+    'while busy, closes connections past its handshake limit at once, ' + 'and takes the agent once a slot is free',
+    async () => {
+      const t = await proxyWithSlotsHeld(true);
+      try {
+        await waitFor('the agent to be turned away a few times', () => t.limited.accepted >= 2 + 3);
+        assert.deepEqual(t.limited.tunnels.agents(), []);
+        assert.equal(t.limited.tunnels.handshakesInProgress(), 2, 'a shed connection never counts as a handshake');
+        assert.equal(
+          t.lines.filter((l) => l.includes('proxy busy with tunnel handshakes')).length,
+          1,
+          'said once, not per connection',
+        );
+        for (const h of t.holders) h.destroy();
+        await waitFor(
+          'the agent, once a slot is free',
+          () => t.limited.tunnels.agents().includes('node-shed') && t.agent.connected().length === 1,
+        );
+        assert.equal(t.limited.tunnels.handshakesInProgress(), 0, 'a tunnel that is up no longer counts');
+      } finally {
+        await t.close();
+      }
+    },
+  );
 
   it('does not let stalled handshakes lock agents out of a proxy that is not busy', async () => {
     const t = await proxyWithSlotsHeld(false);

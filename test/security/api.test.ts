@@ -220,21 +220,24 @@ describe('the Auth API under hostile callers', () => {
   });
 
   describe('every method', { concurrency: 1 }, () => {
-    it('refuses a caller without a certificate, except Ping and RegisterUsingToken, before reading the request', async () => {
-      await eachMethod(async (m) => {
-        for (const body of [SAMPLE[m.name] ?? {}, {}]) {
-          const a = await call(m, body);
-          assertNoInternals(a, `${m.name} anonymous`);
-          if (m.name === 'Ping') assert.equal(a.status, '200', a.body);
-          else
-            assert.equal(
-              a.code,
-              'permission_denied',
-              `${m.name} without a certificate with ${JSON.stringify(body)}: ${a.status} ${a.body.slice(0, 300)}`,
-            );
-        }
-      });
-    });
+    it(
+      'refuses a caller without a certificate, ' + 'except Ping and RegisterUsingToken, before reading the request',
+      async () => {
+        await eachMethod(async (m) => {
+          for (const body of [SAMPLE[m.name] ?? {}, {}]) {
+            const a = await call(m, body);
+            assertNoInternals(a, `${m.name} anonymous`);
+            if (m.name === 'Ping') assert.equal(a.status, '200', a.body);
+            else
+              assert.equal(
+                a.code,
+                'permission_denied',
+                `${m.name} without a certificate with ${JSON.stringify(body)}: ${a.status} ${a.body.slice(0, 300)}`,
+              );
+          }
+        });
+      },
+    );
 
     it('refuses a user whose roles grant no rule, except what any user may do', async () => {
       await eachMethod(async (m) => {
@@ -267,29 +270,37 @@ describe('the Auth API under hostile callers', () => {
       });
     });
 
-    it('refuses malformed JSON, wrongly typed fields and garbage protobuf with invalid_argument, even from the admin', async () => {
-      const cases: Array<[string, Buffer, string | undefined]> = [
-        ['cut-off JSON', Buffer.from('{"kind": "us'), undefined],
-        // Every field of the method's request message set to a list of numbers: no field type accepts that.
-        ['fields of the wrong type', Buffer.alloc(0), undefined],
-        ['JSON that is not an object', Buffer.from('['.repeat(63) + ']'.repeat(66)), undefined],
-        ['protobuf garbage', Buffer.from('0aff ffff ffff ffff ffff 01'.replace(/ /g, ''), 'hex'), 'application/proto'],
-      ];
-      await eachMethod(async (m) => {
-        for (const [what, given, type] of cases) {
-          const fields = m.input.fields.map((f) => [f.jsonName, [1, 2, 3]]);
-          if (what === 'fields of the wrong type' && fields.length === 0) continue; // nothing to get wrong
-          const body = given.length ? given : Buffer.from(JSON.stringify(Object.fromEntries(fields)));
-          const streamingType = type ? 'application/connect+proto' : undefined;
-          const a = await call(m, body, ids.admin, m.methodKind === 'unary' ? type : streamingType);
-          // connect-es reports an unparsable binary message as `internal` ("parse binary: ...") before any
-          // Ward code runs (protocol/serialization.js): wrong code, no internals. Anything else is ours.
-          if (type && a.code === 'internal' && /^parse binary: [\w ]+$/.test(a.message ?? '')) continue;
-          assertNoInternals(a, `${m.name} ${what}`);
-          assert.equal(a.code, 'invalid_argument', `${m.name} with ${what}: ${a.status} ${a.body.slice(0, 300)}`);
-        }
-      });
-    });
+    it(
+      'refuses malformed JSON, ' +
+        'wrongly typed fields and garbage protobuf with invalid_argument, even from the admin',
+      async () => {
+        const cases: Array<[string, Buffer, string | undefined]> = [
+          ['cut-off JSON', Buffer.from('{"kind": "us'), undefined],
+          // Every field of the method's request message set to a list of numbers: no field type accepts that.
+          ['fields of the wrong type', Buffer.alloc(0), undefined],
+          ['JSON that is not an object', Buffer.from('['.repeat(63) + ']'.repeat(66)), undefined],
+          [
+            'protobuf garbage',
+            Buffer.from('0aff ffff ffff ffff ffff 01'.replace(/ /g, ''), 'hex'),
+            'application/proto',
+          ],
+        ];
+        await eachMethod(async (m) => {
+          for (const [what, given, type] of cases) {
+            const fields = m.input.fields.map((f) => [f.jsonName, [1, 2, 3]]);
+            if (what === 'fields of the wrong type' && fields.length === 0) continue; // nothing to get wrong
+            const body = given.length ? given : Buffer.from(JSON.stringify(Object.fromEntries(fields)));
+            const streamingType = type ? 'application/connect+proto' : undefined;
+            const a = await call(m, body, ids.admin, m.methodKind === 'unary' ? type : streamingType);
+            // connect-es reports an unparsable binary message as `internal` ("parse binary: ...") before any
+            // Ward code runs (protocol/serialization.js): wrong code, no internals. Anything else is ours.
+            if (type && a.code === 'internal' && /^parse binary: [\w ]+$/.test(a.message ?? '')) continue;
+            assertNoInternals(a, `${m.name} ${what}`);
+            assert.equal(a.code, 'invalid_argument', `${m.name} with ${what}: ${a.status} ${a.body.slice(0, 300)}`);
+          }
+        });
+      },
+    );
   });
 
   describe('afterwards', () => {

@@ -114,16 +114,20 @@ describe('file transfer paths', () => {
     }
   });
 
-  it('refuses a root-only file through `..` and through a symlink, with scp over SFTP and over the legacy scp protocol', async () => {
-    for (const mode of [[], ['-O']]) {
-      for (const path of [`../..${secret.path}`, 'link-to-secret']) {
-        const r = await scp([...mode, remote(path), join(work, 'stolen')]);
-        assert.notEqual(r.code, 0, `scp ${mode.join(' ')} ${path} succeeded`);
-        assert.match(r.stderr, /Permission denied/, `scp ${mode.join(' ')} ${path}: ${r.stderr}`);
-        assert.equal(existsSync(join(work, 'stolen')), false);
+  it(
+    'refuses a root-only file through `..` and through a symlink, with scp over SFTP and over the legacy ' +
+      'scp protocol',
+    async () => {
+      for (const mode of [[], ['-O']]) {
+        for (const path of [`../..${secret.path}`, 'link-to-secret']) {
+          const r = await scp([...mode, remote(path), join(work, 'stolen')]);
+          assert.notEqual(r.code, 0, `scp ${mode.join(' ')} ${path} succeeded`);
+          assert.match(r.stderr, /Permission denied/, `scp ${mode.join(' ')} ${path}: ${r.stderr}`);
+          assert.equal(existsSync(join(work, 'stolen')), false);
+        }
       }
-    }
-  });
+    },
+  );
 
   it('refuses to write outside what the login may write, through `..` and through a symlink', async () => {
     writeFileSync(join(work, 'payload'), 'owned');

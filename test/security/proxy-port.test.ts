@@ -156,12 +156,16 @@ describe('the public proxy port under hostile input', () => {
   describe('what stops half way is closed within its deadline', { concurrency: true }, () => {
     // As real clients offer them: the auth client adds h2, which the auth server (behind the pass-through) speaks.
     for (const alpn of [['h2'], ['http/1.1'], ['ward-auth', 'h2'], ['ward-proxy-ssh'], ['ward-reversetunnel']]) {
-      it(`closes a TLS hello offering ${alpn.join(', ')} followed by silence within ${HANDSHAKE_DEADLINE_MS / 1000} s`, async () => {
-        const hello = await captureClientHello({ ALPNProtocols: alpn, servername: 'localhost' });
-        const r = await sendAndAwaitClose(cluster.proxyAddr, hello, HANDSHAKE_DEADLINE_MS + SLACK_MS * 2);
-        assert.ok(r.closed, `still open after ${r.ms}ms`);
-        assert.ok(r.ms < HANDSHAKE_DEADLINE_MS + SLACK_MS, `closed only after ${r.ms}ms`);
-      });
+      it(
+        `closes a TLS hello offering ${alpn.join(', ')} ` +
+          `followed by silence within ${HANDSHAKE_DEADLINE_MS / 1000} s`,
+        async () => {
+          const hello = await captureClientHello({ ALPNProtocols: alpn, servername: 'localhost' });
+          const r = await sendAndAwaitClose(cluster.proxyAddr, hello, HANDSHAKE_DEADLINE_MS + SLACK_MS * 2);
+          assert.ok(r.closed, `still open after ${r.ms}ms`);
+          assert.ok(r.ms < HANDSHAKE_DEADLINE_MS + SLACK_MS, `closed only after ${r.ms}ms`);
+        },
+      );
     }
 
     it(`closes an SSH banner followed by silence within ${HANDSHAKE_DEADLINE_MS / 1000} s`, async () => {
@@ -201,49 +205,52 @@ describe('the public proxy port under hostile input', () => {
       assert.ok(r.ms < PEEK_DEADLINE_MS + SLACK_MS, `closed only after ${r.ms}ms`);
     });
 
-    it('serves a real user while 2,000 idle connections are open, and closes them all by the peek deadline', async () => {
-      const idle: net.Socket[] = [];
-      const closed = new Set<net.Socket>();
-      const opened = Date.now();
-      await Promise.all(
-        Array.from(
-          { length: 2_000 },
-          () =>
-            new Promise<void>((resolve) => {
-              const s = net.connect({ host, port });
-              idle.push(s);
-              s.on('error', () => undefined);
-              s.once('close', () => closed.add(s));
-              s.once('connect', () => resolve());
-              s.once('close', () => resolve());
-            }),
-        ),
-      );
-      try {
-        // The kernel completes connections before the proxy accepts them: wait for the accepts.
-        // On a loaded machine the accepts can lag well behind the connects; each connection's deadline
-        // runs from its accept, so the closing deadline below is counted from when they were accepted.
-        // (Other cases of this file run at the same time and open and close their own connections, so the
-        // descriptor count is a progress signal here, not the assertion: that every idle connection is
-        // closed by the deadline, which only happens to connections the proxy accepted and timed out.)
-        let during = readVitals(cluster.pid).fds;
-        for (const until = Date.now() + 15_000; during < baseline.fds + 1_900 && Date.now() < until; await delay(100))
-          during = readVitals(cluster.pid).fds;
-        const accepted = Date.now();
-        await target.assertServing();
-        // A few connections may still sit in the listen backlog when the count says "most are in": the
-        // last of them gets one more slack period.
-        const deadline = accepted + PEEK_DEADLINE_MS + SLACK_MS * 3;
-        while (closed.size < idle.length && Date.now() < deadline) await delay(200);
-        assert.equal(
-          closed.size,
-          idle.length,
-          `${idle.length - closed.size} idle connections still open after ${Date.now() - opened}ms`,
+    it(
+      'serves a real user while 2,000 idle connections are open, ' + 'and closes them all by the peek deadline',
+      async () => {
+        const idle: net.Socket[] = [];
+        const closed = new Set<net.Socket>();
+        const opened = Date.now();
+        await Promise.all(
+          Array.from(
+            { length: 2_000 },
+            () =>
+              new Promise<void>((resolve) => {
+                const s = net.connect({ host, port });
+                idle.push(s);
+                s.on('error', () => undefined);
+                s.once('close', () => closed.add(s));
+                s.once('connect', () => resolve());
+                s.once('close', () => resolve());
+              }),
+          ),
         );
-      } finally {
-        for (const s of idle) s.destroy();
-      }
-    });
+        try {
+          // The kernel completes connections before the proxy accepts them: wait for the accepts.
+          // On a loaded machine the accepts can lag well behind the connects; each connection's deadline
+          // runs from its accept, so the closing deadline below is counted from when they were accepted.
+          // (Other cases of this file run at the same time and open and close their own connections, so the
+          // descriptor count is a progress signal here, not the assertion: that every idle connection is
+          // closed by the deadline, which only happens to connections the proxy accepted and timed out.)
+          let during = readVitals(cluster.pid).fds;
+          for (const until = Date.now() + 15_000; during < baseline.fds + 1_900 && Date.now() < until; await delay(100))
+            during = readVitals(cluster.pid).fds;
+          const accepted = Date.now();
+          await target.assertServing();
+          // A few connections may still sit in the listen backlog when the count says "most are in": the
+          // last of them gets one more slack period.
+          const deadline = accepted + PEEK_DEADLINE_MS + SLACK_MS * 3;
+          while (closed.size < idle.length && Date.now() < deadline) await delay(200);
+          assert.equal(
+            closed.size,
+            idle.length,
+            `${idle.length - closed.size} idle connections still open after ${Date.now() - opened}ms`,
+          );
+        } finally {
+          for (const s of idle) s.destroy();
+        }
+      },
+    );
   });
 
   describe('the HTTPS listener', () => {
