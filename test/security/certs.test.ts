@@ -16,6 +16,7 @@ import ssh2 from 'ssh2';
 import { after, before, describe, it } from 'node:test';
 import { AccessDenied } from '../../src/api/errors.ts';
 import { cleanup, makeTempDir, poll, run, type Cluster, type RunResult } from '../harness.ts';
+import { writeDirectSSHConfig } from '../users.ts';
 import { RecordChannel } from '../../src/tunnel/records.ts';
 import { reissueTLSCert, resignSSHCert } from './forge.ts';
 import { ok, startTarget, type Target } from './fixture.ts';
@@ -60,24 +61,7 @@ function identity(name: string, certLine: string, key = sshKey): string {
   const file = join(work, name);
   copyFileSync(key, file);
   writeFileSync(`${file}-cert.pub`, certLine);
-  const cfg = join(work, `${name}.ssh_config`);
-  writeFileSync(
-    cfg,
-    [
-      'Host *',
-      `  IdentityFile ${file}`,
-      `  CertificateFile ${file}-cert.pub`,
-      '  IdentitiesOnly yes',
-      `  UserKnownHostsFile ${knownHosts}`,
-      '  GlobalKnownHostsFile /dev/null',
-      '  StrictHostKeyChecking yes',
-      '  BatchMode yes',
-      '  ConnectTimeout 10',
-      '  LogLevel ERROR',
-      '',
-    ].join('\n'),
-  );
-  return cfg;
+  return writeDirectSSHConfig(join(work, `${name}.ssh_config`), file, knownHosts);
 }
 
 function refused(r: RunResult, what: string): void {
