@@ -50,6 +50,7 @@ export class Router {
   private readonly tunnels: TunnelDialer | undefined;
   private readonly nodeTLS: NodeTLS | undefined;
   private readonly clock: Clock;
+  private context: { material: string; context: tls.SecureContext } | undefined;
 
   constructor(
     private readonly cache: ResourceCache,
@@ -111,6 +112,21 @@ export class Router {
     }
   }
 
+  /**
+   * The TLS context for dialling nodes, made once per (certificate, trusted CAs) rather than per dial (it parses the
+   * key and every CA: ~0.75 ms, as the tunnel client measured); a renewal or a CA rotation makes a new one.
+   */
+  private nodeContext(id: { keyPem: string; certPem: string }, cas: string[]): tls.SecureContext {
+    const material = id.certPem + cas.join('');
+    if (this.context?.material !== material) {
+      this.context = {
+        material,
+        context: tls.createSecureContext({ key: id.keyPem, cert: id.certPem, ca: cas, minVersion: 'TLSv1.3' }),
+      };
+    }
+    return this.context.context;
+  }
+
   private handshakeNode(raw: net.Socket, node: Node, addr: string): Promise<tls.TLSSocket> {
     const { log } = this.nodeTLS!;
     const id = this.nodeTLS!.identity();
@@ -129,11 +145,8 @@ export class Router {
     return new Promise((resolve, reject) => {
       const socket = tls.connect({
         socket: raw,
-        key: id.keyPem,
-        cert: id.certPem,
-        ca: cas,
+        secureContext: this.nodeContext(id, cas),
         ALPNProtocols: [ALPN_NODE_SSH],
-        minVersion: 'TLSv1.3',
         // The address may be an IP or a name the certificate lacks: the host id check below replaces name checks.
         checkServerIdentity: () => undefined,
       });
